@@ -1,0 +1,313 @@
+"""Audit submission, queries and cancellation: the plain functions behind the audit routes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db import utcnow
+from app.errors import ApiError
+from app.models import ApiKey, Audit, AuditStatus, Dataset, SampleResult, Shard, ShardStatus
+from app.schemas import AuditCreate, AuditPublic, Progress
+from app.security import PathNotAllowed, resolve_under_roots
+from worker.checks import UnknownCheck, get_check
+from worker.loaders.datasets import DatasetError, inspect_jsonl
+from worker.loaders.models import ModelError, ModelSpec, resolve_model
+from worker.task_names import RUN_SHARD
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    uri: str
+    sha256: str
+    n_records: int
+    fields: list[str]
+
+
+def _resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedDataset:
+    scheme, _, rest = uri.partition(":")
+    if scheme == "dataset":
+        row = session.get(Dataset, rest)
+        if row is None:
+            raise ApiError(
+                422,
+                "unknown_dataset",
+                f"no dataset with id {rest!r}; upload it with POST /v1/datasets first",
+            )
+        return ResolvedDataset(uri, row.sha256, row.n_records, list(row.fields))
+    if scheme == "path":
+        try:
+            path = resolve_under_roots(rest, settings.data_root_paths, kind="dataset")
+            with path.open("rb") as stream:
+                info = inspect_jsonl(stream, validate_all=False)
+        except (PathNotAllowed, IsADirectoryError, PermissionError) as exc:
+            raise ApiError(422, "invalid_dataset", str(exc)) from None
+        except DatasetError as exc:
+            raise ApiError(422, "invalid_dataset", f"{rest}: {exc}") from None
+        return ResolvedDataset(uri, info.sha256, info.n_records, info.fields)
+    raise ApiError(
+        422,
+        "invalid_dataset",
+        f"unsupported dataset URI {uri!r}: use dataset:<id> or path:<absolute file>",
+    )
+
+
+def _resolve_model(settings: Settings, uri: str, field: str) -> ModelSpec:
+    try:
+        return resolve_model(uri, settings.model_root_paths)
+    except ModelError as exc:
+        raise ApiError(422, "invalid_model", f"{field}: {exc}") from None
+
+
+def _validated_checks(
+    body: AuditCreate, model: ModelSpec, dataset: ResolvedDataset
+) -> list[dict[str, Any]]:
+    checks = []
+    for position, request in enumerate(body.checks):
+        try:
+            kind = get_check(request.kind)
+        except UnknownCheck as exc:
+            raise ApiError(
+                422, "unknown_check_kind", str(exc), {"check": position, "kind": request.kind}
+            ) from None
+        try:
+            params = kind.parse_params(request.params)
+        except ValidationError as exc:
+            detail = [
+                {"loc": ["checks", position, "params", *e["loc"]], "msg": e["msg"]}
+                for e in exc.errors()
+            ]
+            raise ApiError(
+                422, "invalid_params", f"invalid params for check {kind.name!r}", detail
+            ) from None
+        if model.kind not in kind.model_kinds:
+            raise ApiError(
+                422,
+                "unsupported_model_kind",
+                f"check {kind.name!r} supports "
+                f"{', '.join(kind.model_kinds)} models, not {model.kind}",
+            )
+        missing = [name for name in kind.required_fields if name not in dataset.fields]
+        if missing:
+            raise ApiError(
+                422,
+                "missing_dataset_fields",
+                f"check {kind.name!r} needs dataset "
+                f"fields {missing}; the dataset has {dataset.fields}",
+            )
+        if any(existing["kind"] == kind.name for existing in checks):
+            raise ApiError(422, "duplicate_check", f"check {kind.name!r} is listed twice")
+        checks.append({"kind": kind.name, "params": params.model_dump(mode="json")})
+    return checks
+
+
+def _same_request(audit: Audit, body: AuditCreate, checks: list[dict[str, Any]]) -> bool:
+    return (audit.model_uri, audit.dataset_uri, audit.checks) == (
+        body.model.uri,
+        body.dataset.uri,
+        checks,
+    )
+
+
+def submit_audit(
+    session: Session, settings: Settings, body: AuditCreate, key: ApiKey
+) -> tuple[Audit, bool]:
+    """Validate everything checkable now and write the audit with its shards.
+
+    Returns (audit, created). Nothing is written when validation fails.
+    """
+    model = _resolve_model(settings, body.model.uri, "model")
+    if body.reference_model is not None:
+        _resolve_model(settings, body.reference_model.uri, "reference_model")
+    dataset = _resolve_dataset(session, settings, body.dataset.uri)
+    if dataset.n_records == 0:
+        raise ApiError(422, "empty_dataset", f"dataset {body.dataset.uri} has no records")
+    checks = _validated_checks(body, model, dataset)
+
+    if body.idempotency_key:
+        existing = session.scalar(
+            select(Audit).where(Audit.idempotency_key == body.idempotency_key)
+        )
+        if existing is not None:
+            if not _same_request(existing, body, checks):
+                raise ApiError(
+                    409,
+                    "idempotency_conflict",
+                    "this idempotency_key was used for a different request",
+                    {"audit_id": existing.id},
+                )
+            return existing, False
+
+    audit = Audit(
+        model_uri=body.model.uri,
+        reference_model_uri=body.reference_model.uri if body.reference_model else None,
+        dataset_uri=dataset.uri,
+        dataset_sha256=dataset.sha256,
+        n_samples=dataset.n_records,
+        checks=checks,
+        labels=body.labels,
+        callback_url=str(body.callback_url) if body.callback_url else None,
+        idempotency_key=body.idempotency_key,
+        created_by=key.id,
+        summary={},
+        provenance={},
+    )
+    session.add(audit)
+    session.flush()
+    now = utcnow()
+    for index, start in enumerate(range(0, dataset.n_records, settings.shard_size)):
+        stop = min(start + settings.shard_size, dataset.n_records)
+        session.add(
+            Shard(audit_id=audit.id, index=index, start=start, stop=stop, enqueued_at=now, info={})
+        )
+    session.commit()
+    return audit, True
+
+
+def enqueue_audit(session: Session, celery: Celery, settings: Settings, audit: Audit) -> None:
+    """Send one message per queued shard; a shard whose message fails waits for the reaper."""
+    shard_ids = session.scalars(
+        select(Shard.id).where(Shard.audit_id == audit.id, Shard.status == ShardStatus.QUEUED)
+    ).all()
+    unsent = []
+    for shard_id in shard_ids:
+        try:
+            celery.send_task(RUN_SHARD, args=[shard_id], queue=settings.queue)
+        except Exception:  # broker down: the row is the truth, the reaper re-sends it
+            log.exception("could not enqueue shard %s; the reaper will re-send it", shard_id)
+            unsent.append(shard_id)
+    if unsent:
+        session.execute(update(Shard).where(Shard.id.in_(unsent)).values(enqueued_at=None))
+        session.commit()
+
+
+def get_audit(session: Session, audit_id: str) -> Audit:
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        raise ApiError(404, "not_found", f"no audit {audit_id!r}")
+    return audit
+
+
+def progress_of(session: Session, audit: Audit) -> Progress:
+    if audit.status == AuditStatus.SUCCEEDED:
+        return Progress(done=audit.n_samples, total=audit.n_samples)
+    done = session.scalar(
+        select(func.coalesce(func.sum(Shard.done), 0)).where(Shard.audit_id == audit.id)
+    )
+    return Progress(done=int(done), total=audit.n_samples)
+
+
+def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic:
+    return AuditPublic(
+        id=audit.id,
+        status=audit.status,
+        progress=progress_of(session, audit),
+        error=audit.error,
+        model_uri=audit.model_uri,
+        reference_model_uri=audit.reference_model_uri,
+        dataset_uri=audit.dataset_uri,
+        checks=audit.checks,
+        labels=audit.labels or {},
+        summary=audit.summary or {},
+        provenance=audit.provenance or {},
+        cancel_requested=audit.cancel_requested,
+        created_at=audit.created_at,
+        started_at=audit.started_at,
+        finished_at=audit.finished_at,
+        report_url=f"{settings.public_url.rstrip('/')}/audits/{audit.id}",
+    )
+
+
+def list_audits(
+    session: Session,
+    *,
+    status: str | None,
+    model: str | None,
+    label: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Audit], int]:
+    query = select(Audit)
+    if status:
+        query = query.where(Audit.status == status)
+    if model:
+        query = query.where(Audit.model_uri == model)
+    if label:
+        name, sep, value = label.partition(":")
+        if not sep:
+            raise ApiError(422, "invalid_filter", "label filter must be name:value")
+        query = query.where(Audit.labels[name].as_string() == value)
+    count = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(
+        query.order_by(Audit.created_at.desc(), Audit.id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(count)
+
+
+def cancel_audit(session: Session, audit: Audit) -> Audit:
+    """Record the cancellation; running workers see it between batches and stop."""
+    if audit.status not in AuditStatus.ACTIVE:
+        raise ApiError(409, "not_cancellable", f"audit {audit.id} is already {audit.status}")
+    now = utcnow()
+    session.execute(
+        update(Audit)
+        .where(Audit.id == audit.id, Audit.status.in_(AuditStatus.ACTIVE))
+        .values(cancel_requested=True, status=AuditStatus.CANCELLED, finished_at=now)
+    )
+    session.execute(
+        update(Shard)
+        .where(Shard.audit_id == audit.id, Shard.status == ShardStatus.QUEUED)
+        .values(status=ShardStatus.CANCELLED)
+    )
+    session.commit()
+    session.refresh(audit)
+    return audit
+
+
+def list_samples(
+    session: Session,
+    audit: Audit,
+    *,
+    check: str | None,
+    order_by: str,
+    desc: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[SampleResult], int]:
+    query = select(SampleResult).where(SampleResult.audit_id == audit.id)
+    audit_kinds = [entry["kind"] for entry in audit.checks]
+    if check is not None:
+        if check not in audit_kinds:
+            raise ApiError(
+                422, "unknown_check", f"audit has no check {check!r}; it has {audit_kinds}"
+            )
+        query = query.where(SampleResult.check == check)
+    if order_by == "sample_index":
+        order = SampleResult.sample_index
+    else:
+        if check is None or order_by not in get_check(check).numeric_metric_names():
+            allowed = sorted(get_check(check).numeric_metric_names()) if check else []
+            raise ApiError(
+                422,
+                "invalid_order",
+                f"order_by must be sample_index or, with "
+                f"check=, one of its numeric metrics {allowed}",
+            )
+        order = SampleResult.values[order_by].as_float()
+    order = (order.desc() if desc else order.asc()).nulls_last()
+    count = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(
+        query.order_by(order, SampleResult.sample_index, SampleResult.check)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(count)

@@ -1,0 +1,289 @@
+"""The `memaudit` command: serve, worker, beat, migrate, demo, keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from app.config import Settings, get_settings
+
+log = logging.getLogger("memaudit")
+
+
+# ---- migrate and keys ----------------------------------------------------------------------
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.migrate import upgrade
+
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    print(f"database at head: {_redact(settings.database_url)}")
+    return 0
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.keys import create_key
+
+    db = Database(settings.database_url)
+    with db.session() as session:
+        key = create_key(session, args.name, args.scope)
+    print(key)
+    return 0
+
+
+def ensure_admin_key(settings: Settings) -> str | None:
+    """On first start, create an admin key, print it once and keep it in admin.key (0600)."""
+    from app.db import Database
+    from app.keys import count_admin_keys, create_key
+
+    db = Database(settings.database_url)
+    with db.session() as session:
+        if count_admin_keys(session):
+            return None
+        key = create_key(session, "admin", "admin")
+    path = settings.admin_key_path
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+# ---- worker --------------------------------------------------------------------------------
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.tasks import celery_app
+
+    argv = [
+        "worker",
+        f"--loglevel={args.loglevel}",
+        "--pool=prefork",
+        f"--concurrency={args.concurrency or settings.worker_concurrency}",
+        "-Q",
+        settings.queue,
+        "-n",
+        f"memaudit-{os.getpid()}@%h",
+    ]
+    if args.beat:
+        argv.append("--beat")
+    celery_app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.tasks import celery_app
+
+    celery_app.start(["beat", f"--loglevel={args.loglevel}"])
+    return 0
+
+
+class WorkerSupervisor(threading.Thread):
+    """Keeps one worker subprocess alive beside the API, restarting it if it dies."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(daemon=True, name="worker-supervisor")
+        self.env, self.process, self.stopping = env, None, threading.Event()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "app.cli", "worker", "--beat"]
+        return subprocess.Popen(command, env=self.env, start_new_session=True)
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            self.process = self._start()
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
+            log.warning("worker exited with %s; restarting in %.0fs", code, backoff)
+            self.stopping.wait(backoff)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    if "MEMAUDIT_PUBLIC_URL" not in os.environ:
+        settings.public_url = f"http://{args.host}:{args.port}"
+    cmd_migrate(settings, args)
+    key = ensure_admin_key(settings)
+    if key:
+        print(f"\nCreated the first admin key (saved in {settings.admin_key_path}):\n  {key}\n")
+    env = {
+        **os.environ,
+        "MEMAUDIT_DATA_DIR": str(settings.data_dir),
+        "MEMAUDIT_PUBLIC_URL": settings.public_url,
+    }
+    supervisor = WorkerSupervisor(env)
+    if not args.no_worker:
+        supervisor.start()
+    if args.demo:
+        url = f"http://{args.host}:{args.port}"
+        threading.Thread(target=_demo_when_ready, args=(settings, url), daemon=True).start()
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    finally:
+        supervisor.stop()
+    return 0
+
+
+# ---- demo ----------------------------------------------------------------------------------
+
+
+def _request(url: str, key: str | None = None, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _wait_ready(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _request(f"{url}/readyz")
+            return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def build_demo_files(settings: Settings) -> tuple[Path, Path]:
+    from worker.demo import build_demo
+
+    settings.ensure_dirs()
+    model_dir = settings.model_root_paths[0] / "demo-canary-gpt2"
+    dataset_path = settings.data_root_paths[0] / "demo" / "canaries.jsonl"
+    print(f"building the demo model in {model_dir} (a tiny GPT-2 that memorizes canaries)...")
+    build_demo(model_dir, dataset_path)
+    return model_dir, dataset_path
+
+
+def submit_demo(settings: Settings, url: str, key: str, wait: bool) -> str:
+    model_dir, dataset_path = build_demo_files(settings)
+    body = {
+        "model": {"uri": f"path:{model_dir}"},
+        "dataset": {"uri": f"path:{dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+        "labels": {"source": "demo"},
+    }
+    audit = _request(f"{url}/v1/audits", key, body)
+    while wait and audit["status"] in ("queued", "running"):
+        time.sleep(1)
+        audit = _request(f"{url}/v1/audits/{audit['id']}", key)
+    report = f"{settings.public_url.rstrip('/')}/audits/{audit['id']}"
+    print(f"\nDemo audit {audit['id']} is {audit['status']}. Report: {report}")
+    if audit["status"] == "succeeded":
+        by_member = audit["summary"]["loss"].get("by_member", {})
+        for group, stats in by_member.items():
+            print(f"  {group}: mean loss {stats['mean_sample_loss']:.3f} nats/token")
+    print("Sign in with the key in", settings.admin_key_path)
+    return audit["id"]
+
+
+def _demo_when_ready(settings: Settings, url: str) -> None:
+    try:
+        _wait_ready(url)
+        key = settings.admin_key_path.read_text().strip()
+        submit_demo(settings, url, key, wait=True)
+    except Exception:
+        log.exception("the demo audit could not be submitted")
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    if args.no_submit:
+        build_demo_files(settings)
+        return 0
+    key = args.key or settings.admin_key_path.read_text().strip()
+    submit_demo(settings, args.url or settings.public_url, key, wait=args.wait)
+    return 0
+
+
+# ---- entry point ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memaudit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate, then run the API and a worker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.add_argument("--demo", action="store_true", help="also build and audit the demo model")
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=None, help="processes (one per GPU)")
+    worker.add_argument("--beat", action="store_true", help="also run the periodic reaper")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(handler=cmd_worker)
+
+    beat = commands.add_parser("beat", help="run the periodic scheduler (the reaper) alone")
+    beat.add_argument("--loglevel", default="INFO")
+    beat.set_defaults(handler=cmd_beat)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to head")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    demo = commands.add_parser("demo", help="build the demo model and submit an audit of it")
+    demo.add_argument("--url", default=None, help="the API (default: MEMAUDIT_PUBLIC_URL)")
+    demo.add_argument("--key", default=None, help="API key (default: the saved admin.key)")
+    demo.add_argument("--no-submit", action="store_true", help="only build model and dataset")
+    demo.add_argument("--wait", action="store_true", help="wait for the audit to finish")
+    demo.set_defaults(handler=cmd_demo)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create a key and print it")
+    create.add_argument("name")
+    create.add_argument("--scope", choices=["read", "submit", "admin"], default="read")
+    create.set_defaults(handler=cmd_keys_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    return args.handler(get_settings(), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

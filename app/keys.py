@@ -1,0 +1,36 @@
+"""Creating and checking API keys against the database."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import ApiKey
+from app.security import KEY_PREFIX_LEN, SCOPES, generate_key, key_matches
+
+
+def create_key(session: Session, name: str, scope: str) -> str:
+    """Store a new key's hash and return the key itself: the only time it is ever seen."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    key, prefix, key_hash = generate_key()
+    session.add(ApiKey(name=name, prefix=prefix, key_hash=key_hash, scope=scope))
+    session.flush()
+    return key
+
+
+def authenticate(session: Session, key: str) -> ApiKey | None:
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == key[:KEY_PREFIX_LEN]))
+    if row is None or row.revoked_at is not None or not key_matches(key, row.key_hash):
+        return None
+    session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=utcnow()))
+    return row
+
+
+def count_admin_keys(session: Session) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(ApiKey)
+        .where(ApiKey.scope == "admin", ApiKey.revoked_at.is_(None))
+    )

@@ -1,0 +1,36 @@
+"""The FastAPI application: routers, error handlers, static files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+import app as memaudit
+from app.api import audits, checks, datasets, health
+from app.config import Settings, get_settings
+from app.dashboard import routes as dashboard
+from app.db import Database
+from app.errors import install_error_handlers
+from worker.celery_app import create_celery
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+    application = FastAPI(
+        title="memaudit",
+        version=memaudit.__version__,
+        description="Memorization audits for ML models and datasets.",
+    )
+    application.state.settings = settings
+    application.state.db = Database(settings.database_url)
+    application.state.celery = create_celery(settings)
+    install_error_handlers(application)
+    for router in (health.router, checks.router, datasets.router, audits.router, dashboard.router):
+        application.include_router(router)
+    application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return application

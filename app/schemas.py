@@ -1,0 +1,112 @@
+"""API shapes: `XCreate` is what may come in, `XPublic` what goes out, `XsPublic` for lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(StrictModel):
+    uri: str = Field(..., min_length=1, examples=["path:/data/models/gpt2-finetuned"])
+
+
+class DatasetRef(StrictModel):
+    uri: str = Field(..., min_length=1, examples=["dataset:ds_0123456789abcdef01234567"])
+
+
+class CheckRequest(StrictModel):
+    kind: str = Field(..., examples=["loss"])
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditCreate(StrictModel):
+    model: ModelRef
+    reference_model: ModelRef | None = None
+    dataset: DatasetRef
+    checks: list[CheckRequest] = Field(..., min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    callback_url: HttpUrl | None = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class AuditPublic(BaseModel):
+    id: str
+    status: str
+    progress: Progress
+    error: str | None
+    model_uri: str
+    reference_model_uri: str | None
+    dataset_uri: str
+    checks: list[dict[str, Any]]
+    labels: dict[str, str]
+    summary: dict[str, Any]
+    provenance: dict[str, Any]
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    report_url: str
+
+
+class AuditsPublic(BaseModel):
+    data: list[AuditPublic]
+    count: int
+
+
+class SamplePublic(BaseModel):
+    sample_index: int
+    sample_id: str
+    check: str
+    values: dict[str, Any]
+
+
+class SamplesPublic(BaseModel):
+    data: list[SamplePublic]
+    count: int
+
+
+class DatasetPublic(BaseModel):
+    id: str
+    uri: str
+    sha256: str
+    n_records: int
+    size_bytes: int
+    fields: list[str]
+    filename: str
+    created_at: datetime
+
+
+class CheckPublic(BaseModel):
+    kind: str
+    description: str
+    params_schema: dict[str, Any]
+    defaults: dict[str, Any]
+    model_kinds: list[str]
+    required_fields: list[str]
+    metrics: list[dict[str, Any]]
+
+
+class ChecksPublic(BaseModel):
+    data: list[CheckPublic]
+    count: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

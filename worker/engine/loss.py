@@ -1,0 +1,58 @@
+"""The `loss` check: mean token negative log-likelihood per sample (METRICS.md §1)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from worker.engine.token_stats import TokenStats
+
+
+def sample_loss(stats: TokenStats, n_bytes: int) -> dict[str, Any]:
+    mean = stats.mean_logprob
+    return {
+        "n_tokens": stats.n_tokens,
+        "n_scored": stats.n_scored,
+        "n_bytes": n_bytes,
+        "sum_logprob": stats.sum_logprob,
+        "mean_logprob": mean,
+        "loss": None if mean is None else -mean,
+        "truncated": stats.truncated,
+        "reason": None if mean is not None else "no_scored_tokens",
+    }
+
+
+def _pooled(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    scored = [v for v in values if v.get("loss") is not None]
+    n_tokens = sum(v["n_scored"] for v in scored)
+    if not n_tokens:
+        return {
+            "n_samples": len(values),
+            "n_scored_tokens": 0,
+            "mean_nll": None,
+            "perplexity": None,
+            "mean_sample_loss": None,
+            "reason": "no_scored_tokens",
+        }
+    mean_nll = -sum(v["sum_logprob"] for v in scored) / n_tokens
+    return {
+        "n_samples": len(values),
+        "n_scored_tokens": n_tokens,
+        "mean_nll": mean_nll,
+        "perplexity": math.exp(min(mean_nll, 700.0)),
+        "mean_sample_loss": sum(v["loss"] for v in scored) / len(scored),
+        "n_truncated": sum(1 for v in values if v.get("truncated")),
+    }
+
+
+def summarize_loss(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pooled NLL and perplexity, overall and for members and non-members when labelled."""
+    summary = _pooled(values)
+    groups = {"members": True, "nonmembers": False}
+    if any(v.get("member") is not None for v in values):
+        summary["by_member"] = {
+            name: _pooled([v for v in values if v.get("member") is flag])
+            for name, flag in groups.items()
+        }
+    return summary

@@ -1,0 +1,75 @@
+"""Finalizing an audit: every summary recomputed from the stored rows, so it is idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+import app
+from app.db import Database, utcnow
+from app.models import Audit, AuditStatus, SampleResult, Shard, ShardStatus
+from worker.checks import get_check
+
+
+def _provenance(audit: Audit, shards: list[Shard]) -> dict[str, Any]:
+    infos = [shard.info or {} for shard in shards]
+    model_hashes = sorted({info.get("model_sha256") for info in infos if info.get("model_sha256")})
+    return {
+        "model_uri": audit.model_uri,
+        "model_sha256": model_hashes[0] if len(model_hashes) == 1 else model_hashes,
+        "dataset_uri": audit.dataset_uri,
+        "dataset_sha256": audit.dataset_sha256,
+        "checks": audit.checks,
+        "code_version": app.__version__,
+        "seed": None,  # no stochastic step in these checks
+        "devices": sorted({info.get("device") for info in infos if info.get("device")}),
+        "dtypes": sorted({info.get("dtype") for info in infos if info.get("dtype")}),
+        "timings": {
+            "shard_seconds": round(sum(info.get("seconds", 0.0) for info in infos), 3),
+            "n_shards": len(shards),
+            "retried_shards": sum(1 for info in infos if info.get("attempt", 1) > 1),
+        },
+        "n_tokens": sum(info.get("n_tokens", 0) for info in infos),
+    }
+
+
+def finalize_audit(db: Database, audit_id: str) -> str:
+    """Summarize and close a finished audit; returns its status afterwards."""
+    with db.session() as session:
+        audit = session.get(Audit, audit_id)
+        if audit is None or audit.status not in (AuditStatus.RUNNING, AuditStatus.SUCCEEDED):
+            return audit.status if audit else "missing"
+        shards = list(session.scalars(select(Shard).where(Shard.audit_id == audit_id)))
+        if any(shard.status != ShardStatus.SUCCEEDED for shard in shards):
+            return audit.status
+        summary: dict[str, Any] = {}
+        error = None
+        for entry in audit.checks:
+            kind = get_check(entry["kind"])
+            values = session.scalars(
+                select(SampleResult.values)
+                .where(SampleResult.audit_id == audit_id, SampleResult.check == kind.name)
+                .order_by(SampleResult.sample_index)
+            ).all()
+            try:
+                summary[kind.name] = kind.summarize(values, kind.parse_params(entry["params"]))
+            except (ValueError, ArithmeticError) as exc:
+                error = f"summary of {kind.name} failed: {exc}"
+                break
+        now = utcnow()
+        final = AuditStatus.FAILED if error else AuditStatus.SUCCEEDED
+        session.execute(
+            update(Audit)
+            .where(
+                Audit.id == audit_id, Audit.status.in_((AuditStatus.RUNNING, AuditStatus.SUCCEEDED))
+            )
+            .values(
+                status=final,
+                summary=summary,
+                error=error,
+                provenance=_provenance(audit, shards),
+                finished_at=audit.finished_at or now,
+            )
+        )
+        return final

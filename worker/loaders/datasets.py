@@ -1,0 +1,125 @@
+"""JSONL datasets: one JSON object per line, blank lines ignored, read as a stream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+# A record's `id` falls back to its index; `text` is what LM checks read.
+MAX_FIELDS_REPORTED = 50
+
+
+class DatasetError(ValueError):
+    """Bad data, with the 1-based physical line number where it was found."""
+
+    def __init__(self, line_no: int, message: str) -> None:
+        super().__init__(f"line {line_no}: {message}")
+        self.line_no = line_no
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    sha256: str
+    n_records: int
+    size_bytes: int
+    fields: list[str]
+
+
+@dataclass(frozen=True)
+class Record:
+    index: int  # position among the non-blank lines: the sample index
+    line_no: int  # physical line, for error messages
+    data: dict[str, Any]
+
+    @property
+    def sample_id(self) -> str:
+        value = self.data.get("id")
+        return str(self.index) if value is None else str(value)
+
+
+def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(line_no, f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DatasetError(line_no, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def inspect_jsonl(stream: BinaryIO, *, validate_all: bool) -> DatasetInfo:
+    """Hash and count a JSONL stream in one pass.
+
+    Uploads are validated line by line (`validate_all`); for a large file named by path only
+    the first record is parsed at submit time, and bad lines surface when a worker reads them.
+    """
+    digest = hashlib.sha256()
+    n_records = size = 0
+    fields: list[str] = []
+    for line_no, line in enumerate(stream, start=1):
+        digest.update(line)
+        size += len(line)
+        if not line.strip():
+            continue
+        if validate_all or n_records == 0:
+            record = parse_line(line, line_no)
+            for key in record:
+                if key not in fields and len(fields) < MAX_FIELDS_REPORTED:
+                    fields.append(key)
+        n_records += 1
+    return DatasetInfo(digest.hexdigest(), n_records, size, fields)
+
+
+def iter_records(path: Path, start: int = 0, stop: int | None = None) -> Iterator[Record]:
+    """Records with index in [start, stop), parsed lazily so memory stays flat."""
+    index = 0
+    with path.open("rb") as stream:
+        for line_no, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            if stop is not None and index >= stop:
+                return
+            if index >= start:
+                yield Record(index, line_no, parse_line(line, line_no))
+            index += 1
+
+
+def require_text(record: Record) -> str:
+    text = record.data.get("text")
+    if not isinstance(text, str):
+        raise DatasetError(record.line_no, "field 'text' must be a string")
+    return text
+
+
+def uploaded_dataset_path(datasets_dir: Path, dataset_id: str) -> Path:
+    return datasets_dir / f"{dataset_id}.jsonl"
+
+
+def dataset_id_for(sha256: str) -> str:
+    """Uploads are content-addressed: the same bytes always get the same id."""
+    return "ds_" + sha256[:24]
+
+
+def resolve_dataset(uri: str, datasets_dir: Path, data_roots: list[Path]) -> Path:
+    """The file behind a dataset URI, refusing anything outside the data roots."""
+    from app.security import PathNotAllowed, resolve_under_roots
+
+    scheme, _, rest = uri.partition(":")
+    if scheme == "dataset" and rest.startswith("ds_") and rest[3:].isalnum():
+        path = uploaded_dataset_path(datasets_dir, rest)
+        if not path.is_file():
+            raise FileNotFoundError(f"no uploaded dataset {rest}")
+        return path
+    if scheme == "path" and rest:
+        try:
+            path = resolve_under_roots(rest, data_roots, kind="dataset")
+        except PathNotAllowed as exc:
+            raise FileNotFoundError(str(exc)) from None
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset path {rest} is not a file")
+        return path
+    raise FileNotFoundError(f"unsupported dataset URI {uri!r}: use dataset:<id> or path:<file>")

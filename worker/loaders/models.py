@@ -1,0 +1,135 @@
+"""Model URIs: checked without loading at submit time, loaded once per worker process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.security import PathNotAllowed, resolve_under_roots
+
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+class ModelError(ValueError):
+    """A model URI that cannot be audited, with the reason in words."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    uri: str
+    path: Path
+    kind: str  # causal_lm | classifier | encoder | diffusion
+
+    def fingerprint(self) -> str:
+        """Cheap identity of the files on disk (names, sizes, mtimes): the cache key."""
+        digest = hashlib.sha256()
+        for file in sorted(self.path.iterdir()):
+            if file.is_file():
+                stat = file.stat()
+                digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        return digest.hexdigest()
+
+    def content_sha256(self) -> str:
+        """sha256 over every file's name and bytes: the provenance of what was audited."""
+        digest = hashlib.sha256()
+        for file in sorted(self.path.iterdir()):
+            if file.is_file():
+                digest.update(file.name.encode() + b"\0")
+                with file.open("rb") as stream:
+                    while chunk := stream.read(1 << 20):
+                        digest.update(chunk)
+        return digest.hexdigest()
+
+
+def _model_kind(config: dict[str, Any]) -> str:
+    architectures = config.get("architectures") or []
+    if any(name.endswith(CAUSAL_LM_SUFFIXES) for name in architectures):
+        return "causal_lm"
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return "classifier"
+    raise ModelError(f"unsupported model architecture {architectures or '(none given)'}")
+
+
+def resolve_model(uri: str, roots: Sequence[Path]) -> ModelSpec:
+    """Check a model URI without loading weights: cheap enough to run in the API."""
+    scheme, _, rest = uri.partition(":")
+    if scheme != "path" or not rest:
+        raise ModelError(f"unsupported model URI {uri!r}: use path:<directory>")
+    try:
+        path = resolve_under_roots(rest, roots, kind="model")
+    except PathNotAllowed as exc:
+        raise ModelError(str(exc)) from None
+    if not path.is_dir():
+        raise ModelError(f"model path {rest} is not a directory")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"no config.json in {rest}: expected a save_pretrained directory")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"config.json in {rest} is not valid JSON: {exc}") from None
+    if config.get("auto_map"):
+        raise ModelError("model needs custom code (auto_map); remote code is never run")
+    if not any(path.glob("*.safetensors")):
+        # Pickled .bin weights can execute code when loaded; only safetensors are accepted.
+        raise ModelError(f"no .safetensors weights in {rest} (pickled weights are refused)")
+    return ModelSpec(uri=uri, path=path, kind=_model_kind(config))
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    device: str
+    dtype: str
+    content_sha256: str
+
+    @property
+    def max_tokens(self) -> int:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+
+def pick_device() -> tuple[str, Any]:
+    """The GPU in bf16 when there is one, else the CPU in float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16
+    return "cpu", torch.float32
+
+
+def load_causal_lm(spec: ModelSpec) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress bars flood worker logs
+    device, dtype = pick_device()
+    common = {"local_files_only": True, "trust_remote_code": False}
+    tokenizer = AutoTokenizer.from_pretrained(spec.path, **common)
+    model = AutoModelForCausalLM.from_pretrained(
+        spec.path, use_safetensors=True, dtype=dtype, **common
+    )
+    model.to(device).eval()
+    return LoadedModel(spec, model, tokenizer, device, str(dtype), spec.content_sha256())
+
+
+_cache: dict[tuple[str, str], LoadedModel] = {}
+
+
+def cached_causal_lm(spec: ModelSpec) -> LoadedModel:
+    """One model per worker process: a new file on disk (new fingerprint) replaces it."""
+    key = (str(spec.path), spec.fingerprint())
+    if key not in _cache:
+        _cache.clear()  # one model resident at a time keeps GPU memory predictable
+        _cache[key] = load_causal_lm(spec)
+    return _cache[key]

@@ -1,0 +1,231 @@
+"""Every state change of a shard or an audit, as atomic statements on the database.
+
+Claims are one conditional UPDATE, so two workers handed the same shard cannot both run it;
+progress and results are written in one transaction, so they always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.db import Database, utcnow
+from app.models import Audit, AuditStatus, SampleResult, Shard, ShardStatus
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took the shard over (our lease expired); stop without writing."""
+
+
+class AuditStopped(RuntimeError):
+    """The audit was cancelled or failed elsewhere; stop between batches."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    shard_id: str
+    owner: str
+    audit_id: str
+    start: int
+    stop: int
+    attempt: int
+
+
+def claim_shard(
+    db: Database, shard_id: str, owner: str, lease_seconds: int, max_attempts: int
+) -> Claim | None:
+    """Take the shard if it is queued or its lease ran out; None if someone else owns it."""
+    now = utcnow()
+    with db.session() as session:
+        claimed = session.execute(
+            update(Shard)
+            .where(
+                Shard.id == shard_id,
+                or_(
+                    Shard.status == ShardStatus.QUEUED,
+                    and_(Shard.status == ShardStatus.RUNNING, Shard.lease_expires_at < now),
+                ),
+            )
+            .values(
+                status=ShardStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=Shard.attempts + 1,
+            )
+        ).rowcount
+        if claimed != 1:
+            return None
+        shard = session.get(Shard, shard_id)
+        audit = session.get(Audit, shard.audit_id)
+        if audit.status not in AuditStatus.ACTIVE or audit.cancel_requested:
+            shard.status, shard.lease_owner = ShardStatus.CANCELLED, None
+            return None
+        if shard.attempts > max_attempts:
+            message = f"shard {shard.index} gave up after {max_attempts} attempts"
+            if shard.error:
+                message += f"; last error: {shard.error}"
+            _fail(session, shard, audit.id, message)
+            return None
+        session.execute(
+            update(Audit)
+            .where(Audit.id == audit.id, Audit.status == AuditStatus.QUEUED)
+            .values(status=AuditStatus.RUNNING, started_at=now)
+        )
+        return Claim(shard.id, owner, audit.id, shard.start, shard.stop, shard.attempts)
+
+
+def load_audit(db: Database, audit_id: str) -> Audit:
+    with db.session() as session:
+        return session.get(Audit, audit_id)
+
+
+def _upsert_statement(session: Session, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    statement = insert(SampleResult).values(list(rows))
+    return statement.on_conflict_do_update(
+        index_elements=["audit_id", "check", "sample_index"],
+        set_={
+            "sample_id": statement.excluded.sample_id,
+            "values_json": statement.excluded.values_json,
+        },
+    )
+
+
+def _ensure_running(session: Session, claim: Claim) -> None:
+    status, cancel = session.execute(
+        select(Audit.status, Audit.cancel_requested).where(Audit.id == claim.audit_id)
+    ).one()
+    if status not in AuditStatus.ACTIVE or cancel:
+        raise AuditStopped(status)
+
+
+def write_batch(
+    db: Database, claim: Claim, rows: Sequence[dict[str, Any]], done: int, lease_seconds: int
+) -> None:
+    """Store a batch's rows and progress, and renew the lease, in one transaction."""
+    with db.session() as session:
+        _ensure_running(session, claim)
+        renewed = session.execute(
+            update(Shard)
+            .where(
+                Shard.id == claim.shard_id,
+                Shard.lease_owner == claim.owner,
+                Shard.status == ShardStatus.RUNNING,
+            )
+            .values(done=done, lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        ).rowcount
+        if renewed != 1:
+            raise LeaseLost(claim.shard_id)
+        if rows:
+            session.execute(_upsert_statement(session, rows))
+
+
+def complete_shard(db: Database, claim: Claim, info: dict[str, Any]) -> bool:
+    """Mark the shard done; True when every shard of the audit is done (time to finalize)."""
+    with db.session() as session:
+        updated = session.execute(
+            update(Shard)
+            .where(Shard.id == claim.shard_id, Shard.lease_owner == claim.owner)
+            .values(
+                status=ShardStatus.SUCCEEDED,
+                lease_owner=None,
+                lease_expires_at=None,
+                info=info,
+                error=None,
+            )
+        ).rowcount
+        if updated != 1:
+            raise LeaseLost(claim.shard_id)
+    # Counted after our commit: whichever shard commits last is sure to see all the others.
+    return remaining_shards(db, claim.audit_id) == 0
+
+
+def remaining_shards(db: Database, audit_id: str) -> int:
+    with db.session() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(Shard)
+            .where(Shard.audit_id == audit_id, Shard.status != ShardStatus.SUCCEEDED)
+        )
+
+
+def _fail(session: Session, shard: Shard, audit_id: str, message: str) -> None:
+    shard.status, shard.error, shard.lease_owner = ShardStatus.FAILED, message, None
+    session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id, Audit.status.in_(AuditStatus.ACTIVE))
+        .values(status=AuditStatus.FAILED, error=message, finished_at=utcnow())
+    )
+
+
+def fail_shard(db: Database, claim: Claim, message: str) -> None:
+    """A permanent error (bad data, unusable model): the audit fails with the reason."""
+    with db.session() as session:
+        shard = session.get(Shard, claim.shard_id)
+        _fail(session, shard, claim.audit_id, message)
+
+
+def stop_shard(db: Database, claim: Claim) -> None:
+    with db.session() as session:
+        session.execute(
+            update(Shard)
+            .where(Shard.id == claim.shard_id, Shard.lease_owner == claim.owner)
+            .values(status=ShardStatus.CANCELLED, lease_owner=None, lease_expires_at=None)
+        )
+
+
+def release_shard(db: Database, claim: Claim, message: str) -> None:
+    """A transient error: put the shard back in the queue for another try."""
+    with db.session() as session:
+        session.execute(
+            update(Shard)
+            .where(Shard.id == claim.shard_id, Shard.lease_owner == claim.owner)
+            .values(
+                status=ShardStatus.QUEUED,
+                lease_owner=None,
+                lease_expires_at=None,
+                error=message,
+                enqueued_at=utcnow(),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    shards_to_enqueue: list[str]
+    audits_to_finalize: list[str]
+
+
+def reap(db: Database, orphan_after_seconds: int) -> ReapResult:
+    """Find work that a crash or a lost message left behind."""
+    now = utcnow()
+    with db.session() as session:
+        expired = session.scalars(
+            select(Shard.id).where(
+                Shard.status == ShardStatus.RUNNING, Shard.lease_expires_at < now
+            )
+        ).all()
+        orphaned = session.scalars(
+            select(Shard.id).where(
+                Shard.status == ShardStatus.QUEUED,
+                or_(
+                    Shard.enqueued_at.is_(None),
+                    Shard.enqueued_at < now - timedelta(seconds=orphan_after_seconds),
+                ),
+            )
+        ).all()
+        resend = [*expired, *orphaned]
+        if resend:
+            session.execute(update(Shard).where(Shard.id.in_(resend)).values(enqueued_at=now))
+        unfinished = select(Shard.audit_id).where(Shard.status != ShardStatus.SUCCEEDED)
+        finalize = session.scalars(
+            select(Audit.id).where(Audit.status == AuditStatus.RUNNING, Audit.id.not_in(unfinished))
+        ).all()
+    return ReapResult(list(resend), list(finalize))

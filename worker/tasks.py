@@ -1,0 +1,73 @@
+"""Celery tasks: thin wrappers that hand a shard id to the runner and route what follows."""
+
+from __future__ import annotations
+
+import logging
+
+from celery.signals import worker_process_init
+
+from app.config import get_settings
+from app.db import Database
+from worker import shard_store
+from worker.celery_app import create_celery
+from worker.finalize import finalize_audit as finalize
+from worker.runner import run_shard as run
+from worker.task_names import FINALIZE_AUDIT, REAP_STALE_SHARDS, RUN_SHARD
+
+log = logging.getLogger(__name__)
+# The worker's app (`celery -A worker.tasks`); the API builds its own from its own Settings.
+celery_app = create_celery(get_settings())
+_db: Database | None = None
+
+
+def database() -> Database:
+    """One engine per worker process, created after the fork (connections never cross it)."""
+    global _db
+    if _db is None:
+        _db = Database(get_settings().database_url)
+    return _db
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_kwargs: object) -> None:
+    global _db
+    _db = None
+
+
+@celery_app.task(name=RUN_SHARD)
+def run_shard(shard_id: str) -> str:
+    settings = get_settings()
+    try:
+        outcome = run(database(), settings, shard_id)
+    except Exception:
+        # The shard is back in the queue (the runner released it); try again after a pause.
+        log.exception("shard %s hit an unexpected error; it will be retried", shard_id)
+        run_shard.apply_async((shard_id,), countdown=10)
+        return "retry"
+    if outcome.audit_complete:
+        finalize_audit.delay(outcome.audit_id)
+    log.info("shard %s: %s", shard_id, outcome.status)
+    return outcome.status
+
+
+@celery_app.task(name=FINALIZE_AUDIT)
+def finalize_audit(audit_id: str) -> str:
+    status = finalize(database(), audit_id)
+    log.info("audit %s finalized: %s", audit_id, status)
+    return status
+
+
+@celery_app.task(name=REAP_STALE_SHARDS)
+def reap_stale_shards() -> dict[str, int]:
+    result = shard_store.reap(database(), get_settings().orphan_after_seconds)
+    for shard_id in result.shards_to_enqueue:
+        run_shard.delay(shard_id)
+    for audit_id in result.audits_to_finalize:
+        finalize_audit.delay(audit_id)
+    if result.shards_to_enqueue or result.audits_to_finalize:
+        log.info(
+            "reaper re-sent %d shards, finalizing %d audits",
+            len(result.shards_to_enqueue),
+            len(result.audits_to_finalize),
+        )
+    return {"shards": len(result.shards_to_enqueue), "audits": len(result.audits_to_finalize)}
