@@ -17,7 +17,7 @@ from app.errors import ApiError
 from app.models import ApiKey, Audit, AuditStatus, Dataset, SampleResult, Shard, ShardStatus
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.security import PathNotAllowed, resolve_under_roots
-from worker.checks import UnknownCheck, get_check
+from worker.checks import SubmitContext, UnknownCheck, get_check
 from worker.loaders.datasets import DatasetError, inspect_jsonl
 from worker.loaders.models import ModelError, ModelSpec, resolve_model
 from worker.task_names import RUN_SHARD
@@ -71,6 +71,7 @@ def _resolve_model(settings: Settings, uri: str, field: str) -> ModelSpec:
 def _validated_checks(
     body: AuditCreate, model: ModelSpec, dataset: ResolvedDataset
 ) -> list[dict[str, Any]]:
+    has_reference = body.reference_model is not None
     checks = []
     for position, request in enumerate(body.checks):
         try:
@@ -89,6 +90,10 @@ def _validated_checks(
             raise ApiError(
                 422, "invalid_params", f"invalid params for check {kind.name!r}", detail
             ) from None
+        try:
+            kind.validate(params, SubmitContext(has_reference_model=has_reference))
+        except ValueError as exc:
+            raise ApiError(422, "invalid_params", f"check {kind.name!r}: {exc}") from None
         if model.kind not in kind.model_kinds:
             raise ApiError(
                 422,

@@ -7,13 +7,21 @@ from here, and the worker computes from here: one source of truth per metric.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from worker.engine.extraction import (
+    default_n_grid,
+    document_values,
+    summarize_extraction,
+    window_values,
+)
 from worker.engine.loss import sample_loss, summarize_loss
+from worker.engine.membership import membership_report, sample_scores
+from worker.engine.sampling import Scheme
 from worker.engine.token_stats import TokenStats
 
 
@@ -27,14 +35,42 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class ExtractionWindow:
+    offset: int  # first prefix token among the text tokens
+    sequence: str  # the scored sequence holding it: "text" or "window:<offset>"
+    suffix_start: int  # TokenStats index of the first suffix prediction
+
+
+@dataclass(frozen=True)
 class LMSample:
-    """One record as an LM check sees it, after the shared teacher-forced pass."""
+    """One record as an LM check sees it, after the shared teacher-forced passes."""
 
     sample_id: str
     text: str
     member: bool | None
     duplicates: int | None
-    stats: TokenStats
+    passes: Mapping[str, TokenStats]  # "text", "lower", "window:<offset>"
+    n_text_tokens: int = 0
+    windows: Sequence[ExtractionWindow] = ()
+    reference: TokenStats | None = None
+    same_ref_tokens: bool = False
+
+
+@dataclass(frozen=True)
+class LMPlan:
+    """What an LM check needs from the passes, merged across the checks of an audit."""
+
+    text: bool = False
+    lower: bool = False
+    reference: bool = False
+    schemes: tuple[Scheme, ...] = ()
+    extraction: Any = None  # ExtractionParams when windows are needed
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class SubmitContext:
+    has_reference_model: bool
 
 
 class CheckParams(BaseModel):
@@ -49,23 +85,27 @@ class CheckKind:
     model_kinds: tuple[str, ...]
     required_fields: tuple[str, ...]
     metrics: tuple[Metric, ...]
+    plan: Callable[[Any, SubmitContext], LMPlan]
     compute: Callable[[Sequence[LMSample], Any], list[dict[str, Any]]]
     summarize: Callable[[Sequence[dict[str, Any]], Any], dict[str, Any]]
+    # Raises ValueError when params cannot work with this request (e.g. no reference model).
+    validate: Callable[[Any, SubmitContext], None] = field(default=lambda _p, _c: None)
 
     def parse_params(self, raw: Mapping[str, Any]) -> CheckParams:
         return self.params_model.model_validate(dict(raw))
 
-    def numeric_metric_names(self) -> set[str]:
-        return {m.name for m in self.metrics if m.unit != "bool"}
+    def sortable_metric(self, name: str) -> bool:
+        """Per-sample fields that order_by accepts: numeric metrics, `mink_0.2`, `n_min.x.y`."""
+        base = name.split(".")[0].rsplit("_", 1)
+        numeric = {m.name for m in self.metrics if m.unit != "bool"}
+        return name.split(".")[0] in numeric or (len(base) == 2 and base[0] in numeric)
 
     def describe(self) -> dict[str, Any]:
-        schema = self.params_model.model_json_schema()
-        defaults = self.params_model().model_dump(mode="json")
         return {
             "kind": self.name,
             "description": self.description,
-            "params_schema": schema,
-            "defaults": defaults,
+            "params_schema": self.params_model.model_json_schema(),
+            "defaults": self.params_model().model_dump(mode="json"),
             "model_kinds": list(self.model_kinds),
             "required_fields": list(self.required_fields),
             "metrics": [m.__dict__ for m in self.metrics],
@@ -82,17 +122,6 @@ class UnknownCheck(KeyError):
         return str(self.args[0])
 
 
-# ---- loss --------------------------------------------------------------------------------
-
-
-class LossParams(CheckParams):
-    max_tokens: int | None = Field(
-        None,
-        ge=2,
-        description="Truncate longer texts (flagged `truncated`); default: model context",
-    )
-
-
 def _with_labels(sample: LMSample, values: dict[str, Any]) -> dict[str, Any]:
     if sample.member is not None:
         values["member"] = sample.member
@@ -101,12 +130,21 @@ def _with_labels(sample: LMSample, values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+MAX_TOKENS_FIELD = Field(
+    None, ge=2, description="Truncate longer texts (flagged `truncated`); default: model context"
+)
+
+# ---- loss --------------------------------------------------------------------------------
+
+
+class LossParams(CheckParams):
+    max_tokens: int | None = MAX_TOKENS_FIELD
+
+
 def _compute_loss(samples: Sequence[LMSample], _params: LossParams) -> list[dict[str, Any]]:
-    return [_with_labels(s, sample_loss(s.stats, len(s.text.encode("utf-8")))) for s in samples]
-
-
-def _summarize_loss(values: Sequence[dict[str, Any]], _params: LossParams) -> dict[str, Any]:
-    return summarize_loss(values)
+    return [
+        _with_labels(s, sample_loss(s.passes["text"], len(s.text.encode("utf-8")))) for s in samples
+    ]
 
 
 LOSS = CheckKind(
@@ -128,11 +166,335 @@ LOSS = CheckKind(
         Metric("n_bytes", None, "bytes", "UTF-8 length of the text."),
         Metric("truncated", None, "bool", "The text was longer than the model context."),
     ),
+    plan=lambda p, _c: LMPlan(text=True, max_tokens=p.max_tokens),
     compute=_compute_loss,
-    summarize=_summarize_loss,
+    summarize=lambda values, _p: summarize_loss(values),
 )
 
-CHECKS: Mapping[str, CheckKind] = MappingProxyType({check.name: check for check in (LOSS,)})
+# ---- extraction --------------------------------------------------------------------------
+
+# Processors whose output depends on the generated context cannot be folded into one pass.
+CONTEXT_DEPENDENT = {
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "encoder_repetition_penalty",
+}
+
+
+class SchemeParams(CheckParams):
+    temperature: float = Field(1.0, ge=0, description="0 means greedy decoding")
+    top_k: int = Field(0, ge=0, description="0 means off (HF generate samples with 50 by default)")
+    top_p: float = Field(1.0, gt=0, le=1, description="1 means off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_context_dependent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = sorted(CONTEXT_DEPENDENT & set(data))
+            if found:
+                raise ValueError(
+                    f"context-dependent processors {found} cannot be computed "
+                    "exactly from one pass and are rejected, never approximated"
+                )
+        return data
+
+    def scheme(self) -> Scheme:
+        return Scheme(self.temperature, self.top_k, self.top_p)
+
+
+class ExtractionParams(CheckParams):
+    prefix_tokens: int = Field(50, ge=1, description="Prefix length (Carlini et al. 2022)")
+    suffix_tokens: int = Field(50, ge=1, description="Suffix that must be reproduced")
+    offset: int = Field(0, ge=0, description="First prefix token in the text")
+    stride: int | None = Field(
+        None,
+        ge=1,
+        description="Slide windows through long documents "
+        "by this many tokens; the document is the reporting unit",
+    )
+    max_windows: int = Field(64, ge=1, le=4096)
+    schemes: list[SchemeParams] = Field(
+        default_factory=lambda: [SchemeParams(temperature=0), SchemeParams(top_k=40)],
+        min_length=1,
+        description="Sampling schemes as served: greedy and top-k 40 at T=1",
+    )
+    # METRICS.md lists 0.999; the issue and validation fact 1 use 0.99: both are reported.
+    p_grid: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9, 0.99, 0.999], min_length=1)
+    n_grid: list[int] = Field(default_factory=default_n_grid, min_length=1)
+
+    @field_validator("p_grid")
+    @classmethod
+    def _p_in_open_unit(cls, values: list[float]) -> list[float]:
+        if any(not 0 < p < 1 for p in values):
+            raise ValueError("every p must lie in (0, 1)")
+        return values
+
+    @field_validator("n_grid")
+    @classmethod
+    def _n_ascending(cls, values: list[int]) -> list[int]:
+        if any(n < 1 for n in values) or values != sorted(set(values)):
+            raise ValueError("n_grid must be distinct positive integers in ascending order")
+        return values
+
+    def scheme_list(self) -> tuple[Scheme, ...]:
+        unique: dict[str, Scheme] = {}
+        for params in self.schemes:
+            unique.setdefault(params.scheme().name, params.scheme())
+        return tuple(unique.values())
+
+
+def _compute_extraction(
+    samples: Sequence[LMSample], params: ExtractionParams
+) -> list[dict[str, Any]]:
+    names = [s.name for s in params.scheme_list()]
+    rows = []
+    for sample in samples:
+        if not sample.windows:
+            rows.append(
+                _with_labels(
+                    sample,
+                    {"skipped": True, "reason": "too_short", "n_text_tokens": sample.n_text_tokens},
+                )
+            )
+            continue
+        windows = [
+            (
+                w.offset,
+                window_values(
+                    sample.passes[w.sequence], w.suffix_start, params.suffix_tokens, names
+                ),
+            )
+            for w in sample.windows
+        ]
+        rows.append(_with_labels(sample, document_values(windows, names, params.p_grid)))
+    return rows
+
+
+EXTRACTION = CheckKind(
+    name="extraction",
+    description="Greedy discoverable extraction and exact (n,p)-discoverable extraction under "
+    "sampling schemes, from one teacher-forced pass.",
+    params_model=ExtractionParams,
+    model_kinds=("causal_lm",),
+    required_fields=("text",),
+    metrics=(
+        Metric(
+            "greedy_extracted",
+            True,
+            "bool",
+            "Greedy decoding from the prefix reproduces the suffix exactly.",
+            "Carlini et al. 2022",
+        ),
+        Metric("match_prefix_len", True, "tokens", "Leading suffix tokens greedy reproduces."),
+        Metric(
+            "tf_match_fraction",
+            True,
+            "fraction",
+            "Teacher-forced fraction of suffix "
+            "positions where the true token is the arg-max (not Pythia's generated score).",
+        ),
+        Metric(
+            "log10_pz",
+            True,
+            "log10 probability",
+            "log10 of the exact probability of emitting the suffix under each scheme.",
+            "Hayes et al. 2025",
+        ),
+        Metric(
+            "n_min",
+            False,
+            "queries",
+            "Fewest samples n with P(>= 1 exact hit) >= p.",
+            "Hayes et al. 2025",
+        ),
+        Metric(
+            "min_margin",
+            None,
+            "logits",
+            "Smallest top-1 margin over the suffix; near 0 marks a fragile greedy match.",
+        ),
+    ),
+    plan=lambda p, _c: LMPlan(schemes=p.scheme_list(), extraction=p),
+    compute=_compute_extraction,
+    summarize=lambda values, p: summarize_extraction(
+        values, [s.name for s in p.scheme_list()], p.p_grid, p.n_grid
+    ),
+)
+
+# ---- membership --------------------------------------------------------------------------
+
+SCORE_NAMES = ("loss", "zlib", "lowercase", "mink", "minkpp", "ref")
+
+
+class MembershipParams(CheckParams):
+    scores: list[str] | None = Field(
+        None,
+        description="Subset of loss, zlib, lowercase, mink, minkpp, ref; default: all that apply",
+    )
+    k: list[float] = Field(
+        default_factory=lambda: [0.2],
+        min_length=1,
+        description="Fractions of lowest-scoring tokens for Min-K% and ++",
+    )
+    bootstrap: int = Field(1000, ge=0, le=20000, description="Bootstrap resamples for CIs")
+    seed: int = 0
+    non_iid: bool = Field(
+        False,
+        description="Members and non-members come from different "
+        "sources or periods; AUROC then partly measures that shift",
+    )
+    max_tokens: int | None = MAX_TOKENS_FIELD
+
+    @field_validator("scores")
+    @classmethod
+    def _known_scores(cls, values: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(values or ()) - set(SCORE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
+        return values
+
+    @field_validator("k")
+    @classmethod
+    def _k_fraction(cls, values: list[float]) -> list[float]:
+        if any(not 0 < k <= 1 for k in values):
+            raise ValueError("every k must lie in (0, 1]")
+        return values
+
+    def wanted(self, has_reference: bool) -> set[str]:
+        chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
+        return chosen if self.scores is not None or has_reference else chosen - {"ref"}
+
+
+def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:
+    if params.scores and "ref" in params.scores and not context.has_reference_model:
+        raise ValueError("score 'ref' needs a reference_model")
+
+
+def _plan_membership(params: MembershipParams, context: SubmitContext) -> LMPlan:
+    wanted = params.wanted(context.has_reference_model)
+    return LMPlan(
+        text=True,
+        lower="lowercase" in wanted,
+        reference="ref" in wanted,
+        max_tokens=params.max_tokens,
+    )
+
+
+def _compute_membership(
+    samples: Sequence[LMSample], params: MembershipParams
+) -> list[dict[str, Any]]:
+    rows = []
+    for s in samples:
+        values = sample_scores(
+            s.text,
+            s.passes["text"],
+            ks=params.k,
+            lower=s.passes.get("lower"),
+            reference=s.reference,
+            same_ref_tokens=s.same_ref_tokens,
+        )
+        rows.append(_with_labels(s, values))
+    return rows
+
+
+def _score_keys(params: MembershipParams, values: Sequence[dict[str, Any]]) -> list[str]:
+    present = {key for v in values for key in v}
+    keys = [
+        "loss",
+        "zlib",
+        "lowercase",
+        *[f"mink_{k:g}" for k in params.k],
+        *[f"minkpp_{k:g}" for k in params.k],
+        "ref",
+    ]
+    return [key for key in keys if key in present]
+
+
+def _summarize_membership(
+    values: Sequence[dict[str, Any]], params: MembershipParams
+) -> dict[str, Any]:
+    scored = [v for v in values if not v.get("skipped")]
+    summary: dict[str, Any] = {
+        "n_samples": len(values),
+        "n_skipped": len(values) - len(scored),
+        "scores": {},
+        "warnings": [],
+    }
+    labelled = any(v.get("member") is not None for v in scored)
+    for key in _score_keys(params, scored):
+        members = [v[key] for v in scored if v.get("member") is True and v.get(key) is not None]
+        others = [v[key] for v in scored if v.get("member") is False and v.get(key) is not None]
+        entry: dict[str, Any] = {"higher_is_more_memorized": True}
+        if labelled:
+            entry.update(
+                membership_report(members, others, bootstrap=params.bootstrap, seed=params.seed)
+            )
+            summary["warnings"] = sorted(set(summary["warnings"]) | set(entry["warnings"]))
+        summary["scores"][key] = entry
+    bases = {v.get("ref_basis") for v in scored if v.get("ref_basis")}
+    if bases:
+        summary["ref_basis"] = sorted(bases)
+    if params.non_iid:
+        summary["warnings"].append(
+            "members and non-members are marked non-IID: AUROC partly "
+            "measures the distribution shift between them"
+        )
+    if not labelled:
+        summary["warnings"].append("no member labels: samples are ranked, no ROC is reported")
+    return summary
+
+
+MEMBERSHIP = CheckKind(
+    name="membership",
+    description="Membership inference scores (loss, zlib, lowercase, Min-K%, Min-K%++, "
+    "reference calibration) with ROC AUC and TPR at low FPR.",
+    params_model=MembershipParams,
+    model_kinds=("causal_lm",),
+    required_fields=("text",),
+    metrics=(
+        Metric("loss", True, "nats/token", "Mean token log-likelihood ll(x)."),
+        Metric(
+            "zlib",
+            True,
+            "nats/token/byte",
+            "ll(x) / zlib-compressed length.",
+            "Carlini et al. 2021",
+        ),
+        Metric("lowercase", True, "ratio", "ll(lower(x)) / ll(x).", "Carlini et al. 2021"),
+        Metric(
+            "mink",
+            True,
+            "nats/token",
+            "Mean of the k-fraction lowest token log-probs.",
+            "Shi et al., ICLR 2024",
+        ),
+        Metric(
+            "minkpp",
+            True,
+            "std units",
+            "Min-K% over (ℓ - μ) / σ with full-vocabulary μ and σ.",
+            "Zhang et al., ICLR 2025",
+        ),
+        Metric(
+            "ref",
+            True,
+            "nats",
+            "ll_target - ll_reference (per token, or per byte when tokenizations differ).",
+        ),
+    ),
+    plan=_plan_membership,
+    compute=_compute_membership,
+    summarize=_summarize_membership,
+    validate=_validate_membership,
+)
+
+CHECKS: Mapping[str, CheckKind] = MappingProxyType(
+    {check.name: check for check in (LOSS, EXTRACTION, MEMBERSHIP)}
+)
 
 
 def get_check(name: str) -> CheckKind:
@@ -140,3 +502,21 @@ def get_check(name: str) -> CheckKind:
         return CHECKS[name]
     except KeyError:
         raise UnknownCheck(name) from None
+
+
+def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
+    """One set of passes serves every LM check of an audit."""
+    schemes: dict[str, Scheme] = {}
+    for plan in plans:
+        for scheme in plan.schemes:
+            schemes.setdefault(scheme.name, scheme)
+    limits = [plan.max_tokens for plan in plans if plan.max_tokens]
+    extraction = [plan.extraction for plan in plans if plan.extraction is not None]
+    return LMPlan(
+        text=any(plan.text for plan in plans),
+        lower=any(plan.lower for plan in plans),
+        reference=any(plan.reference for plan in plans),
+        schemes=tuple(schemes.values()),
+        extraction=extraction[0] if extraction else None,
+        max_tokens=min(limits) if limits else None,
+    )

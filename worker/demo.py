@@ -176,6 +176,53 @@ def train_memorizer(
     raise RuntimeError(f"demo model did not memorize its canaries in {max_steps} steps")
 
 
+def train_steps(
+    texts: list[str],
+    tokenizer,
+    *,
+    steps: int,
+    batch_size: int = 32,  # type: ignore[no-untyped-def]
+    seed: int = 0,
+    n_layer: int = 2,
+    n_embd: int = 128,
+):
+    """Train a tiny GPT-2 for a fixed budget on minibatches drawn from `texts`.
+
+    Texts that occur several times in the list are seen proportionally more often: this is
+    how the duplication studies plant canaries 1, 4 or 16 times.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=128,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        batch = tokenizer(
+            rng.sample(texts, min(batch_size, len(texts))), return_tensors="pt", padding=True
+        )
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
 def write_dataset(path: Path, corpus: CanaryCorpus) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:

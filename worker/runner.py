@@ -17,9 +17,9 @@ from typing import Any
 from app.config import Settings
 from app.db import Database
 from worker import shard_store
-from worker.checks import CheckKind, LMSample, get_check
-from worker.engine.scoring import plan_batches, teacher_forced_logprobs, truncate
-from worker.engine.token_stats import TokenStats
+from worker.checks import CheckKind, SubmitContext, get_check, merge_plans
+from worker.engine.scoring import plan_batches
+from worker.lm_passes import TextRecord, compute_batch
 from worker.loaders.datasets import (
     DatasetError,
     Record,
@@ -52,12 +52,6 @@ def _duplicates(record: Record) -> int | None:
     raise DatasetError(record.line_no, "field 'duplicates' must be a non-negative integer")
 
 
-def _tokenize(loaded: LoadedModel, records: list[Record], max_tokens: int):  # type: ignore[no-untyped-def]
-    texts = [require_text(record) for record in records]
-    encoded = loaded.tokenizer(texts)["input_ids"]
-    return texts, [truncate(ids, max_tokens) for ids in encoded]
-
-
 def _checks_of(audit_checks: list[dict[str, Any]]) -> list[tuple[CheckKind, Any]]:
     checks = []
     for entry in audit_checks:
@@ -66,10 +60,11 @@ def _checks_of(audit_checks: list[dict[str, Any]]) -> list[tuple[CheckKind, Any]
     return checks
 
 
-def _max_tokens(loaded: LoadedModel, checks: list[tuple[CheckKind, Any]]) -> int:
-    limits = [getattr(params, "max_tokens", None) for _, params in checks]
-    given = [limit for limit in limits if limit]
-    return min([loaded.max_tokens, *given])
+def _load(uri: str, settings: Settings) -> LoadedModel:
+    spec = resolve_model(uri, settings.model_root_paths)
+    if spec.kind != "causal_lm":
+        raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
+    return cached_causal_lm(spec)
 
 
 @dataclass(frozen=True)
@@ -108,50 +103,46 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
     started = time.perf_counter()
     audit = shard_store.load_audit(db, claim.audit_id)
     checks = _checks_of(audit.checks)
-    spec = resolve_model(audit.model_uri, settings.model_root_paths)
-    if spec.kind != "causal_lm":
-        raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
+    context = SubmitContext(has_reference_model=audit.reference_model_uri is not None)
+    plan = merge_plans([kind.plan(params, context) for kind, params in checks])
     dataset = resolve_dataset(audit.dataset_uri, settings.datasets_dir, settings.data_root_paths)
     records = list(iter_records(dataset, claim.start, claim.stop))
-    loaded = cached_causal_lm(spec)
-    texts, tokenized = _tokenize(loaded, records, _max_tokens(loaded, checks))
-    labels = [(_member(record), _duplicates(record)) for record in records]
+    target = _load(audit.model_uri, settings)
+    reference = _load(audit.reference_model_uri, settings) if plan.reference else None
+    max_tokens = min(target.max_tokens, plan.max_tokens or target.max_tokens)
 
+    inputs = [TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records]
     done = n_tokens = 0
-    for batch in plan_batches([len(ids) for ids, _ in tokenized], settings.batch_size):
-        sequences = [tokenized[i][0] for i in batch]
-        logprobs = teacher_forced_logprobs(loaded.model, sequences, loaded.device)
-        samples = [
-            LMSample(
-                sample_id=records[i].sample_id,
-                text=texts[i],
-                member=labels[i][0],
-                duplicates=labels[i][1],
-                stats=TokenStats(len(sequences[j]), logprobs[j], tokenized[i][1]),
-            )
-            for j, i in enumerate(batch)
+    for batch in plan_batches([len(item.text) for item in inputs], settings.batch_size):
+        values, batch_tokens = compute_batch(
+            [inputs[i] for i in batch],
+            checks,
+            plan,
+            target,
+            reference,
+            max_tokens,
+            settings.batch_size,
+        )
+        rows = [
+            {
+                "audit_id": claim.audit_id,
+                "check": kind.name,
+                "sample_index": records[i].index,
+                "sample_id": records[i].sample_id,
+                "values_json": sample_values,
+            }
+            for (kind, _), per_sample in zip(checks, values, strict=True)
+            for i, sample_values in zip(batch, per_sample, strict=True)
         ]
-        rows = []
-        for kind, params in checks:
-            for sample_pos, values in enumerate(kind.compute(samples, params)):
-                record = records[batch[sample_pos]]
-                rows.append(
-                    {
-                        "audit_id": claim.audit_id,
-                        "check": kind.name,
-                        "sample_index": record.index,
-                        "sample_id": record.sample_id,
-                        "values_json": values,
-                    }
-                )
         done += len(batch)
-        n_tokens += sum(len(seq) for seq in sequences)
+        n_tokens += batch_tokens
         shard_store.write_batch(db, claim, rows, done, settings.lease_seconds)
 
     return {
-        "device": loaded.device,
-        "dtype": loaded.dtype,
-        "model_sha256": loaded.content_sha256,
+        "device": target.device,
+        "dtype": target.dtype,
+        "model_sha256": target.content_sha256,
+        "reference_model_sha256": reference.content_sha256 if reference else None,
         "seconds": round(time.perf_counter() - started, 3),
         "n_tokens": n_tokens,
         "worker": claim.owner,

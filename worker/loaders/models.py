@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ class ModelSpec:
     uri: str
     path: Path
     kind: str  # causal_lm | classifier | encoder | diffusion
+    gguf_file: str | None = None  # a quantized checkpoint, dequantized on load
 
     def fingerprint(self) -> str:
         """Cheap identity of the files on disk (names, sizes, mtimes): the cache key."""
@@ -65,6 +67,14 @@ def resolve_model(uri: str, roots: Sequence[Path]) -> ModelSpec:
         raise ModelError(str(exc)) from None
     if not path.is_dir():
         raise ModelError(f"model path {rest} is not a directory")
+    ggufs = sorted(p.name for p in path.glob("*.gguf"))
+    if ggufs and not (path / "config.json").is_file():
+        if len(ggufs) > 1:
+            raise ModelError(
+                f"{rest} holds several .gguf files ({', '.join(ggufs)}); "
+                "put each in its own directory"
+            )
+        return ModelSpec(uri=uri, path=path, kind="causal_lm", gguf_file=ggufs[0])
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelError(f"no config.json in {rest}: expected a save_pretrained directory")
@@ -88,6 +98,23 @@ class LoadedModel:
     device: str
     dtype: str
     content_sha256: str
+
+    @cached_property
+    def special_prefix(self) -> list[int]:
+        """The special tokens (BOS) the tokenizer puts before a text by default.
+
+        Texts are encoded without specials and these are prepended, so EOS is never appended
+        (METRICS.md §1) and windows can be cut from the text tokens alone.
+        """
+        with_specials = self.tokenizer("x")["input_ids"]
+        plain = self.tokenizer("x", add_special_tokens=False)["input_ids"]
+        for start in range(len(with_specials) - len(plain) + 1):
+            if with_specials[start : start + len(plain)] == plain:
+                return list(with_specials[:start])
+        return []
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @property
     def max_tokens(self) -> int:
@@ -114,22 +141,29 @@ def load_causal_lm(spec: ModelSpec) -> LoadedModel:
 
     hf_logging.disable_progress_bar()  # progress bars flood worker logs
     device, dtype = pick_device()
-    common = {"local_files_only": True, "trust_remote_code": False}
+    common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
+    if spec.gguf_file:
+        common["gguf_file"] = spec.gguf_file  # needs the `gguf` extra; weights dequantized
     tokenizer = AutoTokenizer.from_pretrained(spec.path, **common)
-    model = AutoModelForCausalLM.from_pretrained(
-        spec.path, use_safetensors=True, dtype=dtype, **common
-    )
+    # Pickled weights are never loaded: safetensors, or the GGUF file named above.
+    weights = {} if spec.gguf_file else {"use_safetensors": True}
+    model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **common, **weights)
     model.to(device).eval()
     return LoadedModel(spec, model, tokenizer, device, str(dtype), spec.content_sha256())
 
 
+# A target and its reference model stay resident; older models are dropped first.
+CACHE_SIZE = 2
 _cache: dict[tuple[str, str], LoadedModel] = {}
 
 
 def cached_causal_lm(spec: ModelSpec) -> LoadedModel:
-    """One model per worker process: a new file on disk (new fingerprint) replaces it."""
+    """Models cached per worker process; a changed file on disk (new fingerprint) reloads."""
     key = (str(spec.path), spec.fingerprint())
-    if key not in _cache:
-        _cache.clear()  # one model resident at a time keeps GPU memory predictable
-        _cache[key] = load_causal_lm(spec)
+    if key in _cache:
+        _cache[key] = _cache.pop(key)  # most recently used goes last
+        return _cache[key]
+    while len(_cache) >= CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    _cache[key] = load_causal_lm(spec)
     return _cache[key]

@@ -1,75 +1,119 @@
-"""The teacher-forced pass (METRICS.md §1)."""
+"""The teacher-forced pass (METRICS.md §1) against slow, direct per-token implementations."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from worker.engine.loss import sample_loss, summarize_loss
-from worker.engine.scoring import plan_batches, teacher_forced_logprobs, truncate
+from worker.engine.membership import minkpp
+from worker.engine.sampling import Scheme
+from worker.engine.scoring import ScoringRequest, plan_batches, score_sequences, truncate
 from worker.engine.token_stats import TokenStats
+from worker.local import load_local
 
 
-class UniformLM(torch.nn.Module):
-    """Logits all equal: every token has probability 1/V."""
-
-    def __init__(self, vocab: int) -> None:
-        super().__init__()
-        self.vocab = vocab
-
-    def forward(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
-        logits = torch.zeros((*input_ids.shape, self.vocab))
-        return type("Out", (), {"logits": logits})()
+def tiny_gpt2(vocab: int = 97, seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=2)
+    return GPT2LMHeadModel(config).eval()
 
 
-def test_uniform_logits_give_minus_log_v() -> None:
-    (logprobs,) = teacher_forced_logprobs(UniformLM(50), [[1, 2, 3, 4]], "cpu")
-    np.testing.assert_allclose(logprobs, [-math.log(50)] * 3, rtol=1e-6)
+def test_fact_2_uniform_logits() -> None:
+    model = tiny_gpt2(vocab=50)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # every logit 0: p = 1/V everywhere
+    (stats,) = score_sequences(
+        model,
+        [ScoringRequest([3, 0, 7, 0])],
+        "cpu",
+        schemes=[Scheme()],
+    )
+    np.testing.assert_allclose(stats.logprobs, [-math.log(50)] * 3, rtol=1e-6)
+    np.testing.assert_allclose(stats.entropy, [math.log(50)] * 3, rtol=1e-6)
+    np.testing.assert_allclose(stats.sigma, 0, atol=1e-6)
+    assert stats.ranks.tolist() == [1, 1, 1] and stats.ties.tolist() == [49, 49, 49]
+    assert stats.argmax_match.tolist() == [True, False, True]  # ties go to the lowest id, 0
+    np.testing.assert_allclose(stats.mu, -stats.entropy)  # fact 1
 
 
-def test_batched_equals_alone(tiny_lm) -> None:
-    """Fact 3: a sample's values agree within 1e-4 alone or inside a padded batch."""
-    tokenizer = AutoTokenizer.from_pretrained(tiny_lm.model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_lm.model_dir).eval()
+def direct_stats(model: GPT2LMHeadModel, ids: list[int]) -> dict[str, list[float]]:
+    """The slow way: full logits, one position at a time, in float64."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    out: dict[str, list[float]] = {k: [] for k in ("logprob", "mu", "sigma", "z", "rank", "margin")}
+    for t in range(1, len(ids)):
+        z, target = logits[t - 1], ids[t]
+        logp = torch.log_softmax(z, dim=0)
+        p = logp.exp()
+        mu = float((p * logp).sum())
+        sigma = math.sqrt(max(float((p * logp**2).sum()) - mu**2, 0.0))
+        out["logprob"].append(float(logp[target]))
+        out["mu"].append(mu)
+        out["sigma"].append(sigma)
+        out["z"].append((float(logp[target]) - mu) / sigma)
+        out["rank"].append(1 + int((z > z[target]).sum()))
+        others = torch.cat([z[:target], z[target + 1 :]])
+        out["margin"].append(float(z[target] - others.max()))
+    return out
+
+
+def test_every_statistic_matches_a_direct_implementation() -> None:
+    model = tiny_gpt2()
+    ids = torch.randint(0, 97, (40,), generator=torch.Generator().manual_seed(3)).tolist()
+    (stats,) = score_sequences(model, [ScoringRequest(ids)], "cpu")
+    direct = direct_stats(model, ids)
+    np.testing.assert_allclose(stats.logprobs, direct["logprob"], atol=1e-5)
+    np.testing.assert_allclose(stats.mu, direct["mu"], atol=1e-5)
+    np.testing.assert_allclose(stats.sigma, direct["sigma"], atol=1e-5)
+    np.testing.assert_allclose(stats.margins, direct["margin"], atol=1e-5)
+    assert stats.ranks.tolist() == direct["rank"]
+    # Min-K%++ against its slow per-token form, for several k.
+    for k in (0.1, 0.2, 0.5, 1.0):
+        expected = np.sort(direct["z"])[: max(int(len(direct["z"]) * k), 1)].mean()
+        assert minkpp(stats, k)[0] == pytest.approx(expected, abs=1e-5)
+
+
+def test_fact_3_batched_chunked_and_alone_agree(tiny_lm) -> None:
+    loaded = load_local(tiny_lm.model_dir)
     texts = ["Customer amber-basil has secret PIN 123456.", "short", "Customer " * 12]
-    sequences = [tokenizer(t)["input_ids"] for t in texts]
-    batched = teacher_forced_logprobs(model, sequences, "cpu")
-    for sequence, in_batch in zip(sequences, batched, strict=True):
-        (alone,) = teacher_forced_logprobs(model, [sequence], "cpu")
-        assert in_batch.shape == (len(sequence) - 1,)
-        np.testing.assert_allclose(in_batch, alone, atol=1e-4)
+    requests = [ScoringRequest(loaded.encode(t), scheme_positions=range(3)) for t in texts]
+    schemes = [Scheme(top_k=40), Scheme(temperature=0.7, top_p=0.9)]
+    batched = score_sequences(loaded.model, requests, "cpu", schemes=schemes)
+    tiny_chunks = score_sequences(
+        loaded.model, requests, "cpu", schemes=schemes, batch_size=1, vocab_budget_bytes=1
+    )
+    for request, in_batch, chunked in zip(requests, batched, tiny_chunks, strict=True):
+        (alone,) = score_sequences(loaded.model, [request], "cpu", schemes=schemes)
+        for other in (alone, chunked):
+            np.testing.assert_allclose(in_batch.logprobs, other.logprobs, atol=1e-4)
+            np.testing.assert_allclose(in_batch.sigma, other.sigma, atol=1e-4)
+            assert in_batch.argmax_match.tolist() == other.argmax_match.tolist()
+            for name in in_batch.scheme_logprobs:
+                np.testing.assert_allclose(
+                    in_batch.scheme_logprobs[name], other.scheme_logprobs[name], atol=1e-4
+                )
+        assert np.isnan(in_batch.scheme_logprobs["topk40_T1"][3:]).all()  # not requested
 
 
-def test_the_first_token_is_not_scored_without_bos() -> None:
-    stats = TokenStats(n_tokens=5, logprobs=np.array([-0.1, -2.0, -0.5, -3.0]), truncated=False)
-    values = sample_loss(stats, n_bytes=12)
-    assert values["n_scored"] == 4
-    assert math.isclose(values["loss"], 1.4) and math.isclose(values["mean_logprob"], -1.4)
-
-
-def test_a_single_token_has_nothing_to_score() -> None:
-    values = sample_loss(TokenStats(1, np.zeros(0), False), n_bytes=1)
-    assert values["loss"] is None and values["reason"] == "no_scored_tokens"
-
-
-def test_pooled_summary_weights_by_tokens() -> None:
-    values = [
-        {**sample_loss(TokenStats(3, np.array([-1.0, -1.0]), False), 3), "member": True},
-        {**sample_loss(TokenStats(5, np.array([-4.0] * 4), True), 5), "member": False},
-    ]
-    summary = summarize_loss(values)
-    assert math.isclose(summary["mean_nll"], (2 + 16) / 6)
-    assert math.isclose(summary["perplexity"], math.exp(3.0))
-    assert summary["n_truncated"] == 1
-    assert summary["by_member"]["members"]["mean_nll"] == 1.0
+def test_loss_values_and_summary() -> None:
+    values = sample_loss(TokenStats(5, np.array([-0.1, -2.0, -0.5, -3.0])), n_bytes=12)
+    assert values["n_scored"] == 4 and math.isclose(values["loss"], 1.4)
+    assert sample_loss(TokenStats(1, np.zeros(0)), 1)["reason"] == "no_scored_tokens"
+    summary = summarize_loss(
+        [
+            {**sample_loss(TokenStats(3, np.array([-1.0, -1.0])), 3), "member": True},
+            {**sample_loss(TokenStats(5, np.array([-4.0] * 4), True), 5), "member": False},
+        ]
+    )
+    assert math.isclose(summary["mean_nll"], 3.0) and summary["n_truncated"] == 1
     assert summary["by_member"]["nonmembers"]["mean_nll"] == 4.0
 
 
 def test_batches_group_similar_lengths() -> None:
-    batches = plan_batches([5, 100, 7, 98, 6], batch_size=2)
-    assert batches == [[1, 3], [2, 4], [0]]
+    assert plan_batches([5, 100, 7, 98, 6], batch_size=2) == [[1, 3], [2, 4], [0]]
     assert truncate([1, 2, 3], 2) == ([1, 2], True)
-    assert truncate([1, 2], 2) == ([1, 2], False)

@@ -1,0 +1,77 @@
+"""Membership scores and ROC statistics (METRICS.md §3, validation facts 1-4)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from worker.engine.membership import (
+    fpr_at_tpr,
+    membership_report,
+    mink,
+    minkpp,
+    roc_curve,
+    tpr_at_fpr,
+)
+from worker.engine.token_stats import TokenStats
+
+LOGPROBS = np.array([-0.1, -2.0, -0.5, -3.0, -1.0])
+
+
+def test_fact_1_loss_and_mink() -> None:
+    assert LOGPROBS.mean() == pytest.approx(-1.32)
+    assert mink(LOGPROBS, 0.2)[0] == pytest.approx(-3.0)
+    assert mink(LOGPROBS, 0.4)[0] == pytest.approx(-2.5)
+    assert mink(LOGPROBS, 1.0)[0] == pytest.approx(-1.32)
+    assert mink(LOGPROBS[:2], 0.2) == (pytest.approx(-2.0), True)  # k_len 0 -> 1, flagged
+
+
+def _two_token(q: float) -> TokenStats:
+    logp = np.log([q, 1 - q])
+    p = np.exp(logp)
+    mu = float((p * logp).sum())
+    sigma = math.sqrt(float((p * logp**2).sum()) - mu**2)
+    return TokenStats(2, np.array([logp[0]]), entropy=np.array([-mu]), sigma=np.array([sigma]))
+
+
+def test_fact_2_minkpp_two_token() -> None:
+    assert minkpp(_two_token(0.75), 1.0)[0] == pytest.approx(0.57735, abs=1e-5)
+    assert minkpp(_two_token(0.25), 1.0)[0] == pytest.approx(-1.73205, abs=1e-5)
+    uniform = TokenStats(
+        2, np.array([math.log(0.5)]), entropy=np.array([math.log(2)]), sigma=np.array([0.0])
+    )
+    assert minkpp(uniform, 1.0) == (0.0, False, True)
+
+
+def test_fact_3_roc() -> None:
+    roc = roc_curve([0.9, 0.8, 0.4], [0.7, 0.3, 0.2])
+    assert roc.auc == pytest.approx(8 / 9)
+    assert tpr_at_fpr(roc, 0.05) == pytest.approx(2 / 3)
+    assert fpr_at_tpr(roc, 0.95) == pytest.approx(1 / 3)
+    assert roc_curve([3, 4], [1, 2]).auc == 1.0
+    assert roc_curve([1, 1, 1], [1, 1]).auc == 0.5
+
+
+def test_fact_4_resolution_guard_and_no_silent_flip() -> None:
+    rng = np.random.default_rng(0)
+    report = membership_report(rng.normal(1, 1, 200), rng.normal(0, 1, 999), bootstrap=20)
+    assert report["tpr_at_0.001_fpr"] == {
+        "value": None,
+        "ci95": [None, None],
+        "reason": "insufficient_nonmembers",
+    }
+    assert report["tpr_at_0.01_fpr"]["value"] is not None
+    flipped = membership_report([0.1, 0.2], [0.8, 0.9], bootstrap=0)
+    assert flipped["auroc"]["value"] == 0.0  # reported as is, never auto-flipped
+
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
+    rng = np.random.default_rng(1)
+    members, others = rng.normal(1, 1, 100), rng.normal(0, 1, 100)
+    a = membership_report(members, others, bootstrap=200, seed=7)
+    b = membership_report(members, others, bootstrap=200, seed=7)
+    assert a["auroc"] == b["auroc"]
+    low, high = a["auroc"]["ci95"]
+    assert low < a["auroc"]["value"] < high

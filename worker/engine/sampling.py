@@ -1,0 +1,104 @@
+"""Exact next-token probabilities after a sampling scheme's post-processing (METRICS.md §2.3).
+
+The order is HF `generate`'s: temperature, then top-k, then top-p, with the nucleus measured
+on the renormalized top-k distribution. Masses are accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# A target whose preceding nucleus mass lies this close to top_p could flip with rounding.
+NUCLEUS_FRAGILE_TOL = 1e-6
+# The nucleus usually closes within the first few hundred tokens; sort more only when needed.
+NUCLEUS_CANDIDATES = 256
+
+
+@dataclass(frozen=True)
+class Scheme:
+    temperature: float = 1.0  # 0 means greedy decoding
+    top_k: int = 0  # 0 (or >= vocabulary) means off
+    top_p: float = 1.0  # 1 means off
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not math.isfinite(self.temperature):
+            raise ValueError("temperature must be >= 0")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must lie in (0, 1]")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    @property
+    def name(self) -> str:
+        """`greedy`, or e.g. `topk40_T1`, `topp0.9_T0.7`, `topk50_topp0.95_T1`."""
+        if self.greedy:
+            return "greedy"
+        parts = [f"topk{self.top_k}"] if self.top_k else []
+        if self.top_p < 1:
+            parts.append(f"topp{self.top_p:g}")
+        parts.append(f"T{self.temperature:g}")
+        return "_".join(parts)
+
+
+GREEDY = Scheme(temperature=0.0)
+
+
+def _nucleus_mask(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest descending prefix whose mass reaches top_p (always the top token).
+
+    A token is kept iff the mass of the tokens sorted before it is < top_p, which is HF's
+    rule (drop ascending-cumulative mass <= 1 - top_p) read from the other end.
+    """
+    vocab = probs.shape[-1]
+    m = min(vocab, NUCLEUS_CANDIDATES)
+    while True:
+        values, indices = torch.topk(probs, m, dim=-1)  # (C, m), descending
+        before = torch.cumsum(values, dim=-1) - values  # mass sorted before each candidate
+        closes = (before[:, -1] + values[:, -1]) >= top_p
+        if m == vocab or bool(closes.all()):
+            break
+        m = min(vocab, m * 8)
+    keep_sorted = before < top_p
+    keep_sorted[:, 0] = True
+    mask = torch.zeros_like(probs, dtype=torch.bool)
+    return mask.scatter_(-1, indices, keep_sorted)
+
+
+def scheme_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, scheme: Scheme
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p̃(target) for each row, and whether it sits on the nucleus edge.
+
+    logits: (C, V) float32; targets: (C,) long. Returns float64 (C,) with -inf for targets the
+    scheme filters out, and a bool (C,) `nucleus_fragile` flag.
+    """
+    rows = torch.arange(targets.shape[0], device=logits.device)
+    fragile = torch.zeros_like(targets, dtype=torch.bool)
+    if scheme.greedy:
+        # torch.argmax returns the lowest index among tied maxima, as HF greedy decoding does.
+        hit = logits.argmax(dim=-1) == targets
+        zero = torch.zeros_like(targets, dtype=torch.float64)
+        return zero.masked_fill(~hit, -math.inf), fragile
+
+    z = logits.double() / scheme.temperature  # (C, V)
+    keep = torch.ones_like(z, dtype=torch.bool)
+    vocab = z.shape[-1]
+    if 0 < scheme.top_k < vocab:
+        kth = torch.topk(z, scheme.top_k, dim=-1).values[:, -1:]  # (C, 1)
+        keep = z >= kth  # every token tied with the k-th stays, as in HF
+    if scheme.top_p < 1:
+        probs = torch.softmax(z.masked_fill(~keep, -math.inf), dim=-1)  # renormalized top-k
+        keep = keep & _nucleus_mask(probs, scheme.top_p)
+        target_prob = probs[rows, targets]
+        above = torch.where(probs > target_prob[:, None], probs, 0.0).sum(dim=-1)
+        fragile = (above - scheme.top_p).abs() < NUCLEUS_FRAGILE_TOL
+    kept_logits = z.masked_fill(~keep, -math.inf)
+    logprob = z[rows, targets] - torch.logsumexp(kept_logits, dim=-1)
+    return logprob.masked_fill(~keep[rows, targets], -math.inf), fragile
