@@ -299,15 +299,15 @@ def list_samples(
     if order_by == "sample_index":
         order = SampleResult.sample_index
     else:
-        if check is None or order_by not in get_check(check).numeric_metric_names():
-            allowed = sorted(get_check(check).numeric_metric_names()) if check else []
+        if check is None or not get_check(check).sortable_metric(order_by):
             raise ApiError(
                 422,
                 "invalid_order",
-                f"order_by must be sample_index or, with "
-                f"check=, one of its numeric metrics {allowed}",
+                "order_by must be sample_index or, with check=, one of its numeric per-sample "
+                "fields; a dotted path such as log10_pz.greedy reaches into nested values",
             )
-        order = SampleResult.values[order_by].as_float()
+        path = tuple(order_by.split("."))
+        order = SampleResult.values[path if len(path) > 1 else path[0]].as_float()
     order = (order.desc() if desc else order.asc()).nulls_last()
     count = session.scalar(select(func.count()).select_from(query.subquery()))
     rows = session.scalars(

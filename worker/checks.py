@@ -61,6 +61,7 @@ class LMPlan:
     """What an LM check needs from the passes, merged across the checks of an audit."""
 
     text: bool = False
+    moments: bool = False  # μ_t and σ_t over the vocabulary (Min-K%++)
     lower: bool = False
     reference: bool = False
     schemes: tuple[Scheme, ...] = ()
@@ -378,6 +379,7 @@ def _plan_membership(params: MembershipParams, context: SubmitContext) -> LMPlan
     wanted = params.wanted(context.has_reference_model)
     return LMPlan(
         text=True,
+        moments="minkpp" in wanted,
         lower="lowercase" in wanted,
         reference="ref" in wanted,
         max_tokens=params.max_tokens,
@@ -392,6 +394,7 @@ def _compute_membership(
         values = sample_scores(
             s.text,
             s.passes["text"],
+            wanted=params.wanted(s.reference is not None),
             ks=params.k,
             lower=s.passes.get("lower"),
             reference=s.reference,
@@ -514,6 +517,7 @@ def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
     extraction = [plan.extraction for plan in plans if plan.extraction is not None]
     return LMPlan(
         text=any(plan.text for plan in plans),
+        moments=any(plan.moments for plan in plans),
         lower=any(plan.lower for plan in plans),
         reference=any(plan.reference for plan in plans),
         schemes=tuple(schemes.values()),

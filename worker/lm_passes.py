@@ -58,10 +58,10 @@ def plan_record(
                 continue
             name = f"window:{offset}"
             ids = specials + text_ids[offset : offset + span]
-            record.requests[name] = ScoringRequest(ids, scheme_positions=positions)
+            record.requests[name] = ScoringRequest(ids, detail_positions=positions)
             record.windows.append(ExtractionWindow(offset, name, suffix_start))
     if plan.text:
-        record.requests["text"] = ScoringRequest(full, truncated, text_positions)
+        record.requests["text"] = ScoringRequest(full, truncated, text_positions, plan.moments)
     if plan.lower:
         lower, lower_truncated = truncate(specials + target.encode(text.lower()), max_tokens)
         record.requests["lower"] = ScoringRequest(lower, lower_truncated)

@@ -228,3 +228,37 @@ def test_uploads_are_content_addressed_and_validated(stack, tmp_path) -> None:
         "/v1/datasets", headers=stack.headers, files={"file": ("bad.jsonl", broken)}
     )
     assert response.status_code == 422 and response.json()["error"]["detail"] == {"line": 6}
+
+
+def test_ref_score_needs_a_reference_model(stack, body) -> None:
+    body["checks"] = [{"kind": "membership", "params": {"scores": ["ref"]}}]
+    error = _bad(stack, 422, "invalid_params", headers=stack.headers, json=body)
+    assert "reference_model" in error["message"]
+
+
+def test_sampling_processors_that_need_context_are_refused(stack, body) -> None:
+    body["checks"] = [
+        {
+            "kind": "extraction",
+            "params": {"schemes": [{"temperature": 1.0, "repetition_penalty": 1.3}]},
+        }
+    ]
+    error = _bad(stack, 422, "invalid_params", headers=stack.headers, json=body)
+    assert "never approximated" in error["detail"][0]["msg"]
+
+
+def test_order_by_must_name_a_numeric_field(stack, body) -> None:
+    audit = stack.client.post("/v1/audits", headers=stack.headers, json=body).json()
+    url = f"/v1/audits/{audit['id']}/samples"
+    assert (
+        stack.client.get(
+            url, headers=stack.headers, params={"check": "loss", "order_by": "loss"}
+        ).status_code
+        == 200
+    )
+    for params in (
+        {"order_by": "loss"},
+        {"check": "loss", "order_by": "text"},
+        {"check": "membership"},
+    ):
+        assert stack.client.get(url, headers=stack.headers, params=params).status_code == 422

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, filler_records, make_settings, settings_env, write_jsonl
-from tests.flows import FINAL, run_canary_audit, submit, wait_final
+from tests.flows import FINAL, run_canary_audit, submit, upload, wait_final
 from worker.demo import DemoArtifacts
 
 pytestmark = pytest.mark.slow
@@ -143,3 +143,39 @@ def test_cancel_stops_a_running_audit_within_one_batch(
     assert final["status"] == "cancelled" and final["status"] in FINAL
     again = served.client.post(f"/v1/audits/{audit['id']}/cancel", headers=served.headers)
     assert again.status_code == 409
+
+
+def test_extraction_and_membership_through_the_service(
+    served: Served, tiny_lm: DemoArtifacts
+) -> None:
+    body = {
+        "model": {"uri": f"path:{tiny_lm.model_dir}"},
+        "reference_model": {"uri": f"path:{tiny_lm.model_dir}"},
+        "dataset": {"uri": upload(served.client, served.headers, tiny_lm.dataset_path)["uri"]},
+        "checks": [
+            {"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}},
+            {"kind": "membership", "params": {"bootstrap": 100}},
+        ],
+    }
+    response = served.client.post("/v1/audits", headers=served.headers, json=body)
+    assert response.status_code == 202, response.text
+    audit = wait_final(served.client, served.headers, response.json()["id"])
+    assert audit["status"] == "succeeded", audit
+
+    extraction = audit["summary"]["extraction"]
+    assert extraction["members"]["greedy_rate"] > 0.5
+    assert extraction["nonmembers"]["greedy_rate"] == 0.0
+    membership = audit["summary"]["membership"]["scores"]
+    assert membership["loss"]["auroc"]["value"] >= 0.95
+    assert membership["ref"]["auroc"]["value"] == 0.5  # own reference: every score is 0
+    assert audit["provenance"]["checks"][0]["params"]["suffix_tokens"] == 16
+
+    page = served.client.get(
+        f"/v1/audits/{audit['id']}/samples",
+        headers=served.headers,
+        params={"check": "extraction", "order_by": "log10_pz.topk40_T1", "desc": True, "limit": 48},
+    ).json()
+    ranked = [row["values"]["log10_pz"]["topk40_T1"] for row in page["data"]]
+    finite = [value for value in ranked if value is not None]
+    assert finite == sorted(finite, reverse=True) and ranked[: len(finite)] == finite
+    assert page["data"][0]["sample_id"].startswith("canary")

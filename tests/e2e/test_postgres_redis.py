@@ -18,6 +18,21 @@ def test_canary_audit_on_postgres_and_redis(make_stack, postgres_url, redis_url,
     audit = run_canary_audit(stack.client, stack.headers, tiny_lm)
     assert audit["provenance"]["timings"]["n_shards"] == 3  # 48 records in shards of 16
 
+    checks = [{"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}}]
+    extraction = submit(
+        stack.client, stack.headers, tiny_lm.model_dir, audit["dataset_uri"], checks
+    )
+    extraction = wait_final(stack.client, stack.headers, extraction["id"])
+    assert extraction["summary"]["extraction"]["members"]["greedy_rate"] > 0.5
+    page = stack.client.get(
+        f"/v1/audits/{extraction['id']}/samples",
+        headers=stack.headers,
+        params={"check": "extraction", "order_by": "log10_pz.topk40_T1", "desc": True},
+    ).json()
+    ranked = [row["values"]["log10_pz"]["topk40_T1"] for row in page["data"]]
+    finite = [value for value in ranked if value is not None]
+    assert finite == sorted(finite, reverse=True) and ranked[: len(finite)] == finite
+
 
 def _shard(stack, audit_id: str) -> Shard:
     with stack.db.session() as session:

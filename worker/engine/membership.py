@@ -162,31 +162,37 @@ def sample_scores(
     text: str,
     stats: TokenStats,
     *,
+    wanted: set[str],
     ks: Sequence[float],
     lower: TokenStats | None = None,
     reference: TokenStats | None = None,
     same_ref_tokens: bool = False,
 ) -> dict[str, Any]:
-    """Every membership score of one text, oriented higher = more likely a member."""
+    """The wanted membership scores of one text, oriented higher = more likely a member."""
     ll = stats.mean_logprob
     if ll is None:
         return {"skipped": True, "reason": "no_scored_tokens"}
-    values: dict[str, Any] = {"loss": ll, "zlib": zlib_ratio(ll, text)}
-    flags: list[str] = []
+    values: dict[str, Any] = {}
+    flags: set[str] = set()
+    if "loss" in wanted:
+        values["loss"] = ll
+    if "zlib" in wanted:
+        values["zlib"] = zlib_ratio(ll, text)
     for k in ks:
-        values[f"mink_{k:g}"], clamped = mink(stats.logprobs, k)
-        values[f"minkpp_{k:g}"], _, sigma_zero = minkpp(stats, k)
-        if clamped:
-            flags.append("k_clamped")
-        if sigma_zero:
-            flags.append("sigma_zero")
-    if lower is not None and lower.mean_logprob is not None:
+        if "mink" in wanted:
+            values[f"mink_{k:g}"], clamped = mink(stats.logprobs, k)
+            flags |= {"k_clamped"} if clamped else set()
+        if "minkpp" in wanted:
+            values[f"minkpp_{k:g}"], clamped, sigma_zero = minkpp(stats, k)
+            flags |= {"k_clamped"} if clamped else set()
+            flags |= {"sigma_zero"} if sigma_zero else set()
+    if "lowercase" in wanted and lower is not None and lower.mean_logprob is not None:
         values["lowercase"] = lower.mean_logprob / ll if ll != 0 else None
-    if reference is not None and reference.mean_logprob is not None:
+    if "ref" in wanted and reference is not None and reference.mean_logprob is not None:
         values["ref"], values["ref_basis"] = reference_score(
             stats, reference, same_ref_tokens, len(text.encode("utf-8"))
         )
     values["n_scored"] = stats.n_scored
     values["truncated"] = stats.truncated
-    values["flags"] = sorted(set(flags))
+    values["flags"] = sorted(flags)
     return values

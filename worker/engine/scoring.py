@@ -2,8 +2,14 @@
 
 Position t is scored when it has a left context, so logits at t-1 predict token t
 (METRICS.md §1). Right padding plus an attention mask keeps batching from changing results.
-The output head runs over chunks of positions, so memory for full-vocabulary work stays within
-a budget instead of growing with batch x length x vocabulary.
+The output head runs over chunks of positions gathered across the batch, so full-vocabulary
+work stays within a memory budget instead of growing with batch x length x vocabulary, and
+statistics that only some checks need are computed only where they are needed:
+
+- every position: ℓ_t (log-probability of the true token);
+- every position, when `moments` is asked for (Min-K%++): μ_t and σ_t over the vocabulary;
+- at `detail_positions` (extraction suffixes): rank, ties, arg-max match, margin, and p̃_t
+  under each sampling scheme.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ DEFAULT_VOCAB_BUDGET_BYTES = 256 * 1024**2
 class ScoringRequest:
     input_ids: Sequence[int]
     truncated: bool = False
-    # Stats indices (position t-1) where the schemes' probabilities are wanted.
-    scheme_positions: Sequence[int] = ()
+    # TokenStats indices (position t - 1) that need rank, margin and scheme probabilities.
+    detail_positions: Sequence[int] = ()
+    moments: bool = False  # μ_t and σ_t at every position
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -52,33 +59,40 @@ def _final_logits(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return logits.float()  # fp32 softmax even when the model runs in bf16
 
 
-def _hidden_states(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
-) -> torch.Tensor:
-    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    return out.last_hidden_state  # (B, T, H)
+def _logprob_and_moments(
+    logits: torch.Tensor, targets: torch.Tensor, moments: bool
+) -> dict[str, torch.Tensor]:
+    """ℓ_t, and optionally μ_t = Σ p log p and σ_t, in few passes over (C, V) logits.
+
+    With y = z - max z: log p = y - log Σe^y, so μ = E_p[y] - log Σe^y and σ² = E_p[(y - E_p y)²];
+    the centred second pass avoids the cancellation of E[y²] - E[y]² in float32. Sums along
+    the vocabulary use float32 pairwise summation; sums along a text use float64.
+    """
+    shifted = logits - logits.max(dim=-1, keepdim=True).values  # y <= 0, (C, V)
+    weights = shifted.exp()
+    total = weights.sum(dim=-1)
+    log_total = total.log()
+    out = {"logprobs": shifted.gather(-1, targets[:, None]).squeeze(-1) - log_total}
+    if moments:
+        probs = weights.div_(total[:, None])
+        mean_shifted = (probs * shifted).sum(dim=-1)
+        variance = shifted.sub_(mean_shifted[:, None]).square_().mul_(probs).sum(dim=-1)
+        out["mu"] = mean_shifted - log_total
+        out["sigma"] = variance.sqrt()
+    return out
 
 
-def _position_stats(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every §1 statistic for a chunk of positions. logits (C, V) float32, targets (C,)."""
-    rows = torch.arange(targets.shape[0], device=logits.device)
-    target_logit = logits[rows, targets]  # (C,)
-    log_norm = torch.logsumexp(logits, dim=-1)
-    logp = logits - log_norm[:, None]  # (C, V)
-    p = logp.exp()
-    mu = (p * logp).sum(dim=-1, dtype=torch.float64)  # Σ p log p = -H
-    # Two-pass variance: E[(log p)^2] - μ^2 would cancel catastrophically in float32.
-    variance = (p * (logp - mu.float()[:, None]).square()).sum(dim=-1, dtype=torch.float64)
+def _detail_stats(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rank, ties, arg-max match and margin of the true token. logits (C, V)."""
+    target_logit = logits.gather(-1, targets[:, None])  # (C, 1)
     top2 = torch.topk(logits, 2, dim=-1)
     best_other = torch.where(top2.indices[:, 0] == targets, top2.values[:, 1], top2.values[:, 0])
     return {
-        "logprobs": target_logit.double() - log_norm.double(),
-        "ranks": 1 + (logits > target_logit[:, None]).sum(dim=-1),
-        "ties": (logits == target_logit[:, None]).sum(dim=-1) - 1,
+        "ranks": 1 + (logits > target_logit).sum(dim=-1, dtype=torch.int32),
+        "ties": (logits == target_logit).sum(dim=-1, dtype=torch.int32) - 1,
+        # torch.argmax picks the lowest id among tied maxima, as HF greedy decoding does.
         "argmax_match": logits.argmax(dim=-1) == targets,
-        "margins": (target_logit - best_other).double(),
-        "entropy": -mu,
-        "sigma": variance.sqrt(),
+        "margins": target_logit.squeeze(-1) - best_other,
     }
 
 
@@ -93,76 +107,103 @@ def score_sequences(
     vocab_budget_bytes: int = DEFAULT_VOCAB_BUDGET_BYTES,
 ) -> list[TokenStats]:
     """TokenStats for every request, batched by length, one forward pass per batch."""
-    results: list[TokenStats | None] = [None] * len(requests)
+    results: list[TokenStats] = [None] * len(requests)  # type: ignore[list-item]
     vocab = model.get_output_embeddings().weight.shape[0]
-    # float64 copies in the scheme code make the per-position footprint about 6 x 4 bytes x V.
-    chunk = max(1, vocab_budget_bytes // (24 * vocab))
+    # Logits plus the float32 temporaries above come to about 3 x 4 bytes per vocabulary entry.
+    chunk = max(1, vocab_budget_bytes // (12 * vocab))
     for batch in plan_batches([len(r.input_ids) for r in requests], batch_size):
-        width = max(len(requests[i].input_ids) for i in batch)
-        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids = requests[i].input_ids
-            input_ids[row, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
-            attention_mask[row, : len(ids)] = 1
-        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        hidden = _hidden_states(model, input_ids, attention_mask)
-        for row, i in enumerate(batch):
-            results[i] = _stats_for_row(
-                model, hidden[row], input_ids[row], requests[i], schemes, chunk
-            )
-    return results  # type: ignore[return-value]
+        for i, stats in zip(
+            batch,
+            _score_batch(model, [requests[i] for i in batch], device, schemes, chunk),
+            strict=True,
+        ):
+            results[i] = stats
+    return results
 
 
-def _stats_for_row(
+def _score_batch(
     model: torch.nn.Module,
-    hidden: torch.Tensor,
-    ids: torch.Tensor,
-    request: ScoringRequest,
+    batch: Sequence[ScoringRequest],
+    device: str | torch.device,
     schemes: Sequence[Scheme],
     chunk: int,
-) -> TokenStats:
-    n = len(request.input_ids)
-    n_scored = max(n - 1, 0)
-    parts: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, n_scored, chunk):
-        stop = min(start + chunk, n_scored)
-        logits = _final_logits(model, hidden[start:stop])  # (C, V)
-        for name, value in _position_stats(logits, ids[start + 1 : stop + 1]).items():
-            parts.setdefault(name, []).append(value.cpu())
-    arrays = {name: torch.cat(values).numpy() for name, values in parts.items()}
+) -> list[TokenStats]:
+    width = max(len(r.input_ids) for r in batch)
+    input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, request in enumerate(batch):
+        input_ids[row, : len(request.input_ids)] = torch.as_tensor(list(request.input_ids))
+        attention_mask[row, : len(request.input_ids)] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    hidden = model.base_model(
+        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+    ).last_hidden_state  # (B, T, H)
 
-    wanted = sorted(set(request.scheme_positions))
-    scheme_values: dict[str, np.ndarray] = {}
-    fragile_values: dict[str, np.ndarray] = {}
-    if schemes and wanted:
-        positions = torch.as_tensor(wanted, dtype=torch.long, device=hidden.device)
-        for scheme in schemes:
-            scheme_values[scheme.name] = np.full(n_scored, np.nan)
-            fragile_values[scheme.name] = np.zeros(n_scored, dtype=bool)
-        for start in range(0, len(wanted), chunk):
-            pos = positions[start : start + chunk]
-            logits = _final_logits(model, hidden[pos])
-            targets = ids[pos + 1]
+    # Every scored position of every row, flattened: row r, position j predicts ids[r, j+1].
+    n_scored = [max(len(r.input_ids) - 1, 0) for r in batch]
+    rows = torch.repeat_interleave(torch.arange(len(batch)), torch.tensor(n_scored))
+    positions = torch.cat([torch.arange(n) for n in n_scored]) if rows.numel() else rows
+    flat_hidden = hidden[rows.to(device), positions.to(device)]  # (N, H)
+    flat_targets = input_ids[rows.to(device), positions.to(device) + 1]  # (N,)
+    offsets = np.r_[0, np.cumsum(n_scored)]
+    moments = torch.tensor([batch[r].moments for r in rows.tolist()], dtype=torch.bool)
+    detail = torch.zeros(len(flat_targets), dtype=torch.bool)
+    for r, request in enumerate(batch):
+        wanted = [p for p in request.detail_positions if 0 <= p < n_scored[r]]
+        detail[offsets[r] + np.asarray(wanted, dtype=np.int64)] = True
+
+    total = len(flat_targets)
+    columns: dict[str, np.ndarray] = {
+        "logprobs": np.zeros(total),
+        "mu": np.full(total, np.nan),
+        "sigma": np.full(total, np.nan),
+        "ranks": np.full(total, -1, dtype=np.int64),
+        "ties": np.full(total, -1, dtype=np.int64),
+        "argmax_match": np.zeros(total, dtype=bool),
+        "margins": np.full(total, np.nan),
+    }
+    scheme_columns = {s.name: np.full(total, np.nan) for s in schemes}
+    fragile_columns = {s.name: np.zeros(total, dtype=bool) for s in schemes}
+    for start in range(0, total, chunk):
+        span = slice(start, min(start + chunk, total))
+        logits = _final_logits(model, flat_hidden[span])  # (C, V)
+        targets = flat_targets[span]
+        want_moments = bool(moments[span].any())
+        base = _logprob_and_moments(logits, targets, want_moments)
+        for name, value in base.items():
+            columns[name][span] = value.double().cpu().numpy()
+        picked = detail[span].nonzero().squeeze(-1)
+        if picked.numel():
+            index = np.arange(span.start, span.stop)[picked.numpy()]
+            sub_logits = logits[picked.to(logits.device)]
+            sub_targets = targets[picked.to(targets.device)]
+            for name, value in _detail_stats(sub_logits, sub_targets).items():
+                columns[name][index] = value.cpu().numpy()
             for scheme in schemes:
-                logp, fragile = scheme_logprobs(logits, targets, scheme)
-                scheme_values[scheme.name][pos.cpu().numpy()] = logp.cpu().numpy()
-                fragile_values[scheme.name][pos.cpu().numpy()] = fragile.cpu().numpy()
+                logp, fragile = scheme_logprobs(sub_logits, sub_targets, scheme)
+                scheme_columns[scheme.name][index] = logp.cpu().numpy()
+                fragile_columns[scheme.name][index] = fragile.cpu().numpy()
 
-    empty_f, empty_i = np.zeros(0), np.zeros(0, dtype=np.int64)
-    return TokenStats(
-        n_tokens=n,
-        logprobs=arrays.get("logprobs", empty_f),
-        truncated=request.truncated,
-        ranks=arrays.get("ranks", empty_i),
-        ties=arrays.get("ties", empty_i),
-        argmax_match=arrays.get("argmax_match", np.zeros(0, dtype=bool)),
-        margins=arrays.get("margins", empty_f),
-        entropy=arrays.get("entropy", empty_f),
-        sigma=arrays.get("sigma", empty_f),
-        scheme_logprobs=scheme_values,
-        nucleus_fragile=fragile_values,
-    )
+    stats = []
+    for r, request in enumerate(batch):
+        part = slice(offsets[r], offsets[r + 1])
+        has_moments = request.moments
+        stats.append(
+            TokenStats(
+                n_tokens=len(request.input_ids),
+                logprobs=columns["logprobs"][part].copy(),
+                truncated=request.truncated,
+                ranks=columns["ranks"][part].copy(),
+                ties=columns["ties"][part].copy(),
+                argmax_match=columns["argmax_match"][part].copy(),
+                margins=columns["margins"][part].copy(),
+                entropy=-columns["mu"][part] if has_moments else None,
+                sigma=columns["sigma"][part].copy() if has_moments else None,
+                scheme_logprobs={n: v[part].copy() for n, v in scheme_columns.items()},
+                nucleus_fragile={n: v[part].copy() for n, v in fragile_columns.items()},
+            )
+        )
+    return stats
 
 
 def teacher_forced_logprobs(

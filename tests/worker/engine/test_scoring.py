@@ -29,7 +29,7 @@ def test_fact_2_uniform_logits() -> None:
         model.lm_head.weight.zero_()  # every logit 0: p = 1/V everywhere
     (stats,) = score_sequences(
         model,
-        [ScoringRequest([3, 0, 7, 0])],
+        [ScoringRequest([3, 0, 7, 0], detail_positions=range(3), moments=True)],
         "cpu",
         schemes=[Scheme()],
     )
@@ -65,7 +65,8 @@ def direct_stats(model: GPT2LMHeadModel, ids: list[int]) -> dict[str, list[float
 def test_every_statistic_matches_a_direct_implementation() -> None:
     model = tiny_gpt2()
     ids = torch.randint(0, 97, (40,), generator=torch.Generator().manual_seed(3)).tolist()
-    (stats,) = score_sequences(model, [ScoringRequest(ids)], "cpu")
+    request = ScoringRequest(ids, detail_positions=range(39), moments=True)
+    (stats,) = score_sequences(model, [request], "cpu")
     direct = direct_stats(model, ids)
     np.testing.assert_allclose(stats.logprobs, direct["logprob"], atol=1e-5)
     np.testing.assert_allclose(stats.mu, direct["mu"], atol=1e-5)
@@ -81,7 +82,9 @@ def test_every_statistic_matches_a_direct_implementation() -> None:
 def test_fact_3_batched_chunked_and_alone_agree(tiny_lm) -> None:
     loaded = load_local(tiny_lm.model_dir)
     texts = ["Customer amber-basil has secret PIN 123456.", "short", "Customer " * 12]
-    requests = [ScoringRequest(loaded.encode(t), scheme_positions=range(3)) for t in texts]
+    requests = [
+        ScoringRequest(loaded.encode(t), detail_positions=range(3), moments=True) for t in texts
+    ]
     schemes = [Scheme(top_k=40), Scheme(temperature=0.7, top_p=0.9)]
     batched = score_sequences(loaded.model, requests, "cpu", schemes=schemes)
     tiny_chunks = score_sequences(
