@@ -96,6 +96,22 @@ def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when `serve` dies, even by SIGKILL, so no worker is orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: `serve` still stops the worker on a normal exit
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    # uvicorn re-raises the signal that stopped it; exiting through SystemExit lets the
+    # `finally` below stop the worker instead of the process dying on the spot.
+    raise SystemExit(0)
+
+
 class WorkerSupervisor(threading.Thread):
     """Keeps one worker subprocess alive beside the API, restarting it if it dies."""
 
@@ -105,7 +121,9 @@ class WorkerSupervisor(threading.Thread):
 
     def _start(self) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "app.cli", "worker", "--beat"]
-        return subprocess.Popen(command, env=self.env, start_new_session=True)
+        return subprocess.Popen(
+            command, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+        )
 
     def run(self) -> None:
         backoff = 1.0
@@ -151,6 +169,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.demo:
         url = f"http://{args.host}:{args.port}"
         threading.Thread(target=_demo_when_ready, args=(settings, url), daemon=True).start()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     finally:

@@ -75,20 +75,39 @@ def bench_throughput(model, device: str, n: int, length: int, batch: int) -> Non
 
     loss_pass = [ScoringRequest(seq) for seq in sequences]
     membership_pass = [ScoringRequest(seq, moments=True) for seq in sequences]
-    extraction_pass = [ScoringRequest(seq, detail_positions=range(length - 51, length - 1),
-                                      moments=True) for seq in sequences]
+    extraction_pass = [
+        ScoringRequest(seq, detail_positions=range(length - 51, length - 1), moments=True)
+        for seq in sequences
+    ]
     schemes = [GREEDY, Scheme(top_k=40)]
-    t_bare = timed(bare, device)
-    print(f"[{device}] bare forward: {tokens / t_bare:,.0f} tok/s ({n} x {length} tokens)")
-    for label, requests, used in [
-        ("loss, zlib, Min-K% (log-probs)", loss_pass, []),
-        ("+ Min-K%++ (full-vocabulary moments)", membership_pass, []),
-        ("+ extraction (rank, greedy, top-k 40 on a 50-token suffix)", extraction_pass, schemes),
-    ]:
-        t_ours = timed(lambda r=requests, s=used: score_sequences(
-            model, r, device, schemes=s, batch_size=batch), device)
-        print(f"[{device}] scoring pass, {label}: {tokens / t_ours:,.0f} tok/s -> ratio "
-              f"{t_bare / t_ours:.3f} (target >= 0.85)")
+    variants = {
+        "loss, zlib, Min-K% (log-probs)": (loss_pass, []),
+        "+ Min-K%++ (full-vocabulary moments)": (membership_pass, []),
+        "+ extraction (rank, greedy, top-k 40 on a 50-token suffix)": (extraction_pass, schemes),
+    }
+    runs = {"bare": bare} | {
+        label: (
+            lambda r=requests, s=used: score_sequences(
+                model, r, device, schemes=s, batch_size=batch
+            )
+        )
+        for label, (requests, used) in variants.items()
+    }
+    # Interleaved rounds and medians: this machine's speed drifts, and drift hits every
+    # variant alike instead of whichever happened to run during a slow spell.
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # warm-up
+    for _ in range(5):
+        for name, run in runs.items():
+            times[name].append(timed(run, device, repeats=1))
+    median = {name: sorted(values)[2] for name, values in times.items()}
+    print(f"[{device}] bare forward: {tokens / median['bare']:,.0f} tok/s ({n} x {length} tokens)")
+    for label in variants:
+        print(
+            f"[{device}] scoring pass, {label}: {tokens / median[label]:,.0f} tok/s -> ratio "
+            f"{median['bare'] / median[label]:.3f} (target >= 0.85)"
+        )
 
 
 @torch.inference_mode()
@@ -206,10 +225,12 @@ def bench_gpu_fraction(device: str) -> None:
     t_bare = timed(bare, device)
     t_ours = timed(lambda: score_sequences(model, requests, device, batch_size=batch), device)
     print(f"[{device}] bf16 matmul peak measured: {peak:.0f} TFLOP/s")
-    print(f"[{device}] {params / 1e6:.0f}M-parameter GPT-2, {n} x {length} tokens: bare forward "
-          f"{flops / t_bare / 1e12:.0f} TFLOP/s ({flops / t_bare / 1e12 / peak:.1%} of peak); "
-          f"scoring pass {flops / t_ours / 1e12:.0f} TFLOP/s "
-          f"({flops / t_ours / 1e12 / peak:.1%} of peak); ratio {t_bare / t_ours:.3f}")
+    print(
+        f"[{device}] {params / 1e6:.0f}M-parameter GPT-2, {n} x {length} tokens: bare forward "
+        f"{flops / t_bare / 1e12:.0f} TFLOP/s ({flops / t_bare / 1e12 / peak:.1%} of peak); "
+        f"scoring pass {flops / t_ours / 1e12:.0f} TFLOP/s "
+        f"({flops / t_ours / 1e12 / peak:.1%} of peak); ratio {t_bare / t_ours:.3f}"
+    )
 
 
 def rss_child(n: int, path: str) -> None:
@@ -261,8 +282,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rss-child", nargs=2, metavar=("N", "PATH"))
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
-    parser.add_argument("--gpu-peak", action="store_true",
-                        help="also report the fraction of the GPU's bf16 matmul peak")
+    parser.add_argument(
+        "--gpu-peak",
+        action="store_true",
+        help="also report the fraction of the GPU's bf16 matmul peak",
+    )
     args = parser.parse_args()
     if args.rss_child:
         rss_child(int(args.rss_child[0]), args.rss_child[1])

@@ -76,6 +76,27 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_lm: DemoArtifacts) -> 
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
         log.close()
+    # `serve` stops the worker it supervises: nothing of this data dir may outlive it.
+    deadline = time.monotonic() + 30
+    while processes_using(root / "data") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not processes_using(root / "data"), "serve left its worker running"
+
+
+def processes_using(data_dir: Path) -> list[int]:
+    """Live processes whose environment names this data dir."""
+    marker = f"MEMAUDIT_DATA_DIR={data_dir}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+            if marker in (proc / "environ").read_bytes().split(b"\0") and "zombie" not in status:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_canary_audit_end_to_end(served: Served, tiny_lm: DemoArtifacts) -> None:

@@ -79,7 +79,7 @@ def scheme_logprobs(
     logits: (C, V) float32; targets: (C,) long. Returns float64 (C,) with -inf for targets the
     scheme filters out, and a bool (C,) `nucleus_fragile` flag.
     """
-    rows = torch.arange(targets.shape[0], device=logits.device)
+    torch.arange(targets.shape[0], device=logits.device)
     fragile = torch.zeros_like(targets, dtype=torch.bool)
     if scheme.greedy:
         # torch.argmax returns the lowest index among tied maxima, as HF greedy decoding does.
@@ -87,6 +87,36 @@ def scheme_logprobs(
         zero = torch.zeros_like(targets, dtype=torch.float64)
         return zero.masked_fill(~hit, -math.inf), fragile
 
+    if 0 < scheme.top_k < logits.shape[-1] and scheme.top_p == 1:
+        fast = _top_k_logprobs(logits, targets, scheme)
+        if fast is not None:
+            return fast, fragile
+    return _general_logprobs(logits, targets, scheme)
+
+
+def _top_k_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, scheme: Scheme
+) -> torch.Tensor | None:
+    """Top-k without top-p: only the k survivors enter the normalizer.
+
+    Returns None when some row has ties beyond the k-th value (all of them stay, as in HF),
+    which the general path handles.
+    """
+    top = torch.topk(logits, scheme.top_k, dim=-1).values  # (C, k), descending
+    kth = top[:, -1:]
+    if bool(((logits >= kth).sum(dim=-1) > scheme.top_k).any()):
+        return None
+    scaled = top.double() / scheme.temperature
+    target = logits.gather(-1, targets[:, None]).squeeze(-1)
+    logprob = target.double() / scheme.temperature - torch.logsumexp(scaled, dim=-1)
+    return logprob.masked_fill(target < kth.squeeze(-1), -math.inf)
+
+
+def _general_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, scheme: Scheme
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = torch.arange(targets.shape[0], device=logits.device)
+    fragile = torch.zeros_like(targets, dtype=torch.bool)
     z = logits.double() / scheme.temperature  # (C, V)
     keep = torch.ones_like(z, dtype=torch.bool)
     vocab = z.shape[-1]

@@ -23,7 +23,9 @@ import torch
 from worker.engine.sampling import Scheme, scheme_logprobs
 from worker.engine.token_stats import TokenStats
 
-DEFAULT_VOCAB_BUDGET_BYTES = 256 * 1024**2
+# Per chunk of positions: small on CPU, where buffers that stay in cache beat big ones; large on
+# a GPU, where fewer, larger kernels win.
+VOCAB_BUDGET_BYTES = {"cpu": 64 * 1024**2, "cuda": 1024**3}
 
 
 @dataclass(frozen=True)
@@ -64,22 +66,27 @@ def _logprob_and_moments(
 ) -> dict[str, torch.Tensor]:
     """ℓ_t, and optionally μ_t = Σ p log p and σ_t, in few passes over (C, V) logits.
 
-    With y = z - max z: log p = y - log Σe^y, so μ = E_p[y] - log Σe^y and σ² = E_p[(y - E_p y)²];
-    the centred second pass avoids the cancellation of E[y²] - E[y]² in float32. Sums along
-    the vocabulary use float32 pairwise summation; sums along a text use float64.
+    Works in place on `logits` (the caller's copy is consumed): on CPU, fresh (C, V) buffers
+    cost as much as the arithmetic. With y = z - max z: log p = y - log Σe^y, so
+    μ = E_p[y] - log Σe^y and σ² = E_p[(y - E_p y)²]; the centred second pass avoids the
+    cancellation of E[y²] - E[y]² in float32. Sums along the vocabulary use float32 pairwise
+    summation; sums along a text use float64.
     """
-    shifted = logits - logits.max(dim=-1, keepdim=True).values  # y <= 0, (C, V)
-    weights = shifted.exp()
+    shifted = logits.sub_(logits.max(dim=-1, keepdim=True).values)  # y <= 0, (C, V)
+    target_shifted = shifted.gather(-1, targets[:, None]).squeeze(-1)
+    if not moments:
+        log_total = shifted.exp_().sum(dim=-1).log()
+        return {"logprobs": target_shifted - log_total}
+    weights = shifted.exp()  # unnormalized p
     total = weights.sum(dim=-1)
     log_total = total.log()
-    out = {"logprobs": shifted.gather(-1, targets[:, None]).squeeze(-1) - log_total}
-    if moments:
-        probs = weights.div_(total[:, None])
-        mean_shifted = (probs * shifted).sum(dim=-1)
-        variance = shifted.sub_(mean_shifted[:, None]).square_().mul_(probs).sum(dim=-1)
-        out["mu"] = mean_shifted - log_total
-        out["sigma"] = variance.sqrt()
-    return out
+    mean_shifted = (weights * shifted).sum(dim=-1) / total
+    variance = shifted.sub_(mean_shifted[:, None]).square_().mul_(weights).sum(dim=-1) / total
+    return {
+        "logprobs": target_shifted - log_total,
+        "mu": mean_shifted - log_total,
+        "sigma": variance.sqrt(),
+    }
 
 
 def _detail_stats(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -104,11 +111,13 @@ def score_sequences(
     *,
     schemes: Sequence[Scheme] = (),
     batch_size: int = 16,
-    vocab_budget_bytes: int = DEFAULT_VOCAB_BUDGET_BYTES,
+    vocab_budget_bytes: int | None = None,
 ) -> list[TokenStats]:
     """TokenStats for every request, batched by length, one forward pass per batch."""
     results: list[TokenStats] = [None] * len(requests)  # type: ignore[list-item]
     vocab = model.get_output_embeddings().weight.shape[0]
+    if vocab_budget_bytes is None:
+        vocab_budget_bytes = VOCAB_BUDGET_BYTES.get(torch.device(device).type, 256 * 1024**2)
     # Logits plus the float32 temporaries above come to about 3 x 4 bytes per vocabulary entry.
     chunk = max(1, vocab_budget_bytes // (12 * vocab))
     for batch in plan_batches([len(r.input_ids) for r in requests], batch_size):
@@ -134,9 +143,14 @@ def _score_batch(
     for row, request in enumerate(batch):
         input_ids[row, : len(request.input_ids)] = torch.as_tensor(list(request.input_ids))
         attention_mask[row, : len(request.input_ids)] = 1
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    input_ids = input_ids.to(device)
+    # Without padding the mask is all ones: leaving it out lets attention take its causal
+    # fast path, with identical results.
+    padded = any(len(r.input_ids) != width for r in batch)
     hidden = model.base_model(
-        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        input_ids=input_ids,
+        attention_mask=attention_mask.to(device) if padded else None,
+        use_cache=False,
     ).last_hidden_state  # (B, T, H)
 
     # Every scored position of every row, flattened: row r, position j predicts ids[r, j+1].
@@ -168,21 +182,24 @@ def _score_batch(
         span = slice(start, min(start + chunk, total))
         logits = _final_logits(model, flat_hidden[span])  # (C, V)
         targets = flat_targets[span]
-        want_moments = bool(moments[span].any())
-        base = _logprob_and_moments(logits, targets, want_moments)
-        for name, value in base.items():
-            columns[name][span] = value.double().cpu().numpy()
         picked = detail[span].nonzero().squeeze(-1)
-        if picked.numel():
+        if picked.numel():  # before the in-place statistics below consume the logits
             index = np.arange(span.start, span.stop)[picked.numpy()]
             sub_logits = logits[picked.to(logits.device)]
             sub_targets = targets[picked.to(targets.device)]
             for name, value in _detail_stats(sub_logits, sub_targets).items():
                 columns[name][index] = value.cpu().numpy()
             for scheme in schemes:
+                if scheme.greedy:  # p̃ is 1 exactly where the arg-max matches, else 0
+                    match = torch.from_numpy(columns["argmax_match"][index])
+                    scheme_columns[scheme.name][index] = np.where(match.numpy(), 0.0, -np.inf)
+                    continue
                 logp, fragile = scheme_logprobs(sub_logits, sub_targets, scheme)
                 scheme_columns[scheme.name][index] = logp.cpu().numpy()
                 fragile_columns[scheme.name][index] = fragile.cpu().numpy()
+        base = _logprob_and_moments(logits, targets, bool(moments[span].any()))
+        for name, value in base.items():
+            columns[name][span] = value.double().cpu().numpy()
 
     stats = []
     for r, request in enumerate(batch):

@@ -80,3 +80,19 @@ def test_context_dependent_processors_are_rejected() -> None:
         ExtractionParams(schemes=[{"temperature": 1, "repetition_penalty": 1.2}])
     with pytest.raises(ValidationError):
         ExtractionParams(p_grid=[1.0])
+
+
+def test_top_k_fast_path_equals_the_general_computation() -> None:
+    from worker.engine.sampling import _general_logprobs, _top_k_logprobs
+
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(64, 500, generator=generator) * 3
+    targets = torch.randint(0, 500, (64,), generator=generator)
+    for scheme in (Scheme(top_k=40), Scheme(temperature=0.7, top_k=5), Scheme(top_k=499)):
+        fast = _top_k_logprobs(logits, targets, scheme)
+        general, _ = _general_logprobs(logits, targets, scheme)
+        assert fast is not None and torch.isinf(fast).equal(torch.isinf(general))
+        finite = ~torch.isinf(general)
+        assert torch.allclose(fast[finite], general[finite], atol=1e-6)
+    tied = torch.tensor([[1.0, 1.0, 0.0]])
+    assert _top_k_logprobs(tied, torch.tensor([1]), Scheme(top_k=1)) is None  # general path
