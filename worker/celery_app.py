@@ -5,11 +5,14 @@ from __future__ import annotations
 from celery import Celery
 
 from app.config import Settings
+from worker import embedded_broker
 from worker.task_names import REAP_STALE_SHARDS
 
 
 def create_celery(settings: Settings) -> Celery:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
+        embedded_broker.register()
     app = Celery("memaudit", broker=settings.broker_url)
     app.conf.update(
         task_default_queue=settings.queue,
