@@ -132,16 +132,8 @@ def greedy_memorized(model, tokenizer, text: str) -> bool:  # type: ignore[no-un
     return torch.equal(out[0, prefix_tokens:], suffix)
 
 
-def train_memorizer(
-    texts: list[str],
-    tokenizer,
-    *,
-    seed: int = 0,
-    max_steps: int = 800,  # type: ignore[no-untyped-def]
-    n_layer: int = 2,
-    n_embd: int = 128,
-):
-    """Train a tiny GPT-2 on `texts` until every one is greedily reproduced."""
+def _tiny_gpt2(tokenizer, *, seed: int, n_layer: int, n_embd: int):  # type: ignore[no-untyped-def]
+    """A fresh small GPT-2 (no dropout, so memorization is quick) and its optimizer."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -159,17 +151,35 @@ def train_memorizer(
         eos_token_id=tokenizer.eos_token_id,
     )
     model = GPT2LMHeadModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    return model, torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+
+
+def _step(model, optimizer, tokenizer, texts: list[str]) -> float:  # type: ignore[no-untyped-def]
+    model.train()
     batch = tokenizer(texts, return_tensors="pt", padding=True)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    loss = model(**batch, labels=labels).loss
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def train_memorizer(
+    texts: list[str],
+    tokenizer,
+    *,
+    seed: int = 0,
+    max_steps: int = 800,  # type: ignore[no-untyped-def]
+    n_layer: int = 2,
+    n_embd: int = 128,
+):
+    """Train a tiny GPT-2 on `texts` until every one is greedily reproduced."""
+    model, optimizer = _tiny_gpt2(tokenizer, seed=seed, n_layer=n_layer, n_embd=n_embd)
     for step in range(1, max_steps + 1):
-        model.train()
-        loss = model(**batch, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        loss = _step(model, optimizer, tokenizer, texts)
         # The loss cannot reach 0: which customer comes next is unpredictable by design.
-        if step % 25 == 0 and loss.item() < 0.3:
+        if step % 25 == 0 and loss < 0.3:
             model.eval()
             if all(greedy_memorized(model, tokenizer, text) for text in texts):
                 return model
@@ -191,35 +201,10 @@ def train_steps(
     Texts that occur several times in the list are seen proportionally more often: this is
     how the duplication studies plant canaries 1, 4 or 16 times.
     """
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
+    model, optimizer = _tiny_gpt2(tokenizer, seed=seed, n_layer=n_layer, n_embd=n_embd)
     rng = random.Random(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=128,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    model.train()
     for _ in range(steps):
-        batch = tokenizer(
-            rng.sample(texts, min(batch_size, len(texts))), return_tensors="pt", padding=True
-        )
-        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-        loss = model(**batch, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        _step(model, optimizer, tokenizer, rng.sample(texts, min(batch_size, len(texts))))
     return model.eval()
 
 
