@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import app as memaudit
-from app.api import audits, checks, datasets, health
+from app.api import audits, checks, datasets, docs, health
 from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
 from app.db import Database
@@ -25,12 +25,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="memaudit",
         version=memaudit.__version__,
         description="Memorization audits for ML models and datasets.",
+        # The schema and docs are served behind a key like every route but health (docs.py).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     application.state.settings = settings
     application.state.db = Database(settings.database_url)
     application.state.celery = create_celery(settings)
     install_error_handlers(application)
-    for router in (health.router, checks.router, datasets.router, audits.router, dashboard.router):
+    for router in (
+        health.router,
+        docs.router,
+        checks.router,
+        datasets.router,
+        audits.router,
+        dashboard.router,
+    ):
         application.include_router(router)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return application

@@ -262,3 +262,10 @@ def test_order_by_must_name_a_numeric_field(stack, body) -> None:
         {"check": "membership"},
     ):
         assert stack.client.get(url, headers=stack.headers, params=params).status_code == 422
+
+
+def test_openapi_docs_for_key_holders(stack) -> None:
+    schema = stack.client.get("/openapi.json", headers=stack.headers)
+    assert schema.status_code == 200 and "/v1/audits" in schema.json()["paths"]
+    docs = stack.client.get("/docs", headers=stack.headers)
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
