@@ -221,11 +221,3 @@ def _score_batch(
             )
         )
     return stats
-
-
-def teacher_forced_logprobs(
-    model: torch.nn.Module, sequences: Sequence[Sequence[int]], device: str | torch.device
-) -> list[np.ndarray]:
-    """ℓ_t alone, for callers that need nothing else."""
-    requests = [ScoringRequest(seq) for seq in sequences]
-    return [stats.logprobs for stats in score_sequences(model, requests, device)]
