@@ -117,10 +117,10 @@ def bench_throughput(model, device: str, n: int, length: int, batch: int) -> Non
 def bench_greedy(model, device: str, n: int, batch: int) -> None:  # type: ignore[no-untyped-def]
     prefix, suffix = 50, 50
     sequences = random_sequences(n, prefix + suffix, seed=2)
-    # Make half the sequences the model's own greedy continuation, so both verdicts occur.
-    for i in range(0, n, 2):
-        ids = torch.tensor([sequences[i][:prefix]], device=device)
-        out = model.generate(
+
+    def greedy(prefixes: list[list[int]]) -> torch.Tensor:
+        ids = torch.tensor(prefixes, device=device)
+        return model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
             do_sample=False,
@@ -128,20 +128,15 @@ def bench_greedy(model, device: str, n: int, batch: int) -> None:  # type: ignor
             min_new_tokens=suffix,
             pad_token_id=0,
         )
-        sequences[i] = out[0].tolist()
+
+    # Make half the sequences the model's own greedy continuation, so both verdicts occur.
+    for i in range(0, n, 2):
+        sequences[i] = greedy([sequences[i][:prefix]])[0].tolist()
 
     def by_generate() -> list[bool]:
         verdicts = []
         for i in range(0, n, batch):
-            ids = torch.tensor([s[:prefix] for s in sequences[i : i + batch]], device=device)
-            out = model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                do_sample=False,
-                max_new_tokens=suffix,
-                min_new_tokens=suffix,
-                pad_token_id=0,
-            )
+            out = greedy([s[:prefix] for s in sequences[i : i + batch]])
             truth = torch.tensor([s[prefix:] for s in sequences[i : i + batch]], device=device)
             verdicts += (out[:, prefix:] == truth).all(dim=1).tolist()
         return verdicts

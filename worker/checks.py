@@ -507,6 +507,15 @@ def get_check(name: str) -> CheckKind:
         raise UnknownCheck(name) from None
 
 
+def parse_checks(entries: Sequence[Mapping[str, Any]]) -> list[tuple[CheckKind, CheckParams]]:
+    """(kind, validated params) for each `{"kind", "params"}` entry, in order."""
+    parsed = []
+    for entry in entries:
+        kind = get_check(entry["kind"])
+        parsed.append((kind, kind.parse_params(entry.get("params", {}))))
+    return parsed
+
+
 def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
     """One set of passes serves every LM check of an audit."""
     schemes: dict[str, Scheme] = {}

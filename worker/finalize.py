@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 import app
 from app.db import Database, utcnow
 from app.models import Audit, AuditStatus, SampleResult, Shard, ShardStatus
-from worker.checks import get_check
+from worker.checks import parse_checks
 
 
 def _provenance(audit: Audit, shards: list[Shard]) -> dict[str, Any]:
@@ -45,15 +45,14 @@ def finalize_audit(db: Database, audit_id: str) -> str:
             return audit.status
         summary: dict[str, Any] = {}
         error = None
-        for entry in audit.checks:
-            kind = get_check(entry["kind"])
+        for kind, params in parse_checks(audit.checks):
             values = session.scalars(
                 select(SampleResult.values)
                 .where(SampleResult.audit_id == audit_id, SampleResult.check == kind.name)
                 .order_by(SampleResult.sample_index)
             ).all()
             try:
-                summary[kind.name] = kind.summarize(values, kind.parse_params(entry["params"]))
+                summary[kind.name] = kind.summarize(values, params)
             except (ValueError, ArithmeticError) as exc:
                 error = f"summary of {kind.name} failed: {exc}"
                 break

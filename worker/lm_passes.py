@@ -10,10 +10,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.checks import ExtractionWindow, LMPlan, LMSample
+from worker.checks import (
+    CheckKind,
+    CheckParams,
+    ExtractionWindow,
+    LMPlan,
+    LMSample,
+    SubmitContext,
+    merge_plans,
+)
 from worker.engine.extraction import window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
 from worker.loaders.models import LoadedModel
+
+
+def audit_plan(
+    checks: Sequence[tuple[CheckKind, CheckParams]], target: LoadedModel, has_reference_model: bool
+) -> tuple[LMPlan, int]:
+    """The passes every LM check of an audit shares, and the token limit they run under."""
+    context = SubmitContext(has_reference_model=has_reference_model)
+    plan = merge_plans([kind.plan(params, context) for kind, params in checks])
+    return plan, min(target.max_tokens, plan.max_tokens or target.max_tokens)
 
 
 @dataclass

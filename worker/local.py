@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.checks import SubmitContext, get_check, merge_plans
+from worker.checks import SubmitContext, parse_checks
 from worker.engine.scoring import plan_batches
-from worker.lm_passes import TextRecord, compute_batch
+from worker.lm_passes import TextRecord, audit_plan, compute_batch
 from worker.loaders.models import LoadedModel, cached_causal_lm, resolve_model
 
 
@@ -39,15 +39,10 @@ def audit_texts(
         if isinstance(reference_model, LoadedModel | None)
         else load_local(reference_model)
     )
-    parsed = []
-    for entry in checks:
-        kind = get_check(entry["kind"])
-        parsed.append((kind, kind.parse_params(entry.get("params", {}))))
-    context = SubmitContext(has_reference_model=reference is not None)
+    parsed = parse_checks(list(checks))
     for kind, params in parsed:
-        kind.validate(params, context)
-    plan = merge_plans([kind.plan(params, context) for kind, params in parsed])
-    max_tokens = min(target.max_tokens, plan.max_tokens or target.max_tokens)
+        kind.validate(params, SubmitContext(has_reference_model=reference is not None))
+    plan, max_tokens = audit_plan(parsed, target, reference is not None)
     items = [
         TextRecord(str(r.get("id", i)), r["text"], r.get("member"), r.get("duplicates"))
         for i, r in enumerate(records)

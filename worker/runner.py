@@ -17,9 +17,9 @@ from typing import Any
 from app.config import Settings
 from app.db import Database
 from worker import shard_store
-from worker.checks import CheckKind, SubmitContext, get_check, merge_plans
+from worker.checks import parse_checks
 from worker.engine.scoring import plan_batches
-from worker.lm_passes import TextRecord, compute_batch
+from worker.lm_passes import TextRecord, audit_plan, compute_batch
 from worker.loaders.datasets import (
     DatasetError,
     Record,
@@ -50,14 +50,6 @@ def _duplicates(record: Record) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value
     raise DatasetError(record.line_no, "field 'duplicates' must be a non-negative integer")
-
-
-def _checks_of(audit_checks: list[dict[str, Any]]) -> list[tuple[CheckKind, Any]]:
-    checks = []
-    for entry in audit_checks:
-        kind = get_check(entry["kind"])
-        checks.append((kind, kind.parse_params(entry.get("params", {}))))
-    return checks
 
 
 def _load(uri: str, settings: Settings) -> LoadedModel:
@@ -102,14 +94,12 @@ def run_shard(db: Database, settings: Settings, shard_id: str) -> ShardOutcome:
 def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> dict[str, Any]:
     started = time.perf_counter()
     audit = shard_store.load_audit(db, claim.audit_id)
-    checks = _checks_of(audit.checks)
-    context = SubmitContext(has_reference_model=audit.reference_model_uri is not None)
-    plan = merge_plans([kind.plan(params, context) for kind, params in checks])
+    checks = parse_checks(audit.checks)
     dataset = resolve_dataset(audit.dataset_uri, settings.datasets_dir, settings.data_root_paths)
     records = list(iter_records(dataset, claim.start, claim.stop))
     target = _load(audit.model_uri, settings)
+    plan, max_tokens = audit_plan(checks, target, audit.reference_model_uri is not None)
     reference = _load(audit.reference_model_uri, settings) if plan.reference else None
-    max_tokens = min(target.max_tokens, plan.max_tokens or target.max_tokens)
 
     inputs = [TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records]
     done = n_tokens = 0
