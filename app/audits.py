@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, and_, func, or_, select, tuple_, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
 from app.config import Settings
-from app.db import utcnow
+from app.db import Database, utcnow
 from app.errors import ApiError
+from app.model_identity import family_and_version
 from app.models import ApiKey, Audit, AuditStatus, Dataset, SampleResult, Shard, ShardStatus
 from app.schemas import AuditCreate, AuditPublic, Progress
 from app.security import PathNotAllowed, resolve_under_roots
-from worker.checks import SubmitContext, UnknownCheck, get_check
+from worker.checks import (
+    MAX_TABLE_COLUMNS,
+    SubmitContext,
+    UnknownCheck,
+    get_check,
+    parse_checks,
+)
 from worker.loaders.datasets import DatasetError, inspect_jsonl
 from worker.loaders.models import ModelError, ModelSpec, resolve_model
 from worker.task_names import RUN_SHARD
@@ -152,8 +160,11 @@ def submit_audit(
                 )
             return existing, False
 
+    family, version = family_and_version(body.model.uri, body.labels)
     audit = Audit(
         model_uri=body.model.uri,
+        model_family=family,
+        model_version=version,
         reference_model_uri=body.reference_model.uri if body.reference_model else None,
         dataset_uri=dataset.uri,
         dataset_sha256=dataset.sha256,
@@ -218,6 +229,8 @@ def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic
         progress=progress_of(session, audit),
         error=audit.error,
         model_uri=audit.model_uri,
+        model_family=audit.model_family,
+        model_version=audit.model_version,
         reference_model_uri=audit.reference_model_uri,
         dataset_uri=audit.dataset_uri,
         checks=audit.checks,
@@ -240,8 +253,11 @@ def list_audits(
     label: str | None,
     limit: int,
     offset: int,
+    family: str | None = None,
 ) -> tuple[list[Audit], int]:
     query = select(Audit)
+    if family:
+        query = query.where(Audit.model_family == family)
     if status:
         query = query.where(Audit.status == status)
     if model:
@@ -278,6 +294,107 @@ def cancel_audit(session: Session, audit: Audit) -> Audit:
     return audit
 
 
+def get_sample(session: Session, audit: Audit, sample_index: int) -> list[SampleResult]:
+    """Every check's row for one record, with its token view."""
+    rows = session.scalars(
+        select(SampleResult)
+        .where(
+            SampleResult.audit_id == audit.id,
+            # Naming the checks lets the (audit_id, check, sample_index) key find the rows.
+            SampleResult.check.in_([entry["kind"] for entry in audit.checks]),
+            SampleResult.sample_index == sample_index,
+        )
+        .order_by(SampleResult.check)
+    ).all()
+    if not rows:
+        raise ApiError(404, "not_found", f"audit {audit.id} has no sample {sample_index}")
+    return list(rows)
+
+
+def require_check(audit: Audit, check: str | None) -> None:
+    kinds = [entry["kind"] for entry in audit.checks]
+    if check is not None and check not in kinds:
+        raise ApiError(422, "unknown_check", f"audit has no check {check!r}; it has {kinds}")
+
+
+def iter_sample_pages(
+    db: Database, audit_id: str, check: str | None, page_size: int = 2000
+) -> Iterator[list[Row]]:
+    """Every row in (check, sample_index) order, a page per short session: an export of a
+    million rows streams in bounded memory and holds no transaction open while it is sent."""
+    after: tuple[str, int] | None = None
+    while True:
+        conditions = [SampleResult.audit_id == audit_id]
+        if check is not None:
+            conditions.append(SampleResult.check == check)
+        if after is not None:
+            conditions.append(tuple_(SampleResult.check, SampleResult.sample_index) > after)
+        with db.session() as session:
+            rows = session.execute(
+                select(
+                    SampleResult.check,
+                    SampleResult.sample_index,
+                    SampleResult.sample_id,
+                    SampleResult.values,
+                )
+                .where(*conditions)
+                .order_by(SampleResult.check, SampleResult.sample_index)
+                .limit(page_size)
+            ).all()
+        if not rows:
+            return
+        yield list(rows)
+        after = (rows[-1].check, rows[-1].sample_index)
+
+
+def _sort_column(audit: Audit, check: str | None, order_by: str) -> Any:
+    """The column or expression to order by: an indexed one wherever the table can sort."""
+    if order_by == "sample_index":
+        return SampleResult.sample_index
+    if order_by == "score":
+        return SampleResult.score
+    if check is not None:
+        kind = get_check(check)
+        params = next(p for k, p in parse_checks(audit.checks) if k.name == check)
+        keys = [column.key for column in kind.table_columns(params)[:MAX_TABLE_COLUMNS]]
+        if order_by in keys:
+            return getattr(SampleResult, f"sort_{keys.index(order_by) + 1}")
+        if kind.sortable_metric(order_by):  # any other numeric field: correct, not indexed
+            path = tuple(order_by.split("."))
+            return SampleResult.values[path if len(path) > 1 else path[0]].as_float()
+    raise ApiError(
+        422,
+        "invalid_order",
+        "order_by must be sample_index, score or, with check=, one of its numeric per-sample "
+        "fields; a dotted path such as log10_pz.greedy reaches into nested values",
+    )
+
+
+def _page_keys(
+    conditions: list[Any], column: Any, desc: bool, searching: bool, limit: int, offset: int
+) -> Any:
+    """The query for one page's (check, sample_index), ordered with ties broken by index."""
+    keyed = select(SampleResult.check, SampleResult.sample_index, column.label("sort_key"))
+    source: Any = keyed.where(*conditions)
+    if searching:
+        # Matches are gathered first, from the narrow (audit, check, sample_id, score) index,
+        # and only they are sorted; otherwise the planner walks the sort index over every row.
+        source = source.cte("matches").prefix_with("MATERIALIZED")
+    else:
+        source = source.subquery("rows")
+    direction = (lambda c: c.desc()) if desc else (lambda c: c.asc())
+    first = direction(source.c.sort_key)
+    if not isinstance(column, InstrumentedAttribute):  # a JSON field may be missing: last
+        first = first.nulls_last()
+    # Ties go the same way as the sort, so one index scan (forward or backward) serves it.
+    return (
+        select(source.c.check, source.c.sample_index)
+        .order_by(first, direction(source.c.sample_index), source.c.check)
+        .limit(limit)
+        .offset(offset)
+    )
+
+
 def list_samples(
     session: Session,
     audit: Audit,
@@ -287,32 +404,44 @@ def list_samples(
     desc: bool,
     limit: int,
     offset: int,
+    member: bool | None = None,
+    search: str | None = None,
 ) -> tuple[list[SampleResult], int]:
-    query = select(SampleResult).where(SampleResult.audit_id == audit.id)
-    audit_kinds = [entry["kind"] for entry in audit.checks]
+    """One page of per-sample rows, sorted, filtered and paged in the database.
+
+    The page's keys are found first from an index alone (even deep offsets skip index entries,
+    not rows), then only those rows are read.
+    """
+    require_check(audit, check)
+    conditions = [SampleResult.audit_id == audit.id]
     if check is not None:
-        if check not in audit_kinds:
-            raise ApiError(
-                422, "unknown_check", f"audit has no check {check!r}; it has {audit_kinds}"
-            )
-        query = query.where(SampleResult.check == check)
-    if order_by == "sample_index":
-        order = SampleResult.sample_index
-    else:
-        if check is None or not get_check(check).sortable_metric(order_by):
-            raise ApiError(
-                422,
-                "invalid_order",
-                "order_by must be sample_index or, with check=, one of its numeric per-sample "
-                "fields; a dotted path such as log10_pz.greedy reaches into nested values",
-            )
-        path = tuple(order_by.split("."))
-        order = SampleResult.values[path if len(path) > 1 else path[0]].as_float()
-    order = (order.desc() if desc else order.asc()).nulls_last()
-    count = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(
-        query.order_by(order, SampleResult.sample_index, SampleResult.check)
-        .limit(limit)
-        .offset(offset)
+        conditions.append(SampleResult.check == check)
+    if member is not None:
+        conditions.append(SampleResult.member.is_(member))
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(SampleResult.sample_id.like(f"%{escaped}%", escape="\\"))
+    column = _sort_column(audit, check, order_by)
+    count = session.scalar(select(func.count()).select_from(SampleResult).where(*conditions))
+    keys = session.execute(_page_keys(conditions, column, desc, bool(search), limit, offset)).all()
+    if not keys:
+        return [], int(count or 0)
+    by_check: dict[str, list[int]] = {}
+    for key in keys:
+        by_check.setdefault(key.check, []).append(key.sample_index)
+    # Per check an IN over sample indexes: point lookups in the primary key.
+    found = session.scalars(
+        select(SampleResult)
+        .where(
+            SampleResult.audit_id == audit.id,
+            or_(
+                *[
+                    and_(SampleResult.check == name, SampleResult.sample_index.in_(indexes))
+                    for name, indexes in by_check.items()
+                ]
+            ),
+        )
+        .options(defer(SampleResult.detail))
     ).all()
-    return list(rows), int(count)
+    by_key = {(row.check, row.sample_index): row for row in found}
+    return [by_key[tuple(key)] for key in keys], int(count or 0)

@@ -11,11 +11,14 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -80,6 +83,9 @@ class Audit(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     status: Mapped[str] = mapped_column(String(16), default=AuditStatus.QUEUED, index=True)
     model_uri: Mapped[str] = mapped_column(Text, index=True)
+    # The registered model (or directory) the URI is a version of: the model page's key.
+    model_family: Mapped[str] = mapped_column(Text, index=True, server_default="")
+    model_version: Mapped[str | None] = mapped_column(String(200))
     reference_model_uri: Mapped[str | None] = mapped_column(Text)
     dataset_uri: Mapped[str] = mapped_column(Text)
     dataset_sha256: Mapped[str] = mapped_column(String(64))
@@ -119,10 +125,34 @@ class Shard(Base):
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+NO_VALUE = -1e300  # a sort key's "no value": below every real score
+SORT_SLOTS = (1, 2, 3, 4)  # worker.checks.MAX_TABLE_COLUMNS
+
+
 class SampleResult(Base):
-    """One check's values for one record; the key makes a re-run overwrite, never duplicate."""
+    """One check's values for one record; the key makes a re-run overwrite, never duplicate.
+
+    `score`, `member` and `sort_1..4` copy the values the records table sorts and filters by
+    into indexed columns, so a million-row audit sorts and pages in the database. Sort columns
+    are never NULL: a missing value is NO_VALUE, below every real one, so one plain index
+    serves both directions on SQLite and PostgreSQL alike.
+    """
 
     __tablename__ = "sample_results"
+    __table_args__ = (
+        Index("ix_sample_results_score", "audit_id", "check", "score", "sample_index"),
+        Index(
+            "ix_sample_results_member_score", "audit_id", "check", "member", "score", "sample_index"
+        ),
+        *[
+            Index(f"ix_sample_results_sort_{i}", "audit_id", "check", f"sort_{i}", "sample_index")
+            for i in SORT_SLOTS
+        ],
+        # Covers the id search: matches are found in this narrow index, then sorted.
+        Index(
+            "ix_sample_results_search", "audit_id", "check", "sample_id", "score", "sample_index"
+        ),
+    )
 
     audit_id: Mapped[str] = mapped_column(
         ForeignKey("audits.id", ondelete="CASCADE"), primary_key=True
@@ -131,3 +161,11 @@ class SampleResult(Base):
     sample_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     sample_id: Mapped[str] = mapped_column(Text)
     values: Mapped[dict[str, Any]] = mapped_column("values_json", JSON)
+    score: Mapped[float] = mapped_column(Float, server_default=text(str(NO_VALUE)))
+    member: Mapped[bool | None] = mapped_column(Boolean)
+    sort_1: Mapped[float] = mapped_column(Float, server_default=text(str(NO_VALUE)))
+    sort_2: Mapped[float] = mapped_column(Float, server_default=text(str(NO_VALUE)))
+    sort_3: Mapped[float] = mapped_column(Float, server_default=text(str(NO_VALUE)))
+    sort_4: Mapped[float] = mapped_column(Float, server_default=text(str(NO_VALUE)))
+    # The token-by-token view of a record, read only when one record is opened.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+
+from app.models import NO_VALUE
 
 
 class StrictModel(BaseModel):
@@ -46,6 +48,8 @@ class AuditPublic(BaseModel):
     progress: Progress
     error: str | None
     model_uri: str
+    model_family: str
+    model_version: str | None
     reference_model_uri: str | None
     dataset_uri: str
     checks: list[dict[str, Any]]
@@ -65,10 +69,28 @@ class AuditsPublic(BaseModel):
 
 
 class SamplePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     sample_index: int
     sample_id: str
     check: str
+    score: float | None = Field(description="the check's rank score: higher = more memorized")
     values: dict[str, Any]
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _no_value_is_none(cls, value: float | None) -> float | None:
+        return None if value is None or value <= NO_VALUE else value
+
+
+class SampleDetailPublic(SamplePublic):
+    detail: dict[str, Any] | None = Field(description="the token-by-token view, when computed")
+
+
+class SampleRecordPublic(BaseModel):
+    sample_index: int
+    sample_id: str
+    checks: list[SampleDetailPublic]
 
 
 class SamplesPublic(BaseModel):

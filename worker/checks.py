@@ -6,6 +6,7 @@ from here, and the worker computes from here: one source of truth per metric.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -13,9 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from worker.engine.distributions import shared_histogram
 from worker.engine.extraction import (
     default_n_grid,
     document_values,
+    suffix_detail,
     summarize_extraction,
     window_values,
 )
@@ -35,10 +38,32 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class TableColumn:
+    """A per-sample value the records table shows and sorts by, in an indexed column."""
+
+    key: str  # a dotted path into the values: `tf_match_fraction`, `log10_pz.topk40_T1`
+    label: str
+    format: str  # number | percent | bool | int
+
+
+MAX_TABLE_COLUMNS = 4  # sample_results has this many indexed sort columns
+
+
+def value_at(values: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted path, or None where the path does not exist."""
+    value: Any = values
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+@dataclass(frozen=True)
 class ExtractionWindow:
     offset: int  # first prefix token among the text tokens
     sequence: str  # the scored sequence holding it: "text" or "window:<offset>"
     suffix_start: int  # TokenStats index of the first suffix prediction
+    prefix_ids: tuple[int, ...] = ()
+    suffix_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,8 @@ class LMSample:
     windows: Sequence[ExtractionWindow] = ()
     reference: TokenStats | None = None
     same_ref_tokens: bool = False
+    # Token ids -> (prefix text, one display piece per token); for the token-by-token view.
+    render: Callable[[Sequence[int], Sequence[int]], tuple[str, list[str]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,8 +116,33 @@ class CheckKind:
     plan: Callable[[Any, SubmitContext], LMPlan]
     compute: Callable[[Sequence[LMSample], Any], list[dict[str, Any]]]
     summarize: Callable[[Sequence[dict[str, Any]], Any], dict[str, Any]]
+    # Orders records "most memorized first" (higher = more); stored in an indexed column so a
+    # million-row table sorts in the database. None sorts last.
+    rank_score: Callable[[Mapping[str, Any], Any], float | None]
+    rank_description: str
+    # At most MAX_TABLE_COLUMNS values the records table shows, each sortable by an index.
+    table_columns: Callable[[Any], list[TableColumn]]
     # Raises ValueError when params cannot work with this request (e.g. no reference model).
     validate: Callable[[Any, SubmitContext], None] = field(default=lambda _p, _c: None)
+
+    def score_of(self, values: Mapping[str, Any], params: Any) -> float | None:
+        score = self.rank_score(values, params)
+        return float(score) if score is not None and math.isfinite(score) else None
+
+    def sort_values(self, values: Mapping[str, Any], params: Any) -> list[float | None]:
+        """The table columns' values as floats (booleans as 0 and 1), padded to the maximum."""
+        found: list[float | None] = []
+        for column in self.table_columns(params)[:MAX_TABLE_COLUMNS]:
+            value = value_at(values, column.key)
+            number = float(value) if isinstance(value, int | float) else None
+            found.append(number if number is not None and math.isfinite(number) else None)
+        return found + [None] * (MAX_TABLE_COLUMNS - len(found))
+
+    def metric_description(self, name: str) -> str:
+        """The registry's description of a per-sample key (`minkpp_0.2` is `minkpp`'s)."""
+        family = name.split(".")[0]
+        family = family.rsplit("_", 1)[0] if family.startswith("mink") else family
+        return next((m.description for m in self.metrics if m.name == family), "")
 
     def parse_params(self, raw: Mapping[str, Any]) -> CheckParams:
         return self.params_model.model_validate(dict(raw))
@@ -170,6 +222,12 @@ LOSS = CheckKind(
     plan=lambda p, _c: LMPlan(text=True, max_tokens=p.max_tokens),
     compute=_compute_loss,
     summarize=lambda values, _p: summarize_loss(values),
+    rank_score=lambda values, _p: values.get("mean_logprob"),
+    rank_description="mean token log-probability",
+    table_columns=lambda _p: [
+        TableColumn("loss", "loss", "number"),
+        TableColumn("n_scored", "tokens", "int"),
+    ],
 )
 
 # ---- extraction --------------------------------------------------------------------------
@@ -248,6 +306,17 @@ class ExtractionParams(CheckParams):
         return tuple(unique.values())
 
 
+def _extraction_columns(params: ExtractionParams) -> list[TableColumn]:
+    columns = [
+        TableColumn("greedy_extracted", "greedy", "bool"),
+        TableColumn("tf_match_fraction", "tf match", "percent"),
+    ]
+    sampled = [s.name for s in params.scheme_list() if not s.greedy]
+    columns += [TableColumn(f"log10_pz.{name}", f"log10 p_z {name}", "number") for name in sampled]
+    columns.append(TableColumn("match_prefix_len", "match len", "int"))
+    return columns[:MAX_TABLE_COLUMNS]
+
+
 def _compute_extraction(
     samples: Sequence[LMSample], params: ExtractionParams
 ) -> list[dict[str, Any]]:
@@ -271,8 +340,22 @@ def _compute_extraction(
             )
             for w in sample.windows
         ]
-        rows.append(_with_labels(sample, document_values(windows, names, params.p_grid)))
+        values = document_values(windows, names, params.p_grid)
+        values["detail"] = _suffix_view(sample, values["best_window_offset"], params)
+        rows.append(_with_labels(sample, values))
     return rows
+
+
+def _suffix_view(sample: LMSample, offset: int, params: ExtractionParams) -> dict[str, Any]:
+    """The reported window token by token: what the dashboard shows when a record expands."""
+    window = next(w for w in sample.windows if w.offset == offset)
+    view: dict[str, Any] = {"offset": offset}
+    view.update(
+        suffix_detail(sample.passes[window.sequence], window.suffix_start, params.suffix_tokens)
+    )
+    if sample.render is not None:
+        view["prefix"], view["tokens"] = sample.render(window.prefix_ids, window.suffix_ids)
+    return view
 
 
 EXTRACTION = CheckKind(
@@ -324,6 +407,12 @@ EXTRACTION = CheckKind(
     summarize=lambda values, p: summarize_extraction(
         values, [s.name for s in p.scheme_list()], p.p_grid, p.n_grid
     ),
+    rank_score=lambda values, _p: max(
+        (v for v in (values.get("log10_pz") or {}).values() if v is not None), default=None
+    ),
+    rank_description="log10 of the likeliest exact suffix emission across schemes "
+    "(0: greedy decoding reproduces it)",
+    table_columns=lambda p: _extraction_columns(p),
 )
 
 # ---- membership --------------------------------------------------------------------------
@@ -417,6 +506,29 @@ def _score_keys(params: MembershipParams, values: Sequence[dict[str, Any]]) -> l
     return [key for key in keys if key in present]
 
 
+def _membership_columns(params: MembershipParams) -> list[TableColumn]:
+    """The scores besides the rank score, in the registry's order, as many as fit."""
+    k = f"{params.k[0]:g}"
+    chosen = set(params.scores) if params.scores is not None else set(SCORE_NAMES)
+    keys = [
+        key
+        for key, name in [
+            ("loss", "loss"),
+            ("zlib", "zlib"),
+            (f"mink_{k}", "mink"),
+            ("lowercase", "lowercase"),
+            ("ref", "ref"),
+            (f"minkpp_{k}", "minkpp"),
+        ]
+        if name in chosen
+    ]
+    return [TableColumn(key, key, "number") for key in keys[:MAX_TABLE_COLUMNS]]
+
+
+def _rank_keys(params: MembershipParams) -> list[str]:
+    return [f"minkpp_{params.k[0]:g}", f"mink_{params.k[0]:g}", "zlib", "loss", "ref"]
+
+
 def _summarize_membership(
     values: Sequence[dict[str, Any]], params: MembershipParams
 ) -> dict[str, Any]:
@@ -432,6 +544,10 @@ def _summarize_membership(
         members = [v[key] for v in scored if v.get("member") is True and v.get(key) is not None]
         others = [v[key] for v in scored if v.get("member") is False and v.get(key) is not None]
         entry: dict[str, Any] = {"higher_is_more_memorized": True}
+        if labelled:
+            entry["histogram"] = shared_histogram({"members": members, "nonmembers": others})
+        else:
+            entry["histogram"] = shared_histogram({"all": [v.get(key) for v in scored]})
         if labelled:
             entry.update(
                 membership_report(members, others, bootstrap=params.bootstrap, seed=params.seed)
@@ -492,6 +608,11 @@ MEMBERSHIP = CheckKind(
     plan=_plan_membership,
     compute=_compute_membership,
     summarize=_summarize_membership,
+    rank_score=lambda values, p: next(
+        (values[key] for key in _rank_keys(p) if values.get(key) is not None), None
+    ),
+    rank_description="Min-K%++ at the first k (zlib, then loss, when it is not computed)",
+    table_columns=lambda p: _membership_columns(p),
     validate=_validate_membership,
 )
 

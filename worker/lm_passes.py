@@ -67,16 +67,20 @@ def plan_record(
         suffix_start = len(specials) + params.prefix_tokens - 1
         positions = range(suffix_start, suffix_start + params.suffix_tokens)
         for offset in offsets:
+            tokens = {
+                "prefix_ids": tuple(text_ids[offset : offset + params.prefix_tokens]),
+                "suffix_ids": tuple(text_ids[offset + params.prefix_tokens : offset + span]),
+            }
             # A causal model sees only the left context: the text pass already holds the
             # window at offset 0, so it is read from there rather than run again.
             if offset == 0 and plan.text and len(full) >= len(specials) + span:
                 text_positions.extend(positions)
-                record.windows.append(ExtractionWindow(0, "text", suffix_start))
+                record.windows.append(ExtractionWindow(0, "text", suffix_start, **tokens))
                 continue
             name = f"window:{offset}"
             ids = specials + text_ids[offset : offset + span]
             record.requests[name] = ScoringRequest(ids, detail_positions=positions)
-            record.windows.append(ExtractionWindow(offset, name, suffix_start))
+            record.windows.append(ExtractionWindow(offset, name, suffix_start, **tokens))
     if plan.text:
         record.requests["text"] = ScoringRequest(full, truncated, text_positions, plan.moments)
     if plan.lower:
@@ -130,6 +134,7 @@ def lm_sample(
     duplicates: int | None,
     record: RecordPlan,
     passes: dict,
+    target: LoadedModel | None = None,
 ) -> LMSample:
     reference = passes.pop("__reference__", None)
     return LMSample(
@@ -142,6 +147,7 @@ def lm_sample(
         windows=record.windows,
         reference=reference,
         same_ref_tokens=record.same_ref_tokens,
+        render=target.render_window if target is not None else None,
     )
 
 
@@ -166,7 +172,7 @@ def compute_batch(
     plans = [plan_record(r.text, plan, target, reference, max_tokens) for r in batch]
     passes = score_records(plans, plan, target, reference, batch_size)
     samples = [
-        lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s)
+        lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s, target)
         for r, p, s in zip(batch, plans, passes, strict=True)
     ]
     n_tokens = sum(len(r.input_ids) for p in plans for r in p.requests.values())

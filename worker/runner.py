@@ -114,14 +114,10 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
             settings.batch_size,
         )
         rows = [
-            {
-                "audit_id": claim.audit_id,
-                "check": kind.name,
-                "sample_index": records[i].index,
-                "sample_id": records[i].sample_id,
-                "values_json": sample_values,
-            }
-            for (kind, _), per_sample in zip(checks, values, strict=True)
+            shard_store.result_row(
+                claim.audit_id, kind, params, records[i].index, records[i].sample_id, sample_values
+            )
+            for (kind, params), per_sample in zip(checks, values, strict=True)
             for i, sample_values in zip(batch, per_sample, strict=True)
         ]
         done += len(batch)

@@ -16,7 +16,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
-from app.models import Audit, AuditStatus, SampleResult, Shard, ShardStatus
+from app.models import (
+    NO_VALUE,
+    SORT_SLOTS,
+    Audit,
+    AuditStatus,
+    SampleResult,
+    Shard,
+    ShardStatus,
+)
+from worker.checks import CheckKind
 
 
 class LeaseLost(RuntimeError):
@@ -85,6 +94,36 @@ def load_audit(db: Database, audit_id: str) -> Audit:
         return session.get(Audit, audit_id)
 
 
+def result_row(
+    audit_id: str,
+    kind: CheckKind,
+    params: Any,
+    sample_index: int,
+    sample_id: str,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    """One sample_results row: the values, the token view apart, and the indexed sort keys."""
+    values = dict(values)
+    detail = values.pop("detail", None)
+    member = values.get("member")
+    score = kind.score_of(values, params)
+    sort_keys = {
+        f"sort_{slot}": NO_VALUE if value is None else value
+        for slot, value in zip(SORT_SLOTS, kind.sort_values(values, params), strict=True)
+    }
+    return {
+        "audit_id": audit_id,
+        "check": kind.name,
+        "sample_index": sample_index,
+        "sample_id": sample_id,
+        "values_json": values,
+        "detail": detail,
+        "score": NO_VALUE if score is None else score,
+        "member": member if isinstance(member, bool) else None,
+        **sort_keys,
+    }
+
+
 def _upsert_statement(session: Session, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
     dialect = session.get_bind().dialect.name
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
@@ -94,6 +133,10 @@ def _upsert_statement(session: Session, rows: Sequence[dict[str, Any]]):  # type
         set_={
             "sample_id": statement.excluded.sample_id,
             "values_json": statement.excluded.values_json,
+            "detail": statement.excluded.detail,
+            "score": statement.excluded.score,
+            "member": statement.excluded.member,
+            **{f"sort_{slot}": statement.excluded[f"sort_{slot}"] for slot in SORT_SLOTS},
         },
     )
 

@@ -5,14 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from app import audits
+from app.dashboard.pages import export_context
+from app.dashboard.rendering import render_export
 from app.deps import CeleryDep, ReadKey, SessionDep, SettingsDep, SubmitKey
-from app.schemas import AuditCreate, AuditPublic, AuditsPublic, SamplePublic, SamplesPublic
+from app.schemas import (
+    AuditCreate,
+    AuditPublic,
+    AuditsPublic,
+    SampleDetailPublic,
+    SamplePublic,
+    SampleRecordPublic,
+    SamplesPublic,
+)
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
@@ -41,12 +52,19 @@ def list_audits(
     _key: ReadKey,
     status: str | None = None,
     model: str | None = None,
+    family: Annotated[str | None, Query(description="every version of one model")] = None,
     label: Annotated[str | None, Query(description="name:value")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> AuditsPublic:
     rows, count = audits.list_audits(
-        session, status=status, model=model, label=label, limit=limit, offset=offset
+        session,
+        status=status,
+        model=model,
+        label=label,
+        limit=limit,
+        offset=offset,
+        family=family,
     )
     return AuditsPublic(data=[audits.to_public(session, settings, a) for a in rows], count=count)
 
@@ -72,22 +90,40 @@ def samples(
     session: SessionDep,
     _key: ReadKey,
     check: str | None = None,
-    order_by: str = "sample_index",
+    order_by: Annotated[
+        str, Query(description="sample_index, score (indexed) or a per-sample field")
+    ] = "sample_index",
     desc: bool = False,
+    member: Annotated[bool | None, Query(description="only members or non-members")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="sample id contains")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SamplesPublic:
     audit = audits.get_audit(session, audit_id)
     rows, count = audits.list_samples(
-        session, audit, check=check, order_by=order_by, desc=desc, limit=limit, offset=offset
+        session,
+        audit,
+        check=check,
+        order_by=order_by,
+        desc=desc,
+        limit=limit,
+        offset=offset,
+        member=member,
+        search=q,
     )
-    data = [
-        SamplePublic(
-            sample_index=r.sample_index, sample_id=r.sample_id, check=r.check, values=r.values
-        )
-        for r in rows
-    ]
-    return SamplesPublic(data=data, count=count)
+    return SamplesPublic(data=[SamplePublic.model_validate(r) for r in rows], count=count)
+
+
+@router.get("/{audit_id}/samples/{sample_index}", response_model=SampleRecordPublic)
+def sample(
+    audit_id: str, sample_index: int, session: SessionDep, _key: ReadKey
+) -> SampleRecordPublic:
+    rows = audits.get_sample(session, audits.get_audit(session, audit_id), sample_index)
+    return SampleRecordPublic(
+        sample_index=sample_index,
+        sample_id=rows[0].sample_id,
+        checks=[SampleDetailPublic.model_validate(r) for r in rows],
+    )
 
 
 def _csv_cell(value: object) -> object:
@@ -99,25 +135,46 @@ def _csv_cell(value: object) -> object:
     return value
 
 
+def _csv_lines(pages: Iterator[list]) -> Iterator[str]:
+    """Columns from the first page; keys first seen later go, as JSON, to a last `other`."""
+    columns: list[str] | None = None
+    for page in pages:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        if columns is None:
+            columns = sorted({name for row in page for name in row.values})
+            writer.writerow(["sample_index", "sample_id", "check", *columns, "other"])
+        for row in page:
+            other = {k: v for k, v in row.values.items() if k not in columns}
+            cells = [
+                row.sample_index,
+                row.sample_id,
+                row.check,
+                *[row.values.get(name) for name in columns],
+                other or None,
+            ]
+            writer.writerow([_csv_cell(cell) for cell in cells])
+        yield buffer.getvalue()
+
+
 @router.get("/{audit_id}/samples.csv")
 def samples_csv(
-    audit_id: str, session: SessionDep, _key: ReadKey, check: str | None = None
+    audit_id: str, request: Request, session: SessionDep, _key: ReadKey, check: str | None = None
 ) -> StreamingResponse:
+    """Every per-sample row, streamed page by page."""
     audit = audits.get_audit(session, audit_id)
-    rows, _ = audits.list_samples(
-        session, audit, check=check, order_by="sample_index", desc=False, limit=10**9, offset=0
-    )
-    columns = sorted({name for row in rows for name in row.values})
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["sample_index", "sample_id", "check", *columns])
-    for row in rows:
-        cells = [
-            row.sample_index,
-            row.sample_id,
-            row.check,
-            *[row.values.get(name) for name in columns],
-        ]
-        writer.writerow([_csv_cell(cell) for cell in cells])
+    audits.require_check(audit, check)
+    pages = audits.iter_sample_pages(request.app.state.db, audit.id, check)
     headers = {"Content-Disposition": f'attachment; filename="audit-{audit.id}-samples.csv"'}
-    return StreamingResponse(iter([buffer.getvalue()]), media_type="text/csv", headers=headers)
+    return StreamingResponse(_csv_lines(pages), media_type="text/csv", headers=headers)
+
+
+@router.get("/{audit_id}/report.html", response_class=HTMLResponse)
+def report_html(
+    audit_id: str, session: SessionDep, settings: SettingsDep, _key: ReadKey
+) -> HTMLResponse:
+    """One self-contained file (plotly.js inline) that opens offline and can be shared."""
+    audit = audits.get_audit(session, audit_id)
+    html = render_export(export_context(session, settings, audit))
+    headers = {"Content-Disposition": f'attachment; filename="memaudit-{audit.id}.html"'}
+    return HTMLResponse(html, headers=headers)

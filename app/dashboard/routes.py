@@ -1,24 +1,26 @@
-"""HTML pages. The key is typed once and kept in an HTTP-only, same-site cookie."""
+"""HTML pages. The key is typed once and kept in an HTTP-only, same-site cookie.
+
+Pages render server-side from the stored summaries; the records table pages through the JSON
+API with the same cookie. Nothing is fetched from outside: plotly.js is served from the
+installed `plotly` package.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from app import audits
+from app.dashboard import pages
+from app.dashboard.rendering import PLOTLY_JS, page
 from app.deps import SESSION_COOKIE, SessionDep, SettingsDep, presented_key
 from app.errors import ApiError
 from app.keys import authenticate
 
-TEMPLATES = Jinja2Templates(
-    directory=str(Path(__file__).resolve().parents[2] / "frontend" / "templates")
-)
 router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 25
 
 
 def _signed_in(request: Request, session: SessionDep) -> bool:
@@ -27,7 +29,8 @@ def _signed_in(request: Request, session: SessionDep) -> bool:
 
 
 def _to_login(request: Request) -> RedirectResponse:
-    return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={target}", status_code=303)
 
 
 @router.get("/")
@@ -35,9 +38,18 @@ def home() -> RedirectResponse:
     return RedirectResponse("/audits", status_code=303)
 
 
+@router.get("/assets/plotly.min.js")
+def plotly_js() -> FileResponse:
+    return FileResponse(
+        PLOTLY_JS,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/audits", error: str | None = None) -> Response:
-    return TEMPLATES.TemplateResponse(request, "login.html", {"next": next, "error": error})
+    return page(request, "login.html", {"next": next, "error": error, "signed_in": False})
 
 
 @router.post("/login")
@@ -49,10 +61,10 @@ def login(
     next: Annotated[str, Form()] = "/audits",
 ) -> Response:
     if authenticate(session, key.strip()) is None:
-        return TEMPLATES.TemplateResponse(
+        return page(
             request,
             "login.html",
-            {"next": next, "error": "That key is not valid."},
+            {"next": next, "error": "That key is not valid.", "signed_in": False},
             status_code=401,
         )
     # Only local paths: an absolute URL here would make the login an open redirect.
@@ -77,14 +89,24 @@ def logout() -> Response:
 
 
 @router.get("/audits", response_class=HTMLResponse)
-def audits_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def audits_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: str | None = None,
+    family: str | None = None,
+    label: str | None = None,
+    page_number: Annotated[int, Query(alias="page", ge=1)] = 1,
+) -> Response:
     if not _signed_in(request, session):
         return _to_login(request)
-    rows, count = audits.list_audits(
-        session, status=None, model=None, label=None, limit=200, offset=0
-    )
-    items = [audits.to_public(session, settings, audit) for audit in rows]
-    return TEMPLATES.TemplateResponse(request, "audits.html", {"audits": items, "count": count})
+    filters = {"status": status or None, "family": family or None, "label": label or None}
+    try:
+        context = pages.audit_list(session, settings, filters, page_number, PAGE_SIZE)
+    except ApiError as exc:
+        context = pages.audit_list(session, settings, {}, 1, PAGE_SIZE)
+        context["filter_error"] = exc.message
+    return page(request, "audits.html", context)
 
 
 @router.get("/audits/{audit_id}", response_class=HTMLResponse)
@@ -94,17 +116,32 @@ def audit_page(
     if not _signed_in(request, session):
         return _to_login(request)
     try:
-        audit = audits.to_public(session, settings, audits.get_audit(session, audit_id))
+        audit = audits.get_audit(session, audit_id)
     except ApiError:
-        return TEMPLATES.TemplateResponse(
-            request, "missing.html", {"audit_id": audit_id}, status_code=404
-        )
-    return TEMPLATES.TemplateResponse(
-        request,
-        "audit.html",
-        {
-            "audit": audit,
-            "summary_json": json.dumps(audit.summary, indent=2),
-            "provenance_json": json.dumps(audit.provenance, indent=2),
-        },
-    )
+        return page(request, "missing.html", {"what": f"audit {audit_id}"}, status_code=404)
+    return page(request, "audit.html", pages.audit_report(session, settings, audit))
+
+
+@router.get("/models", response_class=HTMLResponse)
+def model_page(
+    request: Request, session: SessionDep, settings: SettingsDep, family: str
+) -> Response:
+    if not _signed_in(request, session):
+        return _to_login(request)
+    context = pages.model_history(session, settings, family)
+    if context is None:
+        return page(request, "missing.html", {"what": f"model {family}"}, status_code=404)
+    return page(request, "model.html", context)
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request, session: SessionDep, settings: SettingsDep, a: str, b: str
+) -> Response:
+    if not _signed_in(request, session):
+        return _to_login(request)
+    try:
+        first, second = audits.get_audit(session, a), audits.get_audit(session, b)
+    except ApiError as exc:
+        return page(request, "missing.html", {"what": exc.message}, status_code=404)
+    return page(request, "compare.html", pages.comparison(session, settings, first, second))

@@ -2,101 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import REPO, filler_records, make_settings, settings_env, write_jsonl
+from tests.conftest import filler_records, write_jsonl
+from tests.e2e.conftest import Served
 from tests.flows import FINAL, run_canary_audit, submit, upload, wait_final
 from worker.demo import DemoArtifacts
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Served:
-    client: httpx.Client
-    headers: dict[str, str]
-    data_root: Path
-    batch_size: int
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_lm: DemoArtifacts) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("served")
-    data_root = root / "inputs"
-    data_root.mkdir()
-    settings = make_settings(
-        root / "data", tiny_lm.model_dir.parent, data_root, shard_size=64, batch_size=4
-    )
-    env = settings_env(settings)
-    del env["MEMAUDIT_PUBLIC_URL"]
-    port = free_port()
-    log = (root / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (root / "serve.log").read_text()
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.3)
-        key_file = root / "data" / "admin.key"
-        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
-        key = key_file.read_text().strip()
-        yield Served(client, {"Authorization": f"Bearer {key}"}, data_root, 4)
-    finally:
-        client.close()
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
-        log.close()
-    # `serve` stops the worker it supervises: nothing of this data dir may outlive it.
-    deadline = time.monotonic() + 30
-    while processes_using(root / "data") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not processes_using(root / "data"), "serve left its worker running"
-
-
-def processes_using(data_dir: Path) -> list[int]:
-    """Live processes whose environment names this data dir."""
-    marker = f"MEMAUDIT_DATA_DIR={data_dir}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            status = (proc / "status").read_text()
-            if marker in (proc / "environ").read_bytes().split(b"\0") and "zombie" not in status:
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_canary_audit_end_to_end(served: Served, tiny_lm: DemoArtifacts) -> None:
@@ -188,7 +103,15 @@ def test_extraction_and_membership_through_the_service(
     assert extraction["nonmembers"]["greedy_rate"] == 0.0
     membership = audit["summary"]["membership"]["scores"]
     assert membership["loss"]["auroc"]["value"] >= 0.95
-    assert membership["ref"]["auroc"]["value"] == 0.5  # own reference: every score is 0
+    # Its own reference: every score is 0 up to float noise (the two passes batch and pad the
+    # texts differently), so the ROC is chance.
+    assert abs(membership["ref"]["auroc"]["value"] - 0.5) < 0.05
+    refs = served.client.get(
+        f"/v1/audits/{audit['id']}/samples",
+        headers=served.headers,
+        params={"check": "membership", "limit": 1000},
+    ).json()["data"]
+    assert max(abs(row["values"]["ref"]) for row in refs) < 1e-6
     assert audit["provenance"]["checks"][0]["params"]["suffix_tokens"] == 16
 
     page = served.client.get(

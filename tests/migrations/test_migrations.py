@@ -24,9 +24,15 @@ def _round_trip(url: str) -> None:
     assert _tables(url) == TABLES
     engine = create_engine(url)
     columns = {t: {c["name"] for c in inspect(engine).get_columns(t)} for t in TABLES}
+    indexes = {
+        t: {(i["name"], tuple(i["column_names"])) for i in inspect(engine).get_indexes(t)}
+        for t in TABLES
+    }
     engine.dispose()
     for table in Base.metadata.sorted_tables:  # the migration matches the ORM, column by column
         assert columns[table.name] == {c.name for c in table.columns}, table.name
+        expected = {(i.name, tuple(c.name for c in i.columns)) for i in table.indexes}
+        assert expected <= indexes[table.name], table.name  # and every index the ORM declares
     downgrade(url)
     assert _tables(url) == set()
     upgrade(url)

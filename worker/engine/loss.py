@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from worker.engine.distributions import mean_interval, shared_histogram
 from worker.engine.token_stats import TokenStats
 
 
@@ -49,10 +50,19 @@ def _pooled(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def summarize_loss(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pooled NLL and perplexity, overall and for members and non-members when labelled."""
     summary = _pooled(values)
+    summary["mean_sample_loss_ci95"] = mean_interval(
+        [v["loss"] for v in values if v.get("loss") is not None]
+    )
     groups = {"members": True, "nonmembers": False}
+    losses = {"all": [v.get("loss") for v in values]}
     if any(v.get("member") is not None for v in values):
         summary["by_member"] = {
             name: _pooled([v for v in values if v.get("member") is flag])
             for name, flag in groups.items()
         }
+        losses = {
+            name: [v.get("loss") for v in values if v.get("member") is flag]
+            for name, flag in groups.items()
+        }
+    summary["histogram"] = shared_histogram(losses)
     return summary

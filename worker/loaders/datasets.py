@@ -29,6 +29,9 @@ class DatasetInfo:
     fields: list[str]
 
 
+MAX_ID_CHARS = 256
+
+
 @dataclass(frozen=True)
 class Record:
     index: int  # position among the non-blank lines: the sample index
@@ -48,6 +51,8 @@ def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
         raise DatasetError(line_no, f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise DatasetError(line_no, f"expected a JSON object, got {type(value).__name__}")
+    if len(str(value.get("id", ""))) > MAX_ID_CHARS:  # ids are indexed for the records search
+        raise DatasetError(line_no, f"field 'id' is longer than {MAX_ID_CHARS} characters")
     return value
 
 

@@ -116,6 +116,27 @@ class LoadedModel:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def render_window(
+        self, prefix_ids: Sequence[int], suffix_ids: Sequence[int]
+    ) -> tuple[str, list[str]]:
+        return self.decode(prefix_ids), self.token_pieces(suffix_ids)
+
+    def token_pieces(self, ids: Sequence[int]) -> list[str]:
+        """The text each token adds, decoded cumulatively so multi-byte characters split
+        across tokens are shown once, whole, rather than as replacement characters."""
+        pieces, previous = [], ""
+        for end in range(1, len(ids) + 1):
+            text = self.decode(ids[:end])
+            if text.endswith("\ufffd"):  # a character is still incomplete
+                pieces.append("")
+                continue
+            pieces.append(text[len(previous) :])
+            previous = text
+        return pieces
+
     @property
     def max_tokens(self) -> int:
         config = self.model.config

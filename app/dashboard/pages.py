@@ -1,0 +1,191 @@
+"""The data behind each page, from database rows: thin routes call one of these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import audits
+from app.config import Settings
+from app.dashboard import figures
+from app.dashboard.headline import Headline, deltas, headlines
+from app.dashboard.report import Chart, build_report, figure_json, safe_json
+from app.models import Audit, AuditStatus, SampleResult
+from app.schemas import AuditPublic
+
+TREND_KEYS = (
+    "extraction.all.greedy_rate",
+    "extraction.members.greedy_rate",
+    "membership.best_auroc",
+    "membership.best_tpr_at_1pct_fpr",
+    "loss.mean_sample_loss",
+)
+TREND_RANGES = {
+    "extraction.all.greedy_rate": (0.0, 1.02),
+    "extraction.members.greedy_rate": (0.0, 1.02),
+    "membership.best_auroc": (0.4, 1.02),
+    "membership.best_tpr_at_1pct_fpr": (0.0, 1.02),
+}
+EXPORT_TOP_RECORDS = 25
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    audit: AuditPublic
+    headlines: list[Headline]
+
+    @property
+    def active(self) -> bool:
+        return self.audit.status in AuditStatus.ACTIVE
+
+
+def _row(session: Session, settings: Settings, audit: Audit) -> AuditRow:
+    """The list shows the first headline of each check: one number per question."""
+    first_per_check: dict[str, Headline] = {}
+    for headline in headlines(audit.summary or {}):
+        first_per_check.setdefault(headline.key.split(".")[0], headline)
+    return AuditRow(audits.to_public(session, settings, audit), list(first_per_check.values()))
+
+
+def audit_list(
+    session: Session, settings: Settings, filters: Mapping[str, str | None], page: int, size: int
+) -> dict[str, Any]:
+    rows, count = audits.list_audits(
+        session,
+        status=filters.get("status"),
+        model=None,
+        label=filters.get("label"),
+        family=filters.get("family"),
+        limit=size,
+        offset=(page - 1) * size,
+    )
+    families = session.scalars(
+        select(Audit.model_family).distinct().order_by(Audit.model_family).limit(500)
+    ).all()
+    return {
+        "rows": [_row(session, settings, audit) for audit in rows],
+        "count": count,
+        "page": page,
+        "pages": max(1, -(-count // size)),
+        "filters": {k: v or "" for k, v in filters.items()},
+        "statuses": [*AuditStatus.ACTIVE, *AuditStatus.FINAL],
+        "families": list(families),
+    }
+
+
+def _previous_version(session: Session, audit: Audit) -> Audit | None:
+    return session.scalars(
+        select(Audit)
+        .where(
+            Audit.model_family == audit.model_family,
+            Audit.status == AuditStatus.SUCCEEDED,
+            Audit.created_at < audit.created_at,
+            Audit.id != audit.id,
+        )
+        .order_by(Audit.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def audit_report(session: Session, settings: Settings, audit: Audit) -> dict[str, Any]:
+    previous = _previous_version(session, audit)
+    report = build_report(audit)
+    return {
+        "audit": audits.to_public(session, settings, audit),
+        "report": report,
+        "tables_json": safe_json([asdict(table) for table in report.tables]),
+        "previous": previous.id if previous else None,
+    }
+
+
+def _version_label(audit: Audit) -> str:
+    label = audit.model_version or audit.created_at.strftime("%Y-%m-%d %H:%M")
+    return f"{label} · {audit.id[:6]}"
+
+
+def trend_series(history: list[Audit]) -> list[figures.TrendSeries]:
+    """One series per headline metric any succeeded version has, oldest version first."""
+    done = [a for a in history if a.status == AuditStatus.SUCCEEDED]
+    by_audit = [{h.key: h for h in headlines(a.summary or {})} for a in done]
+    series = []
+    for key in TREND_KEYS:
+        points = [found.get(key) for found in by_audit]
+        present = next((p for p in points if p is not None and p.value is not None), None)
+        if present is None:
+            continue
+        series.append(
+            figures.TrendSeries(
+                title=present.label,
+                percent=present.percent,
+                versions=[_version_label(a) for a in done],
+                values=[p.value if p else None for p in points],
+                lower=[p.ci95[0] if p and p.ci95 else None for p in points],
+                upper=[p.ci95[1] if p and p.ci95 else None for p in points],
+                y_range=TREND_RANGES.get(key),
+            )
+        )
+    return series
+
+
+def model_history(session: Session, settings: Settings, family: str) -> dict[str, Any] | None:
+    history = list(
+        session.scalars(
+            select(Audit).where(Audit.model_family == family).order_by(Audit.created_at).limit(500)
+        )
+    )
+    if not history:
+        return None
+    trend = figures.trend_figure(trend_series(history))
+    return {
+        "family": family,
+        "rows": [_row(session, settings, audit) for audit in reversed(history)],
+        "trend": Chart("trend", figure_json(trend)) if trend else None,
+    }
+
+
+def comparison(session: Session, settings: Settings, first: Audit, second: Audit) -> dict[str, Any]:
+    names = [_version_label(first), _version_label(second)]
+    a, b = first.summary or {}, second.summary or {}
+    charts = []
+    shared_schemes = [
+        s
+        for s in figures.sampled_schemes(a.get("extraction", {}))
+        if s in figures.sampled_schemes(b.get("extraction", {}))
+    ]
+    for scheme in shared_schemes:
+        figure = figures.compare_rates_figure([a["extraction"], b["extraction"]], names, scheme)
+        if figure is not None:
+            charts.append(Chart(f"compare-rate-{len(charts)}", figure_json(figure)))
+    roc = figures.compare_roc_figure([a.get("membership", {}), b.get("membership", {})], names)
+    if roc is not None:
+        charts.append(Chart("compare-roc", figure_json(roc)))
+    return {
+        "first": audits.to_public(session, settings, first),
+        "second": audits.to_public(session, settings, second),
+        "names": names,
+        "deltas": deltas(a, b),
+        "overlays": charts,
+    }
+
+
+def _top_records(session: Session, audit: Audit, check: str) -> list[SampleResult]:
+    return list(
+        session.scalars(
+            select(SampleResult)
+            .where(SampleResult.audit_id == audit.id, SampleResult.check == check)
+            .order_by(SampleResult.score.desc(), SampleResult.sample_index.desc())
+            .limit(EXPORT_TOP_RECORDS)
+        )
+    )
+
+
+def export_context(session: Session, settings: Settings, audit: Audit) -> dict[str, Any]:
+    context = audit_report(session, settings, audit)
+    context["top_records"] = {
+        table.check: _top_records(session, audit, table.check) for table in context["report"].tables
+    }
+    return context

@@ -1,0 +1,72 @@
+"""Templates, formatting filters and the security headers every dashboard page carries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import plotly
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from app.models import NO_VALUE
+
+FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
+STATIC_DIR = FRONTEND / "static"
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+# Scripts only from this server; plotly.js sets inline styles, so styles allow 'unsafe-inline'.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, float) and value <= NO_VALUE:  # a sort key's "no value"
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}" if abs(value) >= 10**-digits or value == 0 else f"{value:.2e}"
+
+
+def percent(value: Any) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+TEMPLATES = Jinja2Templates(directory=str(FRONTEND / "templates"))
+TEMPLATES.env.filters["number"] = number
+TEMPLATES.env.filters["percent"] = percent
+
+
+def page(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> Response:
+    context.setdefault("signed_in", True)
+    response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def render_export(context: dict[str, Any]) -> str:
+    """The self-contained report.html: plotly.js, styles and scripts inline, no request out."""
+    template = TEMPLATES.env.get_template("export.html")
+    return template.render(
+        **context,
+        inline_css=(STATIC_DIR / "memaudit.css").read_text(),
+        inline_js=(STATIC_DIR / "charts.js").read_text(),
+        plotly_js=PLOTLY_JS.read_text(),
+    )

@@ -1,0 +1,179 @@
+"""What an audit report shows, assembled once for the page and for the exported report.html."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import plotly.graph_objects as go
+
+from app.dashboard import figures
+from app.dashboard.headline import Headline, headlines
+from app.models import Audit
+from worker.checks import MAX_TABLE_COLUMNS, parse_checks
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str
+    figure_json: str  # safe inside <script type="application/json">
+
+
+@dataclass(frozen=True)
+class Section:
+    kind: str
+    title: str
+    charts: list[Chart]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # a dotted path into the values, `score` or `member`
+    label: str
+    format: str  # number | percent | bool | int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    check: str
+    rank_description: str
+    columns: list[Column]
+
+
+@dataclass(frozen=True)
+class Report:
+    headlines: list[Headline]
+    sections: list[Section]
+    tables: list[TableSpec]
+    provenance: list[tuple[str, str]]
+
+
+def safe_json(value: Any) -> str:
+    """JSON that cannot close the <script> element it is embedded in, whatever it holds."""
+    return _script_safe(json.dumps(value))
+
+
+def figure_json(figure: go.Figure) -> str:
+    return _script_safe(figure.to_json())
+
+
+def _script_safe(text: str) -> str:
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _charts(prefix: str, named: list[tuple[str, go.Figure | None]]) -> list[Chart]:
+    return [
+        Chart(f"{prefix}-{name}", figure_json(figure))
+        for name, figure in named
+        if figure is not None
+    ]
+
+
+def _extraction_section(summary: Mapping[str, Any]) -> Section:
+    named: list[tuple[str, go.Figure | None]] = []
+    notes = []
+    schemes = figures.sampled_schemes(summary)
+    if not summary.get("all", {}).get("n"):
+        notes.append("No record was long enough for the prefix and suffix.")
+    for scheme in schemes if summary.get("all", {}).get("n") else []:
+        slug = scheme.replace(".", "_").replace("=", "")
+        named += [
+            (f"rate-{slug}", figures.extraction_rate_figure(summary, scheme)),
+            (f"groups-{slug}", figures.extraction_groups_figure(summary, scheme)),
+            (f"pz-{slug}", figures.pz_histogram_figure(summary, scheme)),
+            (f"duplicates-{slug}", figures.duplicates_figure(summary, scheme)),
+        ]
+    if not schemes:
+        notes.append("Only greedy decoding was audited: see the greedy rates above.")
+    if summary.get("n_skipped"):
+        notes.append(f"{summary['n_skipped']:,} records were too short and were skipped.")
+    return Section("extraction", "Extraction", _charts("extraction", named), notes)
+
+
+def _membership_section(summary: Mapping[str, Any]) -> Section:
+    named: list[tuple[str, go.Figure | None]] = [("roc", figures.roc_figure(summary))]
+    for key in summary.get("scores", {}):
+        named.append(
+            (f"dist-{key.replace('.', '_')}", figures.score_distribution_figure(summary, key))
+        )
+    return Section(
+        "membership", "Membership", _charts("membership", named), list(summary.get("warnings", []))
+    )
+
+
+def _loss_section(summary: Mapping[str, Any]) -> Section:
+    return Section(
+        "loss", "Loss", _charts("loss", [("hist", figures.loss_histogram_figure(summary))])
+    )
+
+
+SECTION_BUILDERS = {
+    "extraction": _extraction_section,
+    "membership": _membership_section,
+    "loss": _loss_section,
+}
+
+
+def _tables(audit: Audit) -> list[TableSpec]:
+    tables = []
+    for kind, params in parse_checks(audit.checks):
+        columns = [Column("score", "score", "number", kind.rank_description)]
+        columns += [
+            Column(c.key, c.label, c.format, kind.metric_description(c.key))
+            for c in kind.table_columns(params)[:MAX_TABLE_COLUMNS]
+        ]
+        tables.append(TableSpec(kind.name, kind.rank_description, columns))
+    return tables
+
+
+def _duration(audit: Audit) -> str:
+    if audit.started_at is None or audit.finished_at is None:
+        return ""
+    return f"{(audit.finished_at - audit.started_at).total_seconds():.1f} s"
+
+
+def _provenance(audit: Audit) -> list[tuple[str, str]]:
+    info = audit.provenance or {}
+    timings = info.get("timings", {})
+    rows = [
+        ("Model", audit.model_uri),
+        ("Model family / version", f"{audit.model_family} / {audit.model_version or '—'}"),
+        ("Model sha256", _text(info.get("model_sha256"))),
+        ("Reference model", audit.reference_model_uri or "—"),
+        ("Dataset", audit.dataset_uri),
+        ("Dataset sha256", audit.dataset_sha256),
+        ("Records", f"{audit.n_samples:,}"),
+        ("Code version", _text(info.get("code_version"))),
+        ("Devices", _text(info.get("devices"))),
+        ("Dtypes", _text(info.get("dtypes"))),
+        ("Tokens scored", f"{info['n_tokens']:,}" if info.get("n_tokens") else "—"),
+        ("Wall time", _duration(audit) or "—"),
+        (
+            "Shards",
+            f"{timings.get('n_shards', 0)} ({timings.get('retried_shards', 0)} retried), "
+            f"{timings.get('shard_seconds', 0)} s of worker time",
+        ),
+        ("Params", json.dumps(audit.checks, separators=(",", ":"))),
+        ("Labels", json.dumps(audit.labels or {}, separators=(",", ":"))),
+    ]
+    return rows
+
+
+def _text(value: Any) -> str:
+    if value in (None, "", []):
+        return "—"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def build_report(audit: Audit) -> Report:
+    summary = audit.summary or {}
+    sections = [
+        SECTION_BUILDERS[kind](summary[kind])
+        for kind in (entry["kind"] for entry in audit.checks)
+        if kind in SECTION_BUILDERS and summary.get(kind)
+    ]
+    return Report(headlines(summary), sections, _tables(audit), _provenance(audit))

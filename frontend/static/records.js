@@ -1,0 +1,255 @@
+// The records table: sorted, filtered and paged by the server; a record expands to its tokens.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-records]");
+  if (!root) {
+    return;
+  }
+  var auditId = root.dataset.audit;
+  var tables = JSON.parse(root.querySelector("[data-tables]").textContent);
+  var state = { check: tables[0].check, orderBy: "score", desc: true, offset: 0, limit: 25, member: "", q: "" };
+  var thead = root.querySelector("thead");
+  var tbody = root.querySelector("tbody");
+  var pageText = root.querySelector("[data-page-text]");
+  var prev = root.querySelector("[data-prev]");
+  var next = root.querySelector("[data-next]");
+  var total = 0;
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) { node.setAttribute(name, attrs[name]); });
+    if (text !== undefined && text !== null) {
+      node.textContent = text;
+    }
+    return node;
+  }
+  function spec() {
+    return tables.filter(function (t) { return t.check === state.check; })[0];
+  }
+  function valueAt(row, key) {
+    if (key === "score") {
+      return row.score;
+    }
+    return key.split(".").reduce(function (value, part) {
+      return value && typeof value === "object" ? value[part] : undefined;
+    }, row.values);
+  }
+  function format(value, kind) {
+    if (value === null || value === undefined) {
+      return "—";
+    }
+    if (typeof value === "boolean") {
+      return value ? "yes" : "no";
+    }
+    if (typeof value !== "number") {
+      return String(value);
+    }
+    if (kind === "percent") {
+      return (100 * value).toFixed(1) + "%";
+    }
+    if (kind === "int") {
+      return Number(value).toLocaleString();
+    }
+    var abs = Math.abs(value);
+    return abs !== 0 && abs < 0.001 ? value.toExponential(2) : value.toFixed(3);
+  }
+  function rankClass(rank) {
+    return rank === 1 ? "r1" : rank <= 5 ? "r2" : rank <= 50 ? "r3" : "r4";
+  }
+  function tokenView(detail) {
+    var paragraph = el("p", { "class": "tokens", "aria-label": "suffix tokens coloured by rank" });
+    paragraph.appendChild(el("span", { "class": "prefix" }, detail.prefix || ""));
+    (detail.tokens || []).forEach(function (piece, i) {
+      var rank = detail.ranks[i];
+      var p = Math.exp(detail.logprobs[i]);
+      paragraph.appendChild(el("span", {
+        "class": "tok " + rankClass(rank),
+        "title": "rank " + rank + " · p = " + p.toFixed(4),
+        "data-rank": String(rank)
+      }, piece));
+    });
+    return paragraph;
+  }
+  function detailContent(record) {
+    var box = el("div", { "class": "record-detail" });
+    record.checks.forEach(function (check) {
+      if (check.detail && check.detail.tokens) {
+        box.appendChild(el("h4", {}, "Suffix at token " + check.detail.offset + ", token by token"));
+        box.appendChild(tokenView(check.detail));
+      }
+    });
+    var list = el("dl", { "class": "values" });
+    record.checks.forEach(function (check) {
+      Object.keys(check.values).forEach(function (name) {
+        var value = check.values[name];
+        list.appendChild(el("dt", {}, check.check + "." + name));
+        list.appendChild(el("dd", {}, typeof value === "object" && value !== null ? JSON.stringify(value) : format(value)));
+      });
+    });
+    box.appendChild(list);
+    return box;
+  }
+  function toggle(button, row, columns) {
+    var open = button.getAttribute("aria-expanded") === "true";
+    var existing = document.getElementById(button.getAttribute("aria-controls"));
+    if (open) {
+      button.setAttribute("aria-expanded", "false");
+      if (existing) {
+        existing.remove();
+      }
+      return;
+    }
+    button.setAttribute("aria-expanded", "true");
+    var detailRow = el("tr", { "class": "detail", "id": button.getAttribute("aria-controls") });
+    var cell = el("td", { "colspan": String(columns + 4) }, "Loading…");
+    detailRow.appendChild(cell);
+    button.closest("tr").after(detailRow);
+    fetch("/v1/audits/" + encodeURIComponent(auditId) + "/samples/" + row.sample_index, { credentials: "same-origin" })
+      .then(function (response) { return response.json(); })
+      .then(function (record) {
+        cell.textContent = "";
+        cell.appendChild(detailContent(record));
+      })
+      .catch(function () { cell.textContent = "Could not load this record."; });
+  }
+  function renderHeader() {
+    var table = spec();
+    root.querySelector("[data-rank-description]").textContent =
+      "Ordered by score: " + table.rank_description + ". Click a column to sort by it.";
+    thead.textContent = "";
+    var tr = el("tr");
+    tr.appendChild(el("th", { "scope": "col" }, ""));
+    var columns = [{ key: "sample_index", label: "#", description: "position in the dataset" }];
+    columns.push({ key: "__id", label: "sample", unsortable: true });
+    columns.push({ key: "__member", label: "member", unsortable: true });
+    table.columns.forEach(function (c) { columns.push(c); });
+    columns.forEach(function (column) {
+      var th = el("th", { "scope": "col", "title": column.description || "" });
+      if (column.unsortable) {
+        th.textContent = column.label;
+      } else {
+        var sorted = state.orderBy === column.key;
+        th.setAttribute("aria-sort", sorted ? (state.desc ? "descending" : "ascending") : "none");
+        var button = el("button", { "type": "button", "class": "sort", "data-sort": column.key }, column.label);
+        button.appendChild(el("span", { "class": "arrow", "aria-hidden": "true" }, sorted ? (state.desc ? " ▼" : " ▲") : ""));
+        button.addEventListener("click", function () {
+          state.desc = state.orderBy === column.key ? !state.desc : column.key !== "sample_index";
+          state.orderBy = column.key;
+          state.offset = 0;
+          load();
+        });
+        th.appendChild(button);
+      }
+      tr.appendChild(th);
+    });
+    thead.appendChild(tr);
+  }
+  function renderRows(page) {
+    var table = spec();
+    total = page.count;
+    tbody.textContent = "";
+    if (!page.data.length) {
+      var empty = el("tr");
+      empty.appendChild(el("td", { "colspan": String(table.columns.length + 4) }, "No records match."));
+      tbody.appendChild(empty);
+    }
+    page.data.forEach(function (row) {
+      var tr = el("tr", { "data-sample": String(row.sample_index) });
+      var cell = el("td");
+      var button = el("button", {
+        "type": "button", "class": "expand", "aria-expanded": "false",
+        "aria-controls": "detail-" + state.check + "-" + row.sample_index,
+        "aria-label": "Show record " + row.sample_index
+      }, "▸");
+      button.addEventListener("click", function () { toggle(button, row, table.columns.length); });
+      cell.appendChild(button);
+      tr.appendChild(cell);
+      tr.appendChild(el("td", {}, String(row.sample_index)));
+      tr.appendChild(el("td", { "class": "clip", "title": row.sample_id }, row.sample_id));
+      var member = row.values.member;
+      tr.appendChild(el("td", {}, member === true ? "member" : member === false ? "non-member" : "—"));
+      table.columns.forEach(function (column) {
+        var value = valueAt(row, column.key);
+        var td = el("td", { "data-key": column.key }, format(value, column.format));
+        if (column.format === "bool" && value === true) {
+          td.className = "flag";
+        }
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+    var first = total ? state.offset + 1 : 0;
+    pageText.textContent = first.toLocaleString() + "–" + Math.min(state.offset + state.limit, total).toLocaleString() + " of " + total.toLocaleString();
+    prev.disabled = state.offset === 0;
+    next.disabled = state.offset + state.limit >= total;
+  }
+  function load() {
+    renderHeader();
+    var query = new URLSearchParams({
+      check: state.check, order_by: state.orderBy, desc: String(state.desc),
+      limit: String(state.limit), offset: String(state.offset)
+    });
+    if (state.member) {
+      query.set("member", state.member);
+    }
+    if (state.q) {
+      query.set("q", state.q);
+    }
+    root.setAttribute("aria-busy", "true");
+    fetch("/v1/audits/" + encodeURIComponent(auditId) + "/samples?" + query.toString(), { credentials: "same-origin" })
+      .then(function (response) {
+        return response.json().then(function (body) {
+          if (!response.ok) {
+            throw new Error(body.error ? body.error.message : response.statusText);
+          }
+          return body;
+        });
+      })
+      .then(renderRows)
+      .catch(function (error) {
+        tbody.textContent = "";
+        var tr = el("tr");
+        tr.appendChild(el("td", { "colspan": "99", "class": "error", "role": "alert" }, error.message));
+        tbody.appendChild(tr);
+      })
+      .finally(function () { root.setAttribute("aria-busy", "false"); });
+  }
+  root.querySelectorAll("[role=tab]").forEach(function (tab) {
+    tab.addEventListener("click", function () {
+      root.querySelectorAll("[role=tab]").forEach(function (other) { other.setAttribute("aria-selected", "false"); });
+      tab.setAttribute("aria-selected", "true");
+      state.check = tab.dataset.check;
+      state.orderBy = "score";
+      state.desc = true;
+      state.offset = 0;
+      load();
+    });
+  });
+  var filters = root.querySelector("[data-records-filters]");
+  var timer = null;
+  filters.addEventListener("submit", function (event) { event.preventDefault(); });
+  filters.member.addEventListener("change", function () {
+    state.member = filters.member.value;
+    state.offset = 0;
+    load();
+  });
+  filters.q.addEventListener("input", function () {
+    window.clearTimeout(timer);
+    timer = window.setTimeout(function () {
+      state.q = filters.q.value.trim();
+      state.offset = 0;
+      load();
+    }, 300);
+  });
+  prev.addEventListener("click", function () {
+    state.offset = Math.max(0, state.offset - state.limit);
+    load();
+  });
+  next.addEventListener("click", function () {
+    if (state.offset + state.limit < total) {
+      state.offset += state.limit;
+      load();
+    }
+  });
+  load();
+})();

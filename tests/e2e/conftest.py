@@ -1,0 +1,105 @@
+"""The embedded service as a user starts it, shared by the end-to-end modules."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, make_settings, settings_env
+from worker.demo import DemoArtifacts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Served:
+    base_url: str
+    key: str
+    client: httpx.Client
+    headers: dict[str, str]
+    data_root: Path
+    batch_size: int
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_lm: DemoArtifacts) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("served")
+    data_root = root / "inputs"
+    data_root.mkdir()
+    settings = make_settings(
+        root / "data", tiny_lm.model_dir.parent, data_root, shard_size=64, batch_size=4
+    )
+    env = settings_env(settings)
+    del env["MEMAUDIT_PUBLIC_URL"]
+    port = free_port()
+    log = (root / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, (root / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.3)
+        key_file = root / "data" / "admin.key"
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        key = key_file.read_text().strip()
+        yield Served(
+            f"http://127.0.0.1:{port}",
+            key,
+            client,
+            {"Authorization": f"Bearer {key}"},
+            data_root,
+            4,
+        )
+    finally:
+        client.close()
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()
+    # `serve` stops the worker it supervises: nothing of this data dir may outlive it.
+    deadline = time.monotonic() + 30
+    while processes_using(root / "data") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not processes_using(root / "data"), "serve left its worker running"
+
+
+def processes_using(data_dir: Path) -> list[int]:
+    """Live processes whose environment names this data dir."""
+    marker = f"MEMAUDIT_DATA_DIR={data_dir}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+            if marker in (proc / "environ").read_bytes().split(b"\0") and "zombie" not in status:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -1,0 +1,246 @@
+"""The dashboard in a real headless Chromium over audits a real worker produced.
+
+Debian's `chromium` is driven by Playwright; no browser is ever downloaded. Screenshots of each
+page land in tests/artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.conftest import REPO, filler_records, write_jsonl
+from tests.e2e.conftest import Served
+from tests.flows import submit, upload, wait_final
+from worker.demo import DemoArtifacts
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHECKS = [
+    {"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}},
+    {"kind": "membership", "params": {"bootstrap": 50}},
+    {"kind": "loss", "params": {}},
+]
+
+
+@pytest.fixture(scope="module")
+def audits(served: Served, tiny_lm: DemoArtifacts) -> list[dict]:
+    """Two versions of the demo model audited by the served worker, oldest first."""
+    dataset = upload(served.client, served.headers, tiny_lm.dataset_path)["uri"]
+    finished = []
+    for version in ("1", "2"):
+        body = {
+            "model": {"uri": f"path:{tiny_lm.model_dir}"},
+            "dataset": {"uri": dataset},
+            "checks": CHECKS,
+            "labels": {"model_family": "canary-gpt2", "model_version": version},
+        }
+        response = served.client.post("/v1/audits", headers=served.headers, json=body)
+        assert response.status_code == 202, response.text
+        audit = wait_final(served.client, served.headers, response.json()["id"])
+        assert audit["status"] == "succeeded", audit
+        finished.append(audit)
+    return finished
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium package (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield instance
+        instance.close()
+
+
+class Watched:
+    """A page whose console errors and outgoing requests are recorded."""
+
+    def __init__(self, browser, width: int, height: int = 900) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.urls: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.urls.append(r.url))
+
+    @property
+    def hosts(self) -> set[str | None]:
+        return {urlparse(url).hostname for url in self.urls}
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def _sign_in(watched: Watched, served: Served) -> None:
+    page = watched.page
+    page.goto(f"{served.base_url}/audits")
+    assert "/login" in page.url  # without the cookie only the login page is served
+    watched.shot("login")
+    page.fill("input[name=key]", served.key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/audits")
+
+
+def _wait_for_charts(page) -> list[dict]:
+    """Every chart of the page drawn by plotly.js; returns each one's traces and points."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.chart')].every(e => e.dataset.rendered)",
+        timeout=30000,
+    )
+    return page.eval_on_selector_all(
+        ".chart",
+        """els => els.map(e => ({
+            id: e.id,
+            svg: e.querySelectorAll('.main-svg').length,
+            traces: e.data.length,
+            points: e.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0),
+        }))""",
+    )
+
+
+def _scores(page) -> list[float]:
+    """The score column; a record without a score ("—") ranks below every other."""
+    cells = page.eval_on_selector_all(
+        "tbody tr[data-sample] td[data-key='score']", "cells => cells.map(c => c.textContent)"
+    )
+    return [float("-inf") if cell == "—" else float(cell) for cell in cells]
+
+
+def test_the_dashboard_in_chromium(served: Served, audits: list[dict], browser) -> None:
+    second = audits[1]
+    watched = Watched(browser, 1280)
+    page = watched.page
+    _sign_in(watched, served)
+    assert page.locator(f"tr[data-audit='{second['id']}']").count() == 1
+    assert "Greedy extraction" in page.inner_text("table.audits")
+    watched.shot("audits-list")
+
+    page.click(f"a[href='/audits/{second['id']}']")
+    charts = _wait_for_charts(page)
+    ids = {chart["id"] for chart in charts}
+    assert {"extraction-rate-topk40_T1", "membership-roc", "loss-hist"} <= ids, ids
+    for chart in charts:
+        assert chart["svg"] >= 1 and chart["traces"] >= 1 and chart["points"] >= 2, chart
+    cards = page.inner_text(".cards")
+    assert "Greedy extraction · members" in cards and "100.0%" in cards
+
+    page.wait_for_selector("tbody tr[data-sample]")
+    scores = _scores(page)
+    assert scores == sorted(scores, reverse=True)  # most memorized first
+    page.click("th button[data-sort='score']")  # same column again: ascending
+    page.wait_for_function(
+        "() => document.querySelector(\"th[aria-sort='ascending'] button[data-sort='score']\")"
+    )
+    page.wait_for_load_state("networkidle")
+    ascending = _scores(page)
+    assert ascending == sorted(ascending) and ascending[0] < scores[0]
+
+    button = page.locator("tbody tr[data-sample] button.expand").first
+    button.focus()
+    page.keyboard.press("Enter")  # the table works from the keyboard
+    page.wait_for_selector(".record-detail .tokens .tok")
+    assert button.get_attribute("aria-expanded") == "true"
+    tokens = page.locator(".record-detail .tokens .tok")
+    assert tokens.count() == 16
+    assert tokens.first.get_attribute("title").startswith("rank ")
+    watched.shot("audit-report")
+
+    page.select_option("select[name=member]", "true")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('tbody tr[data-sample] td:nth-child(4)')]"
+        ".every(td => td.textContent === 'member')"
+    )
+
+    page.click("a[href^='/models?family=']")
+    _wait_for_charts(page)
+    assert page.locator("tr[data-audit]").count() == 2
+    watched.shot("model")
+    page.click("button[type=submit].primary")  # compare the two selected versions
+    page.wait_for_url("**/compare?**")
+    overlays = _wait_for_charts(page)
+    assert {"compare-roc"} <= {chart["id"] for chart in overlays}
+    assert page.locator("tr[data-delta]").count() >= 4
+    watched.shot("compare")
+
+    assert watched.errors == []
+    assert watched.hosts == {"127.0.0.1"}, watched.hosts
+    watched.close()
+
+
+def test_narrow_screens_still_work(served: Served, audits: list[dict], browser) -> None:
+    watched = Watched(browser, 390, 844)
+    _sign_in(watched, served)
+    page = watched.page
+    page.goto(f"{served.base_url}/audits/{audits[0]['id']}")
+    _wait_for_charts(page)
+    page.wait_for_selector("tbody tr[data-sample]")
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, overflow  # wide tables scroll inside their box, not the page
+    watched.shot("audit-report-390px")
+    assert watched.errors == [] and watched.hosts == {"127.0.0.1"}
+    watched.close()
+
+
+def test_exported_report_opens_offline(
+    served: Served, audits: list[dict], browser, tmp_path: Path
+) -> None:
+    response = served.client.get(
+        f"/v1/audits/{audits[1]['id']}/report.html", headers=served.headers
+    )
+    assert response.status_code == 200
+    report = tmp_path / "report.html"
+    report.write_bytes(response.content)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(report, ARTIFACTS / "report.html")
+
+    watched = Watched(browser, 1280)
+    watched.context.set_offline(True)
+    watched.page.goto(report.as_uri())
+    charts = _wait_for_charts(watched.page)
+    assert len(charts) >= 5 and all(chart["points"] >= 2 for chart in charts)
+    assert watched.page.locator(".tokens .tok.r1").count() > 0
+    watched.shot("report-export")
+    assert watched.errors == []
+    assert all(url.startswith("file://") for url in watched.urls), watched.urls
+    watched.close()
+
+
+def test_running_audits_show_live_progress_then_their_end(
+    served: Served, audits: list[dict], browser, tiny_lm: DemoArtifacts
+) -> None:
+    big = write_jsonl(served.data_root / "progress.jsonl", filler_records(1500, seed=5))
+    running = submit(served.client, served.headers, tiny_lm.model_dir, f"path:{big}")
+    watched = Watched(browser, 1280)
+    _sign_in(watched, served)
+    page = watched.page
+    row = f"tr[data-audit='{running['id']}']"
+    page.wait_for_selector(f"{row} progress")
+    start = page.eval_on_selector(f"{row} progress", "bar => bar.value")
+    # The bar moves without a reload: progress.js polls the API with the session cookie.
+    page.wait_for_function(
+        f'() => document.querySelector("{row} progress").value > {start} + 8', timeout=60000
+    )
+    assert page.eval_on_selector(f"{row} progress", "bar => bar.max") == 1500
+    page.goto(f"{served.base_url}/audits/{running['id']}")
+    assert "the page refreshes when it finishes" in page.inner_text("main")
+    cancelled = served.client.post(f"/v1/audits/{running['id']}/cancel", headers=served.headers)
+    assert cancelled.status_code == 200
+    # The page notices the end on its own and reloads into the cancelled report.
+    page.wait_for_selector(".banner-cancelled", timeout=30000)
+    assert "This audit was cancelled" in page.inner_text(".banner-cancelled")
+    watched.shot("audit-cancelled")
+    assert watched.errors == [] and watched.hosts == {"127.0.0.1"}
+    watched.close()
