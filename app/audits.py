@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 from pydantic import ValidationError
-from sqlalchemy import Row, and_, func, or_, select, tuple_, update
+from sqlalchemy import Row, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
 from app.config import Settings
@@ -17,7 +17,7 @@ from app.db import Database, utcnow
 from app.errors import ApiError
 from app.model_identity import family_and_version
 from app.models import ApiKey, Audit, AuditStatus, Dataset, SampleResult, Shard, ShardStatus
-from app.schemas import AuditCreate, AuditPublic, Progress
+from app.schemas import AuditCreate, AuditPublic, CheckRequest, Progress
 from app.security import PathNotAllowed, resolve_under_roots
 from worker.checks import (
     MAX_TABLE_COLUMNS,
@@ -41,7 +41,7 @@ class ResolvedDataset:
     fields: list[str]
 
 
-def _resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedDataset:
+def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedDataset:
     scheme, _, rest = uri.partition(":")
     if scheme == "dataset":
         row = session.get(Dataset, rest)
@@ -76,12 +76,16 @@ def _resolve_model(settings: Settings, uri: str, field: str) -> ModelSpec:
         raise ApiError(422, "invalid_model", f"{field}: {exc}") from None
 
 
-def _validated_checks(
-    body: AuditCreate, model: ModelSpec, dataset: ResolvedDataset
+def validate_checks(
+    requests: Sequence[CheckRequest],
+    dataset: ResolvedDataset,
+    *,
+    has_reference: bool,
+    model_kind: str | None,
 ) -> list[dict[str, Any]]:
-    has_reference = body.reference_model is not None
+    """Each check's params through the registry; the model kind too when it is known."""
     checks = []
-    for position, request in enumerate(body.checks):
+    for position, request in enumerate(requests):
         try:
             kind = get_check(request.kind)
         except UnknownCheck as exc:
@@ -102,12 +106,12 @@ def _validated_checks(
             kind.validate(params, SubmitContext(has_reference_model=has_reference))
         except ValueError as exc:
             raise ApiError(422, "invalid_params", f"check {kind.name!r}: {exc}") from None
-        if model.kind not in kind.model_kinds:
+        if model_kind is not None and model_kind not in kind.model_kinds:
             raise ApiError(
                 422,
                 "unsupported_model_kind",
                 f"check {kind.name!r} supports "
-                f"{', '.join(kind.model_kinds)} models, not {model.kind}",
+                f"{', '.join(kind.model_kinds)} models, not {model_kind}",
             )
         missing = [name for name in kind.required_fields if name not in dataset.fields]
         if missing:
@@ -141,10 +145,15 @@ def submit_audit(
     model = _resolve_model(settings, body.model.uri, "model")
     if body.reference_model is not None:
         _resolve_model(settings, body.reference_model.uri, "reference_model")
-    dataset = _resolve_dataset(session, settings, body.dataset.uri)
+    dataset = resolve_dataset(session, settings, body.dataset.uri)
     if dataset.n_records == 0:
         raise ApiError(422, "empty_dataset", f"dataset {body.dataset.uri} has no records")
-    checks = _validated_checks(body, model, dataset)
+    checks = validate_checks(
+        body.checks,
+        dataset,
+        has_reference=body.reference_model is not None,
+        model_kind=model.kind,
+    )
 
     if body.idempotency_key:
         existing = session.scalar(
@@ -237,6 +246,8 @@ def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic
         labels=audit.labels or {},
         summary=audit.summary or {},
         provenance=audit.provenance or {},
+        policy_id=audit.policy_id,
+        verdict=audit.verdict,
         cancel_requested=audit.cancel_requested,
         created_at=audit.created_at,
         started_at=audit.started_at,
@@ -370,6 +381,18 @@ def _sort_column(audit: Audit, check: str | None, order_by: str) -> Any:
     )
 
 
+def _cached_count(audit: Audit, check: str | None, member: bool | None) -> int | None:
+    """The count finalize stored for a finished audit; None when it must be counted."""
+    counts = audit.row_counts or {}
+    label = "all" if member is None else str(member).lower()
+    if audit.status != AuditStatus.SUCCEEDED or not counts:
+        return None
+    checks = [check] if check is not None else [entry["kind"] for entry in audit.checks]
+    if any(name not in counts for name in checks):
+        return None
+    return sum(counts[name][label] for name in checks)
+
+
 def _page_keys(
     conditions: list[Any], column: Any, desc: bool, searching: bool, limit: int, offset: int
 ) -> Any:
@@ -387,8 +410,11 @@ def _page_keys(
     if not isinstance(column, InstrumentedAttribute):  # a JSON field may be missing: last
         first = first.nulls_last()
     # Ties go the same way as the sort, so one index scan (forward or backward) serves it.
+    # A search scans its matches anyway, so it counts them in passing; a window count on the
+    # plain path would read every row the LIMIT lets the index skip.
+    total = func.count().over() if searching else literal(None)
     return (
-        select(source.c.check, source.c.sample_index)
+        select(source.c.check, source.c.sample_index, total.label("total"))
         .order_by(first, direction(source.c.sample_index), source.c.check)
         .limit(limit)
         .offset(offset)
@@ -422,8 +448,14 @@ def list_samples(
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conditions.append(SampleResult.sample_id.like(f"%{escaped}%", escape="\\"))
     column = _sort_column(audit, check, order_by)
-    count = session.scalar(select(func.count()).select_from(SampleResult).where(*conditions))
     keys = session.execute(_page_keys(conditions, column, desc, bool(search), limit, offset)).all()
+    count = _cached_count(audit, check, member) if not search else None
+    if count is None:
+        # The page query counted its matches too (a window count); past the last page it
+        # returned no row to carry that count, so count apart.
+        count = keys[0].total if keys else None
+    if count is None:
+        count = session.scalar(select(func.count()).select_from(SampleResult).where(*conditions))
     if not keys:
         return [], int(count or 0)
     by_check: dict[str, list[int]] = {}
@@ -444,4 +476,4 @@ def list_samples(
         .options(defer(SampleResult.detail))
     ).all()
     by_key = {(row.check, row.sample_index): row for row in found}
-    return [by_key[tuple(key)] for key in keys], int(count or 0)
+    return [by_key[(key.check, key.sample_index)] for key in keys], int(count or 0)

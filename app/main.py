@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import app as memaudit
-from app.api import audits, checks, datasets, docs, health
+from app.api import audits, checks, datasets, docs, health, policies
 from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
 from app.db import Database
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks.router,
         datasets.router,
         audits.router,
+        policies.router,
         dashboard.router,
     ):
         application.include_router(router)

@@ -77,6 +77,24 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class AuditPolicy(Base):
+    """Which registered models are audited, with which checks on which data, and the thresholds
+    that turn the summary into a pass or fail verdict."""
+
+    __tablename__ = "audit_policies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(String(32))  # mlflow | huggingface
+    model_pattern: Mapped[str] = mapped_column(String(500))  # a glob over model names
+    dataset_uri: Mapped[str] = mapped_column(Text)
+    checks: Mapped[list[Any]] = mapped_column(JSON)
+    thresholds: Mapped[list[Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class Audit(Base):
     __tablename__ = "audits"
 
@@ -98,7 +116,14 @@ class Audit(Base):
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Rows per check and member label, counted once at finalize: {check: {all, true, false}}.
+    row_counts: Mapped[dict[str, Any]] = mapped_column(JSON, server_default=text("'{}'"))
     created_by: Mapped[str | None] = mapped_column(String(32))
+    # The policy that started this audit (a registry event), and its verdict once finished.
+    policy_id: Mapped[str | None] = mapped_column(
+        ForeignKey("audit_policies.id", ondelete="SET NULL"), index=True
+    )
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
@@ -56,6 +56,8 @@ class AuditPublic(BaseModel):
     labels: dict[str, str]
     summary: dict[str, Any]
     provenance: dict[str, Any]
+    policy_id: str | None = None
+    verdict: dict[str, Any] | None = None
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
@@ -95,6 +97,50 @@ class SampleRecordPublic(BaseModel):
 
 class SamplesPublic(BaseModel):
     data: list[SamplePublic]
+    count: int
+
+
+class Threshold(StrictModel):
+    metric: str = Field(..., examples=["extraction.greedy_extraction_rate"])
+    op: Literal["<=", "<", ">=", ">"]
+    value: float
+
+
+class PolicyCreate(StrictModel):
+    name: str = Field(..., min_length=1, max_length=200)
+    source: Literal["mlflow", "huggingface"]
+    model_pattern: str = Field(
+        ..., min_length=1, max_length=500, description="glob over registered model names"
+    )
+    dataset: DatasetRef
+    checks: list[CheckRequest] = Field(..., min_length=1)
+    thresholds: list[Threshold] = Field(default_factory=list)
+    enabled: bool = True
+
+
+class PolicyUpdate(StrictModel):
+    model_pattern: str | None = Field(None, min_length=1, max_length=500)
+    dataset: DatasetRef | None = None
+    checks: list[CheckRequest] | None = Field(None, min_length=1)
+    thresholds: list[Threshold] | None = None
+    enabled: bool | None = None
+
+
+class PolicyPublic(BaseModel):
+    id: str
+    name: str
+    source: str
+    model_pattern: str
+    dataset_uri: str
+    checks: list[dict[str, Any]]
+    thresholds: list[dict[str, Any]]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class PoliciesPublic(BaseModel):
+    data: list[PolicyPublic]
     count: int
 
 

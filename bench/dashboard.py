@@ -1,7 +1,8 @@
 """Report and records-table latency at 1k and 1M per-sample rows, on this machine.
 
     .venv/bin/python -m bench.dashboard                 # SQLite (the embedded default)
-    .venv/bin/python -m bench.dashboard --postgres postgresql+psycopg://postgres@127.0.0.1/test
+    createdb -h 127.0.0.1 -U postgres memaudit_bench
+    .venv/bin/python -m bench.dashboard --postgres postgresql+psycopg://postgres@127.0.0.1/memaudit_bench
 
 Each audit has two checks, so 1M records are 2M rows. Every request goes through the real app
 (FastAPI, auth, templates, SQL); the figure is the median of several calls after one warm-up.
@@ -56,16 +57,12 @@ def timed(client: TestClient, path: str, headers: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--postgres", help="a PostgreSQL URL (its tables are replaced)")
+    parser.add_argument("--postgres", help="the URL of an empty PostgreSQL database")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="memaudit-bench-"))
     settings = Settings(data_dir=work, database_url=args.postgres or "")
     settings.ensure_dirs()
-    if args.postgres:
-        from app.migrate import downgrade
-
-        downgrade(settings.database_url)
     upgrade(settings.database_url)
     db = Database(settings.database_url)
     with db.session() as session:

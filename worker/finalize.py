@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 import app
 from app.db import Database, utcnow
-from app.models import Audit, AuditStatus, SampleResult, Shard, ShardStatus
+from app.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
+from app.verdicts import evaluate
 from worker.checks import parse_checks
 
 
@@ -32,6 +34,36 @@ def _provenance(audit: Audit, shards: list[Shard]) -> dict[str, Any]:
         },
         "n_tokens": sum(info.get("n_tokens", 0) for info in infos),
     }
+
+
+def _verdict(
+    session: Session, audit: Audit, summary: dict[str, Any], error: str | None
+) -> dict[str, Any] | None:
+    """The policy's verdict on this summary; a failed summary cannot pass."""
+    if audit.policy_id is None:
+        return None
+    policy = session.get(AuditPolicy, audit.policy_id)
+    if policy is None:
+        return None
+    if error:
+        return {"status": "unknown", "results": [], "reason": error}
+    return evaluate(summary, policy.thresholds).to_json()
+
+
+def count_rows(session: Session, audit_id: str) -> dict[str, dict[str, int]]:
+    """Rows per check and member label, so the records table never counts a million rows."""
+    counts: dict[str, dict[str, int]] = {}
+    grouped = session.execute(
+        select(SampleResult.check, SampleResult.member, func.count())
+        .where(SampleResult.audit_id == audit_id)
+        .group_by(SampleResult.check, SampleResult.member)
+    )
+    for check, member, n in grouped:
+        entry = counts.setdefault(check, {"all": 0, "true": 0, "false": 0})
+        entry["all"] += n
+        if member is not None:
+            entry[str(member).lower()] += n
+    return counts
 
 
 def finalize_audit(db: Database, audit_id: str) -> str:
@@ -68,6 +100,8 @@ def finalize_audit(db: Database, audit_id: str) -> str:
                 summary=summary,
                 error=error,
                 provenance=_provenance(audit, shards),
+                row_counts=count_rows(session, audit_id),
+                verdict=_verdict(session, audit, summary, error),
                 finished_at=audit.finished_at or now,
             )
         )

@@ -20,6 +20,9 @@ def upgrade() -> None:
     with op.batch_alter_table("audits", schema=None) as batch_op:
         batch_op.add_column(sa.Column("model_family", sa.Text(), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("model_version", sa.String(length=200), nullable=True))
+        batch_op.add_column(
+            sa.Column("row_counts", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
+        )
         batch_op.create_index(batch_op.f("ix_audits_model_family"), ["model_family"], unique=False)
     # Audits written before families existed form a family of one URI each.
     op.execute("UPDATE audits SET model_family = model_uri WHERE model_family = ''")
@@ -66,4 +69,5 @@ def downgrade() -> None:
     with op.batch_alter_table("audits", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audits_model_family"))
         batch_op.drop_column("model_version")
+        batch_op.drop_column("row_counts")
         batch_op.drop_column("model_family")

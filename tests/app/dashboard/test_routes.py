@@ -182,9 +182,14 @@ def test_records_sort_filter_and_expand_through_the_api(stack, seeded) -> None:
     found = stack.client.get(
         base, headers=stack.headers, params={"check": "extraction", "q": "rec-000012"}
     ).json()
+    assert found["count"] == 10
     assert sorted(row["sample_id"] for row in found["data"]) == [
         f"rec-{index:07d}" for index in range(120, 130)
     ]
+    past_the_end = stack.client.get(
+        base, headers=stack.headers, params={"check": "extraction", "q": "rec-", "offset": 500}
+    ).json()
+    assert past_the_end == {"data": [], "count": 300}
     wildcard = stack.client.get(
         base, headers=stack.headers, params={"check": "extraction", "q": "%"}
     ).json()

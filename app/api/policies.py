@@ -1,0 +1,50 @@
+"""Audit policy routes: admin scope, since a policy makes the service start audits itself."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app import policies
+from app.deps import AdminKey, SessionDep, SettingsDep
+from app.schemas import PoliciesPublic, PolicyCreate, PolicyPublic, PolicyUpdate
+
+router = APIRouter(prefix="/v1/policies", tags=["policies"])
+
+
+@router.post("", response_model=PolicyPublic, status_code=201)
+def create(
+    body: PolicyCreate, session: SessionDep, settings: SettingsDep, _key: AdminKey
+) -> PolicyPublic:
+    return policies.to_public(policies.create_policy(session, settings, body))
+
+
+@router.get("", response_model=PoliciesPublic)
+def list_all(
+    session: SessionDep,
+    _key: AdminKey,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PoliciesPublic:
+    rows, count = policies.list_policies(session, limit, offset)
+    return PoliciesPublic(data=[policies.to_public(p) for p in rows], count=count)
+
+
+@router.get("/{policy_id}", response_model=PolicyPublic)
+def read(policy_id: str, session: SessionDep, _key: AdminKey) -> PolicyPublic:
+    return policies.to_public(policies.get_policy(session, policy_id))
+
+
+@router.patch("/{policy_id}", response_model=PolicyPublic)
+def update(
+    policy_id: str, body: PolicyUpdate, session: SessionDep, settings: SettingsDep, _key: AdminKey
+) -> PolicyPublic:
+    policy = policies.get_policy(session, policy_id)
+    return policies.to_public(policies.update_policy(session, settings, policy, body))
+
+
+@router.delete("/{policy_id}", status_code=204)
+def delete(policy_id: str, session: SessionDep, _key: AdminKey) -> Response:
+    policies.delete_policy(session, policies.get_policy(session, policy_id))
+    return Response(status_code=204)

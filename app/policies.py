@@ -1,0 +1,109 @@
+"""Audit policies: what to audit when a registry announces a model version, and the verdict.
+
+A policy names registered models by glob (`fraud-*`), the checks and dataset to run, and the
+thresholds a summary must meet. Matching audits carry the policy's id; finalize records the
+verdict on them, where the registry write-back and the dashboard read it.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.audits import resolve_dataset, validate_checks
+from app.config import Settings
+from app.db import utcnow
+from app.errors import ApiError
+from app.models import AuditPolicy
+from app.schemas import PolicyCreate, PolicyPublic, PolicyUpdate, Threshold
+from app.verdicts import UnknownMetric, check_metric_name
+
+
+def to_public(policy: AuditPolicy) -> PolicyPublic:
+    return PolicyPublic.model_validate(policy, from_attributes=True)
+
+
+def _thresholds(thresholds: list[Threshold]) -> list[dict]:
+    for position, rule in enumerate(thresholds):
+        try:
+            check_metric_name(rule.metric)
+        except UnknownMetric:
+            raise ApiError(
+                422,
+                "unknown_metric",
+                f"thresholds[{position}]: unknown metric {rule.metric!r}; see the verdict metric "
+                "names in the README (e.g. extraction.greedy_extraction_rate, membership.loss.auc)",
+            ) from None
+    return [rule.model_dump() for rule in thresholds]
+
+
+def _checks(session: Session, settings: Settings, dataset_uri: str, checks: list) -> list[dict]:
+    dataset = resolve_dataset(session, settings, dataset_uri)
+    # The model is not known until a version arrives: its kind is checked then.
+    return validate_checks(checks, dataset, has_reference=False, model_kind=None)
+
+
+def create_policy(session: Session, settings: Settings, body: PolicyCreate) -> AuditPolicy:
+    if session.scalar(select(AuditPolicy).where(AuditPolicy.name == body.name)) is not None:
+        raise ApiError(409, "policy_exists", f"a policy named {body.name!r} exists")
+    policy = AuditPolicy(
+        name=body.name,
+        source=body.source,
+        model_pattern=body.model_pattern,
+        dataset_uri=body.dataset.uri,
+        checks=_checks(session, settings, body.dataset.uri, body.checks),
+        thresholds=_thresholds(body.thresholds),
+        enabled=body.enabled,
+    )
+    session.add(policy)
+    session.commit()
+    return policy
+
+
+def get_policy(session: Session, policy_id: str) -> AuditPolicy:
+    policy = session.get(AuditPolicy, policy_id)
+    if policy is None:
+        raise ApiError(404, "not_found", f"no policy {policy_id!r}")
+    return policy
+
+
+def update_policy(
+    session: Session, settings: Settings, policy: AuditPolicy, body: PolicyUpdate
+) -> AuditPolicy:
+    dataset_uri = body.dataset.uri if body.dataset else policy.dataset_uri
+    if body.checks is not None or body.dataset is not None:
+        checks = body.checks if body.checks is not None else policy.checks
+        policy.checks = _checks(session, settings, dataset_uri, checks)
+        policy.dataset_uri = dataset_uri
+    if body.thresholds is not None:
+        policy.thresholds = _thresholds(body.thresholds)
+    if body.model_pattern is not None:
+        policy.model_pattern = body.model_pattern
+    if body.enabled is not None:
+        policy.enabled = body.enabled
+    policy.updated_at = utcnow()
+    session.commit()
+    return policy
+
+
+def list_policies(session: Session, limit: int, offset: int) -> tuple[list[AuditPolicy], int]:
+    count = session.scalar(select(func.count()).select_from(AuditPolicy))
+    rows = session.scalars(
+        select(AuditPolicy).order_by(AuditPolicy.name).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(count or 0)
+
+
+def delete_policy(session: Session, policy: AuditPolicy) -> None:
+    session.delete(policy)  # its audits stay; their policy_id becomes NULL
+    session.commit()
+
+
+def matching_policies(session: Session, source: str, model_name: str) -> list[AuditPolicy]:
+    """Enabled policies of this source whose glob matches the model name (case-sensitive)."""
+    candidates = session.scalars(
+        select(AuditPolicy).where(AuditPolicy.source == source, AuditPolicy.enabled.is_(True))
+    ).all()
+    return [p for p in candidates if fnmatchcase(model_name, p.model_pattern)]

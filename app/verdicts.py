@@ -1,0 +1,129 @@
+"""Policy verdicts: named metrics read from an audit summary, compared with thresholds.
+
+Names are stable and documented so a registry gate can be written against them:
+
+| name | value |
+| --- | --- |
+| `extraction.greedy_extraction_rate` | share of records greedy decoding reproduces |
+| `extraction.members.greedy_extraction_rate` | the same over members (`nonmembers` too) |
+| `extraction.np_extraction_rate.<scheme>.<p>` | (n,p) rate at the largest n of the grid |
+| `membership.<score>.auc` | ROC AUC of one score (`loss`, `zlib`, `minkpp_0.2`, ...) |
+| `membership.<score>.tpr_at_1pct_fpr` | TPR at 1% FPR (`tpr_at_0.1pct_fpr` too) |
+| `membership.best.auc` | the highest AUC over the scores |
+| `loss.mean_loss`, `loss.perplexity` | mean per-record loss, pooled perplexity |
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+    ">": operator.gt,
+}
+TPR_LEVELS = {"tpr_at_1pct_fpr": "tpr_at_0.01_fpr", "tpr_at_0.1pct_fpr": "tpr_at_0.001_fpr"}
+
+
+class UnknownMetric(ValueError):
+    pass
+
+
+def _dig(value: Any, *path: str) -> Any:
+    for part in path:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _extraction(summary: Mapping[str, Any], rest: list[str]) -> float | None:
+    if rest == ["greedy_extraction_rate"]:
+        return _dig(summary, "all", "greedy_rate")
+    if (
+        len(rest) == 2
+        and rest[0] in ("members", "nonmembers")
+        and rest[1] == "greedy_extraction_rate"
+    ):
+        return _dig(summary, rest[0], "greedy_rate")
+    if len(rest) >= 3 and rest[0] == "np_extraction_rate":
+        scheme, p = rest[1], ".".join(rest[2:])
+        curve = _dig(summary, "all", "rates", scheme, p)
+        return curve[-1] if curve else None
+    raise UnknownMetric(".".join(["extraction", *rest]))
+
+
+def _membership(summary: Mapping[str, Any], rest: list[str]) -> float | None:
+    if len(rest) < 2:
+        raise UnknownMetric(".".join(["membership", *rest]))
+    score, stat = ".".join(rest[:-1]), rest[-1]
+    if score == "best" and stat == "auc":
+        values = [_dig(entry, "auroc", "value") for entry in (summary.get("scores") or {}).values()]
+        found = [v for v in values if v is not None]
+        return max(found) if found else None
+    entry = _dig(summary, "scores", score)
+    if stat == "auc":
+        return _dig(entry, "auroc", "value")
+    if stat in TPR_LEVELS:
+        return _dig(entry, TPR_LEVELS[stat], "value")
+    raise UnknownMetric(f"membership.{score}.{stat}")
+
+
+def _loss(summary: Mapping[str, Any], rest: list[str]) -> float | None:
+    names = {"mean_loss": "mean_sample_loss", "perplexity": "perplexity"}
+    if len(rest) == 1 and rest[0] in names:
+        return summary.get(names[rest[0]])
+    raise UnknownMetric(".".join(["loss", *rest]))
+
+
+READERS = {"extraction": _extraction, "membership": _membership, "loss": _loss}
+
+
+def check_metric_name(name: str) -> None:
+    """Raise UnknownMetric unless `name` is one the readers understand."""
+    metric_value({"extraction": {}, "membership": {}, "loss": {}}, name)
+
+
+def metric_value(summary: Mapping[str, Any], name: str) -> float | None:
+    """The named metric of an audit summary; None when the audit did not compute it."""
+    kind, _, rest = name.partition(".")
+    if kind not in READERS or not rest:
+        raise UnknownMetric(name)
+    value = READERS[kind](summary.get(kind) or {}, rest.split("."))
+    return float(value) if isinstance(value, int | float) else None
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    metric: str
+    op: str
+    threshold: float
+    value: float | None
+    passed: bool | None  # None: the metric was not computed
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # pass | fail | unknown
+    results: list[ThresholdResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "results": [asdict(r) for r in self.results]}
+
+
+def evaluate(summary: Mapping[str, Any], thresholds: Sequence[Mapping[str, Any]]) -> Verdict:
+    """`fail` if any threshold fails; `unknown` if none fails but one could not be read."""
+    results = []
+    for rule in thresholds:
+        value = metric_value(summary, rule["metric"])
+        passed = None if value is None else OPERATORS[rule["op"]](value, rule["value"])
+        results.append(ThresholdResult(rule["metric"], rule["op"], rule["value"], value, passed))
+    if any(r.passed is False for r in results):
+        status = "fail"
+    elif any(r.passed is None for r in results):
+        status = "unknown"
+    else:
+        status = "pass"
+    return Verdict(status, results)

@@ -1,0 +1,47 @@
+"""audit policies, and the policy and verdict of an audit
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "audit_policies",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("model_pattern", sa.String(length=500), nullable=False),
+        sa.Column("dataset_uri", sa.Text(), nullable=False),
+        sa.Column("checks", sa.JSON(), nullable=False),
+        sa.Column("thresholds", sa.JSON(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("name"),
+    )
+    with op.batch_alter_table("audits", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("policy_id", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("verdict", sa.JSON(), nullable=True))
+        batch_op.create_index(batch_op.f("ix_audits_policy_id"), ["policy_id"], unique=False)
+        batch_op.create_foreign_key(
+            "fk_audits_policy_id", "audit_policies", ["policy_id"], ["id"], ondelete="SET NULL"
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("audits", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_audits_policy_id", type_="foreignkey")
+        batch_op.drop_index(batch_op.f("ix_audits_policy_id"))
+        batch_op.drop_column("verdict")
+        batch_op.drop_column("policy_id")
+    op.drop_table("audit_policies")
