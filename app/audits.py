@@ -16,7 +16,17 @@ from app.config import Settings
 from app.db import Database, utcnow
 from app.errors import ApiError
 from app.model_identity import family_and_version
-from app.models import ApiKey, Audit, AuditStatus, Dataset, SampleResult, Shard, ShardStatus
+from app.models import (
+    ApiKey,
+    Audit,
+    AuditStatus,
+    CallbackDelivery,
+    Dataset,
+    SampleResult,
+    Shard,
+    ShardStatus,
+)
+from app.outbound import UrlNotAllowed, check_url
 from app.schemas import AuditCreate, AuditPublic, CheckRequest, Progress
 from app.security import PathNotAllowed, resolve_under_roots
 from worker.checks import (
@@ -28,7 +38,7 @@ from worker.checks import (
 )
 from worker.loaders.datasets import DatasetError, inspect_jsonl
 from worker.loaders.models import ModelError, ModelSpec, resolve_model
-from worker.task_names import RUN_SHARD
+from worker.task_names import DELIVER_CALLBACK, RUN_SHARD
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +152,13 @@ def submit_audit(
 
     Returns (audit, created). Nothing is written when validation fails.
     """
+    if body.callback_url is not None:
+        try:
+            check_url(
+                str(body.callback_url), settings.callback_hosts, settings.callback_allow_private
+            )
+        except UrlNotAllowed as exc:
+            raise ApiError(422, "callback_url_not_allowed", str(exc)) from None
     model = _resolve_model(settings, body.model.uri, "model")
     if body.reference_model is not None:
         _resolve_model(settings, body.reference_model.uri, "reference_model")
@@ -283,6 +300,26 @@ def list_audits(
         query.order_by(Audit.created_at.desc(), Audit.id).limit(limit).offset(offset)
     ).all()
     return list(rows), int(count)
+
+
+def list_callbacks(session: Session, audit: Audit) -> list[CallbackDelivery]:
+    return list(
+        session.scalars(
+            select(CallbackDelivery)
+            .where(CallbackDelivery.audit_id == audit.id)
+            .order_by(CallbackDelivery.created_at, CallbackDelivery.attempt)
+        )
+    )
+
+
+def announce_end(celery: Celery, settings: Settings, audit: Audit) -> None:
+    """Queue the callback of an audit that ended outside the worker (a cancellation)."""
+    if not audit.callback_url:
+        return
+    try:
+        celery.send_task(DELIVER_CALLBACK, args=[audit.id], queue=settings.queue)
+    except Exception:  # broker down: the cancellation stands; the callback is lost, and logged
+        log.exception("could not queue the callback of audit %s", audit.id)
 
 
 def cancel_audit(session: Session, audit: Audit) -> Audit:

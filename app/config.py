@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,6 +43,13 @@ class Settings(BaseSettings):
     task_time_limit: int = Field(6 * 3600 + 300, ge=20)
     worker_concurrency: int = Field(1, ge=1)
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
+    # Outbound callbacks: signed with this secret (embedded: generated into the data dir).
+    callback_secret: str = ""
+    callback_allowed_hosts: str = Field("", description="host globs, comma-separated; empty: any")
+    callback_allow_private: bool = False
+    callback_max_attempts: int = Field(5, ge=1)
+    callback_backoff_seconds: float = Field(5.0, gt=0)  # doubles after each failed attempt
+    callback_timeout_seconds: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
@@ -54,6 +62,8 @@ class Settings(BaseSettings):
             raise ValueError("task_time_limit must exceed task_soft_time_limit")
         if self.environment == "production" and self.database_url.startswith("sqlite"):
             raise ValueError("production needs MEMAUDIT_DATABASE_URL (PostgreSQL), not SQLite")
+        if self.environment == "production" and len(self.callback_secret) < 32:
+            raise ValueError("production needs MEMAUDIT_CALLBACK_SECRET (32 characters or more)")
         return self
 
     @property
@@ -68,6 +78,27 @@ class Settings(BaseSettings):
     def datasets_dir(self) -> Path:
         """Where uploaded datasets live, content-addressed by sha256."""
         return self.data_dir / "datasets"
+
+    @property
+    def callback_hosts(self) -> list[str]:
+        return [h.strip() for h in self.callback_allowed_hosts.split(",") if h.strip()]
+
+    def callback_signing_secret(self) -> str:
+        """The configured secret, or one generated once into the data dir (mode 0600) so the
+        embedded API and worker sign alike."""
+        if self.callback_secret:
+            return self.callback_secret
+        path = self.data_dir / "callback.secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process of this service wrote it first
+                pass
+            else:
+                with os.fdopen(descriptor, "w") as stream:
+                    stream.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     @property
     def admin_key_path(self) -> Path:

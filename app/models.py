@@ -129,6 +129,22 @@ class Audit(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class CallbackDelivery(Base):
+    """One attempt to POST an audit's result to its callback URL: the delivery log."""
+
+    __tablename__ = "callback_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    audit_id: Mapped[str] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Shard(Base):
     """A fixed slice [start, stop) of an audit's records: the unit of work, lease and retry."""
 

@@ -144,6 +144,23 @@ class PoliciesPublic(BaseModel):
     count: int
 
 
+class CallbackDeliveryPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    url: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    delivered: bool
+    created_at: datetime
+
+
+class CallbackDeliveriesPublic(BaseModel):
+    data: list[CallbackDeliveryPublic]
+    count: int
+
+
 class DatasetPublic(BaseModel):
     id: str
     uri: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -66,15 +67,26 @@ def count_rows(session: Session, audit_id: str) -> dict[str, dict[str, int]]:
     return counts
 
 
-def finalize_audit(db: Database, audit_id: str) -> str:
-    """Summarize and close a finished audit; returns its status afterwards."""
+@dataclass(frozen=True)
+class Finalized:
+    status: str
+    ended_now: bool  # this call closed the audit: what follows (callbacks) happens once
+
+
+def finalize_audit(db: Database, audit_id: str) -> Finalized:
+    """Summarize and close a running audit whose shards are all done.
+
+    Finalize is sent by the last shard and by the reaper, so it often arrives more than once;
+    only the call whose conditional UPDATE moves the audit out of `running` closes it, and an
+    audit already closed is left as it is.
+    """
     with db.session() as session:
         audit = session.get(Audit, audit_id)
-        if audit is None or audit.status not in (AuditStatus.RUNNING, AuditStatus.SUCCEEDED):
-            return audit.status if audit else "missing"
+        if audit is None or audit.status != AuditStatus.RUNNING:
+            return Finalized(audit.status if audit else "missing", False)
         shards = list(session.scalars(select(Shard).where(Shard.audit_id == audit_id)))
         if any(shard.status != ShardStatus.SUCCEEDED for shard in shards):
-            return audit.status
+            return Finalized(audit.status, False)
         summary: dict[str, Any] = {}
         error = None
         for kind, params in parse_checks(audit.checks):
@@ -90,11 +102,9 @@ def finalize_audit(db: Database, audit_id: str) -> str:
                 break
         now = utcnow()
         final = AuditStatus.FAILED if error else AuditStatus.SUCCEEDED
-        session.execute(
+        closed = session.execute(
             update(Audit)
-            .where(
-                Audit.id == audit_id, Audit.status.in_((AuditStatus.RUNNING, AuditStatus.SUCCEEDED))
-            )
+            .where(Audit.id == audit_id, Audit.status == AuditStatus.RUNNING)
             .values(
                 status=final,
                 summary=summary,
@@ -104,5 +114,9 @@ def finalize_audit(db: Database, audit_id: str) -> str:
                 verdict=_verdict(session, audit, summary, error),
                 finished_at=audit.finished_at or now,
             )
-        )
-        return final
+        ).rowcount
+        if closed != 1:  # another finalize closed it (or a cancel) in the meantime
+            session.rollback()
+            current = session.scalar(select(Audit.status).where(Audit.id == audit_id))
+            return Finalized(current or "missing", False)
+        return Finalized(final, True)

@@ -9,10 +9,11 @@ from celery.signals import worker_process_init
 from app.config import get_settings
 from app.db import Database
 from worker import shard_store
+from worker.callbacks import backoff, deliver
 from worker.celery_app import create_celery
 from worker.finalize import finalize_audit as finalize
 from worker.runner import run_shard as run
-from worker.task_names import FINALIZE_AUDIT, REAP_STALE_SHARDS, RUN_SHARD
+from worker.task_names import DELIVER_CALLBACK, FINALIZE_AUDIT, REAP_STALE_SHARDS, RUN_SHARD
 
 log = logging.getLogger(__name__)
 # The worker's app (`celery -A worker.tasks`); the API builds its own from its own Settings.
@@ -46,15 +47,30 @@ def run_shard(shard_id: str) -> str:
         return "retry"
     if outcome.audit_complete:
         finalize_audit.delay(outcome.audit_id)
+    elif outcome.status == "failed" and outcome.audit_id:
+        deliver_callback.delay(outcome.audit_id)
     log.info("shard %s: %s", shard_id, outcome.status)
     return outcome.status
 
 
 @celery_app.task(name=FINALIZE_AUDIT)
 def finalize_audit(audit_id: str) -> str:
-    status = finalize(database(), audit_id)
-    log.info("audit %s finalized: %s", audit_id, status)
-    return status
+    outcome = finalize(database(), audit_id)
+    if outcome.ended_now:
+        log.info("audit %s finalized: %s", audit_id, outcome.status)
+        deliver_callback.delay(audit_id)
+    return outcome.status
+
+
+@celery_app.task(name=DELIVER_CALLBACK)
+def deliver_callback(audit_id: str, attempt: int = 1) -> str:
+    """POST the result; on a retryable failure, schedule the next attempt with backoff."""
+    settings = get_settings()
+    outcome = deliver(database(), settings, audit_id, attempt)
+    if outcome.retry and attempt < settings.callback_max_attempts:
+        deliver_callback.apply_async((audit_id, attempt + 1), countdown=backoff(settings, attempt))
+        return "retrying"
+    return "delivered" if outcome.delivered else "not delivered"
 
 
 @celery_app.task(name=REAP_STALE_SHARDS)

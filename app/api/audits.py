@@ -19,6 +19,8 @@ from app.schemas import (
     AuditCreate,
     AuditPublic,
     AuditsPublic,
+    CallbackDeliveriesPublic,
+    CallbackDeliveryPublic,
     SampleDetailPublic,
     SamplePublic,
     SampleRecordPublic,
@@ -78,10 +80,20 @@ def get_audit(
 
 @router.post("/{audit_id}/cancel", response_model=AuditPublic)
 def cancel(
-    audit_id: str, session: SessionDep, settings: SettingsDep, _key: SubmitKey
+    audit_id: str, session: SessionDep, settings: SettingsDep, celery: CeleryDep, _key: SubmitKey
 ) -> AuditPublic:
     audit = audits.cancel_audit(session, audits.get_audit(session, audit_id))
+    audits.announce_end(celery, settings, audit)
     return audits.to_public(session, settings, audit)
+
+
+@router.get("/{audit_id}/callbacks", response_model=CallbackDeliveriesPublic)
+def callbacks(audit_id: str, session: SessionDep, _key: ReadKey) -> CallbackDeliveriesPublic:
+    """Every attempt to deliver this audit's result to its callback URL."""
+    rows = audits.list_callbacks(session, audits.get_audit(session, audit_id))
+    return CallbackDeliveriesPublic(
+        data=[CallbackDeliveryPublic.model_validate(r) for r in rows], count=len(rows)
+    )
 
 
 @router.get("/{audit_id}/samples", response_model=SamplesPublic)

@@ -99,6 +99,7 @@ def audit_report(session: Session, settings: Settings, audit: Audit) -> dict[str
         "report": report,
         "tables_json": safe_json([asdict(table) for table in report.tables]),
         "previous": previous.id if previous else None,
+        "callbacks": audits.list_callbacks(session, audit) if audit.callback_url else [],
     }
 
 

@@ -98,7 +98,7 @@ def test_finalize_records_the_policy_verdict(stack, body, limit, expected) -> No
     audit_id = seed_audit(stack.db, 200, status="running", strength=0.5)
     with stack.db.session() as session:
         session.get(Audit, audit_id).policy_id = policy["id"]
-    assert finalize_audit(stack.db, audit_id) == "succeeded"
+    assert finalize_audit(stack.db, audit_id).status == "succeeded"
     audit = stack.client.get(f"/v1/audits/{audit_id}", headers=stack.headers).json()
     verdict = audit["verdict"]
     assert verdict["status"] == expected

@@ -8,7 +8,15 @@ from sqlalchemy import create_engine, inspect
 from app.migrate import downgrade, upgrade
 from app.models import Base
 
-TABLES = {"api_keys", "audits", "audit_policies", "datasets", "shards", "sample_results"}
+TABLES = {
+    "api_keys",
+    "audits",
+    "audit_policies",
+    "callback_deliveries",
+    "datasets",
+    "shards",
+    "sample_results",
+}
 
 
 def _tables(url: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""audit policies, and the policy and verdict of an audit
+"""audit policies, the policy and verdict of an audit, and callback deliveries
 
 Revision ID: 0003
 Revises: 0002
@@ -29,6 +29,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
+    op.create_table(
+        "callback_deliveries",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("audit_id", sa.String(length=32), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("delivered", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["audit_id"], ["audits.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        op.f("ix_callback_deliveries_audit_id"), "callback_deliveries", ["audit_id"], unique=False
+    )
     with op.batch_alter_table("audits", schema=None) as batch_op:
         batch_op.add_column(sa.Column("policy_id", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("verdict", sa.JSON(), nullable=True))
@@ -45,3 +62,5 @@ def downgrade() -> None:
         batch_op.drop_column("verdict")
         batch_op.drop_column("policy_id")
     op.drop_table("audit_policies")
+    op.drop_index(op.f("ix_callback_deliveries_audit_id"), table_name="callback_deliveries")
+    op.drop_table("callback_deliveries")
