@@ -36,8 +36,9 @@ from worker.checks import (
     get_check,
     parse_checks,
 )
+from worker.loaders import mlflow_models
 from worker.loaders.datasets import DatasetError, inspect_jsonl
-from worker.loaders.models import ModelError, ModelSpec, resolve_model
+from worker.loaders.models import ModelError, resolve_model
 from worker.task_names import DELIVER_CALLBACK, RUN_SHARD
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,15 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
     )
 
 
-def _resolve_model(settings: Settings, uri: str, field: str) -> ModelSpec:
+def _model_kind(settings: Settings, uri: str, field: str) -> str:
+    """Check a model URI at submit time; the kind of model it names."""
     try:
-        return resolve_model(uri, settings.model_root_paths)
+        if uri.startswith(mlflow_models.PREFIX):
+            mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
+            # The registry does not say what the artifacts hold until they are downloaded;
+            # the worker checks (and fails the audit clearly) if this is not a causal LM.
+            return "causal_lm"
+        return resolve_model(uri, settings.model_root_paths).kind
     except ModelError as exc:
         raise ApiError(422, "invalid_model", f"{field}: {exc}") from None
 
@@ -146,7 +153,11 @@ def _same_request(audit: Audit, body: AuditCreate, checks: list[dict[str, Any]])
 
 
 def submit_audit(
-    session: Session, settings: Settings, body: AuditCreate, key: ApiKey
+    session: Session,
+    settings: Settings,
+    body: AuditCreate,
+    key: ApiKey | None,
+    policy_id: str | None = None,
 ) -> tuple[Audit, bool]:
     """Validate everything checkable now and write the audit with its shards.
 
@@ -159,9 +170,9 @@ def submit_audit(
             )
         except UrlNotAllowed as exc:
             raise ApiError(422, "callback_url_not_allowed", str(exc)) from None
-    model = _resolve_model(settings, body.model.uri, "model")
+    model_kind = _model_kind(settings, body.model.uri, "model")
     if body.reference_model is not None:
-        _resolve_model(settings, body.reference_model.uri, "reference_model")
+        _model_kind(settings, body.reference_model.uri, "reference_model")
     dataset = resolve_dataset(session, settings, body.dataset.uri)
     if dataset.n_records == 0:
         raise ApiError(422, "empty_dataset", f"dataset {body.dataset.uri} has no records")
@@ -169,7 +180,7 @@ def submit_audit(
         body.checks,
         dataset,
         has_reference=body.reference_model is not None,
-        model_kind=model.kind,
+        model_kind=model_kind,
     )
 
     if body.idempotency_key:
@@ -199,7 +210,8 @@ def submit_audit(
         labels=body.labels,
         callback_url=str(body.callback_url) if body.callback_url else None,
         idempotency_key=body.idempotency_key,
-        created_by=key.id,
+        created_by=key.id if key else None,
+        policy_id=policy_id,
         summary={},
         provenance={},
     )

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(5, ge=1)
     callback_backoff_seconds: float = Field(5.0, gt=0)  # doubles after each failed attempt
     callback_timeout_seconds: float = Field(10.0, gt=0)
+    # Model registries: MLflow (tracking server, webhook secret) and the Hugging Face Hub.
+    mlflow_tracking_uri: str = ""
+    mlflow_webhook_secret: str = ""
+    hf_webhook_secret: str = ""
+    webhook_tolerance_seconds: int = Field(300, ge=1)  # older signed timestamps are stale
+    registry_poll_seconds: float = Field(300.0, gt=0)  # reconciliation of dropped deliveries
+    registry_lookback_days: float = Field(7.0, gt=0)
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
     def datasets_dir(self) -> Path:
         """Where uploaded datasets live, content-addressed by sha256."""
         return self.data_dir / "datasets"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Registry models downloaded for audits, by name and version."""
+        return self.data_dir / "model-cache"
 
     @property
     def callback_hosts(self) -> list[str]:

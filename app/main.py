@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import app as memaudit
-from app.api import audits, checks, datasets, docs, health, policies
+from app.api import audits, checks, datasets, docs, health, hooks, policies
 from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
 from app.db import Database
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         datasets.router,
         audits.router,
         policies.router,
+        hooks.router,
         dashboard.router,
     ):
         application.include_router(router)

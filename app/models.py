@@ -145,6 +145,20 @@ class CallbackDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class WebhookDelivery(Base):
+    """One registry event received: the replay guard (its id) and what was done about it."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # "<source>:<delivery id>"
+    source: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(32), default="received")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class Shard(Base):
     """A fixed slice [start, stop) of an audit's records: the unit of work, lease and retry."""
 

@@ -7,17 +7,19 @@ verdict on them, where the registry write-back and the dashboard read it.
 
 from __future__ import annotations
 
+import hashlib
 from fnmatch import fnmatchcase
 
+from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audits import resolve_dataset, validate_checks
+from app.audits import enqueue_audit, resolve_dataset, submit_audit, validate_checks
 from app.config import Settings
 from app.db import utcnow
 from app.errors import ApiError
-from app.models import AuditPolicy
-from app.schemas import PolicyCreate, PolicyPublic, PolicyUpdate, Threshold
+from app.models import Audit, AuditPolicy
+from app.schemas import AuditCreate, PolicyCreate, PolicyPublic, PolicyUpdate, Threshold
 from app.verdicts import UnknownMetric, check_metric_name
 
 
@@ -107,3 +109,34 @@ def matching_policies(session: Session, source: str, model_name: str) -> list[Au
         select(AuditPolicy).where(AuditPolicy.source == source, AuditPolicy.enabled.is_(True))
     ).all()
     return [p for p in candidates if fnmatchcase(model_name, p.model_pattern)]
+
+
+def policy_idempotency_key(policy: AuditPolicy, model_uri: str) -> str:
+    """One audit per policy and model version, however often the version is announced."""
+    digest = hashlib.sha256(f"{policy.id}|{model_uri}".encode()).hexdigest()[:40]
+    return f"policy:{digest}"
+
+
+def start_policy_audit(
+    session: Session,
+    settings: Settings,
+    celery: Celery,
+    policy: AuditPolicy,
+    model_uri: str,
+    labels: dict[str, str],
+) -> tuple[Audit, bool]:
+    """The policy's audit of one model version: (audit, created now)."""
+    body = AuditCreate(
+        model={"uri": model_uri},
+        dataset={"uri": policy.dataset_uri},
+        checks=policy.checks,
+        labels={**labels, "policy": policy.name},
+        idempotency_key=policy_idempotency_key(policy, model_uri),
+    )
+    existing = session.scalar(select(Audit).where(Audit.idempotency_key == body.idempotency_key))
+    if existing is not None:
+        return existing, False
+    audit, created = submit_audit(session, settings, body, None, policy_id=policy.id)
+    if created:
+        enqueue_audit(session, celery, settings, audit)
+    return audit, created

@@ -6,7 +6,22 @@ from celery import Celery
 
 from app.config import Settings
 from worker import embedded_broker
-from worker.task_names import REAP_STALE_SHARDS
+from worker.task_names import REAP_STALE_SHARDS, RECONCILE_REGISTRY
+
+
+def _schedule(settings: Settings) -> dict[str, dict]:
+    schedule = {
+        "reap-stale-shards": {
+            "task": REAP_STALE_SHARDS,
+            "schedule": settings.reaper_interval_seconds,
+        }
+    }
+    if settings.mlflow_tracking_uri:
+        schedule["reconcile-registry"] = {
+            "task": RECONCILE_REGISTRY,
+            "schedule": settings.registry_poll_seconds,
+        }
+    return schedule
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -29,12 +44,7 @@ def create_celery(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        beat_schedule={
-            "reap-stale-shards": {
-                "task": REAP_STALE_SHARDS,
-                "schedule": settings.reaper_interval_seconds,
-            }
-        },
+        beat_schedule=_schedule(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
     if settings.broker_url.startswith(("redis://", "rediss://")):

@@ -27,7 +27,7 @@ from worker.loaders.datasets import (
     require_text,
     resolve_dataset,
 )
-from worker.loaders.models import LoadedModel, cached_causal_lm, resolve_model
+from worker.loaders.models import LoadedModel, cached_causal_lm, materialize
 
 
 class PermanentError(ValueError):
@@ -53,7 +53,12 @@ def _duplicates(record: Record) -> int | None:
 
 
 def _load(uri: str, settings: Settings) -> LoadedModel:
-    spec = resolve_model(uri, settings.model_root_paths)
+    spec = materialize(
+        uri,
+        settings.model_root_paths,
+        mlflow_tracking_uri=settings.mlflow_tracking_uri,
+        cache_root=settings.model_cache_dir,
+    )
     if spec.kind != "causal_lm":
         raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
     return cached_causal_lm(spec)

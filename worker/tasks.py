@@ -12,8 +12,17 @@ from worker import shard_store
 from worker.callbacks import backoff, deliver
 from worker.celery_app import create_celery
 from worker.finalize import finalize_audit as finalize
+from worker.registry import handle_delivery, reconcile, write_back
 from worker.runner import run_shard as run
-from worker.task_names import DELIVER_CALLBACK, FINALIZE_AUDIT, REAP_STALE_SHARDS, RUN_SHARD
+from worker.task_names import (
+    DELIVER_CALLBACK,
+    FINALIZE_AUDIT,
+    HANDLE_REGISTRY_EVENT,
+    REAP_STALE_SHARDS,
+    RECONCILE_REGISTRY,
+    RUN_SHARD,
+    WRITE_BACK_TO_REGISTRY,
+)
 
 log = logging.getLogger(__name__)
 # The worker's app (`celery -A worker.tasks`); the API builds its own from its own Settings.
@@ -48,7 +57,7 @@ def run_shard(shard_id: str) -> str:
     if outcome.audit_complete:
         finalize_audit.delay(outcome.audit_id)
     elif outcome.status == "failed" and outcome.audit_id:
-        deliver_callback.delay(outcome.audit_id)
+        _announce_end(outcome.audit_id)
     log.info("shard %s: %s", shard_id, outcome.status)
     return outcome.status
 
@@ -58,8 +67,39 @@ def finalize_audit(audit_id: str) -> str:
     outcome = finalize(database(), audit_id)
     if outcome.ended_now:
         log.info("audit %s finalized: %s", audit_id, outcome.status)
-        deliver_callback.delay(audit_id)
+        _announce_end(audit_id)
     return outcome.status
+
+
+def _announce_end(audit_id: str) -> None:
+    """An audit ended: its callback, and its registry tags when a registry model was audited."""
+    deliver_callback.delay(audit_id)
+    write_back_to_registry.delay(audit_id)
+
+
+@celery_app.task(name=WRITE_BACK_TO_REGISTRY, bind=True, max_retries=5)
+def write_back_to_registry(self, audit_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    try:
+        return write_back(database(), get_settings(), audit_id)
+    except Exception as exc:  # the registry is down or refused: try again later
+        log.warning("write-back of audit %s failed (%s); retrying", audit_id, exc)
+        raise self.retry(exc=exc, countdown=10 * 2**self.request.retries) from None
+
+
+@celery_app.task(name=HANDLE_REGISTRY_EVENT)
+def handle_registry_event(key: str) -> dict:
+    outcome = handle_delivery(database(), get_settings(), celery_app, key)
+    log.info("registry delivery %s: %s", key, outcome)
+    return outcome
+
+
+@celery_app.task(name=RECONCILE_REGISTRY)
+def reconcile_registry() -> list[str]:
+    try:
+        return reconcile(database(), get_settings(), celery_app)
+    except Exception:  # the registry may be down; the next round tries again
+        log.exception("registry reconciliation failed")
+        return []
 
 
 @celery_app.task(name=DELIVER_CALLBACK)

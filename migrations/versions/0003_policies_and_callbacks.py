@@ -1,4 +1,4 @@
-"""audit policies, the policy and verdict of an audit, and callback deliveries
+"""audit policies, policy verdicts, callback deliveries and received registry webhooks
 
 Revision ID: 0003
 Revises: 0002
@@ -46,6 +46,23 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_callback_deliveries_audit_id"), "callback_deliveries", ["audit_id"], unique=False
     )
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.String(length=200), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("event", sa.String(length=100), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("detail", sa.JSON(), nullable=False),
+        sa.Column("received_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        op.f("ix_webhook_deliveries_received_at"),
+        "webhook_deliveries",
+        ["received_at"],
+        unique=False,
+    )
     with op.batch_alter_table("audits", schema=None) as batch_op:
         batch_op.add_column(sa.Column("policy_id", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("verdict", sa.JSON(), nullable=True))
@@ -64,3 +81,5 @@ def downgrade() -> None:
     op.drop_table("audit_policies")
     op.drop_index(op.f("ix_callback_deliveries_audit_id"), table_name="callback_deliveries")
     op.drop_table("callback_deliveries")
+    op.drop_index(op.f("ix_webhook_deliveries_received_at"), table_name="webhook_deliveries")
+    op.drop_table("webhook_deliveries")

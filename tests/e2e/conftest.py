@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +37,17 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_lm: DemoArtifacts) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("served")
+    with serve(tmp_path_factory.mktemp("served"), tiny_lm) as instance:
+        yield instance
+
+
+@contextmanager
+def serve(root: Path, tiny_lm: DemoArtifacts, **overrides: object) -> Iterator[Served]:
+    """`memaudit serve` on a free port with its supervised worker, stopped afterwards."""
     data_root = root / "inputs"
     data_root.mkdir()
     settings = make_settings(
-        root / "data", tiny_lm.model_dir.parent, data_root, shard_size=64, batch_size=4
+        root / "data", tiny_lm.model_dir.parent, data_root, shard_size=64, batch_size=4, **overrides
     )
     env = settings_env(settings)
     del env["MEMAUDIT_PUBLIC_URL"]

@@ -16,6 +16,7 @@ TABLES = {
     "datasets",
     "shards",
     "sample_results",
+    "webhook_deliveries",
 }
 
 

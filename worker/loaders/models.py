@@ -5,18 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from app.security import PathNotAllowed, resolve_under_roots
+from worker.loaders import mlflow_models
+from worker.loaders.errors import ModelError
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-
-
-class ModelError(ValueError):
-    """A model URI that cannot be audited, with the reason in words."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +23,7 @@ class ModelSpec:
     path: Path
     kind: str  # causal_lm | classifier | encoder | diffusion
     gguf_file: str | None = None  # a quantized checkpoint, dequantized on load
+    tokenizer_path: Path | None = None  # when the tokenizer lives apart (MLflow's layout)
 
     def fingerprint(self) -> str:
         """Cheap identity of the files on disk (names, sizes, mtimes): the cache key."""
@@ -54,6 +53,18 @@ def _model_kind(config: dict[str, Any]) -> str:
     if any(name.endswith("ForSequenceClassification") for name in architectures):
         return "classifier"
     raise ModelError(f"unsupported model architecture {architectures or '(none given)'}")
+
+
+def materialize(
+    uri: str, roots: Sequence[Path], *, mlflow_tracking_uri: str, cache_root: Path
+) -> ModelSpec:
+    """The model on local disk, ready to load: registry models are downloaded first."""
+    if uri.startswith(mlflow_models.PREFIX):
+        root = mlflow_models.fetch(uri, mlflow_tracking_uri, cache_root)
+        model_dir, tokenizer_dir = mlflow_models.hf_directories(root)
+        local = resolve_model(f"path:{model_dir}", [root])
+        return replace(local, uri=uri, tokenizer_path=tokenizer_dir)
+    return resolve_model(uri, roots)
 
 
 def resolve_model(uri: str, roots: Sequence[Path]) -> ModelSpec:
@@ -165,7 +176,7 @@ def load_causal_lm(spec: ModelSpec) -> LoadedModel:
     common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     if spec.gguf_file:
         common["gguf_file"] = spec.gguf_file  # needs the `gguf` extra; weights dequantized
-    tokenizer = AutoTokenizer.from_pretrained(spec.path, **common)
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path or spec.path, **common)
     # Pickled weights are never loaded: safetensors, or the GGUF file named above.
     weights = {} if spec.gguf_file else {"use_safetensors": True}
     model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **common, **weights)

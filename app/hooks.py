@@ -1,0 +1,123 @@
+"""Registry webhooks received: verified, recorded once, and handed to a worker in milliseconds.
+
+MLflow (>= 3.3) signs `"{delivery_id}.{timestamp}.{raw body}"` with HMAC-SHA256 and sends
+`v1,<base64>` in X-MLflow-Signature. A delivery is accepted only with a valid signature, a
+timestamp within the tolerance, and a delivery id never seen before (the row is the replay
+guard). The Hugging Face Hub sends its shared secret in X-Webhook-Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery
+from sqlalchemy.exc import IntegrityError
+
+from app.config import Settings
+from app.db import Database
+from app.errors import ApiError
+from app.models import WebhookDelivery
+from worker.task_names import HANDLE_REGISTRY_EVENT
+
+MLFLOW_SIGNATURE = "x-mlflow-signature"
+MLFLOW_TIMESTAMP = "x-mlflow-timestamp"
+MLFLOW_DELIVERY = "x-mlflow-delivery-id"
+HF_SECRET = "x-webhook-secret"
+
+
+def mlflow_signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
+    message = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_mlflow(
+    headers: Mapping[str, str], body: bytes, secret: str, tolerance: int, now: float | None = None
+) -> str:
+    """The delivery id of a correctly signed, fresh MLflow delivery; ApiError otherwise."""
+    if not secret:
+        raise ApiError(503, "hook_not_configured", "set MEMAUDIT_MLFLOW_WEBHOOK_SECRET")
+    delivery_id = headers.get(MLFLOW_DELIVERY, "")
+    timestamp = headers.get(MLFLOW_TIMESTAMP, "")
+    presented = headers.get(MLFLOW_SIGNATURE, "")
+    if not (delivery_id and timestamp and presented):
+        raise ApiError(401, "unsigned", "X-MLflow-Signature, -Timestamp and -Delivery-Id needed")
+    expected = mlflow_signature(secret, delivery_id, timestamp, body)
+    if not hmac.compare_digest(expected, presented):
+        raise ApiError(401, "bad_signature", "the signature does not match the body")
+    try:
+        age = abs((now if now is not None else time.time()) - int(timestamp))
+    except ValueError:
+        raise ApiError(401, "bad_timestamp", "X-MLflow-Timestamp is not a Unix time") from None
+    if age > tolerance:
+        raise ApiError(401, "stale_timestamp", f"the delivery is {age:.0f} s old (> {tolerance})")
+    return delivery_id
+
+
+def verify_huggingface(headers: Mapping[str, str], secret: str) -> None:
+    if not secret:
+        raise ApiError(503, "hook_not_configured", "set MEMAUDIT_HF_WEBHOOK_SECRET")
+    presented = headers.get(HF_SECRET, "")
+    if not hmac.compare_digest(presented.encode(), secret.encode()):
+        raise ApiError(401, "bad_secret", "X-Webhook-Secret does not match")
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the webhook body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_payload", "the webhook body must be a JSON object")
+    return payload
+
+
+def mlflow_event(payload: Mapping[str, Any]) -> str:
+    return f"{payload.get('entity', '?')}.{payload.get('action', '?')}"
+
+
+def huggingface_event(payload: Mapping[str, Any]) -> str:
+    event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+    return f"{event.get('scope', '?')}.{event.get('action', '?')}"
+
+
+def record(db: Database, source: str, delivery_id: str, payload: dict[str, Any], event: str) -> str:
+    """Store the delivery; a delivery id seen before is a replay and is refused."""
+    key = f"{source}:{delivery_id}"
+    try:
+        with db.session() as session:
+            session.add(WebhookDelivery(id=key, source=source, event=event, payload=payload))
+    except IntegrityError:
+        raise ApiError(
+            409, "replayed_delivery", f"delivery {delivery_id} was received before"
+        ) from None
+    return key
+
+
+def accept_mlflow(db: Database, settings: Settings, headers: Mapping[str, str], body: bytes) -> str:
+    delivery_id = verify_mlflow(
+        headers, body, settings.mlflow_webhook_secret, settings.webhook_tolerance_seconds
+    )
+    payload = _json(body)
+    return record(db, "mlflow", delivery_id, payload, mlflow_event(payload))
+
+
+def accept_huggingface(
+    db: Database, settings: Settings, headers: Mapping[str, str], body: bytes
+) -> str:
+    verify_huggingface(headers, settings.hf_webhook_secret)
+    payload = _json(body)
+    # The Hub sends no delivery id; each accepted delivery gets one, and audits stay
+    # idempotent per (policy, repo revision).
+    return record(db, "huggingface", uuid.uuid4().hex, payload, huggingface_event(payload))
+
+
+def dispatch(celery: Celery, settings: Settings, key: str) -> None:
+    celery.send_task(HANDLE_REGISTRY_EVENT, args=[key], queue=settings.queue)

@@ -1,0 +1,249 @@
+"""MLflow end to end: a real `mlflow server` delivers its own webhook, the worker audits the
+registered version and tags it; a version whose delivery was lost is found by reconciliation.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from app.db import Database
+from app.models import WebhookDelivery
+from tests.conftest import wait_for
+from tests.e2e.conftest import Served, free_port, serve
+from worker.demo import DemoArtifacts
+
+pytestmark = pytest.mark.slow
+HOOK_SECRET = "memaudit-mlflow-hook-secret"
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
+        "MLFLOW_WEBHOOK_CACHE_TTL": "0",
+    }
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(url, process, root), 120, "mlflow server", interval=0.5)
+        yield MlflowServer(url, root)
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()
+
+
+def _healthy(url: str, process: subprocess.Popen, root: Path) -> bool:
+    assert process.poll() is None, (root / "server.log").read_text()[-3000:]
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def memaudit(
+    tmp_path_factory: pytest.TempPathFactory, tiny_lm: DemoArtifacts, mlflow_server: MlflowServer
+) -> Iterator[Served]:
+    with serve(
+        tmp_path_factory.mktemp("memaudit"),
+        tiny_lm,
+        mlflow_tracking_uri=mlflow_server.url,
+        mlflow_webhook_secret=HOOK_SECRET,
+        registry_poll_seconds=15.0,
+    ) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def registry(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    return MlflowClient(mlflow_server.url)
+
+
+def _register(tiny_lm: DemoArtifacts, name: str) -> str:
+    import mlflow
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm.model_dir)
+    with mlflow.start_run():
+        info = mlflow.transformers.log_model(
+            transformers_model={"model": model, "tokenizer": tokenizer},
+            name="model",
+            task="text-generation",
+            registered_model_name=name,
+            pip_requirements=["transformers", "torch"],  # no environment inference offline
+        )
+    return str(info.registered_model_version)
+
+
+def _policy(memaudit: Served, tiny_lm: DemoArtifacts) -> dict:
+    dataset = shutil.copy(tiny_lm.dataset_path, memaudit.data_root / "canaries.jsonl")
+    body = {
+        "name": "support-models",
+        "source": "mlflow",
+        "model_pattern": "support-*",
+        "dataset": {"uri": f"path:{dataset}"},
+        "checks": [
+            {"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}},
+            {"kind": "loss", "params": {}},
+        ],
+        "thresholds": [{"metric": "extraction.greedy_extraction_rate", "op": "<=", "value": 0.01}],
+    }
+    response = memaudit.client.post("/v1/policies", headers=memaudit.headers, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _audit_of(memaudit: Served, uri: str) -> dict | None:
+    listed = memaudit.client.get(
+        "/v1/audits", headers=memaudit.headers, params={"model": uri}
+    ).json()["data"]
+    return listed[0] if listed else None
+
+
+def _tags(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return dict(registry.get_model_version(name, version).tags)
+
+
+def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
+    memaudit: Served, mlflow_server: MlflowServer, registry, tiny_lm: DemoArtifacts
+) -> None:
+    from mlflow.entities.webhook import WebhookEvent
+
+    policy = _policy(memaudit, tiny_lm)
+    hook = registry.create_webhook(
+        name="memaudit",
+        url=f"{memaudit.base_url}/v1/hooks/mlflow",
+        events=[
+            WebhookEvent("model_version", "created"),
+            WebhookEvent("model_version_tag", "set"),
+        ],
+        secret=HOOK_SECRET,
+    )
+    try:
+        version = _register(tiny_lm, "support-bot")
+        uri = f"mlflow:models:/support-bot/{version}"
+        audit = wait_for(lambda: _audit_of(memaudit, uri), 60, "the webhook's audit")
+        assert audit["policy_id"] == policy["id"]
+        assert audit["model_family"] == "mlflow:models:/support-bot"
+        assert audit["model_version"] == version
+        final = wait_for(
+            lambda: (
+                (a := _audit_of(memaudit, uri)) and a["status"] in ("succeeded", "failed") and a
+            ),
+            240,
+            "the audit to finish",
+        )
+        assert final["status"] == "succeeded", final
+        # The demo model reproduces every canary: far above the 1% the policy allows.
+        assert final["verdict"]["status"] == "fail"
+        assert final["summary"]["extraction"]["members"]["greedy_rate"] > 0.5
+
+        tags = wait_for(
+            lambda: (t := _tags(registry, "support-bot", version)).get("memaudit.verdict") and t,
+            60,
+            "the memaudit.* tags on the version",
+        )
+        assert tags["memaudit.verdict"] == "fail"
+        assert tags["memaudit.audit_id"] == final["id"]
+        assert tags["memaudit.report_url"].endswith(f"/audits/{final['id']}")
+        rate = float(tags["memaudit.greedy_extraction_rate"])
+        assert rate == pytest.approx(final["summary"]["extraction"]["all"]["greedy_rate"])
+
+        # MLflow announced our own tags back to us: recorded, ignored, no second audit.
+        db = Database(f"sqlite:///{Path(memaudit.data_root).parent / 'data' / 'memaudit.db'}")
+
+        def handled() -> list[WebhookDelivery] | None:
+            with db.session() as session:
+                rows = list(session.scalars(select(WebhookDelivery)))
+            tag_events = [d for d in rows if d.event == "model_version_tag.set"]
+            done = all(d.status != "received" for d in rows)
+            return rows if done and len(tag_events) >= len(tags) else None
+
+        deliveries = wait_for(handled, 60, "every delivery handled")
+        db.dispose()
+        created = [d for d in deliveries if d.event == "model_version.created"]
+        assert created[0].detail["audits"] == [final["id"]]
+        tag_events = [d for d in deliveries if d.event == "model_version_tag.set"]
+        assert {d.status for d in tag_events} == {"ignored"}
+        listed = memaudit.client.get(
+            "/v1/audits", headers=memaudit.headers, params={"family": "mlflow:models:/support-bot"}
+        ).json()
+        assert listed["count"] == 1
+    finally:
+        registry.delete_webhook(hook.webhook_id)
+
+
+def test_a_version_whose_delivery_was_lost_is_audited_by_reconciliation(
+    memaudit: Served, mlflow_server: MlflowServer, registry, tiny_lm: DemoArtifacts
+) -> None:
+    from mlflow.entities.webhook import WebhookEvent
+
+    if not memaudit.client.get("/v1/policies", headers=memaudit.headers).json()["count"]:
+        _policy(memaudit, tiny_lm)
+    # The receiver is down: MLflow's delivery goes nowhere and it keeps no outbox.
+    dead = registry.create_webhook(
+        name="lost",
+        url=f"http://127.0.0.1:{free_port()}/v1/hooks/mlflow",
+        events=[WebhookEvent("model_version", "created")],
+        secret=HOOK_SECRET,
+    )
+    try:
+        version = _register(tiny_lm, "support-assistant")
+        uri = f"mlflow:models:/support-assistant/{version}"
+        audit = wait_for(lambda: _audit_of(memaudit, uri), 90, "reconciliation's audit")
+        assert audit["labels"]["policy"] == "support-models"
+        final = wait_for(
+            lambda: (
+                (a := _audit_of(memaudit, uri)) and a["status"] in ("succeeded", "failed") and a
+            ),
+            240,
+            "the audit to finish",
+        )
+        assert final["status"] == "succeeded", final
+        tags = wait_for(
+            lambda: (
+                (t := _tags(registry, "support-assistant", version)).get("memaudit.verdict") and t
+            ),
+            60,
+            "the write-back",
+        )
+        assert tags["memaudit.audit_id"] == final["id"]
+    finally:
+        registry.delete_webhook(dead.webhook_id)

@@ -1,0 +1,122 @@
+"""Models registered in MLflow: `mlflow:models:/<name>/<version>`.
+
+The version's artifacts are downloaded through the MLflow client into a cache keyed by name and
+version (a registered version never changes), then loaded like any `save_pretrained` directory,
+with the same refusals: safetensors only, no custom code. Two layouts are understood: the
+`transformers` flavour (`model/` and `components/tokenizer/`) and a plain `save_pretrained`
+directory logged as artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from worker.loaders.errors import ModelError
+
+PREFIX = "mlflow:models:/"
+COMPLETE_MARKER = ".memaudit-complete"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """(registered model name, version) of an `mlflow:models:/<name>/<version>` URI."""
+    if not uri.startswith(PREFIX):
+        raise ModelError(f"not an MLflow model URI: {uri!r}")
+    name, _, version = uri[len(PREFIX) :].rpartition("/")
+    if not name or not version.isdigit():
+        raise ModelError(
+            f"{uri!r}: use mlflow:models:/<name>/<version> with a version number "
+            "(an alias can move, an audit must name what it audited)"
+        )
+    return name, version
+
+
+def client(tracking_uri: str):  # type: ignore[no-untyped-def]
+    if not tracking_uri:
+        raise ModelError("MLflow is not configured: set MEMAUDIT_MLFLOW_TRACKING_URI")
+    try:
+        from mlflow import MlflowClient
+    except ImportError:
+        raise ModelError(
+            "MLflow model URIs need the `mlflow` extra (pip install memaudit[mlflow])"
+        ) from None
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def check_version(uri: str, tracking_uri: str) -> None:
+    """Raise ModelError unless the registry has this version: cheap enough for submit."""
+    name, version = parse_uri(uri)
+    registry = client(tracking_uri)
+    try:
+        registry.get_model_version(name, version)
+    except Exception as exc:  # the client raises MlflowException or a connection error
+        raise ModelError(f"MLflow has no model version {name}/{version}: {exc}") from None
+
+
+def cache_dir_for(uri: str, cache_root: Path) -> Path:
+    name, version = parse_uri(uri)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return cache_root / "mlflow" / safe / version
+
+
+def fetch(uri: str, tracking_uri: str, cache_root: Path) -> Path:
+    """The version's artifacts on local disk, downloaded once; concurrent fetches are safe."""
+    target = cache_dir_for(uri, cache_root)
+    if (target / COMPLETE_MARKER).exists():
+        return target
+    name, version = parse_uri(uri)
+    client(tracking_uri)  # fails early, and clearly, when MLflow is not usable
+    import mlflow
+    from mlflow.artifacts import download_artifacts
+
+    # `models:/` URIs resolve through the process-wide registry URI, whatever tracking_uri says;
+    # a worker talks to one MLflow, so setting both here is safe.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        download_artifacts(
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=str(staging),
+            tracking_uri=tracking_uri,
+        )
+        (staging / COMPLETE_MARKER).touch()
+        try:
+            os.rename(staging, target)
+        except OSError:  # another worker finished first: use theirs
+            if not (target / COMPLETE_MARKER).exists():
+                raise
+    except Exception as exc:
+        raise ModelError(f"could not download {uri} from MLflow: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def hf_directories(root: Path) -> tuple[Path, Path]:
+    """(weights directory, tokenizer directory) inside downloaded artifacts."""
+    candidates = sorted(
+        {p.parent for p in root.rglob("config.json") if any(p.parent.glob("*.safetensors"))},
+        key=lambda p: len(p.parts),
+    )
+    if not candidates:
+        raise ModelError(
+            "no save_pretrained directory (config.json with .safetensors weights) in the "
+            "model version's artifacts"
+        )
+    model_dir = candidates[0]
+    if any((model_dir / name).exists() for name in TOKENIZER_FILES):
+        return model_dir, model_dir
+    tokenizers = sorted(
+        {p.parent for name in TOKENIZER_FILES for p in root.rglob(name)},
+        key=lambda p: len(p.parts),
+    )
+    if not tokenizers:
+        raise ModelError("no tokenizer files in the model version's artifacts")
+    return model_dir, tokenizers[0]
