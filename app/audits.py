@@ -36,7 +36,7 @@ from worker.checks import (
     get_check,
     parse_checks,
 )
-from worker.loaders import mlflow_models
+from worker.loaders import hf_models, mlflow_models
 from worker.loaders.datasets import DatasetError, inspect_jsonl
 from worker.loaders.models import ModelError, resolve_model
 from worker.task_names import DELIVER_CALLBACK, RUN_SHARD
@@ -80,9 +80,21 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
     )
 
 
+def huggingface_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def _model_kind(settings: Settings, uri: str, field: str) -> str:
     """Check a model URI at submit time; the kind of model it names."""
     try:
+        if uri.startswith(hf_models.PREFIX):
+            # Offline, the revision must be cached already; online, the worker downloads it.
+            hf_models.parse_uri(uri)
+            if huggingface_offline():
+                hf_models.snapshot(uri, download=False, cache_dir=settings.hf_cache_dir)
+            return "causal_lm"
         if uri.startswith(mlflow_models.PREFIX):
             mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
             # The registry does not say what the artifacts hold until they are downloaded;

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = ""
     mlflow_webhook_secret: str = ""
     hf_webhook_secret: str = ""
+    hf_cache_dir: str = ""  # the Hub's cache; empty: the library default (HF_HUB_CACHE)
     webhook_tolerance_seconds: int = Field(300, ge=1)  # older signed timestamps are stale
     registry_poll_seconds: float = Field(300.0, gt=0)  # reconciliation of dropped deliveries
     registry_lookback_days: float = Field(7.0, gt=0)

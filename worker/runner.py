@@ -58,6 +58,7 @@ def _load(uri: str, settings: Settings) -> LoadedModel:
         settings.model_root_paths,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
         cache_root=settings.model_cache_dir,
+        hf_cache_dir=settings.hf_cache_dir,
     )
     if spec.kind != "causal_lm":
         raise PermanentError(f"model kind {spec.kind} is not supported by these checks")

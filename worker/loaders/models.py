@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.security import PathNotAllowed, resolve_under_roots
-from worker.loaders import mlflow_models
+from worker.loaders import hf_models, mlflow_models
 from worker.loaders.errors import ModelError
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -56,9 +56,17 @@ def _model_kind(config: dict[str, Any]) -> str:
 
 
 def materialize(
-    uri: str, roots: Sequence[Path], *, mlflow_tracking_uri: str, cache_root: Path
+    uri: str,
+    roots: Sequence[Path],
+    *,
+    mlflow_tracking_uri: str,
+    cache_root: Path,
+    hf_cache_dir: str = "",
 ) -> ModelSpec:
     """The model on local disk, ready to load: registry models are downloaded first."""
+    if uri.startswith(hf_models.PREFIX):
+        local = hf_models.snapshot(uri, download=True, cache_dir=hf_cache_dir)
+        return replace(resolve_model(f"path:{local}", [local]), uri=uri)
     if uri.startswith(mlflow_models.PREFIX):
         root = mlflow_models.fetch(uri, mlflow_tracking_uri, cache_root)
         model_dir, tokenizer_dir = mlflow_models.hf_directories(root)
