@@ -26,10 +26,13 @@ def family_and_version(model_uri: str, labels: Mapping[str, Any]) -> tuple[str, 
     """
     family, version = model_uri, None
     if model_uri.startswith(MLFLOW_PREFIX):
-        name, _, tail = model_uri[len(MLFLOW_PREFIX) :].partition("/")
-        name, at, alias = name.partition("@")
-        if tail or at:  # models:/<name>/<version> or models:/<name>@<alias>
-            family, version = MLFLOW_PREFIX + name, tail or f"@{alias}"
+        rest = model_uri[len(MLFLOW_PREFIX) :]
+        name, at, alias = rest.rpartition("@")
+        if not at:  # models:/<name>/<version>: the version is the last segment
+            name, _, version_part = rest.rpartition("/")
+            alias = ""
+        if name and (at or version_part):
+            family, version = MLFLOW_PREFIX + name, f"@{alias}" if at else version_part
     elif model_uri.startswith("hf:") and "@" in model_uri:
         family, _, version = model_uri.rpartition("@")
     label_family, label_version = labels.get("model_family"), labels.get("model_version")

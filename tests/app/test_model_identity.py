@@ -17,7 +17,7 @@ def test_the_documented_examples_hold() -> None:
 @pytest.mark.parametrize(
     ("uri", "labels", "expected"),
     [
-        ("mlflow:models:/a/b/3", {}, ("mlflow:models:/a", "b/3")),
+        ("mlflow:models:/a/b/3", {}, ("mlflow:models:/a/b", "3")),
         ("mlflow:models:/fraud", {}, ("mlflow:models:/fraud", None)),
         ("mlflow:models:/fraud@champion", {}, ("mlflow:models:/fraud", "@champion")),
         ("hf:org/lm", {}, ("hf:org/lm", None)),
