@@ -49,6 +49,41 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.keys import list_keys
+
+    db = Database(settings.database_url)
+    with db.session() as session:
+        rows = list_keys(session)
+        print(
+            f"{'id':32}  {'prefix':12}  {'scope':6}  {'created (UTC)':19}  {'last used':19}  name"
+        )
+        for key in rows:
+            used = key.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if key.last_used_at else "never"
+            state = " (revoked)" if key.revoked_at else ""
+            print(
+                f"{key.id:32}  {key.prefix:12}  {key.scope:6}  "
+                f"{key.created_at:%Y-%m-%d %H:%M:%S}  {used:19}  {key.name}{state}"
+            )
+    return 0
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.keys import revoke_key
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            key = revoke_key(session, args.key)
+            print(f"revoked {key.id} ({key.name}, {key.scope})")
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def ensure_admin_key(settings: Settings) -> str | None:
     """On first start, create an admin key, print it once and keep it in admin.key (0600)."""
     from app.db import Database
@@ -377,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--scope", choices=["read", "submit", "admin"], default="read")
     create.set_defaults(handler=cmd_keys_create)
+    listing = key_commands.add_parser("list", help="every key: prefix, scope, use, state")
+    listing.set_defaults(handler=cmd_keys_list)
+    revoke = key_commands.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key", help="the key's id or its prefix")
+    revoke.set_defaults(handler=cmd_keys_revoke)
     return parser
 
 

@@ -34,3 +34,19 @@ def count_admin_keys(session: Session) -> int:
         .select_from(ApiKey)
         .where(ApiKey.scope == "admin", ApiKey.revoked_at.is_(None))
     )
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name)))
+
+
+def revoke_key(session: Session, key_id_or_prefix: str) -> ApiKey:
+    """Revoke by id or by the key's visible prefix; a revoked key stops working at once."""
+    row = session.scalar(
+        select(ApiKey).where((ApiKey.id == key_id_or_prefix) | (ApiKey.prefix == key_id_or_prefix))
+    )
+    if row is None:
+        raise LookupError(f"no key with id or prefix {key_id_or_prefix!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row
