@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import app as memaudit
-from app.api import audits, checks, datasets, docs, health, hooks, policies
+from app.api import audits, checks, datasets, docs, health, hooks, metrics, policies
 from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
 from app.db import Database
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audits.router,
         policies.router,
         hooks.router,
+        metrics.router,
         dashboard.router,
     ):
         application.include_router(router)

@@ -1,0 +1,121 @@
+"""Prometheus metrics, computed from the database at scrape time (the rows are the truth).
+
+Text exposition format 0.0.4, written by hand: a handful of gauges and counters need no client
+library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import (
+    Audit,
+    AuditStatus,
+    CallbackDelivery,
+    Shard,
+    ShardStatus,
+    WebhookDelivery,
+)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict, float]]) -> str:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        rendered = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+        lines.append(f"{name}{{{rendered}}} {value:g}" if rendered else f"{name} {value:g}")
+    return "\n".join(lines)
+
+
+def _counts(session: Session, column: Any, statuses: Iterable[str]) -> list[tuple[dict, float]]:
+    found = dict(session.execute(select(column, func.count()).group_by(column)).all())
+    return [({"status": status}, float(found.get(status, 0))) for status in statuses]
+
+
+def render(session: Session) -> str:
+    shard_seconds = Shard.info["seconds"].as_float()
+    shard_tokens = Shard.info["n_tokens"].as_float()
+    seconds_sum, tokens_sum, shards_done = session.execute(
+        select(
+            func.coalesce(func.sum(shard_seconds), 0.0),
+            func.coalesce(func.sum(shard_tokens), 0.0),
+            func.count(),
+        ).where(Shard.status == ShardStatus.SUCCEEDED)
+    ).one()
+    webhooks = session.execute(
+        select(WebhookDelivery.source, WebhookDelivery.status, func.count()).group_by(
+            WebhookDelivery.source, WebhookDelivery.status
+        )
+    ).all()
+    callbacks = dict(
+        session.execute(
+            select(CallbackDelivery.delivered, func.count()).group_by(CallbackDelivery.delivered)
+        ).all()
+    )
+    queued = session.scalar(
+        select(func.count()).select_from(Shard).where(Shard.status == ShardStatus.QUEUED)
+    )
+    families = [
+        _family(
+            "memaudit_audits",
+            "gauge",
+            "Audits by status.",
+            _counts(session, Audit.status, [*AuditStatus.ACTIVE, *AuditStatus.FINAL]),
+        ),
+        _family(
+            "memaudit_shards",
+            "gauge",
+            "Shards by status.",
+            _counts(
+                session,
+                Shard.status,
+                [
+                    ShardStatus.QUEUED,
+                    ShardStatus.RUNNING,
+                    ShardStatus.SUCCEEDED,
+                    ShardStatus.FAILED,
+                    ShardStatus.CANCELLED,
+                ],
+            ),
+        ),
+        _family("memaudit_queue_depth", "gauge", "Shards waiting for a worker.", [({}, queued)]),
+        "# HELP memaudit_shard_seconds Worker time of finished shards.\n"
+        "# TYPE memaudit_shard_seconds summary\n"
+        f"memaudit_shard_seconds_sum {float(seconds_sum):g}\n"
+        f"memaudit_shard_seconds_count {int(shards_done)}",
+        _family(
+            "memaudit_tokens_scored_total",
+            "counter",
+            "Tokens scored by finished shards.",
+            [({}, float(tokens_sum))],
+        ),
+        _family(
+            "memaudit_tokens_per_second",
+            "gauge",
+            "Tokens scored per second of shard time, over all finished shards.",
+            [({}, float(tokens_sum) / float(seconds_sum) if seconds_sum else 0.0)],
+        ),
+        _family(
+            "memaudit_webhook_deliveries",
+            "counter",
+            "Registry webhook deliveries received, by source and outcome.",
+            [({"source": source, "status": status}, float(n)) for source, status, n in webhooks],
+        ),
+        _family(
+            "memaudit_callback_attempts",
+            "counter",
+            "Outbound callback attempts, by outcome.",
+            [
+                ({"outcome": "delivered"}, float(callbacks.get(True, 0))),
+                ({"outcome": "failed"}, float(callbacks.get(False, 0))),
+            ],
+        ),
+    ]
+    return "\n".join(families) + "\n"
