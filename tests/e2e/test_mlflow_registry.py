@@ -137,6 +137,14 @@ def _audit_of(memaudit: Served, uri: str) -> dict | None:
     return listed[0] if listed else None
 
 
+def _finished(memaudit: Served, uri: str) -> dict:
+    def ended() -> dict | None:
+        audit = _audit_of(memaudit, uri)
+        return audit if audit and audit["status"] in ("succeeded", "failed") else None
+
+    return wait_for(ended, 240, f"the audit of {uri} to finish")
+
+
 def _tags(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return dict(registry.get_model_version(name, version).tags)
 
@@ -163,13 +171,7 @@ def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
         assert audit["policy_id"] == policy["id"]
         assert audit["model_family"] == "mlflow:models:/support-bot"
         assert audit["model_version"] == version
-        final = wait_for(
-            lambda: (
-                (a := _audit_of(memaudit, uri)) and a["status"] in ("succeeded", "failed") and a
-            ),
-            240,
-            "the audit to finish",
-        )
+        final = _finished(memaudit, uri)
         assert final["status"] == "succeeded", final
         # The demo model reproduces every canary: far above the 1% the policy allows.
         assert final["verdict"]["status"] == "fail"
@@ -229,13 +231,7 @@ def test_a_version_whose_delivery_was_lost_is_audited_by_reconciliation(
         uri = f"mlflow:models:/support-assistant/{version}"
         audit = wait_for(lambda: _audit_of(memaudit, uri), 90, "reconciliation's audit")
         assert audit["labels"]["policy"] == "support-models"
-        final = wait_for(
-            lambda: (
-                (a := _audit_of(memaudit, uri)) and a["status"] in ("succeeded", "failed") and a
-            ),
-            240,
-            "the audit to finish",
-        )
+        final = _finished(memaudit, uri)
         assert final["status"] == "succeeded", final
         tags = wait_for(
             lambda: (
