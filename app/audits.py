@@ -30,7 +30,6 @@ from app.outbound import UrlNotAllowed, check_url
 from app.schemas import AuditCreate, AuditPublic, CheckRequest, Progress
 from app.security import PathNotAllowed, resolve_under_roots
 from worker.checks import (
-    MAX_TABLE_COLUMNS,
     SubmitContext,
     UnknownCheck,
     get_check,
@@ -80,25 +79,16 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
     )
 
 
-def huggingface_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def _model_kind(settings: Settings, uri: str, field: str) -> str:
     """Check a model URI at submit time; the kind of model it names."""
     try:
+        # Registry models: what the artifacts hold is known once the worker has them; it
+        # checks, and fails the audit clearly, if they are not a causal LM.
         if uri.startswith(hf_models.PREFIX):
-            # Offline, the revision must be cached already; online, the worker downloads it.
-            hf_models.parse_uri(uri)
-            if huggingface_offline():
-                hf_models.snapshot(uri, download=False, cache_dir=settings.hf_cache_dir)
+            hf_models.check_revision(uri, settings.hf_cache_dir)
             return "causal_lm"
         if uri.startswith(mlflow_models.PREFIX):
             mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
-            # The registry does not say what the artifacts hold until they are downloaded;
-            # the worker checks (and fails the audit clearly) if this is not a causal LM.
             return "causal_lm"
         return resolve_model(uri, settings.model_root_paths).kind
     except ModelError as exc:
@@ -428,9 +418,9 @@ def _sort_column(audit: Audit, check: str | None, order_by: str) -> Any:
     if check is not None:
         kind = get_check(check)
         params = next(p for k, p in parse_checks(audit.checks) if k.name == check)
-        keys = [column.key for column in kind.table_columns(params)[:MAX_TABLE_COLUMNS]]
-        if order_by in keys:
-            return getattr(SampleResult, f"sort_{keys.index(order_by) + 1}")
+        slot = kind.sort_slot(params, order_by)
+        if slot is not None:
+            return getattr(SampleResult, f"sort_{slot}")
         if kind.sortable_metric(order_by):  # any other numeric field: correct, not indexed
             path = tuple(order_by.split("."))
             return SampleResult.values[path if len(path) > 1 else path[0]].as_float()

@@ -181,6 +181,13 @@ class Shard(Base):
 
 
 NO_VALUE = -1e300  # a sort key's "no value": below every real score
+
+
+def real_value(value: float | None) -> float | None:
+    """A sort key as a value: None where it holds NO_VALUE."""
+    return None if value is None or value <= NO_VALUE else value
+
+
 SORT_SLOTS = (1, 2, 3, 4)  # worker.checks.MAX_TABLE_COLUMNS
 
 

@@ -103,12 +103,21 @@ def delete_policy(session: Session, policy: AuditPolicy) -> None:
     session.commit()
 
 
+def enabled_policies(session: Session, source: str) -> list[AuditPolicy]:
+    return list(
+        session.scalars(
+            select(AuditPolicy).where(AuditPolicy.source == source, AuditPolicy.enabled.is_(True))
+        )
+    )
+
+
+def matches(policy: AuditPolicy, model_name: str) -> bool:
+    """The policy's glob against a registered model's name (case-sensitive)."""
+    return fnmatchcase(model_name, policy.model_pattern)
+
+
 def matching_policies(session: Session, source: str, model_name: str) -> list[AuditPolicy]:
-    """Enabled policies of this source whose glob matches the model name (case-sensitive)."""
-    candidates = session.scalars(
-        select(AuditPolicy).where(AuditPolicy.source == source, AuditPolicy.enabled.is_(True))
-    ).all()
-    return [p for p in candidates if fnmatchcase(model_name, p.model_pattern)]
+    return [p for p in enabled_policies(session, source) if matches(p, model_name)]
 
 
 def policy_idempotency_key(policy: AuditPolicy, model_uri: str) -> str:
@@ -133,6 +142,8 @@ def start_policy_audit(
         labels={**labels, "policy": policy.name},
         idempotency_key=policy_idempotency_key(policy, model_uri),
     )
+    # submit_audit is idempotent too, but only after it has validated the request (a registry
+    # call, a dataset read); reconciliation re-announces every recent version each round.
     existing = session.scalar(select(Audit).where(Audit.idempotency_key == body.idempotency_key))
     if existing is not None:
         return existing, False

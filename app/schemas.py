@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from app.models import NO_VALUE
+from app.models import real_value
 
 
 class StrictModel(BaseModel):
@@ -82,7 +82,7 @@ class SamplePublic(BaseModel):
     @field_validator("score", mode="before")
     @classmethod
     def _no_value_is_none(cls, value: float | None) -> float | None:
-        return None if value is None or value <= NO_VALUE else value
+        return real_value(value)
 
 
 class SampleDetailPublic(SamplePublic):

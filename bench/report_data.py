@@ -20,7 +20,7 @@ from app.model_identity import family_and_version
 from app.models import Audit, AuditStatus, SampleResult
 from worker.checks import parse_checks
 from worker.engine.extraction import n_min
-from worker.finalize import count_rows
+from worker.finalize import row_counts
 from worker.shard_store import result_row
 
 
@@ -163,7 +163,7 @@ def seed_audit(
         with db.session() as session:
             row = session.get(Audit, audit_id)
             row.summary = summary
-            row.row_counts = count_rows(session, audit_id)
+            row.row_counts = {check: row_counts(rows) for check, rows in values.items()}
             row.status = status
     return audit_id
 

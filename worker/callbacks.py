@@ -43,9 +43,37 @@ def payload(audit: Audit, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _log(db: Database, audit_id: str, attempt: int, url: str, **outcome: Any) -> None:
-    with db.session() as session:
-        session.add(CallbackDelivery(audit_id=audit_id, attempt=attempt, url=url, **outcome))
+@dataclass(frozen=True)
+class Response:
+    status_code: int | None  # None: no HTTP answer
+    error: str | None
+    retryable: bool  # a network error, a 5xx or a 429 may pass; a refused URL or a 4xx not
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> Response:
+    """The POST itself; a refused URL or a network error is an answer too."""
+    try:
+        check_url(url, settings.callback_hosts, settings.callback_allow_private)
+    except UrlNotAllowed as exc:
+        return Response(None, str(exc), retryable=False)
+    try:
+        answer = httpx.post(
+            url,
+            content=body,
+            headers=headers,
+            timeout=settings.callback_timeout_seconds,
+            follow_redirects=False,
+        )
+    except httpx.HTTPError as exc:
+        return Response(None, f"{type(exc).__name__}: {exc}", retryable=True)
+    code = answer.status_code
+    return Response(
+        code, None if 200 <= code < 300 else answer.text[:500], code >= 500 or code == 429
+    )
 
 
 def deliver(db: Database, settings: Settings, audit_id: str, attempt: int) -> Attempt:
@@ -63,21 +91,6 @@ def deliver(db: Database, settings: Settings, audit_id: str, attempt: int) -> At
             return Attempt(True, False)
         url = audit.callback_url
         body = json.dumps(payload(audit, settings), separators=(",", ":")).encode()
-    started = time.perf_counter()
-    try:
-        check_url(url, settings.callback_hosts, settings.callback_allow_private)
-    except UrlNotAllowed as exc:
-        _log(
-            db,
-            audit_id,
-            attempt,
-            url,
-            status_code=None,
-            error=str(exc),
-            duration_ms=0,
-            delivered=False,
-        )
-        return Attempt(False, False)
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
@@ -86,41 +99,21 @@ def deliver(db: Database, settings: Settings, audit_id: str, attempt: int) -> At
         DELIVERY_HEADER: f"{audit_id}:{attempt}",
         "User-Agent": "memaudit-callback",
     }
-    try:
-        response = httpx.post(
-            url,
-            content=body,
-            headers=headers,
-            timeout=settings.callback_timeout_seconds,
-            follow_redirects=False,
+    started = time.perf_counter()
+    response = _post(url, body, headers, settings)
+    with db.session() as session:
+        session.add(
+            CallbackDelivery(
+                audit_id=audit_id,
+                attempt=attempt,
+                url=url,
+                status_code=response.status_code,
+                error=response.error,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+                delivered=response.delivered,
+            )
         )
-    except httpx.HTTPError as exc:
-        elapsed = int((time.perf_counter() - started) * 1000)
-        _log(
-            db,
-            audit_id,
-            attempt,
-            url,
-            status_code=None,
-            error=f"{type(exc).__name__}: {exc}",
-            duration_ms=elapsed,
-            delivered=False,
-        )
-        return Attempt(False, True)
-    elapsed = int((time.perf_counter() - started) * 1000)
-    delivered = 200 <= response.status_code < 300
-    _log(
-        db,
-        audit_id,
-        attempt,
-        url,
-        status_code=response.status_code,
-        error=None if delivered else response.text[:500],
-        duration_ms=elapsed,
-        delivered=delivered,
-    )
-    retry = not delivered and (response.status_code >= 500 or response.status_code == 429)
-    return Attempt(delivered, retry)
+    return Attempt(response.delivered, not response.delivered and response.retryable)
 
 
 def backoff(settings: Settings, attempt: int) -> float:

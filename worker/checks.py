@@ -49,6 +49,13 @@ class TableColumn:
 MAX_TABLE_COLUMNS = 4  # sample_results has this many indexed sort columns
 
 
+def metric_family(key: str) -> str:
+    """The registry metric a per-sample key belongs to: `minkpp_0.2` -> `minkpp`,
+    `log10_pz.greedy` -> `log10_pz`."""
+    first = key.split(".")[0]
+    return first.rsplit("_", 1)[0] if first.startswith("mink") else first
+
+
 def value_at(values: Mapping[str, Any], key: str) -> Any:
     """The value at a dotted path, or None where the path does not exist."""
     value: Any = values
@@ -120,7 +127,8 @@ class CheckKind:
     # million-row table sorts in the database. None sorts last.
     rank_score: Callable[[Mapping[str, Any], Any], float | None]
     rank_description: str
-    # At most MAX_TABLE_COLUMNS values the records table shows, each sortable by an index.
+    # The values the records table shows, most useful first; `columns` keeps those that fit
+    # the indexed sort columns.
     table_columns: Callable[[Any], list[TableColumn]]
     # Raises ValueError when params cannot work with this request (e.g. no reference model).
     validate: Callable[[Any, SubmitContext], None] = field(default=lambda _p, _c: None)
@@ -129,10 +137,19 @@ class CheckKind:
         score = self.rank_score(values, params)
         return float(score) if score is not None and math.isfinite(score) else None
 
+    def columns(self, params: Any) -> list[TableColumn]:
+        """The records table's columns: at most MAX_TABLE_COLUMNS, each an indexed sort key."""
+        return self.table_columns(params)[:MAX_TABLE_COLUMNS]
+
+    def sort_slot(self, params: Any, key: str) -> int | None:
+        """Which `sort_<n>` column holds this table column (1-based); None if none does."""
+        keys = [column.key for column in self.columns(params)]
+        return keys.index(key) + 1 if key in keys else None
+
     def sort_values(self, values: Mapping[str, Any], params: Any) -> list[float | None]:
         """The table columns' values as floats (booleans as 0 and 1), padded to the maximum."""
         found: list[float | None] = []
-        for column in self.table_columns(params)[:MAX_TABLE_COLUMNS]:
+        for column in self.columns(params):
             value = value_at(values, column.key)
             number = float(value) if isinstance(value, int | float) else None
             found.append(number if number is not None and math.isfinite(number) else None)
@@ -140,8 +157,7 @@ class CheckKind:
 
     def metric_description(self, name: str) -> str:
         """The registry's description of a per-sample key (`minkpp_0.2` is `minkpp`'s)."""
-        family = name.split(".")[0]
-        family = family.rsplit("_", 1)[0] if family.startswith("mink") else family
+        family = metric_family(name)
         return next((m.description for m in self.metrics if m.name == family), "")
 
     def parse_params(self, raw: Mapping[str, Any]) -> CheckParams:
@@ -149,9 +165,7 @@ class CheckKind:
 
     def sortable_metric(self, name: str) -> bool:
         """Per-sample fields that order_by accepts: numeric metrics, `mink_0.2`, `n_min.x.y`."""
-        base = name.split(".")[0].rsplit("_", 1)
-        numeric = {m.name for m in self.metrics if m.unit != "bool"}
-        return name.split(".")[0] in numeric or (len(base) == 2 and base[0] in numeric)
+        return metric_family(name) in {m.name for m in self.metrics if m.unit != "bool"}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -314,7 +328,7 @@ def _extraction_columns(params: ExtractionParams) -> list[TableColumn]:
     sampled = [s.name for s in params.scheme_list() if not s.greedy]
     columns += [TableColumn(f"log10_pz.{name}", f"log10 p_z {name}", "number") for name in sampled]
     columns.append(TableColumn("match_prefix_len", "match len", "int"))
-    return columns[:MAX_TABLE_COLUMNS]
+    return columns
 
 
 def _compute_extraction(
@@ -522,7 +536,7 @@ def _membership_columns(params: MembershipParams) -> list[TableColumn]:
         ]
         if name in chosen
     ]
-    return [TableColumn(key, key, "number") for key in keys[:MAX_TABLE_COLUMNS]]
+    return [TableColumn(key, key, "number") for key in keys]
 
 
 def _rank_keys(params: MembershipParams) -> list[str]:

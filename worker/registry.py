@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Celery
@@ -21,7 +21,7 @@ from celery import Celery
 from app.config import Settings
 from app.db import Database
 from app.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
-from app.policies import matching_policies, start_policy_audit
+from app.policies import enabled_policies, matches, matching_policies, start_policy_audit
 from app.verdicts import metric_value
 from worker.loaders import mlflow_models
 
@@ -38,14 +38,14 @@ def _start(
     db: Database,
     settings: Settings,
     celery: Celery,
-    source: str,
-    model_name: str,
+    policies: Sequence[AuditPolicy],
     model_uri: str,
     labels: dict[str, str],
 ) -> list[str]:
+    """Each policy's audit of this model version; the ids of those created now."""
     started = []
     with db.session() as session:
-        for policy in matching_policies(session, source, model_name):
+        for policy in policies:
             audit, created = start_policy_audit(
                 session, settings, celery, policy, model_uri, labels
             )
@@ -97,7 +97,9 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
         outcome: dict[str, Any] = {"status": "ignored", "reason": action[1]}
     else:
         _, name, uri, labels = action
-        audits = _start(db, settings, celery, source, name, uri, labels)
+        with db.session() as session:
+            policies = matching_policies(session, source, name)
+        audits = _start(db, settings, celery, policies, uri, labels)
         outcome = {"status": "processed", "model_uri": uri, "audits": audits}
     with db.session() as session:
         delivery = session.get(WebhookDelivery, key)
@@ -148,27 +150,22 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
     if not settings.mlflow_tracking_uri:
         return []
     with db.session() as session:
-        patterns = [
-            p.model_pattern
-            for p in session.query(AuditPolicy).filter(
-                AuditPolicy.source == "mlflow", AuditPolicy.enabled.is_(True)
-            )
-        ]
-    if not patterns:
+        policies = enabled_policies(session, "mlflow")
+    if not policies:
         return []
     client = mlflow_models.client(settings.mlflow_tracking_uri)
     since_ms = (time.time() - settings.registry_lookback_days * 86400) * 1000
     started: list[str] = []
     for model in client.search_registered_models():
-        with db.session() as session:
-            if not matching_policies(session, "mlflow", model.name):
-                continue
+        matched = [p for p in policies if matches(p, model.name)]
+        if not matched:
+            continue
         for version in client.search_model_versions(f"name='{model.name}'"):
             if version.creation_timestamp and version.creation_timestamp < since_ms:
                 continue
             uri = f"{mlflow_models.PREFIX}{model.name}/{version.version}"
             labels = {"mlflow.run_id": version.run_id or ""}
-            started += _start(db, settings, celery, "mlflow", model.name, uri, labels)
+            started += _start(db, settings, celery, matched, uri, labels)
     if started:
         log.info("reconciliation started %d audits of unannounced versions", len(started))
     return started

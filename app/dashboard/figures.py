@@ -7,6 +7,7 @@ fixed per meaning: members, non-members, and each membership score look the same
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -14,6 +15,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from worker.checks import metric_family
 
 MEMBER_COLOR = "#c2410c"  # training data: warm
 NONMEMBER_COLOR = "#0f766e"  # held-out data: cool
@@ -35,14 +38,9 @@ COMPARE_DASH = ("solid", "dash")
 FPR_MARKS = (0.001, 0.01)
 
 
-def score_family(key: str) -> str:
-    """`minkpp_0.2` -> `minkpp`: the registry metric a per-k score key belongs to."""
-    return key.rsplit("_", 1)[0] if key.startswith("mink") else key
-
-
 def score_color(key: str) -> str:
     """`minkpp_0.2` and `minkpp_0.5` share Min-K%++'s colour; families never share one."""
-    return SCORE_COLORS.get(score_family(key), "#64748b")
+    return SCORE_COLORS.get(metric_family(key), "#64748b")
 
 
 def _layout(figure: go.Figure, title: str, **axes: Any) -> go.Figure:
@@ -292,13 +290,14 @@ def _scored(membership: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def _roc_layout(figure: go.Figure, title: str, lowest_fpr: float) -> go.Figure:
-    low = 10 ** _floor_log10(lowest_fpr)
+    decade = max(math.floor(math.log10(lowest_fpr)), -8)  # the decade holding the lowest FPR
+    low = 10.0**decade
     figure.add_trace(_chance_line(low))
     _layout(
         figure,
         title,
-        xaxis={"title": "false positive rate", "type": "log", "range": [_floor_log10(low), 0]},
-        yaxis={"title": "true positive rate", "type": "log", "range": [_floor_log10(low), 0]},
+        xaxis={"title": "false positive rate", "type": "log", "range": [decade, 0]},
+        yaxis={"title": "true positive rate", "type": "log", "range": [decade, 0]},
     )
     # Below the chance line a useful ROC never goes: the legend sits there, inside the axes.
     curves = sum(1 for trace in figure.data if trace.showlegend is not False)
@@ -315,13 +314,6 @@ def _roc_layout(figure: go.Figure, title: str, lowest_fpr: float) -> go.Figure:
         },
     )
     return figure
-
-
-def _floor_log10(value: float) -> int:
-    exponent = 0
-    while 10**exponent > value and exponent > -8:
-        exponent -= 1
-    return exponent
 
 
 def _lowest_fpr(entries: Sequence[Mapping[str, Any]]) -> float:

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from app.models import NO_VALUE
+from app.models import real_value
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 STATIC_DIR = FRONTEND / "static"
@@ -34,7 +34,7 @@ SECURITY_HEADERS = {
 def number(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    if isinstance(value, float) and value <= NO_VALUE:  # a sort key's "no value"
+    if isinstance(value, float) and real_value(value) is None:  # a sort key's "no value"
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from app.dashboard import figures
 from app.dashboard.headline import Headline, headlines
 from app.models import Audit
-from worker.checks import MAX_TABLE_COLUMNS, parse_checks
+from worker.checks import parse_checks
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _tables(audit: Audit) -> list[TableSpec]:
         columns = [Column("score", "score", "number", kind.rank_description)]
         columns += [
             Column(c.key, c.label, c.format, kind.metric_description(c.key))
-            for c in kind.table_columns(params)[:MAX_TABLE_COLUMNS]
+            for c in kind.columns(params)
         ]
         tables.append(TableSpec(kind.name, kind.rank_description, columns))
     return tables

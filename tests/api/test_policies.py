@@ -99,6 +99,11 @@ def test_finalize_records_the_policy_verdict(stack, body, limit, expected) -> No
     with stack.db.session() as session:
         session.get(Audit, audit_id).policy_id = policy["id"]
     assert finalize_audit(stack.db, audit_id).status == "succeeded"
+    with stack.db.session() as session:  # counted once at finalize for the records table
+        counts = session.get(Audit, audit_id).row_counts
+    assert counts == {
+        c: {"all": 200, "true": 100, "false": 100} for c in ("extraction", "membership")
+    }
     audit = stack.client.get(f"/v1/audits/{audit_id}", headers=stack.headers).json()
     verdict = audit["verdict"]
     assert verdict["status"] == expected

@@ -45,3 +45,13 @@ def snapshot(uri: str, *, download: bool, cache_dir: str = "") -> Path:
         where = "in the local Hugging Face cache" if offline else "on the Hub"
         raise ModelError(f"{repo}@{revision} is not available {where}: {exc}") from None
     return Path(path)
+
+
+def check_revision(uri: str, cache_dir: str = "") -> None:
+    """Submit-time check: a valid URI, and offline a revision already in the cache (online the
+    worker downloads it)."""
+    from huggingface_hub import constants
+
+    parse_uri(uri)
+    if constants.HF_HUB_OFFLINE:
+        snapshot(uri, download=False, cache_dir=cache_dir)
