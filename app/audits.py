@@ -38,7 +38,7 @@ from worker.checks import (
 from worker.loaders import hf_models, mlflow_models
 from worker.loaders.datasets import DatasetError, inspect_jsonl
 from worker.loaders.models import ModelError, resolve_model
-from worker.task_names import DELIVER_CALLBACK, RUN_SHARD
+from worker.task_names import DELIVER_CALLBACK, RUN_SHARD, WRITE_BACK_TO_REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -327,13 +327,16 @@ def list_callbacks(session: Session, audit: Audit) -> list[CallbackDelivery]:
 
 
 def announce_end(celery: Celery, settings: Settings, audit: Audit) -> None:
-    """Queue the callback of an audit that ended outside the worker (a cancellation)."""
-    if not audit.callback_url:
-        return
-    try:
-        celery.send_task(DELIVER_CALLBACK, args=[audit.id], queue=settings.queue)
-    except Exception:  # broker down: the cancellation stands; the callback is lost, and logged
-        log.exception("could not queue the callback of audit %s", audit.id)
+    """What the worker does when an audit ends, for one that ended in the API (a
+    cancellation): its callback, and its registry tags."""
+    tasks = [DELIVER_CALLBACK] if audit.callback_url else []
+    if audit.model_uri.startswith(mlflow_models.PREFIX):
+        tasks.append(WRITE_BACK_TO_REGISTRY)
+    for task in tasks:
+        try:
+            celery.send_task(task, args=[audit.id], queue=settings.queue)
+        except Exception:  # broker down: the cancellation stands; the loss is logged
+            log.exception("could not queue %s for audit %s", task, audit.id)
 
 
 def cancel_audit(session: Session, audit: Audit) -> Audit:

@@ -112,3 +112,23 @@ def test_private_callback_urls_are_refused_at_submit(make_stack, tiny_lm) -> Non
     assert response.json()["error"]["code"] == "callback_url_not_allowed"
     listed = stack.client.get("/v1/audits", headers=stack.headers).json()
     assert listed["count"] == 0
+
+
+@pytest.mark.slow
+def test_a_cancelled_audit_calls_back_too(make_stack, tiny_lm) -> None:
+    receiver = FlakyReceiver(failures=0)
+    try:
+        stack = make_stack(callback_allow_private=True, callback_secret="k" * 32)
+        stack.start_worker()
+        dataset = upload(stack.client, stack.headers, tiny_lm.dataset_path)["uri"]
+        audit = stack.client.post(
+            "/v1/audits", headers=stack.headers, json=_body(tiny_lm, dataset, receiver.url)
+        ).json()
+        cancelled = stack.client.post(f"/v1/audits/{audit['id']}/cancel", headers=stack.headers)
+        assert cancelled.json()["status"] == "cancelled"
+        wait_for(lambda: receiver.requests, 60, "the cancellation's callback")
+        headers, body = receiver.requests[0]
+        assert verify("k" * 32, int(headers[TIMESTAMP_HEADER]), body, headers[SIGNATURE_HEADER])
+        assert json.loads(body)["status"] == "cancelled"
+    finally:
+        receiver.close()
