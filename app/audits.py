@@ -13,6 +13,7 @@ from sqlalchemy import Row, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
 from app.config import Settings
+from app.datasets import limit_error
 from app.db import Database, utcnow
 from app.errors import ApiError
 from app.model_identity import family_and_version
@@ -36,7 +37,7 @@ from worker.checks import (
     parse_checks,
 )
 from worker.loaders import hf_models, mlflow_models
-from worker.loaders.datasets import DatasetError, inspect_jsonl
+from worker.loaders.datasets import DatasetError, DatasetLimitExceeded, inspect_jsonl
 from worker.loaders.models import ModelError, resolve_model
 from worker.task_names import DELIVER_CALLBACK, RUN_SHARD, WRITE_BACK_TO_REGISTRY
 
@@ -66,9 +67,11 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
         try:
             path = resolve_under_roots(rest, settings.data_root_paths, kind="dataset")
             with path.open("rb") as stream:
-                info = inspect_jsonl(stream, validate_all=False)
+                info = inspect_jsonl(stream, validate_all=False, limits=settings.dataset_limits)
         except (PathNotAllowed, IsADirectoryError, PermissionError) as exc:
             raise ApiError(422, "invalid_dataset", str(exc)) from None
+        except DatasetLimitExceeded as exc:
+            raise limit_error(rest, exc) from None
         except DatasetError as exc:
             raise ApiError(422, "invalid_dataset", f"{rest}: {exc}") from None
         return ResolvedDataset(uri, info.sha256, info.n_records, info.fields)
@@ -90,7 +93,9 @@ def _model_kind(settings: Settings, uri: str, field: str) -> str:
         if uri.startswith(mlflow_models.PREFIX):
             mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
             return "causal_lm"
-        return resolve_model(uri, settings.model_root_paths).kind
+        return resolve_model(
+            uri, settings.model_root_paths, allow_pickle=settings.allow_pickle_weights
+        ).kind
     except ModelError as exc:
         raise ApiError(422, "invalid_model", f"{field}: {exc}") from None
 
@@ -154,6 +159,23 @@ def _same_request(audit: Audit, body: AuditCreate, checks: list[dict[str, Any]])
     )
 
 
+def _refuse_over_active_limit(session: Session, settings: Settings, key: ApiKey) -> None:
+    active = session.scalar(
+        select(func.count())
+        .select_from(Audit)
+        .where(Audit.created_by == key.id, Audit.status.in_(AuditStatus.ACTIVE))
+    )
+    limit = settings.max_active_audits_per_key
+    if active >= limit:
+        raise ApiError(
+            429,
+            "too_many_active_audits",
+            f"this key has {active} queued or running audits; the limit is {limit} "
+            "(MEMAUDIT_MAX_ACTIVE_AUDITS_PER_KEY): wait for some to finish or cancel them",
+            {"limit": "max_active_audits_per_key", "value": active},
+        )
+
+
 def submit_audit(
     session: Session,
     settings: Settings,
@@ -199,6 +221,8 @@ def submit_audit(
                 )
             return existing, False
 
+    if key is not None:
+        _refuse_over_active_limit(session, settings, key)
     family, version = family_and_version(body.model.uri, body.labels)
     audit = Audit(
         model_uri=body.model.uri,
@@ -279,6 +303,7 @@ def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic
         provenance=audit.provenance or {},
         policy_id=audit.policy_id,
         verdict=audit.verdict,
+        created_by=audit.created_by,
         cancel_requested=audit.cancel_requested,
         created_at=audit.created_at,
         started_at=audit.started_at,

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from app.config import Settings, get_settings
+from app.deployment import UnsafeDeployment, check_bind, is_loopback
 
 log = logging.getLogger("memaudit")
 
@@ -105,7 +106,26 @@ def ensure_admin_key(settings: Settings) -> str | None:
 # ---- worker --------------------------------------------------------------------------------
 
 
+def _claim_this_host(settings: Settings) -> None:
+    """Refuse a second host on SQLite; otherwise note this host as one that runs workers."""
+    from app.db import Database
+    from app.deployment import check_single_host, record_worker_host
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            check_single_host(session, settings.database_url)
+            record_worker_host(session)
+    finally:
+        db.dispose()
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        _claim_this_host(settings)
+    except UnsafeDeployment as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from worker.tasks import celery_app
 
     argv = [
@@ -182,6 +202,23 @@ class WorkerSupervisor(threading.Thread):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
+def _first_key_or_refuse(settings: Settings, host: str) -> str | None:
+    """A development service on loopback makes its own first admin key; anything else must
+    have been given one with `memaudit keys create`."""
+    from app.db import Database
+    from app.keys import count_active_keys
+
+    if settings.environment == "development" and is_loopback(host):
+        return ensure_admin_key(settings)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            check_bind(host, count_active_keys(session))
+    finally:
+        db.dispose()
+    return None
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -190,7 +227,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if "MEMAUDIT_PUBLIC_URL" not in os.environ:
         settings.public_url = f"http://{args.host}:{args.port}"
     cmd_migrate(settings, args)
-    key = ensure_admin_key(settings)
+    try:
+        key = _first_key_or_refuse(settings, args.host)
+    except UnsafeDeployment as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if key:
         print(f"\nCreated the first admin key (saved in {settings.admin_key_path}):\n  {key}\n")
     env = {
@@ -206,7 +247,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         threading.Thread(target=_demo_when_ready, args=(settings, url), daemon=True).start()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        # log_config=None: uvicorn's lines go through our (JSON) root handler too.
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
     finally:
         supervisor.stop()
     return 0
@@ -421,11 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from app.logs import configure_logging
+
     args = build_parser().parse_args(argv)
-    return args.handler(get_settings(), args)
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return args.handler(settings, args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,27 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.loaders.datasets import DatasetLimits
+
+# Values that appear in examples and tutorials; a production secret is never one of them.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "admin", "change-me", "changeme", "change_me", "default", "example", "memaudit",
+        "password", "postgres", "redis", "secret", "test", "12345678", "mlflow", "huggingface",
+    }
+)  # fmt: skip
+MIN_WEBHOOK_SECRET_CHARS = 16
+
+
+def _url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password or ""
+    except ArgumentError:
+        return ""
+
 
 def _split_roots(value: str) -> list[Path]:
     return [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part]
@@ -42,7 +63,20 @@ class Settings(BaseSettings):
     task_soft_time_limit: int = Field(6 * 3600, ge=10)
     task_time_limit: int = Field(6 * 3600 + 300, ge=20)
     worker_concurrency: int = Field(1, ge=1)
+    # Limits on what one caller can ask for; each violation is a 4xx that says which limit.
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
+    max_records_per_dataset: int = Field(10_000_000, ge=1)
+    # Checked on the characters of `text`; tokens are cut to the model context in the worker
+    # (flagged `truncated`), so this bounds the work per record before any tokenizer runs.
+    max_record_chars: int = Field(1_000_000, ge=1)
+    max_active_audits_per_key: int = Field(50, ge=1)
+    # Pickled `.bin`/`.pt` weights can run code when unpickled; off by default, and when on they
+    # are read with torch.load(weights_only=True), never a plain unpickler.
+    allow_pickle_weights: bool = False
+    # A worker or shard retry waits this long before the next attempt.
+    retry_delay_seconds: float = Field(10.0, ge=0)
+    log_format: str = Field("json", pattern="^(json|text)$")
+    log_level: str = "INFO"
     # Outbound callbacks: signed with this secret (embedded: generated into the data dir).
     callback_secret: str = ""
     callback_allowed_hosts: str = Field("", description="host globs, comma-separated; empty: any")
@@ -68,11 +102,43 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
         if self.task_time_limit <= self.task_soft_time_limit:
             raise ValueError("task_time_limit must exceed task_soft_time_limit")
-        if self.environment == "production" and self.database_url.startswith("sqlite"):
-            raise ValueError("production needs MEMAUDIT_DATABASE_URL (PostgreSQL), not SQLite")
-        if self.environment == "production" and len(self.callback_secret) < 32:
-            raise ValueError("production needs MEMAUDIT_CALLBACK_SECRET (32 characters or more)")
+        if self.environment not in ("development", "production"):
+            raise ValueError("environment must be development or production")
+        if self.environment == "production":
+            self._refuse_insecure_production()
         return self
+
+    def _refuse_insecure_production(self) -> None:
+        """Production start-up fails on any setting that would be unsafe on a shared network."""
+        if self.database_url.startswith("sqlite"):
+            raise ValueError(
+                "production needs MEMAUDIT_DATABASE_URL (PostgreSQL): a SQLite file cannot be "
+                "shared by workers on several hosts"
+            )
+        if self.broker_url.startswith(("sqla+", "sqlalchemy+")):
+            raise ValueError(
+                "production needs MEMAUDIT_BROKER_URL (redis://...), not the embedded broker"
+            )
+        if len(self.callback_secret) < 32:
+            raise ValueError("production needs MEMAUDIT_CALLBACK_SECRET (32 characters or more)")
+        secrets_in_use = {
+            "MEMAUDIT_CALLBACK_SECRET": self.callback_secret,
+            "MEMAUDIT_MLFLOW_WEBHOOK_SECRET": self.mlflow_webhook_secret,
+            "MEMAUDIT_HF_WEBHOOK_SECRET": self.hf_webhook_secret,
+            "the password in MEMAUDIT_DATABASE_URL": _url_password(self.database_url),
+            "the password in MEMAUDIT_BROKER_URL": _url_password(self.broker_url),
+        }
+        for name, value in secrets_in_use.items():
+            if value and value.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{name} is a well-known default ({value!r}); set a real secret")
+        for name in ("MEMAUDIT_MLFLOW_WEBHOOK_SECRET", "MEMAUDIT_HF_WEBHOOK_SECRET"):
+            value = secrets_in_use[name]
+            if value and len(value) < MIN_WEBHOOK_SECRET_CHARS:
+                raise ValueError(f"{name} must be {MIN_WEBHOOK_SECRET_CHARS} characters or more")
+
+    @property
+    def dataset_limits(self) -> DatasetLimits:
+        return DatasetLimits(self.max_records_per_dataset, self.max_record_chars)
 
     @property
     def model_root_paths(self) -> list[Path]:

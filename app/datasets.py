@@ -14,12 +14,22 @@ from app.errors import ApiError
 from app.models import Dataset
 from worker.loaders.datasets import (
     DatasetError,
+    DatasetLimitExceeded,
     dataset_id_for,
     inspect_jsonl,
     uploaded_dataset_path,
 )
 
 CHUNK = 1 << 20
+
+
+def limit_error(name: str, exc: DatasetLimitExceeded) -> ApiError:
+    return ApiError(
+        413,
+        "limit_exceeded",
+        f"{name}: {exc}",
+        {"limit": exc.limit, "value": exc.value, "line": exc.line_no},
+    )
 
 
 def _spool(upload: BinaryIO, directory: str, limit: int) -> str:
@@ -32,20 +42,32 @@ def _spool(upload: BinaryIO, directory: str, limit: int) -> str:
             if written > limit:
                 out.close()
                 os.unlink(tmp_path)
-                raise ApiError(413, "too_large", f"upload exceeds {limit} bytes")
+                raise ApiError(
+                    413,
+                    "limit_exceeded",
+                    f"upload exceeds {limit} bytes (MEMAUDIT_MAX_UPLOAD_BYTES)",
+                    {"limit": "max_upload_bytes", "value": written},
+                )
             out.write(chunk)
     return tmp_path
 
 
 def store_upload(
-    session: Session, settings: Settings, upload: BinaryIO, filename: str
+    session: Session,
+    settings: Settings,
+    upload: BinaryIO,
+    filename: str,
+    created_by: str | None = None,
 ) -> tuple[Dataset, bool]:
     """Returns (dataset, created); the same bytes uploaded twice give the same dataset."""
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     tmp_path = _spool(upload, str(settings.datasets_dir), settings.max_upload_bytes)
     try:
         with open(tmp_path, "rb") as stream:
-            info = inspect_jsonl(stream, validate_all=True)
+            info = inspect_jsonl(stream, validate_all=True, limits=settings.dataset_limits)
+    except DatasetLimitExceeded as exc:
+        os.unlink(tmp_path)
+        raise limit_error(filename, exc) from None
     except DatasetError as exc:
         os.unlink(tmp_path)
         raise ApiError(
@@ -72,6 +94,7 @@ def store_upload(
         n_records=info.n_records,
         size_bytes=info.size_bytes,
         fields=info.fields,
+        created_by=created_by,
     )
     session.add(dataset)
     session.commit()

@@ -36,6 +36,12 @@ def count_admin_keys(session: Session) -> int:
     )
 
 
+def count_active_keys(session: Session) -> int:
+    return session.scalar(
+        select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+    )
+
+
 def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name)))
 

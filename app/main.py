@@ -13,6 +13,7 @@ from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
 from app.db import Database
 from app.errors import install_error_handlers
+from app.request_context import RequestContextMiddleware
 from worker.celery_app import create_celery
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static"
@@ -47,4 +48,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         application.include_router(router)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    application.add_middleware(RequestContextMiddleware)
     return application

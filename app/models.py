@@ -74,6 +74,7 @@ class Dataset(Base):
     n_records: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     fields: Mapped[list[Any]] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(32))  # the API key that uploaded it
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -97,6 +98,8 @@ class AuditPolicy(Base):
 
 class Audit(Base):
     __tablename__ = "audits"
+    # The per-key limit on active audits counts through this.
+    __table_args__ = (Index("ix_audits_created_by_status", "created_by", "status"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     status: Mapped[str] = mapped_column(String(16), default=AuditStatus.QUEUED, index=True)
@@ -157,6 +160,17 @@ class WebhookDelivery(Base):
     status: Mapped[str] = mapped_column(String(32), default="received")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class WorkerHost(Base):
+    """A host that has run a worker, and when it last claimed work: a SQLite database lives
+    on one host's disk, so a worker on a second host is refused while the first is alive."""
+
+    __tablename__ = "worker_hosts"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Shard(Base):

@@ -58,6 +58,7 @@ class AuditPublic(BaseModel):
     provenance: dict[str, Any]
     policy_id: str | None = None
     verdict: dict[str, Any] | None = None
+    created_by: str | None = Field(None, description="id of the API key that submitted it")
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
@@ -169,6 +170,7 @@ class DatasetPublic(BaseModel):
     size_bytes: int
     fields: list[str]
     filename: str
+    created_by: str | None = Field(None, description="id of the API key that uploaded it")
     created_at: datetime
 
 

@@ -197,8 +197,14 @@ def _with_labels(sample: LMSample, values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+# Upper bounds keep one request from asking for unbounded work or memory: a window longer
+# than any context in use, or grids that would multiply every summary's size.
+MAX_WINDOW_TOKENS = 131_072
 MAX_TOKENS_FIELD = Field(
-    None, ge=2, description="Truncate longer texts (flagged `truncated`); default: model context"
+    None,
+    ge=2,
+    le=MAX_WINDOW_TOKENS,
+    description="Truncate longer texts (flagged `truncated`); default: model context",
 )
 
 # ---- loss --------------------------------------------------------------------------------
@@ -259,8 +265,10 @@ CONTEXT_DEPENDENT = {
 
 
 class SchemeParams(CheckParams):
-    temperature: float = Field(1.0, ge=0, description="0 means greedy decoding")
-    top_k: int = Field(0, ge=0, description="0 means off (HF generate samples with 50 by default)")
+    temperature: float = Field(1.0, ge=0, le=100, description="0 means greedy decoding")
+    top_k: int = Field(
+        0, ge=0, le=1_000_000, description="0 means off (HF generate samples with 50 by default)"
+    )
     top_p: float = Field(1.0, gt=0, le=1, description="1 means off")
 
     @model_validator(mode="before")
@@ -280,12 +288,17 @@ class SchemeParams(CheckParams):
 
 
 class ExtractionParams(CheckParams):
-    prefix_tokens: int = Field(50, ge=1, description="Prefix length (Carlini et al. 2022)")
-    suffix_tokens: int = Field(50, ge=1, description="Suffix that must be reproduced")
-    offset: int = Field(0, ge=0, description="First prefix token in the text")
+    prefix_tokens: int = Field(
+        50, ge=1, le=MAX_WINDOW_TOKENS, description="Prefix length (Carlini et al. 2022)"
+    )
+    suffix_tokens: int = Field(
+        50, ge=1, le=MAX_WINDOW_TOKENS, description="Suffix that must be reproduced"
+    )
+    offset: int = Field(0, ge=0, le=10_000_000, description="First prefix token in the text")
     stride: int | None = Field(
         None,
         ge=1,
+        le=MAX_WINDOW_TOKENS,
         description="Slide windows through long documents "
         "by this many tokens; the document is the reporting unit",
     )
@@ -293,11 +306,14 @@ class ExtractionParams(CheckParams):
     schemes: list[SchemeParams] = Field(
         default_factory=lambda: [SchemeParams(temperature=0), SchemeParams(top_k=40)],
         min_length=1,
+        max_length=16,
         description="Sampling schemes as served: greedy and top-k 40 at T=1",
     )
     # METRICS.md lists 0.999; the issue and validation fact 1 use 0.99: both are reported.
-    p_grid: list[float] = Field(default_factory=lambda: [0.1, 0.5, 0.9, 0.99, 0.999], min_length=1)
-    n_grid: list[int] = Field(default_factory=default_n_grid, min_length=1)
+    p_grid: list[float] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9, 0.99, 0.999], min_length=1, max_length=32
+    )
+    n_grid: list[int] = Field(default_factory=default_n_grid, min_length=1, max_length=64)
 
     @field_validator("p_grid")
     @classmethod
@@ -309,8 +325,8 @@ class ExtractionParams(CheckParams):
     @field_validator("n_grid")
     @classmethod
     def _n_ascending(cls, values: list[int]) -> list[int]:
-        if any(n < 1 for n in values) or values != sorted(set(values)):
-            raise ValueError("n_grid must be distinct positive integers in ascending order")
+        if any(not 1 <= n <= 10**15 for n in values) or values != sorted(set(values)):
+            raise ValueError("n_grid must be distinct integers in [1, 1e15], ascending")
         return values
 
     def scheme_list(self) -> tuple[Scheme, ...]:
@@ -437,15 +453,17 @@ SCORE_NAMES = ("loss", "zlib", "lowercase", "mink", "minkpp", "ref")
 class MembershipParams(CheckParams):
     scores: list[str] | None = Field(
         None,
+        max_length=len(SCORE_NAMES),
         description="Subset of loss, zlib, lowercase, mink, minkpp, ref; default: all that apply",
     )
     k: list[float] = Field(
         default_factory=lambda: [0.2],
         min_length=1,
+        max_length=16,
         description="Fractions of lowest-scoring tokens for Min-K% and ++",
     )
     bootstrap: int = Field(1000, ge=0, le=20000, description="Bootstrap resamples for CIs")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     non_iid: bool = Field(
         False,
         description="Members and non-members come from different "

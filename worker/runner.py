@@ -6,6 +6,7 @@ CLI or a test alike. Celery-specific failure handling lives in `worker/tasks.py`
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 
 from app.config import Settings
 from app.db import Database
+from app.logs import bind
 from worker import shard_store
 from worker.checks import parse_checks
 from worker.engine.scoring import plan_batches
@@ -23,11 +25,14 @@ from worker.lm_passes import TextRecord, audit_plan, compute_batch
 from worker.loaders.datasets import (
     DatasetError,
     Record,
+    check_text_length,
     iter_records,
     require_text,
     resolve_dataset,
 )
 from worker.loaders.models import LoadedModel, cached_causal_lm, materialize
+
+log = logging.getLogger(__name__)
 
 
 class PermanentError(ValueError):
@@ -59,6 +64,7 @@ def _load(uri: str, settings: Settings) -> LoadedModel:
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
         cache_root=settings.model_cache_dir,
         hf_cache_dir=settings.hf_cache_dir,
+        allow_pickle=settings.allow_pickle_weights,
     )
     if spec.kind != "causal_lm":
         raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
@@ -79,6 +85,8 @@ def run_shard(db: Database, settings: Settings, shard_id: str) -> ShardOutcome:
     )
     if claim is None:
         return ShardOutcome("skipped")
+    bind(audit_id=claim.audit_id, shard_id=shard_id)
+    log.info("claimed shard: records %d-%d, attempt %d", claim.start, claim.stop - 1, claim.attempt)
     try:
         info = _score_shard(db, settings, claim)
     except shard_store.AuditStopped:
@@ -88,12 +96,14 @@ def run_shard(db: Database, settings: Settings, shard_id: str) -> ShardOutcome:
         return ShardOutcome("skipped", claim.audit_id)
     except (PermanentError, FileNotFoundError, ValueError) as exc:
         # DatasetError and ModelError are ValueErrors: retrying cannot mend bad input.
+        log.error("shard failed, and its audit with it: %s", exc)
         shard_store.fail_shard(db, claim, str(exc))
         return ShardOutcome("failed", claim.audit_id)
     except BaseException as exc:
         shard_store.release_shard(db, claim, f"{type(exc).__name__}: {exc}")
         raise
     complete = shard_store.complete_shard(db, claim, info)
+    log.info("shard done in %.2fs: %d tokens", info["seconds"], info["n_tokens"])
     return ShardOutcome("succeeded", claim.audit_id, complete)
 
 
@@ -107,6 +117,8 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
     plan, max_tokens = audit_plan(checks, target, audit.reference_model_uri is not None)
     reference = _load(audit.reference_model_uri, settings) if plan.reference else None
 
+    for record in records:  # a file named by path was only sampled at submit time
+        check_text_length(record.data, record.line_no, settings.max_record_chars)
     inputs = [TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records]
     done = n_tokens = 0
     for batch in plan_batches([len(item.text) for item in inputs], settings.batch_size):

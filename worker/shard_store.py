@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
+from app.deployment import record_worker_host
 from app.models import (
     NO_VALUE,
     SORT_SLOTS,
@@ -86,6 +87,7 @@ def claim_shard(
             .where(Audit.id == audit.id, Audit.status == AuditStatus.QUEUED)
             .values(status=AuditStatus.RUNNING, started_at=now)
         )
+        record_worker_host(session)
         return Claim(shard.id, owner, audit.id, shard.start, shard.stop, shard.attempts)
 
 

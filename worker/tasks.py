@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
 from app.config import get_settings
 from app.db import Database
+from app.logs import configure_logging, replace_context
 from worker import shard_store
 from worker.callbacks import backoff, deliver
 from worker.celery_app import create_celery
@@ -42,6 +43,33 @@ def database() -> Database:
 def _reset_after_fork(**_kwargs: object) -> None:
     global _db
     _db = None
+
+
+@setup_logging.connect
+def _memaudit_logging(loglevel: str | None = None, **_kwargs: object) -> None:
+    """Celery leaves logging to us: its lines and ours share one (JSON) format."""
+    settings = get_settings()
+    configure_logging(settings.log_format, loglevel or settings.log_level)
+
+
+# Tasks whose first argument is an audit id; a shard task learns its audit on claiming.
+AUDIT_TASKS = {FINALIZE_AUDIT, DELIVER_CALLBACK, WRITE_BACK_TO_REGISTRY}
+
+
+@task_prerun.connect
+def _task_log_context(task_id: str, task: object, args: tuple = (), **_kwargs: object) -> None:
+    name = getattr(task, "name", "")
+    first = str(args[0]) if args else None
+    replace_context(
+        task_id=task_id,
+        audit_id=first if name in AUDIT_TASKS else None,
+        shard_id=first if name == RUN_SHARD else None,
+    )
+
+
+@task_postrun.connect
+def _clear_log_context(**_kwargs: object) -> None:
+    replace_context()
 
 
 @celery_app.task(name=RUN_SHARD)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -27,6 +28,7 @@ from app.schemas import (
     SamplesPublic,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
 
@@ -42,6 +44,7 @@ def submit(
     audit, created = audits.submit_audit(session, settings, body, key)
     if created:
         audits.enqueue_audit(session, celery, settings, audit)
+        log.info("audit queued by key %s", key.prefix, extra={"audit_id": audit.id})
     else:
         response.status_code = 200
     return audits.to_public(session, settings, audit)

@@ -21,6 +21,7 @@ def to_public(dataset: Dataset) -> DatasetPublic:
         size_bytes=dataset.size_bytes,
         fields=list(dataset.fields),
         filename=dataset.filename,
+        created_by=dataset.created_by,
         created_at=dataset.created_at,
     )
 
@@ -29,11 +30,13 @@ def to_public(dataset: Dataset) -> DatasetPublic:
 def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,
-    _key: SubmitKey,
+    key: SubmitKey,
     response: Response,
     file: UploadFile = File(...),
 ) -> DatasetPublic:
-    dataset, created = store_upload(session, settings, file.file, file.filename or "upload")
+    dataset, created = store_upload(
+        session, settings, file.file, file.filename or "upload", created_by=key.id
+    )
     if not created:
         response.status_code = 200
     return to_public(dataset)

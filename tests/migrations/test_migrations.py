@@ -17,6 +17,7 @@ TABLES = {
     "shards",
     "sample_results",
     "webhook_deliveries",
+    "worker_hosts",
 }
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
+import torch
 
 from worker.loaders.models import ModelError, cached_causal_lm, resolve_model
 
@@ -33,3 +35,63 @@ def test_models_needing_remote_code_or_pickles_are_refused(tiny_lm, tmp_path) ->
 def test_unknown_uri_schemes_are_refused(tmp_path) -> None:
     with pytest.raises(ModelError, match="unsupported model URI"):
         resolve_model("s3://bucket/model", [tmp_path])
+
+
+def _pickled_copy(tiny_lm, tmp_path):
+    """The demo model with its weights as a torch.save pickle instead of safetensors."""
+    from safetensors.torch import load_file
+
+    copy = tmp_path / "pickled"
+    shutil.copytree(tiny_lm.model_dir, copy)
+    torch.save(load_file(copy / "model.safetensors"), copy / "pytorch_model.bin")
+    (copy / "model.safetensors").unlink()
+    return copy
+
+
+def test_pickled_weights_load_only_when_allowed_and_score_the_same(tiny_lm, tmp_path) -> None:
+    copy = _pickled_copy(tiny_lm, tmp_path)
+    with pytest.raises(ModelError, match="MEMAUDIT_ALLOW_PICKLE_WEIGHTS"):
+        resolve_model(f"path:{copy}", [tmp_path])
+    spec = resolve_model(f"path:{copy}", [tmp_path], allow_pickle=True)
+    assert spec.pickled
+    pickled = cached_causal_lm(spec)
+    original = cached_causal_lm(resolve_model(f"path:{tiny_lm.model_dir}", [tiny_lm.model_dir]))
+    ids = torch.tensor([original.encode("the canary sings a secret number 4711")])
+    with torch.inference_mode():
+        assert torch.equal(pickled.model(ids).logits, original.model(ids).logits)
+
+
+class _RunsCode:
+    """Unpickling this object would run a shell command (the classic malicious checkpoint)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running(tiny_lm, tmp_path) -> None:
+    copy = _pickled_copy(tiny_lm, tmp_path)
+    marker = tmp_path / "pwned"
+    torch.save({"transformer.wte.weight": _RunsCode(marker)}, copy / "pytorch_model.bin")
+    spec = resolve_model(f"path:{copy}", [tmp_path], allow_pickle=True)
+    with pytest.raises(ModelError, match=r"weights_only=True\) refused it"):
+        cached_causal_lm(spec)
+    assert not marker.exists()
+    # The same file through plain pickle would have run the command: the test can fail.
+    import pickle
+
+    pickle.loads(pickle.dumps(_RunsCode(marker)))
+    assert marker.exists()
+
+
+def test_links_and_dot_dot_out_of_the_root_are_refused(tiny_lm, tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(tiny_lm.model_dir, root / "linked")  # a link inside the root to a model outside
+    dot_dot = f"{root}/{os.path.relpath(tiny_lm.model_dir, root)}"
+    assert "/../" in dot_dot
+    for uri in [f"path:{root / 'linked'}", f"path:{dot_dot}"]:
+        with pytest.raises(ModelError, match="outside the allowed roots"):
+            resolve_model(uri, [root])

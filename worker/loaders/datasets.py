@@ -21,6 +21,20 @@ class DatasetError(ValueError):
         self.line_no = line_no
 
 
+class DatasetLimitExceeded(DatasetError):
+    """A dataset over one of the configured limits: the caller's request is too large."""
+
+    def __init__(self, line_no: int, message: str, limit: str, value: int) -> None:
+        super().__init__(line_no, message)
+        self.limit, self.value = limit, value
+
+
+@dataclass(frozen=True)
+class DatasetLimits:
+    max_records: int
+    max_text_chars: int
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     sha256: str
@@ -56,11 +70,26 @@ def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
     return value
 
 
-def inspect_jsonl(stream: BinaryIO, *, validate_all: bool) -> DatasetInfo:
+def check_text_length(record: dict[str, Any], line_no: int, max_chars: int) -> None:
+    text = record.get("text")
+    if isinstance(text, str) and len(text) > max_chars:
+        raise DatasetLimitExceeded(
+            line_no,
+            f"field 'text' has {len(text)} characters; the limit is {max_chars} "
+            "(MEMAUDIT_MAX_RECORD_CHARS)",
+            "max_record_chars",
+            len(text),
+        )
+
+
+def inspect_jsonl(
+    stream: BinaryIO, *, validate_all: bool, limits: DatasetLimits | None = None
+) -> DatasetInfo:
     """Hash and count a JSONL stream in one pass.
 
     Uploads are validated line by line (`validate_all`); for a large file named by path only
     the first record is parsed at submit time, and bad lines surface when a worker reads them.
+    The record count limit holds for both; it stops reading at the first record too many.
     """
     digest = hashlib.sha256()
     n_records = size = 0
@@ -70,8 +99,17 @@ def inspect_jsonl(stream: BinaryIO, *, validate_all: bool) -> DatasetInfo:
         size += len(line)
         if not line.strip():
             continue
+        if limits is not None and n_records >= limits.max_records:
+            raise DatasetLimitExceeded(
+                line_no,
+                f"more than {limits.max_records} records (MEMAUDIT_MAX_RECORDS_PER_DATASET)",
+                "max_records_per_dataset",
+                n_records + 1,
+            )
         if validate_all or n_records == 0:
             record = parse_line(line, line_no)
+            if limits is not None:
+                check_text_length(record, line_no, limits.max_text_chars)
             for key in record:
                 if key not in fields and len(fields) < MAX_FIELDS_REPORTED:
                     fields.append(key)

@@ -15,6 +15,9 @@ from worker.loaders import hf_models, mlflow_models
 from worker.loaders.errors import ModelError
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+# Pickled checkpoints: read only when allowed, and then only by torch.load(weights_only=True).
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
+PICKLE_SETTING = "MEMAUDIT_ALLOW_PICKLE_WEIGHTS"
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class ModelSpec:
     path: Path
     kind: str  # causal_lm | classifier | encoder | diffusion
     gguf_file: str | None = None  # a quantized checkpoint, dequantized on load
+    pickled: bool = False  # weights in .bin/.pt files, read with torch.load(weights_only=True)
     tokenizer_path: Path | None = None  # when the tokenizer lives apart (MLflow's layout)
 
     def fingerprint(self) -> str:
@@ -62,6 +66,7 @@ def materialize(
     mlflow_tracking_uri: str,
     cache_root: Path,
     hf_cache_dir: str = "",
+    allow_pickle: bool = False,
 ) -> ModelSpec:
     """The model on local disk, ready to load: registry models are downloaded first."""
     if uri.startswith(hf_models.PREFIX):
@@ -70,12 +75,16 @@ def materialize(
     if uri.startswith(mlflow_models.PREFIX):
         root = mlflow_models.fetch(uri, mlflow_tracking_uri, cache_root)
         model_dir, tokenizer_dir = mlflow_models.hf_directories(root)
-        local = resolve_model(f"path:{model_dir}", [root])
+        local = resolve_model(f"path:{model_dir}", [root], allow_pickle=allow_pickle)
         return replace(local, uri=uri, tokenizer_path=tokenizer_dir)
-    return resolve_model(uri, roots)
+    return resolve_model(uri, roots, allow_pickle=allow_pickle)
 
 
-def resolve_model(uri: str, roots: Sequence[Path]) -> ModelSpec:
+def pickled_weight_files(path: Path) -> list[Path]:
+    return sorted({file for pattern in PICKLE_PATTERNS for file in path.glob(pattern)})
+
+
+def resolve_model(uri: str, roots: Sequence[Path], *, allow_pickle: bool = False) -> ModelSpec:
     """Check a model URI without loading weights: cheap enough to run in the API."""
     scheme, _, rest = uri.partition(":")
     if scheme != "path" or not rest:
@@ -103,10 +112,43 @@ def resolve_model(uri: str, roots: Sequence[Path]) -> ModelSpec:
         raise ModelError(f"config.json in {rest} is not valid JSON: {exc}") from None
     if config.get("auto_map"):
         raise ModelError("model needs custom code (auto_map); remote code is never run")
-    if not any(path.glob("*.safetensors")):
-        # Pickled .bin weights can execute code when loaded; only safetensors are accepted.
-        raise ModelError(f"no .safetensors weights in {rest} (pickled weights are refused)")
-    return ModelSpec(uri=uri, path=path, kind=_model_kind(config))
+    kind = _model_kind(config)
+    if any(path.glob("*.safetensors")):
+        return ModelSpec(uri=uri, path=path, kind=kind)
+    if not pickled_weight_files(path):
+        raise ModelError(f"no weights in {rest}: expected .safetensors (or a .gguf file)")
+    if not allow_pickle:
+        # Unpickling can execute code: refused unless the operator opts in.
+        raise ModelError(
+            f"no .safetensors weights in {rest} (pickled weights are refused; "
+            f"{PICKLE_SETTING}=true reads them with torch.load(weights_only=True))"
+        )
+    return ModelSpec(uri=uri, path=path, kind=kind, pickled=True)
+
+
+def load_pickled_state(path: Path) -> dict[str, Any]:
+    """Tensors from .bin/.pt files through torch's restricted unpickler, which refuses any
+    object but tensors and plain containers (a crafted pickle fails here, unexecuted)."""
+    import pickle
+
+    import torch
+
+    state: dict[str, Any] = {}
+    for file in pickled_weight_files(path):
+        try:
+            part = torch.load(file, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            raise ModelError(
+                f"{file.name} is not a plain tensor checkpoint; "
+                f"torch.load(weights_only=True) refused it: {first_line}"
+            ) from None
+        if not isinstance(part, dict) or not all(
+            isinstance(v, torch.Tensor) for v in part.values()
+        ):
+            raise ModelError(f"{file.name} does not hold a state dict of tensors")
+        state.update(part)
+    return state
 
 
 @dataclass
@@ -176,7 +218,7 @@ def pick_device() -> tuple[str, Any]:
 
 
 def load_causal_lm(spec: ModelSpec) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # progress bars flood worker logs
@@ -185,11 +227,32 @@ def load_causal_lm(spec: ModelSpec) -> LoadedModel:
     if spec.gguf_file:
         common["gguf_file"] = spec.gguf_file  # needs the `gguf` extra; weights dequantized
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path or spec.path, **common)
-    # Pickled weights are never loaded: safetensors, or the GGUF file named above.
-    weights = {} if spec.gguf_file else {"use_safetensors": True}
-    model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **common, **weights)
+    if spec.pickled:
+        # Opted in: tensors read by load_pickled_state, handed over with the config, so
+        # transformers never opens (let alone unpickles) a weights file itself.
+        config = AutoConfig.from_pretrained(spec.path, **common)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
+        _load_state(model, load_pickled_state(spec.path))
+    else:
+        # Safetensors, or the GGUF file named above.
+        weights = {} if spec.gguf_file else {"use_safetensors": True}
+        model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **common, **weights)
     model.to(device).eval()
     return LoadedModel(spec, model, tokenizer, device, str(dtype), spec.content_sha256())
+
+
+def _load_state(model: Any, state: dict[str, Any]) -> None:
+    """Every parameter must come from the checkpoint, except those tied to another one."""
+    result = model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+    tied |= set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [name for name in result.missing_keys if name not in tied]
+    if missing or result.unexpected_keys:
+        raise ModelError(
+            f"the pickled checkpoint does not match the config: missing {missing[:5]}, "
+            f"unexpected {list(result.unexpected_keys)[:5]}"
+        )
 
 
 # A target and its reference model stay resident; older models are dropped first.
