@@ -60,7 +60,7 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(log_format: str = "json", level: str = "INFO") -> None:
+def configure_logging(log_format: str = "json", level: str | int = "INFO") -> None:
     """One handler on the root logger: uvicorn, Celery and our own loggers all go through it."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -68,7 +68,7 @@ def configure_logging(log_format: str = "json", level: str = "INFO") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level.upper() if isinstance(level, str) else level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

@@ -13,6 +13,7 @@ from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
 from app.db import Database
 from app.errors import install_error_handlers
+from app.openapi import documented_openapi
 from app.request_context import RequestContextMiddleware
 from worker.celery_app import create_celery
 
@@ -49,4 +50,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         application.include_router(router)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     application.add_middleware(RequestContextMiddleware)
+    application.openapi = lambda: documented_openapi(application)  # type: ignore[method-assign]
     return application

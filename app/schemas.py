@@ -2,16 +2,54 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
 
 from app.models import real_value
 
+MAX_DB_INT = 2**31 - 1  # an INTEGER column (sample indexes, offsets) holds no more
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Stored naive in UTC (app.db.utcnow); sent as RFC 3339 with its offset, as the schema says.
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def _refuse_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
+    return value
+
 
 class StrictModel(BaseModel):
+    """What may come in: no unknown fields, and no NUL anywhere (PostgreSQL text refuses it)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        return _refuse_nul(data)
 
 
 class ModelRef(StrictModel):
@@ -60,9 +98,9 @@ class AuditPublic(BaseModel):
     verdict: dict[str, Any] | None = None
     created_by: str | None = Field(None, description="id of the API key that submitted it")
     cancel_requested: bool
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     report_url: str
 
 
@@ -136,8 +174,8 @@ class PolicyPublic(BaseModel):
     checks: list[dict[str, Any]]
     thresholds: list[dict[str, Any]]
     enabled: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class PoliciesPublic(BaseModel):
@@ -154,7 +192,7 @@ class CallbackDeliveryPublic(BaseModel):
     error: str | None
     duration_ms: int
     delivered: bool
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class CallbackDeliveriesPublic(BaseModel):
@@ -171,7 +209,7 @@ class DatasetPublic(BaseModel):
     fields: list[str]
     filename: str
     created_by: str | None = Field(None, description="id of the API key that uploaded it")
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class CheckPublic(BaseModel):
@@ -197,3 +235,8 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ReadyPublic(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from app import audits
@@ -17,6 +17,7 @@ from app.dashboard.pages import export_context
 from app.dashboard.rendering import render_export
 from app.deps import CeleryDep, ReadKey, SessionDep, SettingsDep, SubmitKey
 from app.schemas import (
+    MAX_DB_INT,
     AuditCreate,
     AuditPublic,
     AuditsPublic,
@@ -60,7 +61,7 @@ def list_audits(
     family: Annotated[str | None, Query(description="every version of one model")] = None,
     label: Annotated[str | None, Query(description="name:value")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> AuditsPublic:
     rows, count = audits.list_audits(
         session,
@@ -112,7 +113,7 @@ def samples(
     member: Annotated[bool | None, Query(description="only members or non-members")] = None,
     q: Annotated[str | None, Query(max_length=200, description="sample id contains")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> SamplesPublic:
     audit = audits.get_audit(session, audit_id)
     rows, count = audits.list_samples(
@@ -131,7 +132,10 @@ def samples(
 
 @router.get("/{audit_id}/samples/{sample_index}", response_model=SampleRecordPublic)
 def sample(
-    audit_id: str, sample_index: int, session: SessionDep, _key: ReadKey
+    audit_id: str,
+    sample_index: Annotated[int, Path(ge=0, le=MAX_DB_INT)],
+    session: SessionDep,
+    _key: ReadKey,
 ) -> SampleRecordPublic:
     rows = audits.get_sample(session, audits.get_audit(session, audit_id), sample_index)
     return SampleRecordPublic(
@@ -172,7 +176,11 @@ def _csv_lines(pages: Iterator[list]) -> Iterator[str]:
         yield buffer.getvalue()
 
 
-@router.get("/{audit_id}/samples.csv")
+@router.get(
+    "/{audit_id}/samples.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "every per-sample row"}},
+)
 def samples_csv(
     audit_id: str, request: Request, session: SessionDep, _key: ReadKey, check: str | None = None
 ) -> StreamingResponse:

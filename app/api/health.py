@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.schemas import ReadyPublic
+
 router = APIRouter(tags=["health"])
 
 
@@ -13,7 +15,11 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadyPublic,
+    responses={503: {"model": ReadyPublic, "description": "database or broker unreachable"}},
+)
 def readyz(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:

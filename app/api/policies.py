@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from app import policies
 from app.deps import AdminKey, SessionDep, SettingsDep
-from app.schemas import PoliciesPublic, PolicyCreate, PolicyPublic, PolicyUpdate
+from app.schemas import MAX_DB_INT, PoliciesPublic, PolicyCreate, PolicyPublic, PolicyUpdate
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
@@ -25,7 +25,7 @@ def list_all(
     session: SessionDep,
     _key: AdminKey,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> PoliciesPublic:
     rows, count = policies.list_policies(session, limit, offset)
     return PoliciesPublic(data=[policies.to_public(p) for p in rows], count=count)

@@ -65,8 +65,11 @@ def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
         raise DatasetError(line_no, f"not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise DatasetError(line_no, f"expected a JSON object, got {type(value).__name__}")
-    if len(str(value.get("id", ""))) > MAX_ID_CHARS:  # ids are indexed for the records search
+    sample_id = str(value.get("id", ""))
+    if len(sample_id) > MAX_ID_CHARS:  # ids are indexed for the records search
         raise DatasetError(line_no, f"field 'id' is longer than {MAX_ID_CHARS} characters")
+    if "\x00" in sample_id:  # ids are stored as text, which PostgreSQL cannot hold NUL in
+        raise DatasetError(line_no, "field 'id' contains a NUL character")
     return value
 
 
