@@ -115,12 +115,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """A real `memaudit worker --beat` process in its own process group."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.log_path = log_path
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker", "--beat", "--loglevel", "INFO"],
-            env=settings_env(settings),
+            env={**settings_env(settings), **(extra_env or {})},
             cwd=REPO,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -154,7 +156,7 @@ class Stack:
     db: Database
     client: object  # fastapi.testclient.TestClient
     headers: dict[str, str]
-    start_worker: Callable[[], WorkerProcess]
+    start_worker: Callable[..., WorkerProcess]
 
 
 def wait_for(
@@ -197,8 +199,9 @@ def make_stack(tmp_path: Path, tiny_lm: DemoArtifacts) -> Iterator[Callable[...,
         client = TestClient(create_app(settings))
         clients.append(client)
 
-        def start_worker() -> WorkerProcess:
-            worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log")
+        def start_worker(extra_env: dict[str, str] | None = None) -> WorkerProcess:
+            log_path = tmp_path / f"worker-{len(workers)}.log"
+            worker = WorkerProcess(settings, log_path, extra_env)
             workers.append(worker)
             return worker
 

@@ -6,6 +6,7 @@ CLI or a test alike. Celery-specific failure handling lives in `worker/tasks.py`
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import platform
@@ -15,12 +16,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from app.config import Settings
 from app.db import Database
 from app.logs import bind
 from worker import shard_store
 from worker.checks import parse_checks
 from worker.engine.scoring import plan_batches
+from worker.lease_keeper import LeaseKeeper
 from worker.lm_passes import TextRecord, audit_plan, compute_batch
 from worker.loaders.datasets import (
     DatasetError,
@@ -37,6 +41,29 @@ log = logging.getLogger(__name__)
 
 class PermanentError(ValueError):
     """Retrying cannot help (bad data, unusable model, impossible params)."""
+
+
+OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)  # host RAM, or the accelerator's
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, OUT_OF_MEMORY)
+
+
+def out_of_memory_message(exc: BaseException, settings: Settings) -> str:
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (
+        f"out of memory scoring a batch of up to {settings.batch_size} sequences "
+        f"({type(exc).__name__}: {first_line}); lower MEMAUDIT_BATCH_SIZE, set max_tokens, "
+        "or run on a device with more memory"
+    )
+
+
+def release_accelerator_memory() -> None:
+    """What a failed batch held goes back, so the next audit on this worker starts clean."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def worker_identity() -> str:
@@ -80,24 +107,31 @@ class ShardOutcome:
 
 def run_shard(db: Database, settings: Settings, shard_id: str) -> ShardOutcome:
     """Run one shard to the end, or leave it where another worker can pick it up."""
-    claim = shard_store.claim_shard(
-        db, shard_id, worker_identity(), settings.lease_seconds, settings.max_attempts
-    )
+    try:
+        claim = shard_store.claim_shard(
+            db, shard_id, worker_identity(), settings.lease_seconds, settings.max_attempts
+        )
+    except shard_store.ShardGaveUp as gave_up:
+        return ShardOutcome("failed", gave_up.audit_id)
     if claim is None:
         return ShardOutcome("skipped")
     bind(audit_id=claim.audit_id, shard_id=shard_id)
     log.info("claimed shard: records %d-%d, attempt %d", claim.start, claim.stop - 1, claim.attempt)
     try:
-        info = _score_shard(db, settings, claim)
+        with LeaseKeeper(db, claim, settings.lease_seconds):
+            info = _score_shard(db, settings, claim)
     except shard_store.AuditStopped:
         shard_store.stop_shard(db, claim)
         return ShardOutcome("cancelled", claim.audit_id)
     except shard_store.LeaseLost:
         return ShardOutcome("skipped", claim.audit_id)
-    except (PermanentError, FileNotFoundError, ValueError) as exc:
-        # DatasetError and ModelError are ValueErrors: retrying cannot mend bad input.
-        log.error("shard failed, and its audit with it: %s", exc)
-        shard_store.fail_shard(db, claim, str(exc))
+    except (PermanentError, FileNotFoundError, ValueError, *OUT_OF_MEMORY) as exc:
+        # DatasetError and ModelError are ValueErrors: retrying cannot mend bad input, and
+        # the same batch on the same device runs out of memory again.
+        message = out_of_memory_message(exc, settings) if is_out_of_memory(exc) else str(exc)
+        log.error("shard failed, and its audit with it: %s", message)
+        release_accelerator_memory()
+        shard_store.fail_shard(db, claim, message)
         return ShardOutcome("failed", claim.audit_id)
     except BaseException as exc:
         shard_store.release_shard(db, claim, f"{type(exc).__name__}: {exc}")

@@ -33,6 +33,14 @@ class LeaseLost(RuntimeError):
     """Another worker took the shard over (our lease expired); stop without writing."""
 
 
+class ShardGaveUp(RuntimeError):
+    """The shard used up its attempts; the audit has been failed with the last error."""
+
+    def __init__(self, audit_id: str) -> None:
+        super().__init__(audit_id)
+        self.audit_id = audit_id
+
+
 class AuditStopped(RuntimeError):
     """The audit was cancelled or failed elsewhere; stop between batches."""
 
@@ -50,7 +58,8 @@ class Claim:
 def claim_shard(
     db: Database, shard_id: str, owner: str, lease_seconds: int, max_attempts: int
 ) -> Claim | None:
-    """Take the shard if it is queued or its lease ran out; None if someone else owns it."""
+    """Take the shard if it is queued or its lease ran out; None if someone else owns it or
+    the audit has ended. Raises ShardGaveUp when this claim would exceed max_attempts."""
     now = utcnow()
     with db.session() as session:
         claimed = session.execute(
@@ -76,19 +85,19 @@ def claim_shard(
         if audit.status not in AuditStatus.ACTIVE or audit.cancel_requested:
             shard.status, shard.lease_owner = ShardStatus.CANCELLED, None
             return None
-        if shard.attempts > max_attempts:
-            message = f"shard {shard.index} gave up after {max_attempts} attempts"
-            if shard.error:
-                message += f"; last error: {shard.error}"
-            _fail(session, shard, audit.id, message)
-            return None
-        session.execute(
-            update(Audit)
-            .where(Audit.id == audit.id, Audit.status == AuditStatus.QUEUED)
-            .values(status=AuditStatus.RUNNING, started_at=now)
-        )
-        record_worker_host(session)
-        return Claim(shard.id, owner, audit.id, shard.start, shard.stop, shard.attempts)
+        if shard.attempts <= max_attempts:
+            session.execute(
+                update(Audit)
+                .where(Audit.id == audit.id, Audit.status == AuditStatus.QUEUED)
+                .values(status=AuditStatus.RUNNING, started_at=now)
+            )
+            record_worker_host(session)
+            return Claim(shard.id, owner, audit.id, shard.start, shard.stop, shard.attempts)
+        message = f"shard {shard.index} gave up after {max_attempts} attempts"
+        if shard.error:
+            message += f"; last error: {shard.error}"
+        _fail(session, shard, audit.id, message)
+    raise ShardGaveUp(audit.id)  # after the commit, so the failure is stored
 
 
 def load_audit(db: Database, audit_id: str) -> Audit:
@@ -170,6 +179,23 @@ def write_batch(
             raise LeaseLost(claim.shard_id)
         if rows:
             session.execute(_upsert_statement(session, rows))
+
+
+def renew_lease(db: Database, claim: Claim, lease_seconds: int) -> bool:
+    """Extend our lease; False when it is no longer ours (another worker took the shard)."""
+    with db.session() as session:
+        return (
+            session.execute(
+                update(Shard)
+                .where(
+                    Shard.id == claim.shard_id,
+                    Shard.lease_owner == claim.owner,
+                    Shard.status == ShardStatus.RUNNING,
+                )
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            ).rowcount
+            == 1
+        )
 
 
 def complete_shard(db: Database, claim: Claim, info: dict[str, Any]) -> bool:

@@ -80,7 +80,7 @@ def run_shard(shard_id: str) -> str:
     except Exception:
         # The shard is back in the queue (the runner released it); try again after a pause.
         log.exception("shard %s hit an unexpected error; it will be retried", shard_id)
-        run_shard.apply_async((shard_id,), countdown=10)
+        run_shard.apply_async((shard_id,), countdown=settings.retry_delay_seconds)
         return "retry"
     if outcome.audit_complete:
         finalize_audit.delay(outcome.audit_id)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from app.models import SampleResult, Shard
 from tests.conftest import filler_records, wait_for, write_jsonl
-from tests.flows import run_canary_audit, submit, wait_final
+from tests.flows import all_samples, run_canary_audit, submit, wait_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -40,7 +40,7 @@ def _shard(stack, audit_id: str) -> Shard:
 
 
 def test_worker_killed_mid_shard_recovers(make_stack, postgres_url, redis_url, tiny_lm):
-    n = 4000
+    n = 1500
     stack = make_stack(
         database_url=postgres_url, broker_url=redis_url, shard_size=n, batch_size=2, lease_seconds=3
     )
@@ -76,3 +76,17 @@ def test_worker_killed_mid_shard_recovers(make_stack, postgres_url, redis_url, t
     shard = _shard(stack, audit["id"])
     assert shard.attempts == 2 and shard.status == "succeeded"
     assert audit["provenance"]["timings"]["retried_shards"] == 1
+
+    # The same audit again, undisturbed: every record's values are the same, to the bit.
+    calm = submit(stack.client, stack.headers, tiny_lm.model_dir, f"path:{dataset}")
+    calm = wait_final(stack.client, stack.headers, calm["id"], timeout=240)
+    assert calm["status"] == "succeeded", calm
+    recovered = {
+        r["sample_index"]: r["values"]
+        for r in all_samples(stack.client, stack.headers, audit["id"])
+    }
+    undisturbed = {
+        r["sample_index"]: r["values"] for r in all_samples(stack.client, stack.headers, calm["id"])
+    }
+    assert len(recovered) == n and recovered == undisturbed
+    assert audit["summary"] == calm["summary"]

@@ -218,6 +218,20 @@ def pick_device() -> tuple[str, Any]:
 
 
 def load_causal_lm(spec: ModelSpec) -> LoadedModel:
+    """Load once per process; a model that cannot be loaded is a ModelError (retrying the same
+    files cannot mend them), with what the library said."""
+    try:
+        return _load_causal_lm(spec)
+    except ModelError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelError(
+            f"could not load the model in {spec.path.name}: {type(exc).__name__}: {first_line}"
+        ) from exc
+
+
+def _load_causal_lm(spec: ModelSpec) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
