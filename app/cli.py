@@ -248,7 +248,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         # log_config=None: uvicorn's lines go through our (JSON) root handler too.
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
+        options = {"host": args.host, "port": args.port, "log_config": None}
+        if args.api_processes > 1:
+            # Each process builds its app from the environment: what serve decided goes there.
+            os.environ.update(MEMAUDIT_PUBLIC_URL=settings.public_url)
+            uvicorn.run("app.main:create_app", factory=True, workers=args.api_processes, **options)
+        else:
+            uvicorn.run(create_app(settings), **options)
     finally:
         supervisor.stop()
     return 0
@@ -408,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="API only")
+    serve.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="API processes sharing the port (one per core past the GIL)",
+    )
     serve.add_argument("--demo", action="store_true", help="also build and audit the demo model")
     serve.set_defaults(handler=cmd_serve)
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # Shards are the unit of retry: small enough that a crash loses little work.
     shard_size: int = Field(256, ge=1)
     batch_size: int = Field(16, ge=1)
+    # Results are written in bulk: a transaction per this many rows or this many seconds.
+    result_flush_rows: int = Field(1024, ge=1)
+    result_flush_seconds: float = Field(1.0, ge=0)
     # A shard whose worker stops heartbeating for this long is given to another worker.
     lease_seconds: int = Field(300, ge=2)
     reaper_interval_seconds: float = Field(30.0, gt=0)

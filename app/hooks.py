@@ -43,7 +43,11 @@ def verify_mlflow(
 ) -> str:
     """The delivery id of a correctly signed, fresh MLflow delivery; ApiError otherwise."""
     if not secret:
-        raise ApiError(503, "hook_not_configured", "set MEMAUDIT_MLFLOW_WEBHOOK_SECRET")
+        raise ApiError(
+            404,
+            "hook_not_configured",
+            "this service has no MLflow webhook; set MEMAUDIT_MLFLOW_WEBHOOK_SECRET to enable it",
+        )
     delivery_id = headers.get(MLFLOW_DELIVERY, "")
     timestamp = headers.get(MLFLOW_TIMESTAMP, "")
     presented = headers.get(MLFLOW_SIGNATURE, "")
@@ -63,7 +67,11 @@ def verify_mlflow(
 
 def verify_huggingface(headers: Mapping[str, str], secret: str) -> None:
     if not secret:
-        raise ApiError(503, "hook_not_configured", "set MEMAUDIT_HF_WEBHOOK_SECRET")
+        raise ApiError(
+            404,
+            "hook_not_configured",
+            "this service has no Hub webhook; set MEMAUDIT_HF_WEBHOOK_SECRET to enable it",
+        )
     presented = headers.get(HF_SECRET, "")
     if not hmac.compare_digest(presented.encode(), secret.encode()):
         raise ApiError(401, "bad_secret", "X-Webhook-Secret does not match")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -20,11 +22,19 @@ def create_key(session: Session, name: str, scope: str) -> str:
     return key
 
 
+# last_used_at is kept to the minute: writing it on every request made every read a writer
+# (SQLite's one write lock, a PostgreSQL row lock on the key) held to the end of the request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def authenticate(session: Session, key: str) -> ApiKey | None:
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == key[:KEY_PREFIX_LEN]))
     if row is None or row.revoked_at is not None or not key_matches(key, row.key_hash):
         return None
-    session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=utcnow()))
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+        session.commit()  # at once: the request does not keep the lock
     return row
 
 

@@ -69,6 +69,7 @@ def configure_logging(log_format: str = "json", level: str | int = "INFO") -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    logging.captureWarnings(True)  # warnings become log lines too, in the same format
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

@@ -26,7 +26,7 @@ ERRORS = {
     "503": "The database cannot be reached just now",
 }
 OPEN_ROUTES = {"/healthz", "/readyz"}
-WEBHOOK_ERRORS = ("400", "401", "409", "503")
+WEBHOOK_ERRORS = ("400", "401", "404", "409", "503")
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -155,6 +155,8 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
         check_text_length(record.data, record.line_no, settings.max_record_chars)
     inputs = [TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records]
     done = n_tokens = 0
+    pending: list[dict[str, Any]] = []
+    last_flush = time.monotonic()
     for batch in plan_batches([len(item.text) for item in inputs], settings.batch_size):
         values, batch_tokens = compute_batch(
             [inputs[i] for i in batch],
@@ -174,7 +176,18 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
         ]
         done += len(batch)
         n_tokens += batch_tokens
-        shard_store.write_batch(db, claim, rows, done, settings.lease_seconds)
+        pending += rows
+        # Rows go in bulk: one transaction per ~1k rows or per second, since a shard is re-run
+        # from its start after a crash anyway. Cancellation is still seen after every batch.
+        if (
+            len(pending) >= settings.result_flush_rows
+            or time.monotonic() - last_flush >= settings.result_flush_seconds
+        ):
+            shard_store.write_batch(db, claim, pending, done, settings.lease_seconds)
+            pending, last_flush = [], time.monotonic()
+        else:
+            shard_store.check_running(db, claim)
+    shard_store.write_batch(db, claim, pending, done, settings.lease_seconds)
 
     return {
         "device": target.device,

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from app.db import Database, utcnow
 from app.deployment import record_worker_host
@@ -135,21 +137,35 @@ def result_row(
     }
 
 
-def _upsert_statement(session: Session, rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
+@cache
+def upsert_statement(dialect: str) -> Insert:
+    """One statement per dialect, built and compiled once: a batch's rows go with it as
+    executemany parameters, which SQLAlchemy sends as multi-row INSERTs (insertmanyvalues).
+    Building a new multi-VALUES statement per batch spent more time compiling than writing."""
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    statement = insert(SampleResult).values(list(rows))
+    statement = insert(SampleResult.__table__)
     return statement.on_conflict_do_update(
         index_elements=["audit_id", "check", "sample_index"],
         set_={
-            "sample_id": statement.excluded.sample_id,
-            "values_json": statement.excluded.values_json,
-            "detail": statement.excluded.detail,
-            "score": statement.excluded.score,
-            "member": statement.excluded.member,
-            **{f"sort_{slot}": statement.excluded[f"sort_{slot}"] for slot in SORT_SLOTS},
+            name: statement.excluded[name]
+            for name in (
+                "sample_id",
+                "values_json",
+                "detail",
+                "score",
+                "member",
+                *(f"sort_{slot}" for slot in SORT_SLOTS),
+            )
         },
     )
+
+
+def upsert_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or overwrite rows keyed by (audit_id, check, sample_index): a re-run of a shard
+    writes the same rows again, never more."""
+    if rows:
+        connection = session.connection()
+        connection.execute(upsert_statement(connection.dialect.name), list(rows))
 
 
 def _ensure_running(session: Session, claim: Claim) -> None:
@@ -160,10 +176,16 @@ def _ensure_running(session: Session, claim: Claim) -> None:
         raise AuditStopped(status)
 
 
+def check_running(db: Database, claim: Claim) -> None:
+    """Raise AuditStopped if the audit was cancelled or failed elsewhere (one cheap read)."""
+    with db.session() as session:
+        _ensure_running(session, claim)
+
+
 def write_batch(
     db: Database, claim: Claim, rows: Sequence[dict[str, Any]], done: int, lease_seconds: int
 ) -> None:
-    """Store a batch's rows and progress, and renew the lease, in one transaction."""
+    """Store rows and progress, and renew the lease, in one transaction."""
     with db.session() as session:
         _ensure_running(session, claim)
         renewed = session.execute(
@@ -177,8 +199,7 @@ def write_batch(
         ).rowcount
         if renewed != 1:
             raise LeaseLost(claim.shard_id)
-        if rows:
-            session.execute(_upsert_statement(session, rows))
+        upsert_rows(session, rows)
 
 
 def renew_lease(db: Database, claim: Claim, lease_seconds: int) -> bool:

@@ -31,15 +31,6 @@ def stack(make_stack):
     return make_stack()
 
 
-@pytest.fixture
-def body(tiny_lm):
-    return {
-        "model": {"uri": f"path:{tiny_lm.model_dir}"},
-        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
-        "checks": [{"kind": "loss", "params": {}}],
-    }
-
-
 def test_a_valid_submission_writes_shards_and_enqueues_them(stack, body) -> None:
     response = stack.client.post("/v1/audits", headers=stack.headers, json=body)
     assert response.status_code == 202, response.text

@@ -21,15 +21,6 @@ def _upload(stack, content: bytes):
     )
 
 
-@pytest.fixture
-def body(tiny_lm):
-    return {
-        "model": {"uri": f"path:{tiny_lm.model_dir}"},
-        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
-        "checks": [{"kind": "loss", "params": {}}],
-    }
-
-
 def test_upload_size_records_and_record_length(make_stack, tmp_path) -> None:
     stack = make_stack(max_upload_bytes=4000, max_records_per_dataset=10, max_record_chars=200)
     records = filler_records(11)

@@ -144,6 +144,7 @@ def test_a_failing_model_fails_its_audit_and_the_worker_serves_on(
         database_url=postgres_url, broker_url=redis_url, max_attempts=2, retry_delay_seconds=0.5
     )
     out_of_memory = _broken_copy(tiny_lm, "oom-gpt2", lambda c: {**c, "memaudit_fault": "oom"})
+    kernel_error = _broken_copy(tiny_lm, "raising-gpt2", lambda c: {**c, "memaudit_fault": "raise"})
     # A checkpoint that does not fit its config: loading it raises, and always would.
     mismatched = _broken_copy(
         tiny_lm, "mismatched-gpt2", lambda c: {**c, "n_embd": c["n_embd"] * 2}
@@ -152,6 +153,7 @@ def test_a_failing_model_fails_its_audit_and_the_worker_serves_on(
     dataset = upload(stack.client, stack.headers, tiny_lm.dataset_path)
     oom = submit(stack.client, stack.headers, out_of_memory, dataset["uri"])
     broken = submit(stack.client, stack.headers, mismatched, dataset["uri"])
+    raising = submit(stack.client, stack.headers, kernel_error, dataset["uri"])
     healthy = submit(stack.client, stack.headers, tiny_lm.model_dir, dataset["uri"])
 
     oom = wait_final(stack.client, stack.headers, oom["id"])
@@ -163,6 +165,11 @@ def test_a_failing_model_fails_its_audit_and_the_worker_serves_on(
     assert broken["error"].startswith("could not load the model in mismatched-gpt2: RuntimeError")
     assert "ignore_mismatched_sizes" in broken["error"]
     assert {shard.attempts for shard in _shards(stack, broken["id"])} == {1}  # never retried
+    # An unexpected error may be transient: retried up to max_attempts, then the audit fails.
+    raising = wait_final(stack.client, stack.headers, raising["id"])
+    assert raising["status"] == "failed"
+    assert raising["error"].startswith("shard 0 gave up after 2 attempts; last error: RuntimeError")
+    assert "CUDNN_STATUS_EXECUTION_FAILED" in raising["error"]
     healthy = wait_final(stack.client, stack.headers, healthy["id"])
     assert healthy["status"] == "succeeded", healthy
     assert len(all_samples(stack.client, stack.headers, healthy["id"])) == 48

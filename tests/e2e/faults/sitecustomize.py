@@ -2,7 +2,8 @@
 
 A GPU running out of memory cannot happen on this machine, so a model whose config.json says
 `"memaudit_fault": "oom"` raises what CUDA raises, `torch.OutOfMemoryError`, from its forward
-pass. Nothing else is changed; only worker processes started by those tests see this file.
+pass; `"raise"` makes it raise a RuntimeError as a failing kernel does. Nothing else changes,
+and only worker processes started by those tests see this file.
 """
 
 import os
@@ -18,6 +19,8 @@ if os.environ.get("MEMAUDIT_TEST_FAULTS") == "1":
             raise torch.OutOfMemoryError(
                 "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.15 GiB total)"
             )
+        if getattr(self.config, "memaudit_fault", None) == "raise":
+            raise RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED")
         return _forward(self, *args, **kwargs)
 
     GPT2Model.forward = _forward_with_faults
