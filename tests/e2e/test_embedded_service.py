@@ -104,8 +104,9 @@ def test_extraction_and_membership_through_the_service(
     membership = audit["summary"]["membership"]["scores"]
     assert membership["loss"]["auroc"]["value"] >= 0.95
     # Its own reference: every score is 0 up to float noise (the two passes batch and pad the
-    # texts differently), so the ROC is chance.
-    assert abs(membership["ref"]["auroc"]["value"] - 0.5) < 0.05
+    # texts differently). The AUROC of noise is a coin toss (sd ~0.085 at 24 + 24 samples), so
+    # the scores themselves are what is asserted, below.
+    assert membership["ref"]["auroc"]["value"] is not None
     refs = served.client.get(
         f"/v1/audits/{audit['id']}/samples",
         headers=served.headers,
