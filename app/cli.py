@@ -88,11 +88,11 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 def ensure_admin_key(settings: Settings) -> str | None:
     """On first start, create an admin key, print it once and keep it in admin.key (0600)."""
     from app.db import Database
-    from app.keys import count_admin_keys, create_key
+    from app.keys import count_active_keys, create_key
 
     db = Database(settings.database_url)
     with db.session() as session:
-        if count_admin_keys(session):
+        if count_active_keys(session, "admin"):
             return None
         key = create_key(session, "admin", "admin")
     path = settings.admin_key_path

@@ -38,6 +38,13 @@ def _tune_sqlite(engine: Engine) -> None:
 POOL = {"pool_size": 10, "max_overflow": 30}
 
 
+def upsert_insert(dialect: str):  # type: ignore[no-untyped-def]
+    """The INSERT construct with ON CONFLICT for this dialect (both databases memaudit runs on)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(

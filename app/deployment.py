@@ -8,10 +8,9 @@ import socket
 from datetime import timedelta
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import upsert_insert, utcnow
 from app.models import WorkerHost
 
 # A host that claimed work this recently is alive: a second host must not share SQLite with it.
@@ -45,10 +44,9 @@ def record_worker_host(session: Session, hostname: str | None = None) -> None:
     """Upsert this host's last_seen: one cheap statement per claimed shard."""
     hostname = hostname or socket.gethostname()
     now = utcnow()
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[
-        session.get_bind().dialect.name
-    ]
-    statement = insert(WorkerHost).values(hostname=hostname, first_seen=now, last_seen=now)
+    statement = upsert_insert(session.get_bind().dialect.name)(WorkerHost).values(
+        hostname=hostname, first_seen=now, last_seen=now
+    )
     session.execute(
         statement.on_conflict_do_update(index_elements=["hostname"], set_={"last_seen": now})
     )

@@ -38,18 +38,12 @@ def authenticate(session: Session, key: str) -> ApiKey | None:
     return row
 
 
-def count_admin_keys(session: Session) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(ApiKey)
-        .where(ApiKey.scope == "admin", ApiKey.revoked_at.is_(None))
-    )
-
-
-def count_active_keys(session: Session) -> int:
-    return session.scalar(
-        select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
-    )
+def count_active_keys(session: Session, scope: str | None = None) -> int:
+    """Keys not revoked, of one scope when given."""
+    query = select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+    if scope is not None:
+        query = query.where(ApiKey.scope == scope)
+    return session.scalar(query)
 
 
 def list_keys(session: Session) -> list[ApiKey]:

@@ -34,6 +34,7 @@ from worker.loaders.datasets import (
     require_text,
     resolve_dataset,
 )
+from worker.loaders.errors import first_line
 from worker.loaders.models import LoadedModel, cached_causal_lm, materialize
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def out_of_memory_message(exc: BaseException, settings: Settings) -> str:
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return (
         f"out of memory scoring a batch of up to {settings.batch_size} sequences "
-        f"({type(exc).__name__}: {first_line}); lower MEMAUDIT_BATCH_SIZE, set max_tokens, "
+        f"({type(exc).__name__}: {first_line(exc)}); lower MEMAUDIT_BATCH_SIZE, set max_tokens, "
         "or run on a device with more memory"
     )
 

@@ -13,11 +13,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from app.db import Database, utcnow
+from app.db import Database, upsert_insert, utcnow
 from app.deployment import record_worker_host
 from app.models import (
     NO_VALUE,
@@ -142,8 +141,7 @@ def upsert_statement(dialect: str) -> Insert:
     """One statement per dialect, built and compiled once: a batch's rows go with it as
     executemany parameters, which SQLAlchemy sends as multi-row INSERTs (insertmanyvalues).
     Building a new multi-VALUES statement per batch spent more time compiling than writing."""
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    statement = insert(SampleResult.__table__)
+    statement = upsert_insert(dialect)(SampleResult.__table__)
     return statement.on_conflict_do_update(
         index_elements=["audit_id", "check", "sample_index"],
         set_={

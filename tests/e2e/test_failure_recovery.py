@@ -4,6 +4,7 @@ Redis restarted, PostgreSQL restarted, a shard delivered twice, a model that fai
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -168,7 +169,10 @@ def test_a_failing_model_fails_its_audit_and_the_worker_serves_on(
     # An unexpected error may be transient: retried up to max_attempts, then the audit fails.
     raising = wait_final(stack.client, stack.headers, raising["id"])
     assert raising["status"] == "failed"
-    assert raising["error"].startswith("shard 0 gave up after 2 attempts; last error: RuntimeError")
+    # Every shard raises; whichever uses up its attempts first fails the audit.
+    assert re.match(
+        r"shard [0-2] gave up after 2 attempts; last error: RuntimeError", raising["error"]
+    )
     assert "CUDNN_STATUS_EXECUTION_FAILED" in raising["error"]
     healthy = wait_final(stack.client, stack.headers, healthy["id"])
     assert healthy["status"] == "succeeded", healthy

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.security import PathNotAllowed, resolve_under_roots
 from worker.loaders import hf_models, mlflow_models
-from worker.loaders.errors import ModelError
+from worker.loaders.errors import ModelError, first_line
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # Pickled checkpoints: read only when allowed, and then only by torch.load(weights_only=True).
@@ -138,10 +138,9 @@ def load_pickled_state(path: Path) -> dict[str, Any]:
         try:
             part = torch.load(file, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
             raise ModelError(
                 f"{file.name} is not a plain tensor checkpoint; "
-                f"torch.load(weights_only=True) refused it: {first_line}"
+                f"torch.load(weights_only=True) refused it: {first_line(exc)}"
             ) from None
         if not isinstance(part, dict) or not all(
             isinstance(v, torch.Tensor) for v in part.values()
@@ -225,9 +224,8 @@ def load_causal_lm(spec: ModelSpec) -> LoadedModel:
     except ModelError:
         raise
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0]
         raise ModelError(
-            f"could not load the model in {spec.path.name}: {type(exc).__name__}: {first_line}"
+            f"could not load the model in {spec.path.name}: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
 
 
