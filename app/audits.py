@@ -30,14 +30,10 @@ from app.models import (
 from app.outbound import UrlNotAllowed, check_url
 from app.schemas import AuditCreate, AuditPublic, CheckRequest, Progress
 from app.security import PathNotAllowed, resolve_under_roots
-from worker.checks import (
-    SubmitContext,
-    UnknownCheck,
-    get_check,
-    parse_checks,
-)
+from worker.check_types import SubmitContext
+from worker.checks import UnknownCheck, get_check, parse_checks
 from worker.loaders import hf_models, mlflow_models
-from worker.loaders.datasets import DatasetError, DatasetLimitExceeded, inspect_jsonl
+from worker.loaders.datasets import DatasetError, DatasetLimitExceeded, inspect_dataset_file
 from worker.loaders.models import ModelError, resolve_model
 from worker.task_names import DELIVER_CALLBACK, RUN_SHARD, WRITE_BACK_TO_REGISTRY
 
@@ -66,8 +62,7 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
     if scheme == "path":
         try:
             path = resolve_under_roots(rest, settings.data_root_paths, kind="dataset")
-            with path.open("rb") as stream:
-                info = inspect_jsonl(stream, validate_all=False, limits=settings.dataset_limits)
+            info = inspect_dataset_file(path, settings.dataset_limits)
         except (PathNotAllowed, IsADirectoryError, PermissionError) as exc:
             raise ApiError(422, "invalid_dataset", str(exc)) from None
         except DatasetLimitExceeded as exc:
@@ -82,19 +77,22 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
     )
 
 
-def _model_kind(settings: Settings, uri: str, field: str) -> str:
+def _model_kind(settings: Settings, uri: str, field: str) -> str | None:
     """Check a model URI at submit time; the kind of model it names."""
     try:
         # Registry models: what the artifacts hold is known once the worker has them; it
-        # checks, and fails the audit clearly, if they are not a causal LM.
+        # checks, and fails the audit clearly, if the checks cannot run on that kind.
         if uri.startswith(hf_models.PREFIX):
             hf_models.check_revision(uri, settings.hf_cache_dir)
-            return "causal_lm"
+            return None
         if uri.startswith(mlflow_models.PREFIX):
             mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
-            return "causal_lm"
+            return None
         return resolve_model(
-            uri, settings.model_root_paths, allow_pickle=settings.allow_pickle_weights
+            uri,
+            settings.model_root_paths,
+            allow_pickle=settings.allow_pickle_weights,
+            allow_torchscript=settings.allow_torchscript,
         ).kind
     except ModelError as exc:
         raise ApiError(422, "invalid_model", f"{field}: {exc}") from None
@@ -148,6 +146,14 @@ def validate_checks(
         if any(existing["kind"] == kind.name for existing in checks):
             raise ApiError(422, "duplicate_check", f"check {kind.name!r} is listed twice")
         checks.append({"kind": kind.name, "params": params.model_dump(mode="json")})
+    families = {get_check(entry["kind"]).family for entry in checks}
+    if len(families) > 1:
+        raise ApiError(
+            422,
+            "incompatible_checks",
+            "LM checks (loss, extraction, membership) and classifier checks (diversity, "
+            "proxies, capacity) cannot share one audit; submit them as two audits",
+        )
     return checks
 
 

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Pickled `.bin`/`.pt` weights can run code when unpickled; off by default, and when on they
     # are read with torch.load(weights_only=True), never a plain unpickler.
     allow_pickle_weights: bool = False
+    # A TorchScript archive is a program (its graph runs as shipped); off by default.
+    allow_torchscript: bool = False
     # A worker or shard retry waits this long before the next attempt.
     retry_delay_seconds: float = Field(10.0, ge=0)
     log_format: str = Field("json", pattern="^(json|text)$")

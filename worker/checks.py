@@ -6,14 +6,22 @@ from here, and the worker computes from here: one source of truth per metric.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from worker.check_types import (
+    CheckKind,
+    CheckParams,
+    LMPlan,
+    LMSample,
+    Metric,
+    SubmitContext,
+    TableColumn,
+)
+from worker.classifier_checks import CAPACITY, DIVERSITY, PROXIES
 from worker.engine.distributions import shared_histogram
 from worker.engine.extraction import (
     default_n_grid,
@@ -25,158 +33,6 @@ from worker.engine.extraction import (
 from worker.engine.loss import sample_loss, summarize_loss
 from worker.engine.membership import membership_report, sample_scores
 from worker.engine.sampling import Scheme
-from worker.engine.token_stats import TokenStats
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    higher_is_more_memorized: bool | None  # None: descriptive, not a memorization score
-    unit: str
-    description: str
-    citation: str = ""
-
-
-@dataclass(frozen=True)
-class TableColumn:
-    """A per-sample value the records table shows and sorts by, in an indexed column."""
-
-    key: str  # a dotted path into the values: `tf_match_fraction`, `log10_pz.topk40_T1`
-    label: str
-    format: str  # number | percent | bool | int
-
-
-MAX_TABLE_COLUMNS = 4  # sample_results has this many indexed sort columns
-
-
-def metric_family(key: str) -> str:
-    """The registry metric a per-sample key belongs to: `minkpp_0.2` -> `minkpp`,
-    `log10_pz.greedy` -> `log10_pz`."""
-    first = key.split(".")[0]
-    return first.rsplit("_", 1)[0] if first.startswith("mink") else first
-
-
-def value_at(values: Mapping[str, Any], key: str) -> Any:
-    """The value at a dotted path, or None where the path does not exist."""
-    value: Any = values
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
-
-
-@dataclass(frozen=True)
-class ExtractionWindow:
-    offset: int  # first prefix token among the text tokens
-    sequence: str  # the scored sequence holding it: "text" or "window:<offset>"
-    suffix_start: int  # TokenStats index of the first suffix prediction
-    prefix_ids: tuple[int, ...] = ()
-    suffix_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class LMSample:
-    """One record as an LM check sees it, after the shared teacher-forced passes."""
-
-    sample_id: str
-    text: str
-    member: bool | None
-    duplicates: int | None
-    passes: Mapping[str, TokenStats]  # "text", "lower", "window:<offset>"
-    n_text_tokens: int = 0
-    windows: Sequence[ExtractionWindow] = ()
-    reference: TokenStats | None = None
-    same_ref_tokens: bool = False
-    # Token ids -> (prefix text, one display piece per token); for the token-by-token view.
-    render: Callable[[Sequence[int], Sequence[int]], tuple[str, list[str]]] | None = None
-
-
-@dataclass(frozen=True)
-class LMPlan:
-    """What an LM check needs from the passes, merged across the checks of an audit."""
-
-    text: bool = False
-    moments: bool = False  # μ_t and σ_t over the vocabulary (Min-K%++)
-    lower: bool = False
-    reference: bool = False
-    schemes: tuple[Scheme, ...] = ()
-    extraction: Any = None  # ExtractionParams when windows are needed
-    max_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class SubmitContext:
-    has_reference_model: bool
-
-
-class CheckParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-@dataclass(frozen=True)
-class CheckKind:
-    name: str
-    description: str
-    params_model: type[CheckParams]
-    model_kinds: tuple[str, ...]
-    required_fields: tuple[str, ...]
-    metrics: tuple[Metric, ...]
-    plan: Callable[[Any, SubmitContext], LMPlan]
-    compute: Callable[[Sequence[LMSample], Any], list[dict[str, Any]]]
-    summarize: Callable[[Sequence[dict[str, Any]], Any], dict[str, Any]]
-    # Orders records "most memorized first" (higher = more); stored in an indexed column so a
-    # million-row table sorts in the database. None sorts last.
-    rank_score: Callable[[Mapping[str, Any], Any], float | None]
-    rank_description: str
-    # The values the records table shows, most useful first; `columns` keeps those that fit
-    # the indexed sort columns.
-    table_columns: Callable[[Any], list[TableColumn]]
-    # Raises ValueError when params cannot work with this request (e.g. no reference model).
-    validate: Callable[[Any, SubmitContext], None] = field(default=lambda _p, _c: None)
-
-    def score_of(self, values: Mapping[str, Any], params: Any) -> float | None:
-        score = self.rank_score(values, params)
-        return float(score) if score is not None and math.isfinite(score) else None
-
-    def columns(self, params: Any) -> list[TableColumn]:
-        """The records table's columns: at most MAX_TABLE_COLUMNS, each an indexed sort key."""
-        return self.table_columns(params)[:MAX_TABLE_COLUMNS]
-
-    def sort_slot(self, params: Any, key: str) -> int | None:
-        """Which `sort_<n>` column holds this table column (1-based); None if none does."""
-        keys = [column.key for column in self.columns(params)]
-        return keys.index(key) + 1 if key in keys else None
-
-    def sort_values(self, values: Mapping[str, Any], params: Any) -> list[float | None]:
-        """The table columns' values as floats (booleans as 0 and 1), padded to the maximum."""
-        found: list[float | None] = []
-        for column in self.columns(params):
-            value = value_at(values, column.key)
-            number = float(value) if isinstance(value, int | float) else None
-            found.append(number if number is not None and math.isfinite(number) else None)
-        return found + [None] * (MAX_TABLE_COLUMNS - len(found))
-
-    def metric_description(self, name: str) -> str:
-        """The registry's description of a per-sample key (`minkpp_0.2` is `minkpp`'s)."""
-        family = metric_family(name)
-        return next((m.description for m in self.metrics if m.name == family), "")
-
-    def parse_params(self, raw: Mapping[str, Any]) -> CheckParams:
-        return self.params_model.model_validate(dict(raw))
-
-    def sortable_metric(self, name: str) -> bool:
-        """Per-sample fields that order_by accepts: numeric metrics, `mink_0.2`, `n_min.x.y`."""
-        return metric_family(name) in {m.name for m in self.metrics if m.unit != "bool"}
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "kind": self.name,
-            "description": self.description,
-            "params_schema": self.params_model.model_json_schema(),
-            "defaults": self.params_model().model_dump(mode="json"),
-            "model_kinds": list(self.model_kinds),
-            "required_fields": list(self.required_fields),
-            "metrics": [m.__dict__ for m in self.metrics],
-        }
 
 
 class UnknownCheck(KeyError):
@@ -649,7 +505,7 @@ MEMBERSHIP = CheckKind(
 )
 
 CHECKS: Mapping[str, CheckKind] = MappingProxyType(
-    {check.name: check for check in (LOSS, EXTRACTION, MEMBERSHIP)}
+    {check.name: check for check in (LOSS, EXTRACTION, MEMBERSHIP, DIVERSITY, PROXIES, CAPACITY)}
 )
 
 

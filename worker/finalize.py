@@ -13,6 +13,7 @@ import app
 from app.db import Database, utcnow
 from app.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
 from app.verdicts import evaluate
+from worker.check_types import CheckKind
 from worker.checks import parse_checks
 
 
@@ -63,6 +64,33 @@ def row_counts(values: Sequence[dict[str, Any]]) -> dict[str, int]:
     }
 
 
+def _check_values(session: Session, audit_id: str, kind: CheckKind) -> list[dict[str, Any]]:
+    """One check's per-sample values in sample order; with each row's detail where the
+    summary is computed from it."""
+    where = (SampleResult.audit_id == audit_id, SampleResult.check == kind.name)
+    if not kind.summarize_reads_detail:
+        return list(
+            session.scalars(
+                select(SampleResult.values).where(*where).order_by(SampleResult.sample_index)
+            ).all()
+        )
+    rows = session.execute(
+        select(SampleResult.values, SampleResult.detail)
+        .where(*where)
+        .order_by(SampleResult.sample_index)
+    ).all()
+    return [{**values, "detail": detail} for values, detail in rows]
+
+
+def _model_facts(shards: Sequence[Shard], check: str) -> dict[str, Any]:
+    """Facts about the model, the same from every shard; the first shard's are kept."""
+    for shard in sorted(shards, key=lambda s: s.index):
+        facts = (shard.info or {}).get("model_facts", {}).get(check)
+        if facts is not None:
+            return facts
+    return {}
+
+
 @dataclass(frozen=True)
 class Finalized:
     status: str
@@ -87,17 +115,15 @@ def finalize_audit(db: Database, audit_id: str) -> Finalized:
         counts: dict[str, dict[str, int]] = {}
         error = None
         for kind, params in parse_checks(audit.checks):
-            values = session.scalars(
-                select(SampleResult.values)
-                .where(SampleResult.audit_id == audit_id, SampleResult.check == kind.name)
-                .order_by(SampleResult.sample_index)
-            ).all()
+            values = _check_values(session, audit_id, kind)
             counts[kind.name] = row_counts(values)
             try:
                 summary[kind.name] = kind.summarize(values, params)
             except (ValueError, ArithmeticError) as exc:
                 error = f"summary of {kind.name} failed: {exc}"
                 break
+            if kind.model_facts is not None:
+                summary[kind.name]["model"] = _model_facts(shards, kind.name)
         now = utcnow()
         final = AuditStatus.FAILED if error else AuditStatus.SUCCEEDED
         closed = session.execute(

@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from worker.checks import (
+from worker.check_types import (
     CheckKind,
     CheckParams,
     ExtractionWindow,
     LMPlan,
     LMSample,
     SubmitContext,
-    merge_plans,
 )
+from worker.checks import merge_plans
 from worker.engine.extraction import window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
 from worker.loaders.models import LoadedModel

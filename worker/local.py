@@ -12,9 +12,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.checks import SubmitContext, parse_checks
+from worker.check_types import SubmitContext
+from worker.checks import parse_checks
+from worker.classifier_passes import ClassifierContext, labelled
 from worker.engine.scoring import plan_batches
 from worker.lm_passes import TextRecord, audit_plan, compute_batch
+from worker.loaders.classifiers import LoadedClassifier, cached_classifier
+from worker.loaders.datasets import iter_records
 from worker.loaders.models import LoadedModel, cached_causal_lm, resolve_model
 
 
@@ -59,3 +63,36 @@ def audit_texts(
         kind.name: {"samples": per_check[n], "summary": kind.summarize(per_check[n], params)}
         for n, (kind, params) in enumerate(parsed)
     }
+
+
+def load_local_classifier(path: str | Path) -> LoadedClassifier:
+    """A local classifier, encoder or (for `diversity`) causal LM directory."""
+    resolved = Path(path).resolve()
+    return cached_classifier(resolve_model(f"path:{resolved}", [resolved.parent]))
+
+
+def audit_records(
+    model: str | Path | LoadedClassifier,
+    dataset: str | Path,
+    checks: Iterable[Mapping[str, Any]],
+    *,
+    batch_size: int = 64,
+) -> dict[str, dict[str, Any]]:
+    """The classifier checks over a JSONL or .npz file: per check, the per-sample values (in
+    file order), the summary and, where the check has them, the model facts under "model"."""
+    loaded = model if isinstance(model, LoadedClassifier) else load_local_classifier(model)
+    parsed = parse_checks(list(checks))
+    path = Path(dataset)
+    context = ClassifierContext(loaded, path, batch_size)
+    need_label = any("label" in kind.required_fields for kind, _ in parsed)
+    records = [labelled(r, loaded.input_kind, need_label) for r in iter_records(path)]
+    result = {}
+    for kind, params in parsed:
+        if kind.family != "classifier":
+            raise ValueError(f"{kind.name} is an LM check: use audit_texts")
+        samples = kind.compute(context, records, params)
+        summary = kind.summarize(samples, params)
+        if kind.model_facts is not None:
+            summary["model"] = kind.model_facts(context, params)
+        result[kind.name] = {"samples": samples, "summary": summary}
+    return result

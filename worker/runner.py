@@ -13,7 +13,9 @@ import platform
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,9 +25,11 @@ from app.db import Database
 from app.logs import bind
 from worker import shard_store
 from worker.checks import parse_checks
+from worker.classifier_passes import ClassifierContext, labelled
 from worker.engine.scoring import plan_batches
 from worker.lease_keeper import LeaseKeeper
 from worker.lm_passes import TextRecord, audit_plan, compute_batch
+from worker.loaders.classifiers import LoadedClassifier, cached_classifier
 from worker.loaders.datasets import (
     DatasetError,
     Record,
@@ -35,7 +39,7 @@ from worker.loaders.datasets import (
     resolve_dataset,
 )
 from worker.loaders.errors import first_line
-from worker.loaders.models import LoadedModel, cached_causal_lm, materialize
+from worker.loaders.models import LoadedModel, ModelSpec, cached_causal_lm, materialize
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +88,27 @@ def _duplicates(record: Record) -> int | None:
     raise DatasetError(record.line_no, "field 'duplicates' must be a non-negative integer")
 
 
-def _load(uri: str, settings: Settings) -> LoadedModel:
-    spec = materialize(
+def _spec(uri: str, settings: Settings) -> ModelSpec:
+    return materialize(
         uri,
         settings.model_root_paths,
         mlflow_tracking_uri=settings.mlflow_tracking_uri,
         cache_root=settings.model_cache_dir,
         hf_cache_dir=settings.hf_cache_dir,
         allow_pickle=settings.allow_pickle_weights,
+        allow_torchscript=settings.allow_torchscript,
     )
+
+
+def _load(uri: str, settings: Settings) -> LoadedModel:
+    spec = _spec(uri, settings)
     if spec.kind != "causal_lm":
         raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
     return cached_causal_lm(spec)
+
+
+def _load_classifier(uri: str, settings: Settings) -> LoadedClassifier:
+    return cached_classifier(_spec(uri, settings))
 
 
 @dataclass(frozen=True)
@@ -141,32 +154,30 @@ def run_shard(db: Database, settings: Settings, shard_id: str) -> ShardOutcome:
     return ShardOutcome("succeeded", claim.audit_id, complete)
 
 
+# Classifier checks score this many records per chunk between writes and cancel checks.
+CLASSIFIER_CHUNK = 256
+
+
 def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> dict[str, Any]:
     started = time.perf_counter()
     audit = shard_store.load_audit(db, claim.audit_id)
     checks = parse_checks(audit.checks)
     dataset = resolve_dataset(audit.dataset_uri, settings.datasets_dir, settings.data_root_paths)
     records = list(iter_records(dataset, claim.start, claim.stop))
-    target = _load(audit.model_uri, settings)
-    plan, max_tokens = audit_plan(checks, target, audit.reference_model_uri is not None)
-    reference = _load(audit.reference_model_uri, settings) if plan.reference else None
-
     for record in records:  # a file named by path was only sampled at submit time
         check_text_length(record.data, record.line_no, settings.max_record_chars)
-    inputs = [TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records]
+    families = {kind.family for kind, _ in checks}
+    if len(families) > 1:
+        raise PermanentError("LM checks and classifier checks cannot share one audit")
+    spec = _spec(audit.model_uri, settings)
+    if families == {"classifier"}:
+        batches, info = _classifier_batches(settings, audit, checks, dataset, records, spec)
+    else:
+        batches, info = _lm_batches(settings, audit, checks, records, spec)
     done = n_tokens = 0
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
-    for batch in plan_batches([len(item.text) for item in inputs], settings.batch_size):
-        values, batch_tokens = compute_batch(
-            [inputs[i] for i in batch],
-            checks,
-            plan,
-            target,
-            reference,
-            max_tokens,
-            settings.batch_size,
-        )
+    for batch, values, batch_tokens in batches:
         rows = [
             shard_store.result_row(
                 claim.audit_id, kind, params, records[i].index, records[i].sample_id, sample_values
@@ -188,15 +199,84 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
         else:
             shard_store.check_running(db, claim)
     shard_store.write_batch(db, claim, pending, done, settings.lease_seconds)
+    info.update(
+        seconds=round(time.perf_counter() - started, 3),
+        n_tokens=n_tokens,
+        worker=claim.owner,
+        attempt=claim.attempt,
+        python=platform.python_version(),
+    )
+    return info
 
-    return {
+
+Batches = Iterator[tuple[list[int], list[list[dict[str, Any]]], int]]
+
+
+def _lm_batches(
+    settings: Settings, audit: Any, checks: list, records: list[Record], spec: ModelSpec
+) -> tuple[Batches, dict[str, Any]]:
+    if spec.kind != "causal_lm":
+        raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
+    target = cached_causal_lm(spec)
+    plan, max_tokens = audit_plan(checks, target, audit.reference_model_uri is not None)
+    reference = _load(audit.reference_model_uri, settings) if plan.reference else None
+    inputs = [TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records]
+
+    def batches() -> Batches:
+        for batch in plan_batches([len(item.text) for item in inputs], settings.batch_size):
+            values, batch_tokens = compute_batch(
+                [inputs[i] for i in batch],
+                checks,
+                plan,
+                target,
+                reference,
+                max_tokens,
+                settings.batch_size,
+            )
+            yield batch, values, batch_tokens
+
+    info = {
         "device": target.device,
         "dtype": target.dtype,
         "model_sha256": target.content_sha256,
         "reference_model_sha256": reference.content_sha256 if reference else None,
-        "seconds": round(time.perf_counter() - started, 3),
-        "n_tokens": n_tokens,
-        "worker": claim.owner,
-        "attempt": claim.attempt,
-        "python": platform.python_version(),
     }
+    return batches(), info
+
+
+def _classifier_batches(
+    settings: Settings,
+    audit: Any,
+    checks: list,
+    dataset: Path,
+    records: list[Record],
+    spec: ModelSpec,
+) -> tuple[Batches, dict[str, Any]]:
+    unsupported = [kind.name for kind, _ in checks if spec.kind not in kind.model_kinds]
+    if unsupported:
+        raise PermanentError(f"checks {unsupported} do not support {spec.kind} models")
+    model = cached_classifier(spec)
+    need_label = any("label" in kind.required_fields for kind, _ in checks)
+    inputs = [labelled(r, model.input_kind, need_label) for r in records]
+    context = ClassifierContext(
+        model, dataset, settings.batch_size, load_model=lambda uri: _load_classifier(uri, settings)
+    )
+    facts = {
+        kind.name: kind.model_facts(context, params)
+        for kind, params in checks
+        if kind.model_facts is not None
+    }
+
+    def batches() -> Batches:
+        for start in range(0, len(inputs), CLASSIFIER_CHUNK):
+            chunk = list(range(start, min(start + CLASSIFIER_CHUNK, len(inputs))))
+            part = [inputs[i] for i in chunk]
+            yield chunk, [kind.compute(context, part, params) for kind, params in checks], 0
+
+    info = {
+        "device": model.device,
+        "dtype": model.dtype,
+        "model_sha256": model.content_sha256,
+        "model_facts": facts,
+    }
+    return batches(), info

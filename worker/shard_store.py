@@ -27,7 +27,7 @@ from app.models import (
     Shard,
     ShardStatus,
 )
-from worker.checks import CheckKind
+from worker.check_types import CheckKind
 
 
 class LeaseLost(RuntimeError):

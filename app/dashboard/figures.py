@@ -16,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from worker.checks import metric_family
+from worker.check_types import metric_family
 
 MEMBER_COLOR = "#c2410c"  # training data: warm
 NONMEMBER_COLOR = "#0f766e"  # held-out data: cool

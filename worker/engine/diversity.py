@@ -111,3 +111,26 @@ def layer_diversity(
     # I(A;A) = H(A) exactly, not up to rounding of H_i + H_i - H_ii.
     np.fill_diagonal(mi, entropy)
     return LayerDiversity(entropy, occupied, mi, estimator, n_samples, n_bins)
+
+
+def neuron_entropy(bins: np.ndarray, n_bins: int, estimator: str = "plugin") -> np.ndarray:
+    """Per-neuron entropy alone (no pairs): what a layer too wide for all its pairs still gets."""
+    n_samples, n_neurons = bins.shape
+    counts = np.zeros((n_neurons, n_bins))
+    for neuron in range(n_neurons):
+        counts[neuron] = np.bincount(bins[:, neuron], minlength=n_bins)
+    entropy = _plogp_sum(counts, n_samples, axis=(1,))
+    if estimator == "miller_madow":
+        entropy = entropy + ((counts > 0).sum(axis=1) - 1) / (2 * n_samples)
+    return entropy
+
+
+def neurons_for_pairs(n_neurons: int, max_pairs: int | None, seed: int) -> np.ndarray:
+    """All neurons, or the largest seeded random subset whose pairs fit in `max_pairs`."""
+    if max_pairs is None or n_neurons * (n_neurons - 1) // 2 <= max_pairs:
+        return np.arange(n_neurons)
+    size = int((1 + np.sqrt(1 + 8 * max_pairs)) // 2)
+    while size * (size - 1) // 2 > max_pairs:
+        size -= 1
+    chosen = np.random.default_rng(seed).choice(n_neurons, size=max(size, 2), replace=False)
+    return np.sort(chosen)

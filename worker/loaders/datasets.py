@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from worker.loaders.array_datasets import ArrayDatasetError, inspect_npz, iter_npz
+
 # A record's `id` falls back to its index; `text` is what LM checks read.
 MAX_FIELDS_REPORTED = 50
 
@@ -122,6 +124,10 @@ def inspect_jsonl(
 
 def iter_records(path: Path, start: int = 0, stop: int | None = None) -> Iterator[Record]:
     """Records with index in [start, stop), parsed lazily so memory stays flat."""
+    if path.suffix == ".npz":
+        for position, data in iter_npz(path, start, stop):
+            yield Record(position, position + 1, data)  # "line" = row, 1-based
+        return
     index = 0
     with path.open("rb") as stream:
         for line_no, line in enumerate(stream, start=1):
@@ -132,6 +138,42 @@ def iter_records(path: Path, start: int = 0, stop: int | None = None) -> Iterato
             if index >= start:
                 yield Record(index, line_no, parse_line(line, line_no))
             index += 1
+
+
+def inspect_dataset_file(path: Path, limits: DatasetLimits | None = None) -> DatasetInfo:
+    """A file named by path: JSONL (first record parsed) or an `.npz` archive."""
+    if path.suffix == ".npz":
+        try:
+            sha, n_records, size, fields = inspect_npz(path)
+        except ArrayDatasetError as exc:
+            raise DatasetError(1, str(exc)) from None
+        if limits is not None and n_records > limits.max_records:
+            raise DatasetLimitExceeded(
+                1,
+                f"more than {limits.max_records} records (MEMAUDIT_MAX_RECORDS_PER_DATASET)",
+                "max_records_per_dataset",
+                n_records,
+            )
+        return DatasetInfo(sha, n_records, size, fields)
+    with path.open("rb") as stream:
+        return inspect_jsonl(stream, validate_all=False, limits=limits)
+
+
+def require_label(record: Record) -> int:
+    value = record.data.get("label")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DatasetError(record.line_no, "field 'label' must be a non-negative integer")
+    return value
+
+
+def require_input(record: Record, input_kind: str) -> Any:
+    """`text` for token models, `features` (numbers, nested lists allowed) for the others."""
+    if input_kind == "text":
+        return require_text(record)
+    features = record.data.get("features")
+    if not isinstance(features, list) or not features:
+        raise DatasetError(record.line_no, "field 'features' must be a non-empty list of numbers")
+    return features
 
 
 def require_text(record: Record) -> str:

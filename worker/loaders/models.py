@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.security import PathNotAllowed, resolve_under_roots
-from worker.loaders import hf_models, mlflow_models
+from worker.loaders import builtin_nets, hf_models, mlflow_models
 from worker.loaders.errors import ModelError, first_line
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -28,6 +28,8 @@ class ModelSpec:
     gguf_file: str | None = None  # a quantized checkpoint, dequantized on load
     pickled: bool = False  # weights in .bin/.pt files, read with torch.load(weights_only=True)
     tokenizer_path: Path | None = None  # when the tokenizer lives apart (MLflow's layout)
+    format: str = "hf"  # hf | builtin (safetensors + built-in architecture) | torchscript
+    config: dict[str, Any] | None = None  # config.json as read at resolve time
 
     def fingerprint(self) -> str:
         """Cheap identity of the files on disk (names, sizes, mtimes): the cache key."""
@@ -50,13 +52,43 @@ class ModelSpec:
         return digest.hexdigest()
 
 
+CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForImageClassification")
+TORCHSCRIPT_KEY = "memaudit_torchscript"
+TORCHSCRIPT_FILE = "model.torchscript"
+TORCHSCRIPT_SETTING = "MEMAUDIT_ALLOW_TORCHSCRIPT"
+
+
 def _model_kind(config: dict[str, Any]) -> str:
     architectures = config.get("architectures") or []
     if any(name.endswith(CAUSAL_LM_SUFFIXES) for name in architectures):
         return "causal_lm"
-    if any(name.endswith("ForSequenceClassification") for name in architectures):
+    if any(name.endswith(CLASSIFIER_SUFFIXES) for name in architectures):
         return "classifier"
+    # A bare encoder (BertModel, RobertaModel, ...): hidden states only, for `diversity`.
+    if architectures and all(name.endswith("Model") for name in architectures):
+        return "encoder"
     raise ModelError(f"unsupported model architecture {architectures or '(none given)'}")
+
+
+def _own_format(
+    uri: str, path: Path, rest: str, config: dict[str, Any], allow_torchscript: bool
+) -> ModelSpec | None:
+    """A built-in architecture over safetensors, or a TorchScript archive (opt-in)."""
+    if builtin_nets.CONFIG_KEY in config:
+        if not any(path.glob("*.safetensors")):
+            raise ModelError(f"no .safetensors weights in {rest} for its built-in architecture")
+        return ModelSpec(uri=uri, path=path, kind="classifier", format="builtin", config=config)
+    if TORCHSCRIPT_KEY in config:
+        if not allow_torchscript:
+            # A TorchScript archive is a program: refused unless the operator opts in.
+            raise ModelError(
+                f"{rest} is a TorchScript model, which runs its own code; refused unless "
+                f"{TORCHSCRIPT_SETTING}=true"
+            )
+        if not (path / TORCHSCRIPT_FILE).is_file():
+            raise ModelError(f"no {TORCHSCRIPT_FILE} in {rest}")
+        return ModelSpec(uri=uri, path=path, kind="classifier", format="torchscript", config=config)
+    return None
 
 
 def materialize(
@@ -67,6 +99,7 @@ def materialize(
     cache_root: Path,
     hf_cache_dir: str = "",
     allow_pickle: bool = False,
+    allow_torchscript: bool = False,
 ) -> ModelSpec:
     """The model on local disk, ready to load: registry models are downloaded first."""
     if uri.startswith(hf_models.PREFIX):
@@ -75,16 +108,23 @@ def materialize(
     if uri.startswith(mlflow_models.PREFIX):
         root = mlflow_models.fetch(uri, mlflow_tracking_uri, cache_root)
         model_dir, tokenizer_dir = mlflow_models.hf_directories(root)
-        local = resolve_model(f"path:{model_dir}", [root], allow_pickle=allow_pickle)
+        local = resolve_model(
+            f"path:{model_dir}",
+            [root],
+            allow_pickle=allow_pickle,
+            allow_torchscript=allow_torchscript,
+        )
         return replace(local, uri=uri, tokenizer_path=tokenizer_dir)
-    return resolve_model(uri, roots, allow_pickle=allow_pickle)
+    return resolve_model(uri, roots, allow_pickle=allow_pickle, allow_torchscript=allow_torchscript)
 
 
 def pickled_weight_files(path: Path) -> list[Path]:
     return sorted({file for pattern in PICKLE_PATTERNS for file in path.glob(pattern)})
 
 
-def resolve_model(uri: str, roots: Sequence[Path], *, allow_pickle: bool = False) -> ModelSpec:
+def resolve_model(
+    uri: str, roots: Sequence[Path], *, allow_pickle: bool = False, allow_torchscript: bool = False
+) -> ModelSpec:
     """Check a model URI without loading weights: cheap enough to run in the API."""
     scheme, _, rest = uri.partition(":")
     if scheme != "path" or not rest:
@@ -110,11 +150,16 @@ def resolve_model(uri: str, roots: Sequence[Path], *, allow_pickle: bool = False
         config = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"config.json in {rest} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"config.json in {rest} is not a JSON object")
     if config.get("auto_map"):
         raise ModelError("model needs custom code (auto_map); remote code is never run")
+    own = _own_format(uri, path, rest, config, allow_torchscript)
+    if own is not None:
+        return own
     kind = _model_kind(config)
     if any(path.glob("*.safetensors")):
-        return ModelSpec(uri=uri, path=path, kind=kind)
+        return ModelSpec(uri=uri, path=path, kind=kind, config=config)
     if not pickled_weight_files(path):
         raise ModelError(f"no weights in {rest}: expected .safetensors (or a .gguf file)")
     if not allow_pickle:
@@ -123,7 +168,7 @@ def resolve_model(uri: str, roots: Sequence[Path], *, allow_pickle: bool = False
             f"no .safetensors weights in {rest} (pickled weights are refused; "
             f"{PICKLE_SETTING}=true reads them with torch.load(weights_only=True))"
         )
-    return ModelSpec(uri=uri, path=path, kind=kind, pickled=True)
+    return ModelSpec(uri=uri, path=path, kind=kind, pickled=True, config=config)
 
 
 def load_pickled_state(path: Path) -> dict[str, Any]:

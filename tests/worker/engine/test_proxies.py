@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from worker.engine.classifier_passes import finetune_copy, input_curvature
+from worker.engine.classifier_ops import finetune_copy, input_curvature
 from worker.engine.proxies import (
     HIGHER_IS_MORE_MEMORIZED,
     feldman_memorization,

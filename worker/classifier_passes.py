@@ -1,0 +1,115 @@
+"""What the classifier checks of one shard share: the loaded model, its records as inputs and
+labels, and the work done once per shard (the held-out fine-tuned copy, the whole dataset's
+features for the separation bound).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from worker.engine.classifier_ops import FineTuneResult, finetune_copy, predict_probs
+from worker.loaders.classifiers import LoadedClassifier
+from worker.loaders.datasets import Record, iter_records, require_input, require_label
+
+HELDOUT = "heldout"
+
+
+@dataclass(frozen=True)
+class LabelledRecord:
+    index: int
+    sample_id: str
+    input: Any  # a text, or a list of numbers
+    label: int | None
+    data: dict[str, Any]
+    line_no: int
+
+    @property
+    def split(self) -> str | None:
+        value = self.data.get("split")
+        return value if isinstance(value, str) else None
+
+
+def labelled(record: Record, input_kind: str, need_label: bool) -> LabelledRecord:
+    label = require_label(record) if need_label or "label" in record.data else None
+    return LabelledRecord(
+        record.index,
+        record.sample_id,
+        require_input(record, input_kind),
+        label,
+        record.data,
+        record.line_no,
+    )
+
+
+@dataclass
+class ClassifierContext:
+    model: LoadedClassifier
+    dataset: Path
+    batch_size: int
+    seed: int = 0
+    load_model: Callable[[str], LoadedClassifier] | None = None
+    _finetuned: dict[tuple[Any, ...], FineTuneResult] = field(default_factory=dict)
+
+    def input_batches(self, items: Sequence[Any]) -> list[Any]:
+        return [
+            self.model.batch(items[start : start + self.batch_size])
+            for start in range(0, len(items), self.batch_size)
+        ]
+
+    def probs(self, records: Sequence[LabelledRecord], module: torch.nn.Module | None = None):
+        """Softmax outputs (examples, classes) of the model, or of a copy of it."""
+        batches = self.input_batches([r.input for r in records])
+        return predict_probs(module or self.model.module, self.model.logits, batches)
+
+    @cached_property
+    def all_records(self) -> list[LabelledRecord]:
+        """Every record of the dataset (a shard's checks may need the others)."""
+        return [
+            labelled(record, self.model.input_kind, need_label=False)
+            for record in iter_records(self.dataset)
+        ]
+
+    def heldout_copy(self, lr: float, epochs: int, patience: int) -> FineTuneResult | None:
+        """The model fine-tuned on the dataset's `split: heldout` records; None without any.
+
+        Seeded and computed once per shard, so every shard of an audit fine-tunes the same
+        copy (bit for bit on one kind of device)."""
+        key = (lr, epochs, patience, self.seed)
+        if key not in self._finetuned:
+            heldout = [r for r in self.all_records if r.split == HELDOUT and r.label is not None]
+            if not heldout:
+                return None
+            torch.manual_seed(self.seed)
+            batches = [
+                (batch, torch.tensor([r.label for r in chunk], device=self.model.device))
+                for chunk, batch in self._chunks(heldout)
+            ]
+            self._finetuned[key] = finetune_copy(
+                self.model.module,
+                self.model.logits,
+                batches,
+                lr=lr,
+                max_epochs=epochs,
+                patience=patience,
+                seed=self.seed,
+            )
+        return self._finetuned[key]
+
+    def _chunks(self, records: Sequence[LabelledRecord]):
+        for start in range(0, len(records), self.batch_size):
+            chunk = records[start : start + self.batch_size]
+            yield chunk, self.model.batch([r.input for r in chunk])
+
+    @cached_property
+    def all_features(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of every labelled record, features flattened."""
+        rows = [r for r in self.all_records if r.label is not None]
+        x = np.asarray([np.ravel(np.asarray(r.input, dtype=np.float64)) for r in rows])
+        return x, np.asarray([r.label for r in rows])
