@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from celery import Celery
@@ -77,7 +78,7 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
     )
 
 
-def _model_kind(settings: Settings, uri: str, field: str) -> str | None:
+def _model_kind(settings: Settings, uri: str, field: str = "model") -> str | None:
     """Check a model URI at submit time; the kind of model it names."""
     try:
         # Registry models: what the artifacts hold is known once the worker has them; it
@@ -104,6 +105,7 @@ def validate_checks(
     *,
     has_reference: bool,
     model_kind: str | None,
+    settings: Settings | None = None,
 ) -> list[dict[str, Any]]:
     """Each check's params through the registry; the model kind too when it is known."""
     checks = []
@@ -124,8 +126,12 @@ def validate_checks(
             raise ApiError(
                 422, "invalid_params", f"invalid params for check {kind.name!r}", detail
             ) from None
+        resolver = None
+        if settings is not None:
+            field = f"checks[{position}].params"
+            resolver = partial(_model_kind, settings, field=field)
         try:
-            kind.validate(params, SubmitContext(has_reference_model=has_reference))
+            kind.validate(params, SubmitContext(has_reference, resolver))
         except ValueError as exc:
             raise ApiError(422, "invalid_params", f"check {kind.name!r}: {exc}") from None
         if model_kind is not None and model_kind not in kind.model_kinds:
@@ -146,14 +152,6 @@ def validate_checks(
         if any(existing["kind"] == kind.name for existing in checks):
             raise ApiError(422, "duplicate_check", f"check {kind.name!r} is listed twice")
         checks.append({"kind": kind.name, "params": params.model_dump(mode="json")})
-    families = {get_check(entry["kind"]).family for entry in checks}
-    if len(families) > 1:
-        raise ApiError(
-            422,
-            "incompatible_checks",
-            "LM checks (loss, extraction, membership) and classifier checks (diversity, "
-            "proxies, capacity) cannot share one audit; submit them as two audits",
-        )
     return checks
 
 
@@ -211,6 +209,7 @@ def submit_audit(
         dataset,
         has_reference=body.reference_model is not None,
         model_kind=model_kind,
+        settings=settings,
     )
 
     if body.idempotency_key:

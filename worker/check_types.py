@@ -92,9 +92,17 @@ class LMPlan:
     max_tokens: int | None = None
 
 
+def no_lm_plan(_params: Any, _context: Any) -> LMPlan:
+    """Classifier kinds need none of the LM passes."""
+    return LMPlan()
+
+
 @dataclass(frozen=True)
 class SubmitContext:
     has_reference_model: bool
+    # Checks a model URI named in params (roots, format) and gives its kind; None where
+    # nothing can be checked (a policy's checks have no model yet).
+    resolve_model: Callable[[str], str | None] | None = None
 
 
 class CheckParams(BaseModel):

@@ -33,6 +33,7 @@ from worker.engine.extraction import (
 from worker.engine.loss import sample_loss, summarize_loss
 from worker.engine.membership import membership_report, sample_scores
 from worker.engine.sampling import Scheme
+from worker.unlearning_check import UNLEARNING
 
 
 class UnknownCheck(KeyError):
@@ -505,7 +506,10 @@ MEMBERSHIP = CheckKind(
 )
 
 CHECKS: Mapping[str, CheckKind] = MappingProxyType(
-    {check.name: check for check in (LOSS, EXTRACTION, MEMBERSHIP, DIVERSITY, PROXIES, CAPACITY)}
+    {
+        check.name: check
+        for check in (LOSS, EXTRACTION, MEMBERSHIP, DIVERSITY, PROXIES, CAPACITY, UNLEARNING)
+    }
 )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from worker.check_types import CheckKind, CheckParams, LMPlan, Metric, TableColumn
+from worker.check_types import CheckKind, CheckParams, Metric, TableColumn, no_lm_plan
 from worker.classifier_passes import HELDOUT, ClassifierContext, LabelledRecord
 from worker.engine.capacity import attention_capacity, nearest_cross_class, width_flag
 from worker.engine.classifier_ops import input_curvature
@@ -42,10 +42,6 @@ from worker.engine.proxies import (
 from worker.loaders.datasets import DatasetError
 
 CLASSIFIER_KINDS = ("classifier", "encoder")
-
-
-def _no_plan(_params: Any, _context: Any) -> LMPlan:
-    return LMPlan()
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:
@@ -278,7 +274,7 @@ DIVERSITY = CheckKind(
             "Bansal et al. 2022",
         ),
     ),
-    plan=_no_plan,
+    plan=no_lm_plan,
     compute=_compute_diversity,
     summarize=_summarize_diversity,
     rank_score=lambda _values, _p: None,
@@ -517,7 +513,7 @@ PROXIES = CheckKind(
         )
         for name in ALL_PROXIES
     ),
-    plan=_no_plan,
+    plan=no_lm_plan,
     compute=_compute_proxies,
     summarize=_summarize_proxies,
     rank_score=_rank,
@@ -537,7 +533,7 @@ PROXIES = CheckKind(
 
 class CapacityParams(CheckParams):
     associations: int | None = Field(
-        None, ge=1, le=10**15, description="T₀; default: the labelled records"
+        None, ge=1, le=10**15, description="T₀; default: the dataset's records"
     )
     context_length: int | None = Field(
         None, ge=1, le=1_000_000, description="S; default: the model's position limit"
@@ -584,7 +580,6 @@ def _capacity_facts(context: ClassifierContext, params: CapacityParams) -> dict[
         "architecture": details.get("architecture"),
         "param_count": int(sum(p.numel() for p in model.module.parameters())),
     }
-    labelled = [r for r in context.all_records if r.label is not None]
     heads, width = details.get("num_attention_heads"), details.get("hidden_size")
     if heads and width and details.get("vocab_size"):
         d_head = width // heads
@@ -593,7 +588,7 @@ def _capacity_facts(context: ClassifierContext, params: CapacityParams) -> dict[
             d=width,
             d_head=d_head,
             heads=heads,
-            associations=params.associations or max(len(labelled), 1),
+            associations=params.associations or max(context.n_records, 1),
             context=params.context_length or details.get("max_position_embeddings") or 2,
         )
         facts["attention"] = {
@@ -637,10 +632,11 @@ def _summarize_capacity(values: Sequence[dict[str, Any]], params: CapacityParams
 CAPACITY = CheckKind(
     name="capacity",
     description="Capacity and theory checks: the attention-only capacity bound from the model "
-    "config, the MLP width flag, and the dataset's separation bound (METRICS.md §8).",
+    "config, the MLP width flag, and (for labelled feature records) the dataset's separation "
+    "bound (METRICS.md §8). Cheap: it joins any audit of a supported model.",
     params_model=CapacityParams,
-    model_kinds=(*CLASSIFIER_KINDS,),
-    required_fields=("label",),
+    model_kinds=(*CLASSIFIER_KINDS, "causal_lm"),
+    required_fields=(),
     metrics=(
         Metric(
             "nearest_cross_class",
@@ -651,7 +647,7 @@ CAPACITY = CheckKind(
         ),
         Metric("correct", None, "bool", "The model predicts the record's label."),
     ),
-    plan=_no_plan,
+    plan=no_lm_plan,
     compute=_compute_capacity,
     summarize=_summarize_capacity,
     rank_score=lambda values, _p: (

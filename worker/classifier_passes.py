@@ -17,6 +17,7 @@ import torch
 from worker.engine.classifier_ops import FineTuneResult, finetune_copy, predict_probs
 from worker.loaders.classifiers import LoadedClassifier
 from worker.loaders.datasets import Record, iter_records, require_input, require_label
+from worker.loaders.errors import ModelError
 
 HELDOUT = "heldout"
 
@@ -53,6 +54,7 @@ class ClassifierContext:
     model: LoadedClassifier
     dataset: Path
     batch_size: int
+    n_records: int = 0  # the whole dataset's, not just this shard's
     seed: int = 0
     load_model: Callable[[str], LoadedClassifier] | None = None
     _finetuned: dict[tuple[Any, ...], FineTuneResult] = field(default_factory=dict)
@@ -67,6 +69,21 @@ class ClassifierContext:
         """Softmax outputs (examples, classes) of the model, or of a copy of it."""
         batches = self.input_batches([r.input for r in records])
         return predict_probs(module or self.model.module, self.model.logits, batches)
+
+    def probs_of(self, uri: str, records: Sequence[LabelledRecord]) -> np.ndarray:
+        """Softmax outputs of another model named in the params (same inputs)."""
+        if self.load_model is None:
+            raise ValueError("this context cannot load other models")
+        other = self.load_model(uri)
+        if other.input_kind != self.model.input_kind or other.n_classes != self.model.n_classes:
+            raise ModelError(
+                f"{uri} does not take the same inputs and classes as the audited model"
+            )
+        batches = [
+            other.batch([r.input for r in records[start : start + self.batch_size]])
+            for start in range(0, len(records), self.batch_size)
+        ]
+        return predict_probs(other.module, other.logits, batches)
 
     @cached_property
     def all_records(self) -> list[LabelledRecord]:

@@ -83,9 +83,15 @@ def audit_records(
     loaded = model if isinstance(model, LoadedClassifier) else load_local_classifier(model)
     parsed = parse_checks(list(checks))
     path = Path(dataset)
-    context = ClassifierContext(loaded, path, batch_size)
     need_label = any("label" in kind.required_fields for kind, _ in parsed)
     records = [labelled(r, loaded.input_kind, need_label) for r in iter_records(path)]
+    context = ClassifierContext(
+        loaded,
+        path,
+        batch_size,
+        n_records=len(records),
+        load_model=lambda uri: load_local_classifier(uri.removeprefix("path:")),
+    )
     result = {}
     for kind, params in parsed:
         if kind.family != "classifier":

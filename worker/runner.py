@@ -29,7 +29,7 @@ from worker.classifier_passes import ClassifierContext, labelled
 from worker.engine.scoring import plan_batches
 from worker.lease_keeper import LeaseKeeper
 from worker.lm_passes import TextRecord, audit_plan, compute_batch
-from worker.loaders.classifiers import LoadedClassifier, cached_classifier
+from worker.loaders.classifiers import LoadedClassifier, as_classifier, cached_classifier
 from worker.loaders.datasets import (
     DatasetError,
     Record,
@@ -166,14 +166,11 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
     records = list(iter_records(dataset, claim.start, claim.stop))
     for record in records:  # a file named by path was only sampled at submit time
         check_text_length(record.data, record.line_no, settings.max_record_chars)
-    families = {kind.family for kind, _ in checks}
-    if len(families) > 1:
-        raise PermanentError("LM checks and classifier checks cannot share one audit")
     spec = _spec(audit.model_uri, settings)
-    if families == {"classifier"}:
-        batches, info = _classifier_batches(settings, audit, checks, dataset, records, spec)
-    else:
-        batches, info = _lm_batches(settings, audit, checks, records, spec)
+    unsupported = [kind.name for kind, _ in checks if spec.kind not in kind.model_kinds]
+    if unsupported:
+        raise PermanentError(f"checks {unsupported} do not support {spec.kind} models")
+    batches, info = _batches(settings, audit, checks, dataset, records, spec)
     done = n_tokens = 0
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
@@ -212,39 +209,7 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
 Batches = Iterator[tuple[list[int], list[list[dict[str, Any]]], int]]
 
 
-def _lm_batches(
-    settings: Settings, audit: Any, checks: list, records: list[Record], spec: ModelSpec
-) -> tuple[Batches, dict[str, Any]]:
-    if spec.kind != "causal_lm":
-        raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
-    target = cached_causal_lm(spec)
-    plan, max_tokens = audit_plan(checks, target, audit.reference_model_uri is not None)
-    reference = _load(audit.reference_model_uri, settings) if plan.reference else None
-    inputs = [TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records]
-
-    def batches() -> Batches:
-        for batch in plan_batches([len(item.text) for item in inputs], settings.batch_size):
-            values, batch_tokens = compute_batch(
-                [inputs[i] for i in batch],
-                checks,
-                plan,
-                target,
-                reference,
-                max_tokens,
-                settings.batch_size,
-            )
-            yield batch, values, batch_tokens
-
-    info = {
-        "device": target.device,
-        "dtype": target.dtype,
-        "model_sha256": target.content_sha256,
-        "reference_model_sha256": reference.content_sha256 if reference else None,
-    }
-    return batches(), info
-
-
-def _classifier_batches(
+def _batches(
     settings: Settings,
     audit: Any,
     checks: list,
@@ -252,31 +217,78 @@ def _classifier_batches(
     records: list[Record],
     spec: ModelSpec,
 ) -> tuple[Batches, dict[str, Any]]:
-    unsupported = [kind.name for kind, _ in checks if spec.kind not in kind.model_kinds]
-    if unsupported:
-        raise PermanentError(f"checks {unsupported} do not support {spec.kind} models")
-    model = cached_classifier(spec)
-    need_label = any("label" in kind.required_fields for kind, _ in checks)
-    inputs = [labelled(r, model.input_kind, need_label) for r in records]
-    context = ClassifierContext(
-        model, dataset, settings.batch_size, load_model=lambda uri: _load_classifier(uri, settings)
-    )
-    facts = {
-        kind.name: kind.model_facts(context, params)
-        for kind, params in checks
-        if kind.model_facts is not None
-    }
+    """Per batch of records, every check's values in the audit's order.
+
+    LM checks share the teacher-forced passes; classifier checks (on a causal LM: `diversity`
+    and `capacity`) read the same model through the classifier interface, batch for batch.
+    """
+    lm = [i for i, (kind, _) in enumerate(checks) if kind.family == "lm"]
+    other = [i for i, (kind, _) in enumerate(checks) if kind.family != "lm"]
+    if spec.kind == "causal_lm":
+        target = cached_causal_lm(spec)
+        classifier = as_classifier(target)
+        info = {
+            "device": target.device,
+            "dtype": target.dtype,
+            "model_sha256": target.content_sha256,
+        }
+    else:
+        target, classifier = None, cached_classifier(spec)
+        info = {
+            "device": classifier.device,
+            "dtype": classifier.dtype,
+            "model_sha256": classifier.content_sha256,
+        }
+    context = None
+    if other:
+        need_label = any("label" in checks[i][0].required_fields for i in other)
+        inputs = [labelled(r, classifier.input_kind, need_label) for r in records]
+        context = ClassifierContext(
+            classifier,
+            dataset,
+            settings.batch_size,
+            n_records=audit.n_samples,
+            load_model=lambda uri: _load_classifier(uri, settings),
+        )
+        info["model_facts"] = {
+            checks[i][0].name: checks[i][0].model_facts(context, checks[i][1])
+            for i in other
+            if checks[i][0].model_facts is not None
+        }
+    if lm:
+        lm_checks = [checks[i] for i in lm]
+        plan, max_tokens = audit_plan(lm_checks, target, audit.reference_model_uri is not None)
+        reference = _load(audit.reference_model_uri, settings) if plan.reference else None
+        info["reference_model_sha256"] = reference.content_sha256 if reference else None
+        texts = [
+            TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records
+        ]
+        order = plan_batches([len(item.text) for item in texts], settings.batch_size)
+    else:
+        order = [
+            list(range(start, min(start + CLASSIFIER_CHUNK, len(records))))
+            for start in range(0, len(records), CLASSIFIER_CHUNK)
+        ]
 
     def batches() -> Batches:
-        for start in range(0, len(inputs), CLASSIFIER_CHUNK):
-            chunk = list(range(start, min(start + CLASSIFIER_CHUNK, len(inputs))))
-            part = [inputs[i] for i in chunk]
-            yield chunk, [kind.compute(context, part, params) for kind, params in checks], 0
+        for batch in order:
+            values: list[list[dict[str, Any]]] = [[] for _ in checks]
+            n_tokens = 0
+            if lm:
+                lm_values, n_tokens = compute_batch(
+                    [texts[i] for i in batch],
+                    lm_checks,
+                    plan,
+                    target,
+                    reference,
+                    max_tokens,
+                    settings.batch_size,
+                )
+                for position, found in zip(lm, lm_values, strict=True):
+                    values[position] = found
+            for position in other:
+                kind, params = checks[position]
+                values[position] = kind.compute(context, [inputs[i] for i in batch], params)
+            yield batch, values, n_tokens
 
-    info = {
-        "device": model.device,
-        "dtype": model.dtype,
-        "model_sha256": model.content_sha256,
-        "model_facts": facts,
-    }
     return batches(), info

@@ -60,6 +60,65 @@ def noisy_digits(root: Path, flip_fraction: float = 0.15, seed: int = 0) -> Nois
     return NoisyDigits(model_dir, dataset, frozenset(ids[flip]), accuracy)
 
 
+def _train(architecture: dict, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, net=None):
+    torch.manual_seed(seed)
+    net = net if net is not None else build(architecture)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
+    for _ in range(epochs):
+        permutation = torch.randperm(len(xt))
+        for start in range(0, len(xt), 64):
+            batch = permutation[start : start + 64]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(xt[batch]), yt[batch]).backward()
+            optimizer.step()
+    return net.eval()
+
+
+@dataclass(frozen=True)
+class UnlearningModels:
+    original: Path  # trained on forget + retain
+    retrained: Path  # trained on retain only, same recipe
+    unlearned: Path  # the original fine-tuned on retain for a few epochs
+    dataset: Path  # .npz with split forget | retain | test
+    nets: dict  # name -> module, for the test's own arithmetic
+
+
+def unlearning_models(root: Path, seed: int = 0) -> UnlearningModels:
+    """Digits whose forget set is 130 training records with wrong labels: the original model
+    memorizes them, the retrained one never saw them, the unlearned one is in between."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    forget, retain, test = order[:130], order[130:1300], order[1300:]
+    labels = y.copy()
+    labels[forget] = (labels[forget] + rng.integers(1, 10, size=len(forget))) % 10
+    architecture = {"name": "mlp", "input_dim": 64, "hidden": [128], "n_classes": 10}
+    train = np.concatenate([forget, retain])
+    original = _train(architecture, x[train], labels[train], 100, seed)
+    retrained = _train(architecture, x[retain], labels[retain], 100, seed)
+    import copy
+
+    unlearned = _train(
+        architecture, x[retain], labels[retain], 3, seed + 1, copy.deepcopy(original)
+    )
+    nets = {"original": original, "retrained": retrained, "unlearned": unlearned}
+    dirs = {
+        name: save_builtin(root / "models" / name, architecture, net) for name, net in nets.items()
+    }
+    split = np.array(["retain"] * len(x), dtype="<U8")
+    split[forget], split[test] = "forget", "test"
+    dataset = root / "data" / "unlearning.npz"
+    dataset.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        dataset, x=x, y=labels, split=split, id=np.array([f"digit-{i}" for i in range(len(x))])
+    )
+    return UnlearningModels(dirs["original"], dirs["retrained"], dirs["unlearned"], dataset, nets)
+
+
 def circles_model(root: Path, variant: str, seed: int, epochs: int = 200) -> tuple[Path, Path]:
     """METRICS.md §4 fact 6: concentric circles with a third input that is noise (clean), the
     label itself (spurious), or noise with shuffled labels (shuffled); a 2-layer MLP."""

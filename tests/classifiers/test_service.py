@@ -9,7 +9,7 @@ import pytest
 
 from tests.classifiers.builders import noisy_digits
 from tests.flows import all_samples, wait_final
-from worker.engine.proxies import flipped_auc
+from worker.engine.proxies import auroc
 from worker.loaders.errors import ModelError
 from worker.loaders.models import TORCHSCRIPT_KEY, resolve_model
 
@@ -52,9 +52,9 @@ def test_proxies_capacity_and_diversity_of_a_noisy_label_mlp(make_stack, tmp_pat
     scored = [r for r in rows if not r["values"].get("skipped")]
     assert len(rows) == 1797 and len(scored) == 1300
     flagged = [r["sample_id"] in digits.flipped_ids for r in scored]
-    assert flipped_auc([r["values"]["mem_score"]["loss"] for r in scored], flagged) >= 0.9
+    assert auroc([r["values"]["mem_score"]["loss"] for r in scored], flagged) >= 0.9
     kl = [r["values"]["mem_score"]["heldout_kl"] for r in scored]
-    assert flipped_auc(kl, flagged) > 0.5
+    assert auroc(kl, flagged) > 0.5
     assert summary["proxies"]["model"]["heldout_kl"]["epochs_run"] >= 1
     # Most memorized first: the records table is ordered by the proxy's mem_score.
     first = stack.client.get(
@@ -118,3 +118,41 @@ def test_torchscript_is_refused_unless_allowed(tmp_path) -> None:
     loaded = load_classifier(spec)
     logits = loaded.logits(loaded.module, loaded.batch([[0.0, 1.0, 2.0, 3.0]]))
     assert tuple(logits.shape) == (1, 2)
+
+
+def test_an_lm_audit_takes_capacity_and_diversity_alongside(make_stack, tiny_lm) -> None:
+    stack = make_stack(shard_size=20)
+    worker = stack.start_worker()
+    checks = [
+        {"kind": "loss", "params": {}},
+        {"kind": "capacity", "params": {}},
+        {"kind": "diversity", "params": {"n_bins": 10, "layers": ["hidden_states.2"]}},
+    ]
+    response = _submit(stack, tiny_lm.model_dir, tiny_lm.dataset_path, checks)
+    assert response.status_code == 202, response.text
+    audit = wait_final(stack.client, stack.headers, response.json()["id"])
+    assert audit["status"] == "succeeded", (audit, worker.tail())
+    n = tiny_lm.n_members + tiny_lm.n_nonmembers
+    for check in ("loss", "capacity", "diversity"):
+        assert len(all_samples(stack.client, stack.headers, audit["id"], check)) == n
+    attention = audit["summary"]["capacity"]["model"]["attention"]
+    assert attention["associations"] == n and attention["phi"] > 0
+    layer = audit["summary"]["diversity"]["layers"]["hidden_states.2"]
+    assert layer["mi"]["n_pairs"] == layer["n_neurons"] * (layer["n_neurons"] - 1) // 2
+    # Canaries still separate on loss with the other checks in the same passes.
+    by_member = audit["summary"]["loss"]["by_member"]
+    assert by_member["members"]["mean_sample_loss"] < by_member["nonmembers"]["mean_sample_loss"]
+
+
+def test_unlearning_params_name_models_inside_the_roots(make_stack, tmp_path) -> None:
+    digits = noisy_digits(tmp_path)
+    stack = make_stack(
+        model_roots=str(digits.model_dir.parent), data_roots=str(digits.dataset.parent)
+    )
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    checks = [{"kind": "unlearning", "params": {"retrained_model": f"path:{outside}"}}]
+    refused = _submit(stack, digits.model_dir, digits.dataset, checks)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_model"
+    assert "checks[0].params" in refused.json()["error"]["message"]

@@ -12,7 +12,7 @@ import pytest
 from tests.classifiers.builders import circles_model, noisy_digits, real_sentences
 from worker.classifier_checks import _decode
 from worker.engine.diversity import bin_activations, layer_diversity
-from worker.engine.proxies import flipped_auc
+from worker.engine.proxies import auroc
 from worker.local import audit_records
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def test_proxies_rank_flipped_digits_first(digits) -> None:
     assert len(rows) == 1300 and result["summary"]["n_heldout"] == 497
     flagged = [row["id"] in digits.flipped_ids for row in rows]
     auc = {
-        name: flipped_auc([row["mem_score"][name] for row in rows], flagged)
+        name: auroc([row["mem_score"][name] for row in rows], flagged)
         for name in ("loss", "confidence", "margin", "heldout_kl", "curvature")
     }
     assert auc["loss"] >= 0.9 and auc["confidence"] >= 0.9 and auc["margin"] >= 0.9, auc

@@ -157,8 +157,9 @@ def rum_levels(
     return {"low": sorted(low, key=lambda i: values[i]), "mid": sorted(mid), "high": high}
 
 
-def flipped_auc(scores: Sequence[float], flagged: Sequence[bool]) -> float:
-    """P(score of a flagged example > score of an unflagged one), ties counting half."""
+def auroc(scores: Sequence[float], flagged: Sequence[bool]) -> float:
+    """P(score of a flagged example > score of an unflagged one), ties counting half: how well
+    a score ranks the known cases (flipped labels, forget records) first."""
     values = np.asarray(scores, dtype=np.float64)
     mask = np.asarray(flagged, dtype=bool)
     if mask.all() or not mask.any():

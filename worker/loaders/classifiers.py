@@ -20,6 +20,7 @@ from worker.loaders.errors import ModelError, first_line
 from worker.loaders.models import (
     TORCHSCRIPT_FILE,
     TORCHSCRIPT_KEY,
+    LoadedModel,
     ModelSpec,
     load_pickled_state,
     pick_device,
@@ -46,18 +47,33 @@ class LoadedClassifier:
     def batch(self, inputs: Sequence[Any]) -> Any:
         """Model inputs for a list of texts or feature arrays, on the model's device."""
         if self.input_kind == "text":
-            encoded = self.tokenizer(
-                list(inputs),
-                padding=True,
-                truncation=True,
-                max_length=MAX_TEXT_TOKENS,
-                return_tensors="pt",
-            )
-            return {name: tensor.to(self.device) for name, tensor in encoded.items()}
+            return self._token_batch(inputs)
         array = np.asarray(inputs, dtype=np.float32)
         if self.input_shape is not None:
             array = array.reshape(len(array), *self.input_shape)
         return torch.from_numpy(array).to(self.device)
+
+    def _token_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Right-padded ids with their attention mask; padded here, so a tokenizer without a
+        pad token (GPT-2) is used as it is, never changed."""
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)
+        rows = encoded["input_ids"]
+        width = max((len(row) for row in rows), default=1) or 1
+        pad = self.tokenizer.pad_token_id
+        pad = 0 if pad is None else pad
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, : len(row)] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    @property
+    def max_tokens(self) -> int:
+        limit = self.details.get("max_position_embeddings")
+        return (
+            min(limit, MAX_TEXT_TOKENS) if isinstance(limit, int) and limit > 0 else MAX_TEXT_TOKENS
+        )
 
     def logits(self, module: torch.nn.Module, inputs: Any) -> torch.Tensor:
         """The `forward` every classifier pass uses; `module` may be a fine-tuned copy."""
@@ -226,17 +242,14 @@ def _load_hf(spec: ModelSpec, device: str, dtype: Any, sha: str) -> LoadedClassi
     tokenizer = None
     if not image:
         tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path or spec.path, **common)
-        if tokenizer.pad_token is None:  # GPT-2 and kin: batches need a pad, masked anyway
-            tokenizer.pad_token = tokenizer.eos_token
+    details = hf_details(module.config, architectures)
+    if image:
+        details["input_shape"] = [
+            int(module.config.num_channels),
+            int(module.config.image_size),
+            int(module.config.image_size),
+        ]
     hf_config = module.config
-    details = {
-        "architecture": architectures[0] if architectures else hf_config.model_type,
-        "vocab_size": getattr(hf_config, "vocab_size", None),
-        "hidden_size": getattr(hf_config, "hidden_size", None),
-        "num_attention_heads": getattr(hf_config, "num_attention_heads", None),
-        "num_hidden_layers": getattr(hf_config, "num_hidden_layers", None),
-        "max_position_embeddings": getattr(hf_config, "max_position_embeddings", None),
-    }
     n_classes = int(hf_config.num_labels) if spec.kind == "classifier" else None
     return LoadedClassifier(
         spec,
@@ -246,9 +259,48 @@ def _load_hf(spec: ModelSpec, device: str, dtype: Any, sha: str) -> LoadedClassi
         "torch.float32",
         sha,
         tokenizer=tokenizer,
+        input_shape=tuple(details["input_shape"]) if image else None,
         n_classes=n_classes,
         hf=True,
         details=details,
+    )
+
+
+def hf_details(config: Any, architectures: Sequence[str]) -> dict[str, Any]:
+    """What `capacity` reads from a transformers config."""
+    positions = None
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            positions = value
+            break
+    return {
+        "architecture": architectures[0] if architectures else config.model_type,
+        "vocab_size": getattr(config, "vocab_size", None),
+        "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "n_embd", None),
+        "num_attention_heads": getattr(config, "num_attention_heads", None)
+        or getattr(config, "n_head", None),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None)
+        or getattr(config, "n_layer", None),
+        "max_position_embeddings": positions,
+    }
+
+
+def as_classifier(loaded: LoadedModel) -> LoadedClassifier:
+    """A causal LM seen through the classifier interface: hidden states and config facts for
+    `diversity` and `capacity`, sharing the loaded weights (nothing is loaded twice)."""
+    config = loaded.model.config
+    return LoadedClassifier(
+        loaded.spec,
+        loaded.model,
+        "text",
+        loaded.device,
+        loaded.dtype,
+        loaded.content_sha256,
+        tokenizer=loaded.tokenizer,
+        n_classes=None,
+        hf=True,
+        details=hf_details(config, getattr(config, "architectures", None) or []),
     )
 
 

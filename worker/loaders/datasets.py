@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from worker.loaders.array_datasets import ArrayDatasetError, inspect_npz, iter_npz
+from worker.loaders.csv_datasets import CsvDatasetError, inspect_csv, iter_csv
 
 # A record's `id` falls back to its index; `text` is what LM checks read.
 MAX_FIELDS_REPORTED = 50
@@ -128,6 +129,13 @@ def iter_records(path: Path, start: int = 0, stop: int | None = None) -> Iterato
         for position, data in iter_npz(path, start, stop):
             yield Record(position, position + 1, data)  # "line" = row, 1-based
         return
+    if path.suffix == ".csv":
+        try:
+            for position, line_no, data in iter_csv(path, start, stop):
+                yield Record(position, line_no, data)
+        except CsvDatasetError as exc:
+            raise DatasetError(exc.line_no, str(exc)) from None
+        return
     index = 0
     with path.open("rb") as stream:
         for line_no, line in enumerate(stream, start=1):
@@ -141,7 +149,8 @@ def iter_records(path: Path, start: int = 0, stop: int | None = None) -> Iterato
 
 
 def inspect_dataset_file(path: Path, limits: DatasetLimits | None = None) -> DatasetInfo:
-    """A file named by path: JSONL (first record parsed) or an `.npz` archive."""
+    """A file named by path: JSONL (first record parsed), CSV (every row parsed) or an `.npz`
+    archive."""
     if path.suffix == ".npz":
         try:
             sha, n_records, size, fields = inspect_npz(path)
@@ -151,6 +160,22 @@ def inspect_dataset_file(path: Path, limits: DatasetLimits | None = None) -> Dat
             raise DatasetLimitExceeded(
                 1,
                 f"more than {limits.max_records} records (MEMAUDIT_MAX_RECORDS_PER_DATASET)",
+                "max_records_per_dataset",
+                n_records,
+            )
+        return DatasetInfo(sha, n_records, size, fields)
+    if path.suffix == ".csv":
+        limit = limits.max_records if limits is not None else None
+        try:
+            sha, n_records, size, fields = inspect_csv(path, limit)
+        except CsvDatasetError as exc:
+            raise DatasetError(exc.line_no, str(exc)) from None
+        except UnicodeDecodeError:
+            raise DatasetError(1, "the CSV file is not UTF-8") from None
+        if limit is not None and n_records > limit:
+            raise DatasetLimitExceeded(
+                n_records + 1,
+                f"more than {limit} records (MEMAUDIT_MAX_RECORDS_PER_DATASET)",
                 "max_records_per_dataset",
                 n_records,
             )

@@ -11,8 +11,8 @@ import torch
 from worker.engine.classifier_ops import finetune_copy, input_curvature
 from worker.engine.proxies import (
     HIGHER_IS_MORE_MEMORIZED,
+    auroc,
     feldman_memorization,
-    flipped_auc,
     learning_event_proxies,
     mem_score,
     prediction_proxies,
@@ -105,9 +105,9 @@ def test_spearman_with_ties_matches_the_rank_formula() -> None:
     assert spearman([1, 1, 1], [1, 2, 3]) is None
 
 
-def test_flipped_auc_counts_ties_half() -> None:
-    assert flipped_auc([3, 2, 1, 0], [True, True, False, False]) == 1.0
-    assert flipped_auc([1, 1], [True, False]) == 0.5
+def test_auroc_counts_ties_half() -> None:
+    assert auroc([3, 2, 1, 0], [True, True, False, False]) == 1.0
+    assert auroc([1, 1], [True, False]) == 0.5
 
 
 def test_softmax_is_shift_invariant() -> None:
