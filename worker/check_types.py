@@ -137,6 +137,9 @@ class CheckKind:
     model_facts: Callable[[Any, Any], dict[str, Any]] | None = None
     # The summary needs each row's `detail` too (e.g. the activations behind `diversity`).
     summarize_reads_detail: bool = False
+    # The sample ids whose stored detail the summary shows (the most memorized images);
+    # finalize attaches those details under "exemplars", reading no other row's detail.
+    exemplars: Callable[[Mapping[str, Any]], list[str]] | None = None
 
     def score_of(self, values: Mapping[str, Any], params: Any) -> float | None:
         score = self.rank_score(values, params)

@@ -137,12 +137,13 @@ def _compute_diversity(
         ).items():
             found[name].append(values)
     stacked = {name: np.concatenate(parts) for name, parts in found.items() if parts}
+    positions = {record.index: i for i, record in enumerate(kept)}
     rows = []
     for record in records:
         if record.index >= params.max_samples:
             rows.append({"id": record.sample_id, "skipped": True, "reason": "over_max_samples"})
             continue
-        position = kept.index(record)
+        position = positions[record.index]
         rows.append(
             {
                 "id": record.sample_id,
@@ -306,6 +307,13 @@ class ProxyParams(CheckParams):
     clamp: float = Field(1e-10, gt=0, lt=1e-3)
     h: float = Field(0.01, gt=0, le=1)
     top_n: int = Field(20, ge=1, le=200)
+    image_shape: list[int] | None = Field(
+        None,
+        min_length=2,
+        max_length=3,
+        description="[h, w] or [c, h, w] of flat image features, so the most memorized "
+        "records are shown as images; found by itself for image models",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @field_validator("proxies")
@@ -404,8 +412,36 @@ def _compute_proxies(
                 values.update(found)
         values.update(raw)
         values["mem_score"] = {name: mem_score(name, value) for name, value in raw.items()}
+        image = _thumbnail(record.input, params.image_shape or _image_shape(context))
+        if image is not None:
+            values["detail"] = {"image": image}
         rows.append(values)
     return rows
+
+
+THUMBNAIL_SIDE = 32
+
+
+def _image_shape(context: ClassifierContext) -> list[int] | None:
+    shape = context.model.input_shape
+    return list(shape) if shape is not None and len(shape) == 3 else None
+
+
+def _thumbnail(features: Any, shape: list[int] | None) -> list[list[float]] | None:
+    """A grey-scale picture of an image input, at most 32 pixels a side, min-max scaled."""
+    if shape is None or not isinstance(features, list):
+        return None
+    array = np.asarray(features, dtype=np.float64)
+    if array.size != int(np.prod(shape)):
+        return None
+    array = array.reshape(shape)
+    if array.ndim == 3:
+        array = array.mean(axis=0) if array.shape[0] <= 4 else array.mean(axis=2)
+    step = max(1, math.ceil(max(array.shape) / THUMBNAIL_SIDE))
+    array = array[::step, ::step]
+    low, high = float(array.min()), float(array.max())
+    scaled = (array - low) / (high - low) if high > low else np.zeros_like(array)
+    return np.round(scaled, 3).tolist()
 
 
 def _proxy_facts(context: ClassifierContext, params: ProxyParams) -> dict[str, Any]:
@@ -526,6 +562,7 @@ PROXIES = CheckKind(
     ],
     family="classifier",
     model_facts=_proxy_facts,
+    exemplars=lambda summary: [entry["id"] for entry in summary.get("most_memorized", [])],
 )
 
 # ---- capacity ----------------------------------------------------------------------------

@@ -82,6 +82,22 @@ def _check_values(session: Session, audit_id: str, kind: CheckKind) -> list[dict
     return [{**values, "detail": detail} for values, detail in rows]
 
 
+def _exemplars(
+    session: Session, audit_id: str, check: str, sample_ids: Sequence[str]
+) -> dict[str, Any]:
+    """The stored detail of the few records a summary shows, by sample id."""
+    if not sample_ids:
+        return {}
+    rows = session.execute(
+        select(SampleResult.sample_id, SampleResult.detail).where(
+            SampleResult.audit_id == audit_id,
+            SampleResult.check == check,
+            SampleResult.sample_id.in_(list(sample_ids)),
+        )
+    ).all()
+    return {sample_id: detail for sample_id, detail in rows if detail}
+
+
 def _model_facts(shards: Sequence[Shard], check: str) -> dict[str, Any]:
     """Facts about the model, the same from every shard; the first shard's are kept."""
     for shard in sorted(shards, key=lambda s: s.index):
@@ -124,6 +140,10 @@ def finalize_audit(db: Database, audit_id: str) -> Finalized:
                 break
             if kind.model_facts is not None:
                 summary[kind.name]["model"] = _model_facts(shards, kind.name)
+            if kind.exemplars is not None:
+                summary[kind.name]["exemplars"] = _exemplars(
+                    session, audit_id, kind.name, kind.exemplars(summary[kind.name])
+                )
         now = utcnow()
         final = AuditStatus.FAILED if error else AuditStatus.SUCCEEDED
         closed = session.execute(

@@ -100,5 +100,10 @@ def audit_records(
         summary = kind.summarize(samples, params)
         if kind.model_facts is not None:
             summary["model"] = kind.model_facts(context, params)
+        if kind.exemplars is not None:
+            wanted = set(kind.exemplars(summary))
+            summary["exemplars"] = {
+                s["id"]: s["detail"] for s in samples if s.get("detail") and s["id"] in wanted
+            }
         result[kind.name] = {"samples": samples, "summary": summary}
     return result

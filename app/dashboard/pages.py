@@ -13,7 +13,8 @@ from app import audits
 from app.config import Settings
 from app.dashboard import figures
 from app.dashboard.headline import Headline, deltas, headlines
-from app.dashboard.report import Chart, build_report, figure_json, safe_json
+from app.dashboard.report import build_report
+from app.dashboard.sections import Chart, figure_json, safe_json
 from app.models import Audit, AuditStatus, SampleResult
 from app.schemas import AuditPublic
 

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
 
 from app.dashboard import figures
+from app.dashboard.classifier_sections import CLASSIFIER_SECTIONS
 from app.dashboard.headline import Headline, headlines
+from app.dashboard.sections import Section, charts
 from app.models import Audit
 from worker.checks import parse_checks
-
-
-@dataclass(frozen=True)
-class Chart:
-    id: str
-    figure_json: str  # safe inside <script type="application/json">
-
-
-@dataclass(frozen=True)
-class Section:
-    kind: str
-    title: str
-    charts: list[Chart]
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,27 +40,6 @@ class Report:
     provenance: list[tuple[str, str]]
 
 
-def safe_json(value: Any) -> str:
-    """JSON that cannot close the <script> element it is embedded in, whatever it holds."""
-    return _script_safe(json.dumps(value))
-
-
-def figure_json(figure: go.Figure) -> str:
-    return _script_safe(figure.to_json())
-
-
-def _script_safe(text: str) -> str:
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _charts(prefix: str, named: list[tuple[str, go.Figure | None]]) -> list[Chart]:
-    return [
-        Chart(f"{prefix}-{name}", figure_json(figure))
-        for name, figure in named
-        if figure is not None
-    ]
-
-
 def _extraction_section(summary: Mapping[str, Any]) -> Section:
     named: list[tuple[str, go.Figure | None]] = []
     notes = []
@@ -91,7 +58,7 @@ def _extraction_section(summary: Mapping[str, Any]) -> Section:
         notes.append("Only greedy decoding was audited: see the greedy rates above.")
     if summary.get("n_skipped"):
         notes.append(f"{summary['n_skipped']:,} records were too short and were skipped.")
-    return Section("extraction", "Extraction", _charts("extraction", named), notes)
+    return Section("extraction", "Extraction", charts("extraction", named), notes)
 
 
 def _membership_section(summary: Mapping[str, Any]) -> Section:
@@ -101,13 +68,13 @@ def _membership_section(summary: Mapping[str, Any]) -> Section:
             (f"dist-{key.replace('.', '_')}", figures.score_distribution_figure(summary, key))
         )
     return Section(
-        "membership", "Membership", _charts("membership", named), list(summary.get("warnings", []))
+        "membership", "Membership", charts("membership", named), list(summary.get("warnings", []))
     )
 
 
 def _loss_section(summary: Mapping[str, Any]) -> Section:
     return Section(
-        "loss", "Loss", _charts("loss", [("hist", figures.loss_histogram_figure(summary))])
+        "loss", "Loss", charts("loss", [("hist", figures.loss_histogram_figure(summary))])
     )
 
 
@@ -115,6 +82,7 @@ SECTION_BUILDERS = {
     "extraction": _extraction_section,
     "membership": _membership_section,
     "loss": _loss_section,
+    **CLASSIFIER_SECTIONS,
 }
 
 

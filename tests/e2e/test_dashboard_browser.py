@@ -244,3 +244,100 @@ def test_running_audits_show_live_progress_then_their_end(
     watched.shot("audit-cancelled")
     assert watched.errors == [] and watched.hosts == {"127.0.0.1"}
     watched.close()
+
+
+@pytest.fixture(scope="module")
+def classifier_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -> dict:
+    """A noisy-label digits MLP (proxies, diversity, capacity) and an unlearning audit, run by
+    the served worker; models go under its model root, datasets under its data root."""
+    from tests.classifiers.builders import noisy_digits, unlearning_models
+
+    root = tmp_path_factory.mktemp("classifiers")
+    digits = noisy_digits(root / "digits")
+    forgetting = unlearning_models(root / "unlearning")
+    models_root = tiny_lm.model_dir.parent
+    placed = {}
+    for name, source in (
+        ("browser-digits", digits.model_dir),
+        ("browser-unlearned", forgetting.unlearned),
+        ("browser-original", forgetting.original),
+        ("browser-retrained", forgetting.retrained),
+    ):
+        placed[name] = models_root / name
+        shutil.copytree(source, placed[name], dirs_exist_ok=True)
+    shutil.copy(digits.dataset, served.data_root / "digits.npz")
+    shutil.copy(forgetting.dataset, served.data_root / "unlearning.npz")
+    bodies = {
+        "digits": {
+            "model": {"uri": f"path:{placed['browser-digits']}"},
+            "dataset": {"uri": f"path:{served.data_root / 'digits.npz'}"},
+            "checks": [
+                {"kind": "proxies", "params": {"image_shape": [8, 8]}},
+                {"kind": "diversity", "params": {}},
+                {"kind": "capacity", "params": {}},
+            ],
+        },
+        "unlearning": {
+            "model": {"uri": f"path:{placed['browser-unlearned']}"},
+            "dataset": {"uri": f"path:{served.data_root / 'unlearning.npz'}"},
+            "checks": [
+                {
+                    "kind": "unlearning",
+                    "params": {
+                        "original_model": f"path:{placed['browser-original']}",
+                        "retrained_model": f"path:{placed['browser-retrained']}",
+                        "rum_n_per_level": 40,
+                    },
+                }
+            ],
+        },
+    }
+    finished = {}
+    for name, body in bodies.items():
+        response = served.client.post("/v1/audits", headers=served.headers, json=body)
+        assert response.status_code == 202, response.text
+        finished[name] = wait_final(served.client, served.headers, response.json()["id"], 300)
+        assert finished[name]["status"] == "succeeded", finished[name]
+    return finished
+
+
+def test_classifier_reports_in_chromium(served: Served, classifier_audits: dict, browser) -> None:
+    watched = Watched(browser, 1280)
+    page = watched.page
+    _sign_in(watched, served)
+    page.goto(f"{served.base_url}/audits/{classifier_audits['digits']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    expected = {
+        "diversity-entropy",
+        "diversity-mi",
+        "proxies-exemplars",
+        "proxies-hist-loss",
+        "proxies-hist-confidence",
+        "capacity-nearest",
+    }
+    assert expected <= set(charts), sorted(charts)
+    for chart in charts.values():
+        assert chart["svg"] >= 1 and chart["traces"] >= 1, chart
+    assert charts["proxies-exemplars"]["traces"] == 20  # the 20 most memorized, as images
+    heatmaps = page.eval_on_selector(
+        "#proxies-exemplars",
+        "e => e.data.filter(t => t.type === 'heatmap' && t.z.length === 8).length",
+    )
+    assert heatmaps == 20
+    text = page.inner_text("#section-diversity")
+    assert "H1" in text and "H2" in text and "never merged" in text
+    rows = page.locator("[data-table='proxies'] table").first.locator("tbody tr")
+    assert rows.count() == 20
+    page.wait_for_selector("tbody tr[data-sample]")
+    watched.shot("classifier-report")
+
+    page.goto(f"{served.base_url}/audits/{classifier_audits['unlearning']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    assert {"unlearning-accuracy", "unlearning-levels"} <= set(charts)
+    assert charts["unlearning-accuracy"]["traces"] == 3  # original, unlearned, retrained
+    scorecard = page.inner_text("[data-table='unlearning']")
+    assert "Tug-of-War" in scorecard and "SVC attack" in scorecard
+    watched.shot("unlearning-scorecard")
+    assert watched.errors == []
+    assert watched.hosts == {"127.0.0.1"}, watched.hosts
+    watched.close()

@@ -182,7 +182,7 @@ def test_compare_overlays_two_audits(extraction, membership) -> None:
 
 
 def test_labels_cannot_break_out_of_the_script_element() -> None:
-    from app.dashboard.report import figure_json, safe_json
+    from app.dashboard.sections import figure_json, safe_json
 
     figure = figures.histogram_figure(
         {"edges": [0, 1], "counts": {"all": [1]}}, "</script><script>alert(1)</script>", "x"

@@ -1,0 +1,203 @@
+"""The charts of the classifier checks: diversity, proxies, capacity and unlearning.
+
+Like every chart, pure functions from the stored summary to a Figure; None when the summary
+holds nothing to draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.dashboard.figures import ALL_COLOR, _layout, histogram_figure
+
+LAYER_COLORS = ("#2563eb", "#7c3aed", "#db2777", "#059669", "#d97706", "#475569", "#0891b2")
+MODEL_COLORS = {"original": "#94a3b8", "unlearned": "#c2410c", "retrained": "#0f766e"}
+LEVEL_NAMES = {"low": "low memorization", "mid": "mid", "high": "high memorization"}
+
+
+def _layer_color(index: int) -> str:
+    return LAYER_COLORS[index % len(LAYER_COLORS)]
+
+
+def entropy_box_figure(diversity: Mapping[str, Any]) -> go.Figure | None:
+    """Neuron entropy per layer, notched at a 95% interval around the median."""
+    layers = diversity.get("layers") or {}
+    if not layers:
+        return None
+    figure = go.Figure(
+        [
+            go.Box(
+                y=layer["entropy"]["values"],
+                name=name,
+                notched=True,
+                boxpoints=False,
+                marker={"color": _layer_color(i)},
+                showlegend=False,
+            )
+            for i, (name, layer) in enumerate(layers.items())
+        ]
+    )
+    bins = diversity.get("settings", {}).get("n_bins")
+    note = f"ln {bins} = {math.log(bins):.3f} nats is the most a neuron can hold" if bins else ""
+    if note:
+        figure.add_annotation(
+            text=note, xref="paper", yref="paper", x=1, y=1.02, showarrow=False, xanchor="right"
+        )
+    return _layout(
+        figure, "Neuron entropy by layer", xaxis={"title": "layer"}, yaxis={"title": "nats"}
+    )
+
+
+def _density(layer: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+    mi = layer.get("mi") or {}
+    if "min" not in mi:
+        return None
+    low, high = mi["min"], mi["max"]
+    if high <= low:
+        high = low + 1e-6
+    x = np.linspace(low, high, 200)
+    mixture = mi.get("mixture")
+    if mixture:
+        y = np.zeros_like(x)
+        for weight, mean, std in zip(
+            mixture["weights"], mixture["means"], mixture["stds"], strict=True
+        ):
+            std = max(std, 1e-9)
+            y += weight * np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+        return x.tolist(), y.tolist()
+    histogram = mi.get("histogram") or {}
+    edges, counts = histogram.get("edges") or [], (histogram.get("counts") or {}).get("all")
+    if not edges or not counts:
+        return None
+    widths = np.diff(edges)
+    total = max(sum(counts), 1)
+    centres = (np.asarray(edges[:-1]) + np.asarray(edges[1:])) / 2
+    return centres.tolist(), (np.asarray(counts) / (total * widths)).tolist()
+
+
+def mi_density_figure(diversity: Mapping[str, Any]) -> go.Figure | None:
+    """Density of pairwise MI per layer: the Gaussian mixture fitted to all pairs."""
+    layers = diversity.get("layers") or {}
+    traces = []
+    for i, (name, layer) in enumerate(layers.items()):
+        curve = _density(layer)
+        if curve is not None:
+            traces.append(
+                go.Scatter(
+                    x=curve[0],
+                    y=curve[1],
+                    mode="lines",
+                    name=name,
+                    line={"color": _layer_color(i), "width": 2},
+                )
+            )
+    if not traces:
+        return None
+    return _layout(
+        go.Figure(traces),
+        "Mutual information between neurons",
+        xaxis={"title": "MI (nats)"},
+        yaxis={"title": "density"},
+    )
+
+
+def proxy_histogram_figure(proxies: Mapping[str, Any], name: str) -> go.Figure | None:
+    entry = (proxies.get("proxies") or {}).get(name)
+    if not entry:
+        return None
+    direction = (
+        "higher = more memorized"
+        if entry["higher_is_more_memorized"]
+        else ("lower = more memorized")
+    )
+    return histogram_figure(entry["histogram"], f"{name}", name, direction)
+
+
+def exemplar_figure(proxies: Mapping[str, Any], columns: int = 5) -> go.Figure | None:
+    """The most memorized records drawn as images, with their label and prediction."""
+    images = proxies.get("exemplars") or {}
+    shown = [e for e in proxies.get("most_memorized", []) if e["id"] in images]
+    if not shown:
+        return None
+    rows = math.ceil(len(shown) / columns)
+    titles = [f"{e['id']}<br>label {e['label']} → {e['predicted']}" for e in shown]
+    figure = make_subplots(
+        rows, columns, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12
+    )
+    for i, entry in enumerate(shown):
+        figure.add_trace(
+            go.Heatmap(
+                z=images[entry["id"]]["image"],
+                colorscale="Greys",
+                reversescale=True,
+                showscale=False,
+                hovertemplate="%{z:.2f}<extra></extra>",
+            ),
+            row=i // columns + 1,
+            col=i % columns + 1,
+        )
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    figure.update_annotations(font={"size": 10})
+    figure = _layout(figure, "Most memorized records")
+    figure.update_layout(height=150 * rows + 80)
+    return figure
+
+
+def capacity_figure(capacity: Mapping[str, Any]) -> go.Figure | None:
+    histogram = capacity.get("nearest_cross_class_histogram")
+    if not histogram:
+        return None
+    return histogram_figure(
+        histogram,
+        "Distance to the nearest record of another class",
+        "L2 distance",
+        f"c(D) = {capacity['separation_bound']:.4g}",
+    )
+
+
+def _grouped(
+    categories: list[str], by_model: Mapping[str, Mapping[str, float | None]], title: str
+) -> go.Figure:
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=categories,
+                y=[values.get(c) for c in categories],
+                name=model,
+                marker={"color": MODEL_COLORS.get(model, ALL_COLOR)},
+            )
+            for model, values in by_model.items()
+        ]
+    )
+    figure.update_layout(barmode="group")
+    return _layout(figure, title, yaxis={"title": "accuracy (%)", "range": [0, 100]})
+
+
+def unlearning_accuracy_figure(unlearning: Mapping[str, Any]) -> go.Figure | None:
+    accuracy = unlearning.get("accuracy") or {}
+    if not accuracy:
+        return None
+    return _grouped(["forget", "retain", "test"], accuracy, "Accuracy by split")
+
+
+def unlearning_levels_figure(unlearning: Mapping[str, Any]) -> go.Figure | None:
+    levels = (unlearning.get("stratified") or {}).get("levels") or {}
+    if not levels:
+        return None
+    models = list(next(iter(levels.values()))["accuracy"])
+    by_model = {
+        model: {LEVEL_NAMES[level]: entry["accuracy"][model] for level, entry in levels.items()}
+        for model in models
+    }
+    return _grouped(
+        [LEVEL_NAMES[level] for level in levels],
+        by_model,
+        "Forget-set accuracy by memorization level",
+    )

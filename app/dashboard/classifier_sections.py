@@ -1,0 +1,190 @@
+"""Report sections of the classifier checks: charts, the numbers behind them as small tables,
+and the readings METRICS.md states with them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.dashboard import classifier_figures as figures
+from app.dashboard.sections import Section, Table, charts
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def diversity_section(summary: Mapping[str, Any]) -> Section:
+    layers = summary.get("layers") or {}
+    readings = summary.get("readings") or {}
+    notes = [f"{key}: {text}." for key, text in readings.items()]
+    settings = summary.get("settings") or {}
+    notes.append(
+        f"{summary.get('n_samples', 0):,} records, {settings.get('n_bins')} "
+        f"{settings.get('binning')} bins, {settings.get('mi_estimator')} estimator, "
+        f"{settings.get('pooling')} pooling."
+    )
+    notes += list(summary.get("warnings", []))
+    rows = [
+        [
+            name,
+            _number(layer["n_neurons"]),
+            _number(layer["entropy"]["mean"]),
+            _number(layer["entropy"]["median"]),
+            _number(layer["mi"].get("mean")),
+            _number(layer["mi"].get("median")),
+            f"{layer['mi']['n_pairs']:,}"
+            + (f" ({layer['mi']['n_neurons_sampled']} neurons)" if layer["mi"]["sampled"] else ""),
+            _number(layer["mi"]["independent_bias"]),
+        ]
+        for name, layer in layers.items()
+    ]
+    table = Table(
+        "Per layer (nats)",
+        ["layer", "neurons", "mean H", "median H", "mean MI", "median MI", "pairs", "(B−1)²/2S"],
+        rows,
+    )
+    named = [
+        ("entropy", figures.entropy_box_figure(summary)),
+        ("mi", figures.mi_density_figure(summary)),
+    ]
+    return Section(
+        "diversity",
+        "Information diversity",
+        charts("diversity", named),
+        notes,
+        [table] if rows else [],
+    )
+
+
+def proxies_section(summary: Mapping[str, Any]) -> Section:
+    names = list(summary.get("proxies") or {})
+    named = [("exemplars", figures.exemplar_figure(summary))]
+    named += [(f"hist-{name}", figures.proxy_histogram_figure(summary, name)) for name in names]
+    shown = [n for n in ("loss", "confidence", "margin", "heldout_kl", "feldman_mem") if n in names]
+    top = Table(
+        f"Most memorized by {summary.get('rank_by')}",
+        ["record", "label", "predicted", "score", *shown],
+        [
+            [
+                str(e["id"]),
+                _number(e.get("label")),
+                _number(e.get("predicted")),
+                _number(e.get("score")),
+                *(_number(e.get(n)) for n in shown),
+            ]
+            for e in summary.get("most_memorized", [])
+        ],
+    )
+    rho = summary.get("spearman") or {}
+    correlations = Table(
+        "Spearman ρ between proxies (signed so higher = more memorized)",
+        ["", *names],
+        [[a, *(_number((rho.get(a) or {}).get(b), 3) for b in names)] for a in names],
+    )
+    notes = []
+    if summary.get("missing"):
+        notes.append(
+            f"Not computed (the data does not allow them): {', '.join(summary['missing'])}."
+        )
+    if summary.get("n_heldout"):
+        notes.append(f"{summary['n_heldout']:,} held-out records served the held-out copy only.")
+    return Section(
+        "proxies", "Memorization proxies", charts("proxies", named), notes, [top, correlations]
+    )
+
+
+def capacity_section(summary: Mapping[str, Any]) -> Section:
+    model = summary.get("model") or {}
+    facts: list[list[str]] = [["parameters", _number(model.get("param_count"))]]
+    attention = model.get("attention")
+    if attention:
+        facts += [
+            ["capacity C = H·d_h + d", _number(attention["capacity"])],
+            ["associations T₀", _number(attention["associations"])],
+            ["accuracy bound φ", _number(attention["phi"])],
+            [
+                "earlier bound (Mahdavi et al.)",
+                _number(attention["previous_phi"])
+                + ("" if attention["previous_applies"] else " (needs S ≤ d)"),
+            ],
+        ]
+    width = model.get("width")
+    if width:
+        facts.append(
+            [
+                "narrowest hidden layer / inputs",
+                f"{width['min_hidden_width']} / {width['input_dim']}",
+            ]
+        )
+    if "training_accuracy" in summary:
+        facts.append(["accuracy on these records", f"{100 * summary['training_accuracy']:.2f}%"])
+    if "separation_bound" in summary:
+        facts.append(["separation bound c(D)", _number(summary["separation_bound"])])
+    notes = []
+    if attention:
+        notes.append(attention["scope"] + ".")
+    if width and width.get("text"):
+        notes.append(width["text"])
+    if summary.get("separation_note"):
+        notes.append(summary["separation_note"] + ".")
+    if summary.get("contradictory_pairs"):
+        pairs = "; ".join(" & ".join(map(str, p)) for p in summary["contradictory_pairs"][:20])
+        notes.append(f"Contradictory pairs: {pairs}.")
+    named = [("nearest", figures.capacity_figure(summary))]
+    return Section(
+        "capacity",
+        "Capacity",
+        charts("capacity", named),
+        notes,
+        [Table("Bounds", ["", "value"], facts)],
+    )
+
+
+def unlearning_section(summary: Mapping[str, Any]) -> Section:
+    membership = summary.get("membership") or {}
+    models = list(summary.get("accuracy") or {})
+    rows = [
+        ["Tug-of-War", _number(summary.get("tug_of_war"))],
+        ["Tug-of-War (MIA)", _number(summary.get("tug_of_war_mia"))],
+    ]
+    for model in models:
+        found = membership.get(model) or {}
+        rows.append([f"SVC attack: forget called members · {model}", _number(found.get("svc_mia"))])
+        rows.append([f"forget vs test AUROC · {model}", _number(found.get("forget_vs_test_auc"))])
+    notes = []
+    if summary.get("tug_of_war_reason"):
+        notes.append(f"Tug-of-War not computed: {summary['tug_of_war_reason']}.")
+    stratified = summary.get("stratified") or {}
+    if stratified.get("levels"):
+        notes.append(
+            f"Forget set split by {stratified['by']} on the {stratified['basis']} model, "
+            f"{stratified['n_per_level']} records per level, unlearned low → mid → high."
+        )
+    named = [
+        ("accuracy", figures.unlearning_accuracy_figure(summary)),
+        ("levels", figures.unlearning_levels_figure(summary)),
+    ]
+    return Section(
+        "unlearning",
+        "Unlearning scorecard",
+        charts("unlearning", named),
+        notes,
+        [Table("Scorecard", ["", "value"], rows)],
+    )
+
+
+CLASSIFIER_SECTIONS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
+    "diversity": diversity_section,
+    "proxies": proxies_section,
+    "capacity": capacity_section,
+    "unlearning": unlearning_section,
+}
