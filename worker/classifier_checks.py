@@ -130,14 +130,13 @@ def _compute_diversity(
     pooling = params.pooling or ("mean" if model.spec.kind == "causal_lm" else "cls")
     kept = [r for r in records if r.index < params.max_samples]
     found: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    for start in range(0, len(kept), context.batch_size):
-        chunk = kept[start : start + context.batch_size]
-        for name, values in model.activations(
-            model.batch([r.input for r in chunk]), layers, pooling
-        ).items():
+    order: list[int] = []
+    for chunk, inputs in context.batches(kept):
+        order += chunk
+        for name, values in model.activations(inputs, layers, pooling).items():
             found[name].append(values)
     stacked = {name: np.concatenate(parts) for name, parts in found.items() if parts}
-    positions = {record.index: i for i, record in enumerate(kept)}
+    positions = {kept[i].index: row for row, i in enumerate(order)}
     rows = []
     for record in records:
         if record.index >= params.max_samples:

@@ -22,9 +22,16 @@ class NoisyDigits:
     train_accuracy: float
 
 
-def noisy_digits(root: Path, flip_fraction: float = 0.15, seed: int = 0) -> NoisyDigits:
+def noisy_digits(
+    root: Path, flip_fraction: float = 0.15, seed: int = 0, history: bool = False
+) -> NoisyDigits:
     """scikit-learn's digits with 15% of the training labels flipped to another class, and an
-    MLP trained on them until it fits most of the training set (seconds on a CPU)."""
+    MLP trained on them until it fits most of the training set (seconds on a CPU).
+
+    With `history`, the records also carry what the learning-event and Feldman proxies read:
+    the softmax each training example got in its mini-batch every epoch (`epoch_probs`), and
+    the membership and correctness of 16 RBF SVMs (which memorize) trained on random 70% subsets
+    (`subset_in`, `subset_correct`)."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
@@ -40,12 +47,15 @@ def noisy_digits(root: Path, flip_fraction: float = 0.15, seed: int = 0) -> Nois
     net = build(architecture)
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     xt, yt = torch.from_numpy(x[train]), torch.from_numpy(labels[train]).long()
-    for _ in range(30):
+    logged = np.zeros((len(x), 30, 10), dtype=np.float32)
+    for epoch in range(30):
         permutation = torch.randperm(len(xt))
         for start in range(0, len(xt), 64):
             batch = permutation[start : start + 64]
             optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[batch]), yt[batch]).backward()
+            logits = net(xt[batch])
+            logged[train[batch.numpy()], epoch] = torch.softmax(logits, 1).detach().numpy()
+            torch.nn.functional.cross_entropy(logits, yt[batch]).backward()
             optimizer.step()
     accuracy = float((net(xt).argmax(1) == yt).float().mean())
     model_dir = save_builtin(root / "models" / "digits-mlp", architecture, net)
@@ -56,7 +66,11 @@ def noisy_digits(root: Path, flip_fraction: float = 0.15, seed: int = 0) -> Nois
     ids = np.array([f"digit-{i}" for i in range(len(x))])
     dataset = root / "data" / "digits.npz"
     dataset.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(dataset, x=x, y=labels, split=split, flipped=flipped, id=ids)
+    arrays = {"x": x, "y": labels, "split": split, "flipped": flipped, "id": ids}
+    if history:
+        arrays["epoch_probs"] = logged
+        arrays["subset_in"], arrays["subset_correct"] = _subset_models(x, labels, train, rng)
+    np.savez(dataset, **arrays)
     return NoisyDigits(model_dir, dataset, frozenset(ids[flip]), accuracy)
 
 
@@ -117,6 +131,21 @@ def unlearning_models(root: Path, seed: int = 0) -> UnlearningModels:
         dataset, x=x, y=labels, split=split, id=np.array([f"digit-{i}" for i in range(len(x))])
     )
     return UnlearningModels(dirs["original"], dirs["retrained"], dirs["unlearned"], dataset, nets)
+
+
+def _subset_models(
+    x: np.ndarray, labels: np.ndarray, train: np.ndarray, rng, m: int = 16, r: float = 0.7
+) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.svm import SVC
+
+    inside = np.zeros((len(x), m), dtype=np.int8)
+    correct = np.zeros((len(x), m), dtype=np.int8)
+    for k in range(m):
+        chosen = rng.choice(train, size=int(r * len(train)), replace=False)
+        model = SVC(C=100.0, gamma="scale").fit(x[chosen], labels[chosen])
+        inside[chosen, k] = 1
+        correct[train, k] = model.predict(x[train]) == labels[train]
+    return inside, correct
 
 
 def circles_model(root: Path, variant: str, seed: int, epochs: int = 200) -> tuple[Path, Path]:

@@ -128,3 +128,62 @@ def test_a_causal_lm_through_its_hidden_states(tiny_lm, tmp_path) -> None:
     facts = result["capacity"]["summary"]["model"]
     assert facts["attention"]["associations"] == tiny_lm.n_members + tiny_lm.n_nonmembers
     assert "separation_bound" not in result["capacity"]["summary"]  # text records, no labels
+
+
+def test_a_small_cnn_over_nested_jsonl_features(tmp_path) -> None:
+    import torch
+    from sklearn.datasets import load_digits
+
+    from worker.loaders.builtin_nets import build, save_builtin
+
+    x, y = load_digits(return_X_y=True)
+    images = (x[:300] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    architecture = {
+        "name": "small_cnn",
+        "in_channels": 1,
+        "height": 8,
+        "width": 8,
+        "channels": [8, 16],
+        "n_classes": 10,
+    }
+    torch.manual_seed(0)
+    net = build(architecture)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(
+            net(torch.from_numpy(images)), torch.from_numpy(y[:300])
+        )
+        loss.backward()
+        optimizer.step()
+    model_dir = save_builtin(tmp_path / "models" / "cnn", architecture, net)
+    data = tmp_path / "digits.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "features": images[i].tolist(), "label": int(y[i])}) + "\n"
+            for i in range(300)
+        )
+    )
+    checks = [
+        {"kind": "proxies"},
+        {"kind": "diversity", "params": {"n_bins": 10}},
+        {"kind": "capacity"},
+    ]
+    result = audit_records(model_dir, data, checks)
+    rows = result["proxies"]["samples"]
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(images)), 1).numpy()
+    assert np.allclose(
+        [r["confidence"] for r in rows], expected[np.arange(300), y[:300]], atol=1e-6
+    )
+    assert all(r["curvature"] >= 0 for r in rows)
+    # Image inputs are recognised by the model's input shape: exemplars come as pictures.
+    exemplars = result["proxies"]["summary"]["exemplars"]
+    assert len(exemplars) == 20 and np.asarray(next(iter(exemplars.values()))["image"]).shape == (
+        8,
+        8,
+    )
+    layers = result["diversity"]["summary"]["layers"]
+    assert {name: layer["n_neurons"] for name, layer in layers.items()} == {"1": 8, "4": 16}
+    capacity = result["capacity"]["summary"]
+    assert "width" not in capacity["model"] and capacity["separation_bound"] > 0

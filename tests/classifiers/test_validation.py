@@ -118,3 +118,18 @@ def test_diversity_of_a_real_pretrained_encoder(tmp_path) -> None:
         f"MiniLM diversity: 2000 sentences, 7 layers, {seconds:.1f}s, peak RSS {peak_gib:.2f} GiB"
     )
     assert peak_gib < 8
+
+
+def test_learning_events_and_the_feldman_estimator(tmp_path) -> None:
+    digits = noisy_digits(tmp_path, history=True)
+    result = audit_records(digits.model_dir, digits.dataset, [{"kind": "proxies"}])["proxies"]
+    rows = [row for row in result["samples"] if not row.get("skipped")]
+    flagged = [row["id"] in digits.flipped_ids for row in rows]
+    for name in ("le_confidence", "le_bi_acc", "feldman_mem"):
+        assert auroc([row["mem_score"][name] for row in rows], flagged) >= 0.85, name
+    assert all(row["n_in"] + row["n_out"] == 16 for row in rows)
+    summary = result["summary"]
+    assert summary["missing"] == []
+    # Proxies against the leave-one-out estimate, as Zhao & Triantafillou judge them.
+    assert summary["against_feldman"]["loss"] > 0.3
+    assert summary["against_feldman"]["le_confidence"] > 0.3
