@@ -584,8 +584,8 @@ def _compute_capacity(
     model = context.model
     probs = context.probs(records) if model.n_classes else None
     distances = nearest = None
-    if model.input_kind == "features":
-        x, y = context.all_features
+    if model.input_kind == "features" and all(r.label is not None for r in records):
+        x, y, ids = context.all_features
         reference = np.arange(len(x))
         if len(x) > params.exact_pairwise_max_n:
             rng = np.random.default_rng(params.seed)
@@ -595,11 +595,10 @@ def _compute_capacity(
             x[reference], y[reference], queries, np.asarray([r.label for r in records])
         )
         nearest = np.where(nearest >= 0, reference[np.maximum(nearest, 0)], -1)
-    ids = [r.sample_id for r in context.all_records if r.label is not None]
     rows = []
     for i, record in enumerate(records):
         values: dict[str, Any] = {"id": record.sample_id, "label": record.label}
-        if probs is not None:
+        if probs is not None and record.label is not None:
             values["correct"] = bool(int(probs[i].argmax()) == record.label)
         if distances is not None:
             finite = math.isfinite(distances[i])

@@ -141,8 +141,8 @@ class ClassifierContext:
             yield chunk, self.model.batch([r.input for r in chunk])
 
     @cached_property
-    def all_features(self) -> tuple[np.ndarray, np.ndarray]:
-        """(x, y) of every labelled record, features flattened."""
+    def all_features(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(x, y, ids) of every labelled record, features flattened."""
         rows = [r for r in self.all_records if r.label is not None]
         x = np.asarray([np.ravel(np.asarray(r.input, dtype=np.float64)) for r in rows])
-        return x, np.asarray([r.label for r in rows])
+        return x, np.asarray([r.label for r in rows]), [r.sample_id for r in rows]
