@@ -36,7 +36,7 @@ from worker.engine.proxies import (
     learning_event_proxies,
     mem_score,
     prediction_proxies,
-    spearman,
+    summarize_correlations,
     symmetric_kl,
 )
 from worker.loaders.datasets import DatasetError
@@ -498,21 +498,12 @@ def _summarize_proxies(values: Sequence[dict[str, Any]], params: ProxyParams) ->
         }
         for v in ranked[: params.top_n]
     ]
-    summary["spearman"] = {a: {b: _rho(scored, a, b) for b in present} for a in present}
+    summary["spearman"] = summarize_correlations(scored, present)
     if "feldman_mem" in present:
         summary["against_feldman"] = {
             n: summary["spearman"][n]["feldman_mem"] for n in present if n != "feldman_mem"
         }
     return summary
-
-
-def _rho(rows: Sequence[Mapping[str, Any]], a: str, b: str) -> float | None:
-    pairs = [
-        (row["mem_score"][a], row["mem_score"][b])
-        for row in rows
-        if row.get("mem_score", {}).get(a) is not None and row["mem_score"].get(b) is not None
-    ]
-    return spearman(*zip(*pairs, strict=True)) if len(pairs) >= 3 else None
 
 
 PROXY_DESCRIPTIONS = {

@@ -121,8 +121,8 @@ class ClassifierContext:
                 return None
             torch.manual_seed(self.seed)
             batches = [
-                (batch, torch.tensor([r.label for r in chunk], device=self.model.device))
-                for chunk, batch in self._chunks(heldout)
+                (inputs, torch.tensor([heldout[i].label for i in chunk], device=self.model.device))
+                for chunk, inputs in self.batches(heldout)
             ]
             self._finetuned[key] = finetune_copy(
                 self.model.module,
@@ -134,11 +134,6 @@ class ClassifierContext:
                 seed=self.seed,
             )
         return self._finetuned[key]
-
-    def _chunks(self, records: Sequence[LabelledRecord]):
-        for start in range(0, len(records), self.batch_size):
-            chunk = records[start : start + self.batch_size]
-            yield chunk, self.model.batch([r.input for r in chunk])
 
     @cached_property
     def all_features(self) -> tuple[np.ndarray, np.ndarray, list[str]]:

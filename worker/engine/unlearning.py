@@ -8,8 +8,7 @@ sets, Tug-of-War against a model retrained without the forget set, and membershi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -67,34 +66,3 @@ def svc_mia(
     y = np.concatenate([np.ones(n), np.zeros(n)])
     attack = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
     return float(attack.predict(target_features).mean())
-
-
-def accuracies(correct: Mapping[str, Sequence[bool]]) -> dict[str, float | None]:
-    """Accuracy in % per split; None for an empty split."""
-    return {
-        split: (100.0 * float(np.mean(values)) if len(values) else None)
-        for split, values in correct.items()
-    }
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> list[float | None]:
-    """Mean ± Student-t half-width over seeds; [mean, None, None] for one value."""
-    data = np.asarray(values, dtype=np.float64)
-    mean = float(data.mean())
-    if len(data) < 2:
-        return [mean, None, None]
-    from scipy import stats
-
-    half = float(stats.t.ppf((1 + confidence) / 2, len(data) - 1) * data.std(ddof=1))
-    half /= np.sqrt(len(data))
-    return [mean, mean - half, mean + half]
-
-
-def summarize_split_rows(rows: Sequence[Mapping[str, Any]], model: str) -> dict[str, Any]:
-    """Per split, accuracy of `model` ("unlearned", "original", "retrained") from row flags."""
-    correct: dict[str, list[bool]] = {split: [] for split in SPLITS}
-    for row in rows:
-        value = row.get("correct", {}).get(model)
-        if value is not None and row.get("split") in correct:
-            correct[row["split"]].append(bool(value))
-    return accuracies(correct)

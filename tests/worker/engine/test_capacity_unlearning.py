@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from worker.engine.capacity import attention_capacity, separation_bound, width_flag
-from worker.engine.unlearning import mia_features, svc_mia, t_interval, tug_of_war
+from worker.engine.unlearning import mia_features, svc_mia, tug_of_war
 
 
 @pytest.mark.parametrize(("heads", "phi"), [(1, 0.02784), (21, 0.10624), (31, 0.14544)])
@@ -94,11 +94,3 @@ def test_the_svc_attack_separates_confident_members() -> None:
     )
     assert svc_mia(members, others, members[:50]) > 0.9
     assert svc_mia(members, others, others[:50]) < 0.1
-
-
-def test_t_interval() -> None:
-    mean, low, high = t_interval([0.9, 0.92, 0.94])
-    assert mean - low == pytest.approx(high - mean)
-    assert mean == pytest.approx(0.92)
-    assert high - mean == pytest.approx(4.302652729911275 * 0.02 / math.sqrt(3))
-    assert t_interval([0.5]) == [0.5, None, None]
