@@ -403,6 +403,33 @@ def cmd_audit(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kk_generate(_settings: Settings, args: argparse.Namespace) -> int:
+    """Knights-and-Knaves puzzles with their perturbations, as JSONL: fine-tune on exactly the
+    puzzles you will audit."""
+    from worker.engine.reasoning.kk_sets import puzzle_records
+
+    records = puzzle_records(
+        args.people,
+        n_test=args.test,
+        n_train=args.train,
+        depth=args.depth,
+        width=args.width,
+        seed=args.seed,
+    )
+    stream = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        count = 0
+        for record in records:
+            stream.write(json.dumps(record) + "\n")
+            count += 1
+    finally:
+        if args.output:
+            stream.close()
+    if args.output:
+        print(f"wrote {count} puzzles to {args.output}", file=sys.stderr)
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 
@@ -459,6 +486,23 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--samples", action="store_true", help="include per-sample values")
     audit.add_argument("--output", default=None, help="write JSON here instead of stdout")
     audit.set_defaults(handler=cmd_audit)
+
+    kk = commands.add_parser("kk", help="Knights-and-Knaves puzzle sets")
+    kk_commands = kk.add_subparsers(dest="kk_command", required=True)
+    generate = kk_commands.add_parser("generate", help="write puzzles and perturbations as JSONL")
+    generate.add_argument("--people", type=int, nargs="+", default=[2, 3], choices=range(2, 9))
+    generate.add_argument("--test", type=int, default=100, help="test puzzles per size")
+    generate.add_argument(
+        "--train",
+        type=int,
+        default=None,
+        help="train puzzles per size (200 at 2 people, 1000 above)",
+    )
+    generate.add_argument("--depth", type=int, default=2)
+    generate.add_argument("--width", type=int, default=2)
+    generate.add_argument("--seed", type=int, default=1234)
+    generate.add_argument("--output", default=None, help="a file; stdout by default")
+    generate.set_defaults(handler=cmd_kk_generate)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
