@@ -33,6 +33,7 @@ from worker.engine.extraction import (
 from worker.engine.loss import sample_loss, summarize_loss
 from worker.engine.membership import membership_report, sample_scores
 from worker.engine.sampling import Scheme
+from worker.generation_checks import KK_MEMORIZATION, RETENTION
 from worker.unlearning_check import UNLEARNING
 
 
@@ -508,7 +509,17 @@ MEMBERSHIP = CheckKind(
 CHECKS: Mapping[str, CheckKind] = MappingProxyType(
     {
         check.name: check
-        for check in (LOSS, EXTRACTION, MEMBERSHIP, DIVERSITY, PROXIES, CAPACITY, UNLEARNING)
+        for check in (
+            LOSS,
+            EXTRACTION,
+            MEMBERSHIP,
+            DIVERSITY,
+            PROXIES,
+            CAPACITY,
+            UNLEARNING,
+            KK_MEMORIZATION,
+            RETENTION,
+        )
     }
 )
 

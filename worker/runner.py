@@ -27,6 +27,7 @@ from worker import shard_store
 from worker.checks import parse_checks
 from worker.classifier_passes import ClassifierContext, labelled
 from worker.engine.scoring import plan_batches
+from worker.generation_checks import GenerationContext, model_generator
 from worker.lease_keeper import LeaseKeeper
 from worker.lm_passes import TextRecord, audit_plan, compute_batch
 from worker.loaders.classifiers import LoadedClassifier, as_classifier, cached_classifier
@@ -223,7 +224,8 @@ def _batches(
     and `capacity`) read the same model through the classifier interface, batch for batch.
     """
     lm = [i for i, (kind, _) in enumerate(checks) if kind.family == "lm"]
-    other = [i for i, (kind, _) in enumerate(checks) if kind.family != "lm"]
+    other = [i for i, (kind, _) in enumerate(checks) if kind.family == "classifier"]
+    generated = [i for i, (kind, _) in enumerate(checks) if kind.family == "generate"]
     if spec.kind == "causal_lm":
         target = cached_causal_lm(spec)
         classifier = as_classifier(target)
@@ -255,6 +257,13 @@ def _batches(
             for i in other
             if checks[i][0].model_facts is not None
         }
+    if generated:
+        speaker = GenerationContext(
+            model_generator(target, settings.batch_size),
+            load=lambda uri: model_generator(
+                cached_causal_lm(_spec(uri, settings)), settings.batch_size
+            ),
+        )
     if lm:
         lm_checks = [checks[i] for i in lm]
         plan, max_tokens = audit_plan(lm_checks, target, audit.reference_model_uri is not None)
@@ -289,6 +298,9 @@ def _batches(
             for position in other:
                 kind, params = checks[position]
                 values[position] = kind.compute(context, [inputs[i] for i in batch], params)
+            for position in generated:
+                kind, params = checks[position]
+                values[position] = kind.compute(speaker, [records[i] for i in batch], params)
             yield batch, values, n_tokens
 
     return batches(), info

@@ -52,8 +52,9 @@ def _bad(stack, expected_status: int, expected_code: str, **request) -> dict:
 def test_unknown_check_kind(stack, body) -> None:
     body["checks"] = [{"kind": "telepathy", "params": {}}]
     error = _bad(stack, 422, "unknown_check_kind", headers=stack.headers, json=body)
-    assert (
-        "available: capacity, diversity, extraction, loss, membership, proxies" in error["message"]
+    assert error["message"].endswith(
+        "available: capacity, diversity, extraction, kk_memorization, loss, membership, "
+        "proxies, retention, unlearning"
     )
 
 
