@@ -27,7 +27,14 @@ from worker.engine.generation import greedy_generate
 from worker.engine.reasoning.kk_judge import judge, limem
 from worker.engine.reasoning.kk_puzzles import MATH_LEVEL, PERTURBATIONS
 from worker.engine.reasoning.kk_sets import prompt
-from worker.engine.retention import comparison_for, grade, lost_at, retention_between, transition
+from worker.engine.retention import (
+    comparison_for,
+    grade,
+    kept_share,
+    lost_at,
+    retention_between,
+    transition,
+)
 from worker.loaders.datasets import DatasetError, Record
 
 Generate = Callable[[Sequence[str], int, str], list[str]]  # prompts, max_new_tokens, chat
@@ -297,10 +304,8 @@ def _summarize_retention(
             label: retention_between(correct, labels[0], label) for label in labels[1:]
         },
         "consecutive": {f"{a}->{b}": retention_between(correct, a, b) for a, b in pairwise(labels)},
-        "matrix": [
-            [retention_between(correct, a, b)["retention"] if a != b else None for b in labels]
-            for a in labels
-        ],
+        # Row a, column b: of the factoids version a answered, the share version b answers.
+        "matrix": [[kept_share(correct, a, b) if a != b else None for b in labels] for a in labels],
         "forgotten": [
             {"id": v["id"], "lost_at": v["lost_at"]} for v in values if v["lost_at"] is not None
         ][:500],

@@ -7,19 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.dashboard import classifier_figures as figures
-from app.dashboard.sections import Section, Table, charts
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
+from app.dashboard.sections import Section, Table, charts, format_number
 
 
 def diversity_section(summary: Mapping[str, Any]) -> Section:
@@ -36,14 +24,14 @@ def diversity_section(summary: Mapping[str, Any]) -> Section:
     rows = [
         [
             name,
-            _number(layer["n_neurons"]),
-            _number(layer["entropy"]["mean"]),
-            _number(layer["entropy"]["median"]),
-            _number(layer["mi"].get("mean")),
-            _number(layer["mi"].get("median")),
+            format_number(layer["n_neurons"]),
+            format_number(layer["entropy"]["mean"]),
+            format_number(layer["entropy"]["median"]),
+            format_number(layer["mi"].get("mean")),
+            format_number(layer["mi"].get("median")),
             f"{layer['mi']['n_pairs']:,}"
             + (f" ({layer['mi']['n_neurons_sampled']} neurons)" if layer["mi"]["sampled"] else ""),
-            _number(layer["mi"]["independent_bias"]),
+            format_number(layer["mi"]["independent_bias"]),
         ]
         for name, layer in layers.items()
     ]
@@ -76,10 +64,10 @@ def proxies_section(summary: Mapping[str, Any]) -> Section:
         [
             [
                 str(e["id"]),
-                _number(e.get("label")),
-                _number(e.get("predicted")),
-                _number(e.get("score")),
-                *(_number(e.get(n)) for n in shown),
+                format_number(e.get("label")),
+                format_number(e.get("predicted")),
+                format_number(e.get("score")),
+                *(format_number(e.get(n)) for n in shown),
             ]
             for e in summary.get("most_memorized", [])
         ],
@@ -88,7 +76,7 @@ def proxies_section(summary: Mapping[str, Any]) -> Section:
     correlations = Table(
         "Spearman ρ between proxies (signed so higher = more memorized)",
         ["", *names],
-        [[a, *(_number((rho.get(a) or {}).get(b), 3) for b in names)] for a in names],
+        [[a, *(format_number((rho.get(a) or {}).get(b), 3) for b in names)] for a in names],
     )
     notes = []
     if summary.get("missing"):
@@ -104,16 +92,16 @@ def proxies_section(summary: Mapping[str, Any]) -> Section:
 
 def capacity_section(summary: Mapping[str, Any]) -> Section:
     model = summary.get("model") or {}
-    facts: list[list[str]] = [["parameters", _number(model.get("param_count"))]]
+    facts: list[list[str]] = [["parameters", format_number(model.get("param_count"))]]
     attention = model.get("attention")
     if attention:
         facts += [
-            ["capacity C = H·d_h + d", _number(attention["capacity"])],
-            ["associations T₀", _number(attention["associations"])],
-            ["accuracy bound φ", _number(attention["phi"])],
+            ["capacity C = H·d_h + d", format_number(attention["capacity"])],
+            ["associations T₀", format_number(attention["associations"])],
+            ["accuracy bound φ", format_number(attention["phi"])],
             [
                 "earlier bound (Mahdavi et al.)",
-                _number(attention["previous_phi"])
+                format_number(attention["previous_phi"])
                 + ("" if attention["previous_applies"] else " (needs S ≤ d)"),
             ],
         ]
@@ -128,7 +116,7 @@ def capacity_section(summary: Mapping[str, Any]) -> Section:
     if "training_accuracy" in summary:
         facts.append(["accuracy on these records", f"{100 * summary['training_accuracy']:.2f}%"])
     if "separation_bound" in summary:
-        facts.append(["separation bound c(D)", _number(summary["separation_bound"])])
+        facts.append(["separation bound c(D)", format_number(summary["separation_bound"])])
     notes = []
     if attention:
         notes.append(attention["scope"] + ".")
@@ -153,13 +141,17 @@ def unlearning_section(summary: Mapping[str, Any]) -> Section:
     membership = summary.get("membership") or {}
     models = list(summary.get("accuracy") or {})
     rows = [
-        ["Tug-of-War", _number(summary.get("tug_of_war"))],
-        ["Tug-of-War (MIA)", _number(summary.get("tug_of_war_mia"))],
+        ["Tug-of-War", format_number(summary.get("tug_of_war"))],
+        ["Tug-of-War (MIA)", format_number(summary.get("tug_of_war_mia"))],
     ]
     for model in models:
         found = membership.get(model) or {}
-        rows.append([f"SVC attack: forget called members · {model}", _number(found.get("svc_mia"))])
-        rows.append([f"forget vs test AUROC · {model}", _number(found.get("forget_vs_test_auc"))])
+        rows.append(
+            [f"SVC attack: forget called members · {model}", format_number(found.get("svc_mia"))]
+        )
+        rows.append(
+            [f"forget vs test AUROC · {model}", format_number(found.get("forget_vs_test_auc"))]
+        )
     notes = []
     if summary.get("tug_of_war_reason"):
         notes.append(f"Tug-of-War not computed: {summary['tug_of_war_reason']}.")

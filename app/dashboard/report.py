@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from app.dashboard import figures
 from app.dashboard.classifier_sections import CLASSIFIER_SECTIONS
 from app.dashboard.headline import Headline, headlines
+from app.dashboard.reasoning_sections import REASONING_SECTIONS
 from app.dashboard.sections import Section, charts
 from app.models import Audit
 from worker.checks import parse_checks
@@ -83,6 +84,7 @@ SECTION_BUILDERS = {
     "membership": _membership_section,
     "loss": _loss_section,
     **CLASSIFIER_SECTIONS,
+    **REASONING_SECTIONS,
 }
 
 

@@ -50,3 +50,16 @@ def charts(prefix: str, named: list[tuple[str, go.Figure | None]]) -> list[Chart
         for name, figure in named
         if figure is not None
     ]
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """A table cell: an em dash for nothing, yes/no, thousands separators, 4 significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)

@@ -341,3 +341,71 @@ def test_classifier_reports_in_chromium(served: Served, classifier_audits: dict,
     assert watched.errors == []
     assert watched.hosts == {"127.0.0.1"}, watched.hosts
     watched.close()
+
+
+@pytest.fixture(scope="module")
+def reasoning_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -> dict:
+    """A puzzle memorizer's kk_memorization audit and a two-version retention audit."""
+    from tests.reasoning.builders import factoid_versions, puzzle_memorizer
+
+    root = tmp_path_factory.mktemp("reasoning")
+    puzzles = puzzle_memorizer(root / "kk")
+    facts = factoid_versions(root / "facts")
+    models_root = tiny_lm.model_dir.parent
+    placed = {}
+    for name, source in (
+        ("browser-kk", puzzles.model_dir),
+        ("browser-facts-v1", facts.first),
+        ("browser-facts-v2", facts.second),
+    ):
+        placed[name] = models_root / name
+        shutil.copytree(source, placed[name], dirs_exist_ok=True)
+    shutil.copy(puzzles.dataset, served.data_root / "kk.jsonl")
+    shutil.copy(facts.dataset, served.data_root / "factoids.jsonl")
+    bodies = {
+        "kk": {
+            "model": {"uri": f"path:{placed['browser-kk']}"},
+            "dataset": {"uri": f"path:{served.data_root / 'kk.jsonl'}"},
+            "checks": [{"kind": "kk_memorization", "params": {"max_new_tokens": 40}}],
+        },
+        "retention": {
+            "model": {"uri": f"path:{placed['browser-facts-v2']}"},
+            "dataset": {"uri": f"path:{served.data_root / 'factoids.jsonl'}"},
+            "checks": [
+                {
+                    "kind": "retention",
+                    "params": {
+                        "versions": [f"path:{placed['browser-facts-v1']}"],
+                        "max_new_tokens": 8,
+                    },
+                }
+            ],
+        },
+    }
+    finished = {}
+    for name, body in bodies.items():
+        response = served.client.post("/v1/audits", headers=served.headers, json=body)
+        assert response.status_code == 202, response.text
+        finished[name] = wait_final(served.client, served.headers, response.json()["id"], 300)
+        assert finished[name]["status"] == "succeeded", finished[name]
+    return finished
+
+
+def test_reasoning_reports_in_chromium(served: Served, reasoning_audits: dict, browser) -> None:
+    watched = Watched(browser, 1280)
+    page = watched.page
+    _sign_in(watched, served)
+    page.goto(f"{served.base_url}/audits/{reasoning_audits['kk']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    assert {"kk-by-people", "kk-by-perturbation"} <= set(charts), sorted(charts)
+    assert all(c["svg"] >= 1 and c["traces"] >= 1 for c in charts.values())
+    assert "LiMem" in page.inner_text("[data-table='kk_memorization']")
+    watched.shot("kk-report")
+    page.goto(f"{served.base_url}/audits/{reasoning_audits['retention']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    assert {"retention-heatmap", "retention-accuracy"} <= set(charts), sorted(charts)
+    assert "Forgotten factoids" in page.inner_text("#section-retention")
+    watched.shot("retention-report")
+    assert watched.errors == []
+    assert watched.hosts == {"127.0.0.1"}, watched.hosts
+    watched.close()

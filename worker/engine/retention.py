@@ -83,3 +83,9 @@ def lost_at(correct: Mapping[str, bool], versions: Sequence[str]) -> str | None:
         if correct.get(previous) and correct.get(current) is False:
             return current
     return None
+
+
+def kept_share(correct: Sequence[Mapping[str, bool]], before: str, after: str) -> float | None:
+    """Of the factoids `before` answered, the share `after` answers; None if it knew none."""
+    known = [c for c in correct if c.get(before)]
+    return sum(bool(c.get(after)) for c in known) / len(known) if known else None

@@ -40,3 +40,11 @@ def test_the_version_where_a_factoid_was_lost() -> None:
     assert lost_at({"v1": True, "v2": True, "v3": False}, versions) == "v3"
     assert lost_at({"v1": False, "v2": True, "v3": True}, versions) is None
     assert lost_at({"v1": True, "v2": False, "v3": True}, versions) == "v2"
+
+
+def test_kept_share_conditions_on_what_the_earlier_version_knew() -> None:
+    from worker.engine.retention import kept_share
+
+    correct = [{"a": True, "b": True}, {"a": True, "b": False}, {"a": False, "b": True}]
+    assert kept_share(correct, "a", "b") == 0.5
+    assert kept_share([{"a": False, "b": True}], "a", "b") is None

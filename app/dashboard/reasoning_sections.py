@@ -1,0 +1,88 @@
+"""Report sections of `kk_memorization` and `retention`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.dashboard import reasoning_figures as figures
+from app.dashboard.sections import Section, Table, charts, format_number
+
+
+def kk_section(summary: Mapping[str, Any]) -> Section:
+    table = summary.get("by_perturbation") or {}
+    rows = [
+        [
+            name,
+            format_number(entry["n"]),
+            format_number(entry["accuracy"]),
+            format_number(entry["consistency"]),
+            format_number(entry["limem"]),
+        ]
+        for name, entry in table.items()
+    ]
+    notes = [
+        "LiMem = Acc · (1 − CR): high when puzzles are solved as seen but not once perturbed "
+        "(Xie et al. 2024). Math-level perturbations (perturbed_statement, perturbed_leaf) "
+        "change the answer; the others change only the wording."
+    ]
+    if summary.get("wrong_reasons"):
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["wrong_reasons"].items())
+        notes.append(f"Unsolved originals: {reasons}.")
+    memorized = summary.get("memorized_puzzles") or []
+    tables = [Table("By perturbation", ["perturbation", "|D_π|", "Acc", "CR", "LiMem"], rows)]
+    if memorized:
+        tables.append(
+            Table(
+                "Solved only in the original form (a math-level perturbation failed)",
+                ["puzzle"],
+                [[m] for m in memorized[:50]],
+            )
+        )
+    named = [
+        ("by-people", figures.limem_by_people_figure(summary)),
+        ("by-perturbation", figures.limem_by_perturbation_figure(summary)),
+    ]
+    return Section(
+        "kk_memorization",
+        "Reasoning memorization (Knights and Knaves)",
+        charts("kk", named),
+        notes,
+        tables,
+    )
+
+
+def retention_section(summary: Mapping[str, Any]) -> Section:
+    versions = summary.get("versions") or []
+    accuracy = summary.get("accuracy") or {}
+    change = summary.get("from_reference") or {}
+    rows = [
+        [
+            v["label"],
+            v["uri"],
+            format_number(accuracy.get(v["label"])),
+            format_number((change.get(v["label"]) or {}).get("forgetting_pp")),
+        ]
+        for v in versions
+    ]
+    forgotten = summary.get("forgotten") or []
+    tables = [Table("Versions", ["version", "model", "accuracy", "forgetting since v0 (pp)"], rows)]
+    if forgotten:
+        tables.append(
+            Table(
+                "Forgotten factoids",
+                ["factoid", "lost at"],
+                [[f["id"], f["lost_at"]] for f in forgotten[:100]],
+            )
+        )
+    named = [
+        ("heatmap", figures.retention_heatmap_figure(summary)),
+        ("accuracy", figures.retention_accuracy_figure(summary)),
+    ]
+    return Section("retention", "Factoid retention", charts("retention", named), [], tables)
+
+
+REASONING_SECTIONS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
+    "kk_memorization": kk_section,
+    "retention": retention_section,
+}
