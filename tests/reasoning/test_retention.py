@@ -33,7 +33,8 @@ def test_forgetting_is_measured_and_the_lost_factoids_listed(make_stack, tmp_pat
     summary = audit["summary"]["retention"]
     assert summary["accuracy"]["v0"] == 1.0  # stage 1 memorized every factoid
     change = summary["from_reference"]["v1"]
-    assert change["retention"] == summary["accuracy"]["v1"] < 1.0
+    assert change["retention"] == summary["accuracy"]["v1"]
+    assert 0 < change["retention"] < 1  # some facts survive stage 2, some do not
     assert change["forgetting_pp"] == pytest.approx(100 * (1.0 - change["retention"]))
     assert change["transitions"]["forgotten"] == len(summary["forgotten"]) > 0
     rows = all_samples(stack.client, stack.headers, audit["id"], "retention")
