@@ -92,6 +92,14 @@ class LMPlan:
     max_tokens: int | None = None
 
 
+def known_names(values: Sequence[str], available: Sequence[str], what: str) -> list[str]:
+    """The names, each once and in order, or a ValueError naming the unknown ones."""
+    unknown = sorted(set(values) - set(available))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; available: {list(available)}")
+    return list(dict.fromkeys(values))
+
+
 def no_lm_plan(_params: Any, _context: Any) -> LMPlan:
     """Classifier kinds need none of the LM passes."""
     return LMPlan()

@@ -17,7 +17,14 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from worker.check_types import CheckKind, CheckParams, Metric, TableColumn, no_lm_plan
+from worker.check_types import (
+    CheckKind,
+    CheckParams,
+    Metric,
+    TableColumn,
+    known_names,
+    no_lm_plan,
+)
 from worker.classifier_passes import HELDOUT, ClassifierContext, LabelledRecord
 from worker.engine.capacity import attention_capacity, nearest_cross_class, width_flag
 from worker.engine.classifier_ops import input_curvature
@@ -318,10 +325,7 @@ class ProxyParams(CheckParams):
     @field_validator("proxies")
     @classmethod
     def _known(cls, values: list[str]) -> list[str]:
-        unknown = sorted(set(values) - set(ALL_PROXIES))
-        if unknown:
-            raise ValueError(f"unknown proxies {unknown}; available: {list(ALL_PROXIES)}")
-        return list(dict.fromkeys(values))
+        return known_names(values, ALL_PROXIES, "proxies")
 
     @field_validator("rank_by")
     @classmethod

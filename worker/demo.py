@@ -132,7 +132,7 @@ def greedy_memorized(model, tokenizer, text: str) -> bool:  # type: ignore[no-un
     return torch.equal(out[0, prefix_tokens:], suffix)
 
 
-def _tiny_gpt2(tokenizer, *, seed: int, n_layer: int, n_embd: int):  # type: ignore[no-untyped-def]
+def tiny_gpt2(tokenizer, *, seed: int, n_layer: int = 2, n_embd: int = 128, n_positions: int = 128):  # type: ignore[no-untyped-def]
     """A fresh small GPT-2 (no dropout, so memorization is quick) and its optimizer."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -140,7 +140,7 @@ def _tiny_gpt2(tokenizer, *, seed: int, n_layer: int, n_embd: int):  # type: ign
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(tokenizer),
-        n_positions=128,
+        n_positions=n_positions,
         n_embd=n_embd,
         n_layer=n_layer,
         n_head=4,
@@ -154,7 +154,8 @@ def _tiny_gpt2(tokenizer, *, seed: int, n_layer: int, n_embd: int):  # type: ign
     return model, torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
 
 
-def _step(model, optimizer, tokenizer, texts: list[str]) -> float:  # type: ignore[no-untyped-def]
+def train_step(model, optimizer, tokenizer, texts: list[str]) -> float:  # type: ignore[no-untyped-def]
+    """One full-batch step on `texts` (padding masked out of the loss)."""
     model.train()
     batch = tokenizer(texts, return_tensors="pt", padding=True)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
@@ -175,9 +176,9 @@ def train_memorizer(
     n_embd: int = 128,
 ):
     """Train a tiny GPT-2 on `texts` until every one is greedily reproduced."""
-    model, optimizer = _tiny_gpt2(tokenizer, seed=seed, n_layer=n_layer, n_embd=n_embd)
+    model, optimizer = tiny_gpt2(tokenizer, seed=seed, n_layer=n_layer, n_embd=n_embd)
     for step in range(1, max_steps + 1):
-        loss = _step(model, optimizer, tokenizer, texts)
+        loss = train_step(model, optimizer, tokenizer, texts)
         # The loss cannot reach 0: which customer comes next is unpredictable by design.
         if step % 25 == 0 and loss < 0.3:
             model.eval()
@@ -201,10 +202,10 @@ def train_steps(
     Texts that occur several times in the list are seen proportionally more often: this is
     how the duplication studies plant canaries 1, 4 or 16 times.
     """
-    model, optimizer = _tiny_gpt2(tokenizer, seed=seed, n_layer=n_layer, n_embd=n_embd)
+    model, optimizer = tiny_gpt2(tokenizer, seed=seed, n_layer=n_layer, n_embd=n_embd)
     rng = random.Random(seed)
     for _ in range(steps):
-        _step(model, optimizer, tokenizer, rng.sample(texts, min(batch_size, len(texts))))
+        train_step(model, optimizer, tokenizer, rng.sample(texts, min(batch_size, len(texts))))
     return model.eval()
 
 

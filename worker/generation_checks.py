@@ -21,6 +21,7 @@ from worker.check_types import (
     Metric,
     SubmitContext,
     TableColumn,
+    known_names,
     no_lm_plan,
 )
 from worker.engine.generation import greedy_generate
@@ -83,10 +84,7 @@ class KKParams(CheckParams):
     @field_validator("perturbations")
     @classmethod
     def _known(cls, values: list[str]) -> list[str]:
-        unknown = sorted(set(values) - set(PERTURBATIONS))
-        if unknown:
-            raise ValueError(f"unknown perturbations {unknown}; available: {list(PERTURBATIONS)}")
-        return list(dict.fromkeys(values))
+        return known_names(values, PERTURBATIONS, "perturbations")
 
 
 def _puzzle(record: Record) -> dict[str, Any]:

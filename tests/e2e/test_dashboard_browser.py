@@ -246,6 +246,26 @@ def test_running_audits_show_live_progress_then_their_end(
     watched.close()
 
 
+def _place(models_root: Path, sources: dict[str, Path]) -> dict[str, Path]:
+    """Copies of trained models under the served model root, by name."""
+    placed = {}
+    for name, source in sources.items():
+        placed[name] = models_root / name
+        shutil.copytree(source, placed[name], dirs_exist_ok=True)
+    return placed
+
+
+def _run_to_success(served: Served, bodies: dict[str, dict]) -> dict[str, dict]:
+    """Each audit submitted to the served instance and waited for; all must succeed."""
+    finished = {}
+    for name, body in bodies.items():
+        response = served.client.post("/v1/audits", headers=served.headers, json=body)
+        assert response.status_code == 202, response.text
+        finished[name] = wait_final(served.client, served.headers, response.json()["id"], 300)
+        assert finished[name]["status"] == "succeeded", finished[name]
+    return finished
+
+
 @pytest.fixture(scope="module")
 def classifier_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -> dict:
     """A noisy-label digits MLP (proxies, diversity, capacity) and an unlearning audit, run by
@@ -255,16 +275,15 @@ def classifier_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) 
     root = tmp_path_factory.mktemp("classifiers")
     digits = noisy_digits(root / "digits")
     forgetting = unlearning_models(root / "unlearning")
-    models_root = tiny_lm.model_dir.parent
-    placed = {}
-    for name, source in (
-        ("browser-digits", digits.model_dir),
-        ("browser-unlearned", forgetting.unlearned),
-        ("browser-original", forgetting.original),
-        ("browser-retrained", forgetting.retrained),
-    ):
-        placed[name] = models_root / name
-        shutil.copytree(source, placed[name], dirs_exist_ok=True)
+    placed = _place(
+        tiny_lm.model_dir.parent,
+        {
+            "browser-digits": digits.model_dir,
+            "browser-unlearned": forgetting.unlearned,
+            "browser-original": forgetting.original,
+            "browser-retrained": forgetting.retrained,
+        },
+    )
     shutil.copy(digits.dataset, served.data_root / "digits.npz")
     shutil.copy(forgetting.dataset, served.data_root / "unlearning.npz")
     bodies = {
@@ -292,13 +311,7 @@ def classifier_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) 
             ],
         },
     }
-    finished = {}
-    for name, body in bodies.items():
-        response = served.client.post("/v1/audits", headers=served.headers, json=body)
-        assert response.status_code == 202, response.text
-        finished[name] = wait_final(served.client, served.headers, response.json()["id"], 300)
-        assert finished[name]["status"] == "succeeded", finished[name]
-    return finished
+    return _run_to_success(served, bodies)
 
 
 def test_classifier_reports_in_chromium(served: Served, classifier_audits: dict, browser) -> None:
@@ -351,15 +364,14 @@ def reasoning_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -
     root = tmp_path_factory.mktemp("reasoning")
     puzzles = puzzle_memorizer(root / "kk")
     facts = factoid_versions(root / "facts")
-    models_root = tiny_lm.model_dir.parent
-    placed = {}
-    for name, source in (
-        ("browser-kk", puzzles.model_dir),
-        ("browser-facts-v1", facts.first),
-        ("browser-facts-v2", facts.second),
-    ):
-        placed[name] = models_root / name
-        shutil.copytree(source, placed[name], dirs_exist_ok=True)
+    placed = _place(
+        tiny_lm.model_dir.parent,
+        {
+            "browser-kk": puzzles.model_dir,
+            "browser-facts-v1": facts.first,
+            "browser-facts-v2": facts.second,
+        },
+    )
     shutil.copy(puzzles.dataset, served.data_root / "kk.jsonl")
     shutil.copy(facts.dataset, served.data_root / "factoids.jsonl")
     bodies = {
@@ -382,13 +394,7 @@ def reasoning_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -
             ],
         },
     }
-    finished = {}
-    for name, body in bodies.items():
-        response = served.client.post("/v1/audits", headers=served.headers, json=body)
-        assert response.status_code == 202, response.text
-        finished[name] = wait_final(served.client, served.headers, response.json()["id"], 300)
-        assert finished[name]["status"] == "succeeded", finished[name]
-    return finished
+    return _run_to_success(served, bodies)
 
 
 def test_reasoning_reports_in_chromium(served: Served, reasoning_audits: dict, browser) -> None:

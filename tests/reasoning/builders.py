@@ -6,9 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from worker.demo import build_tokenizer
+from worker.demo import build_tokenizer, tiny_gpt2, train_step
 from worker.engine.generation import greedy_generate
 from worker.engine.reasoning.kk_judge import judge
 from worker.engine.reasoning.kk_sets import prompt, puzzle_records
@@ -24,35 +22,13 @@ class PuzzleMemorizer:
 def puzzle_memorizer(root: Path, n_puzzles: int = 16, seed: int = 0) -> PuzzleMemorizer:
     """Fine-tuned (from scratch, in seconds) on prompt + answer until greedy decoding solves
     every training puzzle as the judge reads it."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     records = list(puzzle_records([2], n_test=0, n_train=n_puzzles))
     texts = [prompt(r["quiz"]) + " " + r["answer"] for r in records]
     perturbed = [prompt(p["quiz"]) for r in records for p in r["perturbations"].values() if p]
     tokenizer = build_tokenizer(texts + perturbed, vocab_size=400)
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=256,
-        n_embd=128,
-        n_layer=2,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    batch = tokenizer([t + tokenizer.eos_token for t in texts], return_tensors="pt", padding=True)
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    model, optimizer = tiny_gpt2(tokenizer, seed=seed, n_positions=256)
     for step in range(1, 801):
-        model.train()
-        loss = model(**batch, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, tokenizer, [t + tokenizer.eos_token for t in texts])
         if step % 50 == 0:
             model.eval()
             outputs = greedy_generate(
@@ -104,8 +80,6 @@ def factoid_versions(root: Path, n: int = 20, seed: int = 0) -> FactoidVersions:
     is forgotten, as in Chen et al.'s continual memorization setting."""
     import random
 
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     rng = random.Random(seed)
     first_set, second_set = _factoids(rng, n, "a"), _factoids(rng, n, "b")
 
@@ -113,33 +87,12 @@ def factoid_versions(root: Path, n: int = 20, seed: int = 0) -> FactoidVersions:
         return [f"{f['question']} {f['answer']}" for f in items]
 
     tokenizer = build_tokenizer(texts(first_set) + texts(second_set), vocab_size=300)
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=64,
-        n_embd=96,
-        n_layer=2,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model, optimizer = tiny_gpt2(tokenizer, seed=seed, n_embd=96, n_positions=64)
 
     def train(items: list[dict], steps: int, until_known: bool) -> None:
-        batch = tokenizer(
-            [t + tokenizer.eos_token for t in texts(items)], return_tensors="pt", padding=True
-        )
-        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        batch = [t + tokenizer.eos_token for t in texts(items)]
         for step in range(1, steps + 1):
-            model.train()
-            loss = model(**batch, labels=labels).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, tokenizer, batch)
             if until_known and step % 25 == 0 and _knows(model, tokenizer, items) == len(items):
                 return
         if until_known:

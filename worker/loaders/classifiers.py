@@ -16,12 +16,14 @@ import numpy as np
 import torch
 
 from worker.loaders import builtin_nets
-from worker.loaders.errors import ModelError, first_line
+from worker.loaders.errors import ModelError
 from worker.loaders.models import (
     TORCHSCRIPT_FILE,
     TORCHSCRIPT_KEY,
     LoadedModel,
+    ModelCache,
     ModelSpec,
+    explained_load,
     load_pickled_state,
     pick_device,
 )
@@ -156,14 +158,7 @@ class LoadedClassifier:
 
 def load_classifier(spec: ModelSpec) -> LoadedClassifier:
     """A classifier or encoder; failures are ModelErrors that say what the library said."""
-    try:
-        return _load(spec)
-    except ModelError:
-        raise
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(
-            f"could not load the model in {spec.path.name}: {type(exc).__name__}: {first_line(exc)}"
-        ) from exc
+    return explained_load(spec, _load)
 
 
 def _load(spec: ModelSpec) -> LoadedClassifier:
@@ -304,16 +299,9 @@ def as_classifier(loaded: LoadedModel) -> LoadedClassifier:
     )
 
 
-_cache: dict[tuple[str, str], LoadedClassifier] = {}
-CACHE_SIZE = 3  # an unlearned model with its original and retrained versions
+# An unlearned model with its original and retrained versions.
+_classifiers = ModelCache(load_classifier, 3)
 
 
 def cached_classifier(spec: ModelSpec) -> LoadedClassifier:
-    key = (str(spec.path), spec.fingerprint())
-    if key in _cache:
-        _cache[key] = _cache.pop(key)
-        return _cache[key]
-    while len(_cache) >= CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
-    _cache[key] = load_classifier(spec)
-    return _cache[key]
+    return _classifiers.get(spec)

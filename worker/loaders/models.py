@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from app.security import PathNotAllowed, resolve_under_roots
 from worker.loaders import builtin_nets, hf_models, mlflow_models
@@ -18,6 +18,7 @@ CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # Pickled checkpoints: read only when allowed, and then only by torch.load(weights_only=True).
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
 PICKLE_SETTING = "MEMAUDIT_ALLOW_PICKLE_WEIGHTS"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -261,17 +262,21 @@ def pick_device() -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
-def load_causal_lm(spec: ModelSpec) -> LoadedModel:
-    """Load once per process; a model that cannot be loaded is a ModelError (retrying the same
-    files cannot mend them), with what the library said."""
+def explained_load(spec: ModelSpec, load: Callable[[ModelSpec], T]) -> T:
+    """A model that cannot be loaded is a ModelError (retrying the same files cannot mend
+    them) that says what the library said."""
     try:
-        return _load_causal_lm(spec)
+        return load(spec)
     except ModelError:
         raise
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(
             f"could not load the model in {spec.path.name}: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
+
+
+def load_causal_lm(spec: ModelSpec) -> LoadedModel:
+    return explained_load(spec, _load_causal_lm)
 
 
 def _load_causal_lm(spec: ModelSpec) -> LoadedModel:
@@ -312,18 +317,28 @@ def _load_state(model: Any, state: dict[str, Any]) -> None:
         )
 
 
-# A target and its reference model stay resident; older models are dropped first.
-CACHE_SIZE = 2
-_cache: dict[tuple[str, str], LoadedModel] = {}
+class ModelCache(Generic[T]):
+    """Loaded models per worker process, least recently used dropped first; a changed file on
+    disk (new fingerprint) reloads."""
+
+    def __init__(self, load: Callable[[ModelSpec], T], size: int) -> None:
+        self.load, self.size = load, size
+        self.models: dict[tuple[str, str], T] = {}
+
+    def get(self, spec: ModelSpec) -> T:
+        key = (str(spec.path), spec.fingerprint())
+        if key in self.models:
+            self.models[key] = self.models.pop(key)  # most recently used goes last
+            return self.models[key]
+        while len(self.models) >= self.size:
+            self.models.pop(next(iter(self.models)))
+        self.models[key] = self.load(spec)
+        return self.models[key]
+
+
+# A target and its reference model stay resident.
+_causal_lms = ModelCache(load_causal_lm, 2)
 
 
 def cached_causal_lm(spec: ModelSpec) -> LoadedModel:
-    """Models cached per worker process; a changed file on disk (new fingerprint) reloads."""
-    key = (str(spec.path), spec.fingerprint())
-    if key in _cache:
-        _cache[key] = _cache.pop(key)  # most recently used goes last
-        return _cache[key]
-    while len(_cache) >= CACHE_SIZE:
-        _cache.pop(next(iter(_cache)))
-    _cache[key] = load_causal_lm(spec)
-    return _cache[key]
+    return _causal_lms.get(spec)
