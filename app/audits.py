@@ -33,7 +33,7 @@ from app.schemas import AuditCreate, AuditPublic, CheckRequest, Progress
 from app.security import PathNotAllowed, resolve_under_roots
 from worker.check_types import SubmitContext
 from worker.checks import UnknownCheck, get_check, parse_checks
-from worker.loaders import hf_models, mlflow_models
+from worker.loaders import chat_endpoints, hf_models, mlflow_models
 from worker.loaders.datasets import DatasetError, DatasetLimitExceeded, inspect_dataset_file
 from worker.loaders.models import ModelError, resolve_model
 from worker.task_names import DELIVER_CALLBACK, RUN_SHARD, WRITE_BACK_TO_REGISTRY
@@ -89,6 +89,9 @@ def _model_kind(settings: Settings, uri: str, field: str = "model") -> str | Non
         if uri.startswith(mlflow_models.PREFIX):
             mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
             return None
+        if chat_endpoints.is_endpoint(uri):
+            chat_endpoints.parse_uri(uri, settings.chat_hosts)
+            return "chat_endpoint"
         return resolve_model(
             uri,
             settings.model_root_paths,
@@ -99,6 +102,16 @@ def _model_kind(settings: Settings, uri: str, field: str = "model") -> str | Non
         raise ApiError(422, "invalid_model", f"{field}: {exc}") from None
 
 
+def _earlier_versions(settings: Settings, uri: str) -> list[str]:
+    """The registry's versions of this model before it, oldest first."""
+    if not uri.startswith(mlflow_models.PREFIX):
+        raise ValueError(
+            f"{uri} is not a registered model version: versions_from needs an "
+            "mlflow:models:/<name>/<version> model (list the versions instead)"
+        )
+    return mlflow_models.earlier_versions(uri, settings.mlflow_tracking_uri)  # ModelError: 422
+
+
 def validate_checks(
     requests: Sequence[CheckRequest],
     dataset: ResolvedDataset,
@@ -106,6 +119,7 @@ def validate_checks(
     has_reference: bool,
     model_kind: str | None,
     settings: Settings | None = None,
+    model_uri: str | None = None,
 ) -> list[dict[str, Any]]:
     """Each check's params through the registry; the model kind too when it is known."""
     checks = []
@@ -126,12 +140,18 @@ def validate_checks(
             raise ApiError(
                 422, "invalid_params", f"invalid params for check {kind.name!r}", detail
             ) from None
-        resolver = None
+        context = SubmitContext(has_reference)
         if settings is not None:
             field = f"checks[{position}].params"
-            resolver = partial(_model_kind, settings, field=field)
+            context = SubmitContext(
+                has_reference,
+                partial(_model_kind, settings, field=field),
+                model_uri=model_uri,
+                earlier_versions=partial(_earlier_versions, settings),
+            )
         try:
-            kind.validate(params, SubmitContext(has_reference, resolver))
+            completed = kind.validate(params, context)
+            params = completed if completed is not None else params
         except ValueError as exc:
             raise ApiError(422, "invalid_params", f"check {kind.name!r}: {exc}") from None
         if model_kind is not None and model_kind not in kind.model_kinds:
@@ -210,6 +230,7 @@ def submit_audit(
         has_reference=body.reference_model is not None,
         model_kind=model_kind,
         settings=settings,
+        model_uri=body.model.uri,
     )
 
     if body.idempotency_key:

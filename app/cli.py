@@ -430,6 +430,23 @@ def cmd_kk_generate(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wilt_rules(_settings: Settings, args: argparse.Namespace) -> int:
+    """The built-in WILT rules as a `wilt` dataset: one record per rule."""
+    from worker.engine.wilt_rules import rule_set
+
+    lines = [
+        json.dumps({"id": f"rule-{rule.id}", "rule": rule.id, "family": rule.family})
+        for rule in rule_set(args.set)
+    ]
+    output = "".join(line + "\n" for line in lines)
+    if args.output:
+        Path(args.output).write_text(output)
+        print(f"wrote {len(lines)} rules to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(output)
+    return 0
+
+
 # ---- entry point ---------------------------------------------------------------------------
 
 
@@ -503,6 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=1234)
     generate.add_argument("--output", default=None, help="a file; stdout by default")
     generate.set_defaults(handler=cmd_kk_generate)
+
+    wilt = commands.add_parser("wilt", help="WILT rule sets")
+    wilt_commands = wilt.add_subparsers(dest="wilt_command", required=True)
+    rules = wilt_commands.add_parser("rules", help="write the built-in rules as a JSONL dataset")
+    rules.add_argument("--set", choices=["full", "lite"], default="full")
+    rules.add_argument("--output", default=None, help="a file; stdout by default")
+    rules.set_defaults(handler=cmd_wilt_rules)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

@@ -36,6 +36,10 @@ def _split_roots(value: str) -> list[Path]:
     return [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part]
 
 
+def _split_hosts(value: str) -> list[str]:
+    return [host.strip() for host in value.split(",") if host.strip()]
+
+
 class Settings(BaseSettings):
     """Embedded defaults (SQLite, a SQLite broker) unless production URLs are given."""
 
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(300, ge=1)  # older signed timestamps are stale
     registry_poll_seconds: float = Field(300.0, gt=0)  # reconciliation of dropped deliveries
     registry_lookback_days: float = Field(7.0, gt=0)
+    # OpenAI-compatible chat endpoints (`wilt` on a hosted model): refused unless the host
+    # matches this list; the key is sent as a bearer token and never stored with an audit.
+    chat_endpoint_hosts: str = Field("", description="host globs, comma-separated; empty: none")
+    chat_endpoint_api_key: str = ""
+    chat_endpoint_timeout_seconds: float = Field(120.0, gt=0)
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
@@ -165,7 +174,11 @@ class Settings(BaseSettings):
 
     @property
     def callback_hosts(self) -> list[str]:
-        return [h.strip() for h in self.callback_allowed_hosts.split(",") if h.strip()]
+        return _split_hosts(self.callback_allowed_hosts)
+
+    @property
+    def chat_hosts(self) -> list[str]:
+        return _split_hosts(self.chat_endpoint_hosts)
 
     def callback_signing_secret(self) -> str:
         """The configured secret, or one generated once into the data dir (mode 0600) so the

@@ -11,6 +11,12 @@ Names are stable and documented so a registry gate can be written against them:
 | `membership.<score>.tpr_at_1pct_fpr` | TPR at 1% FPR (`tpr_at_0.1pct_fpr` too) |
 | `membership.best.auc` | the highest AUC over the scores |
 | `loss.mean_loss`, `loss.perplexity` | mean per-record loss, pooled perplexity |
+| `retention.accuracy` | factoid accuracy of the audited version |
+| `retention.retention`, `retention.forgetting_pp` | from the chain's first version to this one |
+| `retention.previous.retention`, `retention.previous.forgetting_pp` | from the version before it |
+| `kk_memorization.accuracy` | share of original puzzles solved |
+| `kk_memorization.limem.<perturbation>` | LiMem under one perturbation (`perturbed_leaf`, ...) |
+| `wilt.accuracy`, `wilt.total_points` | share of rules solved, WILT points |
 """
 
 from __future__ import annotations
@@ -78,12 +84,47 @@ def _loss(summary: Mapping[str, Any], rest: list[str]) -> float | None:
     raise UnknownMetric(".".join(["loss", *rest]))
 
 
-READERS = {"extraction": _extraction, "membership": _membership, "loss": _loss}
+def _retention(summary: Mapping[str, Any], rest: list[str]) -> float | None:
+    labels = [v.get("label") for v in summary.get("versions") or []]
+    audited = labels[-1] if labels else None
+    if rest == ["accuracy"]:
+        return _dig(summary, "accuracy", audited) if audited else None
+    if rest in (["retention"], ["forgetting_pp"]):
+        return _dig(summary, "from_reference", audited, rest[0]) if audited else None
+    if len(rest) == 2 and rest[0] == "previous" and rest[1] in ("retention", "forgetting_pp"):
+        if len(labels) < 2:
+            return None  # the first version: nothing before it to compare with
+        return _dig(summary, "consecutive", f"{labels[-2]}->{audited}", rest[1])
+    raise UnknownMetric(".".join(["retention", *rest]))
+
+
+def _kk(summary: Mapping[str, Any], rest: list[str]) -> float | None:
+    if rest == ["accuracy"]:
+        return summary.get("accuracy")
+    if len(rest) == 2 and rest[0] == "limem":
+        return _dig(summary, "by_perturbation", rest[1], "limem")
+    raise UnknownMetric(".".join(["kk_memorization", *rest]))
+
+
+def _wilt(summary: Mapping[str, Any], rest: list[str]) -> float | None:
+    if rest in (["accuracy"], ["total_points"]):
+        return summary.get(rest[0])
+    raise UnknownMetric(".".join(["wilt", *rest]))
+
+
+READERS = {
+    "extraction": _extraction,
+    "membership": _membership,
+    "loss": _loss,
+    "retention": _retention,
+    "kk_memorization": _kk,
+    "wilt": _wilt,
+}
 
 
 def check_metric_name(name: str) -> None:
     """Raise UnknownMetric unless `name` is one the readers understand."""
-    metric_value({"extraction": {}, "membership": {}, "loss": {}}, name)
+    metric_value({kind: {} for kind in READERS}, name)
 
 
 def metric_value(summary: Mapping[str, Any], name: str) -> float | None:

@@ -111,6 +111,10 @@ class SubmitContext:
     # Checks a model URI named in params (roots, format) and gives its kind; None where
     # nothing can be checked (a policy's checks have no model yet).
     resolve_model: Callable[[str], str | None] | None = None
+    # The audited model's URI, and the registry's earlier versions of it (oldest first); None
+    # for a policy's checks, whose model is only known when a version arrives.
+    model_uri: str | None = None
+    earlier_versions: Callable[[str], list[str]] | None = None
 
 
 class CheckParams(BaseModel):
@@ -135,8 +139,10 @@ class CheckKind:
     # The values the records table shows, most useful first; `columns` keeps those that fit
     # the indexed sort columns.
     table_columns: Callable[[Any], list[TableColumn]]
-    # Raises ValueError when params cannot work with this request (e.g. no reference model).
-    validate: Callable[[Any, SubmitContext], None] = field(default=lambda _p, _c: None)
+    # Raises ValueError when params cannot work with this request (e.g. no reference model);
+    # may return the params completed from the request (a retention chain read from the
+    # registry), which are then what the audit stores and runs.
+    validate: Callable[[Any, SubmitContext], Any] = field(default=lambda _p, _c: None)
     # "lm": `compute` takes LMSamples after the shared teacher-forced passes; "classifier":
     # it takes (ClassifierContext, LabelledRecords, params), see worker/classifier_checks.py.
     family: str = "lm"

@@ -35,6 +35,7 @@ from worker.engine.membership import membership_report, sample_scores
 from worker.engine.sampling import Scheme
 from worker.generation_checks import KK_MEMORIZATION, RETENTION
 from worker.unlearning_check import UNLEARNING
+from worker.wilt_check import WILT
 
 
 class UnknownCheck(KeyError):
@@ -519,6 +520,7 @@ CHECKS: Mapping[str, CheckKind] = MappingProxyType(
             UNLEARNING,
             KK_MEMORIZATION,
             RETENTION,
+            WILT,
         )
     }
 )

@@ -1,9 +1,10 @@
 """The check kinds that read what a causal LM answers: `kk_memorization` (METRICS.md §6) and
-`retention` (§7). Both generate greedily, batched with the KV cache.
+`retention` (§7). Both generate greedily, batched with the KV cache; `wilt` (worker/wilt_check.py)
+holds conversations through the same context.
 
 `compute(context, records, params)` takes a GenerationContext, whose `generate` is the loaded
 model's greedy decoding, or, in tests and notebooks, any function from prompts to answers (a
-rule-based solver wrapped as a model).
+rule-based solver wrapped as a model); its `chat` continues whole conversations.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from worker.check_types import (
     known_names,
     no_lm_plan,
 )
-from worker.engine.generation import greedy_generate
+from worker.engine.generation import greedy_generate, render_conversation
 from worker.engine.reasoning.kk_judge import judge, limem
 from worker.engine.reasoning.kk_puzzles import MATH_LEVEL, PERTURBATIONS
 from worker.engine.reasoning.kk_sets import prompt
@@ -39,12 +40,15 @@ from worker.engine.retention import (
 from worker.loaders.datasets import DatasetError, Record
 
 Generate = Callable[[Sequence[str], int, str], list[str]]  # prompts, max_new_tokens, chat
+# conversations (lists of {"role", "content"}), max_new_tokens: the next assistant turn of each
+Chat = Callable[[Sequence[Sequence[dict[str, str]]], int], list[str]]
 OUTPUT_CHARS = 2000  # what a row keeps of each answer
 
 
 @dataclass
 class GenerationContext:
     generate: Generate  # the audited model
+    chat: Chat | None = None  # the audited model in conversation, for `wilt`
     load: Callable[[str], Generate] | None = None  # another version, for `retention`
     _versions: dict[str, Generate] = field(default_factory=dict)
 
@@ -71,6 +75,24 @@ def model_generator(loaded: Any, batch_size: int) -> Generate:
         )
 
     return generate
+
+
+def model_chat(loaded: Any, batch_size: int) -> Chat:
+    """The next greedy assistant turn of each conversation, rendered with the chat template."""
+
+    def chat(conversations: Sequence[Sequence[dict[str, str]]], max_new_tokens: int) -> list[str]:
+        prompts = [render_conversation(loaded.tokenizer, c) for c in conversations]
+        return greedy_generate(
+            loaded.model,
+            loaded.tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            chat="never",
+            max_prompt_tokens=max(loaded.max_tokens - max_new_tokens, 1),
+        )
+
+    return chat
 
 
 # ---- kk_memorization ---------------------------------------------------------------------
@@ -127,7 +149,7 @@ def _compute_kk(
             "n_people": data["n_people"],
             "split": data.get("split"),
             "correct_pert": {kind: None for kind in params.perturbations},
-            "detail": {"outputs": {}},
+            "detail": {"outputs": {}, "gold": {}},
         }
         for i, data in enumerate(puzzles)
     ]
@@ -135,6 +157,7 @@ def _compute_kk(
         data = puzzles[i] if kind == "original" else puzzles[i]["perturbations"][kind]
         verdict = _verdict(output, data, puzzles[i]["n_people"])
         rows[i]["detail"]["outputs"][kind] = output[:OUTPUT_CHARS]
+        rows[i]["detail"]["gold"][kind] = data["solution_text"]
         if kind == "original":
             rows[i].update(
                 correct_orig=verdict["correct"],
@@ -234,12 +257,27 @@ class RetentionParams(CheckParams):
         max_length=16,
         description="Earlier versions, oldest first; the audited model is the last version",
     )
+    versions_from: Literal["list", "registry", "previous"] = Field(
+        "list",
+        description="list: `versions` as given; registry: every earlier registered version of "
+        "the audited MLflow model; previous: the one registered just before it. Read at submit "
+        "time into `versions`, so a policy compares each new version with the last.",
+    )
     max_new_tokens: int = Field(32, ge=1, le=4096)
     comparison: Literal["auto", "exact", "webqa", "gsm8k"] = "auto"
     chat_template: Literal["auto", "never"] = "auto"
 
 
-def _validate_retention(params: RetentionParams, context: SubmitContext) -> None:
+def _validate_retention(params: RetentionParams, context: SubmitContext) -> RetentionParams | None:
+    if params.versions_from != "list":
+        if params.versions:
+            raise ValueError(f"versions_from={params.versions_from} reads the versions: list none")
+        if context.model_uri is None or context.earlier_versions is None:
+            return None  # a policy's checks: read when a version arrives
+        earlier = context.earlier_versions(context.model_uri)
+        chain = earlier[-1:] if params.versions_from == "previous" else earlier
+        # The first registered version has nothing before it: its accuracy alone is reported.
+        return params.model_copy(update={"versions": chain})
     if not params.versions:
         raise ValueError("versions must name at least one earlier version of the model")
     for uri in params.versions:
@@ -247,6 +285,7 @@ def _validate_retention(params: RetentionParams, context: SubmitContext) -> None
             kind = context.resolve_model(uri)
             if kind not in (None, "causal_lm"):
                 raise ValueError(f"{uri} is a {kind} model; retention compares causal LMs")
+    return None
 
 
 def _chain(params: RetentionParams) -> list[str]:

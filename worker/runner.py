@@ -27,9 +27,10 @@ from worker import shard_store
 from worker.checks import parse_checks
 from worker.classifier_passes import ClassifierContext, labelled
 from worker.engine.scoring import plan_batches
-from worker.generation_checks import GenerationContext, model_generator
+from worker.generation_checks import GenerationContext, model_chat, model_generator
 from worker.lease_keeper import LeaseKeeper
 from worker.lm_passes import TextRecord, audit_plan, compute_batch
+from worker.loaders import chat_endpoints
 from worker.loaders.classifiers import LoadedClassifier, as_classifier, cached_classifier
 from worker.loaders.datasets import (
     DatasetError,
@@ -90,6 +91,9 @@ def _duplicates(record: Record) -> int | None:
 
 
 def _spec(uri: str, settings: Settings) -> ModelSpec:
+    if chat_endpoints.is_endpoint(uri):  # checked against this worker's allow-list too
+        chat_endpoints.parse_uri(uri, settings.chat_hosts)
+        return ModelSpec(uri=uri, path=Path(), kind="chat_endpoint", format="endpoint")
     return materialize(
         uri,
         settings.model_root_paths,
@@ -226,7 +230,18 @@ def _batches(
     lm = [i for i, (kind, _) in enumerate(checks) if kind.family == "lm"]
     other = [i for i, (kind, _) in enumerate(checks) if kind.family == "classifier"]
     generated = [i for i, (kind, _) in enumerate(checks) if kind.family == "generate"]
-    if spec.kind == "causal_lm":
+    speaker: GenerationContext | None = None
+    if spec.kind == "chat_endpoint":
+        endpoint = chat_endpoints.parse_uri(spec.uri, settings.chat_hosts)
+        remote = chat_endpoints.EndpointChat(
+            endpoint,
+            settings.chat_endpoint_api_key,
+            timeout=settings.chat_endpoint_timeout_seconds,
+        )
+        target = classifier = None
+        speaker = GenerationContext(remote.generate, chat=remote)
+        info = {"device": "remote", "dtype": None, "model_sha256": None}
+    elif spec.kind == "causal_lm":
         target = cached_causal_lm(spec)
         classifier = as_classifier(target)
         info = {
@@ -257,9 +272,10 @@ def _batches(
             for i in other
             if checks[i][0].model_facts is not None
         }
-    if generated:
+    if generated and speaker is None:
         speaker = GenerationContext(
             model_generator(target, settings.batch_size),
+            chat=model_chat(target, settings.batch_size),
             load=lambda uri: model_generator(
                 cached_causal_lm(_spec(uri, settings)), settings.batch_size
             ),

@@ -1,4 +1,4 @@
-"""Report sections of `kk_memorization` and `retention`."""
+"""Report sections of `kk_memorization`, `retention` and `wilt`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.dashboard import reasoning_figures as figures
+from app.dashboard import wilt_figures
 from app.dashboard.sections import Section, Table, charts, format_number
 
 
@@ -82,7 +83,44 @@ def retention_section(summary: Mapping[str, Any]) -> Section:
     return Section("retention", "Factoid retention", charts("retention", named), [], tables)
 
 
+def wilt_section(summary: Mapping[str, Any]) -> Section:
+    rules = summary.get("per_rule") or []
+    rows = [
+        [
+            str(r["rule_id"]),
+            r["family"],
+            wilt_figures.STATUS_NAMES[wilt_figures.rule_status(r)],
+            format_number(r["tests_used"]),
+            format_number(r["grid_agreement"]),
+            format_number(r["points"]),
+        ]
+        for r in rules
+    ]
+    outcomes = ", ".join(f"{k} {v}" for k, v in (summary.get("outcomes") or {}).items())
+    notes = [
+        f"{summary.get('n_correct', 0)} of {summary.get('n_rules', 0)} rules solved "
+        f"(accuracy {format_number(summary.get('accuracy'))}), "
+        f"{format_number(summary.get('mean_tests_used'))} tests on average, "
+        f"{format_number(summary.get('total_points'))} points; outcomes: {outcomes or 'none'}.",
+        "Each rule is a clean conversation, so WILT cannot be solved from memory (Banatt et al. "
+        "2024). A guess is correct only if it equals the rule on 10,000 seeded random points "
+        f"(seed {summary.get('seed')}) and all 68,921 points of [−20, 20]³. Full transcripts: "
+        "open a rule in the records table below.",
+    ]
+    named = [
+        ("grid", wilt_figures.rule_grid_figure(summary)),
+        ("families", wilt_figures.accuracy_by_family_figure(summary)),
+        ("tests", wilt_figures.tests_used_figure(summary)),
+        ("agreement", wilt_figures.wrong_agreement_figure(summary)),
+    ]
+    table = Table(
+        "Per rule", ["rule", "family", "result", "tests", "grid agreement", "points"], rows
+    )
+    return Section("wilt", "Inductive reasoning (WILT)", charts("wilt", named), notes, [table])
+
+
 REASONING_SECTIONS: dict[str, Callable[[Mapping[str, Any]], Section]] = {
     "kk_memorization": kk_section,
     "retention": retention_section,
+    "wilt": wilt_section,
 }

@@ -1,4 +1,4 @@
-// The records table: sorted, filtered and paged by the server; a record expands to its tokens.
+// The records table: sorted, filtered and paged by the server; a record expands to its detail.
 (function () {
   "use strict";
   var root = document.querySelector("[data-records]");
@@ -70,12 +70,46 @@
     });
     return paragraph;
   }
+  // A WILT conversation, turn by turn; the model's text is shown as text, never as markup.
+  function transcriptView(messages) {
+    var list = el("ol", { "class": "transcript", "aria-label": "conversation" });
+    messages.forEach(function (message) {
+      var item = el("li", { "class": "turn " + message.role });
+      item.appendChild(el("span", { "class": "role" }, message.role));
+      item.appendChild(el("pre", {}, message.content));
+      list.appendChild(item);
+    });
+    return list;
+  }
+  // K&K: each form of the puzzle, the model's answer and the gold one side by side.
+  function answersView(detail) {
+    var table = el("table", { "class": "answers" });
+    var head = el("tr");
+    ["form", "model answer", "gold answer"].forEach(function (name) { head.appendChild(el("th", {}, name)); });
+    table.appendChild(head);
+    Object.keys(detail.outputs).forEach(function (form) {
+      var row = el("tr", { "data-form": form });
+      row.appendChild(el("td", {}, form));
+      row.appendChild(el("td", {}, "")).appendChild(el("pre", {}, detail.outputs[form]));
+      row.appendChild(el("td", {}, "")).appendChild(el("pre", {}, (detail.gold || {})[form] || "—"));
+      table.appendChild(row);
+    });
+    return table;
+  }
   function detailContent(record) {
     var box = el("div", { "class": "record-detail" });
     record.checks.forEach(function (check) {
       if (check.detail && check.detail.tokens) {
         box.appendChild(el("h4", {}, "Suffix at token " + check.detail.offset + ", token by token"));
         box.appendChild(tokenView(check.detail));
+      }
+      if (check.detail && check.detail.transcript) {
+        box.appendChild(el("h4", {}, "Conversation"));
+        box.appendChild(transcriptView(check.detail.transcript));
+      }
+      if (check.detail && check.detail.outputs) {
+        box.appendChild(el("h4", {}, "Original and perturbed answers"));
+        box.appendChild(answersView(check.detail));
       }
     });
     var list = el("dl", { "class": "values" });

@@ -18,7 +18,16 @@ SUMMARY = {
         }
     },
     "loss": {"mean_sample_loss": 2.5, "perplexity": 11.0},
+    "retention": {
+        "versions": [{"label": "v0"}, {"label": "v1"}, {"label": "v2"}],
+        "accuracy": {"v0": 1.0, "v1": 0.8, "v2": 0.6},
+        "from_reference": {"v2": {"retention": 0.6, "forgetting_pp": 40.0}},
+        "consecutive": {"v1->v2": {"retention": 0.75, "forgetting_pp": 20.0}},
+    },
+    "kk_memorization": {"accuracy": 0.9, "by_perturbation": {"perturbed_leaf": {"limem": 0.4}}},
+    "wilt": {"accuracy": 0.28, "total_points": 15060},
 }
+FIRST_VERSION = {"retention": {"versions": [{"label": "v0"}], "accuracy": {"v0": 1.0}}}
 
 
 @pytest.mark.parametrize(
@@ -35,6 +44,16 @@ SUMMARY = {
         ("membership.mink_0.2.tpr_at_1pct_fpr", None),
         ("loss.mean_loss", 2.5),
         ("loss.perplexity", 11.0),
+        ("retention.accuracy", 0.6),
+        ("retention.retention", 0.6),
+        ("retention.forgetting_pp", 40.0),
+        ("retention.previous.forgetting_pp", 20.0),
+        ("retention.previous.retention", 0.75),
+        ("kk_memorization.accuracy", 0.9),
+        ("kk_memorization.limem.perturbed_leaf", 0.4),
+        ("kk_memorization.limem.flip_role", None),
+        ("wilt.accuracy", 0.28),
+        ("wilt.total_points", 15060),
     ],
 )
 def test_metric_values(name: str, value: float | None) -> None:
@@ -42,7 +61,16 @@ def test_metric_values(name: str, value: float | None) -> None:
     check_metric_name(name)
 
 
-@pytest.mark.parametrize("name", ["extraction", "extraction.bogus", "membership.loss", "x.y"])
+def test_a_first_version_has_no_previous_to_compare() -> None:
+    assert metric_value(FIRST_VERSION, "retention.accuracy") == 1.0
+    assert metric_value(FIRST_VERSION, "retention.previous.forgetting_pp") is None
+    assert metric_value(FIRST_VERSION, "retention.forgetting_pp") is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["extraction", "extraction.bogus", "membership.loss", "x.y", "retention.previous", "wilt.x"],
+)
 def test_unknown_names_are_refused(name: str) -> None:
     with pytest.raises(UnknownMetric):
         check_metric_name(name)

@@ -6,6 +6,7 @@ page land in tests/artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -358,8 +359,9 @@ def test_classifier_reports_in_chromium(served: Served, classifier_audits: dict,
 
 @pytest.fixture(scope="module")
 def reasoning_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -> dict:
-    """A puzzle memorizer's kk_memorization audit and a two-version retention audit."""
-    from tests.reasoning.builders import factoid_versions, puzzle_memorizer
+    """A puzzle memorizer's kk_memorization audit, a two-version retention audit, and WILT on a
+    local chat model."""
+    from tests.reasoning.builders import factoid_versions, guessing_chat_model, puzzle_memorizer
 
     root = tmp_path_factory.mktemp("reasoning")
     puzzles = puzzle_memorizer(root / "kk")
@@ -370,10 +372,15 @@ def reasoning_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -
             "browser-kk": puzzles.model_dir,
             "browser-facts-v1": facts.first,
             "browser-facts-v2": facts.second,
+            "browser-wilt-chat": guessing_chat_model(root / "wilt"),
         },
     )
     shutil.copy(puzzles.dataset, served.data_root / "kk.jsonl")
     shutil.copy(facts.dataset, served.data_root / "factoids.jsonl")
+    rules = ["2", "1", "15"]
+    (served.data_root / "wilt.jsonl").write_text(
+        "".join(json.dumps({"id": f"rule-{r}", "rule": r}) + "\n" for r in rules)
+    )
     bodies = {
         "kk": {
             "model": {"uri": f"path:{placed['browser-kk']}"},
@@ -393,6 +400,11 @@ def reasoning_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -
                 }
             ],
         },
+        "wilt": {
+            "model": {"uri": f"path:{placed['browser-wilt-chat']}"},
+            "dataset": {"uri": f"path:{served.data_root / 'wilt.jsonl'}"},
+            "checks": [{"kind": "wilt", "params": {"max_new_tokens": 40}}],
+        },
     }
     return _run_to_success(served, bodies)
 
@@ -406,12 +418,30 @@ def test_reasoning_reports_in_chromium(served: Served, reasoning_audits: dict, b
     assert {"kk-by-people", "kk-by-perturbation"} <= set(charts), sorted(charts)
     assert all(c["svg"] >= 1 and c["traces"] >= 1 for c in charts.values())
     assert "LiMem" in page.inner_text("[data-table='kk_memorization']")
+    page.wait_for_selector("tbody tr[data-sample]")
+    page.locator("tbody tr[data-sample] button.expand").first.click()
+    page.wait_for_selector(".record-detail table.answers tr[data-form]")
+    forms = page.locator(".record-detail table.answers tr[data-form]")
+    names = [forms.nth(i).get_attribute("data-form") for i in range(forms.count())]
+    assert names[0] == "original" and "perturbed_statement" in names
+    assert "CONCLUSION" in forms.first.inner_text()  # the gold answer beside the model's
     watched.shot("kk-report")
     page.goto(f"{served.base_url}/audits/{reasoning_audits['retention']['id']}")
     charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
     assert {"retention-heatmap", "retention-accuracy"} <= set(charts), sorted(charts)
     assert "Forgotten factoids" in page.inner_text("#section-retention")
     watched.shot("retention-report")
+    page.goto(f"{served.base_url}/audits/{reasoning_audits['wilt']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    assert {"wilt-grid", "wilt-families", "wilt-tests", "wilt-agreement"} <= set(charts)
+    assert all(c["svg"] >= 1 and c["traces"] >= 1 for c in charts.values())
+    assert "1 of 3 rules solved" in page.inner_text("#section-wilt")
+    page.wait_for_selector("tbody tr[data-sample]")
+    page.locator("tbody tr[data-sample] button.expand").first.click()
+    page.wait_for_selector(".record-detail .transcript .turn.assistant")
+    assert "Final Guess" in page.inner_text(".record-detail .transcript .turn.assistant")
+    assert page.locator(".record-detail .transcript .turn.system").count() == 1
+    watched.shot("wilt-report")
     assert watched.errors == []
     assert watched.hosts == {"127.0.0.1"}, watched.hosts
     watched.close()

@@ -95,12 +95,12 @@ def registry(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
     return MlflowClient(mlflow_server.url)
 
 
-def _register(tiny_lm: DemoArtifacts, name: str) -> str:
+def _register(model_dir: Path, name: str) -> str:
     import mlflow
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_lm.model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_lm.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     with mlflow.start_run():
         info = mlflow.transformers.log_model(
             transformers_model={"model": model, "tokenizer": tokenizer},
@@ -165,7 +165,7 @@ def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
         secret=HOOK_SECRET,
     )
     try:
-        version = _register(tiny_lm, "support-bot")
+        version = _register(tiny_lm.model_dir, "support-bot")
         uri = f"mlflow:models:/support-bot/{version}"
         audit = wait_for(lambda: _audit_of(memaudit, uri), 60, "the webhook's audit")
         assert audit["policy_id"] == policy["id"]
@@ -227,7 +227,7 @@ def test_a_version_whose_delivery_was_lost_is_audited_by_reconciliation(
         secret=HOOK_SECRET,
     )
     try:
-        version = _register(tiny_lm, "support-assistant")
+        version = _register(tiny_lm.model_dir, "support-assistant")
         uri = f"mlflow:models:/support-assistant/{version}"
         audit = wait_for(lambda: _audit_of(memaudit, uri), 90, "reconciliation's audit")
         assert audit["labels"]["policy"] == "support-models"
@@ -243,3 +243,46 @@ def test_a_version_whose_delivery_was_lost_is_audited_by_reconciliation(
         assert tags["memaudit.audit_id"] == final["id"]
     finally:
         registry.delete_webhook(dead.webhook_id)
+
+
+def test_a_retention_policy_compares_each_new_version_with_the_previous(
+    memaudit: Served, registry, tmp_path
+) -> None:
+    """Two registered versions of a factoid model: the policy's retention check reads the chain
+    from the registry, so version 2 is compared with version 1, and its forgetting fails it."""
+    from tests.reasoning.builders import factoid_versions
+
+    versions = factoid_versions(tmp_path)
+    dataset = shutil.copy(versions.dataset, memaudit.data_root / "factoids.jsonl")
+    body = {
+        "name": "kv-retention",
+        "source": "mlflow",
+        "model_pattern": "kv-*",
+        "dataset": {"uri": f"path:{dataset}"},
+        "checks": [
+            {"kind": "retention", "params": {"versions_from": "previous", "max_new_tokens": 8}}
+        ],
+        "thresholds": [{"metric": "retention.previous.forgetting_pp", "op": "<=", "value": 0}],
+    }
+    created = memaudit.client.post("/v1/policies", headers=memaudit.headers, json=body)
+    assert created.status_code == 201, created.text
+    first = _register(versions.first, "kv-facts")
+    second = _register(versions.second, "kv-facts")
+    # No webhook: reconciliation finds both versions.
+    one = _finished(memaudit, f"mlflow:models:/kv-facts/{first}")
+    two = _finished(memaudit, f"mlflow:models:/kv-facts/{second}")
+    assert one["status"] == two["status"] == "succeeded", (one, two)
+    assert one["checks"][0]["params"]["versions"] == []  # the first version: nothing before it
+    assert one["summary"]["retention"]["accuracy"] == {"v0": 1.0}
+    assert one["verdict"]["status"] == "unknown"
+    assert two["checks"][0]["params"]["versions"] == [f"mlflow:models:/kv-facts/{first}"]
+    change = two["summary"]["retention"]["consecutive"]["v0->v1"]
+    assert change["accuracy_before"] == 1.0 and change["forgetting_pp"] > 0
+    assert two["verdict"]["status"] == "fail"
+    assert two["verdict"]["results"][0]["value"] == pytest.approx(change["forgetting_pp"])
+    tags = wait_for(
+        lambda: (t := _tags(registry, "kv-facts", second)).get("memaudit.verdict") and t,
+        60,
+        "the write-back",
+    )
+    assert tags["memaudit.verdict"] == "fail"

@@ -122,3 +122,38 @@ def _knows(model, tokenizer, items: list[dict]) -> int:
         model, tokenizer, [f["question"] for f in items], max_new_tokens=8, chat="never"
     )
     return sum(grade(a, f["answer"]) for a, f in zip(answers, items, strict=True))
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+FIXED_GUESS = "The order matters most. Final Guess: ```lambda x, y, z: x < y < z```"
+
+
+def guessing_chat_model(root: Path) -> Path:
+    """A tiny chat LM (its tokenizer has a chat template) that answers the WILT instructions at
+    once with one fixed final guess, as an over-confident model would."""
+    from worker.engine.generation import render_conversation
+    from worker.engine.wilt_protocol import Conversation, ProtocolParams
+    from worker.engine.wilt_rules import compile_rule
+
+    opening = Conversation(compile_rule("2"), ProtocolParams()).messages
+    tokenizer = build_tokenizer([FIXED_GUESS, opening[0]["content"]], vocab_size=400)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    text = render_conversation(tokenizer, opening) + FIXED_GUESS + tokenizer.eos_token
+    model, optimizer = tiny_gpt2(tokenizer, seed=0, n_positions=512)
+    for step in range(1, 301):
+        train_step(model, optimizer, tokenizer, [text])
+        if step % 20 == 0:
+            model.eval()
+            prompt = render_conversation(tokenizer, opening)
+            (said,) = greedy_generate(model, tokenizer, [prompt], max_new_tokens=40, chat="never")
+            if said == FIXED_GUESS:
+                break
+    else:
+        raise AssertionError("the chat model did not learn its answer")
+    model_dir = root / "models" / "wilt-chat"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir

@@ -55,3 +55,14 @@ def test_version_uris_are_checked_at_submit(make_stack, tmp_path) -> None:
     }
     refused = stack.client.post("/v1/audits", headers=stack.headers, json=body)
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_model"
+    # The registry chain needs a registered model; listing versions and reading them conflict.
+    body["checks"][0]["params"] = {"versions_from": "previous"}
+    unregistered = stack.client.post("/v1/audits", headers=stack.headers, json=body)
+    assert unregistered.status_code == 422
+    assert "mlflow:models:/<name>/<version>" in unregistered.json()["error"]["message"]
+    body["checks"][0]["params"] = {
+        "versions_from": "registry",
+        "versions": [f"path:{versions.first}"],
+    }
+    both = stack.client.post("/v1/audits", headers=stack.headers, json=body)
+    assert both.status_code == 422 and "list none" in both.json()["error"]["message"]

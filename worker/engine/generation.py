@@ -21,6 +21,28 @@ def render_prompt(tokenizer: Any, prompt: str, chat: str = "auto") -> str:
     return prompt
 
 
+def render_conversation(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
+    """A multi-turn conversation as the model's prompt: its chat template when it has one, else
+    a plain transcript ending where the assistant's next turn starts."""
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            return tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=False
+            )
+        except Exception:  # a template without a system role (Gemma's): fold it into turn one
+            if not messages or messages[0]["role"] != "system" or len(messages) < 2:
+                raise
+            first = {
+                "role": messages[1]["role"],
+                "content": messages[0]["content"] + "\n\n" + messages[1]["content"],
+            }
+            return tokenizer.apply_chat_template(
+                [first, *messages[2:]], add_generation_prompt=True, tokenize=False
+            )
+    turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join([*turns, "Assistant:"])
+
+
 @torch.inference_mode()
 def greedy_generate(
     model: Any,

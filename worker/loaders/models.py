@@ -25,11 +25,13 @@ T = TypeVar("T")
 class ModelSpec:
     uri: str
     path: Path
-    kind: str  # causal_lm | classifier | encoder | diffusion
+    kind: str  # causal_lm | classifier | encoder | diffusion | chat_endpoint
     gguf_file: str | None = None  # a quantized checkpoint, dequantized on load
     pickled: bool = False  # weights in .bin/.pt files, read with torch.load(weights_only=True)
     tokenizer_path: Path | None = None  # when the tokenizer lives apart (MLflow's layout)
-    format: str = "hf"  # hf | builtin (safetensors + built-in architecture) | torchscript
+    # hf | builtin (safetensors + built-in architecture) | torchscript | endpoint (no files:
+    # an OpenAI-compatible chat endpoint, `path` unused)
+    format: str = "hf"
     config: dict[str, Any] | None = None  # config.json as read at resolve time
 
     def fingerprint(self) -> str:
