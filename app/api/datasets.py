@@ -26,7 +26,12 @@ def to_public(dataset: Dataset) -> DatasetPublic:
     )
 
 
-@router.post("", response_model=DatasetPublic, status_code=201)
+@router.post(
+    "",
+    response_model=DatasetPublic,
+    status_code=201,
+    responses={200: {"model": DatasetPublic, "description": "The same bytes were uploaded before"}},
+)
 def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,

@@ -54,7 +54,7 @@ def test_unknown_check_kind(stack, body) -> None:
     error = _bad(stack, 422, "unknown_check_kind", headers=stack.headers, json=body)
     assert error["message"].endswith(
         "available: capacity, diversity, extraction, kk_memorization, loss, membership, "
-        "proxies, retention, unlearning"
+        "proxies, retention, unlearning, wilt"
     )
 
 
