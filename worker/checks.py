@@ -22,6 +22,7 @@ from worker.check_types import (
     TableColumn,
 )
 from worker.classifier_checks import CAPACITY, DIVERSITY, PROXIES
+from worker.diffusion_checks import CFG_BASIN, CFG_MITIGATION, LID
 from worker.engine.distributions import shared_histogram
 from worker.engine.extraction import (
     default_n_grid,
@@ -521,6 +522,9 @@ CHECKS: Mapping[str, CheckKind] = MappingProxyType(
             KK_MEMORIZATION,
             RETENTION,
             WILT,
+            CFG_BASIN,
+            CFG_MITIGATION,
+            LID,
         )
     }
 )

@@ -26,6 +26,7 @@ from app.logs import bind
 from worker import shard_store
 from worker.checks import parse_checks
 from worker.classifier_passes import ClassifierContext, labelled
+from worker.diffusion_checks import DiffusionContext
 from worker.engine.scoring import plan_batches
 from worker.generation_checks import GenerationContext, model_chat, model_generator
 from worker.lease_keeper import LeaseKeeper
@@ -40,6 +41,7 @@ from worker.loaders.datasets import (
     require_text,
     resolve_dataset,
 )
+from worker.loaders.diffusion_models import cached_pipeline, training_images
 from worker.loaders.errors import first_line
 from worker.loaders.models import LoadedModel, ModelSpec, cached_causal_lm, materialize
 
@@ -230,6 +232,7 @@ def _batches(
     lm = [i for i, (kind, _) in enumerate(checks) if kind.family == "lm"]
     other = [i for i, (kind, _) in enumerate(checks) if kind.family == "classifier"]
     generated = [i for i, (kind, _) in enumerate(checks) if kind.family == "generate"]
+    diffused = [i for i, (kind, _) in enumerate(checks) if kind.family == "diffusion"]
     speaker: GenerationContext | None = None
     if spec.kind == "chat_endpoint":
         endpoint = chat_endpoints.parse_uri(spec.uri, settings.chat_hosts)
@@ -241,6 +244,21 @@ def _batches(
         target = classifier = None
         speaker = GenerationContext(remote.generate, chat=remote)
         info = {"device": "remote", "dtype": None, "model_sha256": None}
+    elif spec.kind == "diffusion":
+        target = classifier = None
+        pipeline = cached_pipeline(spec)
+        info = {
+            "device": pipeline.device,
+            "dtype": pipeline.dtype,
+            "model_sha256": spec.content_sha256(),
+        }
+        painter = DiffusionContext(
+            pipeline,
+            settings.batch_size,
+            lambda uri: training_images(
+                resolve_dataset(uri, settings.datasets_dir, settings.data_root_paths)
+            ),
+        )
     elif spec.kind == "causal_lm":
         target = cached_causal_lm(spec)
         classifier = as_classifier(target)
@@ -290,9 +308,11 @@ def _batches(
         ]
         order = plan_batches([len(item.text) for item in texts], settings.batch_size)
     else:
+        # Diffusion samples a whole trajectory per record: progress after every batch of them.
+        chunk = settings.batch_size if diffused else CLASSIFIER_CHUNK
         order = [
-            list(range(start, min(start + CLASSIFIER_CHUNK, len(records))))
-            for start in range(0, len(records), CLASSIFIER_CHUNK)
+            list(range(start, min(start + chunk, len(records))))
+            for start in range(0, len(records), chunk)
         ]
 
     def batches() -> Batches:
@@ -317,6 +337,9 @@ def _batches(
             for position in generated:
                 kind, params = checks[position]
                 values[position] = kind.compute(speaker, [records[i] for i in batch], params)
+            for position in diffused:
+                kind, params = checks[position]
+                values[position] = kind.compute(painter, [records[i] for i in batch], params)
             yield batch, values, n_tokens
 
     return batches(), info

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from app.dashboard import figures
 from app.dashboard.classifier_sections import CLASSIFIER_SECTIONS
+from app.dashboard.diffusion_sections import DIFFUSION_SECTIONS
 from app.dashboard.headline import Headline, headlines
 from app.dashboard.reasoning_sections import REASONING_SECTIONS
 from app.dashboard.sections import Section, charts
@@ -85,6 +86,7 @@ SECTION_BUILDERS = {
     "loss": _loss_section,
     **CLASSIFIER_SECTIONS,
     **REASONING_SECTIONS,
+    **DIFFUSION_SECTIONS,
 }
 
 

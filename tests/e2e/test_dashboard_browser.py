@@ -445,3 +445,62 @@ def test_reasoning_reports_in_chromium(served: Served, reasoning_audits: dict, b
     assert watched.errors == []
     assert watched.hosts == {"127.0.0.1"}, watched.hosts
     watched.close()
+
+
+@pytest.fixture(scope="module")
+def diffusion_audits(served: Served, tiny_lm: DemoArtifacts, digit_ddpms) -> dict:
+    """cfg_basin, cfg_mitigation and lid on the digit DDPM that memorized one image a class."""
+    placed = _place(tiny_lm.model_dir.parent, {"browser-ddpm": digit_ddpms.memorizer})
+    training = shutil.copy(digit_ddpms.few, served.data_root / "digits-few.npz")
+    prompts = served.data_root / "digit-prompts.jsonl"
+    prompts.write_text(
+        "".join(
+            json.dumps({"id": f"digit-{k}", "class_label": k, "image_index": k, "memorized": True})
+            + "\n"
+            for k in range(10)
+        )
+    )
+    common = {"training_images": f"path:{training}", "guidance_scale": 2.0}
+
+    def body(kind: str, params: dict) -> dict:
+        return {
+            "model": {"uri": f"path:{placed['browser-ddpm']}"},
+            "dataset": {"uri": f"path:{prompts}"},
+            "checks": [{"kind": kind, "params": {**common, **params}}],
+        }
+
+    return _run_to_success(
+        served,
+        {
+            "basin": body("cfg_basin", {}),
+            "mitigation": body("cfg_mitigation", {}),
+            "lid": body("lid", {"t0": 50, "flipd_guidance": 1.0, "lpca_neighbors": 10}),
+        },
+    )
+
+
+def test_diffusion_reports_in_chromium(served: Served, diffusion_audits: dict, browser) -> None:
+    watched = Watched(browser, 1280)
+    page = watched.page
+    _sign_in(watched, served)
+    page.goto(f"{served.base_url}/audits/{diffusion_audits['basin']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    assert {"basin-delta", "basin-pairs"} <= set(charts), sorted(charts)
+    # The Δ curve and the transition marker; generation and nearest image for each exemplar.
+    assert charts["basin-delta"]["traces"] == 2 and charts["basin-delta"]["svg"] >= 1
+    exemplars = len(diffusion_audits["basin"]["summary"]["cfg_basin"]["most_similar"])
+    assert charts["basin-pairs"]["traces"] == 2 * exemplars
+    watched.shot("cfg-basin-report")
+    page.goto(f"{served.base_url}/audits/{diffusion_audits['mitigation']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    assert charts["mitigation-similarity"]["traces"] == 4
+    assert "alignment cost" in page.inner_text("#section-cfg_mitigation")
+    watched.shot("cfg-mitigation-report")
+    page.goto(f"{served.base_url}/audits/{diffusion_audits['lid']['id']}")
+    charts = {chart["id"]: chart for chart in _wait_for_charts(page)}
+    assert {"lid-histogram", "lid-curve"} <= set(charts)
+    assert charts["lid-curve"]["points"] == 4
+    watched.shot("lid-report")
+    assert watched.errors == []
+    assert watched.hosts == {"127.0.0.1"}, watched.hosts
+    watched.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from app.security import PathNotAllowed, resolve_under_roots
-from worker.loaders import builtin_nets, hf_models, mlflow_models
+from worker.loaders import builtin_nets, diffusion_models, hf_models, mlflow_models
 from worker.loaders.errors import ModelError, first_line
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -29,29 +29,35 @@ class ModelSpec:
     gguf_file: str | None = None  # a quantized checkpoint, dequantized on load
     pickled: bool = False  # weights in .bin/.pt files, read with torch.load(weights_only=True)
     tokenizer_path: Path | None = None  # when the tokenizer lives apart (MLflow's layout)
-    # hf | builtin (safetensors + built-in architecture) | torchscript | endpoint (no files:
-    # an OpenAI-compatible chat endpoint, `path` unused)
+    # hf | builtin (safetensors + built-in architecture) | torchscript | diffusers (a pipeline
+    # directory) | endpoint (no files: an OpenAI-compatible chat endpoint, `path` unused)
     format: str = "hf"
     config: dict[str, Any] | None = None  # config.json as read at resolve time
 
     def fingerprint(self) -> str:
         """Cheap identity of the files on disk (names, sizes, mtimes): the cache key."""
         digest = hashlib.sha256()
-        for file in sorted(self.path.iterdir()):
-            if file.is_file():
-                stat = file.stat()
-                digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+        for file in self._files():
+            stat = file.stat()
+            digest.update(f"{self._name(file)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
         return digest.hexdigest()
+
+    def _files(self) -> list[Path]:
+        """The model's files: a diffusers pipeline's live in component folders."""
+        found = self.path.rglob("*") if self.format == "diffusers" else self.path.iterdir()
+        return sorted(file for file in found if file.is_file())
+
+    def _name(self, file: Path) -> str:
+        return file.relative_to(self.path).as_posix()
 
     def content_sha256(self) -> str:
         """sha256 over every file's name and bytes: the provenance of what was audited."""
         digest = hashlib.sha256()
-        for file in sorted(self.path.iterdir()):
-            if file.is_file():
-                digest.update(file.name.encode() + b"\0")
-                with file.open("rb") as stream:
-                    while chunk := stream.read(1 << 20):
-                        digest.update(chunk)
+        for file in self._files():
+            digest.update(self._name(file).encode() + b"\0")
+            with file.open("rb") as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
         return digest.hexdigest()
 
 
@@ -138,6 +144,9 @@ def resolve_model(
         raise ModelError(str(exc)) from None
     if not path.is_dir():
         raise ModelError(f"model path {rest} is not a directory")
+    if diffusion_models.is_pipeline(path):
+        config = diffusion_models.read_index(path)
+        return ModelSpec(uri=uri, path=path, kind="diffusion", format="diffusers", config=config)
     ggufs = sorted(p.name for p in path.glob("*.gguf"))
     if ggufs and not (path / "config.json").is_file():
         if len(ggufs) > 1:

@@ -4,9 +4,10 @@ Ross et al., ICLR 2025): low LID where the model has collapsed onto a copy.
 For x_t = ψ(t)·x₀ + σ(t)·ε in ambient dimension D, at y = ψ(t₀)·x (the scaled clean point):
 - score form: FLIPD = D + σ²·[tr ∇_y s(y) + ‖s(y)‖²];
 - ε form (VP, s = −ε̂/σ): FLIPD = D − σ·tr ∇_y ε̂(y) + ‖ε̂(y)‖².
-The trace is exact over basis vectors for small D, else Hutchinson's estimate with forward-mode
-Jacobian-vector products. Unlike the reference SD code, D is kept and the full function is
-differentiated.
+The trace is exact over basis vectors for small D, else Hutchinson's estimate. Both use
+vector-Jacobian products (reverse mode): vᵀJv is the same number either way, and reverse mode
+works through every layer (CPU attention kernels have no forward-mode derivative). Unlike the
+reference SD code, D is kept and the full guided function is differentiated.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.func import jvp, vmap
+from torch.func import vjp, vmap
 
 Field = Callable[[torch.Tensor], torch.Tensor]  # (B, ...) -> (B, ...): a score or ε̂ at t₀
 EXACT_TRACE_MAX_DIM = 3500  # the reference's threshold for the exact trace
@@ -22,13 +23,14 @@ BASIS_CHUNK = 256
 
 
 def exact_trace(field: Field, y: torch.Tensor) -> torch.Tensor:
-    """tr ∇_y f(y) per sample, from one JVP per basis vector (batched in chunks)."""
+    """tr ∇_y f(y) per sample, from one VJP per basis vector (batched in chunks)."""
     batch, shape = y.shape[0], y.shape[1:]
     dim = int(torch.tensor(shape).prod()) if shape else 1
     total = torch.zeros(batch, dtype=y.dtype, device=y.device)
+    _, pullback = vjp(field, y)
 
     def directional(v: torch.Tensor) -> torch.Tensor:
-        return jvp(field, (y,), (v,))[1]
+        return pullback(v)[0]
 
     for start in range(0, dim, BASIS_CHUNK):
         idx = torch.arange(start, min(start + BASIS_CHUNK, dim), device=y.device)
@@ -50,14 +52,14 @@ def hutchinson_trace(
     if n_probes < 1:
         raise ValueError("n_probes must be at least 1")
     total = torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)
+    _, pullback = vjp(field, y)
     for _ in range(n_probes):
         v = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
         if kind == "rademacher":
             v = v.sign()
         elif kind != "gaussian":
             raise ValueError("kind must be 'rademacher' or 'gaussian'")
-        jv = jvp(field, (y,), (v,))[1]
-        total += (v * jv).flatten(1).sum(1)
+        total += (pullback(v)[0] * v).flatten(1).sum(1)
     return total / n_probes
 
 

@@ -1,0 +1,187 @@
+"""The charts of `cfg_basin`, `cfg_mitigation` and `lid`: pure functions from the summary."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.dashboard.figures import _layout
+
+GROUP_COLORS = {"memorized": "#c2410c", "not_memorized": "#0f766e", "unlabelled": "#334e68"}
+METHOD_COLORS = {"cfg": "#c2410c", "stp": "#2563eb", "dtp": "#7c3aed", "og_dtp": "#0f766e"}
+
+
+def delta_curves_figure(basin: Mapping[str, Any]) -> go.Figure | None:
+    """Mean Δ_t per step for memorized and other prompts, DTP's median switch marked."""
+    curves = basin.get("delta_curves") or {}
+    if not curves:
+        return None
+    figure = go.Figure()
+    for group, curve in curves.items():
+        color = GROUP_COLORS.get(group, "#334e68")
+        figure.add_trace(
+            go.Scatter(
+                x=list(range(len(curve))),
+                y=curve,
+                mode="lines",
+                name=group.replace("_", " "),
+                line={"color": color},
+            )
+        )
+        step = (basin.get("median_transition") or {}).get(group)
+        if step is not None and step < len(curve):
+            figure.add_trace(
+                go.Scatter(
+                    x=[step],
+                    y=[curve[int(step)]],
+                    mode="markers",
+                    name=f"transition · {group.replace('_', ' ')}",
+                    marker={"color": color, "size": 11, "symbol": "diamond"},
+                )
+            )
+    return _layout(
+        figure,
+        "Δ_t = ‖ε_c − ε_u‖ along the sampler",
+        xaxis={"title": "step"},
+        yaxis={"title": "Δ_t"},
+    )
+
+
+def exemplar_pairs_figure(basin: Mapping[str, Any], columns: int = 3) -> go.Figure | None:
+    """The generations closest to training data, each beside its nearest training image."""
+    details = basin.get("exemplars") or {}
+    shown = [e for e in basin.get("most_similar") or [] if e["id"] in details]
+    if not shown:
+        return None
+    rows = math.ceil(len(shown) / columns)
+    titles = []
+    for entry in shown:
+        titles += [f"{entry['id']} ({entry['similarity']:.3f})", "nearest"]
+    figure = make_subplots(
+        rows, 2 * columns, subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.14
+    )
+    for i, entry in enumerate(shown):
+        run = max(details[entry["id"]]["runs"], key=lambda r: r["similarity"])
+        for offset, image in enumerate((run["image"], run["nearest_image"])):
+            figure.add_trace(
+                go.Heatmap(
+                    z=image[0],
+                    colorscale="Greys",
+                    reversescale=True,
+                    showscale=False,
+                    hovertemplate="%{z:.2f}<extra></extra>",
+                ),
+                row=i // columns + 1,
+                col=2 * (i % columns) + offset + 1,
+            )
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    figure.update_annotations(font={"size": 9})
+    figure = _layout(figure, "Generations next to their nearest training image")
+    figure.update_layout(height=140 * rows + 80)
+    return figure
+
+
+def similarity_by_method_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:
+    methods = mitigation.get("methods") or {}
+    if not methods:
+        return None
+    figure = go.Figure(
+        [
+            go.Box(
+                y=entry["similarities"],
+                name=name,
+                boxpoints="all",
+                jitter=0.4,
+                marker={"color": METHOD_COLORS.get(name, "#334e68"), "size": 4},
+            )
+            for name, entry in methods.items()
+        ]
+    )
+    threshold = mitigation.get("threshold")
+    if threshold is not None:
+        figure.add_hline(y=threshold, line_dash="dot", annotation_text="copy threshold")
+    return _layout(
+        figure,
+        "Nearest-training similarity by guidance method",
+        yaxis={"title": "cosine to nearest training image"},
+        showlegend=False,
+    )
+
+
+def alignment_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:
+    methods = {
+        k: v for k, v in (mitigation.get("methods") or {}).items() if v.get("alignment") is not None
+    }
+    if not methods:
+        return None
+    names = list(methods)
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=names,
+                y=[methods[n]["copy_rate"] for n in names],
+                name="copies",
+                marker={"color": "#c2410c"},
+            ),
+            go.Bar(
+                x=names,
+                y=[methods[n]["alignment"] for n in names],
+                name="alignment (class of the nearest image)",
+                marker={"color": "#0f766e"},
+            ),
+        ]
+    )
+    return _layout(
+        figure,
+        "Copying against alignment, per method",
+        yaxis={"title": "share", "range": [0, 1]},
+        barmode="group",
+    )
+
+
+def flipd_histogram_figure(lid: Mapping[str, Any]) -> go.Figure | None:
+    groups = lid.get("by_group") or {}
+    if not groups:
+        return None
+    figure = go.Figure(
+        [
+            go.Histogram(
+                x=entry["flipd"],
+                name=name.replace("_", " "),
+                opacity=0.7,
+                marker={"color": GROUP_COLORS.get(name, "#334e68")},
+            )
+            for name, entry in groups.items()
+        ]
+    )
+    figure.update_layout(barmode="overlay")
+    return _layout(
+        figure,
+        f"FLIPD at t₀ = {lid.get('t0')}",
+        xaxis={"title": "FLIPD"},
+        yaxis={"title": "records"},
+    )
+
+
+def flipd_curve_figure(lid: Mapping[str, Any]) -> go.Figure | None:
+    groups = {k: v for k, v in (lid.get("by_group") or {}).items() if v.get("curve")}
+    if not groups:
+        return None
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=[int(t) for t in entry["curve"]],
+                y=list(entry["curve"].values()),
+                mode="lines+markers",
+                name=name.replace("_", " "),
+                line={"color": GROUP_COLORS.get(name, "#334e68")},
+            )
+            for name, entry in groups.items()
+        ]
+    )
+    return _layout(figure, "Mean FLIPD against t₀", xaxis={"title": "t₀"}, yaxis={"title": "FLIPD"})
