@@ -13,7 +13,7 @@ COPY app ./app
 COPY worker ./worker
 COPY frontend ./frontend
 COPY migrations ./migrations
-RUN pip install -e ".[gguf]" \
+RUN pip install -e ".[gguf,mlflow,diffusion]" \
  && useradd --create-home --uid 10001 memaudit \
  && mkdir -p /data /models && chown memaudit /data
 

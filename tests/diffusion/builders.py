@@ -31,19 +31,20 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return images, found.target.astype("int64")
 
 
-def _unet():
+def small_unet(num_class_embeds: int | None = N_CLASSES + 1, width: int = 16):  # type: ignore[no-untyped-def]
+    """A two-level UNet for 8×8 one-channel images, class-conditional unless told otherwise."""
     import diffusers
 
     return diffusers.UNet2DModel(
         sample_size=8,
         in_channels=1,
         out_channels=1,
-        block_out_channels=(16, 32),
+        block_out_channels=(width, 2 * width),
         down_block_types=("DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D"),
         layers_per_block=1,
         norm_num_groups=4,
-        num_class_embeds=N_CLASSES + 1,
+        num_class_embeds=num_class_embeds,
     )
 
 
@@ -55,7 +56,7 @@ def train_ddpm(
     import diffusers
 
     torch.manual_seed(seed)
-    unet = _unet()
+    unet = small_unet()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-3)
     noise_schedule = diffusers.DDPMScheduler(num_train_timesteps=1000)
     generator = torch.Generator().manual_seed(seed)

@@ -11,23 +11,14 @@ import pytest
 
 diffusers = pytest.importorskip("diffusers")
 
+from tests.diffusion.builders import small_unet  # noqa: E402
 from worker.loaders.diffusion_models import load_pipeline  # noqa: E402
 from worker.loaders.errors import ModelError  # noqa: E402
 from worker.loaders.models import resolve_model  # noqa: E402
 
 
 def _pipeline(root: Path, num_class_embeds: int | None = 11) -> Path:
-    unet = diffusers.UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        num_class_embeds=num_class_embeds,
-    )
+    unet = small_unet(num_class_embeds, width=8)
     unet.save_pretrained(root / "unet")
     diffusers.DDIMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")
     index = {

@@ -74,6 +74,19 @@ def _trace(
     return hutchinson_trace(field, y, n_probes, generator)
 
 
+def _trace_and_norm(
+    field: Field,
+    x: torch.Tensor,
+    psi: float,
+    n_probes: int | None,
+    generator: torch.Generator | None,
+) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(D, tr ∇f(y), ‖f(y)‖²) at y = ψ·x, per sample."""
+    y = psi * x
+    trace = _trace(field, y, n_probes, generator)
+    return x[0].numel(), trace, field(y).flatten(1).pow(2).sum(1)
+
+
 def flipd_from_score(
     score: Field,
     x: torch.Tensor,
@@ -83,10 +96,7 @@ def flipd_from_score(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """FLIPD per sample from a score model s(y, t₀); n_probes None: the exact trace."""
-    y = psi * x
-    dim = x[0].numel()
-    trace = _trace(score, y, n_probes, generator)
-    norm = score(y).flatten(1).pow(2).sum(1)
+    dim, trace, norm = _trace_and_norm(score, x, psi, n_probes, generator)
     return dim + sigma**2 * (trace + norm)
 
 
@@ -99,8 +109,5 @@ def flipd_from_eps(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """FLIPD per sample from an ε-prediction model ε̂(y, t₀) (VP: ψ = √ᾱ, σ = √(1−ᾱ))."""
-    y = psi * x
-    dim = x[0].numel()
-    trace = _trace(eps, y, n_probes, generator)
-    norm = eps(y).flatten(1).pow(2).sum(1)
+    dim, trace, norm = _trace_and_norm(eps, x, psi, n_probes, generator)
     return dim - sigma * trace + norm
