@@ -60,3 +60,88 @@ def test_unsupported_or_unsafe_pipelines_are_refused(tmp_path) -> None:
     unconditional = _pipeline(tmp_path / "plain", num_class_embeds=None)
     with pytest.raises(ModelError, match="nothing to guide"):
         load_pipeline(unconditional)
+
+
+def _text_pipeline(root: Path) -> Path:
+    """An untrained text-conditional pipeline: a tiny CLIP text encoder and a cross-attention
+    UNet; enough to run every diffusion check through the prompt path."""
+    import transformers
+
+    from worker.demo import build_tokenizer
+
+    tokenizer = build_tokenizer(["a photo of a cat", "the mona lisa"], vocab_size=300)
+    tokenizer.model_max_length = 16
+    tokenizer.save_pretrained(root / "tokenizer")
+    config = transformers.CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=16,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    transformers.CLIPTextModel(config).save_pretrained(root / "text_encoder")
+    diffusers.UNet2DConditionModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(16, 32),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+    ).save_pretrained(root / "unet")
+    diffusers.DDIMScheduler(num_train_timesteps=1000).save_pretrained(root / "scheduler")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+    }
+    (root / "model_index.json").write_text(json.dumps(index))
+    return root
+
+
+def test_a_text_conditional_pipeline_runs_every_diffusion_check(tmp_path) -> None:
+    import numpy as np
+
+    from worker.checks import get_check
+    from worker.diffusion_checks import DiffusionContext
+    from worker.loaders.datasets import DatasetError, Record
+
+    root = _text_pipeline(tmp_path / "text")
+    assert resolve_model(f"path:{root}", [tmp_path]).kind == "diffusion"
+    pipeline = load_pipeline(root)
+    assert not pipeline.class_conditional and pipeline.text_encoder is not None
+    training = np.random.default_rng(0).normal(size=(5, 1, 8, 8)).astype("float32")
+    context = DiffusionContext(pipeline, 4, lambda _uri: (training, None))
+    records = [
+        Record(i, i + 1, {"id": f"p{i}", "prompt": text})
+        for i, text in enumerate(["a photo of a cat", "the mona lisa"])
+    ]
+    common = {"training_images": "path:/unused.npz", "num_steps": 6}
+    for kind, extra in [
+        ("cfg_basin", {}),
+        ("cfg_mitigation", {"methods": ["cfg", "dtp"]}),
+        ("lid", {"t0": 50, "lpca_neighbors": 5, "t0_grid": [50]}),
+    ]:
+        check = get_check(kind)
+        params = check.parse_params({**common, **extra})
+        rows = check.compute(context, records, params)
+        assert len(rows) == 2
+        check.summarize(rows, params)
+    basin = get_check("cfg_basin").compute(
+        context, records, get_check("cfg_basin").parse_params(common)
+    )
+    assert len(basin[0]["detail"]["runs"][0]["deltas"]) == 6
+    assert basin[0]["nearest_label"] is None  # no labels: similarity only
+    with pytest.raises(DatasetError, match="prompt"):
+        get_check("cfg_basin").compute(
+            context, [Record(0, 1, {"class_label": 3})], get_check("cfg_basin").parse_params(common)
+        )
