@@ -217,6 +217,7 @@ class CheckPublic(BaseModel):
     description: str
     params_schema: dict[str, Any]
     defaults: dict[str, Any]
+    required_params: list[str] = []
     model_kinds: list[str]
     required_fields: list[str]
     metrics: list[dict[str, Any]]

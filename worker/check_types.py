@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import to_jsonable_python
 
 from worker.engine.sampling import Scheme
 from worker.engine.token_stats import TokenStats
@@ -194,7 +195,20 @@ class CheckKind:
             "kind": self.name,
             "description": self.description,
             "params_schema": self.params_model.model_json_schema(),
-            "defaults": self.params_model().model_dump(mode="json"),
+            # Params without a default (the training images of a diffusion check) are listed
+            # as required instead.
+            "defaults": to_jsonable_python(
+                {
+                    name: field.get_default(call_default_factory=True)
+                    for name, field in self.params_model.model_fields.items()
+                    if not field.is_required()
+                }
+            ),
+            "required_params": [
+                name
+                for name, field in self.params_model.model_fields.items()
+                if field.is_required()
+            ],
             "model_kinds": list(self.model_kinds),
             "required_fields": list(self.required_fields),
             "metrics": [m.__dict__ for m in self.metrics],

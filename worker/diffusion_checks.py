@@ -17,7 +17,15 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from worker.check_types import CheckKind, CheckParams, Metric, TableColumn, known_names, no_lm_plan
+from worker.check_types import (
+    CheckKind,
+    CheckParams,
+    Metric,
+    SubmitContext,
+    TableColumn,
+    known_names,
+    no_lm_plan,
+)
 from worker.engine.diffusion.flipd import flipd_from_eps
 from worker.engine.diffusion.guidance import (
     DEFAULT_SCALE,
@@ -49,6 +57,32 @@ class DiffusionContext:
     load_images: Callable[[str], tuple[np.ndarray, np.ndarray | None]]
     _images: dict[str, tuple[torch.Tensor, np.ndarray | None]] = field(default_factory=dict)
     _lpca: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    # A classifier or encoder URI -> the loaded model, to embed images with (`embedding_model`)
+    load_embedder: Callable[[str], Any] | None = None
+    _references: dict[tuple[str, str | None, str | None], torch.Tensor] = field(
+        default_factory=dict
+    )
+
+    def embed(self, images: torch.Tensor, model: str | None, layer: str | None) -> torch.Tensor:
+        """Centred pixels, or a model's activations at `layer` (its last probed layer)."""
+        if model is None:
+            return pixel_embedding(images)
+        if self.load_embedder is None:
+            raise ValueError("this context cannot load an embedding model")
+        embedder = self.load_embedder(model)
+        name = layer or embedder.default_layers()[-1]
+        found = embedder.activations(embedder.batch(images.numpy()), [name], "mean")[name]
+        return torch.as_tensor(found, dtype=torch.float64)
+
+    def reference_embeddings(self, uri: str, model: str | None, layer: str | None) -> torch.Tensor:
+        key = (uri, model, layer)
+        if key not in self._references:
+            images = self.training_images(uri)[0]
+            parts = [
+                self.embed(images[i : i + 256], model, layer) for i in range(0, len(images), 256)
+            ]
+            self._references[key] = torch.cat(parts)
+        return self._references[key]
 
     def lpca(self, uri: str, n_neighbors: int) -> np.ndarray:
         """The data's LID at every training image, once per worker and dataset."""
@@ -76,6 +110,12 @@ class BasinParams(CheckParams):
         0.9, ge=-1, le=1, description="nearest-training cosine above which a generation copies"
     )
     detection: str = Field("mean", pattern="^(mean|first)$")
+    embedding_model: str | None = Field(
+        None,
+        description="a classifier or encoder URI (under the model roots) whose activations embed "
+        "the images for the similarity; None: centred pixels",
+    )
+    embedding_layer: str | None = Field(None, description="default: the model's last layer")
 
 
 class MitigationParams(BasinParams):
@@ -92,6 +132,13 @@ class MitigationParams(BasinParams):
     def plan(self, method: str) -> GuidancePlan:
         before = {"stp": self.s_before_static, "dtp": self.s_before_dynamic}.get(method)
         return GuidancePlan(method, self.guidance_scale, self.tau, before, self.num_steps)
+
+
+def _validate_embedding(params: BasinParams, context: SubmitContext) -> None:
+    if params.embedding_model is not None and context.resolve_model is not None:
+        kind = context.resolve_model(params.embedding_model)
+        if kind not in (None, "classifier", "encoder"):
+            raise ValueError(f"embedding_model is a {kind} model; give a classifier or encoder")
 
 
 def _conditions(records: Sequence[Record], pipeline: LoadedDiffusion) -> list[Any]:
@@ -177,7 +224,9 @@ def _generate(
     pipeline = context.pipeline
     conditions = _conditions(records, pipeline)
     training, labels = context.training_images(params.training_images)
-    reference = pixel_embedding(training)
+    reference = context.reference_embeddings(
+        params.training_images, params.embedding_model, params.embedding_layer
+    )
     jobs = [
         (i, int(records[i].data.get("seed", seed)))
         for i in range(len(records))
@@ -195,7 +244,8 @@ def _generate(
                 f"generated images are {tuple(images.shape[1:])}, training images "
                 f"{tuple(training.shape[1:])}: give training images at the model's resolution"
             )
-        similarity, nearest = nearest_similarity(pixel_embedding(images), reference)
+        embedded = context.embed(images, params.embedding_model, params.embedding_layer)
+        similarity, nearest = nearest_similarity(embedded, reference)
         for k, (i, seed) in enumerate(chunk):
             index = int(nearest[k])
             results[i].append(
@@ -387,6 +437,7 @@ CFG_BASIN = CheckKind(
         TableColumn("copies", "copies", "bool"),
     ],
     family="diffusion",
+    validate=_validate_embedding,
     summarize_reads_detail=True,
     exemplars=lambda summary: [entry["id"] for entry in summary.get("most_similar", [])],
 )
@@ -411,6 +462,7 @@ CFG_MITIGATION = CheckKind(
     table_columns=lambda p: [
         TableColumn(f"similarity.{m}", f"similarity · {m}", "number") for m in p.methods
     ],
+    validate=_validate_embedding,
     family="diffusion",
 )
 

@@ -258,6 +258,7 @@ def _batches(
             lambda uri: training_images(
                 resolve_dataset(uri, settings.datasets_dir, settings.data_root_paths)
             ),
+            load_embedder=lambda uri: _load_classifier(uri, settings),
         )
     elif spec.kind == "causal_lm":
         target = cached_causal_lm(spec)

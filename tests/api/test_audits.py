@@ -168,6 +168,9 @@ def test_checks_registry_is_published(stack) -> None:
     assert loss["model_kinds"] == ["causal_lm"] and loss["required_fields"] == ["text"]
     assert loss["metrics"][0]["name"] == "loss"
     assert loss["metrics"][0]["higher_is_more_memorized"] is False
+    lid = next(c for c in checks["data"] if c["kind"] == "lid")
+    assert lid["required_params"] == ["training_images", "t0"]
+    assert lid["defaults"]["t0_grid"] == [10, 50, 100, 200] and "t0" not in lid["defaults"]
 
 
 def test_list_filters_and_paging(stack, body) -> None:

@@ -73,6 +73,21 @@ def test_the_memorizer_sits_in_its_basins_and_the_generalist_does_not(make_stack
     assert report.status_code == 200
     assert "basin-delta" in report.text and "basin-pairs" in report.text
 
+    # A configured embedding: a built-in MLP's hidden layer instead of pixels. A copy is a copy
+    # in any embedding, so the memorizer still copies every class.
+    import torch
+
+    from worker.loaders.builtin_nets import build, save_builtin
+
+    architecture = {"name": "mlp", "input_dim": 64, "hidden": [32], "n_classes": 10}
+    torch.manual_seed(0)
+    encoder = save_builtin(models.memorizer.parent / "digit-mlp", architecture, build(architecture))
+    embedded = _audit(
+        stack, models.memorizer, models.few, {"embedding_model": f"path:{encoder}"}, "cfg_basin"
+    )
+    assert embedded["status"] == "succeeded", (embedded, worker.tail())
+    assert embedded["summary"]["cfg_basin"]["copy_rate"] == 1.0
+
 
 def test_mitigations_are_compared_on_copying_and_alignment(make_stack, models) -> None:
     stack = make_stack(model_roots=str(models.memorizer.parent), data_roots=str(models.few.parent))
@@ -133,6 +148,18 @@ def test_diffusion_requests_are_checked(make_stack, models) -> None:
     ]
     unknown = stack.client.post("/v1/audits", headers=stack.headers, json=body)
     assert unknown.status_code == 422 and "magic" in unknown.text
+    body["checks"] = [
+        {
+            "kind": "cfg_basin",
+            "params": {
+                "training_images": f"path:{models.few}",
+                "embedding_model": f"path:{models.memorizer}",
+            },
+        }
+    ]
+    not_an_encoder = stack.client.post("/v1/audits", headers=stack.headers, json=body)
+    assert not_an_encoder.status_code == 422
+    assert "give a classifier or encoder" in not_an_encoder.json()["error"]["message"]
 
 
 def test_the_memorizer_gives_its_training_images_a_lower_local_dimension(
