@@ -287,6 +287,8 @@ def _compute_basin(
                 "copies": best["similarity"] >= params.similarity_threshold,
                 "nearest": best["nearest"],
                 "nearest_label": best["nearest_label"],
+                # Δ per step, averaged over the seeds: what the summary's curves are made of.
+                "delta_curve": [round(d, 5) for d in per_step_mean([r["deltas"] for r in runs])],
                 # Where DTP would switch guidance on: the official local-minimum rule on Δ.
                 "transition": [dynamic_transition(r["deltas"]) for r in runs],
                 "detail": {"runs": runs},
@@ -313,7 +315,7 @@ def _median_transitions(values: Sequence[dict[str, Any]]) -> dict[str, float]:
 def _group_curves(values: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     groups: dict[str, list[list[float]]] = {}
     for v in values:
-        groups.setdefault(_group(v), []).extend(r["deltas"] for r in v["detail"]["runs"])
+        groups.setdefault(_group(v), []).append(v["delta_curve"])
     return {k: per_step_mean(c) for k, c in groups.items()}
 
 
@@ -438,7 +440,6 @@ CFG_BASIN = CheckKind(
     ],
     family="diffusion",
     validate=_validate_embedding,
-    summarize_reads_detail=True,
     exemplars=lambda summary: [entry["id"] for entry in summary.get("most_similar", [])],
 )
 

@@ -79,18 +79,11 @@ def model_generator(loaded: Any, batch_size: int) -> Generate:
 
 def model_chat(loaded: Any, batch_size: int) -> Chat:
     """The next greedy assistant turn of each conversation, rendered with the chat template."""
+    generate = model_generator(loaded, batch_size)
 
     def chat(conversations: Sequence[Sequence[dict[str, str]]], max_new_tokens: int) -> list[str]:
         prompts = [render_conversation(loaded.tokenizer, c) for c in conversations]
-        return greedy_generate(
-            loaded.model,
-            loaded.tokenizer,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            chat="never",
-            max_prompt_tokens=max(loaded.max_tokens - max_new_tokens, 1),
-        )
+        return generate(prompts, max_new_tokens, "never")  # already rendered
 
     return chat
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.dashboard.figures import ALL_COLOR, _layout, histogram_figure
+from app.dashboard.figures import ALL_COLOR, _layout, histogram_figure, image_grid_figure
 
 LAYER_COLORS = ("#2563eb", "#7c3aed", "#db2777", "#059669", "#d97706", "#475569", "#0891b2")
 MODEL_COLORS = {"original": "#94a3b8", "unlearned": "#c2410c", "retrained": "#0f766e"}
@@ -125,29 +124,10 @@ def exemplar_figure(proxies: Mapping[str, Any], columns: int = 5) -> go.Figure |
     shown = [e for e in proxies.get("most_memorized", []) if e["id"] in images]
     if not shown:
         return None
-    rows = math.ceil(len(shown) / columns)
     titles = [f"{e['id']}<br>label {e['label']} → {e['predicted']}" for e in shown]
-    figure = make_subplots(
-        rows, columns, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12
+    return image_grid_figure(
+        [images[e["id"]]["image"] for e in shown], titles, columns, "Most memorized records"
     )
-    for i, entry in enumerate(shown):
-        figure.add_trace(
-            go.Heatmap(
-                z=images[entry["id"]]["image"],
-                colorscale="Greys",
-                reversescale=True,
-                showscale=False,
-                hovertemplate="%{z:.2f}<extra></extra>",
-            ),
-            row=i // columns + 1,
-            col=i % columns + 1,
-        )
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    figure.update_annotations(font={"size": 10})
-    figure = _layout(figure, "Most memorized records")
-    figure.update_layout(height=150 * rows + 80)
-    return figure
 
 
 def capacity_figure(capacity: Mapping[str, Any]) -> go.Figure | None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.dashboard.figures import _layout
+from app.dashboard.figures import _layout, image_grid_figure
 
 GROUP_COLORS = {"memorized": "#c2410c", "not_memorized": "#0f766e", "unlabelled": "#334e68"}
 METHOD_COLORS = {"cfg": "#c2410c", "stp": "#2563eb", "dtp": "#7c3aed", "og_dtp": "#0f766e"}
@@ -57,33 +55,14 @@ def exemplar_pairs_figure(basin: Mapping[str, Any], columns: int = 3) -> go.Figu
     shown = [e for e in basin.get("most_similar") or [] if e["id"] in details]
     if not shown:
         return None
-    rows = math.ceil(len(shown) / columns)
-    titles = []
+    titles, images = [], []
     for entry in shown:
-        titles += [f"{entry['id']} ({entry['similarity']:.3f})", "nearest"]
-    figure = make_subplots(
-        rows, 2 * columns, subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.14
-    )
-    for i, entry in enumerate(shown):
         run = max(details[entry["id"]]["runs"], key=lambda r: r["similarity"])
-        for offset, image in enumerate((run["image"], run["nearest_image"])):
-            figure.add_trace(
-                go.Heatmap(
-                    z=image[0],
-                    colorscale="Greys",
-                    reversescale=True,
-                    showscale=False,
-                    hovertemplate="%{z:.2f}<extra></extra>",
-                ),
-                row=i // columns + 1,
-                col=2 * (i % columns) + offset + 1,
-            )
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    figure.update_annotations(font={"size": 9})
-    figure = _layout(figure, "Generations next to their nearest training image")
-    figure.update_layout(height=140 * rows + 80)
-    return figure
+        titles += [f"{entry['id']} ({entry['similarity']:.3f})", "nearest"]
+        images += [run["image"][0], run["nearest_image"][0]]  # the first channel
+    return image_grid_figure(
+        images, titles, 2 * columns, "Generations next to their nearest training image", 140
+    )
 
 
 def similarity_by_method_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:

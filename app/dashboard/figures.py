@@ -57,6 +57,36 @@ def _layout(figure: go.Figure, title: str, **axes: Any) -> go.Figure:
     return figure
 
 
+def image_grid_figure(
+    images: list[Any], titles: list[str], columns: int, title: str, row_height: int = 150
+) -> go.Figure:
+    """Greyscale images (2-D lists) in a grid, each under its title: dark is high."""
+    from plotly.subplots import make_subplots
+
+    rows = math.ceil(len(images) / columns)
+    figure = make_subplots(
+        rows, columns, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.12
+    )
+    for i, image in enumerate(images):
+        figure.add_trace(
+            go.Heatmap(
+                z=image,
+                colorscale="Greys",
+                reversescale=True,
+                showscale=False,
+                hovertemplate="%{z:.2f}<extra></extra>",
+            ),
+            row=i // columns + 1,
+            col=i % columns + 1,
+        )
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    figure.update_annotations(font={"size": 10})
+    figure = _layout(figure, title)
+    figure.update_layout(height=row_height * rows + 80)
+    return figure
+
+
 def _percent_axis(title: str) -> dict[str, Any]:
     return {"title": title, "tickformat": ".0%", "rangemode": "tozero"}
 

@@ -149,6 +149,15 @@ def _tags(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[
     return dict(registry.get_model_version(name, version).tags)
 
 
+def _written_back(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The version's tags once the verdict (written last) is among them."""
+    return wait_for(
+        lambda: (t := _tags(registry, name, version)).get("memaudit.verdict") and t,
+        60,
+        f"the memaudit.* tags on {name}/{version}",
+    )
+
+
 def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
     memaudit: Served, mlflow_server: MlflowServer, registry, tiny_lm: DemoArtifacts
 ) -> None:
@@ -177,11 +186,7 @@ def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
         assert final["verdict"]["status"] == "fail"
         assert final["summary"]["extraction"]["members"]["greedy_rate"] > 0.5
 
-        tags = wait_for(
-            lambda: (t := _tags(registry, "support-bot", version)).get("memaudit.verdict") and t,
-            60,
-            "the memaudit.* tags on the version",
-        )
+        tags = _written_back(registry, "support-bot", version)
         assert tags["memaudit.verdict"] == "fail"
         assert tags["memaudit.audit_id"] == final["id"]
         assert tags["memaudit.report_url"].endswith(f"/audits/{final['id']}")
@@ -233,13 +238,7 @@ def test_a_version_whose_delivery_was_lost_is_audited_by_reconciliation(
         assert audit["labels"]["policy"] == "support-models"
         final = _finished(memaudit, uri)
         assert final["status"] == "succeeded", final
-        tags = wait_for(
-            lambda: (
-                (t := _tags(registry, "support-assistant", version)).get("memaudit.verdict") and t
-            ),
-            60,
-            "the write-back",
-        )
+        tags = _written_back(registry, "support-assistant", version)
         assert tags["memaudit.audit_id"] == final["id"]
     finally:
         registry.delete_webhook(dead.webhook_id)
@@ -280,9 +279,5 @@ def test_a_retention_policy_compares_each_new_version_with_the_previous(
     assert change["accuracy_before"] == 1.0 and change["forgetting_pp"] > 0
     assert two["verdict"]["status"] == "fail"
     assert two["verdict"]["results"][0]["value"] == pytest.approx(change["forgetting_pp"])
-    tags = wait_for(
-        lambda: (t := _tags(registry, "kv-facts", second)).get("memaudit.verdict") and t,
-        60,
-        "the write-back",
-    )
+    tags = _written_back(registry, "kv-facts", second)
     assert tags["memaudit.verdict"] == "fail"

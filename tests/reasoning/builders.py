@@ -45,13 +45,21 @@ def puzzle_memorizer(root: Path, n_puzzles: int = 16, seed: int = 0) -> PuzzleMe
                 break
     else:
         raise AssertionError("the puzzle model did not memorize its training puzzles")
-    model_dir = root / "models" / "kk-gpt2"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    dataset = root / "data" / "kk.jsonl"
-    dataset.parent.mkdir(parents=True, exist_ok=True)
-    dataset.write_text("".join(json.dumps(r) + "\n" for r in records))
+    model_dir = _saved(model, tokenizer, root / "models" / "kk-gpt2")
+    dataset = _jsonl(root / "data" / "kk.jsonl", records)
     return PuzzleMemorizer(model_dir, dataset, records)
+
+
+def _saved(model, tokenizer, directory: Path) -> Path:  # type: ignore[no-untyped-def]
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
 
 
 @dataclass(frozen=True)
@@ -99,18 +107,12 @@ def factoid_versions(root: Path, n: int = 20, seed: int = 0) -> FactoidVersions:
             raise AssertionError("stage 1 did not memorize its factoids")
 
     train(first_set, 1500, until_known=True)
-    first = root / "models" / "factoids-v1"
-    model.save_pretrained(first)
-    tokenizer.save_pretrained(first)
+    first = _saved(model, tokenizer, root / "models" / "factoids-v1")
     for group in optimizer.param_groups:  # a gentler stage 2: some facts survive, some do not
         group["lr"] = LR_STAGE_2
     train(second_set, STEPS_STAGE_2, until_known=False)
-    second = root / "models" / "factoids-v2"
-    model.save_pretrained(second)
-    tokenizer.save_pretrained(second)
-    dataset = root / "data" / "factoids.jsonl"
-    dataset.parent.mkdir(parents=True, exist_ok=True)
-    dataset.write_text("".join(json.dumps(f) + "\n" for f in first_set))
+    second = _saved(model, tokenizer, root / "models" / "factoids-v2")
+    dataset = _jsonl(root / "data" / "factoids.jsonl", first_set)
     return FactoidVersions(first, second, dataset)
 
 
@@ -153,7 +155,4 @@ def guessing_chat_model(root: Path) -> Path:
                 break
     else:
         raise AssertionError("the chat model did not learn its answer")
-    model_dir = root / "models" / "wilt-chat"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    return model_dir
+    return _saved(model, tokenizer, root / "models" / "wilt-chat")

@@ -4,12 +4,15 @@ recorded Δ, scales and transitions can be checked against the schedule rules.""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
 
 from worker.engine.diffusion.guidance import (  # noqa: E402
+    combine,
     dynamic_transition,
     latent_turning,
     opposite_transition,
@@ -98,9 +101,17 @@ def test_opposite_guidance_switches_at_the_latents_turning_point() -> None:
     found = guided_sample(pair, scheduler, _noise(2), plan)
     for i, tp in enumerate(found.transition):
         assert found.scales[i] == [-7.5] * tp + [7.5] * (20 - tp)
-    # The first pass is opposite guidance all along; its turning points give the switch.
-    first = guided_sample(pair, scheduler, _noise(2), GuidancePlan("cfg", scale=-7.5, num_steps=20))
-    assert first.scales[0] == [-7.5] * 20
+    # The first pass, redone here by hand: opposite guidance all along, its latents' turning
+    # point per sample is where the second pass switches.
+    manual = copy.deepcopy(scheduler)
+    manual.set_timesteps(20)
+    x, latents = _noise(2), []
+    for t in manual.timesteps:
+        eps_c, eps_u = pair(x, t)
+        x = manual.step(combine(eps_u, eps_c, -7.5), t, x).prev_sample
+        latents.append(x)
+    expected = [opposite_transition(latent_turning([z[i] for z in latents])) for i in range(2)]
+    assert found.transition == expected
     with pytest.raises(ValueError, match="method"):
         guided_sample(pair, scheduler, _noise(2), GuidancePlan("bogus"))
     assert opposite_transition(latent_turning([torch.ones(2)] * 3)) == 5
