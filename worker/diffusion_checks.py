@@ -3,8 +3,9 @@
 Each record asks for one generation condition: `class_label` (a class-conditional UNet) or
 `prompt` (a text-conditional one), with optional `seed` and `memorized` flag. The model is
 sampled with the guidance being studied, recording ε_c, ε_u and Δ_t at every step; each
-generation is compared with its nearest training image (cosine of an embedding: centred pixels,
-the fallback of METRICS' SSCD, until an image encoder is configured).
+generation is compared with its nearest training image by the cosine of an embedding: the bundled
+copy-detection encoder (METRICS' SSCD stand-in) by default, centred pixels, or a classifier or
+encoder of the user's. A CLIP model, when given, scores each generation against its prompt.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from worker.check_types import (
     CheckKind,
@@ -26,6 +27,7 @@ from worker.check_types import (
     known_names,
     no_lm_plan,
 )
+from worker.engine.diffusion import copy_encoder
 from worker.engine.diffusion.flipd import flipd_from_eps
 from worker.engine.diffusion.guidance import (
     DEFAULT_SCALE,
@@ -47,6 +49,8 @@ from worker.loaders.diffusion_models import LoadedDiffusion
 
 THUMBNAIL = 32  # generations and their nearest training images are kept at most this wide
 EXEMPLARS = 12
+EMBEDDINGS = ("copy_encoder", "pixels")  # or a model URI
+PIXEL_THRESHOLD = 0.9  # centred-pixel cosine: a near-exact copy at the digits' scale
 
 
 @dataclass
@@ -57,29 +61,33 @@ class DiffusionContext:
     load_images: Callable[[str], tuple[np.ndarray, np.ndarray | None]]
     _images: dict[str, tuple[torch.Tensor, np.ndarray | None]] = field(default_factory=dict)
     _lpca: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
-    # A classifier or encoder URI -> the loaded model, to embed images with (`embedding_model`)
+    # A classifier or encoder URI -> the loaded model, to embed images with (`embedding`)
     load_embedder: Callable[[str], Any] | None = None
-    _references: dict[tuple[str, str | None, str | None], torch.Tensor] = field(
-        default_factory=dict
-    )
+    # A CLIP model URI -> LoadedClip, to score generations against their prompts
+    load_clip: Callable[[str], Any] | None = None
+    _references: dict[tuple[str, str, str | None], torch.Tensor] = field(default_factory=dict)
 
-    def embed(self, images: torch.Tensor, model: str | None, layer: str | None) -> torch.Tensor:
-        """Centred pixels, or a model's activations at `layer` (its last probed layer)."""
-        if model is None:
+    def embed(self, images: torch.Tensor, embedding: str, layer: str | None) -> torch.Tensor:
+        """The copy encoder, centred pixels, or a model's activations at `layer` (default: its
+        last probed layer)."""
+        if embedding == "copy_encoder":
+            return copy_encoder.embed(images)
+        if embedding == "pixels":
             return pixel_embedding(images)
         if self.load_embedder is None:
             raise ValueError("this context cannot load an embedding model")
-        embedder = self.load_embedder(model)
+        embedder = self.load_embedder(embedding)
         name = layer or embedder.default_layers()[-1]
         found = embedder.activations(embedder.batch(images.numpy()), [name], "mean")[name]
         return torch.as_tensor(found, dtype=torch.float64)
 
-    def reference_embeddings(self, uri: str, model: str | None, layer: str | None) -> torch.Tensor:
-        key = (uri, model, layer)
+    def reference_embeddings(self, uri: str, embedding: str, layer: str | None) -> torch.Tensor:
+        key = (uri, embedding, layer)
         if key not in self._references:
             images = self.training_images(uri)[0]
             parts = [
-                self.embed(images[i : i + 256], model, layer) for i in range(0, len(images), 256)
+                self.embed(images[i : i + 256], embedding, layer)
+                for i in range(0, len(images), 256)
             ]
             self._references[key] = torch.cat(parts)
         return self._references[key]
@@ -106,16 +114,49 @@ class BasinParams(CheckParams):
     guidance_scale: float = Field(DEFAULT_SCALE, ge=-50, le=50)
     num_steps: int = Field(50, ge=2, le=1000)
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1, max_length=64)
-    similarity_threshold: float = Field(
-        0.9, ge=-1, le=1, description="nearest-training cosine above which a generation copies"
+    similarity_threshold: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="nearest-training cosine from which a generation copies; default: the copy "
+        "encoder's calibrated threshold, 0.9 for pixels (required for a model of your own)",
     )
     detection: str = Field("mean", pattern="^(mean|first)$")
-    embedding_model: str | None = Field(
-        None,
-        description="a classifier or encoder URI (under the model roots) whose activations embed "
-        "the images for the similarity; None: centred pixels",
+    embedding: str = Field(
+        "copy_encoder",
+        description="what the similarity compares: 'copy_encoder' (bundled, SSCD-like), "
+        "'pixels' (centred), or a classifier or encoder URI under the model roots",
     )
-    embedding_layer: str | None = Field(None, description="default: the model's last layer")
+    embedding_layer: str | None = Field(None, description="a model's layer; default: its last")
+    clip_model: str | None = Field(
+        None,
+        description="a CLIP model URI (under the model roots) scoring text-conditional "
+        "generations against their prompts; class-conditional ones are scored by class",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_before_embedding(cls, data: Any) -> Any:
+        """Audits stored before `embedding` existed name their model `embedding_model`, and
+        None meant pixels: they keep reading as they were run."""
+        if isinstance(data, dict) and "embedding_model" in data:
+            data = dict(data)
+            data.setdefault("embedding", data.pop("embedding_model") or "pixels")
+        return data
+
+    @model_validator(mode="after")
+    def _threshold_for_a_model(self) -> BasinParams:
+        if self.embedding not in EMBEDDINGS and self.similarity_threshold is None:
+            raise ValueError(
+                "similarity_threshold is required with an embedding model of your own: "
+                "its cosine scale is not known"
+            )
+        return self
+
+    def threshold(self) -> float:
+        if self.similarity_threshold is not None:
+            return self.similarity_threshold
+        return copy_encoder.threshold() if self.embedding == "copy_encoder" else PIXEL_THRESHOLD
 
 
 class MitigationParams(BasinParams):
@@ -134,11 +175,17 @@ class MitigationParams(BasinParams):
         return GuidancePlan(method, self.guidance_scale, self.tau, before, self.num_steps)
 
 
-def _validate_embedding(params: BasinParams, context: SubmitContext) -> None:
-    if params.embedding_model is not None and context.resolve_model is not None:
-        kind = context.resolve_model(params.embedding_model)
+def _validate_models(params: BasinParams, context: SubmitContext) -> None:
+    if context.resolve_model is None:
+        return
+    if params.embedding not in EMBEDDINGS:
+        kind = context.resolve_model(params.embedding)
         if kind not in (None, "classifier", "encoder"):
-            raise ValueError(f"embedding_model is a {kind} model; give a classifier or encoder")
+            raise ValueError(f"embedding is a {kind} model; give a classifier or encoder")
+    if params.clip_model is not None:
+        kind = context.resolve_model(params.clip_model)
+        if kind not in (None, "encoder"):
+            raise ValueError(f"clip_model is a {kind} model; give a CLIP model directory")
 
 
 def _conditions(records: Sequence[Record], pipeline: LoadedDiffusion) -> list[Any]:
@@ -225,8 +272,18 @@ def _generate(
     conditions = _conditions(records, pipeline)
     training, labels = context.training_images(params.training_images)
     reference = context.reference_embeddings(
-        params.training_images, params.embedding_model, params.embedding_layer
+        params.training_images, params.embedding, params.embedding_layer
     )
+    clip = None
+    if params.clip_model is not None:
+        if pipeline.class_conditional:
+            raise ValueError(
+                "clip_model scores prompts, and this model is class-conditional: its alignment "
+                "is the class of each generation's nearest training image"
+            )
+        if context.load_clip is None:
+            raise ValueError("this context cannot load a CLIP model")
+        clip = context.load_clip(params.clip_model)
     jobs = [
         (i, int(records[i].data.get("seed", seed)))
         for i in range(len(records))
@@ -244,8 +301,10 @@ def _generate(
                 f"generated images are {tuple(images.shape[1:])}, training images "
                 f"{tuple(training.shape[1:])}: give training images at the model's resolution"
             )
-        embedded = context.embed(images, params.embedding_model, params.embedding_layer)
+        embedded = context.embed(images, params.embedding, params.embedding_layer)
         similarity, nearest = nearest_similarity(embedded, reference)
+        prompts = [conditions[i] for i, _ in chunk]
+        clip_scores = clip.score(images, prompts) if clip is not None else [None] * len(chunk)
         for k, (i, seed) in enumerate(chunk):
             index = int(nearest[k])
             results[i].append(
@@ -257,6 +316,7 @@ def _generate(
                     "similarity": float(similarity[k]),
                     "nearest": index,
                     "nearest_label": None if labels is None else int(labels[index]),
+                    "clip": clip_scores[k],
                     "image": _thumbnail(images[k]),
                     "nearest_image": _thumbnail(training[index]),
                 }
@@ -284,7 +344,7 @@ def _compute_basin(
                     np.mean([detection_score(r["deltas"], params.detection) for r in runs])
                 ),
                 "similarity_max": best["similarity"],
-                "copies": best["similarity"] >= params.similarity_threshold,
+                "copies": best["similarity"] >= params.threshold(),
                 "nearest": best["nearest"],
                 "nearest_label": best["nearest_label"],
                 # Δ per step, averaged over the seeds: what the summary's curves are made of.
@@ -324,7 +384,8 @@ def _summarize_basin(values: Sequence[dict[str, Any]], params: BasinParams) -> d
     summary: dict[str, Any] = {
         "n": len(values),
         "guidance_scale": params.guidance_scale,
-        "threshold": params.similarity_threshold,
+        "embedding": params.embedding,
+        "threshold": params.threshold(),
         "copy_rate": float(np.mean([v["copies"] for v in values])) if values else None,
         "mean_similarity": float(np.mean([v["similarity_max"] for v in values]))
         if values
@@ -372,18 +433,26 @@ def _compute_mitigation(
         for record, row, runs in zip(records, rows, per_record, strict=True):
             best = max(runs, key=lambda r: r["similarity"])
             row["similarity"][method] = best["similarity"]
-            row["copies"][method] = best["similarity"] >= params.similarity_threshold
-            label = record.data.get("class_label")
-            # Alignment of a class-conditional generation: its nearest training image is of
-            # the class asked for (a CLIP score needs a text model; see the notes).
-            agree = [r["nearest_label"] == label for r in runs if r["nearest_label"] is not None]
-            row["aligned"][method] = float(np.mean(agree)) if agree and label is not None else None
+            row["copies"][method] = best["similarity"] >= params.threshold()
+            row["aligned"][method] = _alignment(record, runs)
             row["detail"]["runs"][method] = runs
     for row in rows:
         row["similarity_reduction"] = row["similarity"].get("cfg", 0) - min(
             row["similarity"].values()
         )
     return rows
+
+
+def _alignment(record: Record, runs: Sequence[dict[str, Any]]) -> float | None:
+    """How well a record's generations match what was asked: the mean CLIP score against the
+    prompt, or for a class-conditional model the share whose nearest training image is of the
+    class asked for; None when neither can be read."""
+    clips = [r["clip"] for r in runs if r["clip"] is not None]
+    if clips:
+        return float(np.mean(clips))
+    label = record.data.get("class_label")
+    agree = [r["nearest_label"] == label for r in runs if r["nearest_label"] is not None]
+    return float(np.mean(agree)) if agree and label is not None else None
 
 
 def _summarize_mitigation(
@@ -404,7 +473,13 @@ def _summarize_mitigation(
         # What a mitigation costs in alignment, against plain CFG.
         known = plain is not None and entry["alignment"] is not None
         entry["alignment_cost"] = plain - entry["alignment"] if known else None
-    return {"n": len(values), "threshold": params.similarity_threshold, "methods": methods}
+    return {
+        "n": len(values),
+        "embedding": params.embedding,
+        "threshold": params.threshold(),
+        "alignment_measure": "clip" if params.clip_model else "class_agreement",
+        "methods": methods,
+    }
 
 
 CFG_BASIN = CheckKind(
@@ -439,7 +514,7 @@ CFG_BASIN = CheckKind(
         TableColumn("copies", "copies", "bool"),
     ],
     family="diffusion",
-    validate=_validate_embedding,
+    validate=_validate_models,
     exemplars=lambda summary: [entry["id"] for entry in summary.get("most_similar", [])],
 )
 
@@ -463,7 +538,7 @@ CFG_MITIGATION = CheckKind(
     table_columns=lambda p: [
         TableColumn(f"similarity.{m}", f"similarity · {m}", "number") for m in p.methods
     ],
-    validate=_validate_embedding,
+    validate=_validate_models,
     family="diffusion",
 )
 

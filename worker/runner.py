@@ -33,6 +33,7 @@ from worker.lease_keeper import LeaseKeeper
 from worker.lm_passes import TextRecord, audit_plan, compute_batch
 from worker.loaders import chat_endpoints
 from worker.loaders.classifiers import LoadedClassifier, as_classifier, cached_classifier
+from worker.loaders.clip_models import cached_clip
 from worker.loaders.datasets import (
     DatasetError,
     Record,
@@ -259,6 +260,7 @@ def _batches(
                 resolve_dataset(uri, settings.datasets_dir, settings.data_root_paths)
             ),
             load_embedder=lambda uri: _load_classifier(uri, settings),
+            load_clip=lambda uri: cached_clip(_spec(uri, settings)),
         )
     elif spec.kind == "causal_lm":
         target = cached_causal_lm(spec)

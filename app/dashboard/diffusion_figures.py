@@ -99,6 +99,10 @@ def alignment_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:
     if not methods:
         return None
     names = list(methods)
+    measure = {
+        "clip": "alignment (CLIP score with the prompt)",
+        "class_agreement": "alignment (class of the nearest image)",
+    }[mitigation.get("alignment_measure", "class_agreement")]
     figure = go.Figure(
         [
             go.Bar(
@@ -110,7 +114,7 @@ def alignment_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:
             go.Bar(
                 x=names,
                 y=[methods[n]["alignment"] for n in names],
-                name="alignment (class of the nearest image)",
+                name=measure,
                 marker={"color": "#0f766e"},
             ),
         ]
@@ -118,7 +122,7 @@ def alignment_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:
     return _layout(
         figure,
         "Copying against alignment, per method",
-        yaxis={"title": "share", "range": [0, 1]},
+        yaxis={"title": "share or score", "range": [0, 1]},
         barmode="group",
     )
 

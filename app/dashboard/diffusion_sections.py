@@ -26,7 +26,8 @@ def basin_section(summary: Mapping[str, Any]) -> Section:
     ]
     notes = [
         f"{_percent(summary.get('copy_rate'))} of the prompts produced a generation within "
-        f"cosine {format_number(summary.get('threshold'))} of a training image, at guidance "
+        f"cosine {format_number(summary.get('threshold'))} of a training image "
+        f"({_embedding_words(summary)}), at guidance "
         f"{format_number(summary.get('guidance_scale'))}. A high Δ_t means guidance pulls hard: "
         "the trajectory is inside an attraction basin (Jain et al. 2025); the diamond marks where "
         "the dynamic transition rule would switch guidance on.",
@@ -44,6 +45,14 @@ def basin_section(summary: Mapping[str, Any]) -> Section:
     )
 
 
+def _embedding_words(summary: Mapping[str, Any]) -> str:
+    embedding = summary.get("embedding", "pixels")
+    return {
+        "copy_encoder": "cosine in the bundled copy-detection encoder",
+        "pixels": "cosine of centred pixels",
+    }.get(embedding, f"cosine of {embedding}'s activations")
+
+
 def mitigation_section(summary: Mapping[str, Any]) -> Section:
     methods = summary.get("methods") or {}
     rows = [
@@ -59,7 +68,10 @@ def mitigation_section(summary: Mapping[str, Any]) -> Section:
     notes = [
         "cfg: guidance throughout; stp: no guidance until the static transition τ; dtp: the plain "
         "conditional model until Δ_t turns upward; og_dtp: opposite guidance until the latents "
-        "turn. Pick the method with the fewest copies whose alignment cost you can accept."
+        "turn. Pick the method with the fewest copies whose alignment cost you can accept.",
+        f"Similarity: {_embedding_words(summary)}, copies from "
+        f"{format_number(summary.get('threshold'))}. Alignment cost: plain CFG's alignment "
+        "minus the method's.",
     ]
     named = [
         ("similarity", figures.similarity_by_method_figure(summary)),

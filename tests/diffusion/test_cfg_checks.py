@@ -1,5 +1,6 @@
 """`cfg_basin` and `cfg_mitigation` through the service on two class-conditional DDPMs trained
-here on 8×8 digits: one that memorized one image per class, one trained on all of them."""
+here on 8×8 digits (tests/diffusion/builders.py): one that memorized one image per class, and one
+trained on all of them plus five canary conditions that each name a duplicated image."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import json
 
 import pytest
 
-from tests.diffusion.builders import N_CLASSES
+from tests.diffusion.builders import CANARY_CLASSES, N_CLASSES
 from tests.flows import all_samples, wait_final
 
 pytestmark = pytest.mark.slow
 diffusers = pytest.importorskip("diffusers")
 GUIDANCE = 2.0  # a tiny pixel-space model: 7.5 pushes its samples out of the image range
+# The canary conditions share their digit with 30 other images: from 1.5 on, guidance in pixel
+# space degrades this model's samples before it can amplify copying.
+CANARY_GUIDANCE = 1.25
+CANARY_TAU = 300  # this model's digits take shape later than SD's latents (τ = 500 there)
+SIMILARITY_GAP = 0.05
+MITIGATION_GAP = 0.01
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +27,22 @@ def models(digit_ddpms):  # type: ignore[no-untyped-def]
     return digit_ddpms
 
 
-def _audit(stack, model, training, checks_params: dict, kind: str) -> dict:
-    dataset = model.parent.parent / "data" / f"prompts-{kind}.jsonl"
+def _audit(
+    stack,
+    model,
+    training,
+    checks_params: dict,
+    kind: str,
+    conditions: dict[int, bool] | None = None,
+) -> dict:
+    """One check over the given class conditions (label -> memorized flag; default: the ten
+    digits, memorized)."""
+    conditions = conditions or dict.fromkeys(range(N_CLASSES), True)
+    dataset = model.parent.parent / "data" / f"prompts-{kind}-{model.name}.jsonl"
     dataset.write_text(
         "".join(
-            json.dumps({"id": f"digit-{k}", "class_label": k, "memorized": True}) + "\n"
-            for k in range(N_CLASSES)
+            json.dumps({"id": f"class-{k}", "class_label": k, "memorized": flag}) + "\n"
+            for k, flag in conditions.items()
         )
     )
     body = {
@@ -52,16 +69,20 @@ def test_the_memorizer_sits_in_its_basins_and_the_generalist_does_not(make_stack
     stack = make_stack(model_roots=str(models.memorizer.parent), data_roots=str(models.few.parent))
     worker = stack.start_worker()
     memorized = _audit(stack, models.memorizer, models.few, {}, "cfg_basin")
-    general = _audit(stack, models.generalist, models.many, {}, "cfg_basin")
+    # The canary model on its ten digit classes: what a model trained on many images does.
+    digits = dict.fromkeys(range(N_CLASSES), False)
+    general = _audit(stack, models.canary_model, models.many, {}, "cfg_basin", digits)
     assert memorized["status"] == general["status"] == "succeeded", (memorized, worker.tail())
     a, b = memorized["summary"]["cfg_basin"], general["summary"]["cfg_basin"]
     print(
         f"\nmemorizer: Δ {a['mean_detection_score']:.3f}, similarity {a['mean_similarity']:.3f}, "
         f"copies {a['copy_rate']:.2f}; generalist: Δ {b['mean_detection_score']:.3f}, "
-        f"similarity {b['mean_similarity']:.3f}, copies {b['copy_rate']:.2f}"
+        f"similarity {b['mean_similarity']:.3f}, copies {b['copy_rate']:.2f} "
+        f"(copy encoder, threshold {a['threshold']:.3f})"
     )
+    assert a["embedding"] == "copy_encoder"
     assert a["mean_detection_score"] > 1.3 * b["mean_detection_score"]
-    assert a["mean_similarity"] > 0.9 > b["mean_similarity"]
+    assert a["mean_similarity"] > b["mean_similarity"] + SIMILARITY_GAP
     assert a["copy_rate"] >= 0.8 and b["copy_rate"] <= 0.3
     rows = all_samples(stack.client, stack.headers, memorized["id"], "cfg_basin")
     copied = [r["values"] for r in rows if r["values"]["copies"]]
@@ -72,27 +93,57 @@ def test_the_memorizer_sits_in_its_basins_and_the_generalist_does_not(make_stack
     report = stack.client.get(f"/v1/audits/{memorized['id']}/report.html", headers=stack.headers)
     assert report.status_code == 200
     assert "basin-delta" in report.text and "basin-pairs" in report.text
+    assert "bundled copy-detection encoder" in report.text
 
-    # A configured embedding: a built-in MLP's hidden layer instead of pixels. A copy is a copy
-    # in any embedding, so the memorizer still copies every class.
+    # Centred pixels and a configured embedding (a built-in MLP's hidden layer) agree: a copy
+    # is a copy in any embedding, so the memorizer copies every class in each.
     import torch
 
     from worker.loaders.builtin_nets import build, save_builtin
 
+    pixels = _audit(stack, models.memorizer, models.few, {"embedding": "pixels"}, "cfg_basin")
+    assert pixels["summary"]["cfg_basin"]["threshold"] == 0.9
+    assert pixels["summary"]["cfg_basin"]["copy_rate"] == 1.0
     architecture = {"name": "mlp", "input_dim": 64, "hidden": [32], "n_classes": 10}
     torch.manual_seed(0)
     encoder = save_builtin(models.memorizer.parent / "digit-mlp", architecture, build(architecture))
-    embedded = _audit(
-        stack, models.memorizer, models.few, {"embedding_model": f"path:{encoder}"}, "cfg_basin"
-    )
+    own = {"embedding": f"path:{encoder}", "similarity_threshold": 0.9}
+    embedded = _audit(stack, models.memorizer, models.few, own, "cfg_basin")
     assert embedded["status"] == "succeeded", (embedded, worker.tail())
     assert embedded["summary"]["cfg_basin"]["copy_rate"] == 1.0
 
 
-def test_mitigations_are_compared_on_copying_and_alignment(make_stack, models) -> None:
+def test_canary_conditions_pull_harder_than_the_digits_in_one_model(make_stack, models) -> None:
+    """Jain et al.'s setting inside one model: memorized conditions against ordinary ones."""
     stack = make_stack(model_roots=str(models.memorizer.parent), data_roots=str(models.few.parent))
     worker = stack.start_worker()
-    audit = _audit(stack, models.memorizer, models.few, {}, "cfg_mitigation")
+    conditions = {**dict.fromkeys(range(N_CLASSES), False), **dict.fromkeys(CANARY_CLASSES, True)}
+    params = {"guidance_scale": CANARY_GUIDANCE, "seeds": list(range(1, 9))}
+    audit = _audit(stack, models.canary_model, models.many, params, "cfg_basin", conditions)
+    assert audit["status"] == "succeeded", (audit, worker.tail())
+    flags = audit["summary"]["cfg_basin"]["by_flag"]
+    memorized, ordinary = flags["memorized"], flags["not_memorized"]
+    print(
+        f"\ncanary conditions: Δ {memorized['detection_score']:.3f}, similarity "
+        f"{memorized['similarity']:.3f}; digits: Δ {ordinary['detection_score']:.3f}, "
+        f"similarity {ordinary['similarity']:.3f}"
+    )
+    assert memorized["detection_score"] > ordinary["detection_score"]
+    assert memorized["similarity"] > ordinary["similarity"]
+
+
+def test_delayed_guidance_copies_the_canaries_less(make_stack, models) -> None:
+    """cfg_mitigation on the canary conditions: the static transition (no guidance while
+    t > τ) lowers the similarity to the nearest training image, at some cost in alignment."""
+    stack = make_stack(model_roots=str(models.memorizer.parent), data_roots=str(models.few.parent))
+    worker = stack.start_worker()
+    params = {
+        "guidance_scale": CANARY_GUIDANCE,
+        "tau": CANARY_TAU,
+        "seeds": list(range(1, 17)),
+    }
+    canaries = dict.fromkeys(CANARY_CLASSES, True)
+    audit = _audit(stack, models.canary_model, models.many, params, "cfg_mitigation", canaries)
     assert audit["status"] == "succeeded", (audit, worker.tail())
     methods = audit["summary"]["cfg_mitigation"]["methods"]
     assert set(methods) == {"cfg", "stp", "dtp", "og_dtp"}
@@ -104,26 +155,35 @@ def test_mitigations_are_compared_on_copying_and_alignment(make_stack, models) -
             for m, e in methods.items()
         )
     )
+    rows = all_samples(stack.client, stack.headers, audit["id"], "cfg_mitigation")
+    per_generation = {m: [] for m in methods}
+    for row in rows:
+        record = stack.client.get(
+            f"/v1/audits/{audit['id']}/samples/{row['sample_index']}", headers=stack.headers
+        ).json()
+        for method, runs in record["checks"][0]["detail"]["runs"].items():
+            per_generation[method] += [r["similarity"] for r in runs]
+    mean = {m: sum(v) / len(v) for m, v in per_generation.items()}
+    print("mean over all 80 generations: " + ", ".join(f"{m} {v:.3f}" for m, v in mean.items()))
+    assert all(len(v) == 16 * len(CANARY_CLASSES) for v in per_generation.values())
+    assert mean["stp"] < mean["cfg"] - MITIGATION_GAP
+    assert methods["stp"]["mean_similarity"] < methods["cfg"]["mean_similarity"]
     assert methods["cfg"]["alignment_cost"] == 0
-    assert all(len(e["similarities"]) == N_CLASSES for e in methods.values())
-    (row, *_) = all_samples(stack.client, stack.headers, audit["id"], "cfg_mitigation")
-    record = stack.client.get(
-        f"/v1/audits/{audit['id']}/samples/{row['sample_index']}", headers=stack.headers
-    ).json()
+
     runs = record["checks"][0]["detail"]["runs"]
     stp = runs["stp"][0]
-    # Static transition at τ = 500: no guidance while t > 500 (DDIM's 50 steps: 980, 960, …).
+    # Static transition at τ: no guidance while t > τ (DDIM's 50 steps: 980, 960, …).
     scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000)
     scheduler.set_timesteps(50)
-    before = sum(int(t) > 500 for t in scheduler.timesteps)
-    assert before == 24
-    assert stp["scales"] == [0.0] * before + [GUIDANCE] * (50 - before)
+    before = sum(int(t) > CANARY_TAU for t in scheduler.timesteps)
+    assert before == 34
+    assert stp["scales"] == [0.0] * before + [CANARY_GUIDANCE] * (50 - before)
     assert stp["transition"] == before
     dtp = runs["dtp"][0]
     fire = dtp["transition"]
-    assert dtp["scales"] == [1.0] * fire + [GUIDANCE] * (50 - fire)
+    assert dtp["scales"] == [1.0] * fire + [CANARY_GUIDANCE] * (50 - fire)
     og = runs["og_dtp"][0]
-    assert og["scales"][: og["transition"]] == [-GUIDANCE] * og["transition"]
+    assert og["scales"][: og["transition"]] == [-CANARY_GUIDANCE] * og["transition"]
     report = stack.client.get(f"/v1/audits/{audit['id']}/report.html", headers=stack.headers)
     assert "mitigation-similarity" in report.text
 
@@ -153,19 +213,34 @@ def test_diffusion_requests_are_checked(make_stack, models) -> None:
             "kind": "cfg_basin",
             "params": {
                 "training_images": f"path:{models.few}",
-                "embedding_model": f"path:{models.memorizer}",
+                "embedding": f"path:{models.memorizer}",
+                "similarity_threshold": 0.5,
             },
         }
     ]
     not_an_encoder = stack.client.post("/v1/audits", headers=stack.headers, json=body)
     assert not_an_encoder.status_code == 422
     assert "give a classifier or encoder" in not_an_encoder.json()["error"]["message"]
+    body["checks"][0]["params"] = {
+        "training_images": f"path:{models.few}",
+        "embedding": f"path:{models.memorizer}",
+    }
+    no_threshold = stack.client.post("/v1/audits", headers=stack.headers, json=body)
+    assert no_threshold.status_code == 422
+    assert "similarity_threshold is required" in no_threshold.text
+    body["checks"][0]["params"] = {
+        "training_images": f"path:{models.few}",
+        "clip_model": f"path:{models.memorizer}",
+    }
+    not_clip = stack.client.post("/v1/audits", headers=stack.headers, json=body)
+    assert not_clip.status_code == 422 and "give a CLIP model" in not_clip.text
 
 
 def test_the_memorizer_gives_its_training_images_a_lower_local_dimension(
     make_stack, models
 ) -> None:
-    """FLIPD of both models on the ten images the memorizer saw (the generalist saw them too)."""
+    """FLIPD of both models on the ten images the memorizer saw (the canary model saw them
+    too, among all the others)."""
     import numpy as np
 
     stack = make_stack(model_roots=str(models.memorizer.parent), data_roots=str(models.few.parent))
@@ -176,7 +251,7 @@ def test_the_memorizer_gives_its_training_images_a_lower_local_dimension(
     found = {}
     for name, model, training, indices in [
         ("memorizer", models.memorizer, models.few, list(range(N_CLASSES))),
-        ("generalist", models.generalist, models.many, first),
+        ("generalist", models.canary_model, models.many, first),
     ]:
         dataset = models.few.parent / f"lid-{name}.jsonl"
         dataset.write_text(

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -139,9 +140,80 @@ def test_a_text_conditional_pipeline_runs_every_diffusion_check(tmp_path) -> Non
     basin = get_check("cfg_basin").compute(
         context, records, get_check("cfg_basin").parse_params(common)
     )
+    assert basin[0]["detail"]["runs"][0]["clip"] is None  # no CLIP model given
     assert len(basin[0]["detail"]["runs"][0]["deltas"]) == 6
     assert basin[0]["nearest_label"] is None  # no labels: similarity only
     with pytest.raises(DatasetError, match="prompt"):
         get_check("cfg_basin").compute(
             context, [Record(0, 1, {"class_label": 3})], get_check("cfg_basin").parse_params(common)
         )
+
+
+def test_text_generations_are_scored_against_their_prompts_by_clip(tmp_path) -> None:
+    """With a CLIP model, a mitigation's alignment is the mean CLIP score of its generations
+    with their prompts, and its cost is plain CFG's score minus its own."""
+    import numpy as np
+
+    from tests.worker.test_clip_models import tiny_clip
+    from worker.checks import get_check
+    from worker.diffusion_checks import DiffusionContext
+    from worker.loaders.clip_models import cached_clip
+    from worker.loaders.datasets import Record
+
+    pipeline = load_pipeline(_text_pipeline(tmp_path / "text"))
+    clip_dir = tiny_clip(tmp_path / "clip")
+    training = np.random.default_rng(0).normal(size=(5, 1, 8, 8)).astype("float32")
+    context = DiffusionContext(
+        pipeline,
+        4,
+        lambda _uri: (training, None),
+        load_clip=lambda uri: cached_clip(resolve_model(uri, [tmp_path])),
+    )
+    records = [
+        Record(i, i + 1, {"id": f"p{i}", "prompt": text})
+        for i, text in enumerate(["a photo of a cat", "the mona lisa"])
+    ]
+    check = get_check("cfg_mitigation")
+    params = check.parse_params(
+        {
+            "training_images": "path:/unused.npz",
+            "num_steps": 6,
+            "seeds": [1, 2],
+            "methods": ["cfg", "stp"],
+            "clip_model": f"path:{clip_dir}",
+        }
+    )
+    rows = check.compute(context, records, params)
+    clip = cached_clip(resolve_model(f"path:{clip_dir}", [tmp_path]))
+    for record, row in zip(records, rows, strict=True):
+        for method, runs in row["detail"]["runs"].items():
+            scores = [r["clip"] for r in runs]
+            assert all(isinstance(s, float) and -1 <= s <= 1 for s in scores)
+            assert row["aligned"][method] == pytest.approx(np.mean(scores))
+        # The score is of the generation itself: recomputed from its (unshrunk 8×8) pixels.
+        image = torch.tensor(row["detail"]["runs"]["cfg"][0]["image"])[None]
+        again = clip.score(image, [record.data["prompt"]])[0]
+        assert again == pytest.approx(row["detail"]["runs"]["cfg"][0]["clip"], abs=1e-3)
+    summary = check.summarize(rows, params)
+    assert summary["alignment_measure"] == "clip"
+    methods = summary["methods"]
+    assert methods["cfg"]["alignment_cost"] == 0
+    expected = methods["cfg"]["alignment"] - methods["stp"]["alignment"]
+    assert methods["stp"]["alignment_cost"] == pytest.approx(expected)
+
+
+def test_params_stored_before_the_copy_encoder_still_read_as_they_ran() -> None:
+    from worker.checks import get_check
+
+    check = get_check("cfg_mitigation")
+    stored = {
+        "training_images": "path:/x.npz",
+        "embedding_model": None,
+        "similarity_threshold": 0.9,
+    }
+    params = check.parse_params(stored)
+    assert (params.embedding, params.threshold()) == ("pixels", 0.9)
+    own = check.parse_params({**stored, "embedding_model": "path:/m"})
+    assert own.embedding == "path:/m"
+    fresh = check.parse_params({"training_images": "path:/x.npz"})
+    assert fresh.embedding == "copy_encoder" and fresh.similarity_threshold is None
