@@ -57,13 +57,19 @@ def test_the_clip_score_is_the_cosine_clip_itself_computes(tmp_path) -> None:
     clip = cached_clip(spec)
     images = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     scores = clip.score(images, PROMPTS)
-    tokens = clip.tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    expected = []
     with torch.inference_mode():
-        out = clip.model(pixel_values=clip_pixels(images, 16), **tokens)
-        # logits_per_image[i, j] = exp(logit_scale)·cos(image_i, text_j): the diagonal pairs.
-        expected = out.logits_per_image.diagonal() / clip.model.logit_scale.exp()
+        for i, prompt in enumerate(PROMPTS):
+            tokens = clip.tokenizer([prompt], return_tensors="pt")
+            out = clip.model(pixel_values=clip_pixels(images[i : i + 1], 16), **tokens)
+            # logits_per_image = exp(logit_scale)·cos(image, text)
+            expected.append(float(out.logits_per_image[0, 0] / clip.model.logit_scale.exp()))
+    expected = torch.tensor(expected)
     assert torch.allclose(torch.tensor(scores), expected, atol=1e-5)
     assert len(set(round(s, 6) for s in scores)) == 3  # three different pairs, three scores
+    # A prompt's score does not depend on the prompts scored beside it.
+    alone = clip.score(images[1:2], PROMPTS[1:2])[0]
+    assert alone == pytest.approx(scores[1], abs=1e-5)
 
 
 def test_clip_pixels_match_clip_s_own_processor(tmp_path) -> None:

@@ -31,11 +31,14 @@ class LoadedClip:
         """CLIP score of each generation (B, C, H, W) in [-1, 1] against its prompt."""
         device = next(self.model.parameters()).device
         pixels = clip_pixels(images, self.image_size, self.mean, self.std).to(device)
-        tokens = self.tokenizer(
-            list(prompts), padding=True, truncation=True, return_tensors="pt"
-        ).to(device)
         image_features = _features(self.model.get_image_features(pixel_values=pixels))
-        text_features = _features(self.model.get_text_features(**tokens))
+        # One prompt at a time: CLIP pools at the end-of-text token, and padding a batch with
+        # it would make a prompt's score depend on the prompts beside it.
+        texts = {}
+        for prompt in dict.fromkeys(prompts):
+            tokens = self.tokenizer([prompt], truncation=True, return_tensors="pt").to(device)
+            texts[prompt] = _features(self.model.get_text_features(**tokens))[0]
+        text_features = torch.stack([texts[p] for p in prompts])
         return [float(v) for v in clip_score(image_features, text_features).float().cpu()]
 
 
