@@ -90,18 +90,26 @@ def heldout(seed: int = 1234, n_photo: int = 300, n_shapes: int = 300) -> dict[s
     }
 
 
-def copy_figures(
-    embed, references: torch.Tensor, generator: torch.Generator, threshold: float | None = None
-) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Edit each reference once; how often its source is its nearest reference (top-1), and
-    the similarity to the source against the most similar other reference."""
+def copy_similarities(
+    embed, references: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """Edit each reference once: each copy's similarity to its source, and to the most
+    similar other reference."""
     queries = ce.prepare(ce.copy_edit(references, generator))
     with torch.inference_mode():
         a, b = embed(queries), embed(references)
     sims = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
     own = sims.diagonal().clone()
     sims.fill_diagonal_(-2)
-    other = sims.max(dim=1).values
+    return own, sims.max(dim=1).values
+
+
+def copy_figures(
+    embed, references: torch.Tensor, generator: torch.Generator, threshold: float | None = None
+) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """How often a copy's source is its nearest reference (top-1), and the similarity to the
+    source against the most similar other reference."""
+    own, other = copy_similarities(embed, references, generator)
     found = {
         "top1": float((own > other).double().mean()),
         "own_median": float(own.median()),
@@ -161,22 +169,16 @@ def main() -> None:
         model = train(args.steps, args.batch, args.seed)
         training = {"steps": args.steps, "batch": args.batch, "seed": args.seed}
     sets = heldout()
-    with torch.inference_mode():
-        distinct = [sets["digits"], sets["shapes"]]
-        calibration = torch.cat(
-            [model(ce.prepare(ce.copy_edit(s, torch.Generator().manual_seed(7)))) for s in distinct]
-        )
-        references = torch.cat([model(s) for s in distinct])
-        sims = calibration @ references.T
-        sims.fill_diagonal_(-2)
-        threshold = float(torch.quantile(sims.max(dim=1).values.double(), 0.99))
-        figures = {}
-        for name, images in sets.items():
-            generator = torch.Generator().manual_seed(11)
-            figures[name] = {
-                "encoder": copy_figures(model, images, generator, threshold),
-                "pixels": copy_figures(pixels, images, torch.Generator().manual_seed(11)),
-            }
+    distinct = torch.cat([sets["digits"], sets["shapes"]])
+    _, other = copy_similarities(model, distinct, torch.Generator().manual_seed(7))
+    threshold = float(torch.quantile(other.double(), 0.99))
+    figures = {}
+    for name, images in sets.items():
+        generator = torch.Generator().manual_seed(11)
+        figures[name] = {
+            "encoder": copy_figures(model, images, generator, threshold),
+            "pixels": copy_figures(pixels, images, torch.Generator().manual_seed(11)),
+        }
     from safetensors.torch import save_file
 
     if not args.calibrate:

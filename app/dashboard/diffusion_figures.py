@@ -99,10 +99,8 @@ def alignment_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:
     if not methods:
         return None
     names = list(methods)
-    measure = {
-        "clip": "alignment (CLIP score with the prompt)",
-        "class_agreement": "alignment (class of the nearest image)",
-    }[mitigation.get("alignment_measure", "class_agreement")]
+    clip = mitigation.get("alignment_measure") == "clip"
+    measure = "alignment (CLIP score with the prompt)" if clip else "alignment (class agreement)"
     figure = go.Figure(
         [
             go.Bar(
@@ -122,7 +120,8 @@ def alignment_figure(mitigation: Mapping[str, Any]) -> go.Figure | None:
     return _layout(
         figure,
         "Copying against alignment, per method",
-        yaxis={"title": "share or score", "range": [0, 1]},
+        # A CLIP score is a cosine and can fall below 0; shares cannot.
+        yaxis={"title": "share or CLIP score"} if clip else {"title": "share", "range": [0, 1]},
         barmode="group",
     )
 

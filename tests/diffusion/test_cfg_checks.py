@@ -34,9 +34,12 @@ def _audit(
     checks_params: dict,
     kind: str,
     conditions: dict[int, bool] | None = None,
+    embedding: str | None = "pixels",
 ) -> dict:
     """One check over the given class conditions (label -> memorized flag; default: the ten
-    digits, memorized)."""
+    digits, memorized). On 8×8 generations the copy encoder reads the sampler's pixel noise as
+    edits it was not trained on (see test_the_copy_encoder_is_the_default), so these tests
+    measure in pixels unless `embedding` is None (the check's default) or another."""
     conditions = conditions or dict.fromkeys(range(N_CLASSES), True)
     dataset = model.parent.parent / "data" / f"prompts-{kind}-{model.name}.jsonl"
     dataset.write_text(
@@ -55,10 +58,7 @@ def _audit(
                     "training_images": f"path:{training}",
                     "guidance_scale": GUIDANCE,
                     "seeds": [1, 2],
-                    # 8×8 generations: the copy encoder reads their pixel noise as edits it
-                    # was not trained on (see test_the_copy_encoder_is_the_default), so these
-                    # tests measure in pixels.
-                    "embedding": "pixels",
+                    **({} if embedding is None else {"embedding": embedding}),
                     **checks_params,
                 },
             }
@@ -128,8 +128,8 @@ def test_the_copy_encoder_is_the_default(make_stack, models) -> None:
         ("memorizer", models.memorizer, models.few),
         ("generalist", models.canary_model, models.many),
     ]:
-        params = {"embedding": "copy_encoder"}
-        audit = _audit(stack, model, training, params, "cfg_basin", dict.fromkeys(range(10), True))
+        digits = dict.fromkeys(range(10), True)
+        audit = _audit(stack, model, training, {}, "cfg_basin", digits, embedding=None)
         assert audit["status"] == "succeeded", (audit, worker.tail())
         found[name] = audit["summary"]["cfg_basin"]
         assert found[name]["embedding"] == "copy_encoder"

@@ -78,9 +78,11 @@ def bundled() -> tuple[CopyEncoder, dict[str, Any]]:
     from safetensors.torch import load_file
 
     card = json.loads(CARD.read_text())
-    model = CopyEncoder(tuple(card["widths"]), card["dim"])
-    state = {k: v.float() for k, v in load_file(WEIGHTS).items()}
-    model.load_state_dict(state)
+    # Built outside inference mode even when `embed` asks first: cached parameters made there
+    # could never take part in a computation with gradients (a training script, a FLIPD pass).
+    with torch.inference_mode(False):
+        model = CopyEncoder(tuple(card["widths"]), card["dim"])
+        model.load_state_dict({k: v.float() for k, v in load_file(WEIGHTS).items()})
     return model.eval(), card
 
 
