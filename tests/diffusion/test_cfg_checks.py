@@ -19,7 +19,7 @@ GUIDANCE = 2.0  # a tiny pixel-space model: 7.5 pushes its samples out of the im
 CANARY_GUIDANCE = 1.25
 CANARY_TAU = 300  # this model's digits take shape later than SD's latents (τ = 500 there)
 SIMILARITY_GAP = 0.05
-MITIGATION_GAP = 0.01
+MITIGATION_GAP = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,9 @@ def _audit(
     embedding: str | None = "pixels",
 ) -> dict:
     """One check over the given class conditions (label -> memorized flag; default: the ten
-    digits, memorized). On 8×8 generations the copy encoder reads the sampler's pixel noise as
-    edits it was not trained on (see test_the_copy_encoder_is_the_default), so these tests
-    measure in pixels unless `embedding` is None (the check's default) or another."""
+    digits, memorized), measured in pixels unless `embedding` is None (the check's default,
+    the copy encoder: see test_the_copy_encoder_is_the_default) or another: the pixel figures
+    are the ones the mitigation and canary assertions were sized on."""
     conditions = conditions or dict.fromkeys(range(N_CLASSES), True)
     dataset = model.parent.parent / "data" / f"prompts-{kind}-{model.name}.jsonl"
     dataset.write_text(
@@ -116,9 +116,10 @@ def test_the_memorizer_sits_in_its_basins_and_the_generalist_does_not(make_stack
 
 
 def test_the_copy_encoder_is_the_default(make_stack, models) -> None:
-    """The default embedding, the bundled encoder, at its calibrated threshold.
-    Its figures on these 8×8 generations are printed, not asserted: it was trained on edits of
-    64-pixel images, and the sampler's pixel-level noise at 8×8 is not among them."""
+    """The default embedding, the bundled encoder, at its calibrated threshold: it was trained
+    to see through noise drawn on an 8×8 grid, so the memorizer's reproductions, which differ
+    from their training image by the sampler's leftover noise, count as copies, and the
+    generalist's new digits do not, though in pixels half of them reach 0.9."""
     from worker.engine.diffusion import copy_encoder
 
     stack = make_stack(model_roots=str(models.memorizer.parent), data_roots=str(models.few.parent))
@@ -141,6 +142,9 @@ def test_the_copy_encoder_is_the_default(make_stack, models) -> None:
             for n, v in found.items()
         )
     )
+    memorizer, generalist = found["memorizer"], found["generalist"]
+    assert memorizer["mean_similarity"] > generalist["mean_similarity"] + 0.1
+    assert memorizer["copy_rate"] >= 0.4 and generalist["copy_rate"] <= 0.1
     report = stack.client.get(f"/v1/audits/{audit['id']}/report.html", headers=stack.headers)
     assert "bundled copy-detection encoder" in report.text
 
@@ -165,8 +169,9 @@ def test_canary_conditions_pull_harder_than_the_digits_in_one_model(make_stack, 
 
 
 def test_delayed_guidance_copies_the_canaries_less(make_stack, models) -> None:
-    """cfg_mitigation on the canary conditions: the static transition (no guidance while
-    t > τ) lowers the similarity to the nearest training image, at some cost in alignment."""
+    """cfg_mitigation on the canary conditions, in the default embedding (the copy encoder):
+    the static transition (no guidance while t > τ) lowers the similarity to the nearest
+    training image and how often a generation is a copy, at some cost in alignment."""
     stack = make_stack(model_roots=str(models.memorizer.parent), data_roots=str(models.few.parent))
     worker = stack.start_worker()
     params = {
@@ -175,7 +180,9 @@ def test_delayed_guidance_copies_the_canaries_less(make_stack, models) -> None:
         "seeds": list(range(1, 17)),
     }
     canaries = dict.fromkeys(CANARY_CLASSES, True)
-    audit = _audit(stack, models.canary_model, models.many, params, "cfg_mitigation", canaries)
+    audit = _audit(
+        stack, models.canary_model, models.many, params, "cfg_mitigation", canaries, None
+    )
     assert audit["status"] == "succeeded", (audit, worker.tail())
     methods = audit["summary"]["cfg_mitigation"]["methods"]
     assert set(methods) == {"cfg", "stp", "dtp", "og_dtp"}
@@ -188,6 +195,8 @@ def test_delayed_guidance_copies_the_canaries_less(make_stack, models) -> None:
         )
     )
     rows = all_samples(stack.client, stack.headers, audit["id"], "cfg_mitigation")
+    assert audit["summary"]["cfg_mitigation"]["embedding"] == "copy_encoder"
+    threshold = audit["summary"]["cfg_mitigation"]["threshold"]
     per_generation = {m: [] for m in methods}
     for row in rows:
         record = stack.client.get(
@@ -196,9 +205,14 @@ def test_delayed_guidance_copies_the_canaries_less(make_stack, models) -> None:
         for method, runs in record["checks"][0]["detail"]["runs"].items():
             per_generation[method] += [r["similarity"] for r in runs]
     mean = {m: sum(v) / len(v) for m, v in per_generation.items()}
-    print("mean over all 80 generations: " + ", ".join(f"{m} {v:.3f}" for m, v in mean.items()))
+    copies = {m: sum(s >= threshold for s in v) / len(v) for m, v in per_generation.items()}
+    print(
+        "over all 80 generations: "
+        + ", ".join(f"{m} similarity {mean[m]:.3f} copies {copies[m]:.2f}" for m in mean)
+    )
     assert all(len(v) == 16 * len(CANARY_CLASSES) for v in per_generation.values())
     assert mean["stp"] < mean["cfg"] - MITIGATION_GAP
+    assert copies["stp"] < copies["cfg"] - 0.1
     assert methods["stp"]["mean_similarity"] < methods["cfg"]["mean_similarity"]
     assert methods["cfg"]["alignment_cost"] == 0
 

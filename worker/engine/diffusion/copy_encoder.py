@@ -3,7 +3,8 @@ nothing better is configured, trained by `scripts/train_copy_encoder.py` on data
 scikit-learn (two photographs, the 8×8 digits) and on procedural shapes.
 
 Like SSCD it is trained contrastively so that an edited copy (cropped, shifted, flipped, recoloured,
-blurred, noised) lands next to its source and apart from other images; the cosine of two L2-normed
+blurred, noised, also with noise on a coarse grid: what a generated 8×8 reproduction differs by
+once enlarged) lands next to its source and apart from other images; the cosine of two L2-normed
 embeddings is the copy score. The weights (safetensors, float16) and a card with the calibrated
 threshold and held-out figures sit beside this file.
 
@@ -26,6 +27,10 @@ from torch.nn import functional as F
 
 SIZE = 64  # every image is compared at 64×64: enough for layout, small enough for a CPU
 DIM = 128
+# Noise grids, 8 (the side of scikit-learn's digits) three times as likely as the others.
+COARSE_CELLS = (4, 8, 8, 8, 16, 32)
+COARSE_AMPLITUDE = 1.0  # at most, before enlarging (which leaves ~0.7 of it), in image stds
+COARSE_SHARE = 0.8  # of images that get coarse noise
 WEIGHTS = Path(__file__).with_name("copy_encoder.safetensors")
 CARD = Path(__file__).with_name("copy_encoder.json")
 
@@ -105,7 +110,8 @@ def threshold() -> float:
 
 def copy_edit(images: torch.Tensor, generator: torch.Generator, strength: float = 1.0):  # type: ignore[no-untyped-def]
     """A random copy edit of each (B, 3, S, S) image: crop to 65–100% of the side, shift,
-    horizontal flip, brightness/contrast/saturation, sometimes grey, blur and noise."""
+    horizontal flip, brightness/contrast/saturation, sometimes grey, blur, fine and coarse
+    noise."""
     b = images.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:
@@ -129,7 +135,26 @@ def copy_edit(images: torch.Tensor, generator: torch.Generator, strength: float 
     sigma = strength * uniform(0.0, 1.2)
     x = _blur(x, sigma)
     noise = torch.randn(x.shape, generator=generator)
-    return x + strength * uniform(0.0, 0.08).view(-1, 1, 1, 1) * noise
+    x = x + strength * uniform(0.0, 0.08).view(-1, 1, 1, 1) * noise
+    return x + strength * _coarse_noise(x, generator)
+
+
+def _coarse_noise(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Noise drawn on a coarse grid (4–32 cells a side) and enlarged, for most images: a small
+    image's copy that differs pixel by pixel (a sampler's leftover noise on 8×8 digits) reaches
+    the encoder as blotches, not as the fine grain of the noise above."""
+    b, c, h, w = images.shape
+    out = torch.zeros_like(images)
+    cells = torch.tensor(COARSE_CELLS)[torch.randint(len(COARSE_CELLS), (b,), generator=generator)]
+    amplitude = torch.rand(b, generator=generator) * COARSE_AMPLITUDE
+    amplitude[torch.rand(b, generator=generator) >= COARSE_SHARE] = 0.0
+    for side in sorted(set(COARSE_CELLS)):
+        chosen = (cells == side).nonzero().flatten()
+        if len(chosen):
+            grid = torch.randn(len(chosen), c, side, side, generator=generator)
+            noise = F.interpolate(grid, size=(h, w), mode="bilinear")
+            out[chosen] = amplitude[chosen].view(-1, 1, 1, 1) * noise
+    return out
 
 
 def _blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
