@@ -38,8 +38,8 @@ def _audit(
 ) -> dict:
     """One check over the given class conditions (label -> memorized flag; default: the ten
     digits, memorized), measured in pixels unless `embedding` is None (the check's default,
-    the copy encoder: see test_the_copy_encoder_is_the_default) or another: the pixel figures
-    are the ones the mitigation and canary assertions were sized on."""
+    the copy encoder, which the default-encoder and delayed-guidance tests use) or another: the
+    basin and canary assertions were sized on pixel figures."""
     conditions = conditions or dict.fromkeys(range(N_CLASSES), True)
     dataset = model.parent.parent / "data" / f"prompts-{kind}-{model.name}.jsonl"
     dataset.write_text(
