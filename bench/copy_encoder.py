@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from scripts.train_copy_encoder import EDIT_STRENGTHS, copy_figures, heldout, pixels
+from scripts.train_copy_encoder import heldout, heldout_figures
 from worker.engine.diffusion import copy_encoder as ce
 
 
@@ -26,27 +26,23 @@ def main() -> None:
     args = parser.parse_args()
     model, _ = ce.bundled()
     sets = heldout()
-    for strength in EDIT_STRENGTHS:
+    runs = [heldout_figures(model, sets, ce.threshold(), seed=r) for r in range(args.repeats)]
+
+    def mean(strength: float, name: str, side: str, figure: str) -> float:
+        return sum(run[strength][name][side][figure] for run in runs) / args.repeats
+
+    for strength in runs[0]:
         print(f"edits at strength {strength}")
         for name, images in sets.items():
-            encoder = [
-                copy_figures(
-                    model, images, torch.Generator().manual_seed(r), ce.threshold(), strength
-                )
-                for r in range(args.repeats)
-            ]
-            baseline = [
-                copy_figures(pixels, images, torch.Generator().manual_seed(r), None, strength)
-                for r in range(args.repeats)
-            ]
-            top1 = sum(e["top1"] for e in encoder) / args.repeats
-            base = sum(b["top1"] for b in baseline) / args.repeats
-            detected = sum(e["detected"] for e in encoder) / args.repeats
-            false = sum(e["false_copies"] for e in encoder) / args.repeats
+            top1, base = (
+                mean(strength, name, "encoder", "top1"),
+                mean(strength, name, "pixels", "top1"),
+            )
             print(
                 f"  {name:7s} n={len(images):4d}  top-1 encoder {top1:.3f}  pixels {base:.3f}  "
                 f"ratio {top1 / base:.2f}x  | at threshold {ce.threshold():.3f}: copies found "
-                f"{detected:.3f}, distinct images called copies {false:.3f}"
+                f"{mean(strength, name, 'encoder', 'detected'):.3f}, distinct images called "
+                f"copies {mean(strength, name, 'encoder', 'false_copies'):.3f}"
             )
     batch = torch.cat(list(sets.values()))[:512]
     ce.embed(batch)

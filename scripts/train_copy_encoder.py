@@ -21,6 +21,7 @@ import time
 import torch
 
 from worker.engine.diffusion import copy_encoder as ce
+from worker.engine.diffusion.sampling import pixel_embedding
 
 PHOTO_SPLIT = 0.75  # columns left of this fraction train, right of it are held out
 # Held-out figures are given for the training edits (1.0) and for half of each (0.5: crop to
@@ -129,8 +130,29 @@ def copy_figures(
 
 
 def pixels(images: torch.Tensor) -> torch.Tensor:
-    flat = images.mean(dim=1).flatten(1).double()  # the prepared image, grey, centred
-    return flat - flat.mean(dim=1, keepdim=True)
+    """The baseline: the prepared image, grey, as the diffusion checks' pixel embedding."""
+    return pixel_embedding(images.mean(dim=1))
+
+
+def heldout_figures(
+    model, sets: dict[str, torch.Tensor], threshold: float, seed: int
+) -> dict[float, dict[str, dict[str, dict[str, float]]]]:  # type: ignore[no-untyped-def]
+    """Per edit strength and held-out set: the encoder's figures at `threshold` and the
+    pixels' on the same edited copies (both edit with a generator seeded `seed`)."""
+    return {
+        strength: {
+            name: {
+                "encoder": copy_figures(
+                    model, images, torch.Generator().manual_seed(seed), threshold, strength
+                ),
+                "pixels": copy_figures(
+                    pixels, images, torch.Generator().manual_seed(seed), None, strength
+                ),
+            }
+            for name, images in sets.items()
+        }
+        for strength in EDIT_STRENGTHS
+    }
 
 
 def train(steps: int, batch: int, seed: int) -> ce.CopyEncoder:
@@ -179,19 +201,10 @@ def main() -> None:
     distinct = torch.cat([sets["digits"], sets["shapes"]])
     _, other = copy_similarities(model, distinct, torch.Generator().manual_seed(7))
     threshold = float(torch.quantile(other.double(), 0.99))
-    figures: dict[str, dict] = {}
-    for strength in EDIT_STRENGTHS:
-        figures[f"strength {strength}"] = {
-            name: {
-                "encoder": copy_figures(
-                    model, images, torch.Generator().manual_seed(11), threshold, strength
-                ),
-                "pixels": copy_figures(
-                    pixels, images, torch.Generator().manual_seed(11), strength=strength
-                ),
-            }
-            for name, images in sets.items()
-        }
+    figures = {
+        f"strength {strength}": found
+        for strength, found in heldout_figures(model, sets, threshold, seed=11).items()
+    }
     from safetensors.torch import save_file
 
     if not args.calibrate:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from scripts.train_copy_encoder import EDIT_STRENGTHS, copy_figures, heldout, pixels
+from scripts.train_copy_encoder import heldout, heldout_figures
 from worker.engine.diffusion import copy_encoder as ce
 
 
@@ -32,14 +32,10 @@ def test_other_layouts_are_refused_with_the_way_out() -> None:
 def test_held_out_copies_are_found_and_distinct_images_kept_apart() -> None:
     threshold = ce.threshold()
     model, card = ce.bundled()
-    sets = heldout()
-    for strength in EDIT_STRENGTHS:
-        for name, images in sets.items():
-            generator = torch.Generator().manual_seed(99)  # not the card's seed: fresh edits
-            encoder = copy_figures(model, images, generator, threshold, strength)
-            baseline = copy_figures(
-                pixels, images, torch.Generator().manual_seed(99), None, strength
-            )
+    # Not the card's seed: fresh edits.
+    for strength, sets_found in heldout_figures(model, heldout(), threshold, seed=99).items():
+        for name, found in sets_found.items():
+            encoder, baseline = found["encoder"], found["pixels"]
             print(
                 f"\nedits at {strength}, {name}: top-1 encoder {encoder['top1']:.3f} vs pixels "
                 f"{baseline['top1']:.3f}; detected {encoder['detected']:.3f}, false copies "
