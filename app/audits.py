@@ -14,6 +14,7 @@ from sqlalchemy import Row, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
 from app.config import Settings
+from app.confinement import PathRefused, pin
 from app.datasets import limit_error
 from app.db import Database, utcnow
 from app.errors import ApiError
@@ -30,7 +31,6 @@ from app.models import (
 )
 from app.outbound import UrlNotAllowed, check_url
 from app.schemas import AuditCreate, AuditPublic, CheckRequest, Progress
-from app.security import PathNotAllowed, resolve_under_roots
 from worker.check_types import SubmitContext
 from worker.checks import UnknownCheck, get_check, parse_checks
 from worker.loaders import chat_endpoints, hf_models, mlflow_models
@@ -62,9 +62,15 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
         return ResolvedDataset(uri, row.sha256, row.n_records, list(row.fields))
     if scheme == "path":
         try:
-            path = resolve_under_roots(rest, settings.data_root_paths, kind="dataset")
-            info = inspect_dataset_file(path, settings.dataset_limits)
-        except (PathNotAllowed, IsADirectoryError, PermissionError) as exc:
+            with pin(
+                rest,
+                settings.data_root_paths,
+                kind="dataset",
+                want="file",
+                rules=settings.file_rules,
+            ) as pinned:
+                info = inspect_dataset_file(pinned.readable, settings.dataset_limits)
+        except (PathRefused, PermissionError) as exc:
             raise ApiError(422, "invalid_dataset", str(exc)) from None
         except DatasetLimitExceeded as exc:
             raise limit_error(rest, exc) from None
@@ -84,8 +90,12 @@ def _model_kind(settings: Settings, uri: str, field: str = "model") -> str | Non
         # Registry models: what the artifacts hold is known once the worker has them; it
         # checks, and fails the audit clearly, if the checks cannot run on that kind.
         if uri.startswith(hf_models.PREFIX):
-            hf_models.check_revision(uri, settings.hf_cache_dir)
-            return None
+            hf_models.parse_uri(uri)  # a revision is a commit or a ref name, never a path
+            if not hf_models.offline():
+                return None  # the worker downloads it
+            local = hf_models.snapshot(uri, download=False, cache_dir=settings.hf_cache_dir)
+            root = hf_models.cache_root(settings.hf_cache_dir)
+            return resolve_model(f"path:{local}", [root], rules=settings.file_rules).kind
         if uri.startswith(mlflow_models.PREFIX):
             mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
             return None
@@ -97,6 +107,7 @@ def _model_kind(settings: Settings, uri: str, field: str = "model") -> str | Non
             settings.model_root_paths,
             allow_pickle=settings.allow_pickle_weights,
             allow_torchscript=settings.allow_torchscript,
+            rules=settings.file_rules,
         ).kind
     except ModelError as exc:
         raise ApiError(422, "invalid_model", f"{field}: {exc}") from None

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.confinement import FileRules
 from worker.loaders.datasets import DatasetLimits
 
 # Values that appear in examples and tutorials; a production secret is never one of them.
@@ -33,7 +34,11 @@ def _url_password(url: str) -> str:
 
 
 def _split_roots(value: str) -> list[Path]:
-    return [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part]
+    # As configured (made absolute, not resolved): users name paths through the same folders;
+    # confinement compares with both this form and the real path.
+    return [
+        Path(os.path.abspath(Path(part).expanduser())) for part in value.split(os.pathsep) if part
+    ]
 
 
 def _split_hosts(value: str) -> list[str]:
@@ -82,6 +87,12 @@ class Settings(BaseSettings):
     allow_pickle_weights: bool = False
     # A TorchScript archive is a program (its graph runs as shipped); off by default.
     allow_torchscript: bool = False
+    # A file with a second name (hard link) may be any file on the filesystem: refused unless on.
+    allow_hardlinks: bool = False
+    # Can those who submit audits write into the model and data roots? Then loaders read each
+    # checked file through its pinned descriptor (a private staging directory of links to
+    # /proc/self/fd/N), so nothing can be swapped between the check and the read.
+    roots_writable_by_submitters: bool = True
     # A worker or shard retry waits this long before the next attempt.
     retry_delay_seconds: float = Field(10.0, ge=0)
     log_format: str = Field("json", pattern="^(json|text)$")
@@ -153,6 +164,10 @@ class Settings(BaseSettings):
     @property
     def dataset_limits(self) -> DatasetLimits:
         return DatasetLimits(self.max_records_per_dataset, self.max_record_chars)
+
+    @property
+    def file_rules(self) -> FileRules:
+        return FileRules(self.allow_hardlinks, stage=self.roots_writable_by_submitters)
 
     @property
     def model_root_paths(self) -> list[Path]:

@@ -14,6 +14,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ from worker.loaders.datasets import (
     Record,
     check_text_length,
     iter_records,
+    open_dataset,
     require_text,
-    resolve_dataset,
 )
 from worker.loaders.diffusion_models import cached_pipeline, training_images
 from worker.loaders.errors import first_line
@@ -105,6 +106,14 @@ def _spec(uri: str, settings: Settings) -> ModelSpec:
         hf_cache_dir=settings.hf_cache_dir,
         allow_pickle=settings.allow_pickle_weights,
         allow_torchscript=settings.allow_torchscript,
+        rules=settings.file_rules,
+    )
+
+
+def _open_dataset(files: ExitStack, settings: Settings, uri: str) -> Path:
+    """A dataset file held open (pinned) until the shard is done."""
+    return files.enter_context(
+        open_dataset(uri, settings.datasets_dir, settings.data_root_paths, settings.file_rules)
     )
 
 
@@ -167,10 +176,17 @@ CLASSIFIER_CHUNK = 256
 
 
 def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> dict[str, Any]:
+    with ExitStack() as files:
+        return _score_files(db, settings, claim, files)
+
+
+def _score_files(
+    db: Database, settings: Settings, claim: shard_store.Claim, files: ExitStack
+) -> dict[str, Any]:
     started = time.perf_counter()
     audit = shard_store.load_audit(db, claim.audit_id)
     checks = parse_checks(audit.checks)
-    dataset = resolve_dataset(audit.dataset_uri, settings.datasets_dir, settings.data_root_paths)
+    dataset = _open_dataset(files, settings, audit.dataset_uri)
     records = list(iter_records(dataset, claim.start, claim.stop))
     for record in records:  # a file named by path was only sampled at submit time
         check_text_length(record.data, record.line_no, settings.max_record_chars)
@@ -178,7 +194,7 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
     unsupported = [kind.name for kind, _ in checks if spec.kind not in kind.model_kinds]
     if unsupported:
         raise PermanentError(f"checks {unsupported} do not support {spec.kind} models")
-    batches, info = _batches(settings, audit, checks, dataset, records, spec)
+    batches, info = _batches(settings, audit, checks, dataset, records, spec, files)
     done = n_tokens = 0
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
@@ -224,6 +240,7 @@ def _batches(
     dataset: Path,
     records: list[Record],
     spec: ModelSpec,
+    files: ExitStack,
 ) -> tuple[Batches, dict[str, Any]]:
     """Per batch of records, every check's values in the audit's order.
 
@@ -251,14 +268,12 @@ def _batches(
         info = {
             "device": pipeline.device,
             "dtype": pipeline.dtype,
-            "model_sha256": spec.content_sha256(),
+            "model_sha256": pipeline.content_sha256,
         }
         painter = DiffusionContext(
             pipeline,
             settings.batch_size,
-            lambda uri: training_images(
-                resolve_dataset(uri, settings.datasets_dir, settings.data_root_paths)
-            ),
+            lambda uri: training_images(_open_dataset(files, settings, uri)),
             load_embedder=lambda uri: _load_classifier(uri, settings),
             load_clip=lambda uri: cached_clip(_spec(uri, settings)),
         )

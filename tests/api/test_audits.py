@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 from sqlalchemy import func, select
 
@@ -71,9 +74,52 @@ def test_model_path_outside_the_roots(stack, body, tmp_path) -> None:
     elsewhere.mkdir()
     body["model"]["uri"] = f"path:{elsewhere}"
     error = _bad(stack, 422, "invalid_model", headers=stack.headers, json=body)
-    assert "outside the allowed roots" in error["message"]
+    assert "is outside the folders you may read" in error["message"]
     body["model"]["uri"] = f"path:{stack.settings.model_root_paths[0]}/../../elsewhere"
     _bad(stack, 422, "invalid_model", headers=stack.headers, json=body)
+
+
+def test_outside_the_roots_nobody_learns_whether_a_path_exists(stack, body, tmp_path) -> None:
+    (tmp_path / "secret-model").mkdir()
+    (tmp_path / "secret.jsonl").write_text('{"text": "x"}\n')
+    answers = set()
+    for field, raw in [
+        ("model", tmp_path / "secret-model"),
+        ("model", tmp_path / "no-such-model"),
+        ("dataset", tmp_path / "secret.jsonl"),
+        ("dataset", tmp_path / "no-such.jsonl"),
+    ]:
+        request = {**body, field: {"uri": f"path:{raw}"}}
+        response = stack.client.post("/v1/audits", headers=stack.headers, json=request)
+        answers.add((field, response.status_code, response.text.replace(str(raw), "<path>")))
+    assert len(answers) == 2, answers  # one answer per field, whatever exists
+
+
+def test_a_model_whose_files_link_out_of_the_root_is_refused(
+    stack, body, tiny_lm, tmp_path
+) -> None:
+    model = tiny_lm.model_dir.parent / "linked-out"
+    model.mkdir()
+    try:
+        for file in tiny_lm.model_dir.iterdir():
+            os.symlink(file, model / file.name)  # inside the root: allowed
+        body["model"]["uri"] = f"path:{model}"
+        assert stack.client.post("/v1/audits", headers=stack.headers, json=body).status_code == 202
+        (tmp_path / "config.json").write_text((tiny_lm.model_dir / "config.json").read_text())
+        (model / "config.json").unlink()
+        os.symlink(tmp_path / "config.json", model / "config.json")  # outside: refused
+        error = _bad_after(stack, 422, "invalid_model", headers=stack.headers, json=body)
+        assert "config.json is a link that leads outside" in error["message"]
+    finally:
+        shutil.rmtree(model)
+
+
+def _bad_after(stack, expected_status: int, expected_code: str, **request) -> dict:
+    before = rows(stack, Audit)
+    response = stack.client.post("/v1/audits", **request)
+    assert response.status_code == expected_status, response.text
+    assert rows(stack, Audit) == before
+    return response.json()["error"]
 
 
 def test_missing_files(stack, body, tiny_lm) -> None:

@@ -185,3 +185,19 @@ def test_a_failing_model_fails_its_audit_and_the_worker_serves_on(
     again = submit(stack.client, stack.headers, tiny_lm.model_dir, dataset["uri"])
     assert wait_final(stack.client, stack.headers, again["id"])["status"] == "succeeded"
     assert worker.process.poll() is None
+
+
+def test_weights_broken_after_submit_fail_the_audit_once_by_name(make_stack, tiny_lm) -> None:
+    """A checkpoint that went bad between submit and load: a bad file, not a transient error."""
+    stack = make_stack(max_attempts=3, retry_delay_seconds=0.5)
+    copy = _broken_copy(tiny_lm, "truncated-gpt2", lambda c: c)
+    dataset = upload(stack.client, stack.headers, tiny_lm.dataset_path)
+    audit = submit(stack.client, stack.headers, copy, dataset["uri"])
+    weights = (copy / "model.safetensors").read_bytes()
+    (copy / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    stack.start_worker()
+    audit = wait_final(stack.client, stack.headers, audit["id"])
+    assert audit["status"] == "failed"
+    assert audit["error"].startswith("model.safetensors is not a valid safetensors file"), audit
+    attempts = sorted(shard.attempts for shard in _shards(stack, audit["id"]))
+    assert attempts[-1] == 1 and set(attempts) <= {0, 1}

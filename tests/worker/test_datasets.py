@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from worker.loaders.datasets import DatasetError, inspect_jsonl, iter_records, resolve_dataset
+from worker.loaders.datasets import DatasetError, inspect_jsonl, iter_records, open_dataset
 
 
 def test_records_skip_blank_lines_but_keep_physical_line_numbers(tmp_path) -> None:
@@ -41,9 +41,10 @@ def test_dataset_uris_stay_inside_their_roots(tmp_path) -> None:
     root.mkdir()
     uploads.mkdir()
     (tmp_path / "secret.jsonl").write_text("{}\n")
-    with pytest.raises(FileNotFoundError, match="outside"):
-        resolve_dataset(f"path:{tmp_path / 'secret.jsonl'}", uploads, [root])
-    with pytest.raises(FileNotFoundError):
-        resolve_dataset("dataset:ds_../../secret", uploads, [root])
-    with pytest.raises(FileNotFoundError, match="unsupported"):
-        resolve_dataset("s3://bucket/x", uploads, [root])
+    for uri, match in [
+        (f"path:{tmp_path / 'secret.jsonl'}", "outside"),
+        ("dataset:ds_../../secret", "unsupported"),
+        ("s3://bucket/x", "unsupported"),
+    ]:
+        with pytest.raises(FileNotFoundError, match=match), open_dataset(uri, uploads, [root]):
+            pass

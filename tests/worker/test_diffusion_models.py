@@ -38,12 +38,12 @@ def test_a_class_conditional_pipeline_resolves_and_loads(tmp_path) -> None:
     before = spec.content_sha256()
     (root / "unet" / "config.json").write_text((root / "unet" / "config.json").read_text() + " ")
     assert spec.content_sha256() != before  # component folders are part of the identity
-    loaded = load_pipeline(root)
+    loaded = load_pipeline(resolve_model(f"path:{root}", [tmp_path]))
     assert loaded.class_conditional and loaded.null_class == 10
     assert type(loaded.scheduler).__name__ == "DDIMScheduler"
     index = json.loads((root / "model_index.json").read_text())
     (root / "model_index.json").write_text(json.dumps({**index, "memaudit_null_class": 0}))
-    assert load_pipeline(root).null_class == 0
+    assert load_pipeline(resolve_model(f"path:{root}", [tmp_path])).null_class == 0
 
 
 def test_unsupported_or_unsafe_pipelines_are_refused(tmp_path) -> None:
@@ -60,7 +60,7 @@ def test_unsupported_or_unsafe_pipelines_are_refused(tmp_path) -> None:
     shutil.rmtree(root)
     unconditional = _pipeline(tmp_path / "plain", num_class_embeds=None)
     with pytest.raises(ModelError, match="nothing to guide"):
-        load_pipeline(unconditional)
+        load_pipeline(resolve_model(f"path:{unconditional}", [tmp_path]))
 
 
 def _text_pipeline(root: Path) -> Path:
@@ -118,7 +118,7 @@ def test_a_text_conditional_pipeline_runs_every_diffusion_check(tmp_path) -> Non
 
     root = _text_pipeline(tmp_path / "text")
     assert resolve_model(f"path:{root}", [tmp_path]).kind == "diffusion"
-    pipeline = load_pipeline(root)
+    pipeline = load_pipeline(resolve_model(f"path:{root}", [tmp_path]))
     assert not pipeline.class_conditional and pipeline.text_encoder is not None
     training = np.random.default_rng(0).normal(size=(5, 1, 8, 8)).astype("float32")
     context = DiffusionContext(pipeline, 4, lambda _uri: (training, None))
@@ -160,7 +160,7 @@ def test_text_generations_are_scored_against_their_prompts_by_clip(tmp_path) -> 
     from worker.loaders.clip_models import cached_clip
     from worker.loaders.datasets import Record
 
-    pipeline = load_pipeline(_text_pipeline(tmp_path / "text"))
+    pipeline = load_pipeline(resolve_model(f"path:{_text_pipeline(tmp_path / 'text')}", [tmp_path]))
     clip_dir = tiny_clip(tmp_path / "clip")
     training = np.random.default_rng(0).normal(size=(5, 1, 8, 8)).astype("float32")
     context = DiffusionContext(

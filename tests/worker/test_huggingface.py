@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.flows import wait_final
 from worker.loaders.errors import ModelError
-from worker.loaders.hf_models import parse_uri, snapshot
+from worker.loaders.hf_models import check_revision, parse_uri, snapshot
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HF_SECRET = "hub-secret"
@@ -31,6 +32,38 @@ def test_uris_name_a_revision() -> None:
     for bad in ["hf:org/lm", "hf:@abc", "hf:../../etc@abc", "path:/x"]:
         with pytest.raises(ModelError):
             parse_uri(bad)
+
+
+@pytest.mark.parametrize(
+    "revision", [SHA, "main", "v1.0", "refs/pr/12", "release/2026-12", "feature_x-y"]
+)
+def test_a_revision_is_a_commit_or_a_ref_name(revision) -> None:
+    assert parse_uri(f"hf:org/lm@{revision}") == ("org/lm", revision)
+
+
+@pytest.mark.parametrize(
+    "revision",
+    ["/dev/zero", "/tmp/outside-model", "../../etc", "main/../../x", ".hidden", "a//b",
+     "main.lock", "a b", "x\\y", "refs/", "tag.", "a@{1}", "@", "x" * 300, "v1:2", "a\x00b"],
+)  # fmt: skip
+def test_a_revision_that_could_be_a_path_is_refused_before_any_file_is_opened(revision) -> None:
+    with pytest.raises(ModelError, match="is neither a commit hash"):
+        check_revision(revision)
+    with pytest.raises(ModelError):
+        parse_uri(f"hf:org/lm@{revision}")
+
+
+def test_a_fifo_for_a_ref_in_the_cache_is_never_opened(tmp_path, tiny_lm) -> None:
+    """A submitter who can write the cache plants refs/main as a FIFO: refused, not blocked."""
+    _cache_with(tiny_lm.model_dir, tmp_path, "org/lm")
+    ref = tmp_path / "models--org--lm" / "refs" / "main"
+    ref.unlink()
+    os.mkfifo(ref)
+    with pytest.raises(ModelError, match="not available in the local Hugging Face cache"):
+        snapshot("hf:org/lm@main", download=False, cache_dir=str(tmp_path))
+    ref.unlink()
+    ref.write_text(SHA)
+    assert snapshot("hf:org/lm@main", download=False, cache_dir=str(tmp_path)).name == SHA
 
 
 def test_offline_a_revision_must_be_cached(tmp_path, tiny_lm) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.confinement import pin
 from worker.loaders.errors import ModelError
 from worker.loaders.mlflow_models import cache_dir_for, hf_directories, parse_uri
 from worker.loaders.models import resolve_model
@@ -26,6 +27,11 @@ def _split(model_dir: Path, root: Path) -> tuple[Path, Path]:
     return weights, tokenizer
 
 
+def _directories(root: Path) -> tuple[Path, Path]:
+    with pin(str(root), [root], kind="model", want="dir", recursive=True) as tree:
+        return hf_directories(root, tree)
+
+
 def test_uris_need_a_version_number() -> None:
     assert parse_uri("mlflow:models:/team/support-bot/12") == ("team/support-bot", "12")
     for bad in [
@@ -42,7 +48,7 @@ def test_uris_need_a_version_number() -> None:
 
 def test_the_transformers_flavour_layout(tmp_path, tiny_lm) -> None:
     weights, tokenizer = _split(tiny_lm.model_dir, tmp_path)
-    assert hf_directories(tmp_path) == (weights, tokenizer)
+    assert _directories(tmp_path) == (weights, tokenizer)
     spec = resolve_model(f"path:{weights}", [tmp_path])
     assert spec.kind == "causal_lm"
 
@@ -50,7 +56,7 @@ def test_the_transformers_flavour_layout(tmp_path, tiny_lm) -> None:
 def test_a_plain_save_pretrained_directory(tmp_path, tiny_lm) -> None:
     shutil.copytree(tiny_lm.model_dir, tmp_path / "artifacts" / "checkpoint")
     folder = tmp_path / "artifacts" / "checkpoint"
-    assert hf_directories(tmp_path) == (folder, folder)
+    assert _directories(tmp_path) == (folder, folder)
 
 
 def test_pickled_or_missing_weights_are_refused(tmp_path, tiny_lm) -> None:
@@ -58,4 +64,4 @@ def test_pickled_or_missing_weights_are_refused(tmp_path, tiny_lm) -> None:
     for weights in (tmp_path / "model").glob("*.safetensors"):
         weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(ModelError, match="no save_pretrained directory"):
-        hf_directories(tmp_path)
+        _directories(tmp_path)

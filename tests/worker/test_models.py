@@ -93,5 +93,17 @@ def test_links_and_dot_dot_out_of_the_root_are_refused(tiny_lm, tmp_path) -> Non
     dot_dot = f"{root}/{os.path.relpath(tiny_lm.model_dir, root)}"
     assert "/../" in dot_dot
     for uri in [f"path:{root / 'linked'}", f"path:{dot_dot}"]:
-        with pytest.raises(ModelError, match="outside the allowed roots"):
+        with pytest.raises(ModelError, match="outside"):
             resolve_model(uri, [root])
+
+
+def test_the_worker_checks_again_at_load(tiny_lm, tmp_path) -> None:
+    """Checked at submit, then a file is swapped for a link out of the root: the load refuses."""
+    root = tmp_path / "root"
+    shutil.copytree(tiny_lm.model_dir, root / "m")
+    spec = resolve_model(f"path:{root / 'm'}", [root])
+    (tmp_path / "outside.json").write_text((root / "m" / "config.json").read_text())
+    (root / "m" / "config.json").unlink()
+    os.symlink(tmp_path / "outside.json", root / "m" / "config.json")
+    with pytest.raises(ModelError, match=r"config\.json is a link that leads outside"):
+        cached_causal_lm(spec)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from app.confinement import DEFAULT_RULES, FileRules, PathRefused, pin
+from app.json_input import JsonRefused, loads
 from worker.loaders.array_datasets import ArrayDatasetError, inspect_npz, iter_npz
 from worker.loaders.csv_datasets import CsvDatasetError, inspect_csv, iter_csv
 
@@ -47,6 +50,7 @@ class DatasetInfo:
 
 
 MAX_ID_CHARS = 256
+UPLOAD_ID = re.compile(r"^ds_[0-9a-f]{24}$")
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,9 @@ class Record:
 
 def parse_line(line: bytes, line_no: int) -> dict[str, Any]:
     try:
-        value = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(line_no, f"not valid JSON ({exc})") from None
+        value = loads(line)
+    except JsonRefused as exc:
+        raise DatasetError(line_no, exc.reason) from None
     if not isinstance(value, dict):
         raise DatasetError(line_no, f"expected a JSON object, got {type(value).__name__}")
     sample_id = str(value.get("id", ""))
@@ -217,22 +221,27 @@ def dataset_id_for(sha256: str) -> str:
     return "ds_" + sha256[:24]
 
 
-def resolve_dataset(uri: str, datasets_dir: Path, data_roots: list[Path]) -> Path:
-    """The file behind a dataset URI, refusing anything outside the data roots."""
-    from app.security import PathNotAllowed, resolve_under_roots
-
+@contextmanager
+def open_dataset(
+    uri: str, datasets_dir: Path, data_roots: Sequence[Path], rules: FileRules = DEFAULT_RULES
+) -> Iterator[Path]:
+    """The file behind a dataset URI, for as long as the block runs: an upload, or a file
+    resolved beneath the data roots and pinned (readers get its staging link or checked path)."""
     scheme, _, rest = uri.partition(":")
-    if scheme == "dataset" and rest.startswith("ds_") and rest[3:].isalnum():
+    if scheme == "dataset" and UPLOAD_ID.match(rest):
         path = uploaded_dataset_path(datasets_dir, rest)
         if not path.is_file():
             raise FileNotFoundError(f"no uploaded dataset {rest}")
-        return path
+        yield path
+        return
     if scheme == "path" and rest:
-        try:
-            path = resolve_under_roots(rest, data_roots, kind="dataset")
-        except PathNotAllowed as exc:
-            raise FileNotFoundError(str(exc)) from None
-        if not path.is_file():
-            raise FileNotFoundError(f"dataset path {rest} is not a file")
-        return path
+        with ExitStack() as stack:
+            try:
+                pinned = stack.enter_context(
+                    pin(rest, data_roots, kind="dataset", want="file", rules=rules)
+                )
+            except PathRefused as exc:
+                raise FileNotFoundError(str(exc)) from None
+            yield pinned.readable
+        return
     raise FileNotFoundError(f"unsupported dataset URI {uri!r}: use dataset:<id> or path:<file>")

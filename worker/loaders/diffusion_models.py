@@ -9,12 +9,13 @@ labels are dropped to train classifier-free guidance).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.confinement import Pinned
 from worker.loaders.errors import ModelError
+from worker.loaders.weight_files import read_json_file
 
 INDEX = "model_index.json"
 UNETS = {"UNet2DModel", "UNet2DConditionModel"}
@@ -24,35 +25,35 @@ VAES = {"AutoencoderKL"}
 NULL_CLASS_KEY = "memaudit_null_class"
 
 
-def is_pipeline(path: Path) -> bool:
-    return (path / INDEX).is_file()
-
-
-def read_index(path: Path) -> dict[str, Any]:
+def read_index(pinned: Pinned) -> dict[str, Any]:
     """model_index.json, checked: a UNet and a scheduler of allowed classes, safetensors only."""
-    try:
-        index = json.loads((path / INDEX).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{INDEX} in {path.name} is not valid JSON: {exc}") from None
+    name = pinned.located.path.name
+    index = read_json_file(pinned, INDEX)
     if not isinstance(index, dict):
-        raise ModelError(f"{INDEX} in {path.name} is not a JSON object")
+        raise ModelError(f"{INDEX} in {name} is not a JSON object")
     allowed = {"unet": UNETS, "scheduler": SCHEDULERS, "text_encoder": TEXT_ENCODERS, "vae": VAES}
-    for name in ("unet", "scheduler"):
-        if name not in index:
-            raise ModelError(f"{path.name}: the pipeline has no {name}")
-    for name, entry in index.items():
+    for component in ("unet", "scheduler"):
+        if component not in index:
+            raise ModelError(f"{name}: the pipeline has no {component}")
+    for component, entry in index.items():
         if (
-            name.startswith("_")
-            or name == NULL_CLASS_KEY
-            or name in ("tokenizer", "safety_checker", "feature_extractor")
+            component.startswith("_")
+            or component == NULL_CLASS_KEY
+            or component in ("tokenizer", "safety_checker", "feature_extractor")
         ):
             continue
-        if entry is None or (isinstance(entry, list) and entry[1] is None):
+        if entry is None or (isinstance(entry, list) and len(entry) == 2 and entry[1] is None):
             continue
-        if name not in allowed or not isinstance(entry, list) or entry[1] not in allowed[name]:
-            raise ModelError(f"{path.name}: pipeline component {name}={entry} is not supported")
-        if name != "scheduler" and not any((path / name).glob("*.safetensors")):
-            raise ModelError(f"{path.name}/{name} has no .safetensors weights")
+        if (
+            component not in allowed
+            or not isinstance(entry, list)
+            or len(entry) != 2
+            or entry[1] not in allowed[component]
+        ):
+            raise ModelError(f"{name}: pipeline component {component}={entry} is not supported")
+        weights = [n for n in pinned.names(component) if n.endswith(".safetensors")]
+        if component != "scheduler" and not weights:
+            raise ModelError(f"{name}/{component} has no .safetensors weights")
     return index
 
 
@@ -66,19 +67,21 @@ class LoadedDiffusion:
     null_class: int | None  # class-conditional models
     device: str
     dtype: str
+    content_sha256: str = ""
 
     @property
     def class_conditional(self) -> bool:
         return self.null_class is not None
 
 
-def load_pipeline(path: Path) -> LoadedDiffusion:
+def load_pipeline(spec: Any) -> LoadedDiffusion:
+    """The pipeline a resolved spec names (its `config` is the checked model_index.json)."""
     import diffusers
     import torch
 
     from worker.loaders.models import pick_device
 
-    index = read_index(path)
+    path, index = spec.path, spec.config
     device, dtype = pick_device()
     dtype = torch.float32 if device == "cpu" else dtype
     common = {"local_files_only": True}
@@ -129,6 +132,7 @@ def load_pipeline(path: Path) -> LoadedDiffusion:
         null_class,
         device,
         str(dtype),
+        spec.content_sha256(),
     )
 
 
@@ -141,7 +145,7 @@ def cached_pipeline(spec: Any) -> LoadedDiffusion:
     from worker.loaders.models import ModelCache, explained_load
 
     if _pipelines is None:
-        _pipelines = ModelCache(lambda s: explained_load(s, lambda s: load_pipeline(s.path)), 1)
+        _pipelines = ModelCache(lambda s: explained_load(s, load_pipeline), 1)
     return _pipelines.get(spec)
 
 

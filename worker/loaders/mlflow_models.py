@@ -10,11 +10,13 @@ directory logged as artifacts.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
+from app.confinement import Pinned
 from worker.loaders.errors import ModelError
 
 PREFIX = "mlflow:models:/"
@@ -116,11 +118,23 @@ def fetch(uri: str, tracking_uri: str, cache_root: Path) -> Path:
     return target
 
 
-def hf_directories(root: Path) -> tuple[Path, Path]:
-    """(weights directory, tokenizer directory) inside downloaded artifacts."""
+def hf_directories(root: Path, tree: Pinned) -> tuple[Path, Path]:
+    """(weights directory, tokenizer directory) inside downloaded artifacts (`tree`: the
+    artifacts, pinned beneath `root`)."""
+
+    def folders(name: str) -> set[str]:
+        return {posixpath.dirname(f) for f in tree.files if posixpath.basename(f) == name}
+
+    def depth(folder: str) -> tuple[int, str]:
+        return (folder.count("/") + bool(folder), folder)
+
     candidates = sorted(
-        {p.parent for p in root.rglob("config.json") if any(p.parent.glob("*.safetensors"))},
-        key=lambda p: len(p.parts),
+        (
+            d
+            for d in folders("config.json")
+            if any(n.endswith(".safetensors") for n in tree.names(d))
+        ),
+        key=depth,
     )
     if not candidates:
         raise ModelError(
@@ -128,12 +142,9 @@ def hf_directories(root: Path) -> tuple[Path, Path]:
             "model version's artifacts"
         )
     model_dir = candidates[0]
-    if any((model_dir / name).exists() for name in TOKENIZER_FILES):
-        return model_dir, model_dir
-    tokenizers = sorted(
-        {p.parent for name in TOKENIZER_FILES for p in root.rglob(name)},
-        key=lambda p: len(p.parts),
-    )
+    if any(name in TOKENIZER_FILES for name in tree.names(model_dir)):
+        return root / model_dir, root / model_dir
+    tokenizers = sorted(set().union(*(folders(name) for name in TOKENIZER_FILES)), key=depth)
     if not tokenizers:
         raise ModelError("no tokenizer files in the model version's artifacts")
-    return model_dir, tokenizers[0]
+    return root / model_dir, root / tokenizers[0]

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
+from fnmatch import fnmatch
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from app.security import PathNotAllowed, resolve_under_roots
+from app.confinement import DEFAULT_RULES, FileRules, Located, PathRefused, Pinned, pin, pin_located
 from worker.loaders import builtin_nets, diffusion_models, hf_models, mlflow_models
 from worker.loaders.errors import ModelError, first_line
+from worker.loaders.weight_files import check_weight_files, read_json_file
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # Pickled checkpoints: read only when allowed, and then only by torch.load(weights_only=True).
@@ -33,9 +35,14 @@ class ModelSpec:
     # directory) | endpoint (no files: an OpenAI-compatible chat endpoint, `path` unused)
     format: str = "hf"
     config: dict[str, Any] | None = None  # config.json as read at resolve time
+    # Where the files were found: the directory pinned at load (the model's own, or the MLflow
+    # version's artifacts), beneath the root it may not leave, and how strictly it is read.
+    location: Located | None = None
+    rules: FileRules = DEFAULT_RULES
+    recursive: bool = False  # a pipeline's components live in sub-folders
 
     def fingerprint(self) -> str:
-        """Cheap identity of the files on disk (names, sizes, mtimes): the cache key."""
+        """Cheap identity of the files on disk (names, sizes, mtimes)."""
         digest = hashlib.sha256()
         for file in self._files():
             stat = file.stat()
@@ -51,7 +58,8 @@ class ModelSpec:
         return file.relative_to(self.path).as_posix()
 
     def content_sha256(self) -> str:
-        """sha256 over every file's name and bytes: the provenance of what was audited."""
+        """sha256 over every file's name and bytes: the provenance of what was audited. Called
+        on the spec a loader gets (`opened`), so it reads the pinned files."""
         digest = hashlib.sha256()
         for file in self._files():
             digest.update(self._name(file).encode() + b"\0")
@@ -79,14 +87,19 @@ def _model_kind(config: dict[str, Any]) -> str:
     raise ModelError(f"unsupported model architecture {architectures or '(none given)'}")
 
 
+def _has(names: Sequence[str], suffix: str) -> bool:
+    return any(name.endswith(suffix) for name in names)
+
+
 def _own_format(
-    uri: str, path: Path, rest: str, config: dict[str, Any], allow_torchscript: bool
+    uri: str, pinned: Pinned, rest: str, config: dict[str, Any], allow_torchscript: bool
 ) -> ModelSpec | None:
     """A built-in architecture over safetensors, or a TorchScript archive (opt-in)."""
+    names = pinned.names()
     if builtin_nets.CONFIG_KEY in config:
-        if not any(path.glob("*.safetensors")):
+        if not _has(names, ".safetensors"):
             raise ModelError(f"no .safetensors weights in {rest} for its built-in architecture")
-        return ModelSpec(uri=uri, path=path, kind="classifier", format="builtin", config=config)
+        return _spec(uri, pinned, kind="classifier", format="builtin", config=config)
     if TORCHSCRIPT_KEY in config:
         if not allow_torchscript:
             # A TorchScript archive is a program: refused unless the operator opts in.
@@ -94,10 +107,17 @@ def _own_format(
                 f"{rest} is a TorchScript model, which runs its own code; refused unless "
                 f"{TORCHSCRIPT_SETTING}=true"
             )
-        if not (path / TORCHSCRIPT_FILE).is_file():
+        if TORCHSCRIPT_FILE not in names:
             raise ModelError(f"no {TORCHSCRIPT_FILE} in {rest}")
-        return ModelSpec(uri=uri, path=path, kind="classifier", format="torchscript", config=config)
+        return _spec(uri, pinned, kind="classifier", format="torchscript", config=config)
     return None
+
+
+def _spec(uri: str, pinned: Pinned, *, kind: str, **fields: Any) -> ModelSpec:
+    """A spec for the pinned directory, remembered by where it lies beneath its root."""
+    return ModelSpec(
+        uri=uri, path=pinned.located.path, kind=kind, location=pinned.located, **fields
+    )
 
 
 def materialize(
@@ -109,22 +129,36 @@ def materialize(
     hf_cache_dir: str = "",
     allow_pickle: bool = False,
     allow_torchscript: bool = False,
+    rules: FileRules = DEFAULT_RULES,
 ) -> ModelSpec:
-    """The model on local disk, ready to load: registry models are downloaded first."""
+    """The model on local disk, ready to load: registry models are downloaded first. Each is
+    confined to its own root: the configured folders, the Hub's cache, or the version's
+    downloaded artifacts."""
+    options = {"allow_pickle": allow_pickle, "allow_torchscript": allow_torchscript, "rules": rules}
     if uri.startswith(hf_models.PREFIX):
-        local = hf_models.snapshot(uri, download=True, cache_dir=hf_cache_dir)
-        return replace(resolve_model(f"path:{local}", [local]), uri=uri)
+        hub_root = hf_models.cache_root(hf_cache_dir)
+        local = hf_models.snapshot(uri, download=True, cache_dir=hf_cache_dir, rules=rules)
+        return replace(resolve_model(f"path:{local}", [hub_root], **options), uri=uri)
     if uri.startswith(mlflow_models.PREFIX):
         root = mlflow_models.fetch(uri, mlflow_tracking_uri, cache_root)
-        model_dir, tokenizer_dir = mlflow_models.hf_directories(root)
-        local = resolve_model(
-            f"path:{model_dir}",
-            [root],
-            allow_pickle=allow_pickle,
-            allow_torchscript=allow_torchscript,
+        try:
+            with pin(
+                str(root), [root], kind="model", want="dir", rules=rules, recursive=True
+            ) as tree:
+                model_dir, tokenizer_dir = mlflow_models.hf_directories(root, tree)
+        except PathRefused as exc:
+            raise ModelError(str(exc)) from None
+        local = resolve_model(f"path:{model_dir}", [root], **options)
+        # Paths as the artifacts name them: the pinned tree mirrors those names.
+        return replace(
+            local,
+            uri=uri,
+            path=model_dir,
+            tokenizer_path=tokenizer_dir,
+            location=Located(root, ()),
+            recursive=True,
         )
-        return replace(local, uri=uri, tokenizer_path=tokenizer_dir)
-    return resolve_model(uri, roots, allow_pickle=allow_pickle, allow_torchscript=allow_torchscript)
+    return resolve_model(uri, roots, **options)
 
 
 def pickled_weight_files(path: Path) -> list[Path]:
@@ -132,47 +166,65 @@ def pickled_weight_files(path: Path) -> list[Path]:
 
 
 def resolve_model(
-    uri: str, roots: Sequence[Path], *, allow_pickle: bool = False, allow_torchscript: bool = False
+    uri: str,
+    roots: Sequence[Path],
+    *,
+    allow_pickle: bool = False,
+    allow_torchscript: bool = False,
+    rules: FileRules = DEFAULT_RULES,
 ) -> ModelSpec:
-    """Check a model URI without loading weights: cheap enough to run in the API."""
+    """Check a model URI without loading weights: cheap enough to run in the API.
+
+    Every file is reached beneath its root (links included) and checked, weight files against
+    their headers; what a pipeline's components hold is read from its sub-folders.
+    """
     scheme, _, rest = uri.partition(":")
     if scheme != "path" or not rest:
         raise ModelError(f"unsupported model URI {uri!r}: use path:<directory>")
     try:
-        path = resolve_under_roots(rest, roots, kind="model")
-    except PathNotAllowed as exc:
+        with pin(rest, roots, kind="model", want="dir", rules=rules) as pinned:
+            if pinned.file(diffusion_models.INDEX) is None:
+                spec = _inspect(uri, rest, pinned, allow_pickle, allow_torchscript)
+                check_weight_files(pinned)
+                return replace(spec, rules=rules)
+        with pin(rest, roots, kind="model", want="dir", rules=rules, recursive=True) as pinned:
+            config = diffusion_models.read_index(pinned)
+            check_weight_files(pinned)
+            return replace(
+                _spec(uri, pinned, kind="diffusion", format="diffusers", config=config),
+                rules=rules,
+                recursive=True,
+            )
+    except PathRefused as exc:
         raise ModelError(str(exc)) from None
-    if not path.is_dir():
-        raise ModelError(f"model path {rest} is not a directory")
-    if diffusion_models.is_pipeline(path):
-        config = diffusion_models.read_index(path)
-        return ModelSpec(uri=uri, path=path, kind="diffusion", format="diffusers", config=config)
-    ggufs = sorted(p.name for p in path.glob("*.gguf"))
-    if ggufs and not (path / "config.json").is_file():
+
+
+def _inspect(
+    uri: str, rest: str, pinned: Pinned, allow_pickle: bool, allow_torchscript: bool
+) -> ModelSpec:
+    names = pinned.names()
+    ggufs = [name for name in names if name.endswith(".gguf")]
+    if ggufs and "config.json" not in names:
         if len(ggufs) > 1:
             raise ModelError(
                 f"{rest} holds several .gguf files ({', '.join(ggufs)}); "
                 "put each in its own directory"
             )
-        return ModelSpec(uri=uri, path=path, kind="causal_lm", gguf_file=ggufs[0])
-    config_file = path / "config.json"
-    if not config_file.is_file():
+        return _spec(uri, pinned, kind="causal_lm", gguf_file=ggufs[0])
+    if "config.json" not in names:
         raise ModelError(f"no config.json in {rest}: expected a save_pretrained directory")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"config.json in {rest} is not valid JSON: {exc}") from None
+    config = read_json_file(pinned, "config.json")
     if not isinstance(config, dict):
         raise ModelError(f"config.json in {rest} is not a JSON object")
     if config.get("auto_map"):
         raise ModelError("model needs custom code (auto_map); remote code is never run")
-    own = _own_format(uri, path, rest, config, allow_torchscript)
+    own = _own_format(uri, pinned, rest, config, allow_torchscript)
     if own is not None:
         return own
     kind = _model_kind(config)
-    if any(path.glob("*.safetensors")):
-        return ModelSpec(uri=uri, path=path, kind=kind, config=config)
-    if not pickled_weight_files(path):
+    if _has(names, ".safetensors"):
+        return _spec(uri, pinned, kind=kind, config=config)
+    if not any(fnmatch(name, pattern) for name in names for pattern in PICKLE_PATTERNS):
         raise ModelError(f"no weights in {rest}: expected .safetensors (or a .gguf file)")
     if not allow_pickle:
         # Unpickling can execute code: refused unless the operator opts in.
@@ -180,7 +232,7 @@ def resolve_model(
             f"no .safetensors weights in {rest} (pickled weights are refused; "
             f"{PICKLE_SETTING}=true reads them with torch.load(weights_only=True))"
         )
-    return ModelSpec(uri=uri, path=path, kind=kind, pickled=True, config=config)
+    return _spec(uri, pinned, kind=kind, pickled=True, config=config)
 
 
 def load_pickled_state(path: Path) -> dict[str, Any]:
@@ -328,23 +380,49 @@ def _load_state(model: Any, state: dict[str, Any]) -> None:
         )
 
 
+@contextmanager
+def opened(spec: ModelSpec) -> Iterator[tuple[ModelSpec, Pinned]]:
+    """The spec as a loader reads it: its files walked again beneath their root and pinned;
+    its paths lead to the staging copy where submitters can write the roots."""
+    if spec.location is None:
+        raise ModelError(f"{spec.uri} names no files to load")
+    with ExitStack() as stack:
+        try:
+            pinned = stack.enter_context(
+                pin_located(
+                    spec.location,
+                    kind="model",
+                    want="dir",
+                    rules=spec.rules,
+                    recursive=spec.recursive,
+                )
+            )
+        except PathRefused as exc:
+            raise ModelError(str(exc)) from None
+        tokenizer = pinned.local(spec.tokenizer_path) if spec.tokenizer_path else None
+        yield replace(spec, path=pinned.local(spec.path), tokenizer_path=tokenizer), pinned
+
+
 class ModelCache(Generic[T]):
-    """Loaded models per worker process, least recently used dropped first; a changed file on
-    disk (new fingerprint) reloads."""
+    """Loaded models per worker process, least recently used dropped first. Each use walks the
+    files again (a changed file, a new fingerprint, reloads); a load reads the pinned files,
+    checked against their headers first."""
 
     def __init__(self, load: Callable[[ModelSpec], T], size: int) -> None:
         self.load, self.size = load, size
         self.models: dict[tuple[str, str], T] = {}
 
     def get(self, spec: ModelSpec) -> T:
-        key = (str(spec.path), spec.fingerprint())
-        if key in self.models:
-            self.models[key] = self.models.pop(key)  # most recently used goes last
+        with opened(spec) as (local, pinned):
+            key = (str(spec.path), pinned.fingerprint())
+            if key in self.models:
+                self.models[key] = self.models.pop(key)  # most recently used goes last
+                return self.models[key]
+            while len(self.models) >= self.size:
+                self.models.pop(next(iter(self.models)))
+            check_weight_files(pinned)
+            self.models[key] = self.load(local)
             return self.models[key]
-        while len(self.models) >= self.size:
-            self.models.pop(next(iter(self.models)))
-        self.models[key] = self.load(spec)
-        return self.models[key]
 
 
 # A target and its reference model stay resident.
