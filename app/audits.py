@@ -11,6 +11,7 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError
 from sqlalchemy import Row, and_, func, literal, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
 from app.config import Settings
@@ -31,6 +32,7 @@ from app.models import (
 )
 from app.outbound import UrlNotAllowed, check_url
 from app.schemas import AuditCreate, AuditPublic, CheckRequest, Progress
+from app.tenancy import Grants, NotGranted, Owner, can_see, check_model_grant, visible
 from worker.check_types import SubmitContext
 from worker.checks import UnknownCheck, get_check, parse_checks
 from worker.loaders import chat_endpoints, hf_models, mlflow_models
@@ -49,11 +51,14 @@ class ResolvedDataset:
     fields: list[str]
 
 
-def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedDataset:
+def resolve_dataset(
+    session: Session, settings: Settings, uri: str, owner: Owner
+) -> ResolvedDataset:
+    """A dataset the owner may read: one of its team's uploads, or a file in its data folders."""
     scheme, _, rest = uri.partition(":")
     if scheme == "dataset":
         row = session.get(Dataset, rest)
-        if row is None:
+        if row is None or not owner.sees(row.team_id):
             raise ApiError(
                 422,
                 "unknown_dataset",
@@ -64,7 +69,7 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
         try:
             with pin(
                 rest,
-                settings.data_root_paths,
+                owner.grants.data_roots(settings),
                 kind="dataset",
                 want="file",
                 rules=settings.file_rules,
@@ -84,9 +89,11 @@ def resolve_dataset(session: Session, settings: Settings, uri: str) -> ResolvedD
     )
 
 
-def _model_kind(settings: Settings, uri: str, field: str = "model") -> str | None:
-    """Check a model URI at submit time; the kind of model it names."""
+def _model_kind(settings: Settings, grants: Grants, uri: str, field: str = "model") -> str | None:
+    """Check a model URI at submit time (the team's grants, the roots, the files); the kind of
+    model it names."""
     try:
+        check_model_grant(grants, uri)
         # Registry models: what the artifacts hold is known once the worker has them; it
         # checks, and fails the audit clearly, if the checks cannot run on that kind.
         if uri.startswith(hf_models.PREFIX):
@@ -104,12 +111,12 @@ def _model_kind(settings: Settings, uri: str, field: str = "model") -> str | Non
             return "chat_endpoint"
         return resolve_model(
             uri,
-            settings.model_root_paths,
+            grants.model_roots(settings),
             allow_pickle=settings.allow_pickle_weights,
             allow_torchscript=settings.allow_torchscript,
             rules=settings.file_rules,
         ).kind
-    except ModelError as exc:
+    except (ModelError, NotGranted) as exc:
         raise ApiError(422, "invalid_model", f"{field}: {exc}") from None
 
 
@@ -131,8 +138,11 @@ def validate_checks(
     model_kind: str | None,
     settings: Settings | None = None,
     model_uri: str | None = None,
+    owner: Owner | None = None,
+    session: Session | None = None,
 ) -> list[dict[str, Any]]:
-    """Each check's params through the registry; the model kind too when it is known."""
+    """Each check's params through the registry; the model kind too when it is known, and the
+    models and datasets params name, against the owner's grants."""
     checks = []
     for position, request in enumerate(requests):
         try:
@@ -152,13 +162,14 @@ def validate_checks(
                 422, "invalid_params", f"invalid params for check {kind.name!r}", detail
             ) from None
         context = SubmitContext(has_reference)
-        if settings is not None:
+        if settings is not None and owner is not None and session is not None:
             field = f"checks[{position}].params"
             context = SubmitContext(
                 has_reference,
-                partial(_model_kind, settings, field=field),
+                partial(_model_kind, settings, owner.grants, field=field),
                 model_uri=model_uri,
                 earlier_versions=partial(_earlier_versions, settings),
+                resolve_dataset=partial(resolve_dataset, session, settings, owner=owner),
             )
         try:
             completed = kind.validate(params, context)
@@ -194,6 +205,22 @@ def _same_request(audit: Audit, body: AuditCreate, checks: list[dict[str, Any]])
     )
 
 
+def _refuse_different(existing: Audit, body: AuditCreate, checks: list[dict[str, Any]]) -> None:
+    if not _same_request(existing, body, checks):
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "this idempotency_key was used for a different request",
+            {"audit_id": existing.id},
+        )
+
+
+def _hold_key(session: Session, key: ApiKey) -> None:
+    """Serialise one key's submits: a write to its row takes PostgreSQL's row lock (SQLite's
+    write lock), held to the commit, so the count below and the insert after it are atomic."""
+    session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=utcnow()))
+
+
 def _refuse_over_active_limit(session: Session, settings: Settings, key: ApiKey) -> None:
     active = session.scalar(
         select(func.count())
@@ -202,6 +229,7 @@ def _refuse_over_active_limit(session: Session, settings: Settings, key: ApiKey)
     )
     limit = settings.max_active_audits_per_key
     if active >= limit:
+        session.rollback()  # the key's hold goes with it
         raise ApiError(
             429,
             "too_many_active_audits",
@@ -215,13 +243,15 @@ def submit_audit(
     session: Session,
     settings: Settings,
     body: AuditCreate,
-    key: ApiKey | None,
+    owner: Owner,
     policy_id: str | None = None,
 ) -> tuple[Audit, bool]:
-    """Validate everything checkable now and write the audit with its shards.
+    """Validate everything checkable now and write the audit, owned by the owner's team, with
+    its shards.
 
     Returns (audit, created). Nothing is written when validation fails.
     """
+    key = owner.key
     if body.callback_url is not None:
         try:
             check_url(
@@ -229,10 +259,10 @@ def submit_audit(
             )
         except UrlNotAllowed as exc:
             raise ApiError(422, "callback_url_not_allowed", str(exc)) from None
-    model_kind = _model_kind(settings, body.model.uri, "model")
+    model_kind = _model_kind(settings, owner.grants, body.model.uri, "model")
     if body.reference_model is not None:
-        _model_kind(settings, body.reference_model.uri, "reference_model")
-    dataset = resolve_dataset(session, settings, body.dataset.uri)
+        _model_kind(settings, owner.grants, body.reference_model.uri, "reference_model")
+    dataset = resolve_dataset(session, settings, body.dataset.uri, owner)
     if dataset.n_records == 0:
         raise ApiError(422, "empty_dataset", f"dataset {body.dataset.uri} has no records")
     checks = validate_checks(
@@ -242,26 +272,23 @@ def submit_audit(
         model_kind=model_kind,
         settings=settings,
         model_uri=body.model.uri,
+        owner=owner,
+        session=session,
     )
 
+    if key is not None:
+        _hold_key(session, key)  # from here to the commit, this key's submits go one at a time
     if body.idempotency_key:
-        existing = session.scalar(
-            select(Audit).where(Audit.idempotency_key == body.idempotency_key)
-        )
+        existing = find_idempotent(session, owner.team_id, body.idempotency_key)
         if existing is not None:
-            if not _same_request(existing, body, checks):
-                raise ApiError(
-                    409,
-                    "idempotency_conflict",
-                    "this idempotency_key was used for a different request",
-                    {"audit_id": existing.id},
-                )
+            session.rollback()
+            _refuse_different(existing, body, checks)
             return existing, False
-
     if key is not None:
         _refuse_over_active_limit(session, settings, key)
     family, version = family_and_version(body.model.uri, body.labels)
     audit = Audit(
+        team_id=owner.team_id,
         model_uri=body.model.uri,
         model_family=family,
         model_version=version,
@@ -286,7 +313,15 @@ def submit_audit(
         session.add(
             Shard(audit_id=audit.id, index=index, start=start, stop=stop, enqueued_at=now, info={})
         )
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the same idempotency key, committed by a request beside this one
+        session.rollback()
+        existing = find_idempotent(session, owner.team_id, body.idempotency_key or "")
+        if existing is None:
+            raise
+        _refuse_different(existing, body, checks)
+        return existing, False
     return audit, True
 
 
@@ -307,9 +342,17 @@ def enqueue_audit(session: Session, celery: Celery, settings: Settings, audit: A
         session.commit()
 
 
-def get_audit(session: Session, audit_id: str) -> Audit:
+def find_idempotent(session: Session, team_id: str, idempotency_key: str) -> Audit | None:
+    """The team's audit submitted with this idempotency key (keys are per team)."""
+    return session.scalar(
+        select(Audit).where(Audit.team_id == team_id, Audit.idempotency_key == idempotency_key)
+    )
+
+
+def get_audit(session: Session, audit_id: str, key: ApiKey | None) -> Audit:
+    """An audit the key may see; another team's is as missing as one that never was."""
     audit = session.get(Audit, audit_id)
-    if audit is None:
+    if audit is None or not can_see(key, audit.team_id):
         raise ApiError(404, "not_found", f"no audit {audit_id!r}")
     return audit
 
@@ -351,6 +394,7 @@ def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic
 
 def list_audits(
     session: Session,
+    key: ApiKey | None,
     *,
     status: str | None,
     model: str | None,
@@ -359,7 +403,7 @@ def list_audits(
     offset: int,
     family: str | None = None,
 ) -> tuple[list[Audit], int]:
-    query = select(Audit)
+    query = visible(select(Audit), Audit.team_id, key)
     if family:
         query = query.where(Audit.model_family == family)
     if status:

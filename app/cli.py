@@ -1,4 +1,4 @@
-"""The `memaudit` command: serve, worker, beat, migrate, demo, keys, audit."""
+"""The `memaudit` command: serve, worker, beat, migrate, demo, keys, teams, audit."""
 
 from __future__ import annotations
 
@@ -41,12 +41,75 @@ def _redact(url: str) -> str:
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     from app.db import Database
+    from app.errors import ApiError
     from app.keys import create_key
+    from app.models import DEFAULT_TEAM
+    from app.teams import named_team
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            team = named_team(session, args.team or DEFAULT_TEAM)
+            key = create_key(session, args.name, args.scope, team.id)
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(key)
+    return 0
+
+
+def cmd_keys_assign(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.errors import ApiError
+    from app.keys import find_key
+    from app.teams import assign_key, named_team
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            key = assign_key(session, find_key(session, args.key), named_team(session, args.team))
+            print(f"key {key.prefix} ({key.name}) now belongs to team {args.team}")
+    except (ApiError, LookupError) as exc:
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_teams_create(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.errors import ApiError
+    from app.teams import create_team
+
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            team = create_team(
+                session,
+                settings,
+                args.name,
+                model_folders=args.models,
+                data_folders=args.data,
+                mlflow_models=args.mlflow,
+                hf_repos=args.hf,
+            )
+            print(f"team {team.name} ({team.id})")
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_teams_list(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.db import Database
+    from app.teams import list_teams
 
     db = Database(settings.database_url)
     with db.session() as session:
-        key = create_key(session, args.name, args.scope)
-    print(key)
+        for team in list_teams(session):
+            print(
+                f"{team.name}: models {team.model_folders}, data {team.data_folders}, "
+                f"mlflow {team.mlflow_models}, hf {team.hf_repos}"
+            )
     return 0
 
 
@@ -58,13 +121,14 @@ def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
     with db.session() as session:
         rows = list_keys(session)
         print(
-            f"{'id':32}  {'prefix':12}  {'scope':6}  {'created (UTC)':19}  {'last used':19}  name"
+            f"{'id':32}  {'prefix':12}  {'scope':6}  {'team':12}  {'created (UTC)':19}  "
+            f"{'last used':19}  name"
         )
         for key in rows:
             used = key.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if key.last_used_at else "never"
             state = " (revoked)" if key.revoked_at else ""
             print(
-                f"{key.id:32}  {key.prefix:12}  {key.scope:6}  "
+                f"{key.id:32}  {key.prefix:12}  {key.scope:6}  {key.team_id:12}  "
                 f"{key.created_at:%Y-%m-%d %H:%M:%S}  {used:19}  {key.name}{state}"
             )
     return 0
@@ -248,7 +312,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         # log_config=None: uvicorn's lines go through our (JSON) root handler too.
-        options = {"host": args.host, "port": args.port, "log_config": None}
+        # proxy_headers=False: the client address a throttle counts is decided in one place
+        # (MEMAUDIT_TRUSTED_PROXIES), not by uvicorn trusting X-Forwarded-For from loopback.
+        options = {
+            "host": args.host,
+            "port": args.port,
+            "log_config": None,
+            "proxy_headers": False,
+        }
         if args.api_processes > 1:
             # Each process builds its app from the environment: what serve decided goes there.
             os.environ.update(MEMAUDIT_PUBLIC_URL=settings.public_url)
@@ -533,12 +604,33 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create a key and print it")
     create.add_argument("name")
     create.add_argument("--scope", choices=["read", "submit", "admin"], default="read")
+    create.add_argument("--team", default=None, help="the team's name or id (default: default)")
     create.set_defaults(handler=cmd_keys_create)
     listing = key_commands.add_parser("list", help="every key: prefix, scope, use, state")
     listing.set_defaults(handler=cmd_keys_list)
     revoke = key_commands.add_parser("revoke", help="revoke a key by id or prefix")
     revoke.add_argument("key", help="the key's id or its prefix")
     revoke.set_defaults(handler=cmd_keys_revoke)
+    assign = key_commands.add_parser("assign", help="move a key to another team")
+    assign.add_argument("key", help="the key's id or its prefix")
+    assign.add_argument("--team", required=True, help="the team's name or id")
+    assign.set_defaults(handler=cmd_keys_assign)
+
+    teams = commands.add_parser("teams", help="manage teams and what they may audit")
+    team_commands = teams.add_subparsers(dest="teams_command", required=True)
+    team_create = team_commands.add_parser("create", help="create a team with its grants")
+    team_create.add_argument("name")
+    grants = {
+        "--models": "a folder inside MODEL_ROOTS (or *), repeatable",
+        "--data": "a folder inside DATA_ROOTS (or *), repeatable",
+        "--mlflow": "a glob over MLflow registered model names, repeatable",
+        "--hf": "a glob over Hugging Face repository ids, repeatable",
+    }
+    for flag, help_text in grants.items():
+        team_create.add_argument(flag, action="append", default=[], help=help_text)
+    team_create.set_defaults(handler=cmd_teams_create)
+    team_list = team_commands.add_parser("list", help="every team and its grants")
+    team_list.set_defaults(handler=cmd_teams_list)
     return parser
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.confinement import FileRules
+from app.throttle import Network, trusted_networks
 from worker.loaders.datasets import DatasetLimits
 
 # Values that appear in examples and tutorials; a production secret is never one of them.
@@ -82,6 +83,14 @@ class Settings(BaseSettings):
     # (flagged `truncated`), so this bounds the work per record before any tokenizer runs.
     max_record_chars: int = Field(1_000_000, ge=1)
     max_active_audits_per_key: int = Field(50, ge=1)
+    # JSON request bodies (audits, policies, webhooks) past this many bytes are refused (413).
+    max_json_body_bytes: int = Field(1024**2, ge=1024)
+    # Failed keys and sign-ins per client and window before answers become 429.
+    auth_failure_limit: int = Field(20, ge=1)
+    auth_failure_window_seconds: int = Field(300, ge=1)
+    # Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+    session_hours: float = Field(12.0, gt=0)  # a dashboard sign-in lasts this long
     # Pickled `.bin`/`.pt` weights can run code when unpickled; off by default, and when on they
     # are read with torch.load(weights_only=True), never a plain unpickler.
     allow_pickle_weights: bool = False
@@ -127,6 +136,10 @@ class Settings(BaseSettings):
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
         if self.task_time_limit <= self.task_soft_time_limit:
             raise ValueError("task_time_limit must exceed task_soft_time_limit")
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"MEMAUDIT_TRUSTED_PROXIES: {exc}") from None
         if self.environment not in ("development", "production"):
             raise ValueError("environment must be development or production")
         if self.environment == "production":
@@ -164,6 +177,10 @@ class Settings(BaseSettings):
     @property
     def dataset_limits(self) -> DatasetLimits:
         return DatasetLimits(self.max_records_per_dataset, self.max_record_chars)
+
+    @property
+    def trusted_proxy_networks(self) -> list[Network]:
+        return trusted_networks(self.trusted_proxies)
 
     @property
     def file_rules(self) -> FileRules:

@@ -27,7 +27,10 @@ from pathlib import Path
 
 MAX_LINKS = 40  # as the kernel's own limit on links followed in one path
 MAX_TREE_DEPTH = 8
-MAX_TREE_FILES = 4096
+# Pinned files stay open while they are read: well below the usual 1,024 descriptors a process
+# may hold (a model directory has tens; a pipeline or an MLflow version a few hundred).
+MAX_TREE_FILES = 512
+MAX_TREE_ENTRIES = 10_000  # entries looked at (folders included) before a tree is refused
 _OPEN_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -49,27 +52,51 @@ DEFAULT_RULES = FileRules()
 
 
 @dataclass(frozen=True)
+class Root:
+    """A folder nothing may leave: an operator's root (`base`, whose own path may run through
+    links the operator made), or a folder granted inside one, reached from it with no link on
+    the way (`below`), so whoever writes the folder cannot point it somewhere else."""
+
+    base: Path
+    below: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        return self.base.joinpath(*self.below)
+
+    def names(self) -> list[str]:
+        """The absolute paths that name this root: as configured, and through real paths."""
+        real = Path(os.path.realpath(self.base)).joinpath(*self.below)
+        return list(dict.fromkeys(str(p).rstrip("/") or "/" for p in (self.path, real)))
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+RootLike = Path | Root
+
+
+def as_root(root: RootLike) -> Root:
+    return root if isinstance(root, Root) else Root(root)
+
+
+@dataclass(frozen=True)
 class Located:
     """A file or directory found beneath a root: the root, and the canonical components
     below it (every link already followed, so each is a real directory or the object)."""
 
-    root: Path
+    root: Root
     parts: tuple[str, ...]
 
     @property
     def path(self) -> Path:
-        return self.root.joinpath(*self.parts)
+        return self.root.path.joinpath(*self.parts)
 
 
-def refuse_outside(raw: str, roots: Sequence[Path], kind: str) -> PathRefused:
+def refuse_outside(raw: str, roots: Sequence[RootLike], kind: str) -> PathRefused:
     """The one refusal for a path outside the roots, whether or not it exists."""
     allowed = ", ".join(str(root) for root in roots) or "none"
     return PathRefused(f"{kind} path {raw} is outside the folders you may read ({allowed})")
-
-
-def _root_names(root: Path) -> list[str]:
-    names = [str(root).rstrip("/") or "/", os.path.realpath(root).rstrip("/") or "/"]
-    return list(dict.fromkeys(names))
 
 
 def _below(path: str, root_names: Sequence[str]) -> list[str] | None:
@@ -83,12 +110,14 @@ def _below(path: str, root_names: Sequence[str]) -> list[str] | None:
     return None
 
 
-def locate_root(raw: str, roots: Sequence[Path], kind: str) -> tuple[Path, list[str]]:
+def locate_root(raw: str, roots: Sequence[RootLike], kind: str) -> tuple[Root, list[str]]:
     """The root a user path names, and its components below it; lexical, nothing opened."""
     if not raw or "\x00" in raw or not raw.startswith("/"):
         raise PathRefused(f"{kind} path must be an absolute path: {raw!r}")
     matches = [
-        (root, below) for root in roots if (below := _below(raw, _root_names(root))) is not None
+        (root, below)
+        for root in map(as_root, roots)
+        if (below := _below(raw, root.names())) is not None
     ]
     if not matches:
         raise refuse_outside(raw, roots, kind)
@@ -96,22 +125,52 @@ def locate_root(raw: str, roots: Sequence[Path], kind: str) -> tuple[Path, list[
     return min(matches, key=lambda match: len(match[1]))
 
 
-class _Walker:
-    """Resolves paths beneath one root from its descriptor; holds the descriptors it opened."""
+Stack = list[tuple[str, int]]  # (name, O_PATH descriptor) of each directory below the root
 
-    def __init__(self, root: Path, kind: str, raw: str) -> None:
+
+def _close(descriptors: Sequence[int]) -> None:
+    for descriptor in descriptors:
+        os.close(descriptor)
+
+
+class _Walker:
+    """Resolves paths beneath one root from its descriptor. Only the root's descriptor lives
+    as long as the walker; each walk closes what it opened but the object it returns."""
+
+    def __init__(self, root: Root, kind: str, raw: str) -> None:
         self.root, self.kind, self.raw = root, kind, raw
-        self.root_names = _root_names(root)
+        self.root_names = root.names()
+        self.root_fd = self._open_root()
+
+    def _open_root(self) -> int:
         try:
-            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            descriptor = os.open(self.root.base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
-            raise PathRefused(f"the {kind} root {root} cannot be opened ({exc.strerror})") from None
-        self.directories: dict[tuple[str, ...], int] = {(): root_fd}
+            raise PathRefused(
+                f"the {self.kind} root {self.root.base} cannot be opened ({exc.strerror})"
+            ) from None
+        for part in self.root.below:
+            try:
+                child = os.open(part, _OPEN_PATH, dir_fd=descriptor)
+            except OSError as exc:
+                os.close(descriptor)
+                raise PathRefused(
+                    f"the granted {self.kind} folder {self.root} cannot be opened ({exc.strerror})"
+                ) from None
+            os.close(descriptor)
+            descriptor = child
+            if not stat.S_ISDIR(os.fstat(descriptor).st_mode):
+                os.close(descriptor)
+                raise PathRefused(
+                    f"the granted {self.kind} folder {self.root} is a link or not a folder: "
+                    "a granted folder is never followed elsewhere"
+                )
+        return descriptor
 
     def close(self) -> None:
-        for descriptor in self.directories.values():
-            os.close(descriptor)
-        self.directories.clear()
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
 
     def _escape(self, link: str | None) -> PathRefused:
         if link is None:
@@ -120,70 +179,106 @@ class _Walker:
             f"{self.kind} path {self.raw}: {link} is a link that leads outside {self.root}"
         )
 
+    def _refuse(self, exc: OSError) -> PathRefused:
+        return PathRefused(f"{self.kind} path {self.raw}: {exc.strerror or exc}")
+
+    def directory(self, stack: Stack) -> int:
+        return stack[-1][1] if stack else self.root_fd
+
     def walk(
-        self, start: tuple[str, ...], names: Sequence[str], entry: str | None = None
+        self, start: Stack, names: Sequence[str], entry: str | None = None
     ) -> tuple[tuple[str, ...], int]:
-        """(canonical components, O_PATH descriptor owned by the caller) of `names` from the
-        canonical directory `start`; `entry` names a file found inside the path, for messages."""
+        """(canonical components, O_PATH descriptor the caller owns) of `names` from the
+        directory whose stack is `start` (borrowed, left open); `entry` names a file found
+        inside the path, for messages."""
         pending = deque(names)
-        current = list(start)
+        stack = list(start)
+        owned: list[int] = []
         links = 0
         via_link: str | None = None
-        while pending:
-            name = pending.popleft()
-            if name in ("", "."):
-                continue
-            if name == "..":
-                if not current:
-                    raise self._escape(via_link)
-                current.pop()
-                continue
-            parent = self.directories[tuple(current)]
-            try:
-                descriptor = os.open(name, _OPEN_PATH, dir_fd=parent)
-            except FileNotFoundError:
-                if entry is not None:
-                    raise PathRefused(
-                        f"{self.kind} path {self.raw}: {entry} is a link to nothing"
-                    ) from None
-                raise PathRefused(f"{self.kind} path {self.raw} does not exist") from None
-            except OSError as exc:
-                raise PathRefused(f"{self.kind} path {self.raw}: {exc.strerror}") from None
-            mode = os.fstat(descriptor).st_mode
-            if stat.S_ISLNK(mode):
-                target = os.readlink("", dir_fd=descriptor)
-                os.close(descriptor)
-                links += 1
-                if links > MAX_LINKS:
-                    raise PathRefused(f"{self.kind} path {self.raw}: too many links")
-                via_link = "/".join([*current, name])
-                if target.startswith("/"):
-                    below = _below(target, self.root_names)
-                    if below is None:
-                        raise self._escape(via_link)
-                    current = []
-                    pending.extendleft(reversed(below))
-                else:
-                    pending.extendleft(reversed(target.split("/")))
-                continue
-            if stat.S_ISDIR(mode):
-                current.append(name)
-                key = tuple(current)
-                if key in self.directories:
-                    os.close(descriptor)
-                else:
-                    self.directories[key] = descriptor
-                continue
-            if pending:
-                os.close(descriptor)
-                raise PathRefused(f"{self.kind} path {self.raw}: {name} is not a directory")
-            return (*current, name), descriptor
-        return tuple(current), os.dup(self.directories[tuple(current)])
 
-    def listing(self, parts: tuple[str, ...]) -> list[str]:
-        descriptor = os.open(
-            ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.directories[parts]
-        )
+        def pop() -> None:
+            _, descriptor = stack.pop()
+            if descriptor in owned:
+                owned.remove(descriptor)
+                os.close(descriptor)
+
+        try:
+            while pending:
+                name = pending.popleft()
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    if not stack:
+                        raise self._escape(via_link)
+                    pop()
+                    continue
+                try:
+                    descriptor = os.open(name, _OPEN_PATH, dir_fd=self.directory(stack))
+                except FileNotFoundError:
+                    if entry is not None:
+                        raise PathRefused(
+                            f"{self.kind} path {self.raw}: {entry} is a link to nothing"
+                        ) from None
+                    raise PathRefused(f"{self.kind} path {self.raw} does not exist") from None
+                except OSError as exc:
+                    raise self._refuse(exc) from None
+                mode = os.fstat(descriptor).st_mode
+                if stat.S_ISLNK(mode):
+                    try:
+                        target = os.readlink("", dir_fd=descriptor)
+                    finally:
+                        os.close(descriptor)
+                    links += 1
+                    if links > MAX_LINKS:
+                        raise PathRefused(f"{self.kind} path {self.raw}: too many links")
+                    via_link = "/".join([*(n for n, _ in stack), name])
+                    if target.startswith("/"):
+                        below = _below(target, self.root_names)
+                        if below is None:
+                            raise self._escape(via_link)
+                        while stack:
+                            pop()
+                        pending.extendleft(reversed(below))
+                    else:
+                        pending.extendleft(reversed(target.split("/")))
+                    continue
+                if stat.S_ISDIR(mode):
+                    stack.append((name, descriptor))
+                    owned.append(descriptor)
+                    continue
+                if pending:
+                    os.close(descriptor)
+                    raise PathRefused(f"{self.kind} path {self.raw}: {name} is not a directory")
+                return (*(n for n, _ in stack), name), descriptor
+            parts = tuple(n for n, _ in stack)
+            return parts, os.dup(self.directory(stack))
+        finally:
+            _close(owned)
+
+    def open_stack(self, parts: Sequence[str]) -> Stack:
+        """Descriptors of a canonical directory and its parents (the caller closes them); a
+        component that is no longer a real directory means the tree changed: refused."""
+        stack: Stack = []
+        try:
+            for part in parts:
+                descriptor = os.open(part, _OPEN_PATH, dir_fd=self.directory(stack))
+                stack.append((part, descriptor))
+                if not stat.S_ISDIR(os.fstat(descriptor).st_mode):
+                    raise PathRefused(f"{self.kind} path {self.raw} changed while it was read")
+        except OSError as exc:
+            _close([d for _, d in stack])
+            raise self._refuse(exc) from None
+        except PathRefused:
+            _close([d for _, d in stack])
+            raise
+        return stack
+
+    def listing(self, directory: int) -> list[str]:
+        try:
+            descriptor = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=directory)
+        except OSError as exc:
+            raise self._refuse(exc) from None
         try:
             with os.scandir(descriptor) as entries:
                 return sorted(entry.name for entry in entries)
@@ -198,11 +293,15 @@ class PinnedFile:
     name: str  # its name as the reader sees it, relative to the pinned object
     descriptor: int  # O_PATH
     size: int
-    mtime_ns: int
+    # Identity for a model cache: the inode, and times a writer can reset (mtime) or not (ctime).
+    identity: str
 
     def reopen(self) -> int:
         """A fresh read-only descriptor of the same inode, with its own offset."""
-        return os.open(f"/proc/self/fd/{self.descriptor}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.open(f"/proc/self/fd/{self.descriptor}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise PathRefused(f"{self.name} cannot be read ({exc.strerror})") from None
 
     def read(self, limit: int) -> bytes:
         """At most `limit` bytes; a larger file is refused rather than read."""
@@ -239,10 +338,11 @@ class Pinned:
         return self.readable / canonical.relative_to(self.located.path)
 
     def fingerprint(self) -> str:
-        """Cheap identity (names, sizes, mtimes): a changed file reloads a cached model."""
+        """Cheap identity (names, sizes, inodes, times): a changed file reloads a cached model,
+        even one rewritten at the same size with its mtime set back (ctime cannot be)."""
         digest = hashlib.sha256()
         for name, pinned in sorted(self.files.items()):
-            digest.update(f"{name}:{pinned.size}:{pinned.mtime_ns};".encode())
+            digest.update(f"{name}:{pinned.size}:{pinned.identity};".encode())
         return digest.hexdigest()
 
 
@@ -259,41 +359,55 @@ def _check_file(name: str, descriptor: int, rules: FileRules, kind: str, raw: st
             "link may be a second name of any file, so it is refused "
             "(MEMAUDIT_ALLOW_HARDLINKS=true accepts them)"
         )
-    return PinnedFile(name, descriptor, info.st_size, info.st_mtime_ns)
+    identity = f"{info.st_dev}:{info.st_ino}:{info.st_mtime_ns}:{info.st_ctime_ns}"
+    return PinnedFile(name, descriptor, info.st_size, identity)
 
 
 def _pin_tree(walker: _Walker, pinned: Pinned, rules: FileRules, recursive: bool) -> None:
-    top = pinned.located.parts
-    seen = {(os.fstat(walker.directories[top]).st_dev, os.fstat(walker.directories[top]).st_ino)}
-    queue: list[tuple[tuple[str, ...], str, int]] = [(top, "", 0)]
-    while queue:
-        parts, relative, depth = queue.pop()
-        for entry in walker.listing(parts):
-            name = f"{relative}/{entry}" if relative else entry
-            child, descriptor = walker.walk(parts, [entry], name)
-            info = os.fstat(descriptor)
-            if stat.S_ISDIR(info.st_mode):
-                os.close(descriptor)
-                identity = (info.st_dev, info.st_ino)
-                if not recursive or identity in seen:
-                    continue
-                if depth + 1 > MAX_TREE_DEPTH:
-                    raise PathRefused(
-                        f"{walker.kind} path {walker.raw} nests deeper than {MAX_TREE_DEPTH}"
-                    )
-                seen.add(identity)
-                pinned.directories.append(name)
-                queue.append((child, name, depth + 1))
+    """Every file of the pinned directory (and, recursive, of its sub-folders) checked and
+    held; a sub-folder's descriptors are open only while it is listed."""
+    pending: list[tuple[tuple[str, ...], str, int]] = [(pinned.located.parts, "", 0)]
+    seen: set[tuple[int, int]] = set()
+    visited = 0
+    while pending:
+        parts, relative, depth = pending.pop()
+        stack = walker.open_stack(parts)
+        try:
+            directory = walker.directory(stack)
+            info = os.fstat(directory)
+            if (info.st_dev, info.st_ino) in seen:  # reached again through a link
                 continue
-            try:
-                pinned.files[name] = _check_file(name, descriptor, rules, walker.kind, walker.raw)
-            except PathRefused:
-                os.close(descriptor)
-                raise
-            if len(pinned.files) > MAX_TREE_FILES:
-                raise PathRefused(
-                    f"{walker.kind} path {walker.raw} holds more than {MAX_TREE_FILES} files"
-                )
+            seen.add((info.st_dev, info.st_ino))
+            if relative:
+                pinned.directories.append(relative)
+            for entry in walker.listing(directory):
+                visited += 1
+                if visited > MAX_TREE_ENTRIES or len(pinned.files) >= MAX_TREE_FILES:
+                    raise PathRefused(
+                        f"{walker.kind} path {walker.raw} holds more than {MAX_TREE_FILES} "
+                        f"files or {MAX_TREE_ENTRIES} entries"
+                    )
+                name = f"{relative}/{entry}" if relative else entry
+                child, descriptor = walker.walk(stack, [entry], name)
+                if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+                    os.close(descriptor)
+                    if recursive:
+                        if depth + 1 > MAX_TREE_DEPTH:
+                            raise PathRefused(
+                                f"{walker.kind} path {walker.raw} nests deeper than "
+                                f"{MAX_TREE_DEPTH}"
+                            )
+                        pending.append((child, name, depth + 1))
+                    continue
+                try:
+                    pinned.files[name] = _check_file(
+                        name, descriptor, rules, walker.kind, walker.raw
+                    )
+                except PathRefused:
+                    os.close(descriptor)
+                    raise
+        finally:
+            _close([descriptor for _, descriptor in stack])
 
 
 def _stage(pinned: Pinned, name: str) -> Path:
@@ -314,7 +428,7 @@ def _stage(pinned: Pinned, name: str) -> Path:
 @contextlib.contextmanager
 def pin(
     raw: str,
-    roots: Sequence[Path],
+    roots: Sequence[RootLike],
     *,
     kind: str,
     want: str,
@@ -346,7 +460,7 @@ def pin_located(
 
 @contextlib.contextmanager
 def _pinned(
-    root: Path,
+    root: Root,
     below: list[str],
     raw: str,
     kind: str,
@@ -354,11 +468,11 @@ def _pinned(
     rules: FileRules,
     recursive: bool,
 ) -> Iterator[Pinned]:
-    walker = _Walker(root, kind, raw)
     pinned: Pinned | None = None
     staging: Path | None = None
+    walker = _Walker(root, kind, raw)
     try:
-        parts, descriptor = walker.walk((), below)
+        parts, descriptor = walker.walk([], below)
         is_dir = stat.S_ISDIR(os.fstat(descriptor).st_mode)
         if is_dir:
             os.close(descriptor)
@@ -368,7 +482,7 @@ def _pinned(
         if want == "file" and is_dir:
             raise PathRefused(f"{kind} path {raw} is a directory, not a file")
         pinned = Pinned(Located(root, parts), is_dir)
-        name = parts[-1] if parts else root.name
+        name = parts[-1] if parts else root.path.name
         if is_dir:
             _pin_tree(walker, pinned, rules, recursive)
         else:
@@ -387,7 +501,6 @@ def _pinned(
     finally:
         walker.close()
         if pinned is not None:
-            for file in pinned.files.values():
-                os.close(file.descriptor)
+            _close([file.descriptor for file in pinned.files.values()])
         if staging is not None:
             shutil.rmtree(staging.parent, ignore_errors=True)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from typing import BinaryIO
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import ApiError
-from app.models import Dataset
+from app.models import ApiKey, Dataset
 from worker.loaders.datasets import (
     DatasetError,
     DatasetLimitExceeded,
-    dataset_id_for,
     inspect_jsonl,
+    new_dataset_id,
     uploaded_dataset_path,
 )
 
@@ -57,9 +58,15 @@ def store_upload(
     settings: Settings,
     upload: BinaryIO,
     filename: str,
-    created_by: str | None = None,
+    key: ApiKey,
 ) -> tuple[Dataset, bool]:
-    """Returns (dataset, created); the same bytes uploaded twice give the same dataset."""
+    """Returns (the team's dataset record, created now).
+
+    Every upload takes the same path whatever is stored already: read, hashed and parsed in
+    full, then kept once per content. Another team's identical bytes give a new record of this
+    team's own (201, its own id, filename and time), so nobody learns what others stored; the
+    same team uploading the same bytes again gets its existing record (200).
+    """
     settings.datasets_dir.mkdir(parents=True, exist_ok=True)
     tmp_path = _spool(upload, str(settings.datasets_dir), settings.max_upload_bytes)
     try:
@@ -77,25 +84,31 @@ def store_upload(
         os.unlink(tmp_path)
         raise ApiError(422, "empty_dataset", f"{filename} has no records")
 
-    dataset_id = dataset_id_for(info.sha256)
-    existing = session.get(Dataset, dataset_id)
-    final_path = uploaded_dataset_path(settings.datasets_dir, dataset_id)
-    if existing is not None and final_path.is_file():
-        os.unlink(tmp_path)
-        return existing, False
-    shutil.move(tmp_path, final_path)
-    os.chmod(final_path, 0o640)
+    # The same bytes replace themselves: one file per content, whoever uploads it.
+    final_path = uploaded_dataset_path(settings.datasets_dir, info.sha256)
+    os.chmod(tmp_path, 0o640)
+    os.replace(tmp_path, final_path)
+    existing = session.scalar(
+        select(Dataset).where(Dataset.team_id == key.team_id, Dataset.sha256 == info.sha256)
+    )
     if existing is not None:
         return existing, False
     dataset = Dataset(
-        id=dataset_id,
+        id=new_dataset_id(),
+        team_id=key.team_id,
         sha256=info.sha256,
         filename=filename[:500],
         n_records=info.n_records,
         size_bytes=info.size_bytes,
         fields=info.fields,
-        created_by=created_by,
+        created_by=key.id,
     )
     session.add(dataset)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the team's concurrent upload of the same bytes won
+        session.rollback()
+        return session.scalars(
+            select(Dataset).where(Dataset.team_id == key.team_id, Dataset.sha256 == info.sha256)
+        ).one(), False
     return dataset, True

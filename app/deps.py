@@ -9,13 +9,21 @@ from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from app.browser_sessions import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    find_session,
+    origin_of,
+    same_origin,
+    tokens_match,
+)
 from app.config import Settings
 from app.errors import ApiError
 from app.keys import authenticate
 from app.models import ApiKey
 from app.security import scope_allows
-
-SESSION_COOKIE = "memaudit_key"
+from app.throttle import client_address, record_failure, retry_after
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -34,28 +42,84 @@ def get_session(request: Request) -> Iterator[Session]:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
 SessionDep = Annotated[Session, Depends(get_session)]
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def presented_key(request: Request) -> str | None:
-    """A Bearer header for API clients; the HTTP-only cookie for the dashboard."""
+def request_client(request: Request, settings: Settings) -> str:
+    """The client a throttle counts: the peer, or what a trusted proxy says it serves (every
+    X-Forwarded-For line, in order: a proxy may add its own line after the client's)."""
+    peer = request.client.host if request.client else None
+    forwarded = ", ".join(request.headers.getlist("x-forwarded-for"))
+    return client_address(peer, forwarded, settings.trusted_proxy_networks)
+
+
+def _throttled(wait: int) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_failures",
+        f"too many failed keys from this client; try again in {wait} s",
+        {"retry_after_seconds": wait},
+        headers={"Retry-After": str(wait)},
+    )
+
+
+def refuse_throttled(request: Request, session: Session, settings: Settings) -> None:
+    """While a client is over the limit, no key it presents is even tried."""
+    wait = retry_after(
+        session,
+        request_client(request, settings),
+        settings.auth_failure_limit,
+        settings.auth_failure_window_seconds,
+    )
+    if wait is not None:
+        raise _throttled(wait)
+
+
+def refuse_failed_attempt(request: Request, session: Session, settings: Settings) -> None:
+    """Count a failed key or sign-in for this client; past the limit the answer is 429."""
+    record_failure(session, request_client(request, settings), settings.auth_failure_window_seconds)
+    refuse_throttled(request, session, settings)
+
+
+def _bearer(header: str) -> str:
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def authenticate_request(request: Request, session: Session, settings: Settings) -> ApiKey:
+    """A Bearer key, or a browser session: for reads only, unless the request carries the
+    session's CSRF token from a page of the service's own origin."""
     header = request.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
-    return request.cookies.get(SESSION_COOKIE)
-
-
-def require_scope(scope: str) -> Callable[[Request, Session], ApiKey]:
-    def dependency(request: Request, session: SessionDep) -> ApiKey:
-        key = presented_key(request)
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if key is None:
-            raise ApiError(
-                401, "unauthorized", "missing Authorization: Bearer <key>", headers=challenge
-            )
-        api_key = authenticate(session, key) if key else None
+    if header is not None:
+        refuse_throttled(request, session, settings)
+        token = _bearer(header)
+        api_key = authenticate(session, token) if token else None
         if api_key is None:
-            raise ApiError(401, "invalid_key", "the API key is not valid", headers=challenge)
+            refuse_failed_attempt(request, session, settings)
+            raise ApiError(401, "invalid_key", "the API key is not valid", headers=CHALLENGE)
+        return api_key
+    found = find_session(session, request.cookies.get(SESSION_COOKIE))
+    if found is None:
+        raise ApiError(
+            401, "unauthorized", "missing Authorization: Bearer <key>", headers=CHALLENGE
+        )
+    row, api_key = found
+    if request.method not in SAFE_METHODS and not (
+        tokens_match(request.headers.get(CSRF_HEADER), row.csrf_token)
+        and same_origin(request.headers.get("origin"), settings.public_url)
+    ):
+        raise ApiError(
+            403,
+            "csrf_failed",
+            "a browser session only reads; a change needs Authorization: Bearer <key>, or the "
+            f"session's X-CSRF-Token from a page of {origin_of(settings.public_url)}",
+        )
+    return api_key
+
+
+def require_scope(scope: str) -> Callable[..., ApiKey]:
+    def dependency(request: Request, session: SessionDep, settings: SettingsDep) -> ApiKey:
+        api_key = authenticate_request(request, session, settings)
         if not scope_allows(api_key.scope, scope):
             raise ApiError(
                 403, "forbidden", f"this key has scope {api_key.scope!r}; {scope!r} is needed"

@@ -85,7 +85,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "limit_exceeded"}
+        code = codes.get(exc.status_code, "http_error")
+        # A body cut as it streamed (app.body_limits.BodyTooLarge) names its limit.
+        limit = getattr(exc, "setting", None)
+        detail = {"limit": limit.removeprefix("MEMAUDIT_").lower()} if limit else None
         return error_response(
-            exc.status_code, code, str(exc.detail), None, getattr(exc, "headers", None)
+            exc.status_code, code, str(exc.detail), detail, getattr(exc, "headers", None)
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from app.config import Settings
 from app.db import Database
 from app.errors import ApiError
+from app.json_input import JsonRefused, loads
 from app.models import WebhookDelivery
 from worker.task_names import HANDLE_REGISTRY_EVENT
 
@@ -79,9 +79,11 @@ def verify_huggingface(headers: Mapping[str, str], secret: str) -> None:
 
 def _json(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the webhook body is not JSON") from None
+        payload = loads(body)
+    except JsonRefused as exc:
+        raise ApiError(
+            400, "invalid_json", f"the webhook body: {exc}", {"line": exc.line}
+        ) from None
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_payload", "the webhook body must be a JSON object")
     return payload

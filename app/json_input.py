@@ -31,9 +31,10 @@ def _line_at(text: str, position: int) -> int:
 
 
 def decode_utf8(data: bytes) -> str:
-    """Strict UTF-8 (no surrogate code points, no stray bytes)."""
+    """Strict UTF-8 (no surrogate code points, no stray bytes); a leading byte-order mark, as
+    some editors save files, is dropped."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise JsonRefused(f"not valid UTF-8 (byte {exc.start})", line) from None

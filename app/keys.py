@@ -8,18 +8,25 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import ApiKey
+from app.models import DEFAULT_TEAM, ApiKey
 from app.security import KEY_PREFIX_LEN, SCOPES, generate_key, key_matches
 
 
-def create_key(session: Session, name: str, scope: str) -> str:
+def create_key(session: Session, name: str, scope: str, team_id: str = DEFAULT_TEAM) -> str:
     """Store a new key's hash and return the key itself: the only time it is ever seen."""
+    return create_key_row(session, name, scope, team_id)[0]
+
+
+def create_key_row(
+    session: Session, name: str, scope: str, team_id: str = DEFAULT_TEAM
+) -> tuple[str, ApiKey]:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
     key, prefix, key_hash = generate_key()
-    session.add(ApiKey(name=name, prefix=prefix, key_hash=key_hash, scope=scope))
+    row = ApiKey(name=name, prefix=prefix, key_hash=key_hash, scope=scope, team_id=team_id)
+    session.add(row)
     session.flush()
-    return key
+    return key, row
 
 
 # last_used_at is kept to the minute: writing it on every request made every read a writer
@@ -50,13 +57,19 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name)))
 
 
-def revoke_key(session: Session, key_id_or_prefix: str) -> ApiKey:
-    """Revoke by id or by the key's visible prefix; a revoked key stops working at once."""
+def find_key(session: Session, key_id_or_prefix: str) -> ApiKey:
     row = session.scalar(
         select(ApiKey).where((ApiKey.id == key_id_or_prefix) | (ApiKey.prefix == key_id_or_prefix))
     )
     if row is None:
         raise LookupError(f"no key with id or prefix {key_id_or_prefix!r}")
+    return row
+
+
+def revoke_key(session: Session, key_id_or_prefix: str) -> ApiKey:
+    """Revoke by id or by the key's visible prefix; a revoked key stops working at once, and
+    the browser sessions made with it end with it."""
+    row = find_key(session, key_id_or_prefix)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row

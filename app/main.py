@@ -9,13 +9,15 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import app as memaudit
-from app.api import audits, checks, datasets, docs, health, hooks, metrics, policies
+from app.api import audits, checks, datasets, docs, health, hooks, metrics, policies, teams
+from app.body_limits import BodyLimitMiddleware
 from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
 from app.db import Database
 from app.errors import install_error_handlers
 from app.openapi import documented_openapi
 from app.request_context import RequestContextMiddleware
+from app.security_headers import SecurityHeadersMiddleware
 from worker.celery_app import create_celery
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static"
@@ -44,12 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         datasets.router,
         audits.router,
         policies.router,
+        teams.router,
         hooks.router,
         metrics.router,
         dashboard.router,
     ):
         application.include_router(router)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    application.add_middleware(BodyLimitMiddleware, settings=settings)
+    application.add_middleware(SecurityHeadersMiddleware)
     application.add_middleware(RequestContextMiddleware)
     application.openapi = lambda: documented_openapi(application)  # type: ignore[method-assign]
     # What start-up built (torch, transformers, the app: ~250k objects) lives as long as the

@@ -16,6 +16,7 @@ from app.models import (
     Audit,
     AuditStatus,
     CallbackDelivery,
+    EventCount,
     Shard,
     ShardStatus,
     WebhookDelivery,
@@ -107,6 +108,17 @@ def render(session: Session) -> str:
             "counter",
             "Registry webhook deliveries received, by source and outcome.",
             [({"source": source, "status": status}, float(n)) for source, status, n in webhooks],
+        ),
+        _family(
+            "memaudit_refused_total",
+            "counter",
+            "Refused events kept as counts, not rows (webhook deliveries with a bad signature).",
+            [
+                ({"event": name}, float(count))
+                for name, count in session.execute(
+                    select(EventCount.name, EventCount.count).order_by(EventCount.name)
+                )
+            ],
         ),
         _family(
             "memaudit_callback_attempts",

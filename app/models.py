@@ -51,6 +51,27 @@ class ShardStatus:
     CANCELLED = "cancelled"
 
 
+DEFAULT_TEAM = "default"  # the team every key, audit, dataset and policy of 0.1 belongs to
+EVERYTHING = "*"  # a grant of every configured root, model name or repository
+
+
+class Team(Base):
+    """Who owns audits, datasets and policies, and which models and data its keys may audit."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Folders inside MODEL_ROOTS / DATA_ROOTS (or "*": every root); each confines on its own,
+    # so a link in one team's folder cannot lead into another's.
+    model_folders: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    data_folders: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Globs over MLflow registered model names and Hugging Face repository ids.
+    mlflow_models: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    hf_repos: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
@@ -60,16 +81,25 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True, index=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), default=DEFAULT_TEAM, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
+    @property
+    def is_admin(self) -> bool:
+        return self.scope == "admin"
+
 
 class Dataset(Base):
+    """One team's record of an upload; the bytes are stored once per content (sha256)."""
+
     __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("team_id", "sha256", name="uq_datasets_team_sha256"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), default=DEFAULT_TEAM)
+    sha256: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(500))
     n_records: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -86,6 +116,8 @@ class AuditPolicy(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # The team its audits belong to; its models must lie within that team's grants.
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), default=DEFAULT_TEAM)
     source: Mapped[str] = mapped_column(String(32))  # mlflow | huggingface
     model_pattern: Mapped[str] = mapped_column(String(500))  # a glob over model names
     dataset_uri: Mapped[str] = mapped_column(Text)
@@ -98,10 +130,16 @@ class AuditPolicy(Base):
 
 class Audit(Base):
     __tablename__ = "audits"
-    # The per-key limit on active audits counts through this.
-    __table_args__ = (Index("ix_audits_created_by_status", "created_by", "status"),)
+    __table_args__ = (
+        # The per-key limit on active audits counts through this.
+        Index("ix_audits_created_by_status", "created_by", "status"),
+        # A team's audits, newest first: every list a key sees.
+        Index("ix_audits_team_created", "team_id", "created_at"),
+        UniqueConstraint("team_id", "idempotency_key", name="uq_audits_team_idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), default=DEFAULT_TEAM)
     status: Mapped[str] = mapped_column(String(16), default=AuditStatus.QUEUED, index=True)
     model_uri: Mapped[str] = mapped_column(Text, index=True)
     # The registered model (or directory) the URI is a version of: the model page's key.
@@ -114,7 +152,7 @@ class Audit(Base):
     checks: Mapped[list[Any]] = mapped_column(JSON)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     callback_url: Mapped[str | None] = mapped_column(Text)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -130,6 +168,38 @@ class Audit(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class BrowserSession(Base):
+    """A signed-in browser: the cookie holds a random id, stored here only as its hash; it
+    ends when it expires, when it signs out, or when its key is revoked."""
+
+    __tablename__ = "browser_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class ThrottleWindow(Base):
+    """Failed sign-ins and bad keys per client and window, shared by every API process."""
+
+    __tablename__ = "throttle_windows"
+
+    client: Mapped[str] = mapped_column(String(100), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EventCount(Base):
+    """Counts of refused events kept as numbers, not rows (bad webhook signatures)."""
+
+    __tablename__ = "event_counts"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CallbackDelivery(Base):

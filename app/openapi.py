@@ -15,18 +15,18 @@ from fastapi.openapi.utils import get_openapi
 from app.schemas import ErrorResponse
 
 ERRORS = {
-    "400": "The body is not valid JSON",
+    "400": "The body is not valid JSON (or not UTF-8, nested too deep, a lone surrogate)",
     "401": "No key, or a key that is not valid",
     "403": "The key's scope does not allow this",
     "404": "No such resource",
     "409": "Conflicts with the resource's state",
-    "413": "Over a configured limit",
+    "413": "Over a configured limit (body size, upload, records)",
     "422": "The request is not valid",
-    "429": "Too many active audits for this key",
+    "429": "Too many active audits for this key, or too many failed keys from this client",
     "503": "The database cannot be reached just now",
 }
 OPEN_ROUTES = {"/healthz", "/readyz"}
-WEBHOOK_ERRORS = ("400", "401", "404", "409", "503")
+WEBHOOK_ERRORS = ("400", "401", "404", "409", "413", "503")
 
 
 def _error(description: str) -> dict[str, Any]:

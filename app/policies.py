@@ -14,12 +14,19 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audits import enqueue_audit, resolve_dataset, submit_audit, validate_checks
+from app.audits import (
+    enqueue_audit,
+    find_idempotent,
+    resolve_dataset,
+    submit_audit,
+    validate_checks,
+)
 from app.config import Settings
 from app.db import utcnow
 from app.errors import ApiError
-from app.models import Audit, AuditPolicy
+from app.models import ApiKey, Audit, AuditPolicy
 from app.schemas import AuditCreate, PolicyCreate, PolicyPublic, PolicyUpdate, Threshold
+from app.tenancy import team_by_name, team_owner
 from app.verdicts import UnknownMetric, check_metric_name
 
 
@@ -41,21 +48,46 @@ def _thresholds(thresholds: list[Threshold]) -> list[dict]:
     return [rule.model_dump() for rule in thresholds]
 
 
-def _checks(session: Session, settings: Settings, dataset_uri: str, checks: list) -> list[dict]:
-    dataset = resolve_dataset(session, settings, dataset_uri)
+def _checks(
+    session: Session, settings: Settings, team_id: str, dataset_uri: str, checks: list
+) -> list[dict]:
+    """The checks as the policy's team could submit them (its dataset, its grants)."""
+    owner = team_owner(session, team_id)
+    dataset = resolve_dataset(session, settings, dataset_uri, owner)
     # The model is not known until a version arrives: its kind is checked then.
-    return validate_checks(checks, dataset, has_reference=False, model_kind=None)
+    return validate_checks(
+        checks,
+        dataset,
+        has_reference=False,
+        model_kind=None,
+        settings=settings,
+        owner=owner,
+        session=session,
+    )
 
 
-def create_policy(session: Session, settings: Settings, body: PolicyCreate) -> AuditPolicy:
+def _team_id(session: Session, name: str | None, key: ApiKey) -> str:
+    if name is None:
+        return key.team_id
+    team = team_by_name(session, name)
+    if team is None:
+        raise ApiError(422, "unknown_team", f"no team named {name!r}")
+    return team.id
+
+
+def create_policy(
+    session: Session, settings: Settings, body: PolicyCreate, key: ApiKey
+) -> AuditPolicy:
     if session.scalar(select(AuditPolicy).where(AuditPolicy.name == body.name)) is not None:
         raise ApiError(409, "policy_exists", f"a policy named {body.name!r} exists")
+    team_id = _team_id(session, body.team, key)
     policy = AuditPolicy(
+        team_id=team_id,
         name=body.name,
         source=body.source,
         model_pattern=body.model_pattern,
         dataset_uri=body.dataset.uri,
-        checks=_checks(session, settings, body.dataset.uri, body.checks),
+        checks=_checks(session, settings, team_id, body.dataset.uri, body.checks),
         thresholds=_thresholds(body.thresholds),
         enabled=body.enabled,
     )
@@ -77,7 +109,7 @@ def update_policy(
     dataset_uri = body.dataset.uri if body.dataset else policy.dataset_uri
     if body.checks is not None or body.dataset is not None:
         checks = body.checks if body.checks is not None else policy.checks
-        policy.checks = _checks(session, settings, dataset_uri, checks)
+        policy.checks = _checks(session, settings, policy.team_id, dataset_uri, checks)
         policy.dataset_uri = dataset_uri
     if body.thresholds is not None:
         policy.thresholds = _thresholds(body.thresholds)
@@ -144,10 +176,11 @@ def start_policy_audit(
     )
     # submit_audit is idempotent too, but only after it has validated the request (a registry
     # call, a dataset read); reconciliation re-announces every recent version each round.
-    existing = session.scalar(select(Audit).where(Audit.idempotency_key == body.idempotency_key))
+    existing = find_idempotent(session, policy.team_id, body.idempotency_key)
     if existing is not None:
         return existing, False
-    audit, created = submit_audit(session, settings, body, None, policy_id=policy.id)
+    owner = team_owner(session, policy.team_id)
+    audit, created = submit_audit(session, settings, body, owner, policy_id=policy.id)
     if created:
         enqueue_audit(session, celery, settings, audit)
     return audit, created

@@ -53,24 +53,37 @@ class StrictModel(BaseModel):
 
 
 class ModelRef(StrictModel):
-    uri: str = Field(..., min_length=1, examples=["path:/data/models/gpt2-finetuned"])
+    uri: str = Field(
+        ..., min_length=1, max_length=4096, examples=["path:/data/models/gpt2-finetuned"]
+    )
 
 
 class DatasetRef(StrictModel):
-    uri: str = Field(..., min_length=1, examples=["dataset:ds_0123456789abcdef01234567"])
+    uri: str = Field(
+        ..., min_length=1, max_length=4096, examples=["dataset:ds_0123456789abcdef01234567"]
+    )
+
+
+MAX_PARAMS = 64  # a check kind's params model validates each; this bounds the map itself
+MAX_CHECKS = 32
+MAX_LABELS = 32
+LabelName = Annotated[str, Field(min_length=1, max_length=64)]
+LabelValue = Annotated[str, Field(max_length=256)]
 
 
 class CheckRequest(StrictModel):
-    kind: str = Field(..., examples=["loss"])
-    params: dict[str, Any] = Field(default_factory=dict)
+    kind: str = Field(..., max_length=64, examples=["loss"])
+    params: dict[Annotated[str, Field(max_length=64)], Any] = Field(
+        default_factory=dict, max_length=MAX_PARAMS
+    )
 
 
 class AuditCreate(StrictModel):
     model: ModelRef
     reference_model: ModelRef | None = None
     dataset: DatasetRef
-    checks: list[CheckRequest] = Field(..., min_length=1)
-    labels: dict[str, str] = Field(default_factory=dict)
+    checks: list[CheckRequest] = Field(..., min_length=1, max_length=MAX_CHECKS)
+    labels: dict[LabelName, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
     callback_url: HttpUrl | None = None
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
 
@@ -140,7 +153,7 @@ class SamplesPublic(BaseModel):
 
 
 class Threshold(StrictModel):
-    metric: str = Field(..., examples=["extraction.greedy_extraction_rate"])
+    metric: str = Field(..., max_length=200, examples=["extraction.greedy_extraction_rate"])
     op: Literal["<=", "<", ">=", ">"]
     value: float
 
@@ -152,22 +165,26 @@ class PolicyCreate(StrictModel):
         ..., min_length=1, max_length=500, description="glob over registered model names"
     )
     dataset: DatasetRef
-    checks: list[CheckRequest] = Field(..., min_length=1)
-    thresholds: list[Threshold] = Field(default_factory=list)
+    checks: list[CheckRequest] = Field(..., min_length=1, max_length=MAX_CHECKS)
+    thresholds: list[Threshold] = Field(default_factory=list, max_length=MAX_CHECKS)
     enabled: bool = True
+    team: str | None = Field(
+        None, min_length=1, max_length=200, description="the owning team's name; default: yours"
+    )
 
 
 class PolicyUpdate(StrictModel):
     model_pattern: str | None = Field(None, min_length=1, max_length=500)
     dataset: DatasetRef | None = None
-    checks: list[CheckRequest] | None = Field(None, min_length=1)
-    thresholds: list[Threshold] | None = None
+    checks: list[CheckRequest] | None = Field(None, min_length=1, max_length=MAX_CHECKS)
+    thresholds: list[Threshold] | None = Field(None, max_length=MAX_CHECKS)
     enabled: bool | None = None
 
 
 class PolicyPublic(BaseModel):
     id: str
     name: str
+    team_id: str
     source: str
     model_pattern: str
     dataset_uri: str
@@ -241,3 +258,79 @@ class ErrorResponse(BaseModel):
 class ReadyPublic(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
+
+
+Grant = Annotated[str, Field(min_length=1, max_length=500)]
+GrantList = Annotated[list[Grant], Field(max_length=100)]
+
+
+class TeamCreate(StrictModel):
+    name: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    model_folders: GrantList = Field(
+        default_factory=list, description="folders inside MODEL_ROOTS, or * for every root"
+    )
+    data_folders: GrantList = Field(
+        default_factory=list, description="folders inside DATA_ROOTS, or * for every root"
+    )
+    mlflow_models: GrantList = Field(
+        default_factory=list, description="globs over MLflow registered model names"
+    )
+    hf_repos: GrantList = Field(
+        default_factory=list, description="globs over Hugging Face repository ids"
+    )
+
+
+class TeamUpdate(StrictModel):
+    model_folders: GrantList | None = None
+    data_folders: GrantList | None = None
+    mlflow_models: GrantList | None = None
+    hf_repos: GrantList | None = None
+
+
+class TeamPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    model_folders: list[str]
+    data_folders: list[str]
+    mlflow_models: list[str]
+    hf_repos: list[str]
+    created_at: UtcDatetime
+
+
+class TeamsPublic(BaseModel):
+    data: list[TeamPublic]
+    count: int
+
+
+class KeyCreate(StrictModel):
+    name: str = Field(..., min_length=1, max_length=200)
+    scope: Literal["read", "submit", "admin"]
+    team: str | None = Field(None, min_length=1, max_length=200, description="default: yours")
+
+
+class KeyUpdate(StrictModel):
+    team: str = Field(..., min_length=1, max_length=200, description="the team's id or name")
+
+
+class KeyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str = Field(description="the key's first characters, shown to tell keys apart")
+    scope: str
+    team_id: str
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime | None
+    revoked_at: UtcDatetime | None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="the key itself, shown this once; only its hash is stored")
+
+
+class KeysPublic(BaseModel):
+    data: list[KeyPublic]
+    count: int

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
+from app.browser_sessions import SESSION_COOKIE, origin_of
 from worker.demo import DemoArtifacts
 
 FINAL = ("succeeded", "failed", "cancelled")
+NONCE = re.compile(r'name="nonce" value="([^"]+)"')
+PUBLIC_URL = "http://127.0.0.1:8000"  # Settings' default: the origin a browser would send
+
+
+def sign_in(
+    client, key: str, next_path: str = "/audits", public_url: str = PUBLIC_URL, **post_options
+):
+    """The dashboard's sign-in as a browser does it: the form (its nonce), then the post from
+    the service's own origin. Returns the response to the post."""
+    form = client.get("/login")
+    nonce = NONCE.search(form.text).group(1)
+    return client.post(
+        "/login",
+        data={"key": key, "nonce": nonce, "next": next_path},
+        headers={"Origin": origin_of(public_url)},
+        follow_redirects=False,
+        **post_options,
+    )
+
+
+def session_cookie(client, key: str) -> dict[str, str]:
+    """The cookie a signed-in browser holds."""
+    response = sign_in(client, key)
+    assert response.status_code == 303, response.text
+    return {SESSION_COOKIE: client.cookies[SESSION_COOKIE]}
 
 
 def upload(client, headers: dict[str, str], path: Path) -> dict:

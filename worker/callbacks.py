@@ -16,7 +16,13 @@ from sqlalchemy import select
 from app.config import Settings
 from app.db import Database
 from app.models import Audit, AuditStatus, CallbackDelivery
-from app.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, UrlNotAllowed, check_url, signature
+from app.outbound import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    UrlNotAllowed,
+    checked_client,
+    signature,
+)
 
 DELIVERY_HEADER = "X-Memaudit-Delivery"
 
@@ -55,19 +61,22 @@ class Response:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> Response:
-    """The POST itself; a refused URL or a network error is an answer too."""
+    """The POST itself, each hop (redirects included) checked and sent to the address that
+    was checked; a refused URL or a network error is an answer too."""
+    client = checked_client(
+        settings.callback_hosts,
+        settings.callback_allow_private,
+        setting="MEMAUDIT_CALLBACK_ALLOWED_HOSTS",
+        timeout=settings.callback_timeout_seconds,
+        follow_redirects=True,
+    )
     try:
-        check_url(url, settings.callback_hosts, settings.callback_allow_private)
+        with client:
+            answer = client.post(url, content=body, headers=headers)
     except UrlNotAllowed as exc:
         return Response(None, str(exc), retryable=False)
-    try:
-        answer = httpx.post(
-            url,
-            content=body,
-            headers=headers,
-            timeout=settings.callback_timeout_seconds,
-            follow_redirects=False,
-        )
+    except httpx.TooManyRedirects as exc:
+        return Response(None, f"TooManyRedirects: {exc}", retryable=False)
     except httpx.HTTPError as exc:
         return Response(None, f"{type(exc).__name__}: {exc}", retryable=True)
     code = answer.status_code

@@ -116,6 +116,9 @@ class SubmitContext:
     # for a policy's checks, whose model is only known when a version arrives.
     model_uri: str | None = None
     earlier_versions: Callable[[str], list[str]] | None = None
+    # Checks a dataset URI named in params (the team's uploads, its data folders); None where
+    # nothing can be checked.
+    resolve_dataset: Callable[[str], Any] | None = None
 
 
 class CheckParams(BaseModel):

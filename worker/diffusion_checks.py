@@ -175,7 +175,14 @@ class MitigationParams(BasinParams):
         return GuidancePlan(method, self.guidance_scale, self.tau, before, self.num_steps)
 
 
+def _validate_images(params: Any, context: SubmitContext) -> None:
+    """The training images a check reads: the team's upload or a file in its data folders."""
+    if context.resolve_dataset is not None:
+        context.resolve_dataset(params.training_images)
+
+
 def _validate_models(params: BasinParams, context: SubmitContext) -> None:
+    _validate_images(params, context)
     if context.resolve_model is None:
         return
     if params.embedding not in EMBEDDINGS:
@@ -700,4 +707,5 @@ LID = CheckKind(
         TableColumn("lpca", "LPCA", "number"),
     ],
     family="diffusion",
+    validate=_validate_images,
 )

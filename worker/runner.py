@@ -24,6 +24,7 @@ import torch
 from app.config import Settings
 from app.db import Database
 from app.logs import bind
+from app.tenancy import Grants, NotGranted, check_model_grant
 from worker import shard_store
 from worker.checks import parse_checks
 from worker.classifier_passes import ClassifierContext, labelled
@@ -42,6 +43,7 @@ from worker.loaders.datasets import (
     iter_records,
     open_dataset,
     require_text,
+    uploaded_dataset_path,
 )
 from worker.loaders.diffusion_models import cached_pipeline, training_images
 from worker.loaders.errors import first_line
@@ -94,38 +96,54 @@ def _duplicates(record: Record) -> int | None:
     raise DatasetError(record.line_no, "field 'duplicates' must be a non-negative integer")
 
 
-def _spec(uri: str, settings: Settings) -> ModelSpec:
-    if chat_endpoints.is_endpoint(uri):  # checked against this worker's allow-list too
-        chat_endpoints.parse_uri(uri, settings.chat_hosts)
-        return ModelSpec(uri=uri, path=Path(), kind="chat_endpoint", format="endpoint")
-    return materialize(
-        uri,
-        settings.model_root_paths,
-        mlflow_tracking_uri=settings.mlflow_tracking_uri,
-        cache_root=settings.model_cache_dir,
-        hf_cache_dir=settings.hf_cache_dir,
-        allow_pickle=settings.allow_pickle_weights,
-        allow_torchscript=settings.allow_torchscript,
-        rules=settings.file_rules,
-    )
+@dataclass(frozen=True)
+class Access:
+    """What one audit may read: its team's grants and uploads, checked again here at load."""
 
+    settings: Settings
+    db: Database
+    audit: Any
+    grants: Grants
 
-def _open_dataset(files: ExitStack, settings: Settings, uri: str) -> Path:
-    """A dataset file held open (pinned) until the shard is done."""
-    return files.enter_context(
-        open_dataset(uri, settings.datasets_dir, settings.data_root_paths, settings.file_rules)
-    )
+    def spec(self, uri: str) -> ModelSpec:
+        settings = self.settings
+        if chat_endpoints.is_endpoint(uri):  # checked against this worker's allow-list too
+            chat_endpoints.parse_uri(uri, settings.chat_hosts)
+            return ModelSpec(uri=uri, path=Path(), kind="chat_endpoint", format="endpoint")
+        try:
+            check_model_grant(self.grants, uri)
+        except NotGranted as exc:
+            raise PermanentError(str(exc)) from None
+        return materialize(
+            uri,
+            self.grants.model_roots(settings),
+            mlflow_tracking_uri=settings.mlflow_tracking_uri,
+            cache_root=settings.model_cache_dir,
+            hf_cache_dir=settings.hf_cache_dir,
+            allow_pickle=settings.allow_pickle_weights,
+            allow_torchscript=settings.allow_torchscript,
+            rules=settings.file_rules,
+        )
 
+    def open_dataset(self, files: ExitStack, uri: str) -> Path:
+        """A dataset file held open (pinned) until the shard is done."""
+        settings = self.settings
 
-def _load(uri: str, settings: Settings) -> LoadedModel:
-    spec = _spec(uri, settings)
-    if spec.kind != "causal_lm":
-        raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
-    return cached_causal_lm(spec)
+        def upload(dataset_id: str) -> Path | None:
+            sha256 = shard_store.upload_sha256(self.db, self.audit, dataset_id)
+            return uploaded_dataset_path(settings.datasets_dir, sha256) if sha256 else None
 
+        roots = self.grants.data_roots(settings)
+        return files.enter_context(open_dataset(uri, upload, roots, settings.file_rules))
 
-def _load_classifier(uri: str, settings: Settings) -> LoadedClassifier:
-    return cached_classifier(_spec(uri, settings))
+    def causal_lm(self, uri: str) -> LoadedModel:
+        spec = self.spec(uri)
+        if spec.kind != "causal_lm":
+            raise PermanentError(f"model kind {spec.kind} is not supported by these checks")
+        return cached_causal_lm(spec)
+
+    def classifier(self, uri: str) -> LoadedClassifier:
+        return cached_classifier(self.spec(uri))
 
 
 @dataclass(frozen=True)
@@ -185,16 +203,17 @@ def _score_files(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     audit = shard_store.load_audit(db, claim.audit_id)
+    access = Access(settings, db, audit, shard_store.audit_grants(db, audit))
     checks = parse_checks(audit.checks)
-    dataset = _open_dataset(files, settings, audit.dataset_uri)
+    dataset = access.open_dataset(files, audit.dataset_uri)
     records = list(iter_records(dataset, claim.start, claim.stop))
     for record in records:  # a file named by path was only sampled at submit time
         check_text_length(record.data, record.line_no, settings.max_record_chars)
-    spec = _spec(audit.model_uri, settings)
+    spec = access.spec(audit.model_uri)
     unsupported = [kind.name for kind, _ in checks if spec.kind not in kind.model_kinds]
     if unsupported:
         raise PermanentError(f"checks {unsupported} do not support {spec.kind} models")
-    batches, info = _batches(settings, audit, checks, dataset, records, spec, files)
+    batches, info = _batches(access, audit, checks, dataset, records, spec, files)
     done = n_tokens = 0
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
@@ -234,7 +253,7 @@ Batches = Iterator[tuple[list[int], list[list[dict[str, Any]]], int]]
 
 
 def _batches(
-    settings: Settings,
+    access: Access,
     audit: Any,
     checks: list,
     dataset: Path,
@@ -247,6 +266,7 @@ def _batches(
     LM checks share the teacher-forced passes; classifier checks (on a causal LM: `diversity`
     and `capacity`) read the same model through the classifier interface, batch for batch.
     """
+    settings = access.settings
     lm = [i for i, (kind, _) in enumerate(checks) if kind.family == "lm"]
     other = [i for i, (kind, _) in enumerate(checks) if kind.family == "classifier"]
     generated = [i for i, (kind, _) in enumerate(checks) if kind.family == "generate"]
@@ -258,6 +278,7 @@ def _batches(
             endpoint,
             settings.chat_endpoint_api_key,
             timeout=settings.chat_endpoint_timeout_seconds,
+            allowed_hosts=settings.chat_hosts,
         )
         target = classifier = None
         speaker = GenerationContext(remote.generate, chat=remote)
@@ -273,9 +294,9 @@ def _batches(
         painter = DiffusionContext(
             pipeline,
             settings.batch_size,
-            lambda uri: training_images(_open_dataset(files, settings, uri)),
-            load_embedder=lambda uri: _load_classifier(uri, settings),
-            load_clip=lambda uri: cached_clip(_spec(uri, settings)),
+            lambda uri: training_images(access.open_dataset(files, uri)),
+            load_embedder=access.classifier,
+            load_clip=lambda uri: cached_clip(access.spec(uri)),
         )
     elif spec.kind == "causal_lm":
         target = cached_causal_lm(spec)
@@ -301,7 +322,7 @@ def _batches(
             dataset,
             settings.batch_size,
             n_records=audit.n_samples,
-            load_model=lambda uri: _load_classifier(uri, settings),
+            load_model=access.classifier,
         )
         info["model_facts"] = {
             checks[i][0].name: checks[i][0].model_facts(context, checks[i][1])
@@ -313,13 +334,13 @@ def _batches(
             model_generator(target, settings.batch_size),
             chat=model_chat(target, settings.batch_size),
             load=lambda uri: model_generator(
-                cached_causal_lm(_spec(uri, settings)), settings.batch_size
+                cached_causal_lm(access.spec(uri)), settings.batch_size
             ),
         )
     if lm:
         lm_checks = [checks[i] for i in lm]
         plan, max_tokens = audit_plan(lm_checks, target, audit.reference_model_uri is not None)
-        reference = _load(audit.reference_model_uri, settings) if plan.reference else None
+        reference = access.causal_lm(audit.reference_model_uri) if plan.reference else None
         info["reference_model_sha256"] = reference.content_sha256 if reference else None
         texts = [
             TextRecord(r.sample_id, require_text(r), _member(r), _duplicates(r)) for r in records

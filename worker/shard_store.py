@@ -21,12 +21,15 @@ from app.deployment import record_worker_host
 from app.models import (
     NO_VALUE,
     SORT_SLOTS,
+    ApiKey,
     Audit,
     AuditStatus,
+    Dataset,
     SampleResult,
     Shard,
     ShardStatus,
 )
+from app.tenancy import Grants, submitter_grants
 from worker.check_types import CheckKind
 
 
@@ -104,6 +107,25 @@ def claim_shard(
 def load_audit(db: Database, audit_id: str) -> Audit:
     with db.session() as session:
         return session.get(Audit, audit_id)
+
+
+def audit_grants(db: Database, audit: Audit) -> Grants:
+    """The grants the audit runs under, read now: a grant withdrawn since submit is gone."""
+    with db.session() as session:
+        return submitter_grants(session, audit.team_id, audit.created_by)
+
+
+def upload_sha256(db: Database, audit: Audit, dataset_id: str) -> str | None:
+    """The content of an upload the audit may read: its team's, or any when an admin key
+    submitted it (None: no such record it may read)."""
+    with db.session() as session:
+        row = session.get(Dataset, dataset_id)
+        if row is None:
+            return None
+        if row.team_id == audit.team_id:
+            return row.sha256
+        key = session.get(ApiKey, audit.created_by) if audit.created_by else None
+        return row.sha256 if key is not None and key.is_admin else None
 
 
 def result_row(

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from app import audits
 from app.dashboard.pages import export_context
-from app.dashboard.rendering import render_export
+from app.dashboard.rendering import EXPORT_CONTENT_SECURITY_POLICY, render_export
 from app.deps import CeleryDep, ReadKey, SessionDep, SettingsDep, SubmitKey
 from app.schemas import (
     MAX_DB_INT,
@@ -28,6 +28,7 @@ from app.schemas import (
     SampleRecordPublic,
     SamplesPublic,
 )
+from app.tenancy import key_owner
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -42,7 +43,7 @@ def submit(
     key: SubmitKey,
     response: Response,
 ) -> AuditPublic:
-    audit, created = audits.submit_audit(session, settings, body, key)
+    audit, created = audits.submit_audit(session, settings, body, key_owner(session, key))
     if created:
         audits.enqueue_audit(session, celery, settings, audit)
         log.info("audit queued by key %s", key.prefix, extra={"audit_id": audit.id})
@@ -55,7 +56,7 @@ def submit(
 def list_audits(
     session: SessionDep,
     settings: SettingsDep,
-    _key: ReadKey,
+    key: ReadKey,
     status: str | None = None,
     model: str | None = None,
     family: Annotated[str | None, Query(description="every version of one model")] = None,
@@ -65,6 +66,7 @@ def list_audits(
 ) -> AuditsPublic:
     rows, count = audits.list_audits(
         session,
+        key,
         status=status,
         model=model,
         label=label,
@@ -77,24 +79,24 @@ def list_audits(
 
 @router.get("/{audit_id}", response_model=AuditPublic)
 def get_audit(
-    audit_id: str, session: SessionDep, settings: SettingsDep, _key: ReadKey
+    audit_id: str, session: SessionDep, settings: SettingsDep, key: ReadKey
 ) -> AuditPublic:
-    return audits.to_public(session, settings, audits.get_audit(session, audit_id))
+    return audits.to_public(session, settings, audits.get_audit(session, audit_id, key))
 
 
 @router.post("/{audit_id}/cancel", response_model=AuditPublic)
 def cancel(
-    audit_id: str, session: SessionDep, settings: SettingsDep, celery: CeleryDep, _key: SubmitKey
+    audit_id: str, session: SessionDep, settings: SettingsDep, celery: CeleryDep, key: SubmitKey
 ) -> AuditPublic:
-    audit = audits.cancel_audit(session, audits.get_audit(session, audit_id))
+    audit = audits.cancel_audit(session, audits.get_audit(session, audit_id, key))
     audits.announce_end(celery, settings, audit)
     return audits.to_public(session, settings, audit)
 
 
 @router.get("/{audit_id}/callbacks", response_model=CallbackDeliveriesPublic)
-def callbacks(audit_id: str, session: SessionDep, _key: ReadKey) -> CallbackDeliveriesPublic:
+def callbacks(audit_id: str, session: SessionDep, key: ReadKey) -> CallbackDeliveriesPublic:
     """Every attempt to deliver this audit's result to its callback URL."""
-    rows = audits.list_callbacks(session, audits.get_audit(session, audit_id))
+    rows = audits.list_callbacks(session, audits.get_audit(session, audit_id, key))
     return CallbackDeliveriesPublic(
         data=[CallbackDeliveryPublic.model_validate(r) for r in rows], count=len(rows)
     )
@@ -104,7 +106,7 @@ def callbacks(audit_id: str, session: SessionDep, _key: ReadKey) -> CallbackDeli
 def samples(
     audit_id: str,
     session: SessionDep,
-    _key: ReadKey,
+    key: ReadKey,
     check: str | None = None,
     order_by: Annotated[
         str, Query(description="sample_index, score (indexed) or a per-sample field")
@@ -115,7 +117,7 @@ def samples(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> SamplesPublic:
-    audit = audits.get_audit(session, audit_id)
+    audit = audits.get_audit(session, audit_id, key)
     rows, count = audits.list_samples(
         session,
         audit,
@@ -135,9 +137,9 @@ def sample(
     audit_id: str,
     sample_index: Annotated[int, Path(ge=0, le=MAX_DB_INT)],
     session: SessionDep,
-    _key: ReadKey,
+    key: ReadKey,
 ) -> SampleRecordPublic:
-    rows = audits.get_sample(session, audits.get_audit(session, audit_id), sample_index)
+    rows = audits.get_sample(session, audits.get_audit(session, audit_id, key), sample_index)
     return SampleRecordPublic(
         sample_index=sample_index,
         sample_id=rows[0].sample_id,
@@ -182,10 +184,10 @@ def _csv_lines(pages: Iterator[list]) -> Iterator[str]:
     responses={200: {"content": {"text/csv": {}}, "description": "every per-sample row"}},
 )
 def samples_csv(
-    audit_id: str, request: Request, session: SessionDep, _key: ReadKey, check: str | None = None
+    audit_id: str, request: Request, session: SessionDep, key: ReadKey, check: str | None = None
 ) -> StreamingResponse:
     """Every per-sample row, streamed page by page."""
-    audit = audits.get_audit(session, audit_id)
+    audit = audits.get_audit(session, audit_id, key)
     audits.require_check(audit, check)
     pages = audits.iter_sample_pages(request.app.state.db, audit.id, check)
     headers = {"Content-Disposition": f'attachment; filename="audit-{audit.id}-samples.csv"'}
@@ -194,10 +196,13 @@ def samples_csv(
 
 @router.get("/{audit_id}/report.html", response_class=HTMLResponse)
 def report_html(
-    audit_id: str, session: SessionDep, settings: SettingsDep, _key: ReadKey
+    audit_id: str, session: SessionDep, settings: SettingsDep, key: ReadKey
 ) -> HTMLResponse:
     """One self-contained file (plotly.js inline) that opens offline and can be shared."""
-    audit = audits.get_audit(session, audit_id)
+    audit = audits.get_audit(session, audit_id, key)
     html = render_export(export_context(session, settings, audit))
-    headers = {"Content-Disposition": f'attachment; filename="memaudit-{audit.id}.html"'}
+    headers = {
+        "Content-Disposition": f'attachment; filename="memaudit-{audit.id}.html"',
+        "Content-Security-Policy": EXPORT_CONTENT_SECURITY_POLICY,
+    }
     return HTMLResponse(html, headers=headers)

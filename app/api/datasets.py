@@ -30,7 +30,9 @@ def to_public(dataset: Dataset) -> DatasetPublic:
     "",
     response_model=DatasetPublic,
     status_code=201,
-    responses={200: {"model": DatasetPublic, "description": "The same bytes were uploaded before"}},
+    responses={
+        200: {"model": DatasetPublic, "description": "your team uploaded the same bytes before"}
+    },
 )
 def upload_dataset(
     session: SessionDep,
@@ -39,9 +41,7 @@ def upload_dataset(
     response: Response,
     file: UploadFile = File(...),
 ) -> DatasetPublic:
-    dataset, created = store_upload(
-        session, settings, file.file, file.filename or "upload", created_by=key.id
-    )
+    dataset, created = store_upload(session, settings, file.file, file.filename or "upload", key)
     if not created:
         response.status_code = 200
     return to_public(dataset)

@@ -11,16 +11,33 @@ from fastapi.concurrency import run_in_threadpool
 from app import hooks
 from app.config import Settings
 from app.deps import CeleryDep, SettingsDep
+from app.errors import ApiError
+from app.throttle import count_event
 
 router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
 
 
+def _count_refusal(request: Request, source: str, code: str) -> None:
+    with request.app.state.db.session() as session:
+        count_event(session, f"webhook.{source}.{code}")
+
+
 async def _accept(
-    request: Request, settings: Settings, celery: Celery, accept: Callable[..., str]
+    request: Request,
+    settings: Settings,
+    celery: Celery,
+    accept: Callable[..., str],
+    source: str,
 ) -> dict[str, str]:
-    """Verify and record in the database, queue the handling; the worker does the rest."""
+    """Verify and record in the database, queue the handling; the worker does the rest.
+    A delivery that fails its signature is counted, never stored."""
     body = await request.body()
-    key = await run_in_threadpool(accept, request.app.state.db, settings, request.headers, body)
+    try:
+        key = await run_in_threadpool(accept, request.app.state.db, settings, request.headers, body)
+    except ApiError as refused:
+        if refused.status == 401:
+            await run_in_threadpool(_count_refusal, request, source, refused.code)
+        raise
     await run_in_threadpool(hooks.dispatch, celery, settings, key)
     return {"delivery": key, "status": "accepted"}
 
@@ -28,9 +45,9 @@ async def _accept(
 @router.post("/mlflow", status_code=202)
 async def mlflow(request: Request, settings: SettingsDep, celery: CeleryDep) -> dict[str, str]:
     """MLflow >= 3.3 webhooks, answered 202 as soon as they are recorded."""
-    return await _accept(request, settings, celery, hooks.accept_mlflow)
+    return await _accept(request, settings, celery, hooks.accept_mlflow, "mlflow")
 
 
 @router.post("/huggingface", status_code=202)
 async def huggingface(request: Request, settings: SettingsDep, celery: CeleryDep) -> dict[str, str]:
-    return await _accept(request, settings, celery, hooks.accept_huggingface)
+    return await _accept(request, settings, celery, hooks.accept_huggingface, "huggingface")

@@ -15,9 +15,9 @@ router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
 @router.post("", response_model=PolicyPublic, status_code=201)
 def create(
-    body: PolicyCreate, session: SessionDep, settings: SettingsDep, _key: AdminKey
+    body: PolicyCreate, session: SessionDep, settings: SettingsDep, key: AdminKey
 ) -> PolicyPublic:
-    return policies.to_public(policies.create_policy(session, settings, body))
+    return policies.to_public(policies.create_policy(session, settings, body, key))
 
 
 @router.get("", response_model=PoliciesPublic)

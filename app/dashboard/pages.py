@@ -15,8 +15,9 @@ from app.dashboard import figures
 from app.dashboard.headline import Headline, deltas, headlines
 from app.dashboard.report import build_report
 from app.dashboard.sections import Chart, figure_json, safe_json
-from app.models import Audit, AuditStatus, SampleResult
+from app.models import ApiKey, Audit, AuditStatus, SampleResult
 from app.schemas import AuditPublic
+from app.tenancy import visible
 
 TREND_KEYS = (
     "extraction.all.greedy_rate",
@@ -53,10 +54,16 @@ def _row(session: Session, settings: Settings, audit: Audit) -> AuditRow:
 
 
 def audit_list(
-    session: Session, settings: Settings, filters: Mapping[str, str | None], page: int, size: int
+    session: Session,
+    settings: Settings,
+    key: ApiKey,
+    filters: Mapping[str, str | None],
+    page: int,
+    size: int,
 ) -> dict[str, Any]:
     rows, count = audits.list_audits(
         session,
+        key,
         status=filters.get("status"),
         model=None,
         label=filters.get("label"),
@@ -65,7 +72,10 @@ def audit_list(
         offset=(page - 1) * size,
     )
     families = session.scalars(
-        select(Audit.model_family).distinct().order_by(Audit.model_family).limit(500)
+        visible(select(Audit.model_family), Audit.team_id, key)
+        .distinct()
+        .order_by(Audit.model_family)
+        .limit(500)
     ).all()
     return {
         "rows": [_row(session, settings, audit) for audit in rows],
@@ -82,6 +92,7 @@ def _previous_version(session: Session, audit: Audit) -> Audit | None:
     return session.scalars(
         select(Audit)
         .where(
+            Audit.team_id == audit.team_id,  # a team's own history, whoever reads it
             Audit.model_family == audit.model_family,
             Audit.status == AuditStatus.SUCCEEDED,
             Audit.created_at < audit.created_at,
@@ -133,12 +144,11 @@ def trend_series(history: list[Audit]) -> list[figures.TrendSeries]:
     return series
 
 
-def model_history(session: Session, settings: Settings, family: str) -> dict[str, Any] | None:
-    history = list(
-        session.scalars(
-            select(Audit).where(Audit.model_family == family).order_by(Audit.created_at).limit(500)
-        )
-    )
+def model_history(
+    session: Session, settings: Settings, key: ApiKey, family: str
+) -> dict[str, Any] | None:
+    query = visible(select(Audit), Audit.team_id, key).where(Audit.model_family == family)
+    history = list(session.scalars(query.order_by(Audit.created_at).limit(500)))
     if not history:
         return None
     trend = figures.trend_figure(trend_series(history))

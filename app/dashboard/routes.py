@@ -1,36 +1,73 @@
-"""HTML pages. The key is typed once and kept in an HTTP-only, same-site cookie.
+"""HTML pages. A key is typed once; the browser then holds a server-side session.
 
 Pages render server-side from the stored summaries; the records table pages through the JSON
-API with the same cookie. Nothing is fetched from outside: plotly.js is served from the
-installed `plotly` package.
+API with the same session (reads only). Nothing is fetched from outside: plotly.js is served
+from the installed `plotly` package.
 """
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from app import audits
+from app.browser_sessions import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    close_session,
+    find_session,
+    open_session,
+    origin_of,
+    safe_next,
+    same_origin,
+    tokens_match,
+)
+from app.config import Settings
 from app.dashboard import pages
 from app.dashboard.rendering import PLOTLY_JS, page
-from app.deps import SESSION_COOKIE, SessionDep, SettingsDep, presented_key
+from app.deps import SessionDep, SettingsDep, refuse_failed_attempt, refuse_throttled
 from app.errors import ApiError
 from app.keys import authenticate
+from app.models import ApiKey
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
+LOGIN_NONCE_SECONDS = 3600
 
 
-def _signed_in(request: Request, session: SessionDep) -> bool:
-    key = presented_key(request)
-    return bool(key) and authenticate(session, key) is not None
+@dataclass(frozen=True)
+class Viewer:
+    key: ApiKey
+    csrf_token: str  # empty for a Bearer key: it needs none
+
+
+def _viewer(request: Request, session: SessionDep) -> Viewer | None:
+    """The browser's session, or a Bearer key (pages are reads: no ambient authority)."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        refuse_throttled(request, session, request.app.state.settings)
+        scheme, _, token = header.partition(" ")
+        key = authenticate(session, token.strip()) if scheme.lower() == "bearer" else None
+        if key is None:
+            refuse_failed_attempt(request, session, request.app.state.settings)
+            return None
+        return Viewer(key, "")
+    found = find_session(session, request.cookies.get(SESSION_COOKIE))
+    return Viewer(found[1], found[0].csrf_token) if found is not None else None
 
 
 def _to_login(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?next={target}", status_code=303)
+    return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+
+
+def _secure(settings: Settings) -> bool:
+    return settings.public_url.startswith("https://")
 
 
 @router.get("/")
@@ -47,9 +84,34 @@ def plotly_js() -> FileResponse:
     )
 
 
+def _login_page(
+    request: Request,
+    settings: Settings,
+    next_path: str,
+    error: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The sign-in form with a fresh CSRF nonce, also set as a cookie only this path reads."""
+    nonce = secrets.token_urlsafe(24)
+    context = {"next": safe_next(next_path), "error": error, "signed_in": False, "nonce": nonce}
+    response = page(request, "login.html", context, status_code=status_code)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(settings),
+        max_age=LOGIN_NONCE_SECONDS,
+        path="/login",
+    )
+    response.headers.update(headers or {})
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/audits", error: str | None = None) -> Response:
-    return page(request, "login.html", {"next": next, "error": error, "signed_in": False})
+def login_form(request: Request, settings: SettingsDep, next: str = "/audits") -> Response:
+    return _login_page(request, settings, next)
 
 
 @router.post("/login")
@@ -57,35 +119,86 @@ def login(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    key: Annotated[str, Form()],
-    next: Annotated[str, Form()] = "/audits",
+    key: Annotated[str, Form(max_length=200)],
+    nonce: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/audits",
 ) -> Response:
-    if authenticate(session, key.strip()) is None:
-        return page(
+    origin = request.headers.get("origin")
+    if not same_origin(origin, settings.public_url):
+        # A form posted from another site, or another port of this host, never signs in.
+        return _login_page(
             request,
-            "login.html",
-            {"next": next, "error": "That key is not valid.", "signed_in": False},
-            status_code=401,
+            settings,
+            next,
+            f"Sign in from {origin_of(settings.public_url)} (this page came from "
+            f"{origin or 'an unknown origin'}; MEMAUDIT_PUBLIC_URL names the address to use).",
+            status_code=403,
         )
-    # Only local paths: an absolute URL here would make the login an open redirect.
-    target = next if next.startswith("/") and not next.startswith("//") else "/audits"
-    response = RedirectResponse(target, status_code=303)
+    if not tokens_match(nonce, request.cookies.get(LOGIN_COOKIE) or ""):
+        return _login_page(
+            request, settings, next, "The sign-in form expired; try again.", status_code=403
+        )
+    try:
+        refuse_throttled(request, session, settings)  # while throttled, no key is even tried
+    except ApiError as throttled:
+        return _login_page(
+            request, settings, next, throttled.message, status_code=429, headers=throttled.headers
+        )
+    api_key = authenticate(session, key.strip())
+    if api_key is None:
+        try:
+            refuse_failed_attempt(request, session, settings)
+        except ApiError as throttled:
+            return _login_page(
+                request,
+                settings,
+                next,
+                throttled.message,
+                status_code=429,
+                headers=throttled.headers,
+            )
+        return _login_page(request, settings, next, "That key is not valid.", status_code=401)
+    token, _row = open_session(session, api_key, settings.session_hours)
+    response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        key.strip(),
+        token,
         httponly=True,
         samesite="strict",
-        secure=settings.public_url.startswith("https://"),
-        max_age=7 * 24 * 3600,
+        secure=_secure(settings),
+        max_age=int(settings.session_hours * 3600),
     )
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    viewer = _viewer(request, session)
+    if viewer is not None and (
+        not tokens_match(csrf_token, viewer.csrf_token)
+        or not same_origin(request.headers.get("origin"), settings.public_url)
+    ):
+        raise ApiError(403, "csrf_failed", "sign out from the dashboard's own page")
+    close_session(session, request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
+
+
+def _page(request: Request, template: str, viewer: Viewer, context: dict) -> Response:
+    context["csrf_token"] = viewer.csrf_token
+    return page(request, template, context)
+
+
+def _missing(request: Request, viewer: Viewer, what: str) -> Response:
+    context = {"what": what, "csrf_token": viewer.csrf_token}
+    return page(request, "missing.html", context, status_code=404)
 
 
 @router.get("/audits", response_class=HTMLResponse)
@@ -98,50 +211,58 @@ def audits_page(
     label: str | None = None,
     page_number: Annotated[int, Query(alias="page", ge=1)] = 1,
 ) -> Response:
-    if not _signed_in(request, session):
+    viewer = _viewer(request, session)
+    if viewer is None:
         return _to_login(request)
+    key = viewer.key
     filters = {"status": status or None, "family": family or None, "label": label or None}
     try:
-        context = pages.audit_list(session, settings, filters, page_number, PAGE_SIZE)
+        context = pages.audit_list(session, settings, key, filters, page_number, PAGE_SIZE)
     except ApiError as exc:
-        context = pages.audit_list(session, settings, {}, 1, PAGE_SIZE)
+        context = pages.audit_list(session, settings, key, {}, 1, PAGE_SIZE)
         context["filter_error"] = exc.message
-    return page(request, "audits.html", context)
+    return _page(request, "audits.html", viewer, context)
 
 
 @router.get("/audits/{audit_id}", response_class=HTMLResponse)
 def audit_page(
     audit_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    if not _signed_in(request, session):
+    viewer = _viewer(request, session)
+    if viewer is None:
         return _to_login(request)
     try:
-        audit = audits.get_audit(session, audit_id)
+        audit = audits.get_audit(session, audit_id, viewer.key)
     except ApiError:
-        return page(request, "missing.html", {"what": f"audit {audit_id}"}, status_code=404)
-    return page(request, "audit.html", pages.audit_report(session, settings, audit))
+        return _missing(request, viewer, f"audit {audit_id}")
+    return _page(request, "audit.html", viewer, pages.audit_report(session, settings, audit))
 
 
 @router.get("/models", response_class=HTMLResponse)
 def model_page(
     request: Request, session: SessionDep, settings: SettingsDep, family: str
 ) -> Response:
-    if not _signed_in(request, session):
+    viewer = _viewer(request, session)
+    if viewer is None:
         return _to_login(request)
-    context = pages.model_history(session, settings, family)
+    context = pages.model_history(session, settings, viewer.key, family)
     if context is None:
-        return page(request, "missing.html", {"what": f"model {family}"}, status_code=404)
-    return page(request, "model.html", context)
+        return _missing(request, viewer, f"model {family}")
+    return _page(request, "model.html", viewer, context)
 
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request, session: SessionDep, settings: SettingsDep, a: str, b: str
 ) -> Response:
-    if not _signed_in(request, session):
+    viewer = _viewer(request, session)
+    if viewer is None:
         return _to_login(request)
     try:
-        first, second = audits.get_audit(session, a), audits.get_audit(session, b)
+        first = audits.get_audit(session, a, viewer.key)
+        second = audits.get_audit(session, b, viewer.key)
     except ApiError as exc:
-        return page(request, "missing.html", {"what": exc.message}, status_code=404)
-    return page(request, "compare.html", pages.comparison(session, settings, first, second))
+        return _missing(request, viewer, exc.message)
+    return _page(
+        request, "compare.html", viewer, pages.comparison(session, settings, first, second)
+    )

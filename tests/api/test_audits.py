@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from app.keys import create_key
 from app.models import Audit, Shard
 from tests.conftest import filler_records, write_jsonl
+from tests.flows import sign_in
 
 
 def queued_messages(stack) -> int:
@@ -247,11 +248,9 @@ def test_cancel_a_queued_audit(stack, body) -> None:
 
 def test_dashboard_login_sets_an_http_only_cookie(stack) -> None:
     key = stack.headers["Authorization"].split()[1]
-    bad = stack.client.post("/login", data={"key": "ma_wrong"}, follow_redirects=False)
+    bad = sign_in(stack.client, "ma_wrong")
     assert bad.status_code == 401
-    good = stack.client.post(
-        "/login", data={"key": key, "next": "//evil.example"}, follow_redirects=False
-    )
+    good = sign_in(stack.client, key, "//evil.example")
     assert good.status_code == 303 and good.headers["location"] == "/audits"
     cookie = good.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie

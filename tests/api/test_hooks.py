@@ -111,3 +111,17 @@ def test_an_unconfigured_hook_refuses_everything(make_stack) -> None:
     # Not a server fault to retry: this service has no such hook until it is configured.
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "hook_not_configured"
+
+
+def test_bad_signatures_are_counted_not_stored(stack) -> None:
+    body = _payload()
+    for _ in range(50):
+        forged = stack.client.post(
+            "/v1/hooks/mlflow", content=body, headers=_signed(body, secret="wrong-secret-123")
+        )
+        assert forged.status_code == 401
+    stack.client.post("/v1/hooks/huggingface", content=body, headers={"X-Webhook-Secret": "no"})
+    assert _deliveries(stack) == 0
+    metrics = stack.client.get("/metrics", headers=stack.headers).text
+    assert 'memaudit_refused_total{event="webhook.mlflow.bad_signature"} 50' in metrics
+    assert 'memaudit_refused_total{event="webhook.huggingface.bad_secret"} 1' in metrics

@@ -7,6 +7,7 @@ import pytest
 from app.keys import create_key
 from app.models import Audit, AuditPolicy
 from bench.report_data import seed_audit
+from tests.flows import session_cookie
 from worker.finalize import finalize_audit
 
 
@@ -116,6 +117,6 @@ def test_finalize_records_the_policy_verdict(stack, body, limit, expected) -> No
         "passed": rate <= limit,
     }
     assert 0.01 < rate < 0.99
-    stack.client.cookies.set("memaudit_key", stack.headers["Authorization"].split()[1])
+    session_cookie(stack.client, stack.headers["Authorization"].split()[1])
     page = stack.client.get(f"/audits/{audit_id}").text
     assert f'data-verdict="{expected}"' in page and "extraction.greedy_extraction_rate" in page

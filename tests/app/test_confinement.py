@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.confinement import FileRules, PathRefused, pin
+from app.confinement import MAX_TREE_ENTRIES, FileRules, PathRefused, Root, pin
 
 UNSTAGED = FileRules(stage=False)
 
@@ -154,3 +154,38 @@ def test_recursive_trees_follow_links_to_folders_inside_only(tree) -> None:
     os.symlink(outside, root / "model" / "escape")
     with pytest.raises(PathRefused, match="model/escape is a link that leads outside"):
         _read(str(root / "model"), root, want="dir", recursive=True)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_tree_too_large_is_a_refusal_not_a_crash(tree) -> None:
+    root, _ = tree
+    for index in range(MAX_TREE_ENTRIES + 10):  # folders hold no file, yet count
+        (root / "model" / f"d{index}").mkdir()
+    before = _open_descriptors()
+    for recursive in (False, True):
+        with pytest.raises(PathRefused, match="entries"):
+            _read(str(root / "model"), root, want="dir", recursive=recursive)
+    assert _open_descriptors() == before  # nothing left open
+
+
+def test_a_granted_folder_turned_into_a_link_is_refused(tree) -> None:
+    """A team that can write its own folder replaces it with a link to another's."""
+    root, _ = tree
+    (root / "team-b").mkdir()
+    (root / "team-b" / "secret").write_text("b's data")
+    granted = Root(root, ("team-a",))
+    (root / "team-a").symlink_to(root / "team-b")
+    secret = str(root / "team-a" / "secret")
+    with (
+        pytest.raises(PathRefused, match="is a link or not a folder"),
+        pin(secret, [granted], kind="model", want="file"),
+    ):
+        pass
+    # The operator's own root may be reached through a link the operator made.
+    (root.parent / "alias").symlink_to(root)
+    with pin(str(root.parent / "alias" / "model"), [root.parent / "alias"], kind="model",
+             want="dir") as pinned:  # fmt: skip
+        assert "config.json" in pinned.files

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.classifiers.builders import noisy_digits
-from tests.flows import all_samples, wait_final
+from tests.flows import all_samples, session_cookie, wait_final
 from worker.engine.proxies import auroc
 from worker.loaders.errors import ModelError
 from worker.loaders.models import TORCHSCRIPT_KEY, resolve_model
@@ -72,7 +72,7 @@ def test_proxies_capacity_and_diversity_of_a_noisy_label_mlp(make_stack, tmp_pat
     assert summary["diversity"]["readings"]["H1"].startswith("heuristic")
     assert audit["provenance"]["timings"]["n_shards"] == 3
     # The report page and the records table serve a classifier audit (its charts: not yet).
-    stack.client.cookies.set("memaudit_key", stack.headers["Authorization"].split()[1])
+    session_cookie(stack.client, stack.headers["Authorization"].split()[1])
     page = stack.client.get(f"/audits/{audit['id']}")
     assert page.status_code == 200 and "proxies" in page.text
 

@@ -36,6 +36,19 @@ class Served:
 
 
 @pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.browsers import CHROMIUM
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium package (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_lm: DemoArtifacts) -> Iterator[Served]:
     with serve(tmp_path_factory.mktemp("served"), tiny_lm) as instance:
         yield instance

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
-from tests.conftest import REPO, filler_records, write_jsonl
+from tests.conftest import filler_records, write_jsonl
+from tests.e2e.browsers import ARTIFACTS, Watched
 from tests.e2e.conftest import Served
 from tests.flows import submit, upload, wait_final
 from worker.demo import DemoArtifacts
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = REPO / "tests" / "artifacts"
 CHECKS = [
     {"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}},
     {"kind": "membership", "params": {"bootstrap": 50}},
@@ -47,41 +44,6 @@ def audits(served: Served, tiny_lm: DemoArtifacts) -> list[dict]:
         assert audit["status"] == "succeeded", audit
         finished.append(audit)
     return finished
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium package (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield instance
-        instance.close()
-
-
-class Watched:
-    """A page whose console errors and outgoing requests are recorded."""
-
-    def __init__(self, browser, width: int, height: int = 900) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": height})
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.urls: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.urls.append(r.url))
-
-    @property
-    def hosts(self) -> set[str | None]:
-        return {urlparse(url).hostname for url in self.urls}
-
-    def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-    def close(self) -> None:
-        self.context.close()
 
 
 def _sign_in(watched: Watched, served: Served) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from app.migrate import downgrade, upgrade
 from app.models import Base
@@ -11,6 +11,10 @@ from app.models import Base
 TABLES = {
     "api_keys",
     "audits",
+    "browser_sessions",
+    "event_counts",
+    "teams",
+    "throttle_windows",
     "audit_policies",
     "callback_deliveries",
     "datasets",
@@ -56,3 +60,53 @@ def test_sqlite_round_trip(tmp_path) -> None:
 @pytest.mark.postgres
 def test_postgres_round_trip(postgres_url) -> None:
     _round_trip(postgres_url)
+
+
+def _upgrade_with_rows(url: str) -> None:
+    """A 0.1 database with a key, a dataset and an audit moves to teams: all join `default`."""
+    upgrade(url, "0004")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO api_keys (id, name, prefix, key_hash, scope, created_at) "
+                "VALUES ('k1', 'old', 'ma_old', 'h', 'submit', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO datasets (id, sha256, filename, n_records, size_bytes, fields, "
+                "created_by, created_at) VALUES ('ds_1', 'abc', 'd.jsonl', 1, 2, '[]', 'k1', "
+                "'2026-01-01')"
+            )
+        )
+    upgrade(url)
+    with engine.begin() as connection:
+        assert connection.scalar(text("SELECT team_id FROM api_keys")) == "default"
+        assert connection.scalar(text("SELECT team_id FROM datasets")) == "default"
+        grants = connection.scalar(text("SELECT model_folders FROM teams WHERE id = 'default'"))
+        assert "*" in str(grants)
+        # Another team may now hold a record of the same bytes.
+        connection.execute(
+            text(
+                "INSERT INTO teams (id, name, model_folders, data_folders, mlflow_models, "
+                "hf_repos, created_at) VALUES ('t2', 'two', '[]', '[]', '[]', '[]', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO datasets (id, team_id, sha256, filename, n_records, size_bytes, "
+                "fields, created_at) VALUES ('ds_2', 't2', 'abc', 'd.jsonl', 1, 2, '[]', "
+                "'2026-01-01')"
+            )
+        )
+    engine.dispose()
+
+
+def test_existing_rows_join_the_default_team_on_sqlite(tmp_path) -> None:
+    _upgrade_with_rows(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+def test_existing_rows_join_the_default_team_on_postgres(postgres_url) -> None:
+    _upgrade_with_rows(postgres_url)

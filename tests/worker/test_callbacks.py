@@ -11,7 +11,7 @@ import pytest
 
 from app.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.conftest import wait_for
-from tests.flows import upload, wait_final
+from tests.flows import session_cookie, upload, wait_final
 
 
 class FlakyReceiver:
@@ -95,7 +95,7 @@ def test_a_failing_receiver_gets_the_result_once_after_three_attempts(
     assert sent["audit_id"] == audit["id"] and sent["status"] == "succeeded"
     assert sent["summary"]["loss"]["n_samples"] == audit["summary"]["loss"]["n_samples"]
     assert sent["report_url"].endswith(f"/audits/{audit['id']}")
-    stack.client.cookies.set("memaudit_key", stack.headers["Authorization"].split()[1])
+    session_cookie(stack.client, stack.headers["Authorization"].split()[1])
     page = stack.client.get(f"/audits/{audit['id']}").text
     assert page.count("data-callback-attempt=") == 3
 

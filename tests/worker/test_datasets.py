@@ -48,3 +48,8 @@ def test_dataset_uris_stay_inside_their_roots(tmp_path) -> None:
     ]:
         with pytest.raises(FileNotFoundError, match=match), open_dataset(uri, uploads, [root]):
             pass
+
+
+def test_a_byte_order_mark_is_not_a_fault() -> None:
+    info = inspect_jsonl(io.BytesIO(b'\xef\xbb\xbf{"text": "a"}\n'), validate_all=True)
+    assert info.n_records == 1 and info.fields == ["text"]

@@ -29,7 +29,7 @@ def _cache_with(model_dir: Path, cache: Path, repo: str) -> Path:
 
 def test_uris_name_a_revision() -> None:
     assert parse_uri(f"hf:org/lm@{SHA}") == ("org/lm", SHA)
-    for bad in ["hf:org/lm", "hf:@abc", "hf:../../etc@abc", "path:/x"]:
+    for bad in ["hf:org/lm", "hf:@abc", "hf:../../etc@abc", "path:/x", "hf:org--b/x@main"]:
         with pytest.raises(ModelError):
             parse_uri(bad)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import struct
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from app.confinement import pin
 from worker.loaders.errors import ModelError
 from worker.loaders.models import cached_causal_lm, resolve_model
+from worker.loaders.weight_files import SAFETENSORS_MAX_HEADER, check_weight_files
 from worker.real_model import smollm2_gguf
 
 
@@ -50,6 +53,28 @@ def test_a_lying_safetensors_header_is_refused_by_name(tiny_lm, tmp_path, fault)
         resolve_model(f"path:{folder}", [tmp_path])
 
 
+def test_a_file_cut_short_while_it_is_checked_is_a_refusal_not_a_crash(tiny_lm, tmp_path) -> None:
+    """Truncated between the stat and the read (a memory map would die of SIGBUS here)."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_lm.model_dir, folder)
+    with pin(str(folder), [tmp_path], kind="model", want="dir") as pinned:
+        os.truncate(folder / "model.safetensors", 16)
+        with pytest.raises(ModelError, match=r"cut short|runs past"):
+            check_weight_files(pinned)
+
+
+def test_headers_larger_than_any_checkpoint_are_refused_cheaply(tmp_path) -> None:
+    folder = tmp_path / "big"
+    folder.mkdir()
+    size = SAFETENSORS_MAX_HEADER + 1024
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", size) + b" " * size)
+    (folder / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match="at most"):
+        resolve_model(f"path:{folder}", [tmp_path])
+    assert time.perf_counter() - started < 1.0
+
+
 def test_a_file_broken_after_the_check_fails_the_load_not_a_library(tiny_lm, tmp_path) -> None:
     folder = tmp_path / "m"
     shutil.copytree(tiny_lm.model_dir, folder)
@@ -70,6 +95,7 @@ def _string(text: bytes, claimed: int | None = None) -> bytes:
 
 LYING_GGUF = {
     "a tensor count no file could hold": _gguf(2**60, 0),
+    "more tensors than any checkpoint": _gguf(10**6, 0, b"\0" * (24 * 10**6)),
     "a metadata count no file could hold": _gguf(0, 2**62),
     "a string longer than the file": _gguf(0, 1, _string(b"key", 2**40)),
     "an array longer than the file": _gguf(

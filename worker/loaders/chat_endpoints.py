@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from app.outbound import UrlNotAllowed, checked_client
 from worker.loaders.errors import ModelError
 
 PREFIX = "openai:"
@@ -67,10 +68,15 @@ class EndpointChat:
     """Greedy (temperature 0) chat completions, one request per conversation, with retries for
     rate limits and transient server errors."""
 
-    def __init__(self, endpoint: Endpoint, api_key: str, *, timeout: float) -> None:
+    def __init__(
+        self, endpoint: Endpoint, api_key: str, *, timeout: float, allowed_hosts: Sequence[str]
+    ) -> None:
         self.endpoint = endpoint
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+        # Listed hosts may be private; each request still goes to the address it checked.
+        self._client = checked_client(
+            allowed_hosts, True, setting=HOSTS_SETTING, timeout=timeout, headers=headers
+        )
 
     def reply(self, messages: Sequence[dict[str, str]], max_new_tokens: int) -> str:
         body = {
@@ -85,6 +91,8 @@ class EndpointChat:
                 time.sleep(min(2**attempt, 30))
             try:
                 response = self._client.post(self.endpoint.completions_url, json=body)
+            except UrlNotAllowed as exc:
+                raise ModelError(str(exc)) from None
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 continue

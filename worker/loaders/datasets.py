@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+import secrets
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from app.confinement import DEFAULT_RULES, FileRules, PathRefused, pin
+from app.confinement import DEFAULT_RULES, FileRules, PathRefused, RootLike, pin
 from app.json_input import JsonRefused, loads
 from worker.loaders.array_datasets import ArrayDatasetError, inspect_npz, iter_npz
 from worker.loaders.csv_datasets import CsvDatasetError, inspect_csv, iter_csv
@@ -212,25 +213,30 @@ def require_text(record: Record) -> str:
     return text
 
 
-def uploaded_dataset_path(datasets_dir: Path, dataset_id: str) -> Path:
-    return datasets_dir / f"{dataset_id}.jsonl"
+def uploaded_dataset_path(datasets_dir: Path, sha256: str) -> Path:
+    """Uploads are stored once per content, whichever teams hold a record of them."""
+    return datasets_dir / f"ds_{sha256[:24]}.jsonl"
 
 
-def dataset_id_for(sha256: str) -> str:
-    """Uploads are content-addressed: the same bytes always get the same id."""
-    return "ds_" + sha256[:24]
+def new_dataset_id() -> str:
+    """A team's record of an upload: random, so an id says nothing about the content."""
+    return "ds_" + secrets.token_hex(12)
 
 
 @contextmanager
 def open_dataset(
-    uri: str, datasets_dir: Path, data_roots: Sequence[Path], rules: FileRules = DEFAULT_RULES
+    uri: str,
+    uploads: Callable[[str], Path | None],
+    data_roots: Sequence[RootLike],
+    rules: FileRules = DEFAULT_RULES,
 ) -> Iterator[Path]:
-    """The file behind a dataset URI, for as long as the block runs: an upload, or a file
-    resolved beneath the data roots and pinned (readers get its staging link or checked path)."""
+    """The file behind a dataset URI, for as long as the block runs: an upload (`uploads`
+    finds one the audit's team holds), or a file resolved beneath the data roots and pinned
+    (readers get its staging link or its checked path)."""
     scheme, _, rest = uri.partition(":")
     if scheme == "dataset" and UPLOAD_ID.match(rest):
-        path = uploaded_dataset_path(datasets_dir, rest)
-        if not path.is_file():
+        path = uploads(rest)
+        if path is None or not path.is_file():
             raise FileNotFoundError(f"no uploaded dataset {rest}")
         yield path
         return

@@ -48,7 +48,8 @@ def parse_uri(uri: str) -> tuple[str, str]:
     repo, at, revision = uri[len(PREFIX) :].rpartition("@")
     if not uri.startswith(PREFIX) or not at or not repo or not revision:
         raise ModelError(f"{uri!r}: use hf:<org>/<repo>@<commit sha>")
-    if not REPO_ID.match(repo) or ".." in repo:
+    # `--` is the cache's separator: `org--b` would name the same cache folder as `org/b`.
+    if not REPO_ID.match(repo) or ".." in repo or "--" in repo:
         raise ModelError(f"{repo!r} is not a Hugging Face repository id")
     check_revision(revision)
     return repo, revision

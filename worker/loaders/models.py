@@ -11,7 +11,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from app.confinement import DEFAULT_RULES, FileRules, Located, PathRefused, Pinned, pin, pin_located
+from app.confinement import (
+    DEFAULT_RULES,
+    FileRules,
+    Located,
+    PathRefused,
+    Pinned,
+    Root,
+    RootLike,
+    pin,
+    pin_located,
+)
 from worker.loaders import builtin_nets, diffusion_models, hf_models, mlflow_models
 from worker.loaders.errors import ModelError, first_line
 from worker.loaders.weight_files import check_weight_files, read_json_file
@@ -122,7 +132,7 @@ def _spec(uri: str, pinned: Pinned, *, kind: str, **fields: Any) -> ModelSpec:
 
 def materialize(
     uri: str,
-    roots: Sequence[Path],
+    roots: Sequence[RootLike],
     *,
     mlflow_tracking_uri: str,
     cache_root: Path,
@@ -155,7 +165,7 @@ def materialize(
             uri=uri,
             path=model_dir,
             tokenizer_path=tokenizer_dir,
-            location=Located(root, ()),
+            location=Located(Root(root), ()),
             recursive=True,
         )
     return resolve_model(uri, roots, **options)
@@ -167,7 +177,7 @@ def pickled_weight_files(path: Path) -> list[Path]:
 
 def resolve_model(
     uri: str,
-    roots: Sequence[Path],
+    roots: Sequence[RootLike],
     *,
     allow_pickle: bool = False,
     allow_torchscript: bool = False,

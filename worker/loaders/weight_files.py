@@ -3,25 +3,27 @@
 A safetensors or GGUF file whose header lies (offsets past the end, counts no file could hold,
 a header larger than the file) made the loaders fail deep inside a library, or allocate what the
 header claimed, and the error looked transient, so the shard was retried. Every structure is
-checked here against the file's real size, reading through a memory map (nothing is copied,
-memory stays bounded), and a bad file is a ModelError that names it: the audit fails once.
+checked here against the file's real size, and a bad file is a ModelError that names it: the
+audit fails once. Reads are `pread`s through a small window (never a memory map: a file cut
+short under a map kills the process with SIGBUS), and headers are capped far above any real
+checkpoint's, so a check costs bounded time and memory in the API too.
 """
 
 from __future__ import annotations
 
 import itertools
-import mmap
 import os
 import struct
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import Any
 
-from app.confinement import Pinned, PinnedFile
+from app.confinement import PathRefused, Pinned
 from app.json_input import JsonRefused, loads
 from worker.loaders.errors import ModelError
 
-SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+# A real header is kilobytes (a few MB for a many-expert model in one file); the library's own
+# limit is 100 MB, which costs seconds and a gigabyte to parse.
+SAFETENSORS_MAX_HEADER = 8 * 1024**2
 # Bits per element; safetensors' dtypes, the sub-byte float formats included.
 SAFETENSORS_DTYPE_BITS = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
@@ -37,23 +39,35 @@ GGUF_MAX_ARRAY_NESTING = 4
 GGUF_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 GGUF_STRING, GGUF_ARRAY, GGUF_UINT32 = 8, 9, 4
 GGUF_DEFAULT_ALIGNMENT = 32
+# Far above real files (a few hundred metadata keys, ~1k tensors a shard, vocabularies and
+# merges of a few hundred thousand strings), far below what costs seconds to walk.
+GGUF_MAX_VALUES = 65_536
+GGUF_MAX_TENSORS = 200_000
+GGUF_MAX_STRINGS = 2_000_000
+READ_WINDOW = 1 << 20
 
 
 class _Bad(Exception):
     """A fault found in a header; becomes a ModelError naming the file."""
 
 
-@contextmanager
-def _mapped(file: PinnedFile):  # type: ignore[no-untyped-def]
-    descriptor = file.reopen()
-    try:
-        if file.size == 0:
-            yield b""
-            return
-        with mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ) as view:
-            yield view
-    finally:
-        os.close(descriptor)
+class _Reader:
+    """Bytes of a file by offset, read with pread through a window, never past its size."""
+
+    def __init__(self, descriptor: int, size: int) -> None:
+        self.descriptor, self.size = descriptor, size
+        self.start, self.data = 0, b""
+
+    def read(self, offset: int, count: int, what: str) -> bytes:
+        if count < 0 or offset + count > self.size:
+            raise _Bad(f"{what} runs past the end of the file (offset {offset}, {count} bytes)")
+        end = self.start + len(self.data)
+        if not (self.start <= offset and offset + count <= end):
+            self.start = offset
+            self.data = os.pread(self.descriptor, max(count, READ_WINDOW), offset)
+            if len(self.data) < count:
+                raise _Bad("the file was cut short while it was read")
+        return self.data[offset - self.start : offset - self.start + count]
 
 
 def _numel(shape: Any) -> int:
@@ -65,14 +79,17 @@ def _numel(shape: Any) -> int:
     return count
 
 
-def check_safetensors(view: Any, size: int) -> None:
+def check_safetensors(reader: _Reader) -> None:
+    size = reader.size
     if size < 8:
         raise _Bad(f"{size} bytes: too short for a safetensors header")
-    (header_len,) = struct.unpack_from("<Q", view, 0)
-    if header_len > min(SAFETENSORS_MAX_HEADER, size - 8):
+    (header_len,) = struct.unpack("<Q", reader.read(0, 8, "the header length"))
+    if header_len > size - 8:
         raise _Bad(f"the header claims {header_len} bytes; the file holds {size - 8} after it")
+    if header_len > SAFETENSORS_MAX_HEADER:
+        raise _Bad(f"the header is {header_len} bytes; at most {SAFETENSORS_MAX_HEADER} are read")
     try:
-        header = loads(bytes(view[8 : 8 + header_len]), max_depth=4)
+        header = loads(reader.read(8, header_len, "the header"), max_depth=4)
     except JsonRefused as exc:
         raise _Bad(f"the header is not valid JSON: {exc.reason}") from None
     if not isinstance(header, dict):
@@ -106,10 +123,10 @@ def check_safetensors(view: Any, size: int) -> None:
 
 
 class _Cursor:
-    """Reads GGUF fields from a memory map, never past its end."""
+    """Reads GGUF fields in order, never past the end of the file."""
 
-    def __init__(self, view: Any, size: int) -> None:
-        self.view, self.size, self.at = view, size, 0
+    def __init__(self, reader: _Reader) -> None:
+        self.reader, self.size, self.at, self.strings = reader, reader.size, 0, 0
 
     def need(self, count: int, what: str) -> None:
         if count < 0 or self.at + count > self.size:
@@ -117,8 +134,7 @@ class _Cursor:
 
     def unpack(self, fmt: str, what: str) -> int:
         width = struct.calcsize(fmt)
-        self.need(width, what)
-        (value,) = struct.unpack_from(fmt, self.view, self.at)
+        (value,) = struct.unpack(fmt, self.reader.read(self.at, width, what))
         self.at += width
         return value
 
@@ -127,9 +143,12 @@ class _Cursor:
         self.at += count
 
     def string(self, what: str) -> bytes:
+        self.strings += 1
+        if self.strings > GGUF_MAX_STRINGS:
+            raise _Bad(f"more than {GGUF_MAX_STRINGS} strings in the metadata")
         length = self.unpack("<Q", what)
         self.need(length, what)
-        value = bytes(self.view[self.at : self.at + length]) if length <= 256 else b""
+        value = self.reader.read(self.at, length, what) if length <= 256 else b""
         self.at += length
         return value
 
@@ -158,12 +177,12 @@ class _Cursor:
         return None
 
 
-def check_gguf(view: Any, size: int) -> None:
+def check_gguf(reader: _Reader) -> None:
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    cursor = _Cursor(view, size)
-    cursor.need(4, "the magic number")
-    if bytes(view[:4]) != GGUF_MAGIC:
+    size = reader.size
+    cursor = _Cursor(reader)
+    if reader.read(0, 4, "the magic number") != GGUF_MAGIC:
         raise _Bad("not a GGUF file (no GGUF magic number)")
     cursor.at = 4
     version = cursor.unpack("<I", "the version")
@@ -171,6 +190,11 @@ def check_gguf(view: Any, size: int) -> None:
         raise _Bad(f"GGUF version {version} is not supported (2 or 3)")
     n_tensors = cursor.unpack("<Q", "the tensor count")
     n_values = cursor.unpack("<Q", "the metadata count")
+    if n_values > GGUF_MAX_VALUES or n_tensors > GGUF_MAX_TENSORS:
+        raise _Bad(
+            f"{n_values} metadata values and {n_tensors} tensors; at most {GGUF_MAX_VALUES} and "
+            f"{GGUF_MAX_TENSORS} are read"
+        )
     # A key-value pair takes at least 13 bytes, a tensor description 24.
     cursor.need(
         n_values * 13 + n_tensors * 24, f"{n_values} metadata values and {n_tensors} tensors"
@@ -205,7 +229,7 @@ def check_gguf(view: Any, size: int) -> None:
             raise _Bad(f"tensor {name!r} (offset {offset}, {nbytes} bytes) runs past the end")
 
 
-CHECKERS: dict[str, Callable[[Any, int], None]] = {
+CHECKERS: dict[str, Callable[[_Reader], None]] = {
     ".safetensors": check_safetensors,
     ".gguf": check_gguf,
 }
@@ -218,8 +242,11 @@ def check_weight_files(pinned: Pinned) -> None:
         if checker is None:
             continue
         try:
-            with _mapped(file) as view:
-                checker(view, file.size)
+            descriptor = file.reopen()
+        except PathRefused as exc:
+            raise ModelError(str(exc)) from None
+        try:
+            checker(_Reader(descriptor, file.size))
         except _Bad as exc:
             raise ModelError(
                 f"{name} is not a valid {name.rsplit('.', 1)[1]} file: {exc}"

@@ -9,6 +9,7 @@ from sqlalchemy import event
 
 from app.keys import create_key
 from bench.report_data import seed_audit
+from tests.flows import session_cookie, sign_in
 
 PAGES = [
     "/audits",
@@ -43,10 +44,14 @@ def seeded(stack) -> dict[str, str]:
     }
 
 
-def _cookie(stack, scope: str = "read") -> dict[str, str]:
+def _key(stack, scope: str = "read") -> str:
     with stack.db.session() as session:
-        key = create_key(session, f"dash-{scope}", scope)
-    return {"memaudit_key": key}
+        return create_key(session, f"dash-{scope}", scope)
+
+
+def _cookie(stack, scope: str = "read") -> dict[str, str]:
+    stack.client.cookies.clear()
+    return session_cookie(stack.client, _key(stack, scope))
 
 
 def _get(stack, path: str, cookies: dict[str, str] | None = None):
@@ -62,7 +67,7 @@ def test_without_a_key_only_the_login_page_is_served(stack, seeded) -> None:
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/login?next=")
     assert _get(stack, "/login").status_code == 200
-    wrong = stack.client.post("/login", data={"key": "ma_wrong", "next": "/audits"})
+    wrong = sign_in(stack.client, "ma_wrong")
     assert wrong.status_code == 401 and "not valid" in wrong.text
     api = stack.client.get(f"/v1/audits/{seeded['v1']}/report.html")
     assert api.status_code == 401
@@ -70,17 +75,14 @@ def test_without_a_key_only_the_login_page_is_served(stack, seeded) -> None:
 
 def test_login_with_a_read_key_sets_an_http_only_cookie_and_returns(stack, seeded) -> None:
     stack.client.cookies.clear()
-    key = _cookie(stack)["memaudit_key"]
-    response = stack.client.post(
-        "/login", data={"key": key, "next": f"/audits/{seeded['v1']}"}, follow_redirects=False
-    )
+    key = _key(stack)
+    response = sign_in(stack.client, key, f"/audits/{seeded['v1']}")
     assert response.status_code == 303 and response.headers["location"] == f"/audits/{seeded['v1']}"
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-    offsite = stack.client.post(
-        "/login", data={"key": key, "next": "//evil.example"}, follow_redirects=False
-    )
-    assert offsite.headers["location"] == "/audits"
+    assert key not in cookie  # the cookie holds a session id, never the key
+    for offsite in ["//evil.example", "/\\evil.example", "https://evil.example", "/\t/evil"]:
+        assert sign_in(stack.client, key, offsite).headers["location"] == "/audits", offsite
 
 
 def test_every_page_renders_with_security_headers(stack, seeded) -> None:
@@ -248,3 +250,12 @@ def test_table_pages_are_found_from_an_index_without_sorting(stack, params, inde
         )
     assert index in plan, plan
     assert "TEMP B-TREE" not in plan or "q" in params, plan
+
+
+def test_pages_take_a_bearer_key_too(stack, seeded) -> None:
+    """Scripts and benches read pages with a key; a header is no ambient authority."""
+    stack.client.cookies.clear()
+    page = stack.client.get(f"/audits/{seeded['v1']}", headers=stack.headers)
+    assert page.status_code == 200 and seeded["v1"] in page.text
+    wrong = stack.client.get("/audits", headers={"Authorization": "Bearer ma_wrong"})
+    assert "/login" in str(wrong.url)

@@ -1,0 +1,99 @@
+"""Teams and the keys in them: the plain functions behind the admin routes and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import ApiError
+from app.models import ApiKey, Team
+from app.tenancy import check_folders, team_by_name
+
+
+def _folders(settings: Settings, models: Sequence[str], data: Sequence[str]) -> tuple[list, list]:
+    try:
+        return (
+            check_folders(models, settings.model_root_paths, "model"),
+            check_folders(data, settings.data_root_paths, "data"),
+        )
+    except ValueError as exc:
+        raise ApiError(422, "invalid_grant", str(exc)) from None
+
+
+def create_team(
+    session: Session,
+    settings: Settings,
+    name: str,
+    *,
+    model_folders: Sequence[str] = (),
+    data_folders: Sequence[str] = (),
+    mlflow_models: Sequence[str] = (),
+    hf_repos: Sequence[str] = (),
+) -> Team:
+    if team_by_name(session, name) is not None:
+        raise ApiError(409, "team_exists", f"a team named {name!r} exists")
+    models, data = _folders(settings, model_folders, data_folders)
+    team = Team(
+        name=name,
+        model_folders=models,
+        data_folders=data,
+        mlflow_models=list(mlflow_models),
+        hf_repos=list(hf_repos),
+    )
+    session.add(team)
+    session.commit()
+    return team
+
+
+def update_team(
+    session: Session,
+    settings: Settings,
+    team: Team,
+    *,
+    model_folders: Sequence[str] | None = None,
+    data_folders: Sequence[str] | None = None,
+    mlflow_models: Sequence[str] | None = None,
+    hf_repos: Sequence[str] | None = None,
+) -> Team:
+    """New grants hold at once: the next submit and the next shard a worker loads read them."""
+    models, data = _folders(
+        settings,
+        team.model_folders if model_folders is None else model_folders,
+        team.data_folders if data_folders is None else data_folders,
+    )
+    team.model_folders, team.data_folders = models, data
+    if mlflow_models is not None:
+        team.mlflow_models = list(mlflow_models)
+    if hf_repos is not None:
+        team.hf_repos = list(hf_repos)
+    session.commit()
+    return team
+
+
+def get_team(session: Session, id_or_name: str) -> Team:
+    team = session.get(Team, id_or_name) or team_by_name(session, id_or_name)
+    if team is None:
+        raise ApiError(404, "not_found", f"no team {id_or_name!r}")
+    return team
+
+
+def named_team(session: Session, id_or_name: str) -> Team:
+    """A team a request body names: an unknown one is a bad request, not a missing page."""
+    team = session.get(Team, id_or_name) or team_by_name(session, id_or_name)
+    if team is None:
+        raise ApiError(422, "unknown_team", f"no team {id_or_name!r}")
+    return team
+
+
+def list_teams(session: Session) -> list[Team]:
+    return list(session.scalars(select(Team).order_by(Team.name)))
+
+
+def assign_key(session: Session, key: ApiKey, team: Team) -> ApiKey:
+    """Move a key to another team: from now on it sees and acts on that team's objects."""
+    key.team_id = team.id
+    session.commit()
+    return key
