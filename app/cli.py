@@ -91,6 +91,7 @@ def cmd_teams_create(settings: Settings, args: argparse.Namespace) -> int:
                 data_folders=args.data,
                 mlflow_models=args.mlflow,
                 hf_repos=args.hf,
+                chat_endpoints=args.chat,
             )
             print(f"team {team.name} ({team.id})")
     except ApiError as exc:
@@ -108,7 +109,7 @@ def cmd_teams_list(settings: Settings, _args: argparse.Namespace) -> int:
         for team in list_teams(session):
             print(
                 f"{team.name}: models {team.model_folders}, data {team.data_folders}, "
-                f"mlflow {team.mlflow_models}, hf {team.hf_repos}"
+                f"mlflow {team.mlflow_models}, hf {team.hf_repos}, chat {team.chat_endpoints}"
             )
     return 0
 
@@ -625,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data": "a folder inside DATA_ROOTS (or *), repeatable",
         "--mlflow": "a glob over MLflow registered model names, repeatable",
         "--hf": "a glob over Hugging Face repository ids, repeatable",
+        "--chat": "a glob over chat endpoint models, <model>@<base URL>, repeatable",
     }
     for flag, help_text in grants.items():
         team_create.add_argument(flag, action="append", default=[], help=help_text)

@@ -63,22 +63,21 @@ def _throttled(wait: int) -> ApiError:
     )
 
 
-def refuse_throttled(request: Request, session: Session, settings: Settings) -> None:
-    """While a client is over the limit, no key it presents is even tried."""
-    wait = retry_after(
-        session,
-        request_client(request, settings),
-        settings.auth_failure_limit,
-        settings.auth_failure_window_seconds,
-    )
+def refuse_failed_attempt(request: Request, session: Session, settings: Settings) -> None:
+    """Count a failed key or sign-in for this client; past the limit the answer is 429 (and
+    nothing more is written for it until the window ends).
+
+    A valid key is never refused: keys carry 256 bits, so no number of guesses finds one, and a
+    client behind a shared address must not be locked out by another's failures. The throttle
+    bounds the work and the noise a bad client makes."""
+    client = request_client(request, settings)
+    limit, window = settings.auth_failure_limit, settings.auth_failure_window_seconds
+    wait = retry_after(session, client, limit, window)
+    if wait is None:
+        record_failure(session, client, window)
+        wait = retry_after(session, client, limit, window)
     if wait is not None:
         raise _throttled(wait)
-
-
-def refuse_failed_attempt(request: Request, session: Session, settings: Settings) -> None:
-    """Count a failed key or sign-in for this client; past the limit the answer is 429."""
-    record_failure(session, request_client(request, settings), settings.auth_failure_window_seconds)
-    refuse_throttled(request, session, settings)
 
 
 def _bearer(header: str) -> str:
@@ -91,7 +90,6 @@ def authenticate_request(request: Request, session: Session, settings: Settings)
     session's CSRF token from a page of the service's own origin."""
     header = request.headers.get("authorization")
     if header is not None:
-        refuse_throttled(request, session, settings)
         token = _bearer(header)
         api_key = authenticate(session, token) if token else None
         if api_key is None:

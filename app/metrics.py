@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from app.models import (
+    ApiKey,
     Audit,
     AuditStatus,
     CallbackDelivery,
@@ -21,6 +22,7 @@ from app.models import (
     ShardStatus,
     WebhookDelivery,
 )
+from app.tenancy import visible
 
 
 def _escape(value: str) -> str:
@@ -35,48 +37,79 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict, 
     return "\n".join(lines)
 
 
-def _counts(session: Session, column: Any, statuses: Iterable[str]) -> list[tuple[dict, float]]:
-    found = dict(session.execute(select(column, func.count()).group_by(column)).all())
-    return [({"status": status}, float(found.get(status, 0))) for status in statuses]
+def render(session: Session, key: ApiKey) -> str:
+    """What the key's team may see: its own audits' figures; an admin key sees every team's,
+    and the service-wide ones (webhook deliveries, refused events)."""
 
+    def scoped(query: Select[Any], column: Any = Audit.team_id) -> Select[Any]:
+        return visible(query, column, key)
 
-def render(session: Session) -> str:
+    def by_status(column: Any, table: Any, statuses: Iterable[str]) -> list[tuple[dict, float]]:
+        query = select(column, func.count()).select_from(table)
+        if table is Shard:
+            query = query.join(Audit, Audit.id == Shard.audit_id)
+        found = dict(session.execute(scoped(query).group_by(column)).all())
+        return [({"status": status}, float(found.get(status, 0))) for status in statuses]
+
     shard_seconds = Shard.info["seconds"].as_float()
     shard_tokens = Shard.info["n_tokens"].as_float()
     seconds_sum, tokens_sum, shards_done = session.execute(
-        select(
-            func.coalesce(func.sum(shard_seconds), 0.0),
-            func.coalesce(func.sum(shard_tokens), 0.0),
-            func.count(),
-        ).where(Shard.status == ShardStatus.SUCCEEDED)
-    ).one()
-    webhooks = session.execute(
-        select(WebhookDelivery.source, WebhookDelivery.status, func.count()).group_by(
-            WebhookDelivery.source, WebhookDelivery.status
+        scoped(
+            select(
+                func.coalesce(func.sum(shard_seconds), 0.0),
+                func.coalesce(func.sum(shard_tokens), 0.0),
+                func.count(),
+            )
+            .select_from(Shard)
+            .join(Audit, Audit.id == Shard.audit_id)
+            .where(Shard.status == ShardStatus.SUCCEEDED)
         )
-    ).all()
+    ).one()
+    webhooks = (
+        session.execute(
+            select(WebhookDelivery.source, WebhookDelivery.status, func.count()).group_by(
+                WebhookDelivery.source, WebhookDelivery.status
+            )
+        ).all()
+        if key.is_admin
+        else []
+    )
     callbacks = dict(
         session.execute(
-            select(CallbackDelivery.delivered, func.count()).group_by(CallbackDelivery.delivered)
+            scoped(
+                select(CallbackDelivery.delivered, func.count())
+                .join(Audit, Audit.id == CallbackDelivery.audit_id)
+                .group_by(CallbackDelivery.delivered)
+            )
         ).all()
     )
     queued = session.scalar(
-        select(func.count()).select_from(Shard).where(Shard.status == ShardStatus.QUEUED)
+        scoped(
+            select(func.count())
+            .select_from(Shard)
+            .join(Audit, Audit.id == Shard.audit_id)
+            .where(Shard.status == ShardStatus.QUEUED)
+        )
+    )
+    refused = (
+        session.execute(select(EventCount.name, EventCount.count).order_by(EventCount.name)).all()
+        if key.is_admin
+        else []
     )
     families = [
         _family(
             "memaudit_audits",
             "gauge",
             "Audits by status.",
-            _counts(session, Audit.status, [*AuditStatus.ACTIVE, *AuditStatus.FINAL]),
+            by_status(Audit.status, Audit, [*AuditStatus.ACTIVE, *AuditStatus.FINAL]),
         ),
         _family(
             "memaudit_shards",
             "gauge",
             "Shards by status.",
-            _counts(
-                session,
+            by_status(
                 Shard.status,
+                Shard,
                 [
                     ShardStatus.QUEUED,
                     ShardStatus.RUNNING,
@@ -113,12 +146,7 @@ def render(session: Session) -> str:
             "memaudit_refused_total",
             "counter",
             "Refused events kept as counts, not rows (webhook deliveries with a bad signature).",
-            [
-                ({"event": name}, float(count))
-                for name, count in session.execute(
-                    select(EventCount.name, EventCount.count).order_by(EventCount.name)
-                )
-            ],
+            [({"event": name}, float(count)) for name, count in refused],
         ),
         _family(
             "memaudit_callback_attempts",

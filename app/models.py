@@ -66,9 +66,12 @@ class Team(Base):
     # so a link in one team's folder cannot lead into another's.
     model_folders: Mapped[list[Any]] = mapped_column(JSON, default=list)
     data_folders: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    # Globs over MLflow registered model names and Hugging Face repository ids.
+    # Globs over MLflow registered model names, Hugging Face repository ids, and chat endpoint
+    # models as `<model>@<base URL>` (one shared endpoint key must not audit another team's
+    # hosted fine-tune).
     mlflow_models: Mapped[list[Any]] = mapped_column(JSON, default=list)
     hf_repos: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    chat_endpoints: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -138,7 +138,9 @@ def delete_policy(session: Session, policy: AuditPolicy) -> None:
 def enabled_policies(session: Session, source: str) -> list[AuditPolicy]:
     return list(
         session.scalars(
-            select(AuditPolicy).where(AuditPolicy.source == source, AuditPolicy.enabled.is_(True))
+            select(AuditPolicy)
+            .where(AuditPolicy.source == source, AuditPolicy.enabled.is_(True))
+            .order_by(AuditPolicy.name)
         )
     )
 

@@ -278,6 +278,9 @@ class TeamCreate(StrictModel):
     hf_repos: GrantList = Field(
         default_factory=list, description="globs over Hugging Face repository ids"
     )
+    chat_endpoints: GrantList = Field(
+        default_factory=list, description="globs over chat endpoint models, <model>@<base URL>"
+    )
 
 
 class TeamUpdate(StrictModel):
@@ -285,6 +288,7 @@ class TeamUpdate(StrictModel):
     data_folders: GrantList | None = None
     mlflow_models: GrantList | None = None
     hf_repos: GrantList | None = None
+    chat_endpoints: GrantList | None = None
 
 
 class TeamPublic(BaseModel):
@@ -296,6 +300,7 @@ class TeamPublic(BaseModel):
     data_folders: list[str]
     mlflow_models: list[str]
     hf_repos: list[str]
+    chat_endpoints: list[str]
     created_at: UtcDatetime
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import ApiError
-from app.models import ApiKey, Team
+from app.models import ApiKey, BrowserSession, Team
 from app.tenancy import check_folders, team_by_name
 
 
@@ -32,6 +32,7 @@ def create_team(
     data_folders: Sequence[str] = (),
     mlflow_models: Sequence[str] = (),
     hf_repos: Sequence[str] = (),
+    chat_endpoints: Sequence[str] = (),
 ) -> Team:
     if team_by_name(session, name) is not None:
         raise ApiError(409, "team_exists", f"a team named {name!r} exists")
@@ -42,6 +43,7 @@ def create_team(
         data_folders=data,
         mlflow_models=list(mlflow_models),
         hf_repos=list(hf_repos),
+        chat_endpoints=list(chat_endpoints),
     )
     session.add(team)
     session.commit()
@@ -57,6 +59,7 @@ def update_team(
     data_folders: Sequence[str] | None = None,
     mlflow_models: Sequence[str] | None = None,
     hf_repos: Sequence[str] | None = None,
+    chat_endpoints: Sequence[str] | None = None,
 ) -> Team:
     """New grants hold at once: the next submit and the next shard a worker loads read them."""
     models, data = _folders(
@@ -69,6 +72,8 @@ def update_team(
         team.mlflow_models = list(mlflow_models)
     if hf_repos is not None:
         team.hf_repos = list(hf_repos)
+    if chat_endpoints is not None:
+        team.chat_endpoints = list(chat_endpoints)
     session.commit()
     return team
 
@@ -93,7 +98,9 @@ def list_teams(session: Session) -> list[Team]:
 
 
 def assign_key(session: Session, key: ApiKey, team: Team) -> ApiKey:
-    """Move a key to another team: from now on it sees and acts on that team's objects."""
+    """Move a key to another team: from now on it sees and acts on that team's objects. Its
+    browser sessions end (they were signed in to the old team's view)."""
     key.team_id = team.id
+    session.execute(delete(BrowserSession).where(BrowserSession.key_id == key.id))
     session.commit()
     return key

@@ -36,6 +36,7 @@ class Grants:
     data_folders: tuple[str, ...]
     mlflow_models: tuple[str, ...]
     hf_repos: tuple[str, ...]
+    chat_endpoints: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, team: Team) -> Grants:
@@ -45,11 +46,12 @@ class Grants:
             tuple(team.data_folders or ()),
             tuple(team.mlflow_models or ()),
             tuple(team.hf_repos or ()),
+            tuple(team.chat_endpoints or ()),
         )
 
     @classmethod
     def everything(cls, team_id: str) -> Grants:
-        return cls(team_id, (EVERYTHING,), (EVERYTHING,), (EVERYTHING,), (EVERYTHING,))
+        return cls(team_id, *[(EVERYTHING,)] * 5)
 
     def model_roots(self, settings: Settings) -> list[Root]:
         return _folders(self.model_folders, settings.model_root_paths)
@@ -64,6 +66,10 @@ class Grants:
     def check_hf(self, repo: str) -> None:
         if not _matches(repo, self.hf_repos):
             raise NotGranted(f"Hugging Face repository {repo!r} is not granted to this team")
+
+    def check_endpoint(self, model_at_url: str) -> None:
+        if not _matches(model_at_url, self.chat_endpoints):
+            raise NotGranted(f"chat endpoint model {model_at_url!r} is not granted to this team")
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -106,13 +112,16 @@ class Owner:
 
 
 def check_model_grant(grants: Grants, uri: str) -> None:
-    """Registry models by name or repository; folders are confined by `model_roots`."""
-    from worker.loaders import hf_models, mlflow_models
+    """Registry models by name or repository, endpoint models by `<model>@<base URL>`;
+    folders are confined by `model_roots`."""
+    from worker.loaders import chat_endpoints, hf_models, mlflow_models
 
     if uri.startswith(hf_models.PREFIX):
         grants.check_hf(hf_models.parse_uri(uri)[0])
     elif uri.startswith(mlflow_models.PREFIX):
         grants.check_mlflow(mlflow_models.parse_uri(uri)[0])
+    elif chat_endpoints.is_endpoint(uri):
+        grants.check_endpoint(uri[len(chat_endpoints.PREFIX) :])
 
 
 def grants_for(session: Session, team_id: str, *, admin: bool = False) -> Grants:
@@ -136,7 +145,8 @@ def submitter_grants(session: Session, team_id: str, key_id: str | None) -> Gran
     """The grants an audit runs under in the worker: those of the key that submitted it (an
     admin key's are everything), or its team's for a policy's audit."""
     key = session.get(ApiKey, key_id) if key_id else None
-    return grants_for(session, team_id, admin=key is not None and key.is_admin)
+    admin = key is not None and key.is_admin and key.revoked_at is None
+    return grants_for(session, team_id, admin=admin)
 
 
 def visible(query: Select[Any], column: Any, key: ApiKey | None) -> Select[Any]:

@@ -20,6 +20,7 @@ from celery import Celery
 
 from app.config import Settings
 from app.db import Database
+from app.errors import ApiError
 from app.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from app.policies import enabled_policies, matches, matching_policies, start_policy_audit
 from app.verdicts import metric_value
@@ -41,17 +42,24 @@ def _start(
     policies: Sequence[AuditPolicy],
     model_uri: str,
     labels: dict[str, str],
-) -> list[str]:
-    """Each policy's audit of this model version; the ids of those created now."""
-    started = []
-    with db.session() as session:
-        for policy in policies:
-            audit, created = start_policy_audit(
-                session, settings, celery, policy, model_uri, labels
-            )
-            if created:
-                started.append(audit.id)
-    return started
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Each policy's audit of this model version: (ids created now, refusals). A policy whose
+    audit is refused (its team is not granted the model, its dataset is gone) is recorded and
+    passed over; it never keeps the other policies' audits from starting."""
+    started, refused = [], []
+    for policy in policies:
+        try:
+            with db.session() as session:
+                audit, created = start_policy_audit(
+                    session, settings, celery, policy, model_uri, labels
+                )
+        except ApiError as exc:
+            log.warning("policy %s refused %s: %s", policy.name, model_uri, exc.message)
+            refused.append({"policy": policy.name, "error": exc.message})
+            continue
+        if created:
+            started.append(audit.id)
+    return started, refused
 
 
 def _mlflow_action(
@@ -99,8 +107,10 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
         _, name, uri, labels = action
         with db.session() as session:
             policies = matching_policies(session, source, name)
-        audits = _start(db, settings, celery, policies, uri, labels)
+        audits, refused = _start(db, settings, celery, policies, uri, labels)
         outcome = {"status": "processed", "model_uri": uri, "audits": audits}
+        if refused:
+            outcome["refused"] = refused
     with db.session() as session:
         delivery = session.get(WebhookDelivery, key)
         delivery.status, delivery.detail = outcome["status"], outcome
@@ -165,7 +175,7 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
                 continue
             uri = f"{mlflow_models.PREFIX}{model.name}/{version.version}"
             labels = {"mlflow.run_id": version.run_id or ""}
-            started += _start(db, settings, celery, matched, uri, labels)
+            started += _start(db, settings, celery, matched, uri, labels)[0]
     if started:
         log.info("reconciliation started %d audits of unannounced versions", len(started))
     return started

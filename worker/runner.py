@@ -278,7 +278,6 @@ def _batches(
             endpoint,
             settings.chat_endpoint_api_key,
             timeout=settings.chat_endpoint_timeout_seconds,
-            allowed_hosts=settings.chat_hosts,
         )
         target = classifier = None
         speaker = GenerationContext(remote.generate, chat=remote)

@@ -12,7 +12,8 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def scrape(session: SessionDep, _key: ReadKey) -> PlainTextResponse:
+def scrape(session: SessionDep, key: ReadKey) -> PlainTextResponse:
+    """A team's key sees its team's figures; an admin key (Prometheus's) sees the service's."""
     return PlainTextResponse(
-        metrics.render(session), media_type="text/plain; version=0.0.4; charset=utf-8"
+        metrics.render(session, key), media_type="text/plain; version=0.0.4; charset=utf-8"
     )

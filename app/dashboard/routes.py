@@ -30,7 +30,7 @@ from app.browser_sessions import (
 from app.config import Settings
 from app.dashboard import pages
 from app.dashboard.rendering import PLOTLY_JS, page
-from app.deps import SessionDep, SettingsDep, refuse_failed_attempt, refuse_throttled
+from app.deps import SessionDep, SettingsDep, refuse_failed_attempt
 from app.errors import ApiError
 from app.keys import authenticate
 from app.models import ApiKey
@@ -50,7 +50,6 @@ def _viewer(request: Request, session: SessionDep) -> Viewer | None:
     """The browser's session, or a Bearer key (pages are reads: no ambient authority)."""
     header = request.headers.get("authorization")
     if header is not None:
-        refuse_throttled(request, session, request.app.state.settings)
         scheme, _, token = header.partition(" ")
         key = authenticate(session, token.strip()) if scheme.lower() == "bearer" else None
         if key is None:
@@ -138,12 +137,6 @@ def login(
         return _login_page(
             request, settings, next, "The sign-in form expired; try again.", status_code=403
         )
-    try:
-        refuse_throttled(request, session, settings)  # while throttled, no key is even tried
-    except ApiError as throttled:
-        return _login_page(
-            request, settings, next, throttled.message, status_code=429, headers=throttled.headers
-        )
     api_key = authenticate(session, key.strip())
     if api_key is None:
         try:
@@ -179,9 +172,9 @@ def logout(
     settings: SettingsDep,
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    viewer = _viewer(request, session)
-    if viewer is not None and (
-        not tokens_match(csrf_token, viewer.csrf_token)
+    found = find_session(session, request.cookies.get(SESSION_COOKIE))
+    if found is not None and (
+        not tokens_match(csrf_token, found[0].csrf_token)
         or not same_origin(request.headers.get("origin"), settings.public_url)
     ):
         raise ApiError(403, "csrf_failed", "sign out from the dashboard's own page")

@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("data_folders", sa.JSON(), nullable=False),
         sa.Column("mlflow_models", sa.JSON(), nullable=False),
         sa.Column("hf_repos", sa.JSON(), nullable=False),
+        sa.Column("chat_endpoints", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
@@ -72,6 +73,7 @@ def upgrade() -> None:
             data_folders=["*"],
             mlflow_models=["*"],
             hf_repos=["*"],
+            chat_endpoints=["*"],
             created_at=sa.func.now(),
         )
     )

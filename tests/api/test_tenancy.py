@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.keys import create_key
-from app.teams import create_team, update_team
+from app.models import ApiKey as _ApiKey
+from app.models import Team as _Team
+from app.teams import assign_key, create_team, update_team
 from tests.flows import session_cookie, upload
 from worker.runner import run_shard
 
@@ -213,3 +215,90 @@ def test_a_team_cannot_point_its_folder_at_another_teams(teams) -> None:
     a.model.parent.symlink_to(b.model.parent)  # models/team-a -> models/team-b
     refused = _submit(stack, a, f"path:{a.model}", f"path:{a.dataset}")
     assert refused.status_code == 422 and "is a link or not a folder" in refused.text
+
+
+def test_metrics_show_a_team_its_own_activity(teams) -> None:
+    stack, a, _b = teams
+    assert _submit(stack, a, f"path:{a.model}", f"path:{a.dataset}").status_code == 202
+    with stack.db.session() as session:
+        reader = create_key(session, "b-read", "read", session.query(_Team).filter_by(
+            name="team-b").one().id)  # fmt: skip
+    theirs = stack.client.get("/metrics", headers={"Authorization": f"Bearer {reader}"}).text
+    assert 'memaudit_audits{status="queued"} 0' in theirs
+    assert "memaudit_queue_depth 0" in theirs and "memaudit_refused_total{" not in theirs
+    admin = stack.client.get("/metrics", headers=stack.headers).text
+    assert 'memaudit_audits{status="queued"} 1' in admin and "memaudit_queue_depth 3" in admin
+
+
+def test_chat_endpoint_models_are_granted_per_team(make_stack, tiny_lm, tmp_path) -> None:
+    stack = make_stack(chat_endpoint_hosts="api.example.com")
+    with stack.db.session() as session:
+        team = create_team(
+            session, stack.settings, "chatty", data_folders=["*"],
+            chat_endpoints=["ours-*@https://api.example.com/v1"],
+        )  # fmt: skip
+        key = create_key(session, "c", "submit", team.id)
+    headers = {"Authorization": f"Bearer {key}"}
+    body = _body("openai:theirs-ft@https://api.example.com/v1", f"path:{tiny_lm.dataset_path}")
+    refused = stack.client.post("/v1/audits", headers=headers, json=body)
+    assert refused.status_code == 422 and "is not granted to this team" in refused.text
+
+
+def test_a_policy_refused_for_its_team_does_not_stop_the_others(teams) -> None:
+    """Team b's policy matches everything but is not granted a's repository: a's policy still
+    audits a's new revision, and the refusal is recorded on the delivery."""
+    from app.models import WebhookDelivery
+    from app.policies import create_policy
+    from app.schemas import PolicyCreate
+    from worker.registry import handle_delivery
+
+    stack, a, b = teams
+    with stack.db.session() as session:
+        admin = session.query(_ApiKey).filter_by(name="test-admin").one()
+        for team, pattern, dataset in [
+            ("team-b", "*", b.dataset),
+            ("team-a", "org-a/*", a.dataset),
+        ]:
+            body = PolicyCreate(
+                name=f"{team}-hub", source="huggingface", model_pattern=pattern,
+                dataset={"uri": f"path:{dataset}"}, checks=[{"kind": "loss"}], team=team,
+            )  # fmt: skip
+            create_policy(session, stack.settings, body, admin)
+        session.add(WebhookDelivery(
+            id="huggingface:1", source="huggingface", event="repo.content.update",
+            payload={"event": {"scope": "repo.content", "action": "update"},
+                     "repo": {"type": "model", "name": "org-a/lm", "headSha": "main"}},
+        ))  # fmt: skip
+    # Offline, a's repository is not in the Hub cache, so a's policy is refused too; what the
+    # test asks is that each policy is tried and answered, not that one stops the loop.
+    outcome = handle_delivery(
+        stack.db, stack.settings, stack.client.app.state.celery, "huggingface:1"
+    )
+    refused = {entry["policy"]: entry["error"] for entry in outcome["refused"]}
+    assert "is not granted to this team" in refused["team-b-hub"]
+    assert "team-a-hub" in refused and "not granted" not in refused["team-a-hub"]
+
+
+def test_moving_or_revoking_a_key_ends_its_sessions(teams) -> None:
+    stack, a, _b = teams
+    key = a.headers["Authorization"].split()[1]
+    stack.client.cookies.clear()
+    session_cookie(stack.client, key)
+    assert stack.client.get("/v1/audits").status_code == 200
+    with stack.db.session() as session:
+        moved = session.query(_ApiKey).filter_by(name="a-submit").one()
+        assign_key(session, moved, session.query(_Team).filter_by(name="team-b").one())
+    assert stack.client.get("/v1/audits").status_code == 401
+
+
+def test_a_revoked_admin_keys_queued_audits_fall_back_to_its_team(teams) -> None:
+    from app.tenancy import submitter_grants
+
+    stack, _a, _b = teams
+    with stack.db.session() as session:
+        admin = session.query(_ApiKey).filter_by(name="test-admin").one()
+        assert submitter_grants(session, admin.team_id, admin.id).mlflow_models == ("*",)
+        admin.revoked_at = admin.created_at
+        session.flush()
+        team = session.query(_Team).filter_by(name="team-a").one()
+        assert submitter_grants(session, team.id, admin.id).mlflow_models == ("a-*",)

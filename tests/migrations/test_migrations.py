@@ -90,7 +90,8 @@ def _upgrade_with_rows(url: str) -> None:
         connection.execute(
             text(
                 "INSERT INTO teams (id, name, model_folders, data_folders, mlflow_models, "
-                "hf_repos, created_at) VALUES ('t2', 'two', '[]', '[]', '[]', '[]', '2026-01-01')"
+                "hf_repos, chat_endpoints, created_at) "
+                "VALUES ('t2', 'two', '[]', '[]', '[]', '[]', '[]', '2026-01-01')"
             )
         )
         connection.execute(

@@ -43,7 +43,8 @@ def test_uris_need_a_version_number() -> None:
         with pytest.raises(ModelError):
             parse_uri(bad)
     cached = cache_dir_for("mlflow:models:/team/support bot/3", Path("/c"))
-    assert cached == Path("/c/mlflow/team_support_bot/3")
+    assert cached.parent.name.startswith("team_support_bot-") and cached.name == "3"
+    assert cache_dir_for("mlflow:models:/team/support_bot/3", Path("/c")) != cached
 
 
 def test_the_transformers_flavour_layout(tmp_path, tiny_lm) -> None:

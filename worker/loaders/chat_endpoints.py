@@ -3,9 +3,10 @@
 `openai:gpt-4o-mini@https://api.openai.com/v1` is the model `gpt-4o-mini` behind that base URL;
 requests go to `<base URL>/chat/completions`. An endpoint is a request the service makes on
 a user's behalf, so its host must match the operator's allow-list
-(MEMAUDIT_CHAT_ENDPOINT_HOSTS); an empty list refuses every endpoint. Listed hosts may be
-private (an internal vLLM server is the usual case). The API key comes from the worker's
-settings, never from the audit.
+(MEMAUDIT_CHAT_ENDPOINT_HOSTS: host globs, or base-URL globs that pin scheme, port and path);
+an empty list refuses every endpoint. Listed hosts may be private (an internal vLLM server is
+the usual case). The API key comes from the worker's settings, never from the audit, and which
+endpoint models a team may audit is its grant (`<model>@<base URL>` globs).
 """
 
 from __future__ import annotations
@@ -54,10 +55,18 @@ def parse_uri(uri: str, allowed_hosts: Sequence[str]) -> Endpoint:
             "openai:gpt-4o-mini@https://api.openai.com/v1"
         )
     host = parts.hostname.lower()
-    if not any(fnmatchcase(host, pattern.lower()) for pattern in allowed_hosts):
+    if not any(_allowed(pattern, host, base_url) for pattern in allowed_hosts):
         listed = ", ".join(allowed_hosts) or "none are allowed"
         raise ModelError(f"chat endpoint host {host!r} is not in {HOSTS_SETTING} ({listed})")
     return Endpoint(uri, model, base_url)
+
+
+def _allowed(pattern: str, host: str, base_url: str) -> bool:
+    """A host glob allows any port and path on the host; a base-URL glob (with `://`) pins the
+    scheme, port and path too, since the endpoint key goes wherever a URL is allowed."""
+    if "://" in pattern:
+        return fnmatchcase(base_url.rstrip("/").lower(), pattern.rstrip("/").lower())
+    return fnmatchcase(host, pattern.lower())
 
 
 class EndpointUnavailable(ConnectionError):
@@ -68,14 +77,14 @@ class EndpointChat:
     """Greedy (temperature 0) chat completions, one request per conversation, with retries for
     rate limits and transient server errors."""
 
-    def __init__(
-        self, endpoint: Endpoint, api_key: str, *, timeout: float, allowed_hosts: Sequence[str]
-    ) -> None:
+    def __init__(self, endpoint: Endpoint, api_key: str, *, timeout: float) -> None:
         self.endpoint = endpoint
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # Listed hosts may be private; each request still goes to the address it checked.
+        # The allow-list was checked by parse_uri; listed hosts may be private, and each request
+        # still goes to the address it checked (no redirects: the key stays with this host).
+        host = (urlsplit(endpoint.base_url).hostname or "").lower()
         self._client = checked_client(
-            allowed_hosts, True, setting=HOSTS_SETTING, timeout=timeout, headers=headers
+            [host], True, setting=HOSTS_SETTING, timeout=timeout, headers=headers
         )
 
     def reply(self, messages: Sequence[dict[str, str]], max_new_tokens: int) -> str:

@@ -9,6 +9,7 @@ directory logged as artifacts.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import re
@@ -77,9 +78,12 @@ def earlier_versions(uri: str, tracking_uri: str) -> list[str]:
 
 
 def cache_dir_for(uri: str, cache_root: Path) -> Path:
+    """One folder per registered name and version: readable, and told apart by a hash of the
+    exact name (`fraud model` and `fraud_model` must never share downloaded weights)."""
     name, version = parse_uri(uri)
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    return cache_root / "mlflow" / safe / version
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100]
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return cache_root / "mlflow" / f"{safe}-{digest}" / version
 
 
 def fetch(uri: str, tracking_uri: str, cache_root: Path) -> Path:
