@@ -349,7 +349,7 @@ def find_idempotent(session: Session, team_id: str, idempotency_key: str) -> Aud
     )
 
 
-def get_audit(session: Session, audit_id: str, key: ApiKey | None) -> Audit:
+def get_audit(session: Session, audit_id: str, key: ApiKey) -> Audit:
     """An audit the key may see; another team's is as missing as one that never was."""
     audit = session.get(Audit, audit_id)
     if audit is None or not can_see(key, audit.team_id):
@@ -394,7 +394,7 @@ def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic
 
 def list_audits(
     session: Session,
-    key: ApiKey | None,
+    key: ApiKey,
     *,
     status: str | None,
     model: str | None,

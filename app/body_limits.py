@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from app.config import Settings
@@ -32,13 +33,6 @@ class BodyTooLarge(HTTPException):
         message = f"the request body exceeds {limit} bytes ({setting})"
         super().__init__(413, message, headers=CLOSE)
         self.limit, self.setting = limit, setting
-
-
-def _header(scope: dict, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return ""
 
 
 def _too_large(limit: int, setting: str, value: int | None = None) -> Any:
@@ -66,9 +60,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        content_type = _header(scope, b"content-type").lower()
+        headers = Headers(scope=scope)
+        content_type = headers.get("content-type", "").lower()
         limit, setting = self._limit(scope, content_type)
-        declared = _header(scope, b"content-length")
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _too_large(limit, setting, int(declared))(scope, receive, send)
             return

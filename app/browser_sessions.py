@@ -9,7 +9,6 @@ is the service's own public URL.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from datetime import timedelta
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import ApiKey, BrowserSession
+from app.security import hash_key
 
 SESSION_COOKIE = "memaudit_session"
 LOGIN_COOKIE = "memaudit_login"  # the sign-in form's CSRF nonce, before any session exists
@@ -28,15 +28,11 @@ SAFE_METHODS = ("GET", "HEAD")
 DEFAULT_NEXT = "/audits"
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def open_session(session: Session, key: ApiKey, hours: float) -> tuple[str, BrowserSession]:
     """A new session for a key that just signed in: (cookie value, row)."""
     token = secrets.token_urlsafe(32)
     row = BrowserSession(
-        id_hash=_hash(token),
+        id_hash=hash_key(token),
         key_id=key.id,
         csrf_token=secrets.token_urlsafe(32),
         expires_at=utcnow() + timedelta(hours=hours),
@@ -55,7 +51,7 @@ def find_session(session: Session, token: str | None) -> tuple[BrowserSession, A
     found = session.execute(
         select(BrowserSession, ApiKey)
         .join(ApiKey, ApiKey.id == BrowserSession.key_id)
-        .where(BrowserSession.id_hash == _hash(token))
+        .where(BrowserSession.id_hash == hash_key(token))
     ).first()
     if found is None:
         return None
@@ -67,7 +63,7 @@ def find_session(session: Session, token: str | None) -> tuple[BrowserSession, A
 
 def close_session(session: Session, token: str | None) -> None:
     if token:
-        session.execute(delete(BrowserSession).where(BrowserSession.id_hash == _hash(token)))
+        session.execute(delete(BrowserSession).where(BrowserSession.id_hash == hash_key(token)))
         session.commit()
 
 

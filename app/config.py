@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import lru_cache
@@ -11,7 +12,6 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.confinement import FileRules
-from app.throttle import Network, trusted_networks
 from worker.loaders.datasets import DatasetLimits
 
 # Values that appear in examples and tutorials; a production secret is never one of them.
@@ -40,6 +40,15 @@ def _split_roots(value: str) -> list[Path]:
     return [
         Path(os.path.abspath(Path(part).expanduser())) for part in value.split(os.pathsep) if part
     ]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(value: str) -> list[Network]:
+    """MEMAUDIT_TRUSTED_PROXIES: comma-separated addresses or CIDR networks."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    return [ipaddress.ip_network(part, strict=False) for part in parts]
 
 
 def _split_hosts(value: str) -> list[str]:

@@ -317,9 +317,21 @@ class Pinned:
 
     located: Located
     is_dir: bool
+    name: str  # the pinned object's own name, kept by its staging copy
+    stage: bool  # readers open a staging copy of pinned descriptors (see FileRules)
     files: dict[str, PinnedFile] = field(default_factory=dict)
     directories: list[str] = field(default_factory=list)  # relative, for staging
-    readable: Path = Path()  # what readers open: the staging copy, or the canonical path
+    staging: Path | None = None
+
+    @property
+    def readable(self) -> Path:
+        """What a reader opens by path: the staging copy, made on first use (checks that read
+        through the descriptors never need one), or the checked canonical path."""
+        if not self.stage:
+            return self.located.path
+        if self.staging is None:
+            self.staging = _stage(self)
+        return self.staging
 
     def file(self, name: str) -> PinnedFile | None:
         return self.files.get(name)
@@ -410,8 +422,9 @@ def _pin_tree(walker: _Walker, pinned: Pinned, rules: FileRules, recursive: bool
             _close([descriptor for _, descriptor in stack])
 
 
-def _stage(pinned: Pinned, name: str) -> Path:
+def _stage(pinned: Pinned) -> Path:
     """A private directory mirroring the pinned object, each file a link to its descriptor."""
+    name = pinned.name
     staging = Path(tempfile.mkdtemp(prefix="memaudit-stage-"))  # mode 0700
     top = staging / (name or "root")
     if pinned.is_dir:
@@ -469,7 +482,6 @@ def _pinned(
     recursive: bool,
 ) -> Iterator[Pinned]:
     pinned: Pinned | None = None
-    staging: Path | None = None
     walker = _Walker(root, kind, raw)
     try:
         parts, descriptor = walker.walk([], below)
@@ -481,8 +493,8 @@ def _pinned(
             raise PathRefused(f"{kind} path {raw} is not a directory")
         if want == "file" and is_dir:
             raise PathRefused(f"{kind} path {raw} is a directory, not a file")
-        pinned = Pinned(Located(root, parts), is_dir)
         name = parts[-1] if parts else root.path.name
+        pinned = Pinned(Located(root, parts), is_dir, name, rules.stage)
         if is_dir:
             _pin_tree(walker, pinned, rules, recursive)
         else:
@@ -492,15 +504,10 @@ def _pinned(
                 os.close(descriptor)
                 raise
         walker.close()
-        if rules.stage:
-            staging = _stage(pinned, name)
-            pinned.readable = staging
-        else:
-            pinned.readable = pinned.located.path
         yield pinned
     finally:
         walker.close()
         if pinned is not None:
             _close([file.descriptor for file in pinned.files.values()])
-        if staging is not None:
-            shutil.rmtree(staging.parent, ignore_errors=True)
+            if pinned.staging is not None:
+                shutil.rmtree(pinned.staging.parent, ignore_errors=True)

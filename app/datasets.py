@@ -6,7 +6,7 @@ import os
 import tempfile
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -88,9 +88,7 @@ def store_upload(
     final_path = uploaded_dataset_path(settings.datasets_dir, info.sha256)
     os.chmod(tmp_path, 0o640)
     os.replace(tmp_path, final_path)
-    existing = session.scalar(
-        select(Dataset).where(Dataset.team_id == key.team_id, Dataset.sha256 == info.sha256)
-    )
+    existing = session.scalar(_team_record(key, info.sha256))
     if existing is not None:
         return existing, False
     dataset = Dataset(
@@ -108,7 +106,10 @@ def store_upload(
         session.commit()
     except IntegrityError:  # the team's concurrent upload of the same bytes won
         session.rollback()
-        return session.scalars(
-            select(Dataset).where(Dataset.team_id == key.team_id, Dataset.sha256 == info.sha256)
-        ).one(), False
+        return session.scalars(_team_record(key, info.sha256)).one(), False
     return dataset, True
+
+
+def _team_record(key: ApiKey, sha256: str) -> Select[tuple[Dataset]]:
+    """The key's team's record of this content (at most one: unique per team and sha256)."""
+    return select(Dataset).where(Dataset.team_id == key.team_id, Dataset.sha256 == sha256)

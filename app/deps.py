@@ -80,9 +80,17 @@ def refuse_failed_attempt(request: Request, session: Session, settings: Settings
         raise _throttled(wait)
 
 
-def _bearer(header: str) -> str:
+def bearer_key(
+    request: Request, session: Session, settings: Settings, header: str
+) -> ApiKey | None:
+    """The key an Authorization header presents; a bad one is counted against the client
+    (429 past the limit) and is None."""
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    api_key = authenticate(session, token) if token else None
+    if api_key is None:
+        refuse_failed_attempt(request, session, settings)
+    return api_key
 
 
 def authenticate_request(request: Request, session: Session, settings: Settings) -> ApiKey:
@@ -90,10 +98,8 @@ def authenticate_request(request: Request, session: Session, settings: Settings)
     session's CSRF token from a page of the service's own origin."""
     header = request.headers.get("authorization")
     if header is not None:
-        token = _bearer(header)
-        api_key = authenticate(session, token) if token else None
+        api_key = bearer_key(request, session, settings, header)
         if api_key is None:
-            refuse_failed_attempt(request, session, settings)
             raise ApiError(401, "invalid_key", "the API key is not valid", headers=CHALLENGE)
         return api_key
     found = find_session(session, request.cookies.get(SESSION_COOKIE))

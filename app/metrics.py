@@ -41,14 +41,19 @@ def render(session: Session, key: ApiKey) -> str:
     """What the key's team may see: its own audits' figures; an admin key sees every team's,
     and the service-wide ones (webhook deliveries, refused events)."""
 
-    def scoped(query: Select[Any], column: Any = Audit.team_id) -> Select[Any]:
-        return visible(query, column, key)
+    def scoped(query: Select[Any], audit_id: Any = None) -> Select[Any]:
+        """The key's team's rows; rows of other tables reach their audit (`audit_id`) only
+        when there is a team to filter by (an admin's scrape joins nothing)."""
+        if key.is_admin:
+            return query
+        if audit_id is not None:
+            query = query.join(Audit, Audit.id == audit_id)
+        return visible(query, Audit.team_id, key)
 
-    def by_status(column: Any, table: Any, statuses: Iterable[str]) -> list[tuple[dict, float]]:
-        query = select(column, func.count()).select_from(table)
-        if table is Shard:
-            query = query.join(Audit, Audit.id == Shard.audit_id)
-        found = dict(session.execute(scoped(query).group_by(column)).all())
+    def by_status(column: Any, statuses: Iterable[str]) -> list[tuple[dict, float]]:
+        audit_id = Shard.audit_id if column is Shard.status else None
+        query = scoped(select(column, func.count()), audit_id).group_by(column)
+        found = dict(session.execute(query).all())
         return [({"status": status}, float(found.get(status, 0))) for status in statuses]
 
     shard_seconds = Shard.info["seconds"].as_float()
@@ -61,8 +66,8 @@ def render(session: Session, key: ApiKey) -> str:
                 func.count(),
             )
             .select_from(Shard)
-            .join(Audit, Audit.id == Shard.audit_id)
-            .where(Shard.status == ShardStatus.SUCCEEDED)
+            .where(Shard.status == ShardStatus.SUCCEEDED),
+            Shard.audit_id,
         )
     ).one()
     webhooks = (
@@ -77,18 +82,14 @@ def render(session: Session, key: ApiKey) -> str:
     callbacks = dict(
         session.execute(
             scoped(
-                select(CallbackDelivery.delivered, func.count())
-                .join(Audit, Audit.id == CallbackDelivery.audit_id)
-                .group_by(CallbackDelivery.delivered)
-            )
+                select(CallbackDelivery.delivered, func.count()), CallbackDelivery.audit_id
+            ).group_by(CallbackDelivery.delivered)
         ).all()
     )
     queued = session.scalar(
         scoped(
-            select(func.count())
-            .select_from(Shard)
-            .join(Audit, Audit.id == Shard.audit_id)
-            .where(Shard.status == ShardStatus.QUEUED)
+            select(func.count()).select_from(Shard).where(Shard.status == ShardStatus.QUEUED),
+            Shard.audit_id,
         )
     )
     refused = (
@@ -101,7 +102,7 @@ def render(session: Session, key: ApiKey) -> str:
             "memaudit_audits",
             "gauge",
             "Audits by status.",
-            by_status(Audit.status, Audit, [*AuditStatus.ACTIVE, *AuditStatus.FINAL]),
+            by_status(Audit.status, [*AuditStatus.ACTIVE, *AuditStatus.FINAL]),
         ),
         _family(
             "memaudit_shards",
@@ -109,7 +110,6 @@ def render(session: Session, key: ApiKey) -> str:
             "Shards by status.",
             by_status(
                 Shard.status,
-                Shard,
                 [
                     ShardStatus.QUEUED,
                     ShardStatus.RUNNING,

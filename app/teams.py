@@ -78,19 +78,19 @@ def update_team(
     return team
 
 
-def get_team(session: Session, id_or_name: str) -> Team:
+def get_team(session: Session, id_or_name: str, status: int = 404) -> Team:
+    """A team by id or name; an unknown one is a missing page (404), or, named in a request
+    body, a bad request (422)."""
     team = session.get(Team, id_or_name) or team_by_name(session, id_or_name)
     if team is None:
-        raise ApiError(404, "not_found", f"no team {id_or_name!r}")
+        code = "not_found" if status == 404 else "unknown_team"
+        raise ApiError(status, code, f"no team {id_or_name!r}")
     return team
 
 
 def named_team(session: Session, id_or_name: str) -> Team:
-    """A team a request body names: an unknown one is a bad request, not a missing page."""
-    team = session.get(Team, id_or_name) or team_by_name(session, id_or_name)
-    if team is None:
-        raise ApiError(422, "unknown_team", f"no team {id_or_name!r}")
-    return team
+    """A team a request body names."""
+    return get_team(session, id_or_name, status=422)
 
 
 def list_teams(session: Session) -> list[Team]:

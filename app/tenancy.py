@@ -76,9 +76,9 @@ def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def inside(folder: Path, roots: Sequence[Path]) -> bool:
-    """Lexically inside one of the roots (the walk beneath it is confinement's job)."""
-    return any(folder == root or folder.is_relative_to(root) for root in roots)
+def _holders(folder: Path, roots: Sequence[Path]) -> list[Path]:
+    """The roots a folder lies inside, lexically (the walk beneath them is confinement's)."""
+    return [root for root in roots if folder.is_relative_to(root)]
 
 
 def _folders(granted: Sequence[str], roots: list[Path]) -> list[Root]:
@@ -88,7 +88,7 @@ def _folders(granted: Sequence[str], roots: list[Path]) -> list[Root]:
         return [Root(root) for root in roots]
     found = []
     for folder in (Path(os.path.abspath(folder)) for folder in granted):
-        holders = [root for root in roots if folder == root or folder.is_relative_to(root)]
+        holders = _holders(folder, roots)
         if holders:
             base = max(holders, key=lambda root: len(root.parts))
             found.append(Root(base, folder.relative_to(base).parts))
@@ -149,15 +149,13 @@ def submitter_grants(session: Session, team_id: str, key_id: str | None) -> Gran
     return grants_for(session, team_id, admin=admin)
 
 
-def visible(query: Select[Any], column: Any, key: ApiKey | None) -> Select[Any]:
+def visible(query: Select[Any], column: Any, key: ApiKey) -> Select[Any]:
     """Restrict a query to the rows the key's team owns; an admin key sees every team's."""
-    if key is None or key.is_admin:
-        return query
-    return query.where(column == key.team_id)
+    return query if key.is_admin else query.where(column == key.team_id)
 
 
-def can_see(key: ApiKey | None, team_id: str) -> bool:
-    return key is None or key.is_admin or key.team_id == team_id
+def can_see(key: ApiKey, team_id: str) -> bool:
+    return key.is_admin or key.team_id == team_id
 
 
 def team_by_name(session: Session, name: str) -> Team | None:
@@ -172,7 +170,7 @@ def check_folders(folders: Sequence[str], roots: Sequence[Path], kind: str) -> l
             checked.append(folder)
             continue
         path = Path(os.path.abspath(folder)) if folder.startswith("/") else None
-        if path is None or not inside(path, roots):
+        if path is None or not _holders(path, roots):
             allowed = ", ".join(str(root) for root in roots)
             raise ValueError(f"{kind} folder {folder!r} is not inside the {kind} roots ({allowed})")
         checked.append(str(path))

@@ -16,20 +16,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.config import Network
 from app.db import upsert_insert, utcnow
 from app.models import EventCount, ThrottleWindow
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_CLIENT_CHARS = 100
-
-
-def trusted_networks(value: str) -> list[Network]:
-    """MEMAUDIT_TRUSTED_PROXIES: comma-separated addresses or CIDR networks."""
-    return [
-        ipaddress.ip_network(part.strip(), strict=False)
-        for part in value.split(",")
-        if part.strip()
-    ]
 
 
 def _trusted(address: str, networks: Sequence[Network]) -> bool:
@@ -72,18 +63,21 @@ def retry_after(session: Session, client: str, limit: int, seconds: int) -> int 
     return max(1, math.ceil((start + timedelta(seconds=seconds) - now).total_seconds()))
 
 
-def record_failure(session: Session, client: str, seconds: int) -> None:
-    """One more failure for this client in the current window (old windows are dropped)."""
-    now = utcnow()
-    start = _window(now, seconds)
+def _increment(session: Session, counter: Any, key: dict[str, Any], column: str) -> None:
+    """Add one to a counter row, creating it at 1: one statement, safe under concurrency."""
     insert = upsert_insert(session.get_bind().dialect.name)
-    statement = insert(ThrottleWindow).values(client=client, window_start=start, failures=1)
+    statement: Any = insert(counter).values(**key, **{column: 1})
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=["client", "window_start"],
-            set_={"failures": ThrottleWindow.failures + 1},
+            index_elements=list(key), set_={column: getattr(counter, column) + 1}
         )
     )
+
+
+def record_failure(session: Session, client: str, seconds: int) -> None:
+    """One more failure for this client in the current window (old windows are dropped)."""
+    start = _window(utcnow(), seconds)
+    _increment(session, ThrottleWindow, {"client": client, "window_start": start}, "failures")
     session.execute(
         delete(ThrottleWindow).where(
             ThrottleWindow.window_start < start - timedelta(seconds=seconds)
@@ -94,11 +88,5 @@ def record_failure(session: Session, client: str, seconds: int) -> None:
 
 def count_event(session: Session, name: str) -> None:
     """A refused event kept as a number (e.g. a webhook delivery with a bad signature)."""
-    insert = upsert_insert(session.get_bind().dialect.name)
-    statement: Any = insert(EventCount).values(name=name, count=1)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["name"], set_={"count": EventCount.count + 1}
-        )
-    )
+    _increment(session, EventCount, {"name": name}, "count")
     session.commit()

@@ -98,22 +98,24 @@ def _duplicates(record: Record) -> int | None:
 
 @dataclass(frozen=True)
 class Access:
-    """What one audit may read: its team's grants and uploads, checked again here at load."""
+    """What one audit may read: its team's grants and uploads, checked again here at load;
+    the dataset files it opens stay pinned in `files` until the shard is done."""
 
     settings: Settings
     db: Database
     audit: Any
     grants: Grants
+    files: ExitStack
 
     def spec(self, uri: str) -> ModelSpec:
         settings = self.settings
-        if chat_endpoints.is_endpoint(uri):  # checked against this worker's allow-list too
-            chat_endpoints.parse_uri(uri, settings.chat_hosts)
-            return ModelSpec(uri=uri, path=Path(), kind="chat_endpoint", format="endpoint")
         try:
             check_model_grant(self.grants, uri)
         except NotGranted as exc:
             raise PermanentError(str(exc)) from None
+        if chat_endpoints.is_endpoint(uri):  # checked against this worker's allow-list too
+            chat_endpoints.parse_uri(uri, settings.chat_hosts)
+            return ModelSpec(uri=uri, path=Path(), kind="chat_endpoint", format="endpoint")
         return materialize(
             uri,
             self.grants.model_roots(settings),
@@ -125,8 +127,8 @@ class Access:
             rules=settings.file_rules,
         )
 
-    def open_dataset(self, files: ExitStack, uri: str) -> Path:
-        """A dataset file held open (pinned) until the shard is done."""
+    def open_dataset(self, uri: str) -> Path:
+        """A dataset file, held open (pinned) until the shard is done."""
         settings = self.settings
 
         def upload(dataset_id: str) -> Path | None:
@@ -134,7 +136,7 @@ class Access:
             return uploaded_dataset_path(settings.datasets_dir, sha256) if sha256 else None
 
         roots = self.grants.data_roots(settings)
-        return files.enter_context(open_dataset(uri, upload, roots, settings.file_rules))
+        return self.files.enter_context(open_dataset(uri, upload, roots, settings.file_rules))
 
     def causal_lm(self, uri: str) -> LoadedModel:
         spec = self.spec(uri)
@@ -194,18 +196,17 @@ CLASSIFIER_CHUNK = 256
 
 
 def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> dict[str, Any]:
-    with ExitStack() as files:
-        return _score_files(db, settings, claim, files)
-
-
-def _score_files(
-    db: Database, settings: Settings, claim: shard_store.Claim, files: ExitStack
-) -> dict[str, Any]:
-    started = time.perf_counter()
     audit = shard_store.load_audit(db, claim.audit_id)
-    access = Access(settings, db, audit, shard_store.audit_grants(db, audit))
+    with ExitStack() as files:
+        access = Access(settings, db, audit, shard_store.audit_grants(db, audit), files)
+        return _score_audit(access, claim)
+
+
+def _score_audit(access: Access, claim: shard_store.Claim) -> dict[str, Any]:
+    started = time.perf_counter()
+    db, settings, audit = access.db, access.settings, access.audit
     checks = parse_checks(audit.checks)
-    dataset = access.open_dataset(files, audit.dataset_uri)
+    dataset = access.open_dataset(audit.dataset_uri)
     records = list(iter_records(dataset, claim.start, claim.stop))
     for record in records:  # a file named by path was only sampled at submit time
         check_text_length(record.data, record.line_no, settings.max_record_chars)
@@ -213,7 +214,7 @@ def _score_files(
     unsupported = [kind.name for kind, _ in checks if spec.kind not in kind.model_kinds]
     if unsupported:
         raise PermanentError(f"checks {unsupported} do not support {spec.kind} models")
-    batches, info = _batches(access, audit, checks, dataset, records, spec, files)
+    batches, info = _batches(access, checks, dataset, records, spec)
     done = n_tokens = 0
     pending: list[dict[str, Any]] = []
     last_flush = time.monotonic()
@@ -254,19 +255,17 @@ Batches = Iterator[tuple[list[int], list[list[dict[str, Any]]], int]]
 
 def _batches(
     access: Access,
-    audit: Any,
     checks: list,
     dataset: Path,
     records: list[Record],
     spec: ModelSpec,
-    files: ExitStack,
 ) -> tuple[Batches, dict[str, Any]]:
     """Per batch of records, every check's values in the audit's order.
 
     LM checks share the teacher-forced passes; classifier checks (on a causal LM: `diversity`
     and `capacity`) read the same model through the classifier interface, batch for batch.
     """
-    settings = access.settings
+    settings, audit = access.settings, access.audit
     lm = [i for i, (kind, _) in enumerate(checks) if kind.family == "lm"]
     other = [i for i, (kind, _) in enumerate(checks) if kind.family == "classifier"]
     generated = [i for i, (kind, _) in enumerate(checks) if kind.family == "generate"]
@@ -293,7 +292,7 @@ def _batches(
         painter = DiffusionContext(
             pipeline,
             settings.batch_size,
-            lambda uri: training_images(access.open_dataset(files, uri)),
+            lambda uri: training_images(access.open_dataset(uri)),
             load_embedder=access.classifier,
             load_clip=lambda uri: cached_clip(access.spec(uri)),
         )

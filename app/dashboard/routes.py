@@ -30,7 +30,7 @@ from app.browser_sessions import (
 from app.config import Settings
 from app.dashboard import pages
 from app.dashboard.rendering import PLOTLY_JS, page
-from app.deps import SessionDep, SettingsDep, refuse_failed_attempt
+from app.deps import SessionDep, SettingsDep, bearer_key, refuse_failed_attempt
 from app.errors import ApiError
 from app.keys import authenticate
 from app.models import ApiKey
@@ -50,12 +50,8 @@ def _viewer(request: Request, session: SessionDep) -> Viewer | None:
     """The browser's session, or a Bearer key (pages are reads: no ambient authority)."""
     header = request.headers.get("authorization")
     if header is not None:
-        scheme, _, token = header.partition(" ")
-        key = authenticate(session, token.strip()) if scheme.lower() == "bearer" else None
-        if key is None:
-            refuse_failed_attempt(request, session, request.app.state.settings)
-            return None
-        return Viewer(key, "")
+        key = bearer_key(request, session, request.app.state.settings, header)
+        return Viewer(key, "") if key is not None else None
     found = find_session(session, request.cookies.get(SESSION_COOKIE))
     return Viewer(found[1], found[0].csrf_token) if found is not None else None
 

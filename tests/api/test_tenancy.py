@@ -244,39 +244,43 @@ def test_chat_endpoint_models_are_granted_per_team(make_stack, tiny_lm, tmp_path
     assert refused.status_code == 422 and "is not granted to this team" in refused.text
 
 
-def test_a_policy_refused_for_its_team_does_not_stop_the_others(teams) -> None:
-    """Team b's policy matches everything but is not granted a's repository: a's policy still
-    audits a's new revision, and the refusal is recorded on the delivery."""
+def test_a_policy_refused_for_its_team_does_not_stop_the_others(teams, tiny_lm, tmp_path) -> None:
+    """Team b's policy matches every repository but is not granted a's: a's policy still
+    audits a's new revision, and b's refusal is recorded on the delivery."""
     from app.models import WebhookDelivery
     from app.policies import create_policy
     from app.schemas import PolicyCreate
+    from tests.worker.test_huggingface import SHA, _cache_with
     from worker.registry import handle_delivery
 
     stack, a, b = teams
+    _cache_with(tiny_lm.model_dir, tmp_path / "hub", "org-a/lm")
+    stack.settings.hf_cache_dir = str(tmp_path / "hub")
     with stack.db.session() as session:
         admin = session.query(_ApiKey).filter_by(name="test-admin").one()
+        # b's policy first: by name order it is tried first, and is refused.
         for team, pattern, dataset in [
-            ("team-b", "*", b.dataset),
             ("team-a", "org-a/*", a.dataset),
+            ("team-b", "*", b.dataset),
         ]:
             body = PolicyCreate(
-                name=f"{team}-hub", source="huggingface", model_pattern=pattern,
-                dataset={"uri": f"path:{dataset}"}, checks=[{"kind": "loss"}], team=team,
+                name=f"{team[-1]}-hub" if team == "team-b" else "z-hub", source="huggingface",
+                model_pattern=pattern, dataset={"uri": f"path:{dataset}"},
+                checks=[{"kind": "loss"}], team=team,
             )  # fmt: skip
             create_policy(session, stack.settings, body, admin)
         session.add(WebhookDelivery(
             id="huggingface:1", source="huggingface", event="repo.content.update",
             payload={"event": {"scope": "repo.content", "action": "update"},
-                     "repo": {"type": "model", "name": "org-a/lm", "headSha": "main"}},
+                     "repo": {"type": "model", "name": "org-a/lm", "headSha": SHA}},
         ))  # fmt: skip
-    # Offline, a's repository is not in the Hub cache, so a's policy is refused too; what the
-    # test asks is that each policy is tried and answered, not that one stops the loop.
-    outcome = handle_delivery(
-        stack.db, stack.settings, stack.client.app.state.celery, "huggingface:1"
-    )
-    refused = {entry["policy"]: entry["error"] for entry in outcome["refused"]}
-    assert "is not granted to this team" in refused["team-b-hub"]
-    assert "team-a-hub" in refused and "not granted" not in refused["team-a-hub"]
+    celery = stack.client.app.state.celery
+    outcome = handle_delivery(stack.db, stack.settings, celery, "huggingface:1")
+    assert [entry["policy"] for entry in outcome["refused"]] == ["b-hub"]
+    assert "is not granted to this team" in outcome["refused"][0]["error"]
+    (started,) = outcome["audits"]
+    audit = stack.client.get(f"/v1/audits/{started}", headers=a.headers).json()
+    assert audit["model_uri"] == f"hf:org-a/lm@{SHA}" and audit["labels"]["policy"] == "z-hub"
 
 
 def test_moving_or_revoking_a_key_ends_its_sessions(teams) -> None:

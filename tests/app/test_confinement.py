@@ -135,9 +135,11 @@ def test_a_swap_after_the_check_is_not_read_when_staged(tree) -> None:
         assert (pinned.readable / "config.json").read_text() == "secret"
 
 
-def test_the_staging_copy_is_private_and_removed(tree) -> None:
+def test_the_staging_copy_is_private_made_only_when_read_by_path_and_removed(tree) -> None:
     root, _ = tree
     with pin(str(root / "model"), [root], kind="model", want="dir") as pinned:
+        assert pinned.file("config.json").read(100) == b'{"a": 1}'
+        assert pinned.staging is None  # read through its descriptor: no copy needed
         staging = pinned.readable.parent
         assert staging.stat().st_mode & 0o777 == 0o700
         assert os.readlink(pinned.readable / "config.json").startswith("/proc/self/fd/")

@@ -135,6 +135,4 @@ def test_real_weights_pass(tiny_lm, tmp_path) -> None:
     folder = tmp_path / "smollm2"
     folder.mkdir()
     shutil.copyfile(source, folder / source.name)
-    started = time.perf_counter()
     assert resolve_model(f"path:{folder}", [tmp_path]).gguf_file == source.name
-    assert time.perf_counter() - started < 5.0

@@ -51,14 +51,6 @@ class ModelSpec:
     rules: FileRules = DEFAULT_RULES
     recursive: bool = False  # a pipeline's components live in sub-folders
 
-    def fingerprint(self) -> str:
-        """Cheap identity of the files on disk (names, sizes, mtimes)."""
-        digest = hashlib.sha256()
-        for file in self._files():
-            stat = file.stat()
-            digest.update(f"{self._name(file)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-        return digest.hexdigest()
-
     def _files(self) -> list[Path]:
         """The model's files: a diffusers pipeline's live in component folders."""
         found = self.path.rglob("*") if self.format == "diffusers" else self.path.iterdir()
@@ -144,7 +136,13 @@ def materialize(
     """The model on local disk, ready to load: registry models are downloaded first. Each is
     confined to its own root: the configured folders, the Hub's cache, or the version's
     downloaded artifacts."""
-    options = {"allow_pickle": allow_pickle, "allow_torchscript": allow_torchscript, "rules": rules}
+    # Weight headers are checked when a model is loaded (ModelCache), not on every shard.
+    options = {
+        "allow_pickle": allow_pickle,
+        "allow_torchscript": allow_torchscript,
+        "rules": rules,
+        "check_weights": False,
+    }
     if uri.startswith(hf_models.PREFIX):
         hub_root = hf_models.cache_root(hf_cache_dir)
         local = hf_models.snapshot(uri, download=True, cache_dir=hf_cache_dir, rules=rules)
@@ -182,11 +180,13 @@ def resolve_model(
     allow_pickle: bool = False,
     allow_torchscript: bool = False,
     rules: FileRules = DEFAULT_RULES,
+    check_weights: bool = True,
 ) -> ModelSpec:
     """Check a model URI without loading weights: cheap enough to run in the API.
 
     Every file is reached beneath its root (links included) and checked, weight files against
-    their headers; what a pipeline's components hold is read from its sub-folders.
+    their headers (unless a load right after checks them); what a pipeline's components hold
+    is read from its sub-folders.
     """
     scheme, _, rest = uri.partition(":")
     if scheme != "path" or not rest:
@@ -195,11 +195,14 @@ def resolve_model(
         with pin(rest, roots, kind="model", want="dir", rules=rules) as pinned:
             if pinned.file(diffusion_models.INDEX) is None:
                 spec = _inspect(uri, rest, pinned, allow_pickle, allow_torchscript)
-                check_weight_files(pinned)
+                if check_weights:
+                    check_weight_files(pinned)
                 return replace(spec, rules=rules)
+        # A pipeline: its component folders are pinned too.
         with pin(rest, roots, kind="model", want="dir", rules=rules, recursive=True) as pinned:
             config = diffusion_models.read_index(pinned)
-            check_weight_files(pinned)
+            if check_weights:
+                check_weight_files(pinned)
             return replace(
                 _spec(uri, pinned, kind="diffusion", format="diffusers", config=config),
                 rules=rules,

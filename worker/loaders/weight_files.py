@@ -262,9 +262,9 @@ def read_json_file(pinned: Pinned, name: str, limit: int = 16 << 20) -> Any:
     file = pinned.file(name)
     if file is None:
         raise ModelError(f"no {name}")
-    if file.size > limit:
-        raise ModelError(f"{name} is {file.size} bytes; at most {limit} are read")
     try:
         return loads(file.read(limit))
+    except PathRefused as exc:
+        raise ModelError(str(exc)) from None
     except JsonRefused as exc:
         raise ModelError(f"{name} is not valid JSON: {exc}") from None
