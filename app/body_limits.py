@@ -14,9 +14,9 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from app.config import Settings
 from app.errors import error_response
-from app.json_input import JsonRefused, check_text, decode_utf8
+from core.config import Settings
+from core.json_input import JsonRefused, check_text, decode_utf8
 
 UPLOAD_PATH = "/v1/datasets"
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the file

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
-from app.models import ApiKey, BrowserSession
 from app.security import hash_key
+from core.db import utcnow
+from core.models import ApiKey, BrowserSession
 
 SESSION_COOKIE = "memaudit_session"
 LOGIN_COOKIE = "memaudit_login"  # the sign-in form's CSRF nonce, before any session exists

@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from app.config import Settings, get_settings
-from app.deployment import UnsafeDeployment, check_bind, is_loopback
+from core.config import Settings, get_settings
+from core.deployment import UnsafeDeployment, check_bind, is_loopback
 
 log = logging.getLogger("memaudit")
 
@@ -40,11 +40,11 @@ def _redact(url: str) -> str:
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from app.db import Database
-    from app.errors import ApiError
     from app.keys import create_key
-    from app.models import DEFAULT_TEAM
     from app.teams import named_team
+    from core.db import Database
+    from core.errors import ApiError
+    from core.models import DEFAULT_TEAM
 
     db = Database(settings.database_url)
     try:
@@ -59,10 +59,10 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_assign(settings: Settings, args: argparse.Namespace) -> int:
-    from app.db import Database
-    from app.errors import ApiError
     from app.keys import find_key
     from app.teams import assign_key, named_team
+    from core.db import Database
+    from core.errors import ApiError
 
     db = Database(settings.database_url)
     try:
@@ -76,9 +76,9 @@ def cmd_keys_assign(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_teams_create(settings: Settings, args: argparse.Namespace) -> int:
-    from app.db import Database
-    from app.errors import ApiError
     from app.teams import create_team
+    from core.db import Database
+    from core.errors import ApiError
 
     db = Database(settings.database_url)
     try:
@@ -101,8 +101,8 @@ def cmd_teams_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_teams_list(settings: Settings, _args: argparse.Namespace) -> int:
-    from app.db import Database
     from app.teams import list_teams
+    from core.db import Database
 
     db = Database(settings.database_url)
     with db.session() as session:
@@ -115,8 +115,8 @@ def cmd_teams_list(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
-    from app.db import Database
     from app.keys import list_keys
+    from core.db import Database
 
     db = Database(settings.database_url)
     with db.session() as session:
@@ -136,8 +136,8 @@ def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    from app.db import Database
     from app.keys import revoke_key
+    from core.db import Database
 
     db = Database(settings.database_url)
     try:
@@ -152,8 +152,8 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 def ensure_admin_key(settings: Settings) -> str | None:
     """On first start, create an admin key, print it once and keep it in admin.key (0600)."""
-    from app.db import Database
     from app.keys import count_active_keys, create_key
+    from core.db import Database
 
     db = Database(settings.database_url)
     with db.session() as session:
@@ -173,8 +173,8 @@ def ensure_admin_key(settings: Settings) -> str | None:
 
 def _claim_this_host(settings: Settings) -> None:
     """Refuse a second host on SQLite; otherwise note this host as one that runs workers."""
-    from app.db import Database
-    from app.deployment import check_single_host, record_worker_host
+    from core.db import Database
+    from core.deployment import check_single_host, record_worker_host
 
     db = Database(settings.database_url)
     try:
@@ -270,8 +270,8 @@ class WorkerSupervisor(threading.Thread):
 def _first_key_or_refuse(settings: Settings, host: str) -> str | None:
     """A development service on loopback makes its own first admin key; anything else must
     have been given one with `memaudit keys create`."""
-    from app.db import Database
     from app.keys import count_active_keys
+    from core.db import Database
 
     if settings.environment == "development" and is_loopback(host):
         return ensure_admin_key(settings)
@@ -637,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.logs import configure_logging
+    from core.logs import configure_logging
 
     args = build_parser().parse_args(argv)
     settings = get_settings()

@@ -10,27 +10,19 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.errors import ApiError
-from app.models import ApiKey, Dataset
-from worker.loaders.datasets import (
+from core.config import Settings
+from core.errors import ApiError
+from core.inspection.datasets import (
     DatasetError,
     DatasetLimitExceeded,
     inspect_jsonl,
     new_dataset_id,
     uploaded_dataset_path,
 )
+from core.models import ApiKey, Dataset
+from core.submission import limit_error
 
 CHUNK = 1 << 20
-
-
-def limit_error(name: str, exc: DatasetLimitExceeded) -> ApiError:
-    return ApiError(
-        413,
-        "limit_exceeded",
-        f"{name}: {exc}",
-        {"limit": exc.limit, "value": exc.value, "line": exc.line_no},
-    )
 
 
 def _spool(upload: BinaryIO, directory: str, limit: int) -> str:

@@ -18,12 +18,12 @@ from app.browser_sessions import (
     same_origin,
     tokens_match,
 )
-from app.config import Settings
-from app.errors import ApiError
 from app.keys import authenticate
-from app.models import ApiKey
 from app.security import scope_allows
 from app.throttle import client_address, record_failure, retry_after
+from core.config import Settings
+from core.errors import ApiError
+from core.models import ApiKey
 
 
 def get_settings_dep(request: Request) -> Settings:

@@ -19,12 +19,12 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.exc import IntegrityError
 
-from app.config import Settings
-from app.db import Database
-from app.errors import ApiError
-from app.json_input import JsonRefused, loads
-from app.models import WebhookDelivery
-from worker.task_names import HANDLE_REGISTRY_EVENT
+from core.config import Settings
+from core.db import Database
+from core.errors import ApiError
+from core.json_input import JsonRefused, loads
+from core.models import WebhookDelivery
+from core.task_names import HANDLE_REGISTRY_EVENT
 
 MLFLOW_SIGNATURE = "x-mlflow-signature"
 MLFLOW_TIMESTAMP = "x-mlflow-timestamp"

@@ -7,9 +7,9 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
-from app.models import DEFAULT_TEAM, ApiKey
 from app.security import KEY_PREFIX_LEN, SCOPES, generate_key, key_matches
+from core.db import utcnow
+from core.models import DEFAULT_TEAM, ApiKey
 
 
 def create_key(session: Session, name: str, scope: str, team_id: str = DEFAULT_TEAM) -> str:

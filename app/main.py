@@ -8,17 +8,17 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-import app as memaudit
+import core
 from app.api import audits, checks, datasets, docs, health, hooks, metrics, policies, teams
 from app.body_limits import BodyLimitMiddleware
-from app.config import Settings, get_settings
 from app.dashboard import routes as dashboard
-from app.db import Database
 from app.errors import install_error_handlers
 from app.openapi import documented_openapi
 from app.request_context import RequestContextMiddleware
 from app.security_headers import SecurityHeadersMiddleware
-from worker.celery_app import create_celery
+from core.celery_app import create_celery
+from core.config import Settings, get_settings
+from core.db import Database
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static"
 
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.ensure_dirs()
     application = FastAPI(
         title="memaudit",
-        version=memaudit.__version__,
+        version=core.__version__,
         description="Memorization audits for ML models and datasets.",
         # The schema and docs are served behind a key like every route but health (docs.py).
         docs_url=None,

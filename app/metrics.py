@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from app.models import (
+from core.models import (
     ApiKey,
     Audit,
     AuditStatus,
@@ -22,7 +22,7 @@ from app.models import (
     ShardStatus,
     WebhookDelivery,
 )
-from app.tenancy import visible
+from core.tenancy import visible
 
 
 def _escape(value: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.schemas import ErrorResponse
+from core.schemas import ErrorResponse
 
 ERRORS = {
     "400": "The body is not valid JSON (or not UTF-8, nested too deep, a lone surrogate)",

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from app.errors import error_response
-from app.logs import log_context
+from core.logs import log_context
 
 AUDIT_PATH = re.compile(r"^/(?:v1/)?audits/([0-9a-f]{32})(?:/|$)")
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.errors import ApiError
-from app.models import ApiKey, BrowserSession, Team
-from app.tenancy import check_folders, team_by_name
+from core.config import Settings
+from core.errors import ApiError
+from core.models import ApiKey, BrowserSession, Team
+from core.tenancy import check_folders, team_by_name
 
 
 def _folders(settings: Settings, models: Sequence[str], data: Sequence[str]) -> tuple[list, list]:

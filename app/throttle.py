@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.config import Network
-from app.db import upsert_insert, utcnow
-from app.models import EventCount, ThrottleWindow
+from core.config import Network
+from core.db import upsert_insert, utcnow
+from core.models import EventCount, ThrottleWindow
 
 MAX_CLIENT_CHARS = 100
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from app.config import Settings
-from app.db import Database
 from app.keys import create_key
 from app.main import create_app
 from app.migrate import upgrade
 from bench.report_data import seed_audit
+from core.config import Settings
+from core.db import Database
 
 SIZES = (1_000, 1_000_000)
 REPEATS = 5

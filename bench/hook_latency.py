@@ -17,9 +17,9 @@ import uuid
 from fastapi.testclient import TestClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from app.config import Settings
 from app.main import create_app
 from app.migrate import upgrade
+from core.config import Settings
 
 SECRET = "bench-secret"
 N = 200

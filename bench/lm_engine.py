@@ -28,7 +28,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from worker.engine.extraction import window_values
-from worker.engine.sampling import GREEDY, Scheme
+from worker.engine.schemes import GREEDY, Scheme
 from worker.engine.scoring import ScoringRequest, score_sequences
 
 VOCAB = 32000
@@ -233,8 +233,8 @@ def bench_gpu_fraction(device: str) -> None:
 
 def rss_child(n: int, path: str) -> None:
     """Stream n records from a JSONL file through loader and engine; keep nothing."""
+    from core.inspection.datasets import iter_records
     from worker.engine.scoring import plan_batches
-    from worker.loaders.datasets import iter_records
 
     model = build_model("cpu", n_layer=2, n_embd=128, vocab=1000)
     pending: list[list[int]] = []

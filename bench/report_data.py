@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from app.db import Database, utcnow
-from app.model_identity import family_and_version
-from app.models import Audit, AuditStatus, SampleResult
-from worker.checks import parse_checks
+from core.db import Database, utcnow
+from core.model_identity import family_and_version
+from core.models import Audit, AuditStatus, SampleResult
+from worker.checks.registry import REGISTRY
 from worker.engine.extraction import n_min
 from worker.finalize import row_counts
 from worker.shard_store import result_row
@@ -94,7 +94,7 @@ def sample_rows(
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(row for the table, values for the summarizer) per check per sample."""
     rng = random.Random(seed)
-    parsed = parse_checks(checks)
+    parsed = REGISTRY.parse_checks(checks)
     for index in range(n):
         member = index % 2 == 0
         for kind, params in parsed:
@@ -132,7 +132,7 @@ def seed_audit(
         n_samples=n_samples,
         checks=[
             {"kind": kind.name, "params": params.model_dump(mode="json")}
-            for kind, params in parse_checks(checks)
+            for kind, params in REGISTRY.parse_checks(checks)
         ],
         labels=labels,
         error=error,
@@ -158,7 +158,7 @@ def seed_audit(
     if status == AuditStatus.SUCCEEDED:
         summary = {
             kind.name: kind.summarize(values[kind.name], params)
-            for kind, params in parse_checks(checks)
+            for kind, params in REGISTRY.parse_checks(checks)
         }
         with db.session() as session:
             row = session.get(Audit, audit_id)

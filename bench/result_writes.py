@@ -23,18 +23,18 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from app.config import Settings
-from app.db import Database
 from app.migrate import upgrade
-from app.models import Shard
 from bench.report_data import audit_checks, sample_rows
+from core.config import Settings
+from core.db import Database
+from core.models import Shard
 from worker import shard_store
 
 BASELINE_SAMPLES = 100_000
 
 
 def _new_claim(db: Database, n: int) -> shard_store.Claim:
-    from app.models import Audit
+    from core.models import Audit
 
     with db.session() as session:
         audit = Audit(

@@ -2,9 +2,9 @@
 
 from alembic import context
 
-from app.config import get_settings
-from app.db import make_engine
-from app.models import Base
+from core.config import get_settings
+from core.db import make_engine
+from core.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or get_settings().database_url

@@ -24,9 +24,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 for name in [n for n in os.environ if n.startswith("MEMAUDIT_")]:
     del os.environ[name]  # the tests set every value they rely on
 
-from app.config import Settings  # noqa: E402
-from app.db import Database  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+from core.config import Settings  # noqa: E402
+from core.db import Database  # noqa: E402
 from worker.demo import DemoArtifacts, build_demo, canary_text  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -38,9 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def digit_ddpms(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Two class-conditional DDPMs on 8×8 digits (tests/diffusion/builders.py), trained once."""
+    """Two class-conditional DDPMs on 8×8 digits (tests/worker/checks/diffusion/builders.py),
+    trained once."""
     pytest.importorskip("diffusers")
-    from tests.diffusion.builders import digit_models
+    from tests.worker.checks.diffusion.builders import digit_models
 
     found = digit_models(tmp_path_factory.mktemp("digits"))
     print(f"\ntrained both DDPMs in {found.seconds:.0f}s")

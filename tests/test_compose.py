@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from app.config import Settings
+from core.config import Settings
 from tests.conftest import REPO
 
 VALUES = {

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from app.config import Settings
-from app.db import Database
-from app.models import Audit, AuditStatus, CallbackDelivery
-from app.outbound import (
+from core.config import Settings
+from core.db import Database
+from core.models import Audit, AuditStatus, CallbackDelivery
+from core.outbound import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     UrlNotAllowed,

@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-import app
-from app.db import Database, utcnow
-from app.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
-from app.verdicts import evaluate
-from worker.check_types import CheckKind
-from worker.checks import parse_checks
+import core
+from core.check_kinds import CheckKind
+from core.db import Database, utcnow
+from core.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
+from core.verdicts import evaluate
+from worker.checks.registry import REGISTRY
 
 
 def _provenance(audit: Audit, shards: list[Shard]) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def _provenance(audit: Audit, shards: list[Shard]) -> dict[str, Any]:
         "dataset_uri": audit.dataset_uri,
         "dataset_sha256": audit.dataset_sha256,
         "checks": audit.checks,
-        "code_version": app.__version__,
+        "code_version": core.__version__,
         "seed": None,  # no stochastic step in these checks
         "devices": sorted({info.get("device") for info in infos if info.get("device")}),
         "dtypes": sorted({info.get("dtype") for info in infos if info.get("dtype")}),
@@ -130,7 +130,7 @@ def finalize_audit(db: Database, audit_id: str) -> Finalized:
         summary: dict[str, Any] = {}
         counts: dict[str, dict[str, int]] = {}
         error = None
-        for kind, params in parse_checks(audit.checks):
+        for kind, params in REGISTRY.parse_checks(audit.checks):
             values = _check_values(session, audit_id, kind)
             counts[kind.name] = row_counts(values)
             try:

@@ -8,7 +8,7 @@ import logging
 import threading
 from types import TracebackType
 
-from app.db import Database
+from core.db import Database
 from worker import shard_store
 
 log = logging.getLogger(__name__)

@@ -9,23 +9,120 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.check_types import SubmitContext
-from worker.checks import parse_checks
-from worker.classifier_passes import ClassifierContext, labelled
-from worker.engine.scoring import plan_batches
-from worker.lm_passes import TextRecord, audit_plan, compute_batch
+from core.check_kinds import SubmitContext
+from core.inspection.datasets import Record, iter_records
+from core.inspection.models import ModelSpec, resolve_model
+from worker.access import Target
+from worker.checks.registry import REGISTRY
+from worker.checks.shard_pass import ShardInput, run_passes
 from worker.loaders.classifiers import LoadedClassifier, cached_classifier
-from worker.loaders.datasets import iter_records
-from worker.loaders.models import LoadedModel, cached_causal_lm, resolve_model
+from worker.loaders.models import LoadedModel, cached_causal_lm
+
+MEMORY = "memory:"  # a model the caller passed in, by the name it is held under
+
+
+def local_spec(uri: str | Path) -> ModelSpec:
+    """A local model directory (no roots apply: the caller owns this process)."""
+    resolved = Path(str(uri).removeprefix("path:")).resolve()
+    return resolve_model(f"path:{resolved}", [resolved.parent])
 
 
 def load_local(path: str | Path) -> LoadedModel:
-    """Load a local model directory (no roots apply: the caller owns this process)."""
-    resolved = Path(path).resolve()
-    return cached_causal_lm(resolve_model(f"path:{resolved}", [resolved.parent]))
+    return cached_causal_lm(local_spec(path))
+
+
+def load_local_classifier(path: str | Path) -> LoadedClassifier:
+    """A local classifier, encoder or (for `diversity`) causal LM directory."""
+    return cached_classifier(local_spec(path))
+
+
+@dataclass
+class LocalAccess:
+    """What a local audit may read: any path this process can, and the models it was handed."""
+
+    held: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, uri: str) -> ModelSpec:
+        return local_spec(uri)
+
+    def open_dataset(self, uri: str) -> Path:
+        return Path(uri.removeprefix("path:"))
+
+    def causal_lm(self, uri: str) -> LoadedModel:
+        return self.held[uri] if uri in self.held else load_local(uri)
+
+    def classifier(self, uri: str) -> LoadedClassifier:
+        return self.held[uri] if uri in self.held else load_local_classifier(uri)
+
+    def chat(self, spec: ModelSpec) -> Any:
+        raise ValueError("local audits do not talk to chat endpoints: submit to the service")
+
+
+def _target(model: Any, access: LocalAccess) -> Target:
+    if isinstance(model, LoadedModel | LoadedClassifier):
+        return Target(model.spec, access, held=model)
+    return Target(local_spec(model), access)
+
+
+def audit_local(
+    model: str | Path | LoadedModel | LoadedClassifier,
+    records: list[Record],
+    checks: Iterable[Mapping[str, Any]],
+    *,
+    dataset: Path | None = None,
+    reference_model: str | Path | LoadedModel | None = None,
+    batch_size: int = 16,
+) -> dict[str, dict[str, Any]]:
+    """Per check: per-sample values (in input order), the summary and, where the check has
+    them, the model facts under "model" and the exemplars' details under "exemplars"."""
+    access = LocalAccess()
+    reference_uri = None
+    if isinstance(reference_model, LoadedModel):
+        reference_uri = f"{MEMORY}reference"
+        access.held[reference_uri] = reference_model
+    elif reference_model is not None:
+        reference_uri = f"path:{Path(reference_model).resolve()}"
+    parsed = REGISTRY.parse_checks(list(checks))
+    for kind, params in parsed:
+        completed = kind.validate(
+            params, SubmitContext(has_reference_model=reference_uri is not None)
+        )
+        if completed is not None:
+            raise ValueError(f"{kind.name}: params completed from a registry need the service")
+    shard = ShardInput(
+        access=access,
+        target=_target(model, access),
+        checks=parsed,
+        records=records,
+        dataset=dataset,
+        n_records=len(records),
+        reference_uri=reference_uri,
+        batch_size=batch_size,
+    )
+    batches, info = run_passes(parsed, shard)
+    per_check: list[list[dict[str, Any] | None]] = [[None] * len(records) for _ in parsed]
+    for batch, values, _ in batches:
+        for n, per_sample in enumerate(values):
+            for i, sample_values in zip(batch, per_sample, strict=True):
+                per_check[n][i] = sample_values
+    result = {}
+    for n, (kind, params) in enumerate(parsed):
+        samples = per_check[n]
+        summary = kind.summarize(samples, params)
+        facts = info.get("model_facts", {})
+        if kind.name in facts:
+            summary["model"] = facts[kind.name]
+        if kind.exemplars is not None:
+            wanted = set(kind.exemplars(summary))
+            summary["exemplars"] = {
+                s["id"]: s["detail"] for s in samples if s.get("detail") and s["id"] in wanted
+            }
+        result[kind.name] = {"samples": samples, "summary": summary}
+    return result
 
 
 def audit_texts(
@@ -36,39 +133,9 @@ def audit_texts(
     reference_model: str | Path | LoadedModel | None = None,
     batch_size: int = 16,
 ) -> dict[str, dict[str, Any]]:
-    """Per check: per-sample values (in input order) and the summary."""
-    target = model if isinstance(model, LoadedModel) else load_local(model)
-    reference = (
-        reference_model
-        if isinstance(reference_model, LoadedModel | None)
-        else load_local(reference_model)
-    )
-    parsed = parse_checks(list(checks))
-    for kind, params in parsed:
-        kind.validate(params, SubmitContext(has_reference_model=reference is not None))
-    plan, max_tokens = audit_plan(parsed, target, reference is not None)
-    items = [
-        TextRecord(str(r.get("id", i)), r["text"], r.get("member"), r.get("duplicates"))
-        for i, r in enumerate(records)
-    ]
-    per_check: list[list[dict[str, Any] | None]] = [[None] * len(items) for _ in parsed]
-    for batch in plan_batches([len(item.text) for item in items], batch_size):
-        values, _ = compute_batch(
-            [items[i] for i in batch], parsed, plan, target, reference, max_tokens, batch_size
-        )
-        for check_index, per_sample in enumerate(values):
-            for i, sample_values in zip(batch, per_sample, strict=True):
-                per_check[check_index][i] = sample_values
-    return {
-        kind.name: {"samples": per_check[n], "summary": kind.summarize(per_check[n], params)}
-        for n, (kind, params) in enumerate(parsed)
-    }
-
-
-def load_local_classifier(path: str | Path) -> LoadedClassifier:
-    """A local classifier, encoder or (for `diversity`) causal LM directory."""
-    resolved = Path(path).resolve()
-    return cached_classifier(resolve_model(f"path:{resolved}", [resolved.parent]))
+    """Texts given as dicts (`text`, and `id`, `member`, `duplicates` where known)."""
+    rows = [Record(i, i + 1, dict(r)) for i, r in enumerate(records)]
+    return audit_local(model, rows, checks, reference_model=reference_model, batch_size=batch_size)
 
 
 def audit_records(
@@ -78,32 +145,7 @@ def audit_records(
     *,
     batch_size: int = 64,
 ) -> dict[str, dict[str, Any]]:
-    """The classifier checks over a JSONL or .npz file: per check, the per-sample values (in
-    file order), the summary and, where the check has them, the model facts under "model"."""
-    loaded = model if isinstance(model, LoadedClassifier) else load_local_classifier(model)
-    parsed = parse_checks(list(checks))
+    """The checks over a JSONL or .npz file, in file order."""
     path = Path(dataset)
-    need_label = any("label" in kind.required_fields for kind, _ in parsed)
-    records = [labelled(r, loaded.input_kind, need_label) for r in iter_records(path)]
-    context = ClassifierContext(
-        loaded,
-        path,
-        batch_size,
-        n_records=len(records),
-        load_model=lambda uri: load_local_classifier(uri.removeprefix("path:")),
-    )
-    result = {}
-    for kind, params in parsed:
-        if kind.family != "classifier":
-            raise ValueError(f"{kind.name} is an LM check: use audit_texts")
-        samples = kind.compute(context, records, params)
-        summary = kind.summarize(samples, params)
-        if kind.model_facts is not None:
-            summary["model"] = kind.model_facts(context, params)
-        if kind.exemplars is not None:
-            wanted = set(kind.exemplars(summary))
-            summary["exemplars"] = {
-                s["id"]: s["detail"] for s in samples if s.get("detail") and s["id"] in wanted
-            }
-        result[kind.name] = {"samples": samples, "summary": summary}
-    return result
+    rows = list(iter_records(path))
+    return audit_local(model, rows, checks, dataset=path, batch_size=batch_size)

@@ -16,9 +16,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from app.db import Database, upsert_insert, utcnow
-from app.deployment import record_worker_host
-from app.models import (
+from core.check_kinds import CheckKind
+from core.db import Database, upsert_insert, utcnow
+from core.deployment import record_worker_host
+from core.models import (
     NO_VALUE,
     SORT_SLOTS,
     ApiKey,
@@ -29,8 +30,7 @@ from app.models import (
     Shard,
     ShardStatus,
 )
-from app.tenancy import Grants, submitter_grants
-from worker.check_types import CheckKind
+from core.tenancy import Grants, submitter_grants
 
 
 class LeaseLost(RuntimeError):

@@ -6,16 +6,11 @@ import logging
 
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
-from app.config import get_settings
-from app.db import Database
-from app.logs import configure_logging, replace_context
-from worker import shard_store
-from worker.callbacks import backoff, deliver
-from worker.celery_app import create_celery
-from worker.finalize import finalize_audit as finalize
-from worker.registry import handle_delivery, reconcile, write_back
-from worker.runner import run_shard as run
-from worker.task_names import (
+from core.celery_app import create_celery
+from core.config import get_settings
+from core.db import Database
+from core.logs import configure_logging, replace_context
+from core.task_names import (
     DELIVER_CALLBACK,
     FINALIZE_AUDIT,
     HANDLE_REGISTRY_EVENT,
@@ -24,6 +19,11 @@ from worker.task_names import (
     RUN_SHARD,
     WRITE_BACK_TO_REGISTRY,
 )
+from worker import shard_store
+from worker.callbacks import backoff, deliver
+from worker.finalize import finalize_audit as finalize
+from worker.model_registry import handle_delivery, reconcile, write_back
+from worker.runner import run_shard as run
 
 log = logging.getLogger(__name__)
 # The worker's app (`celery -A worker.tasks`); the API builds its own from its own Settings.

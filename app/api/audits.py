@@ -16,7 +16,8 @@ from app import audits
 from app.dashboard.pages import export_context
 from app.dashboard.rendering import EXPORT_CONTENT_SECURITY_POLICY, render_export
 from app.deps import CeleryDep, ReadKey, SessionDep, SettingsDep, SubmitKey
-from app.schemas import (
+from core import submission
+from core.schemas import (
     MAX_DB_INT,
     AuditCreate,
     AuditPublic,
@@ -28,7 +29,8 @@ from app.schemas import (
     SampleRecordPublic,
     SamplesPublic,
 )
-from app.tenancy import key_owner
+from core.tenancy import key_owner
+from worker.checks.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -43,9 +45,11 @@ def submit(
     key: SubmitKey,
     response: Response,
 ) -> AuditPublic:
-    audit, created = audits.submit_audit(session, settings, body, key_owner(session, key))
+    audit, created = submission.submit_audit(
+        session, settings, body, key_owner(session, key), REGISTRY
+    )
     if created:
-        audits.enqueue_audit(session, celery, settings, audit)
+        submission.enqueue_audit(session, celery, settings, audit)
         log.info("audit queued by key %s", key.prefix, extra={"audit_id": audit.id})
     else:
         response.status_code = 200

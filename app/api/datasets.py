@@ -6,8 +6,8 @@ from fastapi import APIRouter, File, Response, UploadFile
 
 from app.datasets import store_upload
 from app.deps import SessionDep, SettingsDep, SubmitKey
-from app.models import Dataset
-from app.schemas import DatasetPublic
+from core.models import Dataset
+from core.schemas import DatasetPublic
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -16,7 +16,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from app.dashboard.rendering import TEMPLATES
 from app.deps import ReadKey
-from app.errors import ApiError
+from core.errors import ApiError
 
 router = APIRouter(include_in_schema=False)
 SWAGGER_DIR = Path(str(swagger_ui_path))

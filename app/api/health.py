@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.schemas import ReadyPublic
+from core.schemas import ReadyPublic
 
 router = APIRouter(tags=["health"])
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app import hooks
-from app.config import Settings
 from app.deps import CeleryDep, SettingsDep
-from app.errors import ApiError
 from app.throttle import count_event
+from core.config import Settings
+from core.errors import ApiError
 
 router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
 

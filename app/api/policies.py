@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app import policies
 from app.deps import AdminKey, SessionDep, SettingsDep
-from app.schemas import MAX_DB_INT, PoliciesPublic, PolicyCreate, PolicyPublic, PolicyUpdate
+from core import policies
+from core.schemas import MAX_DB_INT, PoliciesPublic, PolicyCreate, PolicyPublic, PolicyUpdate
+from worker.checks.registry import REGISTRY
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/policies", tags=["policies"])
 def create(
     body: PolicyCreate, session: SessionDep, settings: SettingsDep, key: AdminKey
 ) -> PolicyPublic:
-    return policies.to_public(policies.create_policy(session, settings, body, key))
+    return policies.to_public(policies.create_policy(session, settings, REGISTRY, body, key))
 
 
 @router.get("", response_model=PoliciesPublic)
@@ -41,7 +42,7 @@ def update(
     policy_id: str, body: PolicyUpdate, session: SessionDep, settings: SettingsDep, _key: AdminKey
 ) -> PolicyPublic:
     policy = policies.get_policy(session, policy_id)
-    return policies.to_public(policies.update_policy(session, settings, policy, body))
+    return policies.to_public(policies.update_policy(session, settings, REGISTRY, policy, body))
 
 
 @router.delete("/{policy_id}", status_code=204)

@@ -6,10 +6,10 @@ from fastapi import APIRouter
 
 from app import teams
 from app.deps import AdminKey, SessionDep, SettingsDep
-from app.errors import ApiError
 from app.keys import create_key_row, find_key, list_keys, revoke_key
-from app.models import ApiKey
-from app.schemas import (
+from core.errors import ApiError
+from core.models import ApiKey
+from core.schemas import (
     KeyCreate,
     KeyCreated,
     KeyPublic,

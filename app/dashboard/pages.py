@@ -10,28 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import audits
-from app.config import Settings
-from app.dashboard import figures
 from app.dashboard.headline import Headline, deltas, headlines
 from app.dashboard.report import build_report
-from app.dashboard.sections import Chart, figure_json, safe_json
-from app.models import ApiKey, Audit, AuditStatus, SampleResult
-from app.schemas import AuditPublic
-from app.tenancy import visible
+from app.dashboard.trend import TrendSeries, trend_figure
+from core.config import Settings
+from core.models import ApiKey, Audit, AuditStatus, SampleResult
+from core.schemas import AuditPublic
+from core.tenancy import visible
+from worker.checks.registry import REGISTRY
+from worker.checks.report_kit import Chart, figure_json, safe_json
 
-TREND_KEYS = (
-    "extraction.all.greedy_rate",
-    "extraction.members.greedy_rate",
-    "membership.best_auroc",
-    "membership.best_tpr_at_1pct_fpr",
-    "loss.mean_sample_loss",
-)
-TREND_RANGES = {
-    "extraction.all.greedy_rate": (0.0, 1.02),
-    "extraction.members.greedy_rate": (0.0, 1.02),
-    "membership.best_auroc": (0.4, 1.02),
-    "membership.best_tpr_at_1pct_fpr": (0.0, 1.02),
-}
 EXPORT_TOP_RECORDS = 25
 
 
@@ -120,25 +108,30 @@ def _version_label(audit: Audit) -> str:
     return f"{label} · {audit.id[:6]}"
 
 
-def trend_series(history: list[Audit]) -> list[figures.TrendSeries]:
+def _trend_ranges() -> dict[str, tuple[float, float] | None]:
+    """Headline keys drawn across versions, in the registry's order, with their y ranges."""
+    return {key: span for part in REGISTRY.report_parts() for key, span in part.trend.items()}
+
+
+def trend_series(history: list[Audit]) -> list[TrendSeries]:
     """One series per headline metric any succeeded version has, oldest version first."""
     done = [a for a in history if a.status == AuditStatus.SUCCEEDED]
     by_audit = [{h.key: h for h in headlines(a.summary or {})} for a in done]
     series = []
-    for key in TREND_KEYS:
+    for key, y_range in _trend_ranges().items():
         points = [found.get(key) for found in by_audit]
         present = next((p for p in points if p is not None and p.value is not None), None)
         if present is None:
             continue
         series.append(
-            figures.TrendSeries(
+            TrendSeries(
                 title=present.label,
                 percent=present.percent,
                 versions=[_version_label(a) for a in done],
                 values=[p.value if p else None for p in points],
                 lower=[p.ci95[0] if p and p.ci95 else None for p in points],
                 upper=[p.ci95[1] if p and p.ci95 else None for p in points],
-                y_range=TREND_RANGES.get(key),
+                y_range=y_range,
             )
         )
     return series
@@ -151,7 +144,7 @@ def model_history(
     history = list(session.scalars(query.order_by(Audit.created_at).limit(500)))
     if not history:
         return None
-    trend = figures.trend_figure(trend_series(history))
+    trend = trend_figure(trend_series(history))
     return {
         "family": family,
         "rows": [_row(session, settings, audit) for audit in reversed(history)],
@@ -162,19 +155,12 @@ def model_history(
 def comparison(session: Session, settings: Settings, first: Audit, second: Audit) -> dict[str, Any]:
     names = [_version_label(first), _version_label(second)]
     a, b = first.summary or {}, second.summary or {}
-    charts = []
-    shared_schemes = [
-        s
-        for s in figures.sampled_schemes(a.get("extraction", {}))
-        if s in figures.sampled_schemes(b.get("extraction", {}))
+    charts = [
+        Chart(chart_id, figure_json(figure))
+        for part in REGISTRY.report_parts()
+        if part.compare is not None
+        for chart_id, figure in part.compare(a, b, names)
     ]
-    for scheme in shared_schemes:
-        figure = figures.compare_rates_figure([a["extraction"], b["extraction"]], names, scheme)
-        if figure is not None:
-            charts.append(Chart(f"compare-rate-{len(charts)}", figure_json(figure)))
-    roc = figures.compare_roc_figure([a.get("membership", {}), b.get("membership", {})], names)
-    if roc is not None:
-        charts.append(Chart("compare-roc", figure_json(roc)))
     return {
         "first": audits.to_public(session, settings, first),
         "second": audits.to_public(session, settings, second),

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
-from app.models import real_value
+from core.models import real_value
 
 FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 STATIC_DIR = FRONTEND / "static"

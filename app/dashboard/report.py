@@ -7,16 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import plotly.graph_objects as go
-
-from app.dashboard import figures
-from app.dashboard.classifier_sections import CLASSIFIER_SECTIONS
-from app.dashboard.diffusion_sections import DIFFUSION_SECTIONS
-from app.dashboard.headline import Headline, headlines
-from app.dashboard.reasoning_sections import REASONING_SECTIONS
-from app.dashboard.sections import Section, charts
-from app.models import Audit
-from worker.checks import parse_checks
+from app.dashboard.headline import headlines
+from core.models import Audit
+from worker.checks.registry import REGISTRY
+from worker.checks.report_kit import Headline, Section
 
 
 @dataclass(frozen=True)
@@ -42,57 +36,16 @@ class Report:
     provenance: list[tuple[str, str]]
 
 
-def _extraction_section(summary: Mapping[str, Any]) -> Section:
-    named: list[tuple[str, go.Figure | None]] = []
-    notes = []
-    schemes = figures.sampled_schemes(summary)
-    if not summary.get("all", {}).get("n"):
-        notes.append("No record was long enough for the prefix and suffix.")
-    for scheme in schemes if summary.get("all", {}).get("n") else []:
-        slug = scheme.replace(".", "_").replace("=", "")
-        named += [
-            (f"rate-{slug}", figures.extraction_rate_figure(summary, scheme)),
-            (f"groups-{slug}", figures.extraction_groups_figure(summary, scheme)),
-            (f"pz-{slug}", figures.pz_histogram_figure(summary, scheme)),
-            (f"duplicates-{slug}", figures.duplicates_figure(summary, scheme)),
-        ]
-    if not schemes:
-        notes.append("Only greedy decoding was audited: see the greedy rates above.")
-    if summary.get("n_skipped"):
-        notes.append(f"{summary['n_skipped']:,} records were too short and were skipped.")
-    return Section("extraction", "Extraction", charts("extraction", named), notes)
-
-
-def _membership_section(summary: Mapping[str, Any]) -> Section:
-    named: list[tuple[str, go.Figure | None]] = [("roc", figures.roc_figure(summary))]
-    for key in summary.get("scores", {}):
-        named.append(
-            (f"dist-{key.replace('.', '_')}", figures.score_distribution_figure(summary, key))
-        )
-    return Section(
-        "membership", "Membership", charts("membership", named), list(summary.get("warnings", []))
-    )
-
-
-def _loss_section(summary: Mapping[str, Any]) -> Section:
-    return Section(
-        "loss", "Loss", charts("loss", [("hist", figures.loss_histogram_figure(summary))])
-    )
-
-
-SECTION_BUILDERS = {
-    "extraction": _extraction_section,
-    "membership": _membership_section,
-    "loss": _loss_section,
-    **CLASSIFIER_SECTIONS,
-    **REASONING_SECTIONS,
-    **DIFFUSION_SECTIONS,
-}
+def _section(kind: str, summary: Mapping[str, Any]) -> Section | None:
+    """The kind's section from its family's report part; None for a kind that draws none."""
+    part = REGISTRY.report_part(REGISTRY.family_of(kind))
+    build = part.sections.get(kind) if part is not None else None
+    return build(summary) if build is not None else None
 
 
 def _tables(audit: Audit) -> list[TableSpec]:
     tables = []
-    for kind, params in parse_checks(audit.checks):
+    for kind, params in REGISTRY.parse_checks(audit.checks):
         columns = [Column("score", "score", "number", kind.rank_description)]
         columns += [
             Column(c.key, c.label, c.format, kind.metric_description(c.key))
@@ -143,9 +96,10 @@ def _text(value: Any) -> str:
 
 def build_report(audit: Audit) -> Report:
     summary = audit.summary or {}
-    sections = [
-        SECTION_BUILDERS[kind](summary[kind])
+    drawn = (
+        _section(kind, summary[kind])
         for kind in (entry["kind"] for entry in audit.checks)
-        if kind in SECTION_BUILDERS and summary.get(kind)
-    ]
+        if kind in REGISTRY.kinds and summary.get(kind)
+    )
+    sections = [section for section in drawn if section is not None]
     return Report(headlines(summary), sections, _tables(audit), _provenance(audit))

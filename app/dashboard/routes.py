@@ -27,13 +27,13 @@ from app.browser_sessions import (
     same_origin,
     tokens_match,
 )
-from app.config import Settings
 from app.dashboard import pages
 from app.dashboard.rendering import PLOTLY_JS, page
 from app.deps import SessionDep, SettingsDep, bearer_key, refuse_failed_attempt
-from app.errors import ApiError
 from app.keys import authenticate
-from app.models import ApiKey
+from core.config import Settings
+from core.errors import ApiError
+from core.models import ApiKey
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25

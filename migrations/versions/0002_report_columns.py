@@ -12,7 +12,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-NO_VALUE = "-1e300"  # app.models.NO_VALUE: below every real score, so sort keys are never NULL
+NO_VALUE = "-1e300"  # core.models.NO_VALUE: below every real score, so sort keys are never NULL
 SORT_SLOTS = (1, 2, 3, 4)
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.keys import create_key
-from app.models import Audit, Shard
+from core.models import Audit, Shard
 from tests.conftest import filler_records, write_jsonl
 from tests.flows import sign_in
 

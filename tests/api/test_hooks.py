@@ -10,7 +10,7 @@ import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 from sqlalchemy import func, select
 
-from app.models import WebhookDelivery
+from core.models import WebhookDelivery
 from tests.api.test_audits import queued_messages
 
 SECRET = "mlflow-hook-secret"

@@ -15,7 +15,7 @@ import uvicorn
 from sqlalchemy import func, select
 
 from app.keys import create_key
-from app.models import ApiKey, Audit, Dataset
+from core.models import ApiKey, Audit, Dataset
 from tests.conftest import filler_records, wait_for, write_jsonl
 
 

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from app.logs import JsonFormatter
+from core.logs import JsonFormatter
 
 
 def test_api_lines_carry_the_request_and_audit(make_stack, tiny_lm, body) -> None:

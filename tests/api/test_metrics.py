@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.models import CallbackDelivery, Shard, WebhookDelivery
 from bench.report_data import seed_audit
+from core.models import CallbackDelivery, Shard, WebhookDelivery
 
 
 def _samples(text: str) -> dict[str, float]:

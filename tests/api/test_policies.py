@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.keys import create_key
-from app.models import Audit, AuditPolicy
 from bench.report_data import seed_audit
+from core.models import Audit, AuditPolicy
 from tests.flows import session_cookie
 from worker.finalize import finalize_audit
 

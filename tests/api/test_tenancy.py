@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app.keys import create_key
-from app.models import ApiKey as _ApiKey
-from app.models import Team as _Team
 from app.teams import assign_key, create_team, update_team
+from core.models import ApiKey as _ApiKey
+from core.models import Team as _Team
 from tests.flows import session_cookie, upload
 from worker.runner import run_shard
 
@@ -169,7 +169,7 @@ def test_the_worker_checks_the_grant_again_at_load(teams) -> None:
     dataset = upload(stack.client, a.headers, a.dataset)
     audit = _submit(stack, a, f"path:{a.model}", dataset["uri"]).json()
     with stack.db.session() as session:
-        from app.models import Shard, Team
+        from core.models import Shard, Team
 
         team = session.query(Team).filter_by(name="team-a").one()
         update_team(session, stack.settings, team, model_folders=[])  # the grant is withdrawn
@@ -247,11 +247,11 @@ def test_chat_endpoint_models_are_granted_per_team(make_stack, tiny_lm, tmp_path
 def test_a_policy_refused_for_its_team_does_not_stop_the_others(teams, tiny_lm, tmp_path) -> None:
     """Team b's policy matches every repository but is not granted a's: a's policy still
     audits a's new revision, and b's refusal is recorded on the delivery."""
-    from app.models import WebhookDelivery
-    from app.policies import create_policy
-    from app.schemas import PolicyCreate
-    from tests.worker.test_huggingface import SHA, _cache_with
-    from worker.registry import handle_delivery
+    from core.models import WebhookDelivery
+    from core.policies import create_policy
+    from core.schemas import PolicyCreate
+    from tests.core.inspection.test_huggingface import SHA, _cache_with
+    from worker.model_registry import handle_delivery
 
     stack, a, b = teams
     _cache_with(tiny_lm.model_dir, tmp_path / "hub", "org-a/lm")
@@ -296,7 +296,7 @@ def test_moving_or_revoking_a_key_ends_its_sessions(teams) -> None:
 
 
 def test_a_revoked_admin_keys_queued_audits_fall_back_to_its_team(teams) -> None:
-    from app.tenancy import submitter_grants
+    from core.tenancy import submitter_grants
 
     stack, _a, _b = teams
     with stack.db.session() as session:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import Headers
 
-from app.config import trusted_networks
 from app.main import create_app
 from app.throttle import client_address
+from core.config import trusted_networks
 from tests.flows import sign_in
 
 BAD = {"Authorization": "Bearer ma_not-a-key"}

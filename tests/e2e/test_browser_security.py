@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from app.models import Dataset
+from core.models import Dataset
 from tests.conftest import filler_records, write_jsonl
 from tests.e2e.browsers import Watched
 from tests.e2e.conftest import Served

@@ -233,7 +233,7 @@ def _run_to_success(served: Served, bodies: dict[str, dict]) -> dict[str, dict]:
 def classifier_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -> dict:
     """A noisy-label digits MLP (proxies, diversity, capacity) and an unlearning audit, run by
     the served worker; models go under its model root, datasets under its data root."""
-    from tests.classifiers.builders import noisy_digits, unlearning_models
+    from tests.worker.checks.classifier.builders import noisy_digits, unlearning_models
 
     root = tmp_path_factory.mktemp("classifiers")
     digits = noisy_digits(root / "digits")
@@ -323,7 +323,11 @@ def test_classifier_reports_in_chromium(served: Served, classifier_audits: dict,
 def reasoning_audits(served: Served, tiny_lm: DemoArtifacts, tmp_path_factory) -> dict:
     """A puzzle memorizer's kk_memorization audit, a two-version retention audit, and WILT on a
     local chat model."""
-    from tests.reasoning.builders import factoid_versions, guessing_chat_model, puzzle_memorizer
+    from tests.worker.checks.reasoning.builders import (
+        factoid_versions,
+        guessing_chat_model,
+        puzzle_memorizer,
+    )
 
     root = tmp_path_factory.mktemp("reasoning")
     puzzles = puzzle_memorizer(root / "kk")

@@ -13,7 +13,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from app.models import SampleResult, Shard
+from core.models import SampleResult, Shard
 from tests.conftest import REPO, filler_records, wait_for, write_jsonl
 from tests.e2e.servers import private_postgres, private_redis
 from tests.flows import all_samples, submit, upload, wait_final

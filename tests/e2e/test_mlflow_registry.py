@@ -17,8 +17,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.db import Database
-from app.models import WebhookDelivery
+from core.db import Database
+from core.models import WebhookDelivery
 from tests.conftest import wait_for
 from tests.e2e.conftest import Served, free_port, serve
 from worker.demo import DemoArtifacts
@@ -249,7 +249,7 @@ def test_a_retention_policy_compares_each_new_version_with_the_previous(
 ) -> None:
     """Two registered versions of a factoid model: the policy's retention check reads the chain
     from the registry, so version 2 is compared with version 1, and its forgetting fails it."""
-    from tests.reasoning.builders import factoid_versions
+    from tests.worker.checks.reasoning.builders import factoid_versions
 
     versions = factoid_versions(tmp_path)
     dataset = shutil.copy(versions.dataset, memaudit.data_root / "factoids.jsonl")

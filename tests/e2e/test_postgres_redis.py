@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from app.models import SampleResult, Shard
+from core.models import SampleResult, Shard
 from tests.conftest import filler_records, wait_for, write_jsonl
 from tests.flows import all_samples, run_canary_audit, submit, wait_final
 

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from app.migrate import downgrade, upgrade
-from app.models import Base
+from core.models import Base
 
 TABLES = {
     "api_keys",

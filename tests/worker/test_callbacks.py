@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from core.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.conftest import wait_for
 from tests.flows import session_cookie, upload, wait_final
 

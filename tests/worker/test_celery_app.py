@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from app.config import Settings
-from worker.celery_app import create_celery
+from core.celery_app import create_celery
+from core.config import Settings
 
 
 def test_execution_settings_follow_the_design(tmp_path) -> None:

@@ -11,10 +11,10 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from core.inspection.errors import ModelError  # noqa: E402
+from core.inspection.models import resolve_model  # noqa: E402
 from worker.engine.diffusion.alignment import clip_pixels  # noqa: E402
 from worker.loaders.clip_models import cached_clip  # noqa: E402
-from worker.loaders.errors import ModelError  # noqa: E402
-from worker.loaders.models import resolve_model  # noqa: E402
 
 PROMPTS = ["a photo of a cat", "the mona lisa", "a handwritten seven"]
 

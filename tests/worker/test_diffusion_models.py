@@ -12,10 +12,10 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from tests.diffusion.builders import small_unet  # noqa: E402
+from core.inspection.errors import ModelError  # noqa: E402
+from core.inspection.models import resolve_model  # noqa: E402
+from tests.worker.checks.diffusion.builders import small_unet  # noqa: E402
 from worker.loaders.diffusion_models import load_pipeline  # noqa: E402
-from worker.loaders.errors import ModelError  # noqa: E402
-from worker.loaders.models import resolve_model  # noqa: E402
 
 
 def _pipeline(root: Path, num_class_embeds: int | None = 11) -> Path:
@@ -112,9 +112,9 @@ def _text_pipeline(root: Path) -> Path:
 def test_a_text_conditional_pipeline_runs_every_diffusion_check(tmp_path) -> None:
     import numpy as np
 
-    from worker.checks import get_check
-    from worker.diffusion_checks import DiffusionContext
-    from worker.loaders.datasets import DatasetError, Record
+    from core.inspection.datasets import DatasetError, Record
+    from worker.checks.diffusion.passes import DiffusionContext
+    from worker.checks.registry import REGISTRY
 
     root = _text_pipeline(tmp_path / "text")
     assert resolve_model(f"path:{root}", [tmp_path]).kind == "diffusion"
@@ -132,20 +132,22 @@ def test_a_text_conditional_pipeline_runs_every_diffusion_check(tmp_path) -> Non
         ("cfg_mitigation", {"methods": ["cfg", "dtp"]}),
         ("lid", {"t0": 50, "lpca_neighbors": 5, "t0_grid": [50]}),
     ]:
-        check = get_check(kind)
+        check = REGISTRY.get_check(kind)
         params = check.parse_params({**common, **extra})
         rows = check.compute(context, records, params)
         assert len(rows) == 2
         check.summarize(rows, params)
-    basin = get_check("cfg_basin").compute(
-        context, records, get_check("cfg_basin").parse_params(common)
+    basin = REGISTRY.get_check("cfg_basin").compute(
+        context, records, REGISTRY.get_check("cfg_basin").parse_params(common)
     )
     assert basin[0]["detail"]["runs"][0]["clip"] is None  # no CLIP model given
     assert len(basin[0]["detail"]["runs"][0]["deltas"]) == 6
     assert basin[0]["nearest_label"] is None  # no labels: similarity only
     with pytest.raises(DatasetError, match="prompt"):
-        get_check("cfg_basin").compute(
-            context, [Record(0, 1, {"class_label": 3})], get_check("cfg_basin").parse_params(common)
+        REGISTRY.get_check("cfg_basin").compute(
+            context,
+            [Record(0, 1, {"class_label": 3})],
+            REGISTRY.get_check("cfg_basin").parse_params(common),
         )
 
 
@@ -154,11 +156,11 @@ def test_text_generations_are_scored_against_their_prompts_by_clip(tmp_path) -> 
     with their prompts, and its cost is plain CFG's score minus its own."""
     import numpy as np
 
+    from core.inspection.datasets import Record
     from tests.worker.test_clip_models import tiny_clip
-    from worker.checks import get_check
-    from worker.diffusion_checks import DiffusionContext
+    from worker.checks.diffusion.passes import DiffusionContext
+    from worker.checks.registry import REGISTRY
     from worker.loaders.clip_models import cached_clip
-    from worker.loaders.datasets import Record
 
     pipeline = load_pipeline(resolve_model(f"path:{_text_pipeline(tmp_path / 'text')}", [tmp_path]))
     clip_dir = tiny_clip(tmp_path / "clip")
@@ -173,7 +175,7 @@ def test_text_generations_are_scored_against_their_prompts_by_clip(tmp_path) -> 
         Record(i, i + 1, {"id": f"p{i}", "prompt": text})
         for i, text in enumerate(["a photo of a cat", "the mona lisa"])
     ]
-    check = get_check("cfg_mitigation")
+    check = REGISTRY.get_check("cfg_mitigation")
     params = check.parse_params(
         {
             "training_images": "path:/unused.npz",
@@ -203,9 +205,9 @@ def test_text_generations_are_scored_against_their_prompts_by_clip(tmp_path) -> 
 
 
 def test_params_stored_before_the_copy_encoder_still_read_as_they_ran() -> None:
-    from worker.checks import get_check
+    from worker.checks.registry import REGISTRY
 
-    check = get_check("cfg_mitigation")
+    check = REGISTRY.get_check("cfg_mitigation")
     stored = {
         "training_images": "path:/x.npz",
         "embedding_model": None,

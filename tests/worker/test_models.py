@@ -7,7 +7,9 @@ import shutil
 import pytest
 import torch
 
-from worker.loaders.models import ModelError, cached_causal_lm, resolve_model
+from core.inspection.errors import ModelError
+from core.inspection.models import resolve_model
+from worker.loaders.models import cached_causal_lm
 
 
 def test_a_saved_causal_lm_resolves_and_loads(tiny_lm) -> None:

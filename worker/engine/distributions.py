@@ -61,3 +61,18 @@ def mean_interval(values: Sequence[float], z: float = 1.959963984540054) -> list
     half = z * float(array.std(ddof=1)) / math.sqrt(len(array))
     mean = float(array.mean())
     return [mean - half, mean + half]
+
+
+def quantile_summary(values: np.ndarray) -> dict[str, float]:
+    """Min, 5/25/50/75/95th percentiles, max and mean: a distribution in eight numbers."""
+    q = np.quantile(values, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+    return {
+        "min": float(q[0]),
+        "q05": float(q[1]),
+        "q25": float(q[2]),
+        "median": float(q[3]),
+        "q75": float(q[4]),
+        "q95": float(q[5]),
+        "max": float(q[6]),
+        "mean": float(values.mean()),
+    }

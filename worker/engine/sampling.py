@@ -7,47 +7,15 @@ on the renormalized top-k distribution. Masses are accumulated in float64.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
+
+from worker.engine.schemes import Scheme
 
 # A target whose preceding nucleus mass lies this close to top_p could flip with rounding.
 NUCLEUS_FRAGILE_TOL = 1e-6
 # The nucleus usually closes within the first few hundred tokens; sort more only when needed.
 NUCLEUS_CANDIDATES = 256
-
-
-@dataclass(frozen=True)
-class Scheme:
-    temperature: float = 1.0  # 0 means greedy decoding
-    top_k: int = 0  # 0 (or >= vocabulary) means off
-    top_p: float = 1.0  # 1 means off
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0 or not math.isfinite(self.temperature):
-            raise ValueError("temperature must be >= 0")
-        if self.top_k < 0:
-            raise ValueError("top_k must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must lie in (0, 1]")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-    @property
-    def name(self) -> str:
-        """`greedy`, or e.g. `topk40_T1`, `topp0.9_T0.7`, `topk50_topp0.95_T1`."""
-        if self.greedy:
-            return "greedy"
-        parts = [f"topk{self.top_k}"] if self.top_k else []
-        if self.top_p < 1:
-            parts.append(f"topp{self.top_p:g}")
-        parts.append(f"T{self.temperature:g}")
-        return "_".join(parts)
-
-
-GREEDY = Scheme(temperature=0.0)
 
 
 def _nucleus_mask(probs: torch.Tensor, top_p: float) -> torch.Tensor:

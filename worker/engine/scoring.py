@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worker.engine.sampling import Scheme, scheme_logprobs
+from worker.engine.sampling import scheme_logprobs
+from worker.engine.schemes import Scheme
 from worker.engine.token_stats import TokenStats
 
 # Per chunk of positions: small on CPU, where buffers that stay in cache beat big ones; large on

@@ -14,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from worker.loaders.errors import ModelError
-
-CONFIG_KEY = "memaudit_architecture"
+from core.inspection.errors import ModelError
+from core.inspection.models import BUILTIN_CONFIG_KEY as CONFIG_KEY
 
 
 def _positive_ints(config: dict[str, Any], key: str) -> list[int]:

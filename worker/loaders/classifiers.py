@@ -15,14 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.inspection.errors import ModelError
+from core.inspection.models import TORCHSCRIPT_FILE, TORCHSCRIPT_KEY, ModelSpec
 from worker.loaders import builtin_nets
-from worker.loaders.errors import ModelError
 from worker.loaders.models import (
-    TORCHSCRIPT_FILE,
-    TORCHSCRIPT_KEY,
     LoadedModel,
     ModelCache,
-    ModelSpec,
     explained_load,
     load_pickled_state,
     pick_device,

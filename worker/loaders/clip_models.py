@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
+from core.inspection.errors import ModelError
+from core.inspection.models import ModelSpec
 from worker.engine.diffusion.alignment import CLIP_MEAN, CLIP_STD, clip_pixels, clip_score
-from worker.loaders.errors import ModelError
-from worker.loaders.models import ModelCache, ModelSpec, explained_load
+from worker.loaders.models import ModelCache, explained_load
 
 PREPROCESSOR = "preprocessor_config.json"
 

@@ -13,48 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.confinement import Pinned
-from worker.loaders.errors import ModelError
-from worker.loaders.weight_files import read_json_file
-
-INDEX = "model_index.json"
-UNETS = {"UNet2DModel", "UNet2DConditionModel"}
-SCHEDULERS = {"DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler"}
-TEXT_ENCODERS = {"CLIPTextModel"}
-VAES = {"AutoencoderKL"}
-NULL_CLASS_KEY = "memaudit_null_class"
-
-
-def read_index(pinned: Pinned) -> dict[str, Any]:
-    """model_index.json, checked: a UNet and a scheduler of allowed classes, safetensors only."""
-    name = pinned.located.path.name
-    index = read_json_file(pinned, INDEX)
-    if not isinstance(index, dict):
-        raise ModelError(f"{INDEX} in {name} is not a JSON object")
-    allowed = {"unet": UNETS, "scheduler": SCHEDULERS, "text_encoder": TEXT_ENCODERS, "vae": VAES}
-    for component in ("unet", "scheduler"):
-        if component not in index:
-            raise ModelError(f"{name}: the pipeline has no {component}")
-    for component, entry in index.items():
-        if (
-            component.startswith("_")
-            or component == NULL_CLASS_KEY
-            or component in ("tokenizer", "safety_checker", "feature_extractor")
-        ):
-            continue
-        if entry is None or (isinstance(entry, list) and len(entry) == 2 and entry[1] is None):
-            continue
-        if (
-            component not in allowed
-            or not isinstance(entry, list)
-            or len(entry) != 2
-            or entry[1] not in allowed[component]
-        ):
-            raise ModelError(f"{name}: pipeline component {component}={entry} is not supported")
-        weights = [n for n in pinned.names(component) if n.endswith(".safetensors")]
-        if component != "scheduler" and not weights:
-            raise ModelError(f"{name}/{component} has no .safetensors weights")
-    return index
+from core.inspection.diffusion_index import NULL_CLASS_KEY
+from core.inspection.errors import ModelError
+from worker.loaders.models import ModelCache, explained_load, pick_device
 
 
 @dataclass
@@ -78,8 +39,6 @@ def load_pipeline(spec: Any) -> LoadedDiffusion:
     """The pipeline a resolved spec names (its `config` is the checked model_index.json)."""
     import diffusers
     import torch
-
-    from worker.loaders.models import pick_device
 
     path, index = spec.path, spec.config
     device, dtype = pick_device()
@@ -136,16 +95,11 @@ def load_pipeline(spec: Any) -> LoadedDiffusion:
     )
 
 
-_pipelines: Any = None
+# One resident pipeline per worker process (reloaded when its files change).
+_pipelines: ModelCache[LoadedDiffusion] = ModelCache(lambda s: explained_load(s, load_pipeline), 1)
 
 
 def cached_pipeline(spec: Any) -> LoadedDiffusion:
-    """One resident pipeline per worker process (reloaded when its files change)."""
-    global _pipelines
-    from worker.loaders.models import ModelCache, explained_load
-
-    if _pipelines is None:
-        _pipelines = ModelCache(lambda s: explained_load(s, load_pipeline), 1)
     return _pipelines.get(spec)
 
 

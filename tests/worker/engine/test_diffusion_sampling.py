@@ -18,12 +18,8 @@ from worker.engine.diffusion.guidance import (  # noqa: E402
     opposite_transition,
     static_schedule,
 )
-from worker.engine.diffusion.sampling import (  # noqa: E402
-    GuidancePlan,
-    guided_sample,
-    nearest_similarity,
-    pixel_embedding,
-)
+from worker.engine.diffusion.plans import GuidancePlan  # noqa: E402
+from worker.engine.diffusion.sampling import guided_sample, nearest_similarity, pixel_embedding  # noqa: E402
 
 SHAPE = (1, 4, 4)
 MEANS = torch.stack(

@@ -8,8 +8,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from worker.checks import ExtractionParams
-from worker.engine.sampling import NUCLEUS_CANDIDATES, Scheme, scheme_logprobs
+from worker.checks.lm.kinds import ExtractionParams
+from worker.engine.sampling import NUCLEUS_CANDIDATES, scheme_logprobs
+from worker.engine.schemes import Scheme
 
 LOGITS = [2.0, 1.0, 0.0, -1.0]
 

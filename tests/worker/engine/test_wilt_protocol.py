@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reasoning.wilt_agents import Prober
+from tests.worker.checks.reasoning.wilt_agents import Prober
 from worker.engine.wilt_guess import score_guess
 from worker.engine.wilt_protocol import Conversation, ProtocolParams, read_turn, run_conversations
 from worker.engine.wilt_rules import FULL, LITE, compile_rule, rule_of, rule_set

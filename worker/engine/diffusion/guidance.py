@@ -16,7 +16,8 @@ from itertools import pairwise
 import numpy as np
 import torch
 
-DEFAULT_SCALE = 7.5
+from worker.engine.diffusion.plans import DEFAULT_SCALE
+
 OPPOSITE_FALLBACK_TP = 5  # the reference's transition when d has no interior minimum
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from worker.engine.diffusion.guidance import (
-    DEFAULT_SCALE,
     combine,
     dynamic_transition,
     guidance_gap,
@@ -25,23 +24,9 @@ from worker.engine.diffusion.guidance import (
     opposite_transition,
     static_schedule,
 )
+from worker.engine.diffusion.plans import METHODS, GuidancePlan
 
 EpsPair = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-METHODS = ("cfg", "stp", "dtp", "og_dtp")
-
-
-@dataclass(frozen=True)
-class GuidancePlan:
-    method: str = "cfg"
-    scale: float = DEFAULT_SCALE  # s_after: the serving scale
-    tau: int = 500  # stp: s_before while t > tau
-    s_before: float | None = None  # stp 0.0, dtp 1.0 unless given
-    num_steps: int = 50
-
-    def before(self) -> float:
-        if self.s_before is not None:
-            return self.s_before
-        return 1.0 if self.method == "dtp" else 0.0
 
 
 @dataclass

@@ -1,0 +1,257 @@
+"""The one typed configuration object, read from `MEMAUDIT_*` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.confinement import FileRules
+from core.inspection.datasets import DatasetLimits
+
+# Values that appear in examples and tutorials; a production secret is never one of them.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "admin", "change-me", "changeme", "change_me", "default", "example", "memaudit",
+        "password", "postgres", "redis", "secret", "test", "12345678", "mlflow", "huggingface",
+    }
+)  # fmt: skip
+MIN_WEBHOOK_SECRET_CHARS = 16
+
+
+def _url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password or ""
+    except ArgumentError:
+        return ""
+
+
+def _split_roots(value: str) -> list[Path]:
+    # As configured (made absolute, not resolved): users name paths through the same folders;
+    # confinement compares with both this form and the real path.
+    return [
+        Path(os.path.abspath(Path(part).expanduser())) for part in value.split(os.pathsep) if part
+    ]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(value: str) -> list[Network]:
+    """MEMAUDIT_TRUSTED_PROXIES: comma-separated addresses or CIDR networks."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    return [ipaddress.ip_network(part, strict=False) for part in parts]
+
+
+def _split_hosts(value: str) -> list[str]:
+    return [host.strip() for host in value.split(",") if host.strip()]
+
+
+class Settings(BaseSettings):
+    """Embedded defaults (SQLite, a SQLite broker) unless production URLs are given."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMAUDIT_", extra="ignore")
+
+    environment: str = Field("development", description="development or production")
+    data_dir: Path = Path(".memaudit")
+    database_url: str = ""
+    broker_url: str = ""
+    # os.pathsep-separated allow-lists; nothing outside them is ever opened.
+    model_roots: str = ""
+    data_roots: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    queue: str = "memaudit"
+
+    # Shards are the unit of retry: small enough that a crash loses little work.
+    shard_size: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+    # Results are written in bulk: a transaction per this many rows or this many seconds.
+    result_flush_rows: int = Field(1024, ge=1)
+    result_flush_seconds: float = Field(1.0, ge=0)
+    # A shard whose worker stops heartbeating for this long is given to another worker.
+    lease_seconds: int = Field(300, ge=2)
+    reaper_interval_seconds: float = Field(30.0, gt=0)
+    # A queued shard whose message may have been lost is re-sent after this long.
+    orphan_after_seconds: int = Field(600, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    task_soft_time_limit: int = Field(6 * 3600, ge=10)
+    task_time_limit: int = Field(6 * 3600 + 300, ge=20)
+    worker_concurrency: int = Field(1, ge=1)
+    # Limits on what one caller can ask for; each violation is a 4xx that says which limit.
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1)
+    max_records_per_dataset: int = Field(10_000_000, ge=1)
+    # Checked on the characters of `text`; tokens are cut to the model context in the worker
+    # (flagged `truncated`), so this bounds the work per record before any tokenizer runs.
+    max_record_chars: int = Field(1_000_000, ge=1)
+    max_active_audits_per_key: int = Field(50, ge=1)
+    # JSON request bodies (audits, policies, webhooks) past this many bytes are refused (413).
+    max_json_body_bytes: int = Field(1024**2, ge=1024)
+    # Failed keys and sign-ins per client and window before answers become 429.
+    auth_failure_limit: int = Field(20, ge=1)
+    auth_failure_window_seconds: int = Field(300, ge=1)
+    # Addresses or CIDR networks of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+    session_hours: float = Field(12.0, gt=0)  # a dashboard sign-in lasts this long
+    # Pickled `.bin`/`.pt` weights can run code when unpickled; off by default, and when on they
+    # are read with torch.load(weights_only=True), never a plain unpickler.
+    allow_pickle_weights: bool = False
+    # A TorchScript archive is a program (its graph runs as shipped); off by default.
+    allow_torchscript: bool = False
+    # A file with a second name (hard link) may be any file on the filesystem: refused unless on.
+    allow_hardlinks: bool = False
+    # Can those who submit audits write into the model and data roots? Then loaders read each
+    # checked file through its pinned descriptor (a private staging directory of links to
+    # /proc/self/fd/N), so nothing can be swapped between the check and the read.
+    roots_writable_by_submitters: bool = True
+    # A worker or shard retry waits this long before the next attempt.
+    retry_delay_seconds: float = Field(10.0, ge=0)
+    log_format: str = Field("json", pattern="^(json|text)$")
+    log_level: str = "INFO"
+    # Outbound callbacks: signed with this secret (embedded: generated into the data dir).
+    callback_secret: str = ""
+    callback_allowed_hosts: str = Field("", description="host globs, comma-separated; empty: any")
+    callback_allow_private: bool = False
+    callback_max_attempts: int = Field(5, ge=1)
+    callback_backoff_seconds: float = Field(5.0, gt=0)  # doubles after each failed attempt
+    callback_timeout_seconds: float = Field(10.0, gt=0)
+    # Model registries: MLflow (tracking server, webhook secret) and the Hugging Face Hub.
+    mlflow_tracking_uri: str = ""
+    mlflow_webhook_secret: str = ""
+    hf_webhook_secret: str = ""
+    hf_cache_dir: str = ""  # the Hub's cache; empty: the library default (HF_HUB_CACHE)
+    webhook_tolerance_seconds: int = Field(300, ge=1)  # older signed timestamps are stale
+    registry_poll_seconds: float = Field(300.0, gt=0)  # reconciliation of dropped deliveries
+    registry_lookback_days: float = Field(7.0, gt=0)
+    # OpenAI-compatible chat endpoints (`wilt` on a hosted model): refused unless the host
+    # matches this list; the key is sent as a bearer token and never stored with an audit.
+    chat_endpoint_hosts: str = Field("", description="host globs, comma-separated; empty: none")
+    chat_endpoint_api_key: str = ""
+    chat_endpoint_timeout_seconds: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'memaudit.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+        if self.task_time_limit <= self.task_soft_time_limit:
+            raise ValueError("task_time_limit must exceed task_soft_time_limit")
+        try:
+            trusted_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"MEMAUDIT_TRUSTED_PROXIES: {exc}") from None
+        if self.environment not in ("development", "production"):
+            raise ValueError("environment must be development or production")
+        if self.environment == "production":
+            self._refuse_insecure_production()
+        return self
+
+    def _refuse_insecure_production(self) -> None:
+        """Production start-up fails on any setting that would be unsafe on a shared network."""
+        if self.database_url.startswith("sqlite"):
+            raise ValueError(
+                "production needs MEMAUDIT_DATABASE_URL (PostgreSQL): a SQLite file cannot be "
+                "shared by workers on several hosts"
+            )
+        if self.broker_url.startswith(("sqla+", "sqlalchemy+")):
+            raise ValueError(
+                "production needs MEMAUDIT_BROKER_URL (redis://...), not the embedded broker"
+            )
+        if len(self.callback_secret) < 32:
+            raise ValueError("production needs MEMAUDIT_CALLBACK_SECRET (32 characters or more)")
+        secrets_in_use = {
+            "MEMAUDIT_CALLBACK_SECRET": self.callback_secret,
+            "MEMAUDIT_MLFLOW_WEBHOOK_SECRET": self.mlflow_webhook_secret,
+            "MEMAUDIT_HF_WEBHOOK_SECRET": self.hf_webhook_secret,
+            "the password in MEMAUDIT_DATABASE_URL": _url_password(self.database_url),
+            "the password in MEMAUDIT_BROKER_URL": _url_password(self.broker_url),
+        }
+        for name, value in secrets_in_use.items():
+            if value and value.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{name} is a well-known default ({value!r}); set a real secret")
+        for name in ("MEMAUDIT_MLFLOW_WEBHOOK_SECRET", "MEMAUDIT_HF_WEBHOOK_SECRET"):
+            value = secrets_in_use[name]
+            if value and len(value) < MIN_WEBHOOK_SECRET_CHARS:
+                raise ValueError(f"{name} must be {MIN_WEBHOOK_SECRET_CHARS} characters or more")
+
+    @property
+    def dataset_limits(self) -> DatasetLimits:
+        return DatasetLimits(self.max_records_per_dataset, self.max_record_chars)
+
+    @property
+    def trusted_proxy_networks(self) -> list[Network]:
+        return trusted_networks(self.trusted_proxies)
+
+    @property
+    def file_rules(self) -> FileRules:
+        return FileRules(self.allow_hardlinks, stage=self.roots_writable_by_submitters)
+
+    @property
+    def model_root_paths(self) -> list[Path]:
+        return _split_roots(self.model_roots) or [self.data_dir / "models"]
+
+    @property
+    def data_root_paths(self) -> list[Path]:
+        return _split_roots(self.data_roots) or [self.data_dir / "data"]
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Where uploaded datasets live, content-addressed by sha256."""
+        return self.data_dir / "datasets"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Registry models downloaded for audits, by name and version."""
+        return self.data_dir / "model-cache"
+
+    @property
+    def callback_hosts(self) -> list[str]:
+        return _split_hosts(self.callback_allowed_hosts)
+
+    @property
+    def chat_hosts(self) -> list[str]:
+        return _split_hosts(self.chat_endpoint_hosts)
+
+    def callback_signing_secret(self) -> str:
+        """The configured secret, or one generated once into the data dir (mode 0600) so the
+        embedded API and worker sign alike."""
+        if self.callback_secret:
+            return self.callback_secret
+        path = self.data_dir / "callback.secret"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process of this service wrote it first
+                pass
+            else:
+                with os.fdopen(descriptor, "w") as stream:
+                    stream.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def ensure_dirs(self) -> None:
+        for path in [
+            self.data_dir,
+            self.datasets_dir,
+            *self.model_root_paths,
+            *self.data_root_paths,
+        ]:
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,200 @@
+"""Audit policies: what to audit when a registry announces a model version, and the verdict.
+
+A policy names registered models by glob (`fraud-*`), the checks and dataset to run, and the
+thresholds a summary must meet. Matching audits carry the policy's id; finalize records the
+verdict on them, where the registry write-back and the dashboard read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from fnmatch import fnmatchcase
+
+from celery import Celery
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.check_kinds import Catalog
+from core.config import Settings
+from core.db import utcnow
+from core.errors import ApiError
+from core.models import ApiKey, Audit, AuditPolicy
+from core.schemas import AuditCreate, PolicyCreate, PolicyPublic, PolicyUpdate, Threshold
+from core.submission import (
+    enqueue_audit,
+    find_idempotent,
+    resolve_dataset,
+    submit_audit,
+    validate_checks,
+)
+from core.tenancy import team_by_name, team_owner
+from core.verdicts import UnknownMetric, check_metric_name
+
+
+def to_public(policy: AuditPolicy) -> PolicyPublic:
+    return PolicyPublic.model_validate(policy, from_attributes=True)
+
+
+def _thresholds(thresholds: list[Threshold]) -> list[dict]:
+    for position, rule in enumerate(thresholds):
+        try:
+            check_metric_name(rule.metric)
+        except UnknownMetric:
+            raise ApiError(
+                422,
+                "unknown_metric",
+                f"thresholds[{position}]: unknown metric {rule.metric!r}; see the verdict metric "
+                "names in the README (e.g. extraction.greedy_extraction_rate, membership.loss.auc)",
+            ) from None
+    return [rule.model_dump() for rule in thresholds]
+
+
+def _checks(
+    session: Session,
+    settings: Settings,
+    catalog: Catalog,
+    team_id: str,
+    dataset_uri: str,
+    checks: list,
+) -> list[dict]:
+    """The checks as the policy's team could submit them (its dataset, its grants)."""
+    owner = team_owner(session, team_id)
+    dataset = resolve_dataset(session, settings, dataset_uri, owner)
+    # The model is not known until a version arrives: its kind is checked then.
+    return validate_checks(
+        checks,
+        dataset,
+        catalog=catalog,
+        has_reference=False,
+        model_kind=None,
+        settings=settings,
+        owner=owner,
+        session=session,
+    )
+
+
+def _team_id(session: Session, name: str | None, key: ApiKey) -> str:
+    if name is None:
+        return key.team_id
+    team = team_by_name(session, name)
+    if team is None:
+        raise ApiError(422, "unknown_team", f"no team named {name!r}")
+    return team.id
+
+
+def create_policy(
+    session: Session, settings: Settings, catalog: Catalog, body: PolicyCreate, key: ApiKey
+) -> AuditPolicy:
+    if session.scalar(select(AuditPolicy).where(AuditPolicy.name == body.name)) is not None:
+        raise ApiError(409, "policy_exists", f"a policy named {body.name!r} exists")
+    team_id = _team_id(session, body.team, key)
+    policy = AuditPolicy(
+        team_id=team_id,
+        name=body.name,
+        source=body.source,
+        model_pattern=body.model_pattern,
+        dataset_uri=body.dataset.uri,
+        checks=_checks(session, settings, catalog, team_id, body.dataset.uri, body.checks),
+        thresholds=_thresholds(body.thresholds),
+        enabled=body.enabled,
+    )
+    session.add(policy)
+    session.commit()
+    return policy
+
+
+def get_policy(session: Session, policy_id: str) -> AuditPolicy:
+    policy = session.get(AuditPolicy, policy_id)
+    if policy is None:
+        raise ApiError(404, "not_found", f"no policy {policy_id!r}")
+    return policy
+
+
+def update_policy(
+    session: Session,
+    settings: Settings,
+    catalog: Catalog,
+    policy: AuditPolicy,
+    body: PolicyUpdate,
+) -> AuditPolicy:
+    dataset_uri = body.dataset.uri if body.dataset else policy.dataset_uri
+    if body.checks is not None or body.dataset is not None:
+        checks = body.checks if body.checks is not None else policy.checks
+        policy.checks = _checks(session, settings, catalog, policy.team_id, dataset_uri, checks)
+        policy.dataset_uri = dataset_uri
+    if body.thresholds is not None:
+        policy.thresholds = _thresholds(body.thresholds)
+    if body.model_pattern is not None:
+        policy.model_pattern = body.model_pattern
+    if body.enabled is not None:
+        policy.enabled = body.enabled
+    policy.updated_at = utcnow()
+    session.commit()
+    return policy
+
+
+def list_policies(session: Session, limit: int, offset: int) -> tuple[list[AuditPolicy], int]:
+    count = session.scalar(select(func.count()).select_from(AuditPolicy))
+    rows = session.scalars(
+        select(AuditPolicy).order_by(AuditPolicy.name).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(count or 0)
+
+
+def delete_policy(session: Session, policy: AuditPolicy) -> None:
+    session.delete(policy)  # its audits stay; their policy_id becomes NULL
+    session.commit()
+
+
+def enabled_policies(session: Session, source: str) -> list[AuditPolicy]:
+    return list(
+        session.scalars(
+            select(AuditPolicy)
+            .where(AuditPolicy.source == source, AuditPolicy.enabled.is_(True))
+            .order_by(AuditPolicy.name)
+        )
+    )
+
+
+def matches(policy: AuditPolicy, model_name: str) -> bool:
+    """The policy's glob against a registered model's name (case-sensitive)."""
+    return fnmatchcase(model_name, policy.model_pattern)
+
+
+def matching_policies(session: Session, source: str, model_name: str) -> list[AuditPolicy]:
+    return [p for p in enabled_policies(session, source) if matches(p, model_name)]
+
+
+def policy_idempotency_key(policy: AuditPolicy, model_uri: str) -> str:
+    """One audit per policy and model version, however often the version is announced."""
+    digest = hashlib.sha256(f"{policy.id}|{model_uri}".encode()).hexdigest()[:40]
+    return f"policy:{digest}"
+
+
+def start_policy_audit(
+    session: Session,
+    settings: Settings,
+    celery: Celery,
+    catalog: Catalog,
+    policy: AuditPolicy,
+    model_uri: str,
+    labels: dict[str, str],
+) -> tuple[Audit, bool]:
+    """The policy's audit of one model version: (audit, created now)."""
+    body = AuditCreate(
+        model={"uri": model_uri},
+        dataset={"uri": policy.dataset_uri},
+        checks=policy.checks,
+        labels={**labels, "policy": policy.name},
+        idempotency_key=policy_idempotency_key(policy, model_uri),
+    )
+    # submit_audit is idempotent too, but only after it has validated the request (a registry
+    # call, a dataset read); reconciliation re-announces every recent version each round.
+    existing = find_idempotent(session, policy.team_id, body.idempotency_key)
+    if existing is not None:
+        return existing, False
+    owner = team_owner(session, policy.team_id)
+    audit, created = submit_audit(session, settings, body, owner, catalog, policy_id=policy.id)
+    if created:
+        enqueue_audit(session, celery, settings, audit)
+    return audit, created

@@ -1,0 +1,341 @@
+"""API shapes: `XCreate` is what may come in, `XPublic` what goes out, `XsPublic` for lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
+
+from core.models import real_value
+
+MAX_DB_INT = 2**31 - 1  # an INTEGER column (sample indexes, offsets) holds no more
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Stored naive in UTC (core.db.utcnow); sent as RFC 3339 with its offset, as the schema says.
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def _refuse_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
+    return value
+
+
+class StrictModel(BaseModel):
+    """What may come in: no unknown fields, and no NUL anywhere (PostgreSQL text refuses it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        return _refuse_nul(data)
+
+
+class ModelRef(StrictModel):
+    uri: str = Field(
+        ..., min_length=1, max_length=4096, examples=["path:/data/models/gpt2-finetuned"]
+    )
+
+
+class DatasetRef(StrictModel):
+    uri: str = Field(
+        ..., min_length=1, max_length=4096, examples=["dataset:ds_0123456789abcdef01234567"]
+    )
+
+
+MAX_PARAMS = 64  # a check kind's params model validates each; this bounds the map itself
+MAX_CHECKS = 32
+MAX_LABELS = 32
+LabelName = Annotated[str, Field(min_length=1, max_length=64)]
+LabelValue = Annotated[str, Field(max_length=256)]
+
+
+class CheckRequest(StrictModel):
+    kind: str = Field(..., max_length=64, examples=["loss"])
+    params: dict[Annotated[str, Field(max_length=64)], Any] = Field(
+        default_factory=dict, max_length=MAX_PARAMS
+    )
+
+
+class AuditCreate(StrictModel):
+    model: ModelRef
+    reference_model: ModelRef | None = None
+    dataset: DatasetRef
+    checks: list[CheckRequest] = Field(..., min_length=1, max_length=MAX_CHECKS)
+    labels: dict[LabelName, LabelValue] = Field(default_factory=dict, max_length=MAX_LABELS)
+    callback_url: HttpUrl | None = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class AuditPublic(BaseModel):
+    id: str
+    status: str
+    progress: Progress
+    error: str | None
+    model_uri: str
+    model_family: str
+    model_version: str | None
+    reference_model_uri: str | None
+    dataset_uri: str
+    checks: list[dict[str, Any]]
+    labels: dict[str, str]
+    summary: dict[str, Any]
+    provenance: dict[str, Any]
+    policy_id: str | None = None
+    verdict: dict[str, Any] | None = None
+    created_by: str | None = Field(None, description="id of the API key that submitted it")
+    cancel_requested: bool
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    report_url: str
+
+
+class AuditsPublic(BaseModel):
+    data: list[AuditPublic]
+    count: int
+
+
+class SamplePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    sample_index: int
+    sample_id: str
+    check: str
+    score: float | None = Field(description="the check's rank score: higher = more memorized")
+    values: dict[str, Any]
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _no_value_is_none(cls, value: float | None) -> float | None:
+        return real_value(value)
+
+
+class SampleDetailPublic(SamplePublic):
+    detail: dict[str, Any] | None = Field(description="the token-by-token view, when computed")
+
+
+class SampleRecordPublic(BaseModel):
+    sample_index: int
+    sample_id: str
+    checks: list[SampleDetailPublic]
+
+
+class SamplesPublic(BaseModel):
+    data: list[SamplePublic]
+    count: int
+
+
+class Threshold(StrictModel):
+    metric: str = Field(..., max_length=200, examples=["extraction.greedy_extraction_rate"])
+    op: Literal["<=", "<", ">=", ">"]
+    value: float
+
+
+class PolicyCreate(StrictModel):
+    name: str = Field(..., min_length=1, max_length=200)
+    source: Literal["mlflow", "huggingface"]
+    model_pattern: str = Field(
+        ..., min_length=1, max_length=500, description="glob over registered model names"
+    )
+    dataset: DatasetRef
+    checks: list[CheckRequest] = Field(..., min_length=1, max_length=MAX_CHECKS)
+    thresholds: list[Threshold] = Field(default_factory=list, max_length=MAX_CHECKS)
+    enabled: bool = True
+    team: str | None = Field(
+        None, min_length=1, max_length=200, description="the owning team's name; default: yours"
+    )
+
+
+class PolicyUpdate(StrictModel):
+    model_pattern: str | None = Field(None, min_length=1, max_length=500)
+    dataset: DatasetRef | None = None
+    checks: list[CheckRequest] | None = Field(None, min_length=1, max_length=MAX_CHECKS)
+    thresholds: list[Threshold] | None = Field(None, max_length=MAX_CHECKS)
+    enabled: bool | None = None
+
+
+class PolicyPublic(BaseModel):
+    id: str
+    name: str
+    team_id: str
+    source: str
+    model_pattern: str
+    dataset_uri: str
+    checks: list[dict[str, Any]]
+    thresholds: list[dict[str, Any]]
+    enabled: bool
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class PoliciesPublic(BaseModel):
+    data: list[PolicyPublic]
+    count: int
+
+
+class CallbackDeliveryPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    url: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    delivered: bool
+    created_at: UtcDatetime
+
+
+class CallbackDeliveriesPublic(BaseModel):
+    data: list[CallbackDeliveryPublic]
+    count: int
+
+
+class DatasetPublic(BaseModel):
+    id: str
+    uri: str
+    sha256: str
+    n_records: int
+    size_bytes: int
+    fields: list[str]
+    filename: str
+    created_by: str | None = Field(None, description="id of the API key that uploaded it")
+    created_at: UtcDatetime
+
+
+class CheckPublic(BaseModel):
+    kind: str
+    description: str
+    params_schema: dict[str, Any]
+    defaults: dict[str, Any]
+    required_params: list[str] = []
+    model_kinds: list[str]
+    required_fields: list[str]
+    metrics: list[dict[str, Any]]
+
+
+class ChecksPublic(BaseModel):
+    data: list[CheckPublic]
+    count: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ReadyPublic(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+
+
+Grant = Annotated[str, Field(min_length=1, max_length=500)]
+GrantList = Annotated[list[Grant], Field(max_length=100)]
+
+
+class TeamCreate(StrictModel):
+    name: str = Field(..., min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    model_folders: GrantList = Field(
+        default_factory=list, description="folders inside MODEL_ROOTS, or * for every root"
+    )
+    data_folders: GrantList = Field(
+        default_factory=list, description="folders inside DATA_ROOTS, or * for every root"
+    )
+    mlflow_models: GrantList = Field(
+        default_factory=list, description="globs over MLflow registered model names"
+    )
+    hf_repos: GrantList = Field(
+        default_factory=list, description="globs over Hugging Face repository ids"
+    )
+    chat_endpoints: GrantList = Field(
+        default_factory=list, description="globs over chat endpoint models, <model>@<base URL>"
+    )
+
+
+class TeamUpdate(StrictModel):
+    model_folders: GrantList | None = None
+    data_folders: GrantList | None = None
+    mlflow_models: GrantList | None = None
+    hf_repos: GrantList | None = None
+    chat_endpoints: GrantList | None = None
+
+
+class TeamPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    model_folders: list[str]
+    data_folders: list[str]
+    mlflow_models: list[str]
+    hf_repos: list[str]
+    chat_endpoints: list[str]
+    created_at: UtcDatetime
+
+
+class TeamsPublic(BaseModel):
+    data: list[TeamPublic]
+    count: int
+
+
+class KeyCreate(StrictModel):
+    name: str = Field(..., min_length=1, max_length=200)
+    scope: Literal["read", "submit", "admin"]
+    team: str | None = Field(None, min_length=1, max_length=200, description="default: yours")
+
+
+class KeyUpdate(StrictModel):
+    team: str = Field(..., min_length=1, max_length=200, description="the team's id or name")
+
+
+class KeyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str = Field(description="the key's first characters, shown to tell keys apart")
+    scope: str
+    team_id: str
+    created_at: UtcDatetime
+    last_used_at: UtcDatetime | None
+    revoked_at: UtcDatetime | None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="the key itself, shown this once; only its hash is stored")
+
+
+class KeysPublic(BaseModel):
+    data: list[KeyPublic]
+    count: int

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import Settings
+
+
+def test_embedded_defaults_live_in_the_data_dir(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.database_url == f"sqlite:///{tmp_path}/memaudit.db"
+    assert settings.broker_url == f"sqla+sqlite:///{tmp_path}/broker.db"
+    assert settings.model_root_paths == [tmp_path / "models"]
+    assert settings.data_root_paths == [tmp_path / "data"]
+
+
+def test_roots_are_path_separated_lists(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path, model_roots=f"{tmp_path}/a:{tmp_path}/b")
+    assert settings.model_root_paths == [tmp_path / "a", tmp_path / "b"]
+
+
+def test_production_refuses_sqlite(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="PostgreSQL"):
+        Settings(data_dir=tmp_path, environment="production")
+
+
+def test_hard_time_limit_must_exceed_soft(tmp_path) -> None:
+    with pytest.raises(ValidationError):
+        Settings(data_dir=tmp_path, task_soft_time_limit=100, task_time_limit=50)
+
+
+PRODUCTION = {
+    "environment": "production",
+    "database_url": "postgresql+psycopg://memaudit:k8s-9f2c1e7a4b@db:5432/memaudit",
+    "broker_url": "redis://redis:6379/0",
+    "callback_secret": "c" * 40,
+}
+
+
+def test_a_sound_production_configuration_starts(tmp_path) -> None:
+    Settings(data_dir=tmp_path, **PRODUCTION)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"broker_url": ""}, "embedded broker"),
+        ({"callback_secret": "short"}, "CALLBACK_SECRET"),
+        ({"callback_secret": ""}, "CALLBACK_SECRET"),
+        (
+            {"database_url": "postgresql+psycopg://memaudit:change-me@db/memaudit"},
+            "password in MEMAUDIT_DATABASE_URL is a well-known default",
+        ),
+        ({"broker_url": "redis://:password@redis:6379/0"}, "BROKER_URL is a well-known default"),
+        ({"mlflow_webhook_secret": "secret"}, "MLFLOW_WEBHOOK_SECRET is a well-known default"),
+        ({"hf_webhook_secret": "tiny"}, "16 characters or more"),
+        ({"environment": "prod"}, "development or production"),
+    ],
+)
+def test_production_refuses_insecure_settings(tmp_path, change, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(data_dir=tmp_path, **{**PRODUCTION, **change})

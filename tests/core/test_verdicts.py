@@ -1,0 +1,95 @@
+"""Policy verdicts read named metrics from a summary and compare them with thresholds."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.verdicts import UnknownMetric, check_metric_name, evaluate, metric_value
+
+SUMMARY = {
+    "extraction": {
+        "all": {"greedy_rate": 0.02, "rates": {"topk40_T1": {"0.9": [0.0, 0.01, 0.05]}}},
+        "members": {"greedy_rate": 0.04},
+    },
+    "membership": {
+        "scores": {
+            "loss": {"auroc": {"value": 0.62}, "tpr_at_0.01_fpr": {"value": 0.1}},
+            "mink_0.2": {"auroc": {"value": 0.7}, "tpr_at_0.01_fpr": {"value": None}},
+        }
+    },
+    "loss": {"mean_sample_loss": 2.5, "perplexity": 11.0},
+    "retention": {
+        "versions": [{"label": "v0"}, {"label": "v1"}, {"label": "v2"}],
+        "accuracy": {"v0": 1.0, "v1": 0.8, "v2": 0.6},
+        "from_reference": {"v2": {"retention": 0.6, "forgetting_pp": 40.0}},
+        "consecutive": {"v1->v2": {"retention": 0.75, "forgetting_pp": 20.0}},
+    },
+    "kk_memorization": {"accuracy": 0.9, "by_perturbation": {"perturbed_leaf": {"limem": 0.4}}},
+    "wilt": {"accuracy": 0.28, "total_points": 15060},
+}
+FIRST_VERSION = {"retention": {"versions": [{"label": "v0"}], "accuracy": {"v0": 1.0}}}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("extraction.greedy_extraction_rate", 0.02),
+        ("extraction.members.greedy_extraction_rate", 0.04),
+        ("extraction.nonmembers.greedy_extraction_rate", None),
+        ("extraction.np_extraction_rate.topk40_T1.0.9", 0.05),
+        ("membership.loss.auc", 0.62),
+        ("membership.mink_0.2.auc", 0.7),
+        ("membership.best.auc", 0.7),
+        ("membership.loss.tpr_at_1pct_fpr", 0.1),
+        ("membership.mink_0.2.tpr_at_1pct_fpr", None),
+        ("loss.mean_loss", 2.5),
+        ("loss.perplexity", 11.0),
+        ("retention.accuracy", 0.6),
+        ("retention.retention", 0.6),
+        ("retention.forgetting_pp", 40.0),
+        ("retention.previous.forgetting_pp", 20.0),
+        ("retention.previous.retention", 0.75),
+        ("kk_memorization.accuracy", 0.9),
+        ("kk_memorization.limem.perturbed_leaf", 0.4),
+        ("kk_memorization.limem.flip_role", None),
+        ("wilt.accuracy", 0.28),
+        ("wilt.total_points", 15060),
+    ],
+)
+def test_metric_values(name: str, value: float | None) -> None:
+    assert metric_value(SUMMARY, name) == value
+    check_metric_name(name)
+
+
+def test_a_first_version_has_no_previous_to_compare() -> None:
+    assert metric_value(FIRST_VERSION, "retention.accuracy") == 1.0
+    assert metric_value(FIRST_VERSION, "retention.previous.forgetting_pp") is None
+    assert metric_value(FIRST_VERSION, "retention.forgetting_pp") is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["extraction", "extraction.bogus", "membership.loss", "x.y", "retention.previous", "wilt.x"],
+)
+def test_unknown_names_are_refused(name: str) -> None:
+    with pytest.raises(UnknownMetric):
+        check_metric_name(name)
+
+
+def test_any_failure_fails_and_a_missing_metric_is_unknown() -> None:
+    passing = evaluate(
+        SUMMARY, [{"metric": "extraction.greedy_extraction_rate", "op": "<=", "value": 0.05}]
+    )
+    assert passing.status == "pass" and passing.results[0].value == 0.02
+    failing = evaluate(
+        SUMMARY,
+        [
+            {"metric": "extraction.greedy_extraction_rate", "op": "<=", "value": 0.05},
+            {"metric": "membership.loss.auc", "op": "<=", "value": 0.6},
+        ],
+    )
+    assert failing.status == "fail" and [r.passed for r in failing.results] == [True, False]
+    unknown = evaluate(
+        SUMMARY, [{"metric": "membership.mink_0.2.tpr_at_1pct_fpr", "op": "<", "value": 0.5}]
+    )
+    assert unknown.status == "unknown" and unknown.to_json()["results"][0]["passed"] is None

@@ -1,0 +1,14 @@
+"""Causal LMs: per-record loss, discoverable and (n,p)-discoverable extraction, and membership
+scores, all from teacher-forced passes the family's kinds share."""
+
+from core.check_kinds import Family
+from worker.checks.lm.kinds import EXTRACTION, LOSS, MEMBERSHIP
+
+FAMILY = Family(
+    name="lm",
+    kinds=(LOSS, EXTRACTION, MEMBERSHIP),
+    shard_pass="worker.checks.lm.passes:open_pass",
+    report="worker.checks.lm.report:REPORT",
+    description=__doc__ or "",
+    position=10,
+)

@@ -1,0 +1,339 @@
+"""The LM kinds: loss, extraction and membership, declared for the registry (params, metrics,
+columns, ranks); their computation is `compute.py`, run in a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from core.check_kinds import CheckKind, CheckParams, Metric, SubmitContext, TableColumn, lazy
+from worker.engine.extraction import default_n_grid
+from worker.engine.schemes import Scheme
+
+# Upper bounds keep one request from asking for unbounded work or memory: a window longer
+# than any context in use, or grids that would multiply every summary's size.
+MAX_WINDOW_TOKENS = 131_072
+MAX_TOKENS_FIELD = Field(
+    None,
+    ge=2,
+    le=MAX_WINDOW_TOKENS,
+    description="Truncate longer texts (flagged `truncated`); default: model context",
+)
+
+
+# ---- loss --------------------------------------------------------------------------------
+
+
+class LossParams(CheckParams):
+    max_tokens: int | None = MAX_TOKENS_FIELD
+
+
+LOSS = CheckKind(
+    name="loss",
+    description="Per-sample mean token negative log-likelihood of a causal LM.",
+    params_model=LossParams,
+    model_kinds=("causal_lm",),
+    required_fields=("text",),
+    metrics=(
+        Metric(
+            "loss",
+            False,
+            "nats/token",
+            "Mean negative log-likelihood over scored tokens; "
+            "lower means the model finds the text more familiar.",
+        ),
+        Metric("mean_logprob", True, "nats/token", "Mean log-probability of the true tokens."),
+        Metric("n_scored", None, "tokens", "Positions with a left context."),
+        Metric("n_bytes", None, "bytes", "UTF-8 length of the text."),
+        Metric("truncated", None, "bool", "The text was longer than the model context."),
+    ),
+    plan=lazy("worker.checks.lm.compute:plan_loss"),
+    compute=lazy("worker.checks.lm.compute:compute_loss"),
+    summarize=lazy("worker.checks.lm.compute:summarize_loss"),
+    rank_score=lambda values, _p: values.get("mean_logprob"),
+    rank_description="mean token log-probability",
+    table_columns=lambda _p: [
+        TableColumn("loss", "loss", "number"),
+        TableColumn("n_scored", "tokens", "int"),
+    ],
+)
+
+
+# ---- extraction --------------------------------------------------------------------------
+
+
+# Processors whose output depends on the generated context cannot be folded into one pass.
+CONTEXT_DEPENDENT = {
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "encoder_repetition_penalty",
+}
+
+
+class SchemeParams(CheckParams):
+    temperature: float = Field(1.0, ge=0, le=100, description="0 means greedy decoding")
+    top_k: int = Field(
+        0, ge=0, le=1_000_000, description="0 means off (HF generate samples with 50 by default)"
+    )
+    top_p: float = Field(1.0, gt=0, le=1, description="1 means off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_context_dependent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = sorted(CONTEXT_DEPENDENT & set(data))
+            if found:
+                raise ValueError(
+                    f"context-dependent processors {found} cannot be computed "
+                    "exactly from one pass and are rejected, never approximated"
+                )
+        return data
+
+    def scheme(self) -> Scheme:
+        return Scheme(self.temperature, self.top_k, self.top_p)
+
+
+class ExtractionParams(CheckParams):
+    prefix_tokens: int = Field(
+        50, ge=1, le=MAX_WINDOW_TOKENS, description="Prefix length (Carlini et al. 2022)"
+    )
+    suffix_tokens: int = Field(
+        50, ge=1, le=MAX_WINDOW_TOKENS, description="Suffix that must be reproduced"
+    )
+    offset: int = Field(0, ge=0, le=10_000_000, description="First prefix token in the text")
+    stride: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WINDOW_TOKENS,
+        description="Slide windows through long documents "
+        "by this many tokens; the document is the reporting unit",
+    )
+    max_windows: int = Field(64, ge=1, le=4096)
+    schemes: list[SchemeParams] = Field(
+        default_factory=lambda: [SchemeParams(temperature=0), SchemeParams(top_k=40)],
+        min_length=1,
+        max_length=16,
+        description="Sampling schemes as served: greedy and top-k 40 at T=1",
+    )
+    # METRICS.md lists 0.999; the issue and validation fact 1 use 0.99: both are reported.
+    p_grid: list[float] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9, 0.99, 0.999], min_length=1, max_length=32
+    )
+    n_grid: list[int] = Field(default_factory=default_n_grid, min_length=1, max_length=64)
+
+    @field_validator("p_grid")
+    @classmethod
+    def _p_in_open_unit(cls, values: list[float]) -> list[float]:
+        if any(not 0 < p < 1 for p in values):
+            raise ValueError("every p must lie in (0, 1)")
+        return values
+
+    @field_validator("n_grid")
+    @classmethod
+    def _n_ascending(cls, values: list[int]) -> list[int]:
+        if any(not 1 <= n <= 10**15 for n in values) or values != sorted(set(values)):
+            raise ValueError("n_grid must be distinct integers in [1, 1e15], ascending")
+        return values
+
+    def scheme_list(self) -> tuple[Scheme, ...]:
+        unique: dict[str, Scheme] = {}
+        for params in self.schemes:
+            unique.setdefault(params.scheme().name, params.scheme())
+        return tuple(unique.values())
+
+
+def _extraction_columns(params: ExtractionParams) -> list[TableColumn]:
+    columns = [
+        TableColumn("greedy_extracted", "greedy", "bool"),
+        TableColumn("tf_match_fraction", "tf match", "percent"),
+    ]
+    sampled = [s.name for s in params.scheme_list() if not s.greedy]
+    columns += [TableColumn(f"log10_pz.{name}", f"log10 p_z {name}", "number") for name in sampled]
+    columns.append(TableColumn("match_prefix_len", "match len", "int"))
+    return columns
+
+
+EXTRACTION = CheckKind(
+    name="extraction",
+    description="Greedy discoverable extraction and exact (n,p)-discoverable extraction under "
+    "sampling schemes, from one teacher-forced pass.",
+    params_model=ExtractionParams,
+    model_kinds=("causal_lm",),
+    required_fields=("text",),
+    metrics=(
+        Metric(
+            "greedy_extracted",
+            True,
+            "bool",
+            "Greedy decoding from the prefix reproduces the suffix exactly.",
+            "Carlini et al. 2022",
+        ),
+        Metric("match_prefix_len", True, "tokens", "Leading suffix tokens greedy reproduces."),
+        Metric(
+            "tf_match_fraction",
+            True,
+            "fraction",
+            "Teacher-forced fraction of suffix "
+            "positions where the true token is the arg-max (not Pythia's generated score).",
+        ),
+        Metric(
+            "log10_pz",
+            True,
+            "log10 probability",
+            "log10 of the exact probability of emitting the suffix under each scheme.",
+            "Hayes et al. 2025",
+        ),
+        Metric(
+            "n_min",
+            False,
+            "queries",
+            "Fewest samples n with P(>= 1 exact hit) >= p.",
+            "Hayes et al. 2025",
+        ),
+        Metric(
+            "min_margin",
+            None,
+            "logits",
+            "Smallest top-1 margin over the suffix; near 0 marks a fragile greedy match.",
+        ),
+    ),
+    plan=lazy("worker.checks.lm.compute:plan_extraction"),
+    compute=lazy("worker.checks.lm.compute:compute_extraction"),
+    summarize=lazy("worker.checks.lm.compute:summarize_extraction"),
+    rank_score=lambda values, _p: max(
+        (v for v in (values.get("log10_pz") or {}).values() if v is not None), default=None
+    ),
+    rank_description="log10 of the likeliest exact suffix emission across schemes "
+    "(0: greedy decoding reproduces it)",
+    table_columns=lambda p: _extraction_columns(p),
+)
+
+
+# ---- membership --------------------------------------------------------------------------
+
+
+SCORE_NAMES = ("loss", "zlib", "lowercase", "mink", "minkpp", "ref")
+
+
+class MembershipParams(CheckParams):
+    scores: list[str] | None = Field(
+        None,
+        max_length=len(SCORE_NAMES),
+        description="Subset of loss, zlib, lowercase, mink, minkpp, ref; default: all that apply",
+    )
+    k: list[float] = Field(
+        default_factory=lambda: [0.2],
+        min_length=1,
+        max_length=16,
+        description="Fractions of lowest-scoring tokens for Min-K% and ++",
+    )
+    bootstrap: int = Field(1000, ge=0, le=20000, description="Bootstrap resamples for CIs")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    non_iid: bool = Field(
+        False,
+        description="Members and non-members come from different "
+        "sources or periods; AUROC then partly measures that shift",
+    )
+    max_tokens: int | None = MAX_TOKENS_FIELD
+
+    @field_validator("scores")
+    @classmethod
+    def _known_scores(cls, values: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(values or ()) - set(SCORE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
+        return values
+
+    @field_validator("k")
+    @classmethod
+    def _k_fraction(cls, values: list[float]) -> list[float]:
+        if any(not 0 < k <= 1 for k in values):
+            raise ValueError("every k must lie in (0, 1]")
+        return values
+
+    def wanted(self, has_reference: bool) -> set[str]:
+        chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
+        return chosen if self.scores is not None or has_reference else chosen - {"ref"}
+
+
+def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:
+    if params.scores and "ref" in params.scores and not context.has_reference_model:
+        raise ValueError("score 'ref' needs a reference_model")
+
+
+def _membership_columns(params: MembershipParams) -> list[TableColumn]:
+    """The scores besides the rank score, in the registry's order, as many as fit."""
+    k = f"{params.k[0]:g}"
+    chosen = set(params.scores) if params.scores is not None else set(SCORE_NAMES)
+    keys = [
+        key
+        for key, name in [
+            ("loss", "loss"),
+            ("zlib", "zlib"),
+            (f"mink_{k}", "mink"),
+            ("lowercase", "lowercase"),
+            ("ref", "ref"),
+            (f"minkpp_{k}", "minkpp"),
+        ]
+        if name in chosen
+    ]
+    return [TableColumn(key, key, "number") for key in keys]
+
+
+def _rank_keys(params: MembershipParams) -> list[str]:
+    return [f"minkpp_{params.k[0]:g}", f"mink_{params.k[0]:g}", "zlib", "loss", "ref"]
+
+
+MEMBERSHIP = CheckKind(
+    name="membership",
+    description="Membership inference scores (loss, zlib, lowercase, Min-K%, Min-K%++, "
+    "reference calibration) with ROC AUC and TPR at low FPR.",
+    params_model=MembershipParams,
+    model_kinds=("causal_lm",),
+    required_fields=("text",),
+    metrics=(
+        Metric("loss", True, "nats/token", "Mean token log-likelihood ll(x)."),
+        Metric(
+            "zlib",
+            True,
+            "nats/token/byte",
+            "ll(x) / zlib-compressed length.",
+            "Carlini et al. 2021",
+        ),
+        Metric("lowercase", True, "ratio", "ll(lower(x)) / ll(x).", "Carlini et al. 2021"),
+        Metric(
+            "mink",
+            True,
+            "nats/token",
+            "Mean of the k-fraction lowest token log-probs.",
+            "Shi et al., ICLR 2024",
+        ),
+        Metric(
+            "minkpp",
+            True,
+            "std units",
+            "Min-K% over (ℓ - μ) / σ with full-vocabulary μ and σ.",
+            "Zhang et al., ICLR 2025",
+        ),
+        Metric(
+            "ref",
+            True,
+            "nats",
+            "ll_target - ll_reference (per token, or per byte when tokenizations differ).",
+        ),
+    ),
+    plan=lazy("worker.checks.lm.compute:plan_membership"),
+    compute=lazy("worker.checks.lm.compute:compute_membership"),
+    summarize=lazy("worker.checks.lm.compute:summarize_membership"),
+    rank_score=lambda values, p: next(
+        (values[key] for key in _rank_keys(p) if values.get(key) is not None), None
+    ),
+    rank_description="Min-K%++ at the first k (zlib, then loss, when it is not computed)",
+    table_columns=lambda p: _membership_columns(p),
+    validate=_validate_membership,
+)

@@ -1,0 +1,219 @@
+"""Planning and running the teacher-forced passes that every LM check of a batch shares.
+
+Per record: the text (for loss and membership, and for extraction's window at offset 0), the
+lowercased text when asked for, one short sequence per further extraction window, and the
+text through the reference model with its own tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.check_kinds import CheckKind, CheckParams, SubmitContext
+from core.inspection.datasets import DatasetError, Record, require_text
+from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
+from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
+from worker.engine.extraction import window_offsets
+from worker.engine.scoring import ScoringRequest, plan_batches, score_sequences, truncate
+from worker.loaders.models import LoadedModel
+
+
+def audit_plan(
+    checks: Sequence[tuple[CheckKind, CheckParams]], target: LoadedModel, has_reference_model: bool
+) -> tuple[LMPlan, int]:
+    """The passes every LM check of an audit shares, and the token limit they run under."""
+    context = SubmitContext(has_reference_model=has_reference_model)
+    plan = merge_plans([kind.plan(params, context) for kind, params in checks])
+    return plan, min(target.max_tokens, plan.max_tokens or target.max_tokens)
+
+
+@dataclass
+class RecordPlan:
+    requests: dict[str, ScoringRequest] = field(default_factory=dict)
+    windows: list[ExtractionWindow] = field(default_factory=list)
+    n_text_tokens: int = 0
+    reference: ScoringRequest | None = None
+    same_ref_tokens: bool = False
+
+
+def plan_record(
+    text: str, plan: LMPlan, target: LoadedModel, reference: LoadedModel | None, max_tokens: int
+) -> RecordPlan:
+    specials = target.special_prefix
+    text_ids = target.encode(text)
+    record = RecordPlan(n_text_tokens=len(text_ids))
+    full: list[int] = []
+    truncated = False
+    if plan.text:
+        full, truncated = truncate(specials + text_ids, max_tokens)
+    text_positions: list[int] = []
+    params = plan.extraction
+    if params is not None:
+        span = params.prefix_tokens + params.suffix_tokens
+        offsets = window_offsets(
+            len(text_ids),
+            params.prefix_tokens,
+            params.suffix_tokens,
+            params.offset,
+            params.stride,
+            params.max_windows,
+        )
+        suffix_start = len(specials) + params.prefix_tokens - 1
+        positions = range(suffix_start, suffix_start + params.suffix_tokens)
+        for offset in offsets:
+            tokens = {
+                "prefix_ids": tuple(text_ids[offset : offset + params.prefix_tokens]),
+                "suffix_ids": tuple(text_ids[offset + params.prefix_tokens : offset + span]),
+            }
+            # A causal model sees only the left context: the text pass already holds the
+            # window at offset 0, so it is read from there rather than run again.
+            if offset == 0 and plan.text and len(full) >= len(specials) + span:
+                text_positions.extend(positions)
+                record.windows.append(ExtractionWindow(0, "text", suffix_start, **tokens))
+                continue
+            name = f"window:{offset}"
+            ids = specials + text_ids[offset : offset + span]
+            record.requests[name] = ScoringRequest(ids, detail_positions=positions)
+            record.windows.append(ExtractionWindow(offset, name, suffix_start, **tokens))
+    if plan.text:
+        record.requests["text"] = ScoringRequest(full, truncated, text_positions, plan.moments)
+    if plan.lower:
+        lower, lower_truncated = truncate(specials + target.encode(text.lower()), max_tokens)
+        record.requests["lower"] = ScoringRequest(lower, lower_truncated)
+    if plan.reference and reference is not None:
+        ref_ids, ref_truncated = truncate(
+            reference.special_prefix + reference.encode(text), reference.max_tokens
+        )
+        record.reference = ScoringRequest(ref_ids, ref_truncated)
+        record.same_ref_tokens = ref_ids == full
+    return record
+
+
+def score_records(
+    records: Sequence[RecordPlan],
+    plan: LMPlan,
+    target: LoadedModel,
+    reference: LoadedModel | None,
+    batch_size: int,
+) -> list[dict]:
+    """Run every request of every record; returns, per record, name -> TokenStats."""
+    keys = [(i, name) for i, record in enumerate(records) for name in record.requests]
+    stats = score_sequences(
+        target.model,
+        [records[i].requests[n] for i, n in keys],
+        target.device,
+        schemes=plan.schemes,
+        batch_size=batch_size,
+    )
+    passes: list[dict] = [{} for _ in records]
+    for (i, name), value in zip(keys, stats, strict=True):
+        passes[i][name] = value
+    if reference is not None:
+        ref_keys = [i for i, record in enumerate(records) if record.reference is not None]
+        ref_stats = score_sequences(
+            reference.model,
+            [records[i].reference for i in ref_keys],
+            reference.device,
+            batch_size=batch_size,
+        )
+        for i, value in zip(ref_keys, ref_stats, strict=True):
+            passes[i]["__reference__"] = value
+    return passes
+
+
+def lm_sample(
+    sample_id: str,
+    text: str,
+    member: bool | None,
+    duplicates: int | None,
+    record: RecordPlan,
+    passes: dict,
+    target: LoadedModel | None = None,
+) -> LMSample:
+    reference = passes.pop("__reference__", None)
+    return LMSample(
+        sample_id=sample_id,
+        text=text,
+        member=member,
+        duplicates=duplicates,
+        passes=passes,
+        n_text_tokens=record.n_text_tokens,
+        windows=record.windows,
+        reference=reference,
+        same_ref_tokens=record.same_ref_tokens,
+        render=target.render_window if target is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    sample_id: str
+    text: str
+    member: bool | None = None
+    duplicates: int | None = None
+
+
+def compute_batch(
+    batch: Sequence[TextRecord],
+    checks: Sequence[tuple],
+    plan: LMPlan,
+    target: LoadedModel,
+    reference: LoadedModel | None,
+    max_tokens: int,
+    batch_size: int,
+) -> tuple[list[list[dict]], int]:
+    """Per check, the per-sample values of one batch of records; and the tokens scored."""
+    plans = [plan_record(r.text, plan, target, reference, max_tokens) for r in batch]
+    passes = score_records(plans, plan, target, reference, batch_size)
+    samples = [
+        lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s, target)
+        for r, p, s in zip(batch, plans, passes, strict=True)
+    ]
+    n_tokens = sum(len(r.input_ids) for p in plans for r in p.requests.values())
+    return [kind.compute(samples, params) for kind, params in checks], n_tokens
+
+
+def member_label(record: Record) -> bool | None:
+    value = record.data.get("member")
+    if value is None or isinstance(value, bool):
+        return value
+    raise DatasetError(record.line_no, "field 'member' must be true, false or absent")
+
+
+def duplicates_label(record: Record) -> int | None:
+    value = record.data.get("duplicates")
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise DatasetError(record.line_no, "field 'duplicates' must be a non-negative integer")
+
+
+def open_pass(shard: ShardInput) -> ShardPass:
+    """The LM kinds' shared passes over one shard, batched by text length."""
+    target = shard.target.causal_lm()
+    plan, max_tokens = audit_plan(shard.checks, target, shard.reference_uri is not None)
+    reference = (
+        shard.access.causal_lm(shard.reference_uri)
+        if plan.reference and shard.reference_uri
+        else None
+    )
+    texts = [
+        TextRecord(r.sample_id, require_text(r), member_label(r), duplicates_label(r))
+        for r in shard.records
+    ]
+    info = loaded_info(target)
+    info["reference_model_sha256"] = reference.content_sha256 if reference else None
+
+    def compute(batch: Sequence[int]) -> tuple[list[list[dict]], int]:
+        return compute_batch(
+            [texts[i] for i in batch],
+            shard.checks,
+            plan,
+            target,
+            reference,
+            max_tokens,
+            shard.batch_size,
+        )
+
+    order = plan_batches([len(item.text) for item in texts], shard.batch_size)
+    return ShardPass(compute, info, order=order)

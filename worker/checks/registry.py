@@ -1,0 +1,130 @@
+"""The registry of check kinds: the families under `worker/checks/`, found by themselves, and
+those of outside packages named in the `memaudit.checks` entry-point group.
+
+The API validates params and documents `/v1/checks` from here, the dashboard asks it for a
+family's report part, and the worker for a family's pass: one source of truth per kind.
+Declarations are light (no torch); a family's pass and report part are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import Any
+
+from core.check_kinds import CheckKind, CheckParams, Family, Lazy, UnknownCheck
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "memaudit.checks"
+PACKAGE = "worker.checks"
+
+
+class RegistryConflict(RuntimeError):
+    """Two families declare the same kind or family name: which one runs would be a guess."""
+
+
+def _builtin_families() -> list[Family]:
+    package = importlib.import_module(PACKAGE)
+    found = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.ispkg:
+            continue
+        module = importlib.import_module(f"{PACKAGE}.{info.name}")
+        family = getattr(module, "FAMILY", None)
+        if isinstance(family, Family):
+            found.append(family)
+    return found
+
+
+def _entry_point_families() -> list[Family]:
+    found = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        family = point.load()
+        if not isinstance(family, Family):
+            raise RegistryConflict(
+                f"entry point {point.name} = {point.value} in {ENTRY_POINT_GROUP} is not a "
+                "core.check_kinds.Family"
+            )
+        found.append(family)
+    return found
+
+
+class Registry:
+    @cached_property
+    def families(self) -> tuple[Family, ...]:
+        families = sorted(
+            [*_builtin_families(), *_entry_point_families()], key=lambda f: (f.position, f.name)
+        )
+        names: dict[str, Family] = {}
+        for family in families:
+            if family.name in names:
+                raise RegistryConflict(f"two check families are named {family.name!r}")
+            names[family.name] = family
+        return tuple(families)
+
+    @cached_property
+    def _family_of(self) -> Mapping[str, Family]:
+        owners: dict[str, Family] = {}
+        for family in self.families:
+            for kind in family.kinds:
+                if kind.name in owners:
+                    raise RegistryConflict(
+                        f"check kind {kind.name!r} is declared by both the "
+                        f"{owners[kind.name].name} and the {family.name} families"
+                    )
+                owners[kind.name] = family
+        return MappingProxyType(owners)
+
+    @cached_property
+    def kinds(self) -> Mapping[str, CheckKind]:
+        """Every kind by name, in family order."""
+        return MappingProxyType(
+            {kind.name: kind for family in self.families for kind in family.kinds}
+        )
+
+    def get_check(self, name: str) -> CheckKind:
+        try:
+            return self.kinds[name]
+        except KeyError:
+            raise UnknownCheck(name, list(self.kinds)) from None
+
+    def family_of(self, name: str) -> Family:
+        self.get_check(name)
+        return self._family_of[name]
+
+    def parse_checks(
+        self, entries: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[CheckKind, CheckParams]]:
+        """(kind, validated params) for each `{"kind", "params"}` entry, in order."""
+        parsed = []
+        for entry in entries:
+            kind = self.get_check(entry["kind"])
+            parsed.append((kind, kind.parse_params(entry.get("params", {}))))
+        return parsed
+
+    def report_part(self, family: Family) -> Any:
+        """The family's ReportPart, imported now; None for a family that draws nothing."""
+        return _resolved(family.report) if family.report else None
+
+    def report_parts(self) -> list[Any]:
+        return [part for family in self.families if (part := self.report_part(family))]
+
+    def shard_pass(self, target: str) -> Any:
+        """The function a family's `shard_pass` names, imported now (worker only)."""
+        return _resolved(target)
+
+
+_LAZY: dict[str, Lazy] = {}
+
+
+def _resolved(target: str) -> Any:
+    return _LAZY.setdefault(target, Lazy(target)).resolve()
+
+
+REGISTRY = Registry()

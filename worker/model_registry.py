@@ -1,0 +1,182 @@
+"""Model registries: turning their events into policy audits, and audits into registry tags.
+
+- `handle_delivery`: a recorded webhook (MLflow `model_version.created`, a Hub `repo.content`
+  update) starts the audit of every matching policy; events about our own `memaudit.*` tags
+  are ignored, so the write-back cannot loop.
+- `write_back`: a finished policy audit's verdict and headline numbers become tags on the MLflow
+  model version, where a promotion gate reads them.
+- `reconcile`: MLflow keeps no outbox, so versions registered while deliveries were lost are
+  found by listing recent versions of every policy-matched model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery import Celery
+
+from core.config import Settings
+from core.db import Database
+from core.errors import ApiError
+from core.inspection import mlflow_models
+from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
+from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
+from core.verdicts import metric_value
+from worker.checks.registry import REGISTRY
+
+log = logging.getLogger(__name__)
+OWN_TAG_PREFIX = "memaudit."
+HEADLINE_TAGS = {
+    "memaudit.greedy_extraction_rate": "extraction.greedy_extraction_rate",
+    "memaudit.best_membership_auc": "membership.best.auc",
+    "memaudit.mean_loss": "loss.mean_loss",
+}
+
+
+def _start(
+    db: Database,
+    settings: Settings,
+    celery: Celery,
+    policies: Sequence[AuditPolicy],
+    model_uri: str,
+    labels: dict[str, str],
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Each policy's audit of this model version: (ids created now, refusals). A policy whose
+    audit is refused (its team is not granted the model, its dataset is gone) is recorded and
+    passed over; it never keeps the other policies' audits from starting."""
+    started, refused = [], []
+    for policy in policies:
+        try:
+            with db.session() as session:
+                audit, created = start_policy_audit(
+                    session, settings, celery, REGISTRY, policy, model_uri, labels
+                )
+        except ApiError as exc:
+            log.warning("policy %s refused %s: %s", policy.name, model_uri, exc.message)
+            refused.append({"policy": policy.name, "error": exc.message})
+            continue
+        if created:
+            started.append(audit.id)
+    return started, refused
+
+
+def _mlflow_action(
+    payload: Mapping[str, Any],
+) -> tuple[str, str, str, dict[str, str]] | tuple[str, str]:
+    """("start", name, uri, labels) or ("ignore", reason)."""
+    entity, action = payload.get("entity"), payload.get("action")
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    if entity == "model_version_tag" and str(data.get("key", "")).startswith(OWN_TAG_PREFIX):
+        return "ignore", "our own memaudit.* tag"
+    if (entity, action) != ("model_version", "created"):
+        return "ignore", f"event {entity}.{action} starts nothing"
+    name, version = str(data.get("name", "")), str(data.get("version", ""))
+    if not name or not version.isdigit():
+        return "ignore", "model_version.created without a name and version"
+    labels = {"mlflow.run_id": str(data.get("run_id") or "")}
+    return "start", name, f"{mlflow_models.PREFIX}{name}/{version}", labels
+
+
+def _huggingface_action(
+    payload: Mapping[str, Any],
+) -> tuple[str, str, str, dict[str, str]] | tuple[str, str]:
+    event = payload.get("event") if isinstance(payload.get("event"), dict) else {}
+    repo = payload.get("repo") if isinstance(payload.get("repo"), dict) else {}
+    if event.get("scope") != "repo.content" or event.get("action") != "update":
+        return "ignore", f"event {event.get('scope')}.{event.get('action')} starts nothing"
+    if repo.get("type") != "model" or not repo.get("name") or not repo.get("headSha"):
+        return "ignore", "not a model repository update with a head revision"
+    name, head = str(repo["name"]), str(repo["headSha"])
+    return "start", name, f"hf:{name}@{head}", {}
+
+
+def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) -> dict[str, Any]:
+    """Act on one recorded delivery, once; the outcome is stored on the delivery row."""
+    with db.session() as session:
+        delivery = session.get(WebhookDelivery, key)
+        if delivery is None or delivery.status != "received":
+            return {"status": "skipped"}
+        source, payload = delivery.source, dict(delivery.payload)
+    decide = _mlflow_action if source == "mlflow" else _huggingface_action
+    action = decide(payload)
+    if action[0] == "ignore":
+        outcome: dict[str, Any] = {"status": "ignored", "reason": action[1]}
+    else:
+        _, name, uri, labels = action
+        with db.session() as session:
+            policies = matching_policies(session, source, name)
+        audits, refused = _start(db, settings, celery, policies, uri, labels)
+        outcome = {"status": "processed", "model_uri": uri, "audits": audits}
+        if refused:
+            outcome["refused"] = refused
+    with db.session() as session:
+        delivery = session.get(WebhookDelivery, key)
+        delivery.status, delivery.detail = outcome["status"], outcome
+    return outcome
+
+
+def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:
+    """The tags a finished policy audit leaves on its model version."""
+    verdict = (audit.verdict or {}).get("status") or (
+        "error" if audit.status == AuditStatus.FAILED else "none"
+    )
+    tags = {
+        "memaudit.verdict": verdict,
+        "memaudit.status": audit.status,
+        "memaudit.audit_id": audit.id,
+        "memaudit.report_url": f"{settings.public_url.rstrip('/')}/audits/{audit.id}",
+    }
+    for tag, metric in HEADLINE_TAGS.items():
+        value = metric_value(audit.summary or {}, metric)
+        if value is not None:
+            tags[tag] = f"{value:.6g}"
+    return tags
+
+
+def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
+    """Tag the MLflow model version this finished audit examined; {} when there is none."""
+    with db.session() as session:
+        audit = session.get(Audit, audit_id)
+        if (
+            audit is None
+            or audit.status not in AuditStatus.FINAL
+            or not audit.model_uri.startswith(mlflow_models.PREFIX)
+            or not settings.mlflow_tracking_uri
+        ):
+            return {}
+        tags = version_tags(audit, settings)
+        name, version = mlflow_models.parse_uri(audit.model_uri)
+    client = mlflow_models.client(settings.mlflow_tracking_uri)
+    # The verdict goes last: a gate that sees it can trust every other tag is there.
+    for key in sorted(tags, key=lambda key: key == "memaudit.verdict"):
+        client.set_model_version_tag(name, version, key, tags[key])
+    return tags
+
+
+def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
+    """Audit recent versions of policy-matched registered models that no delivery announced."""
+    if not settings.mlflow_tracking_uri:
+        return []
+    with db.session() as session:
+        policies = enabled_policies(session, "mlflow")
+    if not policies:
+        return []
+    client = mlflow_models.client(settings.mlflow_tracking_uri)
+    since_ms = (time.time() - settings.registry_lookback_days * 86400) * 1000
+    started: list[str] = []
+    for model in client.search_registered_models():
+        matched = [p for p in policies if matches(p, model.name)]
+        if not matched:
+            continue
+        for version in client.search_model_versions(f"name='{model.name}'"):
+            if version.creation_timestamp and version.creation_timestamp < since_ms:
+                continue
+            uri = f"{mlflow_models.PREFIX}{model.name}/{version.version}"
+            labels = {"mlflow.run_id": version.run_id or ""}
+            started += _start(db, settings, celery, matched, uri, labels)[0]
+    if started:
+        log.info("reconciliation started %d audits of unannounced versions", len(started))
+    return started
