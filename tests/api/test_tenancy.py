@@ -251,6 +251,7 @@ def test_a_policy_refused_for_its_team_does_not_stop_the_others(teams, tiny_lm, 
     from core.policies import create_policy
     from core.schemas import PolicyCreate
     from tests.core.inspection.test_huggingface import SHA, _cache_with
+    from worker.checks.registry import REGISTRY
     from worker.model_registry import handle_delivery
 
     stack, a, b = teams
@@ -268,7 +269,7 @@ def test_a_policy_refused_for_its_team_does_not_stop_the_others(teams, tiny_lm, 
                 model_pattern=pattern, dataset={"uri": f"path:{dataset}"},
                 checks=[{"kind": "loss"}], team=team,
             )  # fmt: skip
-            create_policy(session, stack.settings, body, admin)
+            create_policy(session, stack.settings, REGISTRY, body, admin)
         session.add(WebhookDelivery(
             id="huggingface:1", source="huggingface", event="repo.content.update",
             payload={"event": {"scope": "repo.content", "action": "update"},

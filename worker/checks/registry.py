@@ -12,6 +12,7 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -38,7 +39,7 @@ def _builtin_families() -> list[Family]:
         module = importlib.import_module(f"{PACKAGE}.{info.name}")
         family = getattr(module, "FAMILY", None)
         if isinstance(family, Family):
-            found.append(family)
+            found.append(replace(family, source=module.__name__))
     return found
 
 
@@ -51,7 +52,7 @@ def _entry_point_families() -> list[Family]:
                 f"entry point {point.name} = {point.value} in {ENTRY_POINT_GROUP} is not a "
                 "core.check_kinds.Family"
             )
-        found.append(family)
+        found.append(replace(family, source=point.dist.name if point.dist else point.value))
     return found
 
 
@@ -76,7 +77,8 @@ class Registry:
                 if kind.name in owners:
                     raise RegistryConflict(
                         f"check kind {kind.name!r} is declared by both the "
-                        f"{owners[kind.name].name} and the {family.name} families"
+                        f"{owners[kind.name].name} ({owners[kind.name].source}) and the "
+                        f"{family.name} ({family.source}) families"
                     )
                 owners[kind.name] = family
         return MappingProxyType(owners)
@@ -85,7 +87,10 @@ class Registry:
     def kinds(self) -> Mapping[str, CheckKind]:
         """Every kind by name, in family order."""
         return MappingProxyType(
-            {kind.name: kind for family in self.families for kind in family.kinds}
+            {
+                name: next(k for k in family.kinds if k.name == name)
+                for name, family in self._family_of.items()
+            }
         )
 
     def get_check(self, name: str) -> CheckKind:

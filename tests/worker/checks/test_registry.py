@@ -1,0 +1,90 @@
+"""The registry finds the families by itself (folders under worker/checks/, and outside
+packages' entry points), refuses two owners of one kind, and keeps torch out of the API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import worker.checks
+import worker.checks.shard_pass
+import worker.local
+from core.check_kinds import UnknownCheck
+from tests.worker.checks.toy_package import write_toy_folder, write_toy_package
+from worker.checks.registry import REGISTRY, Registry, RegistryConflict
+from worker.demo import DemoArtifacts
+
+REPO = Path(__file__).resolve().parents[3]
+BUILT_IN = {
+    "lm": ["loss", "extraction", "membership"],
+    "classifier": ["diversity", "proxies", "capacity"],
+    "unlearning": ["unlearning"],
+    "reasoning": ["kk_memorization", "retention", "wilt"],
+    "diffusion": ["cfg_basin", "cfg_mitigation", "lid"],
+}
+
+
+def test_the_built_in_families_are_found_in_their_folders() -> None:
+    found = {family.name: [kind.name for kind in family.kinds] for family in REGISTRY.families}
+    assert found == BUILT_IN
+    assert list(REGISTRY.kinds) == [kind for kinds in BUILT_IN.values() for kind in kinds]
+    for family in REGISTRY.families:
+        assert family.source == f"worker.checks.{family.name}"
+        assert (REPO / "worker" / "checks" / family.name / "__init__.py").is_file()
+        assert REGISTRY.report_part(family) is not None, family.name
+    with pytest.raises(UnknownCheck, match="available: capacity, cfg_basin"):
+        REGISTRY.get_check("nope")
+
+
+def test_importing_the_api_and_its_report_parts_leaves_torch_out() -> None:
+    code = (
+        "import sys\n"
+        "import app.main\n"
+        "from app.dashboard import pages\n"
+        "from worker.checks.registry import REGISTRY\n"
+        "parts = REGISTRY.report_parts()\n"
+        "assert len(parts) == 5, parts\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_new_folder_beside_the_families_is_found_and_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_lm: DemoArtifacts
+) -> None:
+    extra = tmp_path / "checks"
+    write_toy_folder(extra / "toyfolder", "worker.checks.toyfolder")
+    monkeypatch.setattr(worker.checks, "__path__", [*worker.checks.__path__, str(extra)])
+    registry = Registry()
+    assert [f.name for f in registry.families][-1] == "toy"
+    assert registry.family_of("toy_tokens").name == "toy"
+    # A local audit runs it through the same passes as a worker.
+    monkeypatch.setattr(worker.checks.shard_pass, "REGISTRY", registry)
+    monkeypatch.setattr(worker.local, "REGISTRY", registry)
+    records = [{"text": "one two three"}, {"text": "a much longer record of several words"}]
+    result = worker.local.audit_texts(
+        tiny_lm.model_dir, records, [{"kind": "toy_tokens"}, {"kind": "loss"}]
+    )
+    counts = [row["n_tokens"] for row in result["toy_tokens"]["samples"]]
+    assert counts[0] < counts[1]
+    assert result["toy_tokens"]["summary"]["max_tokens"] == counts[1]
+    assert result["loss"]["summary"]["n_samples"] == 2
+
+
+def test_an_entry_point_family_is_found_and_one_claiming_a_known_kind_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(write_toy_package(tmp_path / "site")))
+    assert Registry().family_of("toy_tokens").source == "toykind"
+    assert "toy_tokens" in Registry().kinds
+
+    clash = write_toy_package(tmp_path / "clash", package="clashkind", family="clash", kind="loss")
+    monkeypatch.syspath_prepend(str(clash))
+    with pytest.raises(RegistryConflict, match="'loss' is declared by both"):
+        Registry().kinds  # noqa: B018
