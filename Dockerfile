@@ -10,6 +10,7 @@ RUN pip install "${TORCH_SPEC}"
 
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
+COPY core ./core
 COPY worker ./worker
 COPY frontend ./frontend
 COPY migrations ./migrations

@@ -39,3 +39,15 @@ def test_every_memaudit_service_has_a_valid_production_configuration(tmp_path) -
         fields = {k.removeprefix("MEMAUDIT_").lower(): v for k, v in env.items()}
         settings = Settings(**{**fields, "data_dir": tmp_path})  # raises if production refuses
         assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    """A package left out of the Dockerfile imports here and fails only in production."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert sorted(packages) == ["app", "core", "worker"]
+    for package in packages:
+        assert f"COPY {package} ./{package}" in dockerfile, package

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from app.cli import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
+from app.cli_admin import cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from tests.flows import session_cookie
 
 

@@ -157,7 +157,7 @@ def test_text_generations_are_scored_against_their_prompts_by_clip(tmp_path) -> 
     import numpy as np
 
     from core.inspection.datasets import Record
-    from tests.worker.test_clip_models import tiny_clip
+    from tests.worker.loaders.test_clip_models import tiny_clip
     from worker.checks.diffusion.passes import DiffusionContext
     from worker.checks.registry import REGISTRY
     from worker.loaders.clip_models import cached_clip
