@@ -23,6 +23,7 @@ def test_outside_kind_is_listed_run_and_drawn(
     site = write_toy_package(tmp_path / "site")
     # The service and the worker it supervises both load the entry points from this path.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    (tmp_path / "serve").mkdir()
     with serve(tmp_path / "serve", tiny_lm) as served:
         listed = served.client.get("/v1/checks", headers=served.headers).json()["data"]
         toy = next(kind for kind in listed if kind["kind"] == "toy_tokens")

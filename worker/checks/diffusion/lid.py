@@ -11,7 +11,7 @@ import torch
 from core.inspection.datasets import DatasetError, Record
 from worker.checks.diffusion.basin import group_of, mean_or_none
 from worker.checks.diffusion.kinds import LidParams
-from worker.checks.diffusion.passes import DiffusionContext, conditions_of, eps_pair, noise
+from worker.checks.diffusion.passes import DiffusionContext, conditions_of, eps_pair, initial_noise
 from worker.engine.diffusion.flipd import flipd_from_eps
 from worker.engine.diffusion.guidance import combine
 from worker.engine.diffusion.plans import GuidancePlan
@@ -69,7 +69,7 @@ def compute(
     if missing:  # generated, then scored where they landed
         plan = GuidancePlan("cfg", params.guidance_scale, num_steps=params.num_steps)
         noise = torch.stack(
-            [noise(pipeline, int(records[i].data.get("seed", 42))) for i in missing]
+            [initial_noise(pipeline, int(records[i].data.get("seed", 42))) for i in missing]
         ).to(pipeline.device)
         pair = eps_pair(pipeline, [conditions[i] for i in missing])
         with torch.inference_mode():

@@ -133,7 +133,7 @@ def _decode(pipeline: LoadedDiffusion, samples: torch.Tensor) -> torch.Tensor:
     return pipeline.vae.decode(samples / pipeline.vae.config.scaling_factor).sample
 
 
-def noise(pipeline: LoadedDiffusion, seed: int) -> torch.Tensor:
+def initial_noise(pipeline: LoadedDiffusion, seed: int) -> torch.Tensor:
     config = pipeline.unet.config
     size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
     shape = (config.in_channels, size, size)
@@ -180,7 +180,8 @@ def generate(
     results: list[list[dict[str, Any]]] = [[] for _ in records]
     for start in range(0, len(jobs), context.batch_size):
         chunk = jobs[start : start + context.batch_size]
-        noise = torch.stack([noise(pipeline, seed) for _, seed in chunk]).to(pipeline.device)
+        seeds = [seed for _, seed in chunk]
+        noise = torch.stack([initial_noise(pipeline, seed) for seed in seeds]).to(pipeline.device)
         pair = eps_pair(pipeline, [conditions[i] for i, _ in chunk])
         found = guided_sample(pair, pipeline.scheduler, noise, plan)
         images = _decode(pipeline, found.samples).float().cpu()
