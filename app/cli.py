@@ -91,8 +91,14 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     except UnsafeDeployment as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from worker.checks.registry import REGISTRY, RegistryError
     from worker.tasks import celery_app
 
+    try:
+        REGISTRY.load(passes=True)  # every family this worker must run, before it takes work
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     argv = [
         "worker",
         f"--loglevel={args.loglevel}",

@@ -19,6 +19,7 @@ from app.security_headers import SecurityHeadersMiddleware
 from core.celery_app import create_celery
 from core.config import Settings, get_settings
 from core.db import Database
+from worker.checks.registry import REGISTRY
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static"
 
@@ -26,6 +27,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.ensure_dirs()
+    REGISTRY.load()  # a check family that cannot be read stops the start, by name
     application = FastAPI(
         title="memaudit",
         version=core.__version__,

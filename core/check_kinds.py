@@ -13,33 +13,39 @@ import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
 
 
+def check_target(target: str) -> str:
+    """A reference is "module:attribute": refused when declared, not when first called."""
+    module, _, attribute = target.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"expected 'module:attribute', got {target!r}")
+    return target
+
+
+@cache
+def resolve(target: str) -> Any:
+    """What "module:attribute" names, imported once per process."""
+    module, _, attribute = check_target(target).partition(":")
+    found: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        found = getattr(found, part)
+    return found
+
+
 class Lazy:
     """A function named by "module:attribute", imported on its first call."""
 
     def __init__(self, target: str) -> None:
-        module, _, attribute = target.partition(":")
-        if not module or not attribute:
-            raise ValueError(f"expected 'module:attribute', got {target!r}")
-        self.target = target
-        self._found: Any = None
-
-    def resolve(self) -> Any:
-        if self._found is None:
-            module, _, attribute = self.target.partition(":")
-            found: Any = importlib.import_module(module)
-            for part in attribute.split("."):
-                found = getattr(found, part)
-            self._found = found
-        return self._found
+        self.target = check_target(target)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.resolve()(*args, **kwargs)
+        return resolve(self.target)(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"Lazy({self.target!r})"
@@ -228,6 +234,11 @@ class Family:
     position: int = 100
     # Where it came from: "worker.checks.<name>", or the entry point's distribution.
     source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        check_target(self.shard_pass)
+        if self.report is not None:
+            check_target(self.report)
 
 
 class UnknownCheck(KeyError):

@@ -7,8 +7,9 @@ are used, so no internal module path is imported here.
 
     cd <checkout> && PYTHONPATH=$PWD .venv/bin/python scripts/demo_snapshot.py OUT.json
 
-The restructure into one folder per check family (issue #27) was checked with it: the files
-written before and after were byte-identical.
+The demos audit a causal LM (extraction, membership, loss): the other families' outputs are held
+by their own tests. The restructure into one folder per check family (issue #27) was checked
+with it: the files written before and after were byte-identical.
 """
 
 from __future__ import annotations

@@ -103,7 +103,9 @@ def audit_local(
         reference_uri=reference_uri,
         batch_size=batch_size,
     )
-    batches, info = run_passes(parsed, shard)
+    # One batch of every record where no pass orders them (the LM's does): the classifier
+    # context batches inside, as it always has here.
+    batches, info = run_passes(parsed, shard, chunk=max(len(records), 1))
     per_check: list[list[dict[str, Any] | None]] = [[None] * len(records) for _ in parsed]
     for batch, values, _ in batches:
         for n, per_sample in enumerate(values):
@@ -133,7 +135,9 @@ def audit_texts(
     reference_model: str | Path | LoadedModel | None = None,
     batch_size: int = 16,
 ) -> dict[str, dict[str, Any]]:
-    """Texts given as dicts (`text`, and `id`, `member`, `duplicates` where known)."""
+    """Texts given as dicts (`text`, and `id`, `member`, `duplicates` where known), checked as
+    the service checks a dataset's records: `member` true, false or absent, `duplicates` a
+    count, an `id` of None standing for the record's position."""
     rows = [Record(i, i + 1, dict(r)) for i, r in enumerate(records)]
     return audit_local(model, rows, checks, reference_model=reference_model, batch_size=batch_size)
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from core.check_kinds import UnknownCheck
 from core.config import Settings
 from core.db import Database
 from core.inspection.datasets import Record, check_text_length, iter_records
@@ -114,15 +115,17 @@ def _score_shard(db: Database, settings: Settings, claim: shard_store.Claim) -> 
 def _score_audit(access: Access, claim: shard_store.Claim) -> dict[str, Any]:
     started = time.perf_counter()
     db, settings, audit = access.db, access.settings, access.audit
-    checks = REGISTRY.parse_checks(audit.checks)
+    try:
+        checks = REGISTRY.parse_checks(audit.checks)
+    except UnknownCheck as exc:
+        raise PermanentError(
+            f"{exc}: this worker lacks the package that declares it; install it on every worker"
+        ) from None
     dataset = access.open_dataset(audit.dataset_uri)
     records = list(iter_records(dataset, claim.start, claim.stop))
     for record in records:  # a file named by path was only sampled at submit time
         check_text_length(record.data, record.line_no, settings.max_record_chars)
     spec = access.spec(audit.model_uri)
-    unsupported = [kind.name for kind, _ in checks if spec.kind not in kind.model_kinds]
-    if unsupported:
-        raise PermanentError(f"checks {unsupported} do not support {spec.kind} models")
     batches, info = _batches(access, checks, dataset, records, spec)
     done = n_tokens = 0
     pending: list[dict[str, Any]] = []

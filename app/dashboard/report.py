@@ -45,7 +45,9 @@ def _section(kind: str, summary: Mapping[str, Any]) -> Section | None:
 
 def _tables(audit: Audit) -> list[TableSpec]:
     tables = []
-    for kind, params in REGISTRY.parse_checks(audit.checks):
+    # A kind whose package is no longer installed has no table (and no section) to draw.
+    known = [entry for entry in audit.checks if entry["kind"] in REGISTRY.kinds]
+    for kind, params in REGISTRY.parse_checks(known):
         columns = [Column("score", "score", "number", kind.rank_description)]
         columns += [
             Column(c.key, c.label, c.format, kind.metric_description(c.key))

@@ -9,7 +9,6 @@ Declarations are light (no torch); a family's pass and report part are imported 
 from __future__ import annotations
 
 import importlib
-import logging
 import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -18,27 +17,37 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any
 
-from core.check_kinds import CheckKind, CheckParams, Family, Lazy, UnknownCheck
-
-log = logging.getLogger(__name__)
+from core.check_kinds import CheckKind, CheckParams, Family, UnknownCheck, resolve
 
 ENTRY_POINT_GROUP = "memaudit.checks"
 PACKAGE = "worker.checks"
 
 
-class RegistryConflict(RuntimeError):
+class RegistryError(RuntimeError):
+    """The installed families cannot be read as one registry: the service refuses to start
+    (`create_app`, each worker process) rather than fail request by request."""
+
+
+class RegistryConflict(RegistryError):
     """Two families declare the same kind or family name: which one runs would be a guess."""
 
 
+def _family(found: object, where: str) -> Family:
+    if not isinstance(found, Family):
+        raise RegistryError(f"{where} declares FAMILY = {found!r}, not a core.check_kinds.Family")
+    return found
+
+
 def _builtin_families() -> list[Family]:
+    """Every package under worker/checks/ with a FAMILY (others are helpers, and skipped)."""
     package = importlib.import_module(PACKAGE)
     found = []
     for info in pkgutil.iter_modules(package.__path__):
         if not info.ispkg:
             continue
         module = importlib.import_module(f"{PACKAGE}.{info.name}")
-        family = getattr(module, "FAMILY", None)
-        if isinstance(family, Family):
+        if hasattr(module, "FAMILY"):
+            family = _family(module.FAMILY, module.__name__)
             found.append(replace(family, source=module.__name__))
     return found
 
@@ -46,13 +55,13 @@ def _builtin_families() -> list[Family]:
 def _entry_point_families() -> list[Family]:
     found = []
     for point in entry_points(group=ENTRY_POINT_GROUP):
-        family = point.load()
-        if not isinstance(family, Family):
-            raise RegistryConflict(
-                f"entry point {point.name} = {point.value} in {ENTRY_POINT_GROUP} is not a "
-                "core.check_kinds.Family"
-            )
-        found.append(replace(family, source=point.dist.name if point.dist else point.value))
+        source = point.dist.name if point.dist else point.value
+        where = f"entry point {point.name} = {point.value} ({source}) in {ENTRY_POINT_GROUP}"
+        try:
+            loaded = point.load()
+        except Exception as exc:
+            raise RegistryError(f"{where} failed to import: {type(exc).__name__}: {exc}") from exc
+        found.append(replace(_family(loaded, where), source=source))
     return found
 
 
@@ -93,6 +102,17 @@ class Registry:
             }
         )
 
+    def load(self, *, passes: bool = False) -> Registry:
+        """Every family read and its report part imported (and its pass, in a worker), so a
+        broken install stops the service at start with the entry point's name, not each
+        request with a bare ImportError."""
+        for family in self.families:
+            self.report_part(family)
+            if passes:
+                self.shard_pass(family.shard_pass)
+        self.kinds  # noqa: B018 - two owners of one kind are refused here
+        return self
+
     def get_check(self, name: str) -> CheckKind:
         try:
             return self.kinds[name]
@@ -115,21 +135,14 @@ class Registry:
 
     def report_part(self, family: Family) -> Any:
         """The family's ReportPart, imported now; None for a family that draws nothing."""
-        return _resolved(family.report) if family.report else None
+        return resolve(family.report) if family.report else None
 
     def report_parts(self) -> list[Any]:
         return [part for family in self.families if (part := self.report_part(family))]
 
     def shard_pass(self, target: str) -> Any:
         """The function a family's `shard_pass` names, imported now (worker only)."""
-        return _resolved(target)
-
-
-_LAZY: dict[str, Lazy] = {}
-
-
-def _resolved(target: str) -> Any:
-    return _LAZY.setdefault(target, Lazy(target)).resolve()
+        return resolve(target)
 
 
 REGISTRY = Registry()

@@ -104,7 +104,6 @@ GROUP_NAMES = {"members": "members", "nonmembers": "non-members", "all": "all re
 
 
 # One colour per p of the (n,p) grid, light to dark: a higher p is a stricter claim.
-# One colour per p of the (n,p) grid, light to dark: a higher p is a stricter claim.
 P_COLORS = ("#93c5fd", "#60a5fa", "#3b82f6", "#1d4ed8", "#1e3a8a", "#172554")
 
 

@@ -74,26 +74,42 @@ def open_passes(
     for target, positions in groups.items():
         opened = REGISTRY.shard_pass(target)(replace(shard, checks=[checks[i] for i in positions]))
         passes.append((positions, opened))
+        facts = {**info.get("model_facts", {}), **opened.info.get("model_facts", {})}
+        had_facts = "model_facts" in info or "model_facts" in opened.info
         info = {**opened.info, **info}  # the first pass's description of the model stands
+        if had_facts:
+            info["model_facts"] = facts  # each kind's own, whichever pass computed them
     return passes, info
 
 
-def batch_order(passes: list[tuple[list[int], ShardPass]], n_records: int) -> list[list[int]]:
-    """The first order a pass asks for (the LM's, by length), else chunks of the smallest
-    size any pass asks for."""
+def batch_order(
+    passes: list[tuple[list[int], ShardPass]], n_records: int, chunk: int | None = None
+) -> list[list[int]]:
+    """The first order a pass asks for (the LM's, by length), else chunks of `chunk` records,
+    or of the smallest size any pass asks for."""
     for _, opened in passes:
         if opened.order is not None:
             return opened.order
-    chunk = min(opened.chunk for _, opened in passes)
+    chunk = chunk or min(opened.chunk for _, opened in passes)
     return [
         list(range(start, min(start + chunk, n_records))) for start in range(0, n_records, chunk)
     ]
 
 
-def run_passes(checks: list, shard: ShardInput) -> tuple[Batches, dict[str, Any]]:
-    """Per batch of records, every check's values in the audit's order."""
+def check_model_kinds(checks: list, model_kind: str) -> None:
+    unsupported = [kind.name for kind, _ in checks if model_kind not in kind.model_kinds]
+    if unsupported:
+        raise ValueError(f"checks {unsupported} do not support {model_kind} models")
+
+
+def run_passes(
+    checks: list, shard: ShardInput, chunk: int | None = None
+) -> tuple[Batches, dict[str, Any]]:
+    """Per batch of records, every check's values in the audit's order; `chunk` overrides
+    the passes' chunk size where none asks for an order of its own."""
+    check_model_kinds(checks, shard.target.kind)
     passes, info = open_passes(checks, shard)
-    order = batch_order(passes, len(shard.records))
+    order = batch_order(passes, len(shard.records), chunk)
 
     def batches() -> Batches:
         for batch in order:

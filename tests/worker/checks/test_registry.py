@@ -3,6 +3,7 @@ packages' entry points), refuses two owners of one kind, and keeps torch out of 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,9 @@ import pytest
 import worker.checks
 import worker.checks.shard_pass
 import worker.local
-from core.check_kinds import UnknownCheck
+from core.check_kinds import Family, UnknownCheck
 from tests.worker.checks.toy_package import write_toy_folder, write_toy_package
-from worker.checks.registry import REGISTRY, Registry, RegistryConflict
+from worker.checks.registry import REGISTRY, Registry, RegistryConflict, RegistryError
 from worker.demo import DemoArtifacts
 
 REPO = Path(__file__).resolve().parents[3]
@@ -88,3 +89,30 @@ def test_an_entry_point_family_is_found_and_one_claiming_a_known_kind_is_refused
     monkeypatch.syspath_prepend(str(clash))
     with pytest.raises(RegistryConflict, match="'loss' is declared by both"):
         Registry().kinds  # noqa: B018
+
+
+def test_a_family_that_cannot_be_read_is_named_and_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = write_toy_package(tmp_path / "site", package="brokenkind", family="broken")
+    (site / "brokenkind" / "__init__.py").write_text("import a_module_nobody_installed\n")
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(
+        RegistryError, match=r"entry point broken = brokenkind:FAMILY \(brokenkind\)"
+    ):
+        Registry().load()
+    (site / "brokenkind" / "__init__.py").write_text("FAMILY = 'not a family'\n")
+    with pytest.raises(RegistryError, match=r"not a core\.check_kinds\.Family"):
+        Registry().load()
+    # The service refuses to start with that message, rather than fail on every request.
+    env = {**os.environ, "PYTHONPATH": str(site), "MEMAUDIT_DATA_DIR": str(tmp_path / "data")}
+    code = "from app.main import create_app; create_app()"
+    started = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert started.returncode != 0 and "brokenkind" in started.stderr
+
+
+def test_a_pass_or_report_named_in_the_wrong_shape_is_refused_when_declared() -> None:
+    with pytest.raises(ValueError, match="expected 'module:attribute'"):
+        Family("bad", (), "worker.checks.lm.passes.open_pass")

@@ -227,7 +227,7 @@ def _scored(membership: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     }
 
 
-def _roclayout(figure: go.Figure, title: str, lowest_fpr: float) -> go.Figure:
+def _roc_layout(figure: go.Figure, title: str, lowest_fpr: float) -> go.Figure:
     decade = max(math.floor(math.log10(lowest_fpr)), -8)  # the decade holding the lowest FPR
     low = 10.0**decade
     figure.add_trace(_chance_line(low))
@@ -269,7 +269,7 @@ def roc_figure(membership: Mapping[str, Any]) -> go.Figure | None:
     for key, entry in scored.items():
         for trace in _roc_traces(key, entry, "solid", ""):
             figure.add_trace(trace)
-    return _roclayout(figure, "Membership ROC (log-log)", _lowest_fpr(list(scored.values())))
+    return _roc_layout(figure, "Membership ROC (log-log)", _lowest_fpr(list(scored.values())))
 
 
 def score_distribution_figure(membership: Mapping[str, Any], key: str) -> go.Figure | None:
@@ -323,4 +323,4 @@ def compare_roc_figure(
                 figure.add_trace(trace)
     if not entries:
         return None
-    return _roclayout(figure, "Membership ROC (log-log)", _lowest_fpr(entries))
+    return _roc_layout(figure, "Membership ROC (log-log)", _lowest_fpr(entries))

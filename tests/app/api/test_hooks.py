@@ -11,7 +11,7 @@ from mlflow.webhooks.delivery import _generate_hmac_signature
 from sqlalchemy import func, select
 
 from core.models import WebhookDelivery
-from tests.api.test_audits import queued_messages
+from tests.app.api.test_audits import queued_messages
 
 SECRET = "mlflow-hook-secret"
 HF_SECRET = "hub-hook-secret"
