@@ -16,11 +16,12 @@ from core.config import Settings
 from core.db import Database
 from core.inspection import chat_endpoints
 from core.inspection.datasets import open_dataset, uploaded_dataset_path
-from core.inspection.models import ModelSpec, materialize
+from core.inspection.models import ModelSpec
 from core.tenancy import Grants, NotGranted, check_model_grant
 from worker import shard_store
 from worker.loaders.classifiers import LoadedClassifier, as_classifier, cached_classifier
 from worker.loaders.diffusion_models import LoadedDiffusion, cached_pipeline
+from worker.loaders.materialize import materialize
 from worker.loaders.models import LoadedModel, cached_causal_lm
 
 

@@ -16,11 +16,10 @@ from core.confinement import (
     Located,
     PathRefused,
     Pinned,
-    Root,
     RootLike,
     pin,
 )
-from core.inspection import diffusion_index, hf_models, mlflow_models
+from core.inspection import diffusion_index
 from core.inspection.errors import ModelError
 from core.inspection.weight_files import check_weight_files, read_json_file
 
@@ -119,53 +118,6 @@ def _spec(uri: str, pinned: Pinned, *, kind: str, **fields: Any) -> ModelSpec:
     return ModelSpec(
         uri=uri, path=pinned.located.path, kind=kind, location=pinned.located, **fields
     )
-
-
-def materialize(
-    uri: str,
-    roots: Sequence[RootLike],
-    *,
-    mlflow_tracking_uri: str,
-    cache_root: Path,
-    hf_cache_dir: str = "",
-    allow_pickle: bool = False,
-    allow_torchscript: bool = False,
-    rules: FileRules = DEFAULT_RULES,
-) -> ModelSpec:
-    """The model on local disk, ready to load: registry models are downloaded first. Each is
-    confined to its own root: the configured folders, the Hub's cache, or the version's
-    downloaded artifacts."""
-    # Weight headers are checked when a model is loaded (ModelCache), not on every shard.
-    options = {
-        "allow_pickle": allow_pickle,
-        "allow_torchscript": allow_torchscript,
-        "rules": rules,
-        "check_weights": False,
-    }
-    if uri.startswith(hf_models.PREFIX):
-        hub_root = hf_models.cache_root(hf_cache_dir)
-        local = hf_models.snapshot(uri, download=True, cache_dir=hf_cache_dir, rules=rules)
-        return replace(resolve_model(f"path:{local}", [hub_root], **options), uri=uri)
-    if uri.startswith(mlflow_models.PREFIX):
-        root = mlflow_models.fetch(uri, mlflow_tracking_uri, cache_root)
-        try:
-            with pin(
-                str(root), [root], kind="model", want="dir", rules=rules, recursive=True
-            ) as tree:
-                model_dir, tokenizer_dir = mlflow_models.hf_directories(root, tree)
-        except PathRefused as exc:
-            raise ModelError(str(exc)) from None
-        local = resolve_model(f"path:{model_dir}", [root], **options)
-        # Paths as the artifacts name them: the pinned tree mirrors those names.
-        return replace(
-            local,
-            uri=uri,
-            path=model_dir,
-            tokenizer_path=tokenizer_dir,
-            location=Located(Root(root), ()),
-            recursive=True,
-        )
-    return resolve_model(uri, roots, **options)
 
 
 def pickled_weight_files(path: Path) -> list[Path]:
