@@ -1,0 +1,183 @@
+"""The blind baseline (Das, Zhang & Tramèr 2024): how well members are told from non-members
+from the texts alone, without the model. When a model-free classifier separates the two sets,
+the split, not the model, is what a membership score measures.
+
+Features are what such confounds are made of: word uni- and bigrams (word order), character
+2-5-grams (spelling, punctuation, formatting), and a few dense statistics (length, years and
+dates, digits, capitals, word length, type-token ratio). One logistic regression over all of
+them is cross-validated (stratified, seeded); each record's score comes from the fold that did
+not see it, so the AUROC and its bootstrap CI are those of `membership_report`, like any score.
+
+The readings (METRICS.md §3, as this project states them, with `DELTA`):
+- a split is `confounded` when the blind AUROC's lower CI bound exceeds 0.5 + δ;
+- a score shows `no_membership_signal` only when its AUROC's upper CI bound is below 0.5 + δ,
+  is `underpowered` when its CI straddles 0.5 + δ, and otherwise `stands`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from worker.engine.membership import membership_report
+
+DELTA = 0.05  # how far above chance an AUROC must be to count as a signal
+FOLDS = 5
+YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
+DATE = re.compile(r"\b\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\b")
+WORD = re.compile(r"\w+", re.UNICODE)
+DENSE_FEATURES = (
+    "log_chars",
+    "log_words",
+    "years",
+    "latest_year",
+    "dates",
+    "digit_share",
+    "capital_share",
+    "mean_word_length",
+    "type_token_ratio",
+)
+
+
+def dense_features(text: str) -> list[float]:
+    """The statistics a confound of length, period or formatting shows in (DENSE_FEATURES)."""
+    words = WORD.findall(text)
+    years = [int(y) for y in YEAR.findall(text)]
+    letters = sum(c.isalpha() for c in text)
+    return [
+        math.log1p(len(text)),
+        math.log1p(len(words)),
+        float(len(years)),
+        (max(years) - 1900) / 100 if years else 0.0,
+        float(len(DATE.findall(text))),
+        sum(c.isdigit() for c in text) / max(len(text), 1),
+        sum(c.isupper() for c in text) / max(letters, 1),
+        sum(map(len, words)) / max(len(words), 1),
+        len({w.lower() for w in words}) / max(len(words), 1),
+    ]
+
+
+def _features(train: Sequence[str], test: Sequence[str]) -> tuple[Any, Any]:
+    """Vocabularies and scales fitted on the training fold only: nothing of a held-out record
+    reaches the model that scores it."""
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import StandardScaler
+
+    words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=50_000)
+    chars = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=50_000
+    )
+    scale = StandardScaler()
+
+    def dense(texts: Sequence[str]) -> np.ndarray:
+        return np.asarray([dense_features(t) for t in texts], dtype=np.float64)
+
+    fitted = [
+        words.fit_transform(train),
+        chars.fit_transform(train),
+        csr_matrix(scale.fit_transform(dense(train))),
+    ]
+    held = [
+        words.transform(test),
+        chars.transform(test),
+        csr_matrix(scale.transform(dense(test))),
+    ]
+    return hstack(fitted).tocsr(), hstack(held).tocsr()
+
+
+def blind_scores(texts: Sequence[str], members: Sequence[bool], seed: int = 0) -> np.ndarray:
+    """Each record's out-of-fold P(member) from the texts alone."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(members, dtype=bool)
+    folds = min(FOLDS, int(labels.sum()), int((~labels).sum()))
+    if folds < 2:
+        raise ValueError("the blind baseline needs at least 2 members and 2 non-members")
+    scores = np.empty(len(texts), dtype=np.float64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(np.zeros(len(labels)), labels):
+        x_train, x_test = _features([texts[i] for i in train], [texts[i] for i in test])
+        model = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
+        model.fit(x_train, labels[train])
+        scores[test] = model.predict_proba(x_test)[:, 1]
+    return scores
+
+
+def blind_baseline(
+    texts: Sequence[str], members: Sequence[bool], *, bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """The blind classifier's AUROC and TPR at low FPR with bootstrap CIs, and the reading."""
+    scores = blind_scores(texts, members, seed)
+    labels = np.asarray(members, dtype=bool)
+    report = membership_report(
+        scores[labels].tolist(), scores[~labels].tolist(), bootstrap=bootstrap, seed=seed
+    )
+    report.pop("roc", None)
+    report["reading"] = split_reading(report["auroc"]["ci95"])
+    report["method"] = {
+        "classifier": "logistic regression (C=1)",
+        "features": ["word 1-2-grams", "character 2-5-grams", *DENSE_FEATURES],
+        "folds": min(FOLDS, int(labels.sum()), int((~labels).sum())),
+        "delta": DELTA,
+    }
+    return report
+
+
+def split_reading(blind_ci: Sequence[float | None]) -> str:
+    """`confounded`, or `no_confound_detected` (never "not confounded": the baseline sees only
+    what its features can)."""
+    low = blind_ci[0]
+    return "confounded" if low is not None and low > 0.5 + DELTA else "no_confound_detected"
+
+
+def score_reading(
+    auroc: float | None, ci: Sequence[float | None], n_records: int, confounded: bool
+) -> dict[str, Any]:
+    """What one score's AUROC may be taken to say on this split."""
+    if confounded:
+        return {"reading": "inconclusive", "why": "the split is confounded"}
+    low, high = ci
+    if auroc is None or low is None or high is None:
+        return {"reading": "inconclusive", "why": "no confidence interval"}
+    line = 0.5 + DELTA
+    if high < line:
+        return {"reading": "no_membership_signal"}
+    if low > line:
+        return {"reading": "stands"}
+    # The CI's half-width shrinks as 1/sqrt(n): the records at which it would clear the line.
+    half = (high - low) / 2
+    distance = abs(auroc - line)
+    needed = math.ceil(n_records * (half / distance) ** 2) if distance > 0 else None
+    return {"reading": "underpowered", "records_needed": needed}
+
+
+def paired_margin(
+    score: Sequence[float],
+    blind: Sequence[float],
+    members: Sequence[bool],
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """AUROC(score) − AUROC(blind) with a paired bootstrap CI: records are resampled once per
+    draw for both, within members and within non-members."""
+    from worker.engine.membership import roc_curve
+
+    values, baseline = np.asarray(score, float), np.asarray(blind, float)
+    labels = np.asarray(members, dtype=bool)
+    m, nm = np.flatnonzero(labels), np.flatnonzero(~labels)
+
+    def margin(mi: np.ndarray, ni: np.ndarray) -> float:
+        return roc_curve(values[mi], values[ni]).auc - roc_curve(baseline[mi], baseline[ni]).auc
+
+    point = margin(m, nm)
+    rng = np.random.default_rng(seed)
+    draws = [margin(rng.choice(m, len(m)), rng.choice(nm, len(nm))) for _ in range(bootstrap)]
+    ci = np.percentile(draws, [2.5, 97.5]).tolist() if bootstrap else [None, None]
+    return {"value": point, "ci95": ci, "bootstrap": bootstrap, "seed": seed}
