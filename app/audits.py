@@ -209,7 +209,8 @@ def _sort_column(audit: Audit, check: str | None, order_by: str) -> Any:
         return SampleResult.score
     if check is not None:
         kind = REGISTRY.get_check(check)
-        params = next(p for k, p in REGISTRY.parse_checks(audit.checks) if k.name == check)
+        entry = next(e for e in audit.checks if e["kind"] == check)
+        params = kind.parse_params(entry.get("params", {}))
         slot = kind.sort_slot(params, order_by)
         if slot is not None:
             return getattr(SampleResult, f"sort_{slot}")

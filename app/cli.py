@@ -85,20 +85,29 @@ def _claim_this_host(settings: Settings) -> None:
         db.dispose()
 
 
+def _registry_refused(*, passes: bool) -> bool:
+    """Every check family read (and, where a worker runs here, its passes imported) before
+    anything starts or is written: a broken install is one line naming it, and exit code 2."""
+    from worker.checks.registry import REGISTRY, RegistryError
+
+    try:
+        REGISTRY.load(passes=passes)
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    if _registry_refused(passes=True):
+        return 2
     try:
         _claim_this_host(settings)
     except UnsafeDeployment as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from worker.checks.registry import REGISTRY, RegistryError
     from worker.tasks import celery_app
 
-    try:
-        REGISTRY.load(passes=True)  # every family this worker must run, before it takes work
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     argv = [
         "worker",
         f"--loglevel={args.loglevel}",
@@ -159,6 +168,9 @@ class WorkerSupervisor(threading.Thread):
             code = self.process.wait()
             if self.stopping.is_set():
                 return
+            if code == 2:  # the worker refused its configuration: restarting cannot mend it
+                log.error("worker refused to start (exit code 2); not restarting it")
+                return
             backoff = 1.0 if time.monotonic() - started > 60 else min(backoff * 2, 30.0)
             log.warning("worker exited with %s; restarting in %.0fs", code, backoff)
             self.stopping.wait(backoff)
@@ -195,6 +207,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from app.main import create_app
 
+    if _registry_refused(passes=not args.no_worker):
+        return 2
     if "MEMAUDIT_PUBLIC_URL" not in os.environ:
         settings.public_url = f"http://{args.host}:{args.port}"
     cmd_migrate(settings, args)

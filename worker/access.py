@@ -101,7 +101,7 @@ class Target:
         if isinstance(self.held, LoadedModel):
             return "causal_lm"
         if isinstance(self.held, LoadedClassifier):
-            return "classifier"
+            return self.held.spec.kind if self.held.spec is not None else "classifier"
         assert self.spec is not None
         return self.spec.kind
 

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import core
-from core.check_kinds import CheckKind
+from core.check_kinds import CheckKind, UnknownCheck
 from core.db import Database, utcnow
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
 from core.verdicts import evaluate
@@ -130,7 +130,11 @@ def finalize_audit(db: Database, audit_id: str) -> Finalized:
         summary: dict[str, Any] = {}
         counts: dict[str, dict[str, int]] = {}
         error = None
-        for kind, params in REGISTRY.parse_checks(audit.checks):
+        try:
+            checks = REGISTRY.parse_checks(audit.checks)
+        except UnknownCheck as exc:  # a worker without the package that declares the kind
+            checks, error = [], f"{exc}: install the package that declares it on every worker"
+        for kind, params in checks:
             values = _check_values(session, audit_id, kind)
             counts[kind.name] = row_counts(values)
             try:

@@ -107,9 +107,16 @@ class Registry:
         broken install stops the service at start with the entry point's name, not each
         request with a bare ImportError."""
         for family in self.families:
-            self.report_part(family)
-            if passes:
-                self.shard_pass(family.shard_pass)
+            targets = [family.report] if family.report else []
+            targets += [family.shard_pass] if passes else []
+            for target in targets:
+                try:
+                    resolve(target)
+                except Exception as exc:
+                    raise RegistryError(
+                        f"the {family.name} check family ({family.source}): {target} failed "
+                        f"to import: {type(exc).__name__}: {exc}"
+                    ) from exc
         self.kinds  # noqa: B018 - two owners of one kind are refused here
         return self
 

@@ -85,12 +85,13 @@ def open_passes(
 def batch_order(
     passes: list[tuple[list[int], ShardPass]], n_records: int, chunk: int | None = None
 ) -> list[list[int]]:
-    """The first order a pass asks for (the LM's, by length), else chunks of `chunk` records,
-    or of the smallest size any pass asks for."""
+    """The first order a pass asks for (the LM's, by length), else chunks of the smallest size
+    the passes ask for, `chunk` standing in for any pass left at the default."""
     for _, opened in passes:
         if opened.order is not None:
             return opened.order
-    chunk = chunk or min(opened.chunk for _, opened in passes)
+    sizes = [chunk if chunk and o.chunk == DEFAULT_CHUNK else o.chunk for _, o in passes]
+    chunk = min(sizes) if sizes else chunk
     return [
         list(range(start, min(start + chunk, n_records))) for start in range(0, n_records, chunk)
     ]
@@ -105,8 +106,8 @@ def check_model_kinds(checks: list, model_kind: str) -> None:
 def run_passes(
     checks: list, shard: ShardInput, chunk: int | None = None
 ) -> tuple[Batches, dict[str, Any]]:
-    """Per batch of records, every check's values in the audit's order; `chunk` overrides
-    the passes' chunk size where none asks for an order of its own."""
+    """Per batch of records, every check's values in the audit's order; `chunk` replaces the
+    default chunk size of passes that keep it (a pass that sets its own keeps it)."""
     check_model_kinds(checks, shard.target.kind)
     passes, info = open_passes(checks, shard)
     order = batch_order(passes, len(shard.records), chunk)

@@ -108,9 +108,33 @@ def test_a_family_that_cannot_be_read_is_named_and_stops_the_start(
     env = {**os.environ, "PYTHONPATH": str(site), "MEMAUDIT_DATA_DIR": str(tmp_path / "data")}
     code = "from app.main import create_app; create_app()"
     started = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, timeout=120
     )
-    assert started.returncode != 0 and "brokenkind" in started.stderr
+    assert started.returncode != 0
+    assert b"RegistryError: entry point broken = brokenkind:FAMILY" in started.stderr
+
+
+def test_a_family_whose_pass_or_report_cannot_be_imported_stops_serve_and_worker(
+    tmp_path: Path,
+) -> None:
+    site = write_toy_package(tmp_path / "site", package="halfkind", family="half")
+    (site / "halfkind" / "report.py").write_text("import a_module_nobody_installed\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "MEMAUDIT_DATA_DIR": str(tmp_path / "data")}
+    for command in (["worker"], ["serve", "--port", "1"]):
+        started = subprocess.run(
+            [sys.executable, "-m", "app.cli", *command],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert started.returncode == 2, (command, started.stderr[-2000:])
+        assert started.stderr.startswith(
+            "error: the half check family (halfkind): halfkind.report:REPORT failed to import"
+        ), started.stderr[-2000:]
+    # Nothing was written before the refusal: no database, no admin key.
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
 
 
 def test_a_pass_or_report_named_in_the_wrong_shape_is_refused_when_declared() -> None:

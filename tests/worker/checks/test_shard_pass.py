@@ -56,11 +56,21 @@ def chunked_pass(shard: ShardInput) -> ShardPass:
     return ShardPass(compute, info, chunk=2)
 
 
+def plain_pass(shard: ShardInput) -> ShardPass:
+    """Keeps the default chunk size."""
+
+    def compute(batch):  # type: ignore[no-untyped-def]
+        return [[{"record": i} for i in batch] for _ in shard.checks], 0
+
+    return ShardPass(compute, {})
+
+
 HERE = "tests.worker.checks.test_shard_pass"
 FAMILIES = (
     Family("first", (_kind("a"), _kind("b")), f"{HERE}:ordered_pass", position=1),
     Family("second", (_kind("c"),), f"{HERE}:chunked_pass", position=2),
     Family("shares", (_kind("d"),), f"{HERE}:ordered_pass", position=3),  # the first's pass
+    Family("plain", (_kind("e"),), f"{HERE}:plain_pass", position=4),
 )
 
 
@@ -113,9 +123,15 @@ def test_passes_are_shared_and_values_come_back_in_the_audits_order(registry: Re
 def test_without_an_order_records_go_in_the_smallest_chunk_or_the_one_asked_for(
     registry: Registry,
 ) -> None:
-    checks, shard = _shard(registry, ["c"], n_records=5)
-    assert [batch for batch, _, _ in run_passes(checks, shard)[0]] == [[0, 1], [2, 3], [4]]
-    assert [batch for batch, _, _ in run_passes(checks, shard, chunk=5)[0]] == [[0, 1, 2, 3, 4]]
+    def batches(names: list[str], chunk: int | None = None) -> list[list[int]]:
+        checks, shard = _shard(registry, names, n_records=5)
+        return [batch for batch, _, _ in run_passes(checks, shard, chunk)[0]]
+
+    assert batches(["c"]) == [[0, 1], [2, 3], [4]]  # the size the pass asks for
+    assert batches(["c"], chunk=5) == [[0, 1], [2, 3], [4]]  # which a caller does not override
+    assert batches(["e"]) == [[0, 1, 2, 3, 4]]  # the default: 256
+    assert batches(["e"], chunk=2) == [[0, 1], [2, 3], [4]]  # a caller's size replaces it
+    assert batches(["e", "c"], chunk=5) == [[0, 1], [2, 3], [4]]  # the smallest stands
     assert batch_order([], 0, chunk=1) == []
 
 
