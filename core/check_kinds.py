@@ -51,10 +51,6 @@ class Lazy:
         return f"Lazy({self.target!r})"
 
 
-def lazy(target: str) -> Lazy:
-    return Lazy(target)
-
-
 @dataclass(frozen=True)
 class Metric:
     name: str

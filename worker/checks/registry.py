@@ -79,7 +79,9 @@ class Registry:
         return tuple(families)
 
     @cached_property
-    def _family_of(self) -> Mapping[str, Family]:
+    def _index(self) -> tuple[Mapping[str, CheckKind], Mapping[str, Family]]:
+        """Every kind by name in family order, and the family that declares it."""
+        kinds: dict[str, CheckKind] = {}
         owners: dict[str, Family] = {}
         for family in self.families:
             for kind in family.kinds:
@@ -89,18 +91,12 @@ class Registry:
                         f"{owners[kind.name].name} ({owners[kind.name].source}) and the "
                         f"{family.name} ({family.source}) families"
                     )
-                owners[kind.name] = family
-        return MappingProxyType(owners)
+                kinds[kind.name], owners[kind.name] = kind, family
+        return MappingProxyType(kinds), MappingProxyType(owners)
 
-    @cached_property
+    @property
     def kinds(self) -> Mapping[str, CheckKind]:
-        """Every kind by name, in family order."""
-        return MappingProxyType(
-            {
-                name: next(k for k in family.kinds if k.name == name)
-                for name, family in self._family_of.items()
-            }
-        )
+        return self._index[0]
 
     def load(self, *, passes: bool = False) -> Registry:
         """Every family read and its report part imported (and its pass, in a worker), so a
@@ -128,7 +124,7 @@ class Registry:
 
     def family_of(self, name: str) -> Family:
         self.get_check(name)
-        return self._family_of[name]
+        return self._index[1][name]
 
     def parse_checks(
         self, entries: Sequence[Mapping[str, Any]]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.engine.membership import membership_report
+from worker.engine.membership import membership_report, roc_curve
 
 DELTA = 0.05  # how far above chance an AUROC must be to count as a signal
 FOLDS = 5
@@ -90,17 +90,22 @@ def _features(train: Sequence[str], test: Sequence[str]) -> tuple[Any, Any]:
     return hstack(fitted).tocsr(), hstack(held).tocsr()
 
 
+def _folds(labels: np.ndarray) -> int:
+    """As many folds as the smaller side allows, at most FOLDS."""
+    folds = min(FOLDS, int(labels.sum()), int((~labels).sum()))
+    if folds < 2:
+        raise ValueError("the blind baseline needs at least 2 members and 2 non-members")
+    return folds
+
+
 def blind_scores(texts: Sequence[str], members: Sequence[bool], seed: int = 0) -> np.ndarray:
     """Each record's out-of-fold P(member) from the texts alone."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray(members, dtype=bool)
-    folds = min(FOLDS, int(labels.sum()), int((~labels).sum()))
-    if folds < 2:
-        raise ValueError("the blind baseline needs at least 2 members and 2 non-members")
     scores = np.empty(len(texts), dtype=np.float64)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter = StratifiedKFold(n_splits=_folds(labels), shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(len(labels)), labels):
         x_train, x_test = _features([texts[i] for i in train], [texts[i] for i in test])
         model = LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
@@ -123,7 +128,7 @@ def blind_baseline(
     report["method"] = {
         "classifier": "logistic regression (C=1)",
         "features": ["word 1-2-grams", "character 2-5-grams", *DENSE_FEATURES],
-        "folds": min(FOLDS, int(labels.sum()), int((~labels).sum())),
+        "folds": _folds(labels),
         "delta": DELTA,
     }
     return report
@@ -167,8 +172,6 @@ def paired_margin(
 ) -> dict[str, Any]:
     """AUROC(score) − AUROC(blind) with a paired bootstrap CI: records are resampled once per
     draw for both, within members and within non-members."""
-    from worker.engine.membership import roc_curve
-
     values, baseline = np.asarray(score, float), np.asarray(blind, float)
     labels = np.asarray(members, dtype=bool)
     m, nm = np.flatnonzero(labels), np.flatnonzero(~labels)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 DECLARATION = """
-from core.check_kinds import CheckKind, CheckParams, Family, Metric, TableColumn, lazy
+from core.check_kinds import CheckKind, CheckParams, Family, Metric, TableColumn, Lazy
 
 
 class ToyParams(CheckParams):
@@ -21,8 +21,8 @@ TOY = CheckKind(
     model_kinds=("causal_lm",),
     required_fields=("text",),
     metrics=(Metric("n_tokens", None, "tokens", "Tokens of the record's text."),),
-    compute=lazy("{package}.compute:compute"),
-    summarize=lazy("{package}.compute:summarize"),
+    compute=Lazy("{package}.compute:compute"),
+    summarize=Lazy("{package}.compute:summarize"),
     rank_score=lambda values, _params: values.get("n_tokens"),
     rank_description="longest first",
     table_columns=lambda _params: [TableColumn("n_tokens", "tokens", "int")],

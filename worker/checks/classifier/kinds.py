@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from core.check_kinds import CheckKind, CheckParams, Metric, TableColumn, known_names, lazy
+from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, TableColumn, known_names
 from worker.engine.diversity import BINNINGS, ESTIMATORS
 from worker.engine.proxies import HIGHER_IS_MORE_MEMORIZED
 
@@ -87,8 +87,8 @@ DIVERSITY = CheckKind(
             "Bansal et al. 2022",
         ),
     ),
-    compute=lazy("worker.checks.classifier.diversity:compute"),
-    summarize=lazy("worker.checks.classifier.diversity:summarize"),
+    compute=Lazy("worker.checks.classifier.diversity:compute"),
+    summarize=Lazy("worker.checks.classifier.diversity:summarize"),
     rank_score=lambda _values, _p: None,
     rank_description="none: diversity describes layers, not records",
     table_columns=lambda _p: [],
@@ -180,8 +180,8 @@ PROXIES = CheckKind(
         )
         for name in ALL_PROXIES
     ),
-    compute=lazy("worker.checks.classifier.proxies:compute"),
-    summarize=lazy("worker.checks.classifier.proxies:summarize"),
+    compute=Lazy("worker.checks.classifier.proxies:compute"),
+    summarize=Lazy("worker.checks.classifier.proxies:summarize"),
     rank_score=proxy_rank,
     rank_description="mem_score of rank_by (higher = more memorized)",
     table_columns=lambda _p: [
@@ -190,7 +190,7 @@ PROXIES = CheckKind(
         TableColumn("margin", "margin", "number"),
         TableColumn("heldout_kl", "held-out KL", "number"),
     ],
-    model_facts=lazy("worker.checks.classifier.proxies:model_facts"),
+    model_facts=Lazy("worker.checks.classifier.proxies:model_facts"),
     exemplars=lambda summary: [entry["id"] for entry in summary.get("most_memorized", [])],
 )
 
@@ -227,8 +227,8 @@ CAPACITY = CheckKind(
         ),
         Metric("correct", None, "bool", "The model predicts the record's label."),
     ),
-    compute=lazy("worker.checks.classifier.capacity:compute"),
-    summarize=lazy("worker.checks.classifier.capacity:summarize"),
+    compute=Lazy("worker.checks.classifier.capacity:compute"),
+    summarize=Lazy("worker.checks.classifier.capacity:summarize"),
     rank_score=lambda values, _p: (
         -values["nearest_cross_class"] if values.get("nearest_cross_class") is not None else None
     ),
@@ -237,5 +237,5 @@ CAPACITY = CheckKind(
         TableColumn("nearest_cross_class", "nearest other class", "number"),
         TableColumn("correct", "correct", "bool"),
     ],
-    model_facts=lazy("worker.checks.classifier.capacity:model_facts"),
+    model_facts=Lazy("worker.checks.classifier.capacity:model_facts"),
 )

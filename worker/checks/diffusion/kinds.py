@@ -18,11 +18,11 @@ from pydantic import Field, field_validator, model_validator
 from core.check_kinds import (
     CheckKind,
     CheckParams,
+    Lazy,
     Metric,
     SubmitContext,
     TableColumn,
     known_names,
-    lazy,
 )
 from worker.engine.diffusion.plans import DEFAULT_SCALE, METHODS, GuidancePlan
 
@@ -145,8 +145,8 @@ CFG_BASIN = CheckKind(
         ),
         Metric("copies", True, "bool", "similarity_max reaches the threshold."),
     ),
-    compute=lazy("worker.checks.diffusion.basin:compute_basin"),
-    summarize=lazy("worker.checks.diffusion.basin:summarize_basin"),
+    compute=Lazy("worker.checks.diffusion.basin:compute_basin"),
+    summarize=Lazy("worker.checks.diffusion.basin:summarize_basin"),
     rank_score=lambda values, _p: values["similarity_max"],
     rank_description="closest to a training image first",
     table_columns=lambda _p: [
@@ -171,8 +171,8 @@ CFG_MITIGATION = CheckKind(
         Metric("similarity", True, "ratio", "Cosine to the nearest training image, per method."),
         Metric("similarity_reduction", None, "ratio", "Plain CFG's similarity minus the lowest."),
     ),
-    compute=lazy("worker.checks.diffusion.basin:compute_mitigation"),
-    summarize=lazy("worker.checks.diffusion.basin:summarize_mitigation"),
+    compute=Lazy("worker.checks.diffusion.basin:compute_mitigation"),
+    summarize=Lazy("worker.checks.diffusion.basin:summarize_mitigation"),
     rank_score=lambda values, _p: values["similarity"].get("cfg"),
     rank_description="closest to a training image under plain CFG first",
     table_columns=lambda p: [
@@ -219,8 +219,8 @@ LID = CheckKind(
         ),
         Metric("lpca", None, "", "The data's local dimension (local PCA of neighbours)."),
     ),
-    compute=lazy("worker.checks.diffusion.lid:compute"),
-    summarize=lazy("worker.checks.diffusion.lid:summarize"),
+    compute=Lazy("worker.checks.diffusion.lid:compute"),
+    summarize=Lazy("worker.checks.diffusion.lid:summarize"),
     rank_score=lambda values, _p: -values["flipd"],
     rank_description="lowest model LID first",
     table_columns=lambda _p: [

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from core.check_kinds import CheckKind, CheckParams, Metric, SubmitContext, TableColumn, lazy
+from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, SubmitContext, TableColumn
 from worker.engine.extraction import default_n_grid
 from worker.engine.schemes import Scheme
 
@@ -48,9 +48,9 @@ LOSS = CheckKind(
         Metric("n_bytes", None, "bytes", "UTF-8 length of the text."),
         Metric("truncated", None, "bool", "The text was longer than the model context."),
     ),
-    plan=lazy("worker.checks.lm.compute:plan_loss"),
-    compute=lazy("worker.checks.lm.compute:compute_loss"),
-    summarize=lazy("worker.checks.lm.compute:summarize_loss"),
+    plan=Lazy("worker.checks.lm.compute:plan_loss"),
+    compute=Lazy("worker.checks.lm.compute:compute_loss"),
+    summarize=Lazy("worker.checks.lm.compute:summarize_loss"),
     rank_score=lambda values, _p: values.get("mean_logprob"),
     rank_description="mean token log-probability",
     table_columns=lambda _p: [
@@ -202,9 +202,9 @@ EXTRACTION = CheckKind(
             "Smallest top-1 margin over the suffix; near 0 marks a fragile greedy match.",
         ),
     ),
-    plan=lazy("worker.checks.lm.compute:plan_extraction"),
-    compute=lazy("worker.checks.lm.compute:compute_extraction"),
-    summarize=lazy("worker.checks.lm.compute:summarize_extraction"),
+    plan=Lazy("worker.checks.lm.compute:plan_extraction"),
+    compute=Lazy("worker.checks.lm.compute:compute_extraction"),
+    summarize=Lazy("worker.checks.lm.compute:summarize_extraction"),
     rank_score=lambda values, _p: max(
         (v for v in (values.get("log10_pz") or {}).values() if v is not None), default=None
     ),
@@ -327,9 +327,9 @@ MEMBERSHIP = CheckKind(
             "ll_target - ll_reference (per token, or per byte when tokenizations differ).",
         ),
     ),
-    plan=lazy("worker.checks.lm.compute:plan_membership"),
-    compute=lazy("worker.checks.lm.compute:compute_membership"),
-    summarize=lazy("worker.checks.lm.compute:summarize_membership"),
+    plan=Lazy("worker.checks.lm.compute:plan_membership"),
+    compute=Lazy("worker.checks.lm.compute:compute_membership"),
+    summarize=Lazy("worker.checks.lm.compute:summarize_membership"),
     rank_score=lambda values, p: next(
         (values[key] for key in _rank_keys(p) if values.get(key) is not None), None
     ),

@@ -11,11 +11,11 @@ from pydantic import Field, field_validator, model_validator
 from core.check_kinds import (
     CheckKind,
     CheckParams,
+    Lazy,
     Metric,
     SubmitContext,
     TableColumn,
     known_names,
-    lazy,
 )
 from worker.engine.reasoning.kk_puzzles import PERTURBATIONS
 from worker.engine.wilt_protocol import ProtocolParams
@@ -53,8 +53,8 @@ KK_MEMORIZATION = CheckKind(
         ),
         Metric("limem", True, "ratio", "Acc · (1 − CR), per perturbation type.", "Xie et al. 2024"),
     ),
-    compute=lazy("worker.checks.reasoning.kk:compute"),
-    summarize=lazy("worker.checks.reasoning.kk:summarize"),
+    compute=Lazy("worker.checks.reasoning.kk:compute"),
+    summarize=Lazy("worker.checks.reasoning.kk:summarize"),
     rank_score=lambda values, _p: float(values["memorized_any"]) + 0.5 * values["correct_orig"],
     rank_description="solved only in its original form first, then solved",
     table_columns=lambda _p: [
@@ -117,8 +117,8 @@ RETENTION = CheckKind(
         Metric("correct", None, "bool", "The version answers the factoid (per version)."),
         Metric("transition", None, "", "retained, forgotten, recovered or never, first to last."),
     ),
-    compute=lazy("worker.checks.reasoning.retention:compute"),
-    summarize=lazy("worker.checks.reasoning.retention:summarize"),
+    compute=Lazy("worker.checks.reasoning.retention:compute"),
+    summarize=Lazy("worker.checks.reasoning.retention:summarize"),
     rank_score=lambda values, _p: 1.0 if values.get("lost_at") else 0.0,
     rank_description="forgotten factoids first",
     table_columns=lambda _p: [],
@@ -168,8 +168,8 @@ WILT = CheckKind(
         Metric("tests_used", None, "", "Probes before the final guess."),
         Metric("grid_agreement", None, "ratio", "Share of the 41³ grid where the guess agrees."),
     ),
-    compute=lazy("worker.checks.reasoning.wilt:compute"),
-    summarize=lazy("worker.checks.reasoning.wilt:summarize"),
+    compute=Lazy("worker.checks.reasoning.wilt:compute"),
+    summarize=Lazy("worker.checks.reasoning.wilt:summarize"),
     # Failed rules first: where the model's reasoning broke down.
     rank_score=lambda values, _p: 1.0 - float(values["correct"]),
     rank_description="unsolved rules first",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from core.check_kinds import CheckKind, CheckParams, Metric, SubmitContext, TableColumn, lazy
+from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, SubmitContext, TableColumn
 
 MODELS = ("unlearned", "original", "retrained")
 STRATIFY_PROXIES = ("confidence", "max_conf", "neg_entropy", "bi_acc", "margin", "loss")
@@ -66,8 +66,8 @@ UNLEARNING = CheckKind(
         Metric("confidence", False, "probability", "p(y|x) under each model."),
         Metric("stratify_score", True, "", "mem_score of the stratifying proxy."),
     ),
-    compute=lazy("worker.checks.unlearning.compute:compute"),
-    summarize=lazy("worker.checks.unlearning.compute:summarize"),
+    compute=Lazy("worker.checks.unlearning.compute:compute"),
+    summarize=Lazy("worker.checks.unlearning.compute:summarize"),
     rank_score=lambda values, _p: values.get("stratify_score"),
     rank_description="most memorized first by the stratifying proxy",
     table_columns=lambda _p: [
