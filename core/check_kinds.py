@@ -149,6 +149,9 @@ class CheckKind:
     model_facts: Callable[[Any, Any], dict[str, Any]] | None = None
     # The summary needs each row's `detail` too (e.g. the activations behind `diversity`).
     summarize_reads_detail: bool = False
+    # The summary needs each record's text too, under "text" (the membership kind's blind
+    # baseline): finalize reads them from the audited dataset.
+    summarize_reads_text: bool = False
     # The sample ids whose stored detail the summary shows (the most memorized images);
     # finalize attaches those details under "exemplars", reading no other row's detail.
     exemplars: Callable[[Mapping[str, Any]], list[str]] | None = None

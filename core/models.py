@@ -126,6 +126,8 @@ class AuditPolicy(Base):
     dataset_uri: Mapped[str] = mapped_column(Text)
     checks: Mapped[list[Any]] = mapped_column(JSON)
     thresholds: Mapped[list[Any]] = mapped_column(JSON)
+    # What an `inconclusive` verdict does to a promotion: `block` (the default) or `allow`.
+    on_inconclusive: Mapped[str] = mapped_column(String(16), default="block")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -96,6 +96,7 @@ def create_policy(
         dataset_uri=body.dataset.uri,
         checks=_checks(session, settings, catalog, team_id, body.dataset.uri, body.checks),
         thresholds=_thresholds(body.thresholds),
+        on_inconclusive=body.on_inconclusive,
         enabled=body.enabled,
     )
     session.add(policy)
@@ -124,6 +125,8 @@ def update_policy(
         policy.dataset_uri = dataset_uri
     if body.thresholds is not None:
         policy.thresholds = _thresholds(body.thresholds)
+    if body.on_inconclusive is not None:
+        policy.on_inconclusive = body.on_inconclusive
     if body.model_pattern is not None:
         policy.model_pattern = body.model_pattern
     if body.enabled is not None:

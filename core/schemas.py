@@ -158,6 +158,9 @@ class Threshold(StrictModel):
     value: float
 
 
+OnInconclusive = Literal["block", "allow"]
+
+
 class PolicyCreate(StrictModel):
     name: str = Field(..., min_length=1, max_length=200)
     source: Literal["mlflow", "huggingface"]
@@ -167,6 +170,11 @@ class PolicyCreate(StrictModel):
     dataset: DatasetRef
     checks: list[CheckRequest] = Field(..., min_length=1, max_length=MAX_CHECKS)
     thresholds: list[Threshold] = Field(default_factory=list, max_length=MAX_CHECKS)
+    on_inconclusive: OnInconclusive = Field(
+        "block",
+        description="an `inconclusive` verdict (a condition on a membership metric the blind "
+        "baseline or its CI withholds) blocks a promotion, or `allow`s it",
+    )
     enabled: bool = True
     team: str | None = Field(
         None, min_length=1, max_length=200, description="the owning team's name; default: yours"
@@ -178,6 +186,7 @@ class PolicyUpdate(StrictModel):
     dataset: DatasetRef | None = None
     checks: list[CheckRequest] | None = Field(None, min_length=1, max_length=MAX_CHECKS)
     thresholds: list[Threshold] | None = Field(None, max_length=MAX_CHECKS)
+    on_inconclusive: OnInconclusive | None = None
     enabled: bool | None = None
 
 
@@ -190,6 +199,7 @@ class PolicyPublic(BaseModel):
     dataset_uri: str
     checks: list[dict[str, Any]]
     thresholds: list[dict[str, Any]]
+    on_inconclusive: str
     enabled: bool
     created_at: UtcDatetime
     updated_at: UtcDatetime

@@ -66,9 +66,8 @@ def _membership(summary: Mapping[str, Any], rest: list[str]) -> float | None:
         raise UnknownMetric(".".join(["membership", *rest]))
     score, stat = ".".join(rest[:-1]), rest[-1]
     if score == "best" and stat == "auc":
-        values = [_dig(entry, "auroc", "value") for entry in (summary.get("scores") or {}).values()]
-        found = [v for v in values if v is not None]
-        return max(found) if found else None
+        best = _best_score(summary)
+        return None if best is None else _dig(summary, "scores", best, "auroc", "value")
     entry = _dig(summary, "scores", score)
     if stat == "auc":
         return _dig(entry, "auroc", "value")
@@ -136,35 +135,88 @@ def metric_value(summary: Mapping[str, Any], name: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+# Readings under which a membership metric says nothing either way (README, "Reading a
+# membership verdict"): a condition on one ends `inconclusive`, never pass or fail.
+WITHHELD = ("inconclusive", "underpowered")
+
+
+def metric_reading(summary: Mapping[str, Any], name: str) -> str | None:
+    """What the guard says of a membership metric (`stands`, `underpowered`, ...); None for
+    metrics the guard does not read (extraction, loss, ...)."""
+    kind, _, rest = name.partition(".")
+    if kind != "membership":
+        return None
+    membership = summary.get("membership") or {}
+    score = ".".join(rest.split(".")[:-1])
+    if score == "best":
+        best = _best_score(membership)
+        return None if best is None else _dig(membership, "scores", best, "reading", "reading")
+    return _dig(membership, "scores", score, "reading", "reading")
+
+
+def _best_score(membership: Mapping[str, Any]) -> str | None:
+    scored = [
+        (value, name)
+        for name, entry in (membership.get("scores") or {}).items()
+        if (value := _dig(entry, "auroc", "value")) is not None
+    ]
+    return max(scored)[1] if scored else None
+
+
 @dataclass(frozen=True)
 class ThresholdResult:
     metric: str
     op: str
     threshold: float
     value: float | None
-    passed: bool | None  # None: the metric was not computed
+    passed: bool | None  # None: not computed, or withheld by its reading
+    reading: str | None = None  # the guard's reading of a membership metric
 
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # pass | fail | unknown
+    status: str  # pass | fail | inconclusive | unknown
     results: list[ThresholdResult]
+    promotion: str  # allowed | blocked
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "results": [asdict(r) for r in self.results]}
+        return {
+            "status": self.status,
+            "results": [asdict(r) for r in self.results],
+            "promotion": self.promotion,
+        }
 
 
-def evaluate(summary: Mapping[str, Any], thresholds: Sequence[Mapping[str, Any]]) -> Verdict:
-    """`fail` if any threshold fails; `unknown` if none fails but one could not be read."""
+def evaluate(
+    summary: Mapping[str, Any],
+    thresholds: Sequence[Mapping[str, Any]],
+    on_inconclusive: str = "block",
+) -> Verdict:
+    """`fail` if a condition on a metric that stands fails; else `inconclusive` if one rests on
+    a withheld metric; else `unknown` if one could not be read; else `pass`. Only `pass`
+    allows a promotion, and `inconclusive` too where the policy says `on_inconclusive: allow`."""
     results = []
     for rule in thresholds:
         value = metric_value(summary, rule["metric"])
-        passed = None if value is None else OPERATORS[rule["op"]](value, rule["value"])
-        results.append(ThresholdResult(rule["metric"], rule["op"], rule["value"], value, passed))
+        reading = metric_reading(summary, rule["metric"])
+        passed = None
+        if value is not None and reading not in WITHHELD:
+            passed = OPERATORS[rule["op"]](value, rule["value"])
+        results.append(
+            ThresholdResult(rule["metric"], rule["op"], rule["value"], value, passed, reading)
+        )
     if any(r.passed is False for r in results):
         status = "fail"
+    elif any(r.reading in WITHHELD for r in results):
+        status = "inconclusive"
     elif any(r.passed is None for r in results):
         status = "unknown"
     else:
         status = "pass"
-    return Verdict(status, results)
+    allowed = status == "pass" or (status == "inconclusive" and on_inconclusive == "allow")
+    return Verdict(status, results, "allowed" if allowed else "blocked")
+
+
+def failed_verdict(reason: str) -> dict[str, Any]:
+    """The verdict of an audit whose summary failed: nothing can pass or be promoted."""
+    return {"status": "unknown", "results": [], "reason": reason, "promotion": "blocked"}

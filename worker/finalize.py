@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 
 import core
 from core.check_kinds import CheckKind, UnknownCheck
+from core.config import Settings
 from core.db import Database, utcnow
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
-from core.verdicts import evaluate
+from core.verdicts import evaluate, failed_verdict
+from worker.audit_texts import AuditTexts
 from worker.checks.registry import REGISTRY
 
 
@@ -49,8 +51,8 @@ def _verdict(
     if policy is None:
         return None
     if error:
-        return {"status": "unknown", "results": [], "reason": error}
-    return evaluate(summary, policy.thresholds).to_json()
+        return failed_verdict(error)
+    return evaluate(summary, policy.thresholds, policy.on_inconclusive).to_json()
 
 
 def row_counts(values: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -64,22 +66,32 @@ def row_counts(values: Sequence[dict[str, Any]]) -> dict[str, int]:
     }
 
 
-def _check_values(session: Session, audit_id: str, kind: CheckKind) -> list[dict[str, Any]]:
-    """One check's per-sample values in sample order; with each row's detail where the
-    summary is computed from it."""
+def _check_values(
+    session: Session, audit_id: str, kind: CheckKind, texts: AuditTexts
+) -> list[dict[str, Any]]:
+    """One check's per-sample values in sample order; with each row's detail, and each
+    record's text, where the summary is computed from them."""
     where = (SampleResult.audit_id == audit_id, SampleResult.check == kind.name)
-    if not kind.summarize_reads_detail:
+    if not (kind.summarize_reads_detail or kind.summarize_reads_text):
         return list(
             session.scalars(
                 select(SampleResult.values).where(*where).order_by(SampleResult.sample_index)
             ).all()
         )
     rows = session.execute(
-        select(SampleResult.values, SampleResult.detail)
+        select(SampleResult.sample_index, SampleResult.values, SampleResult.detail)
         .where(*where)
         .order_by(SampleResult.sample_index)
     ).all()
-    return [{**values, "detail": detail} for values, detail in rows]
+    found = []
+    for index, values, detail in rows:
+        row = dict(values)
+        if kind.summarize_reads_detail:
+            row["detail"] = detail
+        if kind.summarize_reads_text:
+            row["text"] = texts.text(index)
+        found.append(row)
+    return found
 
 
 def _exemplars(
@@ -113,7 +125,7 @@ class Finalized:
     ended_now: bool  # this call closed the audit: what follows (callbacks) happens once
 
 
-def finalize_audit(db: Database, audit_id: str) -> Finalized:
+def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized:
     """Summarize and close a running audit whose shards are all done.
 
     Finalize is sent by the last shard and by the reaper, so it often arrives more than once;
@@ -134,14 +146,17 @@ def finalize_audit(db: Database, audit_id: str) -> Finalized:
             checks = REGISTRY.parse_checks(audit.checks)
         except UnknownCheck as exc:  # a worker without the package that declares the kind
             checks, error = [], f"{exc}: install the package that declares it on every worker"
+        texts = AuditTexts(db, settings, audit)
         for kind, params in checks:
-            values = _check_values(session, audit_id, kind)
+            values = _check_values(session, audit_id, kind, texts)
             counts[kind.name] = row_counts(values)
             try:
                 summary[kind.name] = kind.summarize(values, params)
             except (ValueError, ArithmeticError) as exc:
                 error = f"summary of {kind.name} failed: {exc}"
                 break
+            if kind.summarize_reads_text and texts.problem:
+                summary[kind.name].setdefault("warnings", []).append(texts.problem)
             if kind.model_facts is not None:
                 summary[kind.name]["model"] = _model_facts(shards, kind.name)
             if kind.exemplars is not None:

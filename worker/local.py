@@ -114,7 +114,13 @@ def audit_local(
     result = {}
     for n, (kind, params) in enumerate(parsed):
         samples = per_check[n]
-        summary = kind.summarize(samples, params)
+        read = samples
+        if kind.summarize_reads_text:
+            read = [
+                {**sample, "text": record.data.get("text")} if sample is not None else None
+                for sample, record in zip(samples, records, strict=True)
+            ]
+        summary = kind.summarize(read, params)
         facts = info.get("model_facts", {})
         if kind.name in facts:
             summary["model"] = facts[kind.name]

@@ -125,6 +125,8 @@ def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:
     )
     tags = {
         "memaudit.verdict": verdict,
+        # What a promotion gate acts on: only `allowed` lets a version through.
+        "memaudit.promotion": (audit.verdict or {}).get("promotion") or "blocked",
         "memaudit.status": audit.status,
         "memaudit.audit_id": audit.id,
         "memaudit.report_url": f"{settings.public_url.rstrip('/')}/audits/{audit.id}",

@@ -92,7 +92,7 @@ def run_shard(shard_id: str) -> str:
 
 @celery_app.task(name=FINALIZE_AUDIT)
 def finalize_audit(audit_id: str) -> str:
-    outcome = finalize(database(), audit_id)
+    outcome = finalize(database(), get_settings(), audit_id)
     if outcome.ended_now:
         log.info("audit %s finalized: %s", audit_id, outcome.status)
         _announce_end(audit_id)

@@ -93,3 +93,74 @@ def test_any_failure_fails_and_a_missing_metric_is_unknown() -> None:
         SUMMARY, [{"metric": "membership.mink_0.2.tpr_at_1pct_fpr", "op": "<", "value": 0.5}]
     )
     assert unknown.status == "unknown" and unknown.to_json()["results"][0]["passed"] is None
+
+
+def _read(reading: str) -> dict:
+    """SUMMARY with every membership score read as the guard would."""
+    scores = {
+        name: {**entry, "reading": {"reading": reading}}
+        for name, entry in SUMMARY["membership"]["scores"].items()
+    }
+    return {**SUMMARY, "membership": {"scores": scores}}
+
+
+@pytest.mark.parametrize("reading", ["inconclusive", "underpowered"])
+def test_a_condition_on_a_withheld_metric_is_inconclusive_whatever_its_value(reading) -> None:  # type: ignore[no-untyped-def]
+    for op in ("<=", ">"):  # one of them would pass, the other fail, were it read
+        verdict = evaluate(
+            _read(reading), [{"metric": "membership.loss.auc", "op": op, "value": 0.6}]
+        )
+        assert verdict.status == "inconclusive", op
+        assert verdict.results[0].passed is None and verdict.results[0].reading == reading
+        assert verdict.promotion == "blocked"
+    allowed = evaluate(
+        _read(reading), [{"metric": "membership.best.auc", "op": "<=", "value": 0.6}], "allow"
+    )
+    assert allowed.status == "inconclusive" and allowed.promotion == "allowed"
+
+
+def test_a_failing_condition_on_a_standing_metric_still_fails_beside_an_inconclusive_one() -> None:
+    summary = _read("inconclusive")
+    verdict = evaluate(
+        summary,
+        [
+            {"metric": "membership.loss.auc", "op": "<=", "value": 0.6},
+            {"metric": "extraction.greedy_extraction_rate", "op": "<=", "value": 0.01},
+        ],
+        "allow",
+    )
+    assert verdict.status == "fail" and verdict.promotion == "blocked"
+    assert [r.passed for r in verdict.results] == [None, False]
+
+
+@pytest.mark.parametrize(
+    ("reading", "status"), [("stands", "fail"), ("no_membership_signal", "fail")]
+)
+def test_metrics_that_stand_are_compared(reading: str, status: str) -> None:
+    verdict = evaluate(
+        _read(reading), [{"metric": "membership.loss.auc", "op": "<=", "value": 0.6}]
+    )
+    assert verdict.status == status and verdict.results[0].reading == reading
+    assert evaluate(
+        _read(reading), [{"metric": "membership.loss.auc", "op": "<=", "value": 0.7}]
+    ).to_json() == {
+        "status": "pass",
+        "results": [
+            {
+                "metric": "membership.loss.auc",
+                "op": "<=",
+                "threshold": 0.7,
+                "value": 0.62,
+                "passed": True,
+                "reading": reading,
+            }
+        ],
+        "promotion": "allowed",
+    }
+
+
+def test_the_best_score_is_read_by_the_score_it_names() -> None:
+    summary = _read("stands")
+    summary["membership"]["scores"]["mink_0.2"]["reading"] = {"reading": "underpowered"}
+    verdict = evaluate(summary, [{"metric": "membership.best.auc", "op": "<=", "value": 0.9}])
+    assert verdict.status == "inconclusive" and verdict.results[0].value == 0.7

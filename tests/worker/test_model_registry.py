@@ -46,11 +46,12 @@ def test_version_tags_carry_the_verdict_and_the_headline_numbers(tmp_path) -> No
         id="a1",
         status="succeeded",
         summary={"extraction": {"all": {"greedy_rate": 0.125}}, "loss": {"mean_sample_loss": 2.5}},
-        verdict={"status": "fail", "results": []},
+        verdict={"status": "fail", "results": [], "promotion": "blocked"},
     )
     tags = version_tags(audit, Settings(data_dir=tmp_path, public_url="https://audit.example"))
     assert tags == {
         "memaudit.verdict": "fail",
+        "memaudit.promotion": "blocked",
         "memaudit.status": "succeeded",
         "memaudit.audit_id": "a1",
         "memaudit.report_url": "https://audit.example/audits/a1",
@@ -58,4 +59,13 @@ def test_version_tags_carry_the_verdict_and_the_headline_numbers(tmp_path) -> No
         "memaudit.mean_loss": "2.5",
     }
     failed = Audit(id="a2", status="failed", summary={}, verdict=None)
-    assert version_tags(failed, Settings(data_dir=tmp_path))["memaudit.verdict"] == "error"
+    tags = version_tags(failed, Settings(data_dir=tmp_path))
+    assert tags["memaudit.verdict"] == "error" and tags["memaudit.promotion"] == "blocked"
+    inconclusive = Audit(
+        id="a3",
+        status="succeeded",
+        summary={},
+        verdict={"status": "inconclusive", "results": [], "promotion": "allowed"},
+    )
+    tags = version_tags(inconclusive, Settings(data_dir=tmp_path))
+    assert tags["memaudit.verdict"] == "inconclusive" and tags["memaudit.promotion"] == "allowed"

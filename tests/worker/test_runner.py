@@ -42,6 +42,6 @@ def test_an_unknown_kind_fails_the_shard_and_the_finalize_permanently(
     assert "unknown check kind 'gone_kind'" in failed["error"]
     assert "install it on every worker" in failed["error"]
 
-    assert finalize_audit(stack.db, second["id"]).status == "failed"
+    assert finalize_audit(stack.db, stack.settings, second["id"]).status == "failed"
     ended = stack.client.get(f"/v1/audits/{second['id']}", headers=stack.headers).json()
     assert "install the package that declares it on every worker" in ended["error"]

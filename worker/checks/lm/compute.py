@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.check_kinds import SubmitContext
+from worker.checks.lm.guard import guard_membership
 from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParams
 from worker.checks.lm.samples import LMPlan, LMSample
 from worker.engine import extraction, loss
@@ -156,6 +157,9 @@ def summarize_membership(
             )
             summary["warnings"] = sorted(set(summary["warnings"]) | set(entry["warnings"]))
         summary["scores"][key] = entry
+    if labelled:
+        keys = [key for key in summary["scores"] if "auroc" in summary["scores"][key]]
+        guard_membership(summary, scored, keys, bootstrap=params.bootstrap, seed=params.seed)
     bases = {v.get("ref_basis") for v in scored if v.get("ref_basis")}
     if bases:
         summary["ref_basis"] = sorted(bases)

@@ -336,4 +336,5 @@ MEMBERSHIP = CheckKind(
     rank_description="Min-K%++ at the first k (zlib, then loss, when it is not computed)",
     table_columns=lambda p: _membership_columns(p),
     validate=_validate_membership,
+    summarize_reads_text=True,
 )

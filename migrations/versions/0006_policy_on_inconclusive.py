@@ -1,0 +1,25 @@
+"""a policy says what an `inconclusive` verdict does to a promotion (block, by default)
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("audit_policies") as batch_op:
+        batch_op.add_column(
+            sa.Column("on_inconclusive", sa.String(16), nullable=False, server_default="block")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("audit_policies") as batch_op:
+        batch_op.drop_column("on_inconclusive")

@@ -1,0 +1,121 @@
+"""The guard on every membership result: the blind baseline of the split, and what each
+score's AUROC may be taken to say on it (README, "Reading a membership verdict").
+
+A membership AUROC measures the model only when members and non-members differ by nothing
+else. The blind baseline asks how well the texts alone tell them apart; when they do, the
+split is `confounded` and every score on it is `inconclusive` whatever its value. Each score's
+margin over the blind baseline is kept for information only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from worker.engine.blind_baseline import (
+    blind_report,
+    blind_scores,
+    paired_margin,
+    score_reading,
+)
+
+# Above this many labelled records the blind baseline runs on a seeded, stratified subsample:
+# its CI widens honestly, and finalize stays within seconds on a million-record audit.
+MAX_BLIND_RECORDS = 20_000
+
+
+def _labelled(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [row for row in rows if row.get("member") in (True, False)]
+
+
+def _subsample(n: int, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of at most MAX_BLIND_RECORDS rows, keeping the member share."""
+    if n <= MAX_BLIND_RECORDS:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    members, others = np.flatnonzero(labels), np.flatnonzero(~labels)
+    keep_members = round(MAX_BLIND_RECORDS * len(members) / n)
+    chosen = np.concatenate(
+        [
+            rng.choice(members, keep_members, replace=False),
+            rng.choice(others, MAX_BLIND_RECORDS - keep_members, replace=False),
+        ]
+    )
+    return np.sort(chosen)
+
+
+def not_assessed(reason: str) -> dict[str, Any]:
+    return {"reading": "not_assessed", "reason": reason}
+
+
+def guard_membership(
+    summary: dict[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    score_keys: Sequence[str],
+    *,
+    bootstrap: int,
+    seed: int,
+) -> None:
+    """Add the blind baseline, and each score's reading and margin, to a labelled summary."""
+    labelled = _labelled(rows)
+    texts = [row.get("text") for row in labelled]
+    labels = np.asarray([row["member"] for row in labelled], dtype=bool)
+    if any(not isinstance(text, str) for text in texts):
+        blind = not_assessed("the records' texts could not be read at finalize")
+    elif min(int(labels.sum()), int((~labels).sum())) < 2:
+        blind = not_assessed("the blind baseline needs at least 2 members and 2 non-members")
+    else:
+        blind, scores, kept = _blind(texts, labels, bootstrap=bootstrap, seed=seed)
+    summary["blind_baseline"] = blind
+    for key in score_keys:
+        entry = summary["scores"][key]
+        auroc = (entry.get("auroc") or {}).get("value")
+        if auroc is None:
+            continue
+        if blind["reading"] == "not_assessed":
+            why = f"the split was not assessed by the blind baseline: {blind['reason']}"
+            entry["reading"] = {"reading": "inconclusive", "why": why}
+            continue
+        n_records = entry["n_members"] + entry["n_nonmembers"]
+        entry["reading"] = score_reading(
+            auroc, entry["auroc"]["ci95"], n_records, blind["reading"] == "confounded"
+        )
+        entry["margin_over_blind"] = _margin(
+            [labelled[i].get(key) for i in kept], scores, labels[kept], bootstrap, seed
+        )
+
+
+def _blind(
+    texts: list[str], labels: np.ndarray, *, bootstrap: int, seed: int
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    started = time.perf_counter()
+    kept = _subsample(len(texts), labels, seed)
+    scores = blind_scores([texts[i] for i in kept], labels[kept].tolist(), seed)
+    report = blind_report(scores, labels[kept].tolist(), bootstrap=bootstrap, seed=seed)
+    if len(kept) < len(texts):
+        report["subsample"] = {"of": len(texts), "kept": len(kept), "seed": seed}
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    return report, scores, kept
+
+
+def _margin(
+    values: Sequence[float | None],
+    blind: np.ndarray,
+    labels: np.ndarray,
+    bootstrap: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    """AUROC(score) − AUROC(blind) over the records that have the score."""
+    present = np.asarray([v is not None for v in values], dtype=bool)
+    if labels[present].all() or not labels[present].any():
+        return None
+    return paired_margin(
+        [float(v) for v in values if v is not None],
+        blind[present].tolist(),
+        labels[present].tolist(),
+        bootstrap=bootstrap,
+        seed=seed,
+    )
