@@ -82,7 +82,7 @@ def test_a_dataset_changed_after_submission_is_not_assessed(
         shards = session.scalars(select(Shard.id).where(Shard.audit_id == audit["id"])).all()
     for shard_id in shards:
         assert run_shard(stack.db, stack.settings, shard_id).status == "succeeded"
-    path.write_text(path.read_text().replace("member\": false", "member\": true"))
+    path.write_text(path.read_text().replace('member": false', 'member": true'))
     finalize_audit(stack.db, stack.settings, audit["id"])
     done = stack.client.get(f"/v1/audits/{audit['id']}", headers=stack.headers).json()
     membership = done["summary"]["membership"]

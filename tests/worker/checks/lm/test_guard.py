@@ -33,9 +33,7 @@ def _records(tiny_lm, marker: str = "") -> list[dict]:
     ]
 
 
-def test_on_an_iid_split_nothing_is_flagged_and_the_model_signal_stands(
-    tiny_lm, canary_lm
-) -> None:
+def test_on_an_iid_split_nothing_is_flagged_and_the_model_signal_stands(tiny_lm, canary_lm) -> None:
     summary = audit_texts(canary_lm, _records(tiny_lm), [CHECK])["membership"]["summary"]
     blind = summary["blind_baseline"]
     low, high = blind["auroc"]["ci95"]
