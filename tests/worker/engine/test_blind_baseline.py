@@ -95,6 +95,23 @@ def test_the_split_reading_never_claims_no_confound() -> None:
     assert split_reading([0.56, 0.7]) == "confounded"
     assert split_reading([0.55, 0.7]) == "no_confound_detected"
     assert split_reading([None, None]) == "no_confound_detected"
+    # Reliably worse than chance is structure tied to the labels, too (derived non-members).
+    assert split_reading([0.02, 0.44]) == "confounded"
+    assert split_reading([0.3, 0.46]) == "no_confound_detected"
+
+
+def test_non_members_derived_from_members_are_caught_below_chance() -> None:
+    """Shuffled copies of the members: each held-out record's twin is in the training fold
+    with the other label, so the classifier does reliably worse than chance."""
+    members = _texts(60, 4)
+    shuffled = []
+    rng = random.Random(5)
+    for text in members:
+        words = text.rstrip(".").lower().split()
+        rng.shuffle(words)
+        shuffled.append(" ".join(words).capitalize() + ".")
+    report = blind_baseline(members + shuffled, [True] * 60 + [False] * 60, bootstrap=200)
+    assert report["reading"] == "confounded", report["auroc"]
 
 
 def test_the_margin_over_the_blind_baseline_is_paired() -> None:
