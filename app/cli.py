@@ -26,6 +26,7 @@ from app.cli_demo import (
     cmd_wilt_rules,
     demo_when_ready,
 )
+from app.cli_split import add_split_parser
 from core.config import Settings, get_settings
 from core.deployment import UnsafeDeployment, check_bind, is_loopback
 
@@ -311,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--samples", action="store_true", help="include per-sample values")
     audit.add_argument("--output", default=None, help="write JSON here instead of stdout")
     audit.set_defaults(handler=cmd_audit)
+
+    add_split_parser(commands)
 
     kk = commands.add_parser("kk", help="Knights-and-Knaves puzzle sets")
     kk_commands = kk.add_subparsers(dest="kk_command", required=True)

@@ -23,7 +23,7 @@ ERRORS = {
     "413": "Over a configured limit (body size, upload, records)",
     "422": "The request is not valid",
     "429": "Too many active audits for this key, or too many failed keys from this client",
-    "503": "The database cannot be reached just now",
+    "503": "The database (or, for a split, the task queue) cannot be reached just now",
 }
 OPEN_ROUTES = {"/healthz", "/readyz"}
 WEBHOOK_ERRORS = ("400", "401", "404", "409", "413", "503")

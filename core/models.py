@@ -175,6 +175,38 @@ class Audit(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class SplitStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    FINAL = (SUCCEEDED, FAILED)
+
+
+class Split(Base):
+    """A member / non-member split built for a team: the blind baseline of the sets as given
+    and, when matched, of the kept subsets; the combined labelled dataset once it succeeded."""
+
+    __tablename__ = "splits"
+    __table_args__ = (Index("ix_splits_team_created", "team_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), default=DEFAULT_TEAM)
+    status: Mapped[str] = mapped_column(String(16), default=SplitStatus.QUEUED)
+    members_uri: Mapped[str] = mapped_column(Text)
+    nonmembers_uri: Mapped[str] = mapped_column(Text)
+    match: Mapped[bool] = mapped_column(Boolean, default=False)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    # before, after, matching, counts: worker.split_builder's report
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(32))  # the API key that asked
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class BrowserSession(Base):
     """A signed-in browser: the cookie holds a random id, stored here only as its hash; it
     ends when it expires, when it signs out, or when its key is revoked."""

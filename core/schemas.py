@@ -239,6 +239,47 @@ class DatasetPublic(BaseModel):
     created_at: UtcDatetime
 
 
+DatasetUri = Annotated[
+    str,
+    Field(min_length=1, max_length=4096, examples=["dataset:ds_0123456789abcdef01234567"]),
+]
+
+
+class SplitCreate(StrictModel):
+    members: DatasetUri = Field(..., description="the candidate members: dataset:<id> or path:")
+    nonmembers: DatasetUri = Field(..., description="the candidate non-members, the same way")
+    match: bool = Field(
+        False, description="draw matched subsets that bring the blind baseline toward 0.5"
+    )
+    seed: int = Field(0, ge=0, le=MAX_DB_INT)
+
+
+class SplitPublic(BaseModel):
+    id: str
+    status: str
+    error: str | None
+    members: str
+    nonmembers: str
+    match: bool
+    seed: int
+    n_members: int | None = Field(None, description="records in the candidate member set")
+    n_nonmembers: int | None = None
+    before: dict[str, Any] | None = Field(
+        None, description="the blind baseline of the sets as given"
+    )
+    after: dict[str, Any] | None = Field(
+        None, description="with match: a fresh blind baseline of the matched subsets"
+    )
+    matching: dict[str, Any] | None = Field(None, description="what was matched on, and kept")
+    dataset_uri: str | None = Field(
+        None, description="the combined labelled dataset (member: true|false), ready to audit"
+    )
+    created_by: str | None = Field(None, description="id of the API key that asked for it")
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+
+
 class CheckPublic(BaseModel):
     kind: str
     description: str

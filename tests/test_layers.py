@@ -12,7 +12,7 @@ from tests.conftest import REPO
 PACKAGES = ("app", "core", "worker")
 # The API may read the registry's declarations and the families' pure report parts.
 API_MAY_IMPORT = ("worker.checks.registry", "worker.checks.report_kit")
-COMPOSITION_ROOTS = ("app.cli", "app.cli_admin", "app.cli_demo")
+COMPOSITION_ROOTS = ("app.cli", "app.cli_admin", "app.cli_demo", "app.cli_split")
 
 
 def _module(path: Path) -> str:

@@ -29,6 +29,7 @@ from core.models import (
     SampleResult,
     Shard,
     ShardStatus,
+    Split,
 )
 from core.tenancy import Grants, submitter_grants
 
@@ -115,9 +116,9 @@ def audit_grants(db: Database, audit: Audit) -> Grants:
         return submitter_grants(session, audit.team_id, audit.created_by)
 
 
-def upload_sha256(db: Database, audit: Audit, dataset_id: str) -> str | None:
-    """The content of an upload the audit may read: its team's, or any when an admin key
-    submitted it (None: no such record it may read)."""
+def upload_sha256(db: Database, audit: Audit | Split, dataset_id: str) -> str | None:
+    """The content of an upload the audit (or split) may read: its team's, or any when an admin
+    key submitted it (None: no such record it may read)."""
     with db.session() as session:
         row = session.get(Dataset, dataset_id)
         if row is None:

@@ -11,6 +11,7 @@ from core.config import get_settings
 from core.db import Database
 from core.logs import configure_logging, replace_context
 from core.task_names import (
+    BUILD_SPLIT,
     DELIVER_CALLBACK,
     FINALIZE_AUDIT,
     HANDLE_REGISTRY_EVENT,
@@ -24,6 +25,7 @@ from worker.callbacks import backoff, deliver
 from worker.finalize import finalize_audit as finalize
 from worker.model_registry import handle_delivery, reconcile, write_back
 from worker.runner import run_shard as run
+from worker.split_job import run_split
 
 log = logging.getLogger(__name__)
 # The worker's app (`celery -A worker.tasks`); the API builds its own from its own Settings.
@@ -139,6 +141,12 @@ def deliver_callback(audit_id: str, attempt: int = 1) -> str:
         deliver_callback.apply_async((audit_id, attempt + 1), countdown=backoff(settings, attempt))
         return "retrying"
     return "delivered" if outcome.delivered else "not delivered"
+
+
+@celery_app.task(name=BUILD_SPLIT)
+def build_split(split_id: str) -> str:
+    """A member / non-member split measured (and matched), stored with its labelled dataset."""
+    return run_split(database(), get_settings(), split_id)
 
 
 @celery_app.task(name=REAP_STALE_SHARDS)

@@ -19,6 +19,7 @@ TABLES = {
     "callback_deliveries",
     "datasets",
     "shards",
+    "splits",
     "sample_results",
     "webhook_deliveries",
     "worker_hosts",
