@@ -9,7 +9,18 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import core
-from app.api import audits, checks, datasets, docs, health, hooks, metrics, policies, teams
+from app.api import (
+    audits,
+    checks,
+    datasets,
+    docs,
+    evidence,
+    health,
+    hooks,
+    metrics,
+    policies,
+    teams,
+)
 from app.body_limits import BodyLimitMiddleware
 from app.dashboard import routes as dashboard
 from app.errors import install_error_handlers
@@ -47,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks.router,
         datasets.router,
         audits.router,
+        evidence.router,
         policies.router,
         teams.router,
         hooks.router,
