@@ -101,6 +101,23 @@ def cmd_evidence_pin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evidence_unpin(settings: Settings, args: argparse.Namespace) -> int:
+    """Stop trusting a key (one that may have leaked): packs it signed no longer verify here."""
+    try:
+        wanted = normalize_fingerprint(args.fingerprint)
+    except EvidenceInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    path = _trust_path(settings, args)
+    keys = _read_trust(path)
+    if keys.pop(wanted, None) is None:
+        print(f"error: {wanted} is not pinned in {path}", file=sys.stderr)
+        return 1
+    _write_trust(path, keys)
+    print(f"unpinned {wanted}")
+    return 0
+
+
 def cmd_evidence_rotate(settings: Settings, _args: argparse.Namespace) -> int:
     """On the service's host: a new active key; the old one retired and still published."""
     from core.evidence_keys import KeyStore
@@ -130,6 +147,11 @@ def add_evidence_commands(commands: argparse._SubParsersAction) -> None:
     pin.add_argument("--expect", default=None, help="refuse unless it has this fingerprint")
     pin.add_argument("--trust-file", default=None, help=trust_help)
     pin.set_defaults(handler=cmd_evidence_pin)
+
+    unpin = actions.add_parser("unpin", help="stop trusting a pinned key")
+    unpin.add_argument("fingerprint")
+    unpin.add_argument("--trust-file", default=None, help=trust_help)
+    unpin.set_defaults(handler=cmd_evidence_unpin)
 
     rotate = actions.add_parser(
         "rotate-key", help="on the service host: new signing key, the old one retired"

@@ -76,7 +76,7 @@ class KeyStore:
 
     # ---- reading ------------------------------------------------------------------------------
 
-    def keys(self) -> list[EvidenceKey]:
+    def published(self) -> list[EvidenceKey]:
         """Every key the service has signed with, newest first; empty before the first pack."""
         path = self.directory / MANIFEST
         if not path.exists():
@@ -100,7 +100,7 @@ class KeyStore:
         raise KeyStoreError(f"no usable active evidence key in {self.directory}")
 
     def _active_entry(self) -> EvidenceKey | None:
-        return next((k for k in self.keys() if k.status == ACTIVE), None)
+        return next((k for k in self.published() if k.status == ACTIVE), None)
 
     def _private_path(self, key_id: str) -> Path:
         return self.private_dir / f"{key_id.removeprefix(FINGERPRINT_PREFIX)}.pem"
@@ -157,7 +157,7 @@ class KeyStore:
         )
         _write_atomically(self._private_path(entry.key_id), pem, 0o600)
         entries: list[dict[str, Any]] = []
-        for key in reversed(self.keys()):
+        for key in reversed(self.published()):
             row = asdict(key)
             if retire is not None and key.key_id == retire.key_id:
                 row.update(status=RETIRED, retired_at=entry.created_at)

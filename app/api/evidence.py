@@ -60,6 +60,6 @@ def evidence(
 @router.get("/v1/evidence/keys", response_model=EvidenceKeysPublic)
 def evidence_keys(settings: SettingsDep, _key: ReadKey) -> EvidenceKeysPublic:
     """Every key that has signed packs: the active one and the retired ones, newest first."""
-    keys = KeyStore(settings.evidence_keys_dir).keys()
+    keys = KeyStore(settings.evidence_keys_dir).published()
     data = [EvidenceKeyPublic.model_validate(k, from_attributes=True) for k in keys]
     return EvidenceKeysPublic(data=data, count=len(data))
