@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Response
 
 from app import audits
 from app.deps import ReadKey, SessionDep, SettingsDep
-from app.evidence.pack import signed_pack
+from app.evidence.pack import active_key, signed_pack
 from app.evidence.page import EVIDENCE_CONTENT_SECURITY_POLICY, render_evidence_html
 from app.evidence.pdf import find_renderer, html_to_pdf
 from core.evidence_keys import KeyStore
-from core.schemas import EvidenceKeyPublic, EvidenceKeysPublic, EvidencePack
+from core.schemas import ErrorResponse, EvidenceKeyPublic, EvidenceKeysPublic, EvidencePack
 
 router = APIRouter(tags=["evidence"])
 
@@ -29,8 +29,7 @@ FORMATS = {"json": "application/json", "html": "text/html", "pdf": "application/
             "description": "the signed pack (json), its printable page (html) or that page "
             "printed (pdf)",
         },
-        409: {"description": "the audit has not succeeded"},
-        501: {"description": "pdf asked for and no renderer is installed"},
+        501: {"model": ErrorResponse, "description": "pdf asked for; no renderer is installed"},
     },
 )
 def evidence(
@@ -59,7 +58,10 @@ def evidence(
 
 @router.get("/v1/evidence/keys", response_model=EvidenceKeysPublic)
 def evidence_keys(settings: SettingsDep, _key: ReadKey) -> EvidenceKeysPublic:
-    """Every key that has signed packs: the active one and the retired ones, newest first."""
-    keys = KeyStore(settings.evidence_keys_dir).published()
+    """The active key (made now if no pack was signed yet, so it can be pinned before the
+    first pack) and the retired ones, newest first."""
+    store = KeyStore(settings.evidence_keys_dir)
+    active_key(store)
+    keys = store.published()
     data = [EvidenceKeyPublic.model_validate(k, from_attributes=True) for k in keys]
     return EvidenceKeysPublic(data=data, count=len(data))

@@ -50,10 +50,11 @@ CONTROLS: tuple[Control, ...] = (
         control="AIG-035",
         title="Training Data Memorisation and Extraction Controls",
         reference="https://gasp-aicf.pages.dev/controls/AIG-035",
-        asks="AI systems that may have memorised training data are evaluated for extraction "
-        "risk before deployment and after retraining, by membership inference testing, direct "
-        "extraction probing and a review of system-prompt configurations; systems above a "
-        "documented risk threshold apply mitigations; methodology and results are documented.",
+        asks="A system that may have memorised its training data is assessed for extraction "
+        "risk before it is deployed and again after each retraining, through membership "
+        "inference tests, direct probing for training data and a review of system-prompt "
+        "settings; one above a documented risk threshold is mitigated; the method and the "
+        "results are recorded.",
         served_by=(MEMBERSHIP_INFERENCE, EXTRACTION, MITIGATION),
         not_covered=(
             "the review of system-prompt configurations",
@@ -118,10 +119,17 @@ def role_of(kind: str) -> str:
     return KIND_ROLES.get(kind, INDICATOR)
 
 
-def _caveats(readings: Mapping[str, Any]) -> list[str]:
+def _caveats(methods: Sequence[Mapping[str, Any]], readings: Mapping[str, Any]) -> list[str]:
     """What weakens the membership evidence, in the report's own words."""
     found = []
-    blind = (readings.get("membership") or {}).get("blind_baseline") or {}
+    membership = readings.get("membership") or {}
+    tested = any(
+        isinstance(score.get("auroc"), Mapping) and score["auroc"].get("value") is not None
+        for score in (membership.get("scores") or {}).values()
+    )
+    if any(m["kind"] == "membership" for m in methods) and not tested:
+        found.append("no member labels: records were ranked by membership scores, not tested")
+    blind = membership.get("blind_baseline") or {}
     if blind.get("reading") == "confounded":
         found.append(
             "the blind baseline separates members from non-members without the model: the "
@@ -163,7 +171,7 @@ def control_map(
                 "asks_paraphrased": control.asks,
                 "evidence_in_this_pack": "present" if served else "none",
                 "evidence": evidence,
-                "caveats": _caveats(readings) if served else [],
+                "caveats": _caveats(methods, readings) if served else [],
                 "not_covered": list(control.not_covered),
             }
         )

@@ -7,11 +7,13 @@ exemplars) stays behind the API and is bound to the pack by its RFC 8785 sha256.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session
 
 import core
@@ -19,11 +21,12 @@ from app.dashboard.headline import headlines
 from app.evidence.controls import control_map, role_of
 from core.config import Settings
 from core.errors import ApiError
-from core.evidence_keys import KeyStore
+from core.evidence_keys import KeyStore, KeyStoreError
 from core.models import Audit, AuditPolicy, AuditStatus, Team
 from core.signing import canonical_sha256, fingerprint, sign_payload
 from worker.checks.registry import REGISTRY
 
+log = logging.getLogger(__name__)
 SCHEMA = "memaudit.evidence/v1"
 STATEMENT = (
     "This pack records what one memaudit audit measured, how, and on which model and data. It "
@@ -212,10 +215,23 @@ def build_payload(
     return _json_safe(payload)
 
 
+def active_key(store: KeyStore) -> Ed25519PrivateKey:
+    """The signing key; an unusable key directory is the operator's to mend (503, logged)."""
+    try:
+        return store.active_key()
+    except (KeyStoreError, OSError) as exc:
+        log.error("evidence signing key unusable: %s", exc)
+        raise ApiError(
+            503,
+            "signing_unavailable",
+            "the evidence signing key cannot be used just now; the service log says why",
+        ) from None
+
+
 def signed_pack(session: Session, settings: Settings, audit: Audit) -> dict[str, Any]:
     """The envelope, signed now with the active key (made on first use)."""
     require_succeeded(audit)
-    private_key = KeyStore(settings.evidence_keys_dir).active_key()
+    private_key = active_key(KeyStore(settings.evidence_keys_dir))
     key_id = fingerprint(private_key.public_key())
     payload = build_payload(session, settings, audit, key_id, datetime.now(UTC))
     return sign_payload(payload, private_key)

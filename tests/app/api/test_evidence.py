@@ -221,6 +221,13 @@ def test_rotation_keeps_old_packs_verifiable_and_lists_the_retired_key(audited) 
     with pytest.raises(EvidenceInvalid):
         verify_envelope(after, old_public)
 
+    (current,) = private_dir.iterdir()
+    current.chmod(0o644)  # an operator's slip: the signing key readable by others
+    refused = stack.client.get(f"/v1/audits/{audit['id']}/evidence", headers=stack.headers)
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "signing_unavailable"
+    assert str(private_dir) not in refused.text  # the reason goes to the log, not the caller
+
 
 def test_the_page_escapes_hostile_names_and_shows_the_signature(audited) -> None:
     stack, audit = audited.stack, audited.audit
