@@ -1,4 +1,4 @@
-"""The `memaudit` command: serve, worker, beat, migrate, demo, keys, teams, audit."""
+"""The `memaudit` command: serve, worker, beat, migrate, demo, keys, teams, audit, evidence."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from app.cli_demo import (
     cmd_wilt_rules,
     demo_when_ready,
 )
+from app.cli_evidence import add_evidence_commands
 from app.cli_split import add_split_parser
 from core.config import Settings, get_settings
 from core.deployment import UnsafeDeployment, check_bind, is_loopback
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     team_create.set_defaults(handler=cmd_teams_create)
     team_list = team_commands.add_parser("list", help="every team and its grants")
     team_list.set_defaults(handler=cmd_teams_list)
+    add_evidence_commands(commands)
     return parser
 
 

@@ -135,6 +135,15 @@ class Settings(BaseSettings):
     chat_endpoint_hosts: str = Field("", description="host globs, comma-separated; empty: none")
     chat_endpoint_api_key: str = ""
     chat_endpoint_timeout_seconds: float = Field(120.0, gt=0)
+    # Evidence packs: the signing keys' directory (empty: <data_dir>/evidence-keys; keep it
+    # off the workers' volumes where they run apart), the headless browser that prints a pack
+    # to PDF (empty: chromium found on PATH; "none": no PDF) and how long it may take.
+    evidence_key_dir: str = ""
+    pdf_renderer: str = ""
+    pdf_timeout_seconds: float = Field(60.0, gt=0)
+    # Where `memaudit evidence pin` keeps the keys an auditor trusts (empty: per user, under
+    # $XDG_CONFIG_HOME or ~/.config). A client-side file: the service never reads it.
+    evidence_trust_file: str = ""
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
@@ -212,6 +221,20 @@ class Settings(BaseSettings):
     def model_cache_dir(self) -> Path:
         """Registry models downloaded for audits, by name and version."""
         return self.data_dir / "model-cache"
+
+    @property
+    def evidence_keys_dir(self) -> Path:
+        """The evidence signing keys: private halves mode 0600, never in the database."""
+        if self.evidence_key_dir:
+            return Path(os.path.abspath(Path(self.evidence_key_dir).expanduser()))
+        return self.data_dir / "evidence-keys"
+
+    @property
+    def evidence_trust_path(self) -> Path:
+        if self.evidence_trust_file:
+            return Path(self.evidence_trust_file).expanduser()
+        config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(config) / "memaudit" / "trusted-evidence-keys.json"
 
     @property
     def callback_hosts(self) -> list[str]:

@@ -390,3 +390,30 @@ class KeyCreated(KeyPublic):
 class KeysPublic(BaseModel):
     data: list[KeyPublic]
     count: int
+
+
+class EvidenceKeyPublic(BaseModel):
+    """An evidence signing key's public half: what an auditor pins, by its fingerprint."""
+
+    key_id: str = Field(description="sha256:<hex> of the raw 32-byte Ed25519 public key")
+    algorithm: Literal["Ed25519"]
+    public_key_pem: str
+    status: Literal["active", "retired"]
+    created_at: datetime
+    retired_at: datetime | None
+
+
+class EvidenceKeysPublic(BaseModel):
+    data: list[EvidenceKeyPublic]
+    count: int
+
+
+class EvidenceSignature(BaseModel):
+    algorithm: Literal["Ed25519"]
+    key_id: str = Field(description="the signing key's fingerprint; verify against your own copy")
+    value: str = Field(description="base64 Ed25519 signature of the payload's RFC 8785 bytes")
+
+
+class EvidencePack(BaseModel):
+    payload: dict[str, Any]
+    signature: EvidenceSignature
