@@ -50,7 +50,7 @@ def run_audit(stack, audit_id: str) -> dict:
         ).all()
     for shard_id in shard_ids:
         assert run_shard(stack.db, stack.settings, shard_id).status == "succeeded"
-    assert finalize_audit(stack.db, audit_id).status == "succeeded"
+    assert finalize_audit(stack.db, stack.settings, audit_id).status == "succeeded"
     return stack.client.get(f"/v1/audits/{audit_id}", headers=stack.headers).json()
 
 
