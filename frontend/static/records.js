@@ -108,9 +108,20 @@
     if (Array.isArray(value)) {
       return listTable(value);
     }
+    if (typeof value === "number" && Number.isInteger(value)) {
+      return document.createTextNode(value.toLocaleString());
+    }
     return document.createTextNode(typeof value === "string" ? value : format(value));
   }
-  function kvTable(object, caption) {
+  // The registry's description of each key a table column shows, as the key's tooltip.
+  function descriptions(check) {
+    var found = {};
+    tables.filter(function (t) { return t.check === check; }).forEach(function (t) {
+      t.columns.forEach(function (c) { found[c.key.split(".")[0]] = c.description; });
+    });
+    return found;
+  }
+  function kvTable(object, caption, titles) {
     var table = el("table", { "class": "kv" });
     if (caption) {
       table.appendChild(el("caption", {}, caption));
@@ -118,7 +129,7 @@
     var body = el("tbody");
     Object.keys(object).forEach(function (name) {
       var tr = el("tr", { "data-key": name });
-      tr.appendChild(el("th", { "scope": "row" }, name));
+      tr.appendChild(el("th", { "scope": "row", "title": (titles || {})[name] || "" }, name));
       tr.appendChild(el("td")).appendChild(valueNode(object[name]));
       body.appendChild(tr);
     });
@@ -191,7 +202,7 @@
       }
     });
     record.checks.forEach(function (check) {
-      var values = kvTable(check.values, check.check + " values");
+      var values = kvTable(check.values, check.check + " values", descriptions(check.check));
       values.setAttribute("data-values", check.check);
       box.appendChild(values);
       if (isPlain(check.detail) && Object.keys(check.detail).length) {

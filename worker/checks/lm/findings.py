@@ -152,8 +152,14 @@ def _lead(scored: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _blind_words(blind: Mapping[str, Any]) -> str:
+    """`blind AUROC 0.97, 95% CI 0.95–0.99`: it sits inside parentheses of its own."""
     auroc = blind.get("auroc") or {}
-    return f"blind AUROC {interval_text(auroc.get('value'), auroc.get('ci95'))}"
+    value, ci = auroc.get("value"), auroc.get("ci95") or [None, None]
+    if value is None:
+        return "blind AUROC n/a"
+    if None in ci:
+        return f"blind AUROC {value:.2f}"
+    return f"blind AUROC {value:.2f}, 95% CI {ci[0]:.2f}–{ci[1]:.2f}"
 
 
 def _tpr_words(entry: Mapping[str, Any]) -> str:
