@@ -11,6 +11,7 @@ from celery import Celery
 from sqlalchemy import Row, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
+from app.findings import audit_findings
 from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import ApiError
@@ -24,7 +25,7 @@ from core.models import (
     Shard,
     ShardStatus,
 )
-from core.schemas import AuditPublic, Progress
+from core.schemas import AuditPublic, FindingPublic, Progress
 from core.task_names import DELIVER_CALLBACK, WRITE_BACK_TO_REGISTRY
 from core.tenancy import can_see, visible
 from worker.checks.registry import REGISTRY
@@ -66,6 +67,7 @@ def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic
         provenance=audit.provenance or {},
         policy_id=audit.policy_id,
         verdict=audit.verdict,
+        findings=[FindingPublic(**found.to_json()) for found in audit_findings(audit)],
         created_by=audit.created_by,
         cancel_requested=audit.cancel_requested,
         created_at=audit.created_at,

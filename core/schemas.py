@@ -93,6 +93,16 @@ class Progress(BaseModel):
     total: int
 
 
+class FindingPublic(BaseModel):
+    """One check's verdict in words, as the report page opens with it."""
+
+    kind: str
+    text: str = Field(description="what was found, with the summary's numbers and 95% CIs")
+    risk: Literal["high", "medium", "low", "none", "unknown"]
+    control: str = Field(description="the control the check gives evidence for")
+    next_step: str
+
+
 class AuditPublic(BaseModel):
     id: str
     status: str
@@ -109,6 +119,9 @@ class AuditPublic(BaseModel):
     provenance: dict[str, Any]
     policy_id: str | None = None
     verdict: dict[str, Any] | None = None
+    findings: list[FindingPublic] = Field(
+        default_factory=list, description="one sentence per finished check: the report's top"
+    )
     created_by: str | None = Field(None, description="id of the API key that submitted it")
     cancel_requested: bool
     created_at: UtcDatetime

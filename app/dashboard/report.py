@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.dashboard.headline import headlines
+from app.findings import audit_findings
 from core.models import Audit
 from worker.checks.registry import REGISTRY
-from worker.checks.report_kit import Headline, Section
+from worker.checks.report_kit import Finding, Headline, Section
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Report:
+    findings: list[Finding]
     headlines: list[Headline]
     sections: list[Section]
     tables: list[TableSpec]
@@ -104,4 +106,6 @@ def build_report(audit: Audit) -> Report:
         if kind in REGISTRY.kinds and summary.get(kind)
     )
     sections = [section for section in drawn if section is not None]
-    return Report(headlines(summary), sections, _tables(audit), _provenance(audit))
+    return Report(
+        audit_findings(audit), headlines(summary), sections, _tables(audit), _provenance(audit)
+    )

@@ -96,8 +96,97 @@
     });
     return table;
   }
+  function isPlain(value) {
+    return value !== null && typeof value === "object" && !Array.isArray(value);
+  }
+  // Any value as a cell's content: scalars as text, objects and lists as tables within. Every
+  // string goes through textContent (records are hostile input); nothing is left out.
+  function valueNode(value) {
+    if (isPlain(value)) {
+      return kvTable(value);
+    }
+    if (Array.isArray(value)) {
+      return listTable(value);
+    }
+    if (typeof value === "number" && Number.isInteger(value)) {
+      return document.createTextNode(value.toLocaleString());
+    }
+    return document.createTextNode(typeof value === "string" ? value : format(value));
+  }
+  // The registry's description of each key a table column shows, as the key's tooltip.
+  function descriptions(check) {
+    var found = {};
+    tables.filter(function (t) { return t.check === check; }).forEach(function (t) {
+      t.columns.forEach(function (c) { found[c.key.split(".")[0]] = c.description; });
+    });
+    return found;
+  }
+  function kvTable(object, caption, titles) {
+    var table = el("table", { "class": "kv" });
+    if (caption) {
+      table.appendChild(el("caption", {}, caption));
+    }
+    var body = el("tbody");
+    Object.keys(object).forEach(function (name) {
+      var tr = el("tr", { "data-key": name });
+      tr.appendChild(el("th", { "scope": "row", "title": (titles || {})[name] || "" }, name));
+      tr.appendChild(el("td")).appendChild(valueNode(object[name]));
+      body.appendChild(tr);
+    });
+    if (!Object.keys(object).length) {
+      body.appendChild(el("tr")).appendChild(el("td", {}, "(empty)"));
+    }
+    table.appendChild(body);
+    return table;
+  }
+  // A list of objects is a table with a column per key; a list of scalars is one row of cells.
+  function listTable(list) {
+    var table = el("table", { "class": "kv kv-list" });
+    var body = el("tbody");
+    if (list.length && list.every(isPlain)) {
+      var keys = [];
+      list.forEach(function (item) {
+        Object.keys(item).forEach(function (k) { if (keys.indexOf(k) < 0) { keys.push(k); } });
+      });
+      var head = el("tr");
+      head.appendChild(el("th", { "scope": "col" }, "#"));
+      keys.forEach(function (k) { head.appendChild(el("th", { "scope": "col" }, k)); });
+      table.appendChild(el("thead")).appendChild(head);
+      list.forEach(function (item, i) {
+        var tr = el("tr");
+        tr.appendChild(el("th", { "scope": "row" }, String(i)));
+        keys.forEach(function (k) {
+          tr.appendChild(el("td")).appendChild(k in item ? valueNode(item[k]) : document.createTextNode("—"));
+        });
+        body.appendChild(tr);
+      });
+    } else {
+      var row = el("tr", { "class": "kv-seq" });
+      list.forEach(function (item, i) {
+        row.appendChild(el("td", { "title": "[" + i + "]" })).appendChild(valueNode(item));
+      });
+      if (!list.length) {
+        row.appendChild(el("td", {}, "(empty)"));
+      }
+      body.appendChild(row);
+    }
+    table.appendChild(body);
+    return table;
+  }
+  // The stored detail can be large (activations, runs): drawn as a table when first opened.
+  function detailTable(check) {
+    var box = el("details", { "data-detail": check.check });
+    box.appendChild(el("summary", {}, check.check + " · stored detail"));
+    box.addEventListener("toggle", function () {
+      if (box.open && !box.querySelector("table")) {
+        box.appendChild(kvTable(check.detail));
+      }
+    });
+    return box;
+  }
   function detailContent(record) {
     var box = el("div", { "class": "record-detail" });
+    box.appendChild(kvTable({ "record": record.sample_index, "sample id": record.sample_id }));
     record.checks.forEach(function (check) {
       if (check.detail && check.detail.tokens) {
         box.appendChild(el("h4", {}, "Suffix at token " + check.detail.offset + ", token by token"));
@@ -112,15 +201,14 @@
         box.appendChild(answersView(check.detail));
       }
     });
-    var list = el("dl", { "class": "values" });
     record.checks.forEach(function (check) {
-      Object.keys(check.values).forEach(function (name) {
-        var value = check.values[name];
-        list.appendChild(el("dt", {}, check.check + "." + name));
-        list.appendChild(el("dd", {}, typeof value === "object" && value !== null ? JSON.stringify(value) : format(value)));
-      });
+      var values = kvTable(check.values, check.check + " values", descriptions(check.check));
+      values.setAttribute("data-values", check.check);
+      box.appendChild(values);
+      if (isPlain(check.detail) && Object.keys(check.detail).length) {
+        box.appendChild(detailTable(check));
+      }
     });
-    box.appendChild(list);
     return box;
   }
   function toggle(button, row, columns) {

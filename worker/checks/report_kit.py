@@ -1,6 +1,7 @@
 """What every family's report part is made of: charts as embedded Plotly JSON, tables, headline
-figures, the shared look (layout, colours, histograms, image grids), and the ReportPart a
-family declares. Pure: summaries in, figures out; no database, no torch."""
+figures, the verdict sentences (findings) at the top of a report, the shared look (layout,
+colours, histograms, image grids), and the ReportPart a family declares. Pure: summaries in,
+figures and sentences out; no database, no torch."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from worker.engine.distributions import wilson_interval
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,110 @@ def histogram_figure(
     return layout(figure, title, xaxis={"title": x_title}, yaxis={"title": "records"})
 
 
+# Worst first: the order findings are drawn in and what a reader scans for.
+RISK_LEVELS = ("high", "medium", "low", "none", "unknown")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check's verdict in words: what was found (numbers from the summary), how much risk it
+    carries, the control it serves and what to do next."""
+
+    kind: str
+    text: str
+    risk: str  # one of RISK_LEVELS; "unknown" where the check cannot grade a risk
+    control: str
+    next_step: str
+
+    def __post_init__(self) -> None:
+        if self.risk not in RISK_LEVELS:
+            raise ValueError(f"risk must be one of {RISK_LEVELS}, got {self.risk!r}")
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "text": self.text,
+            "risk": self.risk,
+            "control": self.control,
+            "next_step": self.next_step,
+        }
+
+
+def percent_text(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def ci_text(low: float | None, high: float | None) -> str:
+    """`95% CI 1.7–5.2%` for an interval of proportions."""
+    if low is None or high is None:
+        return "no CI"
+    return f"95% CI {100 * low:.1f}–{percent_text(high)}"
+
+
+def counted(successes: int, n: int, noun: str) -> str:
+    """`12 of 400 training records (3.0%, 95% CI 1.7–5.2%)`: a proportion with its Wilson
+    interval, computed from the counts (never from a rounded rate)."""
+    if n == 0:
+        return f"0 {noun}"
+    low, high = wilson_interval(successes, n)
+    return f"{successes:,} of {n:,} {noun} ({percent_text(successes / n)}, {ci_text(low, high)})"
+
+
+def count_of(rate: float | None, n: int) -> int:
+    """The count behind a stored rate of n records (rates are k/n exactly)."""
+    return 0 if rate is None or not n else round(rate * n)
+
+
+def proportion_risk(successes: int, n: int, line: float = 0.01) -> str:
+    """high when the CI's lower bound is above `line`, medium for any hit below that, none when
+    the CI's upper bound is below `line`, low otherwise (no hit, but too few records to rule
+    out `line`); unknown without records."""
+    if n == 0:
+        return "unknown"
+    low, high = wilson_interval(successes, n)
+    if low is not None and low > line:
+        return "high"
+    if successes > 0:
+        return "medium"
+    return "none" if high is not None and high < line else "low"
+
+
+def interval_text(value: float | None, ci: Sequence[float | None] | None, digits: int = 2) -> str:
+    """`0.97 (95% CI 0.95–0.99)`, or the value alone where no interval was computed."""
+    if value is None:
+        return "n/a"
+    if not ci or len(ci) != 2 or None in ci:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} (95% CI {ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
+
+
+def percent_interval_text(value: float | None, ci: Sequence[float | None] | None) -> str:
+    """`4.0% (95% CI 1.2–9.0%)`."""
+    if value is None:
+        return "n/a"
+    if not ci or len(ci) != 2 or None in ci:
+        return percent_text(value)
+    return f"{percent_text(value)} ({ci_text(ci[0], ci[1])})"
+
+
+# The controls a finding serves, named modestly: what the check gives evidence for, not a claim
+# of compliance. NIST AI RMF 1.0 subcategories: MEASURE 2.5 validity and reliability, 2.7
+# security and resilience, 2.10 privacy risk; GOVERN 6.1 third-party rights (IP).
+CONTROL_MEMORISATION = (
+    "training-data memorisation and leakage (NIST AI RMF MEASURE 2.7 and 2.10; "
+    "EU AI Act Art. 15, confidentiality attacks on high-risk systems)"
+)
+CONTROL_VALIDITY = "evaluation validity: reasoning rather than recall (NIST AI RMF MEASURE 2.5)"
+CONTROL_UNLEARNING = (
+    "removal of data on request: machine unlearning (GDPR Art. 17 erasure; "
+    "NIST AI RMF MEASURE 2.10)"
+)
+CONTROL_REPLICATION = (
+    "replication of training images: privacy and third-party rights "
+    "(NIST AI RMF MEASURE 2.10, GOVERN 6.1)"
+)
+
+
 @dataclass(frozen=True)
 class ReportPart:
     """What a family draws. Each function reads only the summary finalize stored."""
@@ -200,6 +307,10 @@ class ReportPart:
     sections: Mapping[str, Callable[[Mapping[str, Any]], Section]]
     # Per kind: the figures that answer "how much", for cards, lists, trends and compares.
     headlines: Mapping[str, Callable[[Mapping[str, Any]], list[Headline]]] = field(
+        default_factory=dict
+    )
+    # Per kind: its finding, from (summary, params, row counts {all, true, false}).
+    findings: Mapping[str, Callable[[Mapping[str, Any], Any, Mapping[str, int]], Finding]] = field(
         default_factory=dict
     )
     # Headline keys drawn across a model's versions, each with its fixed y range (or None).

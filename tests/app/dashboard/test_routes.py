@@ -259,3 +259,21 @@ def test_pages_take_a_bearer_key_too(stack, seeded) -> None:
     assert page.status_code == 200 and seeded["v1"] in page.text
     wrong = stack.client.get("/audits", headers={"Authorization": "Bearer ma_wrong"})
     assert "/login" in str(wrong.url)
+
+
+def test_the_verdict_in_words_opens_the_report_and_the_audit_json(stack, seeded) -> None:
+    page = _get(stack, f"/audits/{seeded['v1']}", _cookie(stack)).text
+    top = page.index("data-findings")
+    assert top < page.index('class="cards"') and top < page.index('id="section-extraction"')
+    assert 'data-finding="extraction"' in page and 'data-finding="membership"' in page
+    assert "can be extracted verbatim" in page and "High risk" in page
+    audit = stack.client.get(f"/v1/audits/{seeded['v1']}", headers=stack.headers).json()
+    findings = {found["kind"]: found for found in audit["findings"]}
+    assert set(findings) == {"extraction", "membership"}
+    assert findings["extraction"]["risk"] == "high"
+    assert findings["extraction"]["text"] in page.replace("&#39;", "'")
+    assert {"kind", "text", "risk", "control", "next_step"} == set(findings["membership"])
+    failed = stack.client.get(f"/v1/audits/{seeded['failed']}", headers=stack.headers).json()
+    assert failed["findings"] == []  # no summary, nothing to say
+    export = stack.client.get(f"/v1/audits/{seeded['v1']}/report.html", headers=stack.headers)
+    assert 'data-finding="membership"' in export.text

@@ -7,7 +7,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from worker.checks.classifier import figures as figures
-from worker.checks.report_kit import ReportPart, Section, Table, charts, format_number
+from worker.checks.report_kit import (
+    CONTROL_MEMORISATION,
+    Finding,
+    ReportPart,
+    Section,
+    Table,
+    charts,
+    count_of,
+    counted,
+    format_number,
+)
 
 
 def diversity_section(summary: Mapping[str, Any]) -> Section:
@@ -137,10 +147,108 @@ def capacity_section(summary: Mapping[str, Any]) -> Section:
     )
 
 
+def diversity_finding(
+    summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
+) -> Finding:
+    """Entropy and MI are read against another model measured alike, never alone."""
+    layers = summary.get("layers") or {}
+    n = summary.get("n_samples", 0)
+    if not layers:
+        return Finding(
+            "diversity",
+            f"Information diversity could not be measured ({n:,} usable records; it needs 2).",
+            "unknown",
+            CONTROL_MEMORISATION,
+            "Audit at least two records with stored activations.",
+        )
+    spans = "; ".join(
+        f"{name}: mean entropy {format_number(layer['entropy']['mean'], 3)} nats, mean MI "
+        f"{format_number(layer['mi'].get('mean'), 3)} nats"
+        for name, layer in layers.items()
+    )
+    return Finding(
+        "diversity",
+        f"Neuron entropy and inter-neuron MI over {n:,} records in {len(layers)} layers ({spans}). "
+        "They say which kind of memorisation a model leans to (shortcut H1 or example-level H2) "
+        "only beside another model measured the same way; alone they grade no risk.",
+        "unknown",
+        CONTROL_MEMORISATION,
+        "Compare with a reference model audited with the same dataset, layers and bins.",
+    )
+
+
+def proxies_finding(
+    summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
+) -> Finding:
+    """Proxies rank records; they measure no rate, so the sentence says what the ranking shows."""
+    rank_by = summary.get("rank_by") or "the rank proxy"
+    top = summary.get("most_memorized") or []
+    entry = (summary.get("proxies") or {}).get(rank_by) or {}
+    if not top:
+        return Finding(
+            "proxies",
+            f"No record could be ranked by {rank_by} ({summary.get('n_scored', 0):,} scored).",
+            "unknown",
+            CONTROL_MEMORISATION,
+            "Check that the records carry labels the model's classes cover.",
+        )
+    median = f", median {format_number(entry.get('median'), 3)}" if "median" in entry else ""
+    return Finding(
+        "proxies",
+        f"The {len(top):,} most memorised of {summary.get('n_scored', 0):,} records by "
+        f"{rank_by} are listed below (top score {format_number(top[0].get('score'), 3)}"
+        f"{median}). Proxies rank records; they measure no rate, so they grade no risk.",
+        "unknown",
+        CONTROL_MEMORISATION,
+        "Review the top records (mislabelled, duplicated or rare ones); confirm a concern with "
+        "held-out records before acting.",
+    )
+
+
+def capacity_finding(
+    summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
+) -> Finding:
+    """Whether the model fits every record: the capacity to memorise, not proof of it."""
+    n = summary.get("n_samples", 0)
+    accuracy = summary.get("training_accuracy")
+    if accuracy is None or not n:
+        return Finding(
+            "capacity",
+            "Capacity bounds only: the records carry no labels, so the fit was not measured.",
+            "unknown",
+            CONTROL_MEMORISATION,
+            "Audit labelled training records to see whether the model fits them all.",
+        )
+    fitted = count_of(accuracy, n)
+    text = f"The model fits {counted(fitted, n, 'records')}"
+    if summary.get("contradictory_pairs"):
+        text += f"; {len(summary['contradictory_pairs']):,} pairs of identical inputs disagree"
+    risk = "medium" if summary.get("interpolates") else "low"
+    text += (
+        ": it interpolates them, so it has the capacity to memorise their labels."
+        if risk == "medium"
+        else "."
+    )
+    return Finding(
+        "capacity",
+        text,
+        risk,
+        CONTROL_MEMORISATION,
+        "Run the proxies check to see which records are memorised rather than learned."
+        if risk == "medium"
+        else "Nothing to do for capacity; the proxies check shows which records stand out.",
+    )
+
+
 REPORT = ReportPart(
     sections={
         "diversity": diversity_section,
         "proxies": proxies_section,
         "capacity": capacity_section,
-    }
+    },
+    findings={
+        "diversity": diversity_finding,
+        "proxies": proxies_finding,
+        "capacity": capacity_finding,
+    },
 )

@@ -7,7 +7,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from worker.checks.diffusion import figures as figures
-from worker.checks.report_kit import ReportPart, Section, Table, charts, format_number
+from worker.checks.report_kit import (
+    CONTROL_REPLICATION,
+    Finding,
+    ReportPart,
+    Section,
+    Table,
+    charts,
+    count_of,
+    counted,
+    format_number,
+    proportion_risk,
+)
 
 
 def _percent(value: float | None) -> str:
@@ -103,10 +114,97 @@ def lid_section(summary: Mapping[str, Any]) -> Section:
     return Section("lid", "Local intrinsic dimension (FLIPD)", charts("lid", named), notes)
 
 
+def _nothing(kind: str, what: str) -> Finding:
+    return Finding(
+        kind,
+        f"{what} could not be assessed: no prompt was generated.",
+        "unknown",
+        CONTROL_REPLICATION,
+        "Audit prompts (or class labels) with their training images.",
+    )
+
+
+def basin_finding(summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]) -> Finding:
+    """How many prompts produced a near-copy of a training image at the guidance served."""
+    n = summary.get("n") or 0
+    if not n or summary.get("copy_rate") is None:
+        return _nothing("cfg_basin", "Image replication")
+    copies = count_of(summary["copy_rate"], n)
+    risk = proportion_risk(copies, n)
+    return Finding(
+        "cfg_basin",
+        f"{counted(copies, n, 'prompts')} produced a generation within cosine "
+        f"{format_number(summary.get('threshold'))} of a training image "
+        f"({_embedding_words(summary)}) at guidance "
+        f"{format_number(summary.get('guidance_scale'))}.",
+        risk,
+        CONTROL_REPLICATION,
+        "Deduplicate the copied training images, and compare the guidance mitigations "
+        "(cfg_mitigation) before release."
+        if risk in ("high", "medium")
+        else "Re-run on each new version with the prompts most likely to copy.",
+    )
+
+
+def mitigation_finding(
+    summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
+) -> Finding:
+    """The method with the fewest copies, against plain guidance, and what it costs."""
+    n = summary.get("n") or 0
+    methods = {
+        k: v for k, v in (summary.get("methods") or {}).items() if v.get("copy_rate") is not None
+    }
+    if not n or not methods:
+        return _nothing("cfg_mitigation", "Guidance mitigation")
+    best = min(methods, key=lambda k: methods[k]["copy_rate"])
+    copies = count_of(methods[best]["copy_rate"], n)
+    text = f"With {best}, {counted(copies, n, 'prompts')} still copy a training image"
+    if "cfg" in methods and best != "cfg":
+        text += f", against {count_of(methods['cfg']['copy_rate'], n):,} with plain guidance (cfg)"
+    cost = methods[best].get("alignment_cost")
+    if cost is not None:
+        text += f"; alignment cost {cost:.3f}"
+    risk = proportion_risk(copies, n)
+    return Finding(
+        "cfg_mitigation",
+        text + ".",
+        risk,
+        CONTROL_REPLICATION,
+        f"Serve with {best} if its alignment cost is acceptable; deduplicate the training images "
+        "that still copy.",
+    )
+
+
+def lid_finding(summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]) -> Finding:
+    """Generations whose local intrinsic dimension reads as memorised (Ross et al. 2025)."""
+    n = summary.get("n") or 0
+    readings = summary.get("readings") or {}
+    if not n:
+        return _nothing("lid", "Local intrinsic dimension")
+    memorised = readings.get("od_mem", 0) + readings.get("dd_mem", 0)
+    risk = proportion_risk(memorised, n)
+    return Finding(
+        "lid",
+        f"{counted(memorised, n, 'records')} read as memorised by their local intrinsic "
+        f"dimension ({readings.get('od_mem', 0):,} overfitting-driven, "
+        f"{readings.get('dd_mem', 0):,} data-driven; the margins are parameters).",
+        risk,
+        CONTROL_REPLICATION,
+        "Check the od_mem records for near-copies in the training data (cfg_basin)."
+        if risk in ("high", "medium")
+        else "Re-run on each new version.",
+    )
+
+
 REPORT = ReportPart(
     sections={
         "cfg_basin": basin_section,
         "cfg_mitigation": mitigation_section,
         "lid": lid_section,
-    }
+    },
+    findings={
+        "cfg_basin": basin_finding,
+        "cfg_mitigation": mitigation_finding,
+        "lid": lid_finding,
+    },
 )

@@ -29,6 +29,16 @@ SCORE_COLORS = {
     "minkpp": "#d97706",
     "ref": "#475569",
 }
+# What each membership score's axis shows: every score is oriented higher = more member-like,
+# so the `loss` score is the log-likelihood, the negated loss, and is labelled as such.
+SCORE_AXES = {
+    "loss": "log-likelihood (−loss), nats/token",
+    "zlib": "log-likelihood / zlib-compressed bytes",
+    "lowercase": "ll(lowercased) / ll(text)",
+    "mink": "mean of the lowest-k% token log-probs, nats",
+    "minkpp": "Min-K%++, standard units",
+    "ref": "ll(target) − ll(reference), nats",
+}
 COMPARE_DASH = ("solid", "dash")
 FPR_MARKS = (0.001, 0.01)
 
@@ -272,19 +282,27 @@ def roc_figure(membership: Mapping[str, Any]) -> go.Figure | None:
     return _roc_layout(figure, "Membership ROC (log-log)", _lowest_fpr(list(scored.values())))
 
 
+def score_axis(key: str) -> str:
+    """What a membership score's values are, with their direction (`minkpp_0.2` is Min-K%++)."""
+    return f"{SCORE_AXES.get(metric_family(key), key)} (higher = more member-like)"
+
+
 def score_distribution_figure(membership: Mapping[str, Any], key: str) -> go.Figure | None:
     entry = membership.get("scores", {}).get(key, {})
     histogram = entry.get("histogram")
     if not histogram:
         return None
-    return histogram_figure(
-        histogram, f"{key}: members vs non-members", f"{key} (higher = more member-like)"
-    )
+    groups = "members vs non-members" if "all" not in histogram.get("counts", {}) else "records"
+    return histogram_figure(histogram, f"{key} score: {groups}", score_axis(key))
+
+
+LOSS_AXIS = "loss (mean negative log-likelihood), nats/token (lower = more familiar)"
 
 
 def loss_histogram_figure(loss: Mapping[str, Any]) -> go.Figure | None:
+    """Per-record loss as loss: positive nats/token, never the negated log-likelihood."""
     histogram = loss.get("histogram")
-    return histogram_figure(histogram, "Per-record loss", "nats / token") if histogram else None
+    return histogram_figure(histogram, "Per-record loss", LOSS_AXIS) if histogram else None
 
 
 def compare_rates_figure(

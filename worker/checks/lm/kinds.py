@@ -282,7 +282,9 @@ def _membership_columns(params: MembershipParams) -> list[TableColumn]:
         ]
         if name in chosen
     ]
-    return [TableColumn(key, key, "number") for key in keys]
+    # The `loss` score is the log-likelihood (higher = more member-like): labelled as what it is.
+    labels = {"loss": "ll (−loss)"}
+    return [TableColumn(key, labels.get(key, key), "number") for key in keys]
 
 
 def _rank_keys(params: MembershipParams) -> list[str]:

@@ -10,7 +10,21 @@ import plotly.graph_objects as go
 
 from worker.checks.lm import figures
 from worker.checks.lm.figures import headline_p, sampled_schemes
-from worker.checks.report_kit import Headline, ReportPart, Section, charts
+from worker.checks.lm.findings import (
+    dataset_inference_words,
+    extraction_finding,
+    loss_finding,
+    membership_finding,
+)
+from worker.checks.report_kit import (
+    Headline,
+    ReportPart,
+    Section,
+    Table,
+    charts,
+    interval_text,
+    percent_interval_text,
+)
 
 
 def _extraction_section(summary: Mapping[str, Any]) -> Section:
@@ -34,15 +48,103 @@ def _extraction_section(summary: Mapping[str, Any]) -> Section:
     return Section("extraction", "Extraction", charts("extraction", named), notes)
 
 
+SPLIT_READINGS = {
+    "confounded": "confounded: the texts alone tell members from non-members",
+    "no_confound_detected": "no confound detected by the blind baseline",
+}
+
+
+def _blind_table(blind: Mapping[str, Any]) -> Table:
+    """The model-free classifier's result: what any membership score must beat on this split."""
+    method = blind.get("method") or {}
+    features = method.get("features") or []
+    rows = [
+        ["reading", SPLIT_READINGS.get(blind["reading"], blind["reading"])],
+        ["AUROC", interval_text((blind.get("auroc") or {}).get("value"), _ci_of(blind, "auroc"))],
+        [
+            "TPR at 1% FPR",
+            percent_interval_text(
+                (blind.get("tpr_at_0.01_fpr") or {}).get("value"), _ci_of(blind, "tpr_at_0.01_fpr")
+            ),
+        ],
+        [
+            "records",
+            f"{blind.get('n_members', 0):,} members / {blind.get('n_nonmembers', 0):,} non-members",
+        ],
+        [
+            "method",
+            f"{method.get('classifier', '—')} on {', '.join(map(str, features)) or '—'}; "
+            f"{method.get('folds', '—')}-fold cross-validated; confounded when the AUROC's "
+            f"lower bound exceeds 0.5 + δ (δ = {method.get('delta', '—')})",
+        ],
+    ]
+    return Table(
+        "Blind baseline: members against non-members from the texts alone", ["", "value"], rows
+    )
+
+
+def _ci_of(entry: Mapping[str, Any], name: str) -> list[float | None] | None:
+    found = entry.get(name) or {}
+    return found.get("ci95") if isinstance(found, Mapping) else None
+
+
+READING_WORDS = {
+    "stands": "stands",
+    "no_membership_signal": "no membership signal",
+    "underpowered": "underpowered",
+    "inconclusive": "inconclusive",
+}
+
+
+def _readings_table(scores: Mapping[str, Mapping[str, Any]]) -> Table | None:
+    """Each score's reading and, for information only, its margin over the blind baseline."""
+    rows = []
+    for key, entry in scores.items():
+        reading = entry.get("reading") or {}
+        if not reading:
+            continue
+        words = READING_WORDS.get(reading.get("reading"), str(reading.get("reading")))
+        if reading.get("why"):
+            words += f" ({reading['why']})"
+        if reading.get("records_needed"):
+            words += f"; about {reading['records_needed']:,} records needed"
+        margin = entry.get("margin_over_blind") or {}
+        rows.append(
+            [
+                key,
+                interval_text((entry.get("auroc") or {}).get("value"), _ci_of(entry, "auroc")),
+                words,
+                f"{interval_text(margin.get('value'), margin.get('ci95'))}"
+                if margin.get("value") is not None
+                else "—",
+            ]
+        )
+    if not rows:
+        return None
+    header = ["score", "AUROC", "reading", "AUROC − blind AUROC (for information only)"]
+    return Table("Readings per score", header, rows)
+
+
 def _membership_section(summary: Mapping[str, Any]) -> Section:
     named: list[tuple[str, go.Figure | None]] = [("roc", figures.roc_figure(summary))]
     for key in summary.get("scores", {}):
         named.append(
             (f"dist-{key.replace('.', '_')}", figures.score_distribution_figure(summary, key))
         )
-    return Section(
-        "membership", "Membership", charts("membership", named), list(summary.get("warnings", []))
-    )
+    notes = list(summary.get("warnings", []))
+    tables = []
+    blind = summary.get("blind_baseline") or {}
+    if blind.get("reading") in SPLIT_READINGS:
+        tables.append(_blind_table(blind))
+    elif blind:
+        notes.append(f"The blind baseline was not run: {blind.get('reason', 'no reason given')}.")
+    readings = _readings_table(summary.get("scores") or {})
+    if readings is not None:
+        tables.append(readings)
+    inference = dataset_inference_words(summary).strip()
+    if inference:
+        notes.append(inference)
+    return Section("membership", "Membership", charts("membership", named), notes, tables)
 
 
 def _loss_section(summary: Mapping[str, Any]) -> Section:
@@ -184,6 +286,11 @@ REPORT = ReportPart(
         "loss": _loss_section,
     },
     headlines={"extraction": _extraction, "membership": _membership, "loss": _loss},
+    findings={
+        "extraction": extraction_finding,
+        "membership": membership_finding,
+        "loss": loss_finding,
+    },
     trend={
         "extraction.all.greedy_rate": (0.0, 1.02),
         "extraction.members.greedy_rate": (0.0, 1.02),

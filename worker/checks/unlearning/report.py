@@ -10,13 +10,18 @@ import plotly.graph_objects as go
 
 from worker.checks.report_kit import (
     ALL_COLOR,
+    CONTROL_UNLEARNING,
+    Finding,
     ReportPart,
     Section,
     Table,
     charts,
+    count_of,
+    counted,
     format_number,
     layout,
 )
+from worker.engine.distributions import wilson_interval
 
 MODEL_COLORS = {"original": "#94a3b8", "unlearned": "#c2410c", "retrained": "#0f766e"}
 LEVEL_NAMES = {"low": "low memorization", "mid": "mid", "high": "high memorization"}
@@ -100,4 +105,54 @@ def unlearning_section(summary: Mapping[str, Any]) -> Section:
     )
 
 
-REPORT = ReportPart(sections={"unlearning": unlearning_section})
+def unlearning_finding(
+    summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
+) -> Finding:
+    """The unlearned model's forget-set accuracy against the retrained model's, the gold
+    standard: a gap the Wilson interval of the forget set excludes means the data still shows."""
+    forget = (summary.get("counts") or {}).get("forget", 0)
+    accuracy = summary.get("accuracy") or {}
+    unlearned = (accuracy.get("unlearned") or {}).get("forget")
+    retrained = (accuracy.get("retrained") or {}).get("forget")
+    if unlearned is None or not forget:
+        return Finding(
+            "unlearning",
+            "Unlearning could not be assessed: no forget-set record was scored.",
+            "unknown",
+            CONTROL_UNLEARNING,
+            "Mark the records asked to be forgotten with split 'forget'.",
+        )
+    kept = count_of(unlearned / 100, forget)
+    text = f"The unlearned model still classifies {counted(kept, forget, 'forget-set records')}"
+    if retrained is None:
+        return Finding(
+            "unlearning",
+            text + " correctly; without a retrained model there is no reference to judge it by.",
+            "unknown",
+            CONTROL_UNLEARNING,
+            "Provide a model retrained without the forget set (retrained_model) and re-run.",
+        )
+    text += f" correctly, against {retrained:.1f}% for the model retrained without them"
+    if summary.get("tug_of_war") is not None:
+        text += f" (Tug-of-War {summary['tug_of_war']:.3f}; 1 = the retrained model's accuracies)"
+    low, high = wilson_interval(kept, forget)
+    gap = unlearned - retrained
+    if low is not None and high is not None and low <= retrained / 100 <= high:
+        risk = "low"
+    else:
+        risk = "high" if gap > 10 else "medium"
+    return Finding(
+        "unlearning",
+        text + ".",
+        risk,
+        CONTROL_UNLEARNING,
+        "Unlearn further (or retrain without the forget set) until the forget-set accuracy "
+        "matches the retrained model's."
+        if risk != "low"
+        else "Keep the retrained reference current; re-run on each unlearning request.",
+    )
+
+
+REPORT = ReportPart(
+    sections={"unlearning": unlearning_section}, findings={"unlearning": unlearning_finding}
+)
