@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 import core
 from app.dashboard.headline import headlines
 from app.evidence.controls import control_map, role_of
+from app.findings import audit_findings
 from core.config import Settings
 from core.errors import ApiError
 from core.evidence_keys import KeyStore, KeyStoreError
@@ -178,6 +179,7 @@ def build_payload(
     provenance = audit.provenance or {}
     methods = _methods(audit)
     results = _results(audit.summary or {})
+    results["findings"] = [finding.to_json() for finding in audit_findings(audit)]
     verdict = _verdict(session, audit)
     payload = {
         "schema": SCHEMA,

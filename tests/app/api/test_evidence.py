@@ -149,6 +149,10 @@ def test_a_pack_states_the_audit_and_verifies_with_the_published_key(audited) ->
     assert payload["verdict"]["policy"]["name"] == "release-gate"
     assert payload["verdict"]["status"] == audit["verdict"]["status"]
     assert payload["verdict"]["status"] in ("fail", "inconclusive")  # it memorizes
+    # The verdict in words and the blind-baseline reading, as the report and the API state them.
+    assert payload["results"]["findings"] == audit["findings"] and len(audit["findings"]) == 3
+    blind = payload["results"]["readings"]["membership"]["blind_baseline"]
+    assert blind["reading"] == audit["summary"]["membership"]["blind_baseline"]["reading"]
     controls = {c["control"]: c for c in payload["controls"]}
     assert set(controls) == {"AIG-035", "Art. 15", "MEASURE 2.7", "MEASURE 2.10"}
     cited = {item["item"] for item in controls["AIG-035"]["evidence"]}
