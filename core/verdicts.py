@@ -10,6 +10,7 @@ Names are stable and documented so a registry gate can be written against them:
 | `membership.<score>.auc` | ROC AUC of one score (`loss`, `zlib`, `minkpp_0.2`, ...) |
 | `membership.<score>.tpr_at_1pct_fpr` | TPR at 1% FPR (`tpr_at_0.1pct_fpr` too) |
 | `membership.best.auc` | the highest AUC over the scores |
+| `membership.dataset_inference.p_value` | dataset inference: was the member set trained on? |
 | `loss.mean_loss`, `loss.perplexity` | mean per-record loss, pooled perplexity |
 | `retention.accuracy` | factoid accuracy of the audited version |
 | `retention.retention`, `retention.forgetting_pp` | from the chain's first version to this one |
@@ -68,6 +69,10 @@ def _membership(summary: Mapping[str, Any], rest: list[str]) -> float | None:
     if score == "best" and stat == "auc":
         best = _best_score(summary)
         return None if best is None else _dig(summary, "scores", best, "auroc", "value")
+    if score == "dataset_inference":
+        if stat != "p_value":
+            raise UnknownMetric(f"membership.{score}.{stat}")
+        return _dig(summary, "dataset_inference", "p_value")
     entry = _dig(summary, "scores", score)
     if stat == "auc":
         return _dig(entry, "auroc", "value")
@@ -151,6 +156,8 @@ def metric_reading(summary: Mapping[str, Any], name: str) -> str | None:
     if score == "best":
         best = _best_score(membership)
         return None if best is None else _dig(membership, "scores", best, "reading", "reading")
+    if score == "dataset_inference":
+        return _dig(membership, "dataset_inference", "reading", "reading")
     return _dig(membership, "scores", score, "reading", "reading")
 
 

@@ -159,6 +159,22 @@ def test_metrics_that_stand_are_compared(reading: str, status: str) -> None:
     }
 
 
+def test_dataset_inference_is_a_metric_read_like_a_score() -> None:
+    inference = {"p_value": 0.002, "reading": {"reading": "stands"}}
+    summary = {**SUMMARY, "membership": {**SUMMARY["membership"], "dataset_inference": inference}}
+    rule = [{"metric": "membership.dataset_inference.p_value", "op": ">=", "value": 0.01}]
+    assert metric_value(summary, rule[0]["metric"]) == 0.002
+    assert evaluate(summary, rule).status == "fail"
+    inference["reading"] = {"reading": "inconclusive", "why": "the split is confounded"}
+    assert evaluate(summary, rule).status == "inconclusive"
+    assert (
+        metric_value({"membership": {"dataset_inference": {"skipped": "few"}}}, rule[0]["metric"])
+        is None
+    )
+    with pytest.raises(UnknownMetric):
+        check_metric_name("membership.dataset_inference.auc")
+
+
 def test_the_best_score_is_read_by_the_score_it_names() -> None:
     summary = _read("stands")
     summary["membership"]["scores"]["mink_0.2"]["reading"] = {"reading": "underpowered"}

@@ -179,6 +179,10 @@ def dataset_inference_words(summary: Mapping[str, Any]) -> str:
         return f" Dataset inference was skipped: {found['skipped']}."
     if found.get("p_value") is None:
         return ""
+    reading = found.get("reading") or {}
+    if reading.get("reading") == "inconclusive":
+        # Its p-value would say the two sets differ, which the split alone explains.
+        return f" Dataset inference is inconclusive too: {reading.get('why', 'the split')}."
     text = (
         f" Dataset inference (Maini et al. 2024): p = {found['p_value']:.2g} over "
         f"{found.get('n_suspect', 0):,} suspect and {found.get('n_validation', 0):,} "

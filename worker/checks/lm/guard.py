@@ -1,5 +1,6 @@
-"""The guard on every membership result: the blind baseline of the split, and what each
-score's AUROC may be taken to say on it (README, "Reading a membership verdict").
+"""The guard on every membership result: the blind baseline of the split, what each score's
+AUROC may be taken to say on it (README, "Reading a membership verdict"), and dataset inference,
+the aggregate test whether the member set as a whole was trained on.
 
 A membership AUROC measures the model only when members and non-members differ by nothing
 else. The blind baseline asks how well the texts alone tell them apart; when they do, the
@@ -21,6 +22,7 @@ from worker.engine.blind_baseline import (
     paired_margin,
     score_reading,
 )
+from worker.engine.dataset_inference import dataset_inference
 
 # Above this many labelled records the blind baseline runs on a seeded, stratified subsample:
 # its CI widens honestly, and finalize stays within seconds on a million-record audit.
@@ -59,7 +61,8 @@ def guard_membership(
     bootstrap: int,
     seed: int,
 ) -> None:
-    """Add the blind baseline, and each score's reading and margin, to a labelled summary."""
+    """Add the blind baseline, each score's reading and margin, and dataset inference to a
+    labelled summary."""
     labelled = _labelled(rows)
     texts = [row.get("text") for row in labelled]
     labels = np.asarray([row["member"] for row in labelled], dtype=bool)
@@ -76,8 +79,7 @@ def guard_membership(
         if auroc is None:
             continue
         if blind["reading"] == "not_assessed":
-            why = f"the split was not assessed by the blind baseline: {blind['reason']}"
-            entry["reading"] = {"reading": "inconclusive", "why": why}
+            entry["reading"] = _withheld(blind)
             continue
         n_records = entry["n_members"] + entry["n_nonmembers"]
         entry["reading"] = score_reading(
@@ -86,6 +88,34 @@ def guard_membership(
         entry["margin_over_blind"] = _margin(
             [labelled[i].get(key) for i in kept], scores, labels[kept], bootstrap, seed
         )
+    summary["dataset_inference"] = _inference(labelled, score_keys, blind, seed)
+
+
+def _inference(
+    rows: Sequence[Mapping[str, Any]],
+    score_keys: Sequence[str],
+    blind: Mapping[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Dataset inference, read like a score: on a split the blind baseline does not clear, its
+    p-value says the sets differ, not that the model trained on one of them."""
+    started = time.perf_counter()
+    found = dataset_inference(rows, score_keys, seed=seed)
+    found["seconds"] = round(time.perf_counter() - started, 3)
+    if "skipped" in found:
+        return found
+    found["reading"] = _withheld(blind) or {"reading": "stands"}
+    return found
+
+
+def _withheld(blind: Mapping[str, Any]) -> dict[str, str] | None:
+    """The reading of every result on a split the blind baseline did not clear; None if it did."""
+    if blind["reading"] == "confounded":
+        return {"reading": "inconclusive", "why": "the split is confounded"}
+    if blind["reading"] == "not_assessed":
+        why = f"the split was not assessed by the blind baseline: {blind['reason']}"
+        return {"reading": "inconclusive", "why": why}
+    return None
 
 
 def _blind(

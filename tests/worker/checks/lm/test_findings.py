@@ -16,12 +16,6 @@ from worker.checks.lm.findings import (
     scheme_words,
 )
 from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParams
-from worker.engine.blind_baseline import (
-    blind_baseline,
-    blind_scores,
-    paired_margin,
-    score_reading,
-)
 from worker.engine.extraction import n_min, summarize_extraction
 from worker.engine.loss import summarize_loss
 from worker.engine.membership import membership_report
@@ -128,24 +122,14 @@ def test_loss_reports_loss_in_nats_and_grades_no_risk() -> None:
 def _membership_summary(
     members: list[float], others: list[float], texts: list[str], bootstrap: int = 200
 ) -> dict:
-    """The summary as finalize makes it after the blind-baseline issue: the real summarizer,
-    then the engine's blind baseline, readings and margins over it."""
+    """The summary as finalize makes it: the real summarizer, given each record's text, adds
+    the blind baseline, the readings, the margins and dataset inference."""
     labels = [True] * len(members) + [False] * len(others)
-    values = [{"loss": s, "member": m} for s, m in zip(members + others, labels, strict=True)]
-    params = MembershipParams(scores=["loss"], bootstrap=bootstrap)
-    summary = summarize_membership(values, params)
-    blind = blind_baseline(texts, labels, bootstrap=bootstrap)
-    summary["blind_baseline"] = blind
-    confounded = blind["reading"] == "confounded"
-    outside = blind_scores(texts, labels)
-    for key, entry in summary["scores"].items():
-        entry["reading"] = score_reading(
-            entry["auroc"]["value"], entry["auroc"]["ci95"], len(labels), confounded
-        )
-        entry["margin_over_blind"] = paired_margin(
-            [v[key] for v in values], outside.tolist(), labels, bootstrap=bootstrap
-        )
-    return summary
+    values = [
+        {"loss": s, "member": m, "text": t}
+        for s, m, t in zip(members + others, labels, texts, strict=True)
+    ]
+    return summarize_membership(values, MembershipParams(scores=["loss"], bootstrap=bootstrap))
 
 
 def _spread(n: int, shift: float, seed: int) -> list[float]:
@@ -225,6 +209,12 @@ def test_dataset_inference_gives_its_p_value_and_power_as_records_needed() -> No
         "Dataset inference (Maini et al. 2024): p = 0.0032 over 150 suspect and 150 validation "
         "records; records needed for p < 0.01: about 120." in text
     )
+    summary["dataset_inference"]["reading"] = {
+        "reading": "inconclusive",
+        "why": "the split is confounded",
+    }
+    text = membership_finding(summary, MembershipParams(), {}).text
+    assert "p = " not in text and "Dataset inference is inconclusive too: the split is" in text
     summary["dataset_inference"] = {"skipped": "fewer than 40 members"}
     assert (
         "Dataset inference was skipped: fewer than 40 members."

@@ -48,6 +48,9 @@ def test_on_an_iid_split_nothing_is_flagged_and_the_model_signal_stands(tiny_lm,
         assert score["margin_over_blind"]["ci95"][0] > 0.2
     verdict = evaluate({"membership": summary}, THRESHOLDS)
     assert verdict.status == "fail" and verdict.promotion == "blocked"
+    inference = summary["dataset_inference"]
+    assert inference["reading"] == {"reading": "stands"} and inference["p_value"] < 0.01
+    assert (inference["n_suspect"], inference["n_validation"]) == (24, 76)
 
 
 def test_a_split_that_differs_by_a_stylistic_marker_is_confounded_and_withheld(
@@ -63,6 +66,7 @@ def test_a_split_that_differs_by_a_stylistic_marker_is_confounded_and_withheld(
             "why": "the split is confounded",
         }
         assert "margin_over_blind" in summary["scores"][name]  # shown, for information only
+    assert summary["dataset_inference"]["reading"]["reading"] == "inconclusive"
     for thresholds in (THRESHOLDS, [{"metric": "membership.loss.auc", "op": ">=", "value": 0.5}]):
         verdict = evaluate({"membership": summary}, thresholds)
         assert verdict.status == "inconclusive" and verdict.promotion == "blocked"
