@@ -33,8 +33,16 @@ def _read_trust(path: Path) -> dict[str, str]:
     """fingerprint -> PEM of every key pinned so far; empty when nothing is."""
     if not path.exists():
         return {}
-    found = json.loads(path.read_text())
-    return dict(found.get("keys", {}))
+    try:
+        found = json.loads(path.read_text())
+        keys = found.get("keys", {}) if isinstance(found, dict) else None
+        if not isinstance(keys, dict):
+            raise ValueError("no keys object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EvidenceInvalid(
+            f"the trust file {path} is unreadable ({exc}): mend or remove it"
+        ) from None
+    return dict(keys)
 
 
 def _write_trust(path: Path, keys: dict[str, str]) -> None:
@@ -90,11 +98,11 @@ def cmd_evidence_pin(settings: Settings, args: argparse.Namespace) -> int:
         found = fingerprint(key)
         if args.expect and normalize_fingerprint(args.expect) != found:
             raise EvidenceInvalid(f"the key's fingerprint is {found}, not {args.expect}")
+        path = _trust_path(settings, args)
+        keys = _read_trust(path)
     except (EvidenceInvalid, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    path = _trust_path(settings, args)
-    keys = _read_trust(path)
     keys[found] = Path(args.pem).read_text()
     _write_trust(path, keys)
     print(found)
@@ -105,11 +113,11 @@ def cmd_evidence_unpin(settings: Settings, args: argparse.Namespace) -> int:
     """Stop trusting a key (one that may have leaked): packs it signed no longer verify here."""
     try:
         wanted = normalize_fingerprint(args.fingerprint)
-    except EvidenceInvalid as exc:
+        path = _trust_path(settings, args)
+        keys = _read_trust(path)
+    except (EvidenceInvalid, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    path = _trust_path(settings, args)
-    keys = _read_trust(path)
     if keys.pop(wanted, None) is None:
         print(f"error: {wanted} is not pinned in {path}", file=sys.stderr)
         return 1

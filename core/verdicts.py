@@ -199,9 +199,10 @@ def evaluate(
     thresholds: Sequence[Mapping[str, Any]],
     on_inconclusive: str = "block",
 ) -> Verdict:
-    """`fail` if a condition on a metric that stands fails; else `inconclusive` if one rests on
-    a withheld metric; else `unknown` if one could not be read; else `pass`. Only `pass`
-    allows a promotion, and `inconclusive` too where the policy says `on_inconclusive: allow`."""
+    """`fail` if a condition on a metric that stands fails; else `unknown` if one could not be
+    read; else `inconclusive` if one rests on a withheld metric; else `pass`. Only `pass`
+    allows a promotion, and `inconclusive` too where the policy says `on_inconclusive: allow`
+    (every other condition then passed: a metric not computed never slips through)."""
     results = []
     for rule in thresholds:
         value = metric_value(summary, rule["metric"])
@@ -214,10 +215,10 @@ def evaluate(
         )
     if any(r.passed is False for r in results):
         status = "fail"
+    elif any(r.passed is None and r.reading not in WITHHELD for r in results):
+        status = "unknown"
     elif any(r.reading in WITHHELD for r in results):
         status = "inconclusive"
-    elif any(r.passed is None for r in results):
-        status = "unknown"
     else:
         status = "pass"
     allowed = status == "pass" or (status == "inconclusive" and on_inconclusive == "allow")

@@ -14,6 +14,7 @@ from core.inspection.datasets import DatasetError, iter_records
 from core.tenancy import NotGranted
 from worker import shard_store
 from worker.access import Access
+from worker.engine.blind_baseline import MAX_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,12 @@ class AuditTexts:
                 if digest != audit.dataset_sha256:
                     self.problem = "the dataset changed since the audit was submitted"
                     return {}
+                # Only the blind baseline reads texts, and only their first MAX_CHARS: holding
+                # no more keeps a ten-million-record finalize within memory.
                 return {
-                    record.index: text if isinstance(text := record.data.get("text"), str) else None
+                    record.index: text[:MAX_CHARS]
+                    if isinstance(text := record.data.get("text"), str)
+                    else None
                     for record in iter_records(path)
                 }
         except (OSError, DatasetError, NotGranted, ValueError) as exc:

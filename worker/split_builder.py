@@ -6,6 +6,7 @@ split task; reading the files is the caller's (local paths, or pinned beneath a 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from core.inspection.datasets import (
 )
 from worker.engine.blind_baseline import blind_baseline
 from worker.engine.split_matching import MIN_PAIRS, match_split
+
+# The blind baseline runs over every record of both sets (twice, with matching).
+MAX_RECORDS_PER_SET = 50_000
 
 
 class SplitError(ValueError):
@@ -64,6 +68,12 @@ def build_split(
     for name, records in (("member", members), ("non-member", nonmembers)):
         if len(records) < 2:
             raise SplitError(f"the {name} set has {len(records)} records; at least 2 are needed")
+        if len(records) > MAX_RECORDS_PER_SET:
+            raise SplitError(
+                f"the {name} set has {len(records):,} records; a split is built from at most "
+                f"{MAX_RECORDS_PER_SET:,} per set (the classifier runs over every record, twice "
+                "with matching): draw a random subset of that size"
+            )
     member_texts = [record["text"] for record in members]
     nonmember_texts = [record["text"] for record in nonmembers]
     report: dict[str, Any] = {
@@ -81,7 +91,7 @@ def build_split(
                 bootstrap=bootstrap,
                 seed=seed,
             )
-            return BuiltSplit(report, _labelled(members, nonmembers))
+            return BuiltSplit(report, _labelled(members, nonmembers, seed))
         matched = match_split(member_texts, nonmember_texts, seed=seed, bootstrap=bootstrap)
     except ValueError as exc:  # texts the n-gram vocabularies cannot be fitted on
         raise SplitError(f"the blind baseline cannot be fitted on these texts: {exc}") from None
@@ -100,16 +110,20 @@ def build_split(
         )
     kept_members = [members[i] for i in matched.members]
     kept_nonmembers = [nonmembers[i] for i in matched.nonmembers]
-    return BuiltSplit(report, _labelled(kept_members, kept_nonmembers))
+    return BuiltSplit(report, _labelled(kept_members, kept_nonmembers, seed))
 
 
 def _labelled(
-    members: Iterable[dict[str, Any]], nonmembers: Iterable[dict[str, Any]]
+    members: Iterable[dict[str, Any]], nonmembers: Iterable[dict[str, Any]], seed: int
 ) -> list[dict[str, Any]]:
-    """Each record as it came, `member` set by the set it came from (whatever it said before)."""
-    return [{**record, "member": True} for record in members] + [
+    """Each record as it came, `member` set by the set it came from (whatever it said before),
+    in a seeded random order: an audit shards records in file order, and shards of only
+    members or only non-members would let any difference between workers pass for a signal."""
+    records = [{**record, "member": True} for record in members] + [
         {**record, "member": False} for record in nonmembers
     ]
+    random.Random(seed).shuffle(records)
+    return records
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], stream: IO[bytes]) -> None:

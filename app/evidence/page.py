@@ -19,8 +19,8 @@ READING_TEXT = {
     "membership scores on this split are inconclusive",
     "no_confound_detected": "no confound detected by the blind baseline",
     "not_assessed": "not assessed",
-    "stands": "stands: the score separates members beyond the blind baseline",
-    "no_membership_signal": "no membership signal",
+    "stands": "stands: read as measured, on a split the blind baseline did not flag",
+    "no_membership_signal": "no membership signal above AUROC 0.55",
     "underpowered": "underpowered: too few records to tell",
     "inconclusive": "inconclusive",
 }

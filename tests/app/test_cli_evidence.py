@@ -217,3 +217,20 @@ def test_the_command_verifies_with_no_database_or_service_reachable(service, tmp
     assert not Path(tmp_path / "elsewhere").exists()  # nothing of the service was set up
     missing = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     assert missing.returncode == 2 and "--public-key" in missing.stderr  # a key is required
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"keys": 3}'])
+def test_an_unreadable_trust_file_is_one_error_line_never_a_traceback(
+    settings, service, tmp_path, capsys, content
+) -> None:
+    pack, pem, key_id = service
+    trust = tmp_path / "trust.json"
+    trust.write_text(content)
+    for command in (
+        ["verify", str(pack), "--pinned", key_id],
+        ["pin", str(pem)],
+        ["unpin", key_id],
+    ):
+        code, _, err = run(settings, capsys, "evidence", *command, "--trust-file", str(trust))
+        assert code == 1 and "trust file" in err and "unreadable" in err, (command, err)
+        assert "Traceback" not in err

@@ -133,6 +133,16 @@ def test_a_failing_condition_on_a_standing_metric_still_fails_beside_an_inconclu
     assert [r.passed for r in verdict.results] == [None, False]
 
 
+def test_a_metric_not_computed_is_never_let_through_by_an_inconclusive_one() -> None:
+    summary = _read("inconclusive")
+    rules = [
+        {"metric": "membership.loss.auc", "op": "<=", "value": 0.6},
+        {"metric": "extraction.nonmembers.greedy_extraction_rate", "op": "<=", "value": 0.1},
+    ]
+    verdict = evaluate(summary, rules, "allow")
+    assert verdict.status == "unknown" and verdict.promotion == "blocked"
+
+
 @pytest.mark.parametrize(
     ("reading", "status"), [("stands", "fail"), ("no_membership_signal", "fail")]
 )

@@ -29,6 +29,8 @@ from worker.engine.membership import membership_report
 
 DELTA = 0.05  # how far above chance an AUROC must be to count as a signal
 FOLDS = 5
+MAX_CHARS = 4096  # of each text, read by the classifier
+BOOTSTRAP = 1000  # the blind baseline's own resamples, whatever a check's params ask
 HASHED_FEATURES = 2**20  # per block: collisions are rare at this size
 # The L2 penalty: a weaker one overfits the folds, and an IID split reads AUROC < 0.5.
 ALPHA = 1e-4
@@ -106,6 +108,12 @@ def _folds(labels: np.ndarray) -> int:
     return folds
 
 
+def _clipped(texts: Sequence[str]) -> list[str]:
+    """Each text's first MAX_CHARS characters: a confound of style, period or format shows
+    there, and the cost stays bounded whatever the documents' length."""
+    return [text[:MAX_CHARS] for text in texts]
+
+
 def blind_scores(
     texts: Sequence[str],
     members: Sequence[bool],
@@ -136,6 +144,7 @@ def blind_scores(
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     else:
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    texts = _clipped(texts)
     blocks = _counts(texts)
     dense = np.asarray([dense_features(t) for t in texts], dtype=np.float64)
     for train, test in splitter.split(np.zeros(len(labels)), labels, groups):
@@ -178,6 +187,8 @@ def blind_report(
     )
     report.pop("roc", None)
     report["reading"] = split_reading(report["auroc"]["ci95"])
+    if report["reading"] == "not_assessed":
+        report["reason"] = "the blind AUROC has no confidence interval (no bootstrap)"
     report["method"] = {
         "classifier": f"logistic regression (L2 {ALPHA:g}, averaged SGD, {EPOCHS} epochs)",
         "features": ["word 1-2-grams", "character 2-5-grams", *DENSE_FEATURES],
@@ -196,9 +207,11 @@ def split_reading(blind_ci: Sequence[float | None]) -> str:
     labels. That is what non-members derived from members look like (shuffled or paraphrased
     copies): each held-out record's twin sits in the training fold with the other label."""
     low, high = blind_ci
-    if low is not None and low > 0.5 + DELTA:
+    if low is None or high is None:
+        return "not_assessed"  # no CI (no bootstrap): nothing can be read either way
+    if low > 0.5 + DELTA:
         return "confounded"
-    if high is not None and high < 0.5 - DELTA:
+    if high < 0.5 - DELTA:
         return "confounded"
     return "no_confound_detected"
 
@@ -212,16 +225,25 @@ def score_reading(
     low, high = ci
     if auroc is None or low is None or high is None:
         return {"reading": "inconclusive", "why": "no confidence interval"}
+    if high < 0.5 - DELTA:
+        # Members reliably *less* member-like than non-members: not an absence of signal but
+        # a sign of mislabelled or contaminated non-members.
+        why = "the score ranks non-members above members beyond chance: check the labels"
+        return {"reading": "inconclusive", "why": why}
     line = 0.5 + DELTA
     if high < line:
         return {"reading": "no_membership_signal"}
     if low > line:
         return {"reading": "stands"}
-    # The CI's half-width shrinks as 1/sqrt(n): the records at which it would clear the line.
-    half = (high - low) / 2
+    # The CI's width shrinks as 1/sqrt(n): the records at which its side facing the line
+    # would no longer reach it (the percentile CI need not be symmetric).
+    facing = auroc - low if auroc > line else high - auroc
     distance = abs(auroc - line)
-    needed = math.ceil(n_records * (half / distance) ** 2) if distance > 0 else None
-    return {"reading": "underpowered", "records_needed": needed}
+    needed = math.ceil(n_records * (facing / distance) ** 2) if distance > 0 else None
+    return {
+        "reading": "underpowered",
+        "records_needed": None if needed is None else max(needed, n_records + 1),
+    }
 
 
 class _WeightedAuc:

@@ -94,7 +94,7 @@ def test_an_underpowered_score_says_how_many_records_would_resolve_it() -> None:
 def test_the_split_reading_never_claims_no_confound() -> None:
     assert split_reading([0.56, 0.7]) == "confounded"
     assert split_reading([0.55, 0.7]) == "no_confound_detected"
-    assert split_reading([None, None]) == "no_confound_detected"
+    assert split_reading([None, None]) == "not_assessed"
     # Reliably worse than chance is structure tied to the labels, too (derived non-members).
     assert split_reading([0.02, 0.44]) == "confounded"
     assert split_reading([0.3, 0.46]) == "no_confound_detected"

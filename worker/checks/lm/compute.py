@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -132,6 +133,11 @@ def _score_keys(params: MembershipParams, values: Sequence[dict[str, Any]]) -> l
     return [key for key in keys if key in present]
 
 
+def _finite(value: Any) -> bool:
+    """A score that can be ranked: not missing, and not NaN or infinite (SQLite keeps them)."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def summarize_membership(
     values: Sequence[dict[str, Any]], params: MembershipParams
 ) -> dict[str, Any]:
@@ -144,8 +150,8 @@ def summarize_membership(
     }
     labelled = any(v.get("member") is not None for v in scored)
     for key in _score_keys(params, scored):
-        members = [v[key] for v in scored if v.get("member") is True and v.get(key) is not None]
-        others = [v[key] for v in scored if v.get("member") is False and v.get(key) is not None]
+        members = [v[key] for v in scored if v.get("member") is True and _finite(v.get(key))]
+        others = [v[key] for v in scored if v.get("member") is False and _finite(v.get(key))]
         entry: dict[str, Any] = {"higher_is_more_memorized": True}
         if labelled:
             entry["histogram"] = shared_histogram({"members": members, "nonmembers": others})

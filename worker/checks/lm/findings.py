@@ -188,12 +188,20 @@ def dataset_inference_words(summary: Mapping[str, Any]) -> str:
         f"{found.get('n_suspect', 0):,} suspect and {found.get('n_validation', 0):,} "
         "validation records"
     )
+    if reading.get("reading") == "underpowered":
+        text += " (not significant: the test can find a set was trained on, never clear one)"
     needed = (found.get("power") or {}).get("records_needed_for_p_0.01", "absent")
     if needed is None:
         text += "; records needed for p < 0.01: not reached at the sizes tried"
     elif needed != "absent":
         text += f"; records needed for p < 0.01: about {needed:,}"
     return text + "."
+
+
+def _inference_stands(summary: Mapping[str, Any]) -> bool:
+    """Dataset inference found the member set trained on, on a split it may be read from."""
+    found = summary.get("dataset_inference") or {}
+    return (found.get("reading") or {}).get("reading") == "stands"
 
 
 def _no_labels() -> Finding:
@@ -250,12 +258,17 @@ def membership_finding(
             "train with differential privacy or regularise, and re-audit.",
         )
     if name == "no_membership_signal":
+        found_as_set = _inference_stands(summary)
         return Finding(
             "membership",
-            f"No membership signal: {score}, below 0.55 at its upper bound{split}.{inference}",
-            "low",
+            f"No per-record membership signal above 0.55: {score}, below 0.55 at its upper "
+            f"bound{split}.{inference}",
+            "medium" if found_as_set else "low",
             CONTROL_MEMORISATION,
-            "Re-run on each new version; keep the members and non-members from one source.",
+            "The records are not told apart one by one, but dataset inference finds the member "
+            "set as a whole was trained on: treat it as used in training."
+            if found_as_set
+            else "Re-run on each new version; keep the members and non-members from one source.",
         )
     if name == "underpowered":
         needed = reading.get("records_needed")
