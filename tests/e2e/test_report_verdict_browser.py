@@ -112,6 +112,8 @@ def test_the_verdict_loss_axis_and_an_expanded_record(served: Served, audit: dic
     assert detail.locator("table[data-values='membership'] tr[data-key='flags']").count() == 1
     stored = detail.locator("details[data-detail='extraction']")
     stored.locator("summary").click()
+    # The table is drawn on the details' toggle event, which fires after the click returns.
+    stored.locator("tr[data-key='ranks'] table.kv-list").wait_for(timeout=10000)
     assert stored.locator("tr[data-key='ranks'] table.kv-list td").count() == 16
     assert detail.locator("img, script, b").count() == 0  # nothing of the record ran as markup
     assert page.evaluate("window.__pwned") is None
