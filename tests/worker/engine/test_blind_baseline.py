@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from tests.word_texts import word_texts
 from worker.engine.blind_baseline import (
     DELTA,
     blind_baseline,
@@ -15,50 +16,16 @@ from worker.engine.blind_baseline import (
     split_reading,
 )
 
-WORDS = [
-    "river",
-    "stone",
-    "market",
-    "quiet",
-    "window",
-    "garden",
-    "silver",
-    "letter",
-    "morning",
-    "harbor",
-    "pencil",
-    "orange",
-    "bridge",
-    "candle",
-    "forest",
-    "yellow",
-    "engine",
-    "basket",
-    "thunder",
-    "meadow",
-    "copper",
-    "lantern",
-    "violet",
-]
-
-
-def _texts(n: int, seed: int, marker: str = "") -> list[str]:
-    rng = random.Random(seed)
-    return [
-        " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))).capitalize() + marker + "."
-        for _ in range(n)
-    ]
-
 
 def test_a_split_that_differs_only_by_a_stylistic_marker_is_confounded() -> None:
-    members, others = _texts(150, 1, marker=" — as noted"), _texts(150, 2)
+    members, others = word_texts(150, 1, marker=" — as noted"), word_texts(150, 2)
     report = blind_baseline(members + others, [True] * 150 + [False] * 150, bootstrap=200)
     assert report["auroc"]["ci95"][0] > 0.5 + DELTA
     assert report["reading"] == "confounded"
 
 
 def test_an_iid_split_shows_no_confound() -> None:
-    texts = _texts(300, 3)
+    texts = word_texts(300, 3)
     labels = [i % 2 == 0 for i in range(300)]
     report = blind_baseline(texts, labels, bootstrap=200)
     low, high = report["auroc"]["ci95"]
@@ -103,7 +70,7 @@ def test_the_split_reading_never_claims_no_confound() -> None:
 def test_non_members_derived_from_members_are_caught_below_chance() -> None:
     """Shuffled copies of the members: each held-out record's twin is in the training fold
     with the other label, so the classifier does reliably worse than chance."""
-    members = _texts(60, 4)
+    members = word_texts(60, 4)
     shuffled = []
     rng = random.Random(5)
     for text in members:

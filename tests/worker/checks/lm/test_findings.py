@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from tests.word_texts import word_texts
 from worker.checks.lm.compute import summarize_membership
 from worker.checks.lm.findings import (
     extraction_finding,
@@ -19,28 +20,6 @@ from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParam
 from worker.engine.extraction import n_min, summarize_extraction
 from worker.engine.loss import summarize_loss
 from worker.engine.membership import membership_report
-
-WORDS = [
-    "river",
-    "stone",
-    "market",
-    "quiet",
-    "window",
-    "garden",
-    "silver",
-    "letter",
-    "morning",
-    "harbor",
-    "pencil",
-]
-
-
-def _texts(n: int, seed: int, marker: str = "") -> list[str]:
-    rng = random.Random(seed)
-    return [
-        " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))).capitalize() + marker + "."
-        for _ in range(n)
-    ]
 
 
 def _extraction_values(extracted: bool, member: bool) -> dict:
@@ -138,7 +117,7 @@ def _spread(n: int, shift: float, seed: int) -> list[float]:
 
 
 def test_a_confounded_split_cannot_be_assessed() -> None:
-    texts = _texts(150, 1, marker=" — as noted") + _texts(150, 2)
+    texts = word_texts(150, 1, marker=" — as noted") + word_texts(150, 2)
     summary = _membership_summary(_spread(150, 1.0, 1), _spread(150, 0.0, 2), texts)
     blind = summary["blind_baseline"]["auroc"]
     found = membership_finding(summary, MembershipParams(), {})
@@ -151,7 +130,7 @@ def test_a_confounded_split_cannot_be_assessed() -> None:
 
 
 def test_a_strong_signal_on_a_clean_split_stands_with_auroc_and_tpr() -> None:
-    summary = _membership_summary(_spread(150, 2.5, 3), _spread(150, 0.0, 4), _texts(300, 5))
+    summary = _membership_summary(_spread(150, 2.5, 3), _spread(150, 0.0, 4), word_texts(300, 5))
     entry = summary["scores"]["loss"]
     assert entry["reading"]["reading"] == "stands"
     found = membership_finding(summary, MembershipParams(), {})
@@ -168,7 +147,7 @@ def test_a_strong_signal_on_a_clean_split_stands_with_auroc_and_tpr() -> None:
 
 
 def test_an_underpowered_score_says_how_many_records_it_needs() -> None:
-    summary = _membership_summary(_spread(20, 0.35, 6), _spread(20, 0.0, 7), _texts(40, 8), 400)
+    summary = _membership_summary(_spread(20, 0.35, 6), _spread(20, 0.0, 7), word_texts(40, 8), 400)
     reading = summary["scores"]["loss"]["reading"]
     assert reading["reading"] == "underpowered", summary["scores"]["loss"]["auroc"]
     found = membership_finding(summary, MembershipParams(), {})
@@ -179,7 +158,7 @@ def test_an_underpowered_score_says_how_many_records_it_needs() -> None:
 
 def test_no_signal_is_low_risk_and_never_says_not_confounded() -> None:
     members = [i / 500 for i in range(500)]
-    summary = _membership_summary(members, list(members), _texts(1000, 9))
+    summary = _membership_summary(members, list(members), word_texts(1000, 9))
     assert summary["scores"]["loss"]["reading"]["reading"] == "no_membership_signal"
     found = membership_finding(summary, MembershipParams(), {})
     assert found.text.startswith(
@@ -190,7 +169,7 @@ def test_no_signal_is_low_risk_and_never_says_not_confounded() -> None:
 
 
 def test_dataset_inference_gives_its_p_value_and_power_as_records_needed() -> None:
-    summary = _membership_summary(_spread(150, 2.5, 3), _spread(150, 0.0, 4), _texts(300, 5))
+    summary = _membership_summary(_spread(150, 2.5, 3), _spread(150, 0.0, 4), word_texts(300, 5))
     summary["dataset_inference"] = {
         "p_value": 0.0032,
         "t": 2.9,

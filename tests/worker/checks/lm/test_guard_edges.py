@@ -8,22 +8,13 @@ import random
 
 import pytest
 
+from tests.word_texts import word_texts
 from worker.checks.lm import guard
 from worker.checks.lm.compute import summarize_membership
 from worker.checks.lm.guard import _inference_reading
 from worker.checks.lm.kinds import MembershipParams
 from worker.engine.blind_baseline import score_reading
 from worker.engine.membership import roc_curve
-
-WORDS = ["river", "stone", "market", "quiet", "window", "garden", "silver", "letter", "pencil"]
-
-
-def _texts(n: int, seed: int, marker: str = "") -> list[str]:
-    rng = random.Random(seed)
-    return [
-        " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))).capitalize() + marker + "."
-        for _ in range(n)
-    ]
 
 
 def _rows(members: list[str], others: list[str], seed: int = 0) -> list[dict]:
@@ -36,7 +27,7 @@ def _rows(members: list[str], others: list[str], seed: int = 0) -> list[dict]:
 
 
 def test_a_check_without_bootstrap_cannot_switch_the_guard_off() -> None:
-    rows = _rows(_texts(100, 1, marker=" — as noted"), _texts(100, 2))
+    rows = _rows(word_texts(100, 1, marker=" — as noted"), word_texts(100, 2))
     summary = summarize_membership(rows, MembershipParams(scores=["loss"], bootstrap=0))
     assert summary["blind_baseline"]["reading"] == "confounded"
     assert summary["blind_baseline"]["bootstrap"] == 1000
@@ -46,7 +37,7 @@ def test_a_check_without_bootstrap_cannot_switch_the_guard_off() -> None:
 
 def test_a_rare_side_survives_the_subsample(monkeypatch) -> None:
     monkeypatch.setattr(guard, "MAX_BLIND_RECORDS", 100)
-    rows = _rows(_texts(3, 3), _texts(297, 4))
+    rows = _rows(word_texts(3, 3), word_texts(297, 4))
     summary = summarize_membership(rows, MembershipParams(scores=["loss"], bootstrap=50))
     blind = summary["blind_baseline"]
     assert blind["n_members"] == 3 and blind["subsample"]["kept"] == 100
@@ -58,7 +49,7 @@ def test_a_failing_blind_baseline_withholds_instead_of_failing_the_audit(monkeyp
         raise ValueError("no usable feature")
 
     monkeypatch.setattr(guard, "blind_scores", broken)
-    rows = _rows(_texts(40, 5), _texts(40, 6))
+    rows = _rows(word_texts(40, 5), word_texts(40, 6))
     summary = summarize_membership(rows, MembershipParams(scores=["loss"], bootstrap=50))
     assert summary["blind_baseline"]["reading"] == "not_assessed"
     assert "no usable feature" in summary["blind_baseline"]["reason"]
@@ -66,7 +57,7 @@ def test_a_failing_blind_baseline_withholds_instead_of_failing_the_audit(monkeyp
 
 
 def test_non_finite_scores_are_left_out_alike_everywhere() -> None:
-    rows = _rows(_texts(80, 7), _texts(80, 8), seed=9)
+    rows = _rows(word_texts(80, 7), word_texts(80, 8), seed=9)
     for row in rows[::4]:
         row["loss"] = math.nan
     summary = summarize_membership(rows, MembershipParams(scores=["loss"], bootstrap=200))
