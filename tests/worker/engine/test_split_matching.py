@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from tests.worker.engine.test_blind_baseline import WORDS
+from tests.word_texts import WORDS
 from worker.engine.blind_baseline import DELTA
 from worker.engine.split_matching import MIN_PAIRS, match_split, nearest_pairs
 
