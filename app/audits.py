@@ -121,7 +121,7 @@ def announce_end(celery: Celery, settings: Settings, audit: Audit) -> None:
     """What the worker does when an audit ends, for one that ended in the API (a
     cancellation): its callback, and its registry tags."""
     tasks = [DELIVER_CALLBACK] if audit.callback_url else []
-    if audit.model_uri.startswith(mlflow_models.PREFIX):
+    if audit.model_uri and audit.model_uri.startswith(mlflow_models.PREFIX):
         tasks.append(WRITE_BACK_TO_REGISTRY)
     for task in tasks:
         try:

@@ -86,7 +86,8 @@ def cmd_evidence_verify(settings: Settings, args: argparse.Namespace) -> int:
     print(f"valid, signed by key {verified.key_id}")
     audit = verified.payload.get("audit") or {}
     subject = verified.payload.get("subject") or {}
-    print(f"audit {audit.get('id')} of {(subject.get('model') or {}).get('uri')}")
+    model_uri = (subject.get("model") or {}).get("uri")
+    print(f"audit {audit.get('id')} of {model_uri or 'a dataset (no model)'}")
     print(f"signed at {verified.payload.get('signed_at')}")
     return 0
 

@@ -69,6 +69,11 @@ class TableColumn:
     format: str  # number | percent | bool | int
 
 
+# In a kind's `model_kinds`: the kind runs with no model at all (`"model": null`), over the
+# dataset alone; the other model kinds it lists are those it also accepts (a dataset kind then
+# reads the model's tokenizer). A pass given no model sees a target of this kind.
+NO_MODEL = "none"
+
 MAX_TABLE_COLUMNS = 4  # sample_results has this many indexed sort columns
 
 
@@ -156,6 +161,10 @@ class CheckKind:
     # finalize attaches those details under "exemplars", reading no other row's detail.
     exemplars: Callable[[Mapping[str, Any]], list[str]] | None = None
 
+    @property
+    def runs_without_model(self) -> bool:
+        return NO_MODEL in self.model_kinds
+
     def score_of(self, values: Mapping[str, Any], params: Any) -> float | None:
         score = self.rank_score(values, params)
         return float(score) if score is not None and math.isfinite(score) else None
@@ -210,6 +219,7 @@ class CheckKind:
                 if field.is_required()
             ],
             "model_kinds": list(self.model_kinds),
+            "runs_without_model": self.runs_without_model,
             "required_fields": list(self.required_fields),
             "metrics": [m.__dict__ for m in self.metrics],
         }

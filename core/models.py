@@ -146,9 +146,10 @@ class Audit(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), default=DEFAULT_TEAM)
     status: Mapped[str] = mapped_column(String(16), default=AuditStatus.QUEUED, index=True)
-    model_uri: Mapped[str] = mapped_column(Text, index=True)
+    # None: a dataset audit, run without a model.
+    model_uri: Mapped[str | None] = mapped_column(Text, index=True)
     # The registered model (or directory) the URI is a version of: the model page's key.
-    model_family: Mapped[str] = mapped_column(Text, index=True, server_default="")
+    model_family: Mapped[str | None] = mapped_column(Text, index=True, server_default="")
     model_version: Mapped[str | None] = mapped_column(String(200))
     reference_model_uri: Mapped[str | None] = mapped_column(Text)
     dataset_uri: Mapped[str] = mapped_column(Text)

@@ -79,7 +79,8 @@ class CheckRequest(StrictModel):
 
 
 class AuditCreate(StrictModel):
-    model: ModelRef
+    # None: a dataset audit, every check a kind that runs without a model.
+    model: ModelRef | None = None
     reference_model: ModelRef | None = None
     dataset: DatasetRef
     checks: list[CheckRequest] = Field(..., min_length=1, max_length=MAX_CHECKS)
@@ -108,8 +109,8 @@ class AuditPublic(BaseModel):
     status: str
     progress: Progress
     error: str | None
-    model_uri: str
-    model_family: str
+    model_uri: str | None = Field(description="null for a dataset audit (no model)")
+    model_family: str | None
     model_version: str | None
     reference_model_uri: str | None
     dataset_uri: str
@@ -299,7 +300,8 @@ class CheckPublic(BaseModel):
     params_schema: dict[str, Any]
     defaults: dict[str, Any]
     required_params: list[str] = []
-    model_kinds: list[str]
+    model_kinds: list[str] = Field(description='"none": runs without a model too')
+    runs_without_model: bool = False
     required_fields: list[str]
     metrics: list[dict[str, Any]]
 

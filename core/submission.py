@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.check_kinds import Catalog, SubmitContext, UnknownCheck
+from core.check_kinds import NO_MODEL, Catalog, SubmitContext, UnknownCheck
 from core.config import Settings
 from core.confinement import PathRefused, pin
 from core.db import utcnow
@@ -185,6 +185,14 @@ def validate_checks(
             params = completed if completed is not None else params
         except ValueError as exc:
             raise ApiError(422, "invalid_params", f"check {kind.name!r}: {exc}") from None
+        if model_kind == NO_MODEL and not kind.runs_without_model:
+            raise ApiError(
+                422,
+                "model_required",
+                f"check {kind.name!r} needs a model ({', '.join(kind.model_kinds)}); "
+                'name one under "model", or run only checks that need none',
+                {"check": position, "kind": kind.name},
+            )
         if model_kind is not None and model_kind not in kind.model_kinds:
             raise ApiError(
                 422,
@@ -208,7 +216,7 @@ def validate_checks(
 
 def _same_request(audit: Audit, body: AuditCreate, checks: list[dict[str, Any]]) -> bool:
     return (audit.model_uri, audit.dataset_uri, audit.checks) == (
-        body.model.uri,
+        body.model.uri if body.model else None,
         body.dataset.uri,
         checks,
     )
@@ -269,7 +277,15 @@ def submit_audit(
             )
         except UrlNotAllowed as exc:
             raise ApiError(422, "callback_url_not_allowed", str(exc)) from None
-    model_kind = _model_kind(settings, owner.grants, body.model.uri, "model")
+    model_uri = body.model.uri if body.model is not None else None
+    if model_uri is None:
+        model_kind: str | None = NO_MODEL  # only kinds that run without a model pass below
+        if body.reference_model is not None:
+            raise ApiError(
+                422, "model_required", "a reference_model needs a model to compare it with"
+            )
+    else:
+        model_kind = _model_kind(settings, owner.grants, model_uri, "model")
     if body.reference_model is not None:
         _model_kind(settings, owner.grants, body.reference_model.uri, "reference_model")
     dataset = resolve_dataset(session, settings, body.dataset.uri, owner)
@@ -282,7 +298,7 @@ def submit_audit(
         has_reference=body.reference_model is not None,
         model_kind=model_kind,
         settings=settings,
-        model_uri=body.model.uri,
+        model_uri=model_uri,
         owner=owner,
         session=session,
     )
@@ -297,10 +313,12 @@ def submit_audit(
             return existing, False
     if key is not None:
         _refuse_over_active_limit(session, settings, key)
-    family, version = family_and_version(body.model.uri, body.labels)
+    family, version = (
+        family_and_version(model_uri, body.labels) if model_uri is not None else (None, None)
+    )
     audit = Audit(
         team_id=owner.team_id,
-        model_uri=body.model.uri,
+        model_uri=model_uri,
         model_family=family,
         model_version=version,
         reference_model_uri=body.reference_model.uri if body.reference_model else None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.check_kinds import NO_MODEL
 from core.config import Settings
 from core.db import Database
 from core.inspection import chat_endpoints
@@ -90,7 +91,8 @@ class Access:
 @dataclass(frozen=True)
 class Target:
     """The audited model, loaded the way a family reads it; `held` is a model the caller
-    already has in memory (a local audit)."""
+    already has in memory (a local audit). A dataset audit has neither: its kind is
+    NO_MODEL, and only kinds that run without a model accept it."""
 
     spec: ModelSpec | None
     access: Any
@@ -102,7 +104,8 @@ class Target:
             return "causal_lm"
         if isinstance(self.held, LoadedClassifier):
             return self.held.spec.kind if self.held.spec is not None else "classifier"
-        assert self.spec is not None
+        if self.spec is None:
+            return NO_MODEL
         return self.spec.kind
 
     def causal_lm(self) -> LoadedModel:
@@ -110,8 +113,7 @@ class Target:
             return self.held
         if self.kind != "causal_lm":
             raise PermanentError(f"model kind {self.kind} is not supported by these checks")
-        assert self.spec is not None
-        return cached_causal_lm(self.spec)
+        return cached_causal_lm(self.model_spec())
 
     def classifier(self) -> LoadedClassifier:
         """A classifier or encoder; a causal LM read through the classifier interface."""
@@ -119,12 +121,17 @@ class Target:
             return self.held
         if self.kind == "causal_lm":
             return as_classifier(self.causal_lm())
-        assert self.spec is not None
-        return cached_classifier(self.spec)
+        return cached_classifier(self.model_spec())
 
     def pipeline(self) -> LoadedDiffusion:
-        assert self.spec is not None
-        return cached_pipeline(self.spec)
+        return cached_pipeline(self.model_spec())
+
+    def model_spec(self) -> ModelSpec:
+        """The audited model's files; a dataset audit has none to give."""
+        spec = self.spec if self.held is None else getattr(self.held, "spec", None)
+        if spec is None:
+            raise PermanentError("this audit names no model, and these checks need one")
+        return spec
 
     def chat(self) -> chat_endpoints.EndpointChat:
         return self.access.chat(self.spec)

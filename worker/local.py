@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.check_kinds import SubmitContext
+from core.config import Settings, get_settings
 from core.inspection.datasets import Record, iter_records
 from core.inspection.models import ModelSpec, resolve_model
 from worker.access import Target
@@ -42,9 +43,12 @@ def load_local_classifier(path: str | Path) -> LoadedClassifier:
 
 @dataclass
 class LocalAccess:
-    """What a local audit may read: any path this process can, and the models it was handed."""
+    """What a local audit may read: any path this process can, and the models it was handed;
+    corpus artefacts (a dataset audit's indexes) go under the settings' data dir, as in a
+    worker."""
 
     held: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default_factory=get_settings)
 
     def spec(self, uri: str) -> ModelSpec:
         return local_spec(uri)
@@ -63,13 +67,15 @@ class LocalAccess:
 
 
 def _target(model: Any, access: LocalAccess) -> Target:
+    if model is None:  # a dataset audit
+        return Target(None, access)
     if isinstance(model, LoadedModel | LoadedClassifier):
         return Target(model.spec, access, held=model)
     return Target(local_spec(model), access)
 
 
 def audit_local(
-    model: str | Path | LoadedModel | LoadedClassifier,
+    model: str | Path | LoadedModel | LoadedClassifier | None,
     records: list[Record],
     checks: Iterable[Mapping[str, Any]],
     *,
@@ -78,7 +84,8 @@ def audit_local(
     batch_size: int = 16,
 ) -> dict[str, dict[str, Any]]:
     """Per check: per-sample values (in input order), the summary and, where the check has
-    them, the model facts under "model" and the exemplars' details under "exemplars"."""
+    them, the model facts under "model" and the exemplars' details under "exemplars". A model
+    of None runs a dataset audit: only kinds that run without a model accept it."""
     access = LocalAccess()
     reference_uri = None
     if isinstance(reference_model, LoadedModel):
@@ -134,7 +141,7 @@ def audit_local(
 
 
 def audit_texts(
-    model: str | Path | LoadedModel,
+    model: str | Path | LoadedModel | None,
     records: Iterable[Mapping[str, Any]],
     checks: Iterable[Mapping[str, Any]],
     *,
@@ -149,7 +156,7 @@ def audit_texts(
 
 
 def audit_records(
-    model: str | Path | LoadedClassifier,
+    model: str | Path | LoadedClassifier | None,
     dataset: str | Path,
     checks: Iterable[Mapping[str, Any]],
     *,

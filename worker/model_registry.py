@@ -145,6 +145,7 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         if (
             audit is None
             or audit.status not in AuditStatus.FINAL
+            or audit.model_uri is None  # a dataset audit: no model version to tag
             or not audit.model_uri.startswith(mlflow_models.PREFIX)
             or not settings.mlflow_tracking_uri
         ):

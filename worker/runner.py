@@ -125,7 +125,7 @@ def _score_audit(access: Access, claim: shard_store.Claim) -> dict[str, Any]:
     records = list(iter_records(dataset, claim.start, claim.stop))
     for record in records:  # a file named by path was only sampled at submit time
         check_text_length(record.data, record.line_no, settings.max_record_chars)
-    spec = access.spec(audit.model_uri)
+    spec = access.spec(audit.model_uri) if audit.model_uri is not None else None
     batches, info = _batches(access, checks, dataset, records, spec)
     done = n_tokens = 0
     pending: list[dict[str, Any]] = []
@@ -167,7 +167,7 @@ def _batches(
     checks: list,
     dataset: Path,
     records: list[Record],
-    spec: ModelSpec,
+    spec: ModelSpec | None,
 ) -> tuple[Batches, dict[str, Any]]:
     audit = access.audit
     shard = ShardInput(

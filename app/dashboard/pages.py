@@ -61,6 +61,7 @@ def audit_list(
     )
     families = session.scalars(
         visible(select(Audit.model_family), Audit.team_id, key)
+        .where(Audit.model_family.is_not(None))  # dataset audits have no model
         .distinct()
         .order_by(Audit.model_family)
         .limit(500)
@@ -77,11 +78,18 @@ def audit_list(
 
 
 def _previous_version(session: Session, audit: Audit) -> Audit | None:
+    """The model's audit before this one; for a dataset audit, the one before of the same
+    dataset content."""
+    same_subject = (
+        Audit.model_family == audit.model_family
+        if audit.model_family is not None
+        else (Audit.model_family.is_(None) & (Audit.dataset_sha256 == audit.dataset_sha256))
+    )
     return session.scalars(
         select(Audit)
         .where(
             Audit.team_id == audit.team_id,  # a team's own history, whoever reads it
-            Audit.model_family == audit.model_family,
+            same_subject,
             Audit.status == AuditStatus.SUCCEEDED,
             Audit.created_at < audit.created_at,
             Audit.id != audit.id,

@@ -69,8 +69,8 @@ def _provenance(audit: Audit) -> list[tuple[str, str]]:
     info = audit.provenance or {}
     timings = info.get("timings", {})
     rows = [
-        ("Model", audit.model_uri),
-        ("Model family / version", f"{audit.model_family} / {audit.model_version or '—'}"),
+        ("Model", audit.model_uri or "none: a dataset audit"),
+        ("Model family / version", f"{audit.model_family or '—'} / {audit.model_version or '—'}"),
         ("Model sha256", _text(info.get("model_sha256"))),
         ("Reference model", audit.reference_model_uri or "—"),
         ("Dataset", audit.dataset_uri),

@@ -1,0 +1,129 @@
+"""The dataset family's pass over one shard: no model is opened; each kind reads its slice of
+records and, through `Corpus`, the whole corpus (artefacts built once per corpus per host).
+
+Where the whole corpus comes from: the dataset file the runner opened for the shard
+(`ShardInput.dataset`, pinned under the audit's grants), read again from its first record
+with `iter_records`; a local audit of in-memory texts has no file, and its records are the
+whole corpus. Artefacts live under the settings' data dir (`indexes/`), keyed by the dataset's
+sha256 (the audit's, or the bytes' own for a local audit)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.check_kinds import NO_MODEL, resolve
+from core.inspection.datasets import Record, iter_records
+from worker.checks.dataset.artefacts import built
+from worker.checks.shard_pass import ShardInput, ShardPass
+
+# Per kind, what builds (or opens) its corpus artefacts before the first batch, named as
+# "module:function" taking (corpus, params): the shard's info then names every artefact and the
+# tokenizer, and a build that fails fails the shard before any row is written.
+PREPARE = {"duplication": "worker.checks.dataset.compute:prepare_duplication"}
+
+
+@dataclass
+class Corpus:
+    """What a dataset kind may read beyond its shard."""
+
+    sha256: str
+    data_dir: Path
+    records: Callable[[], Iterator[Record]]  # every record of the dataset, in order
+    n_records: int
+    model_uri: str | None  # the audited model, whose tokenizer span counts use; None: SmolLM2
+    access: Any
+    info: dict[str, Any] = field(default_factory=dict)  # what the shard records about the pass
+    _tokenizer: tuple[str, Any] | None = None
+
+    def artefact(self, name: str, params_key: str, build: Callable[[Path], None]) -> Path:
+        """A corpus-wide artefact's directory, built here first if this host has none."""
+        path = built(self.data_dir, self.sha256, name, params_key, build)
+        self.info.setdefault("artefacts", {})[name] = f"{path.parent.name[:12]}/{path.name}"
+        return path
+
+    def build_with(self, write: Callable[[Iterator[Record], Path], None]) -> Callable[[Path], None]:
+        """A build function that gives `write` every record of the corpus."""
+        return lambda directory: write(self.records(), directory)
+
+    def tokenizer(self) -> tuple[str, Any]:
+        """(name, fast tokenizer) for counting spans in tokens, resolved once per shard; its
+        name goes into the shard's info and from there the provenance."""
+        if self._tokenizer is None:
+            from worker.checks.dataset.tokenizer import corpus_tokenizer
+
+            self._tokenizer = corpus_tokenizer(self.access, self.model_uri)
+            self.info["tokenizer"] = self._tokenizer[0]
+        return self._tokenizer
+
+
+def _records_sha256(records: Sequence[Record]) -> str:
+    """The content key of records held in memory (a local audit of texts)."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record.data, sort_keys=True, default=str).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def corpus_of(shard: ShardInput) -> Corpus:
+    """The corpus behind a shard: the audit's dataset (service) or the local records."""
+    access = shard.access
+    audit = getattr(access, "audit", None)
+    dataset = shard.dataset
+    if dataset is not None:
+        sha256 = audit.dataset_sha256 if audit is not None else _file_sha256(dataset)
+
+        def records() -> Iterator[Record]:
+            return iter_records(dataset)
+    else:
+        held = list(shard.records)  # a local audit's records are its whole corpus
+        sha256 = _records_sha256(held)
+
+        def records() -> Iterator[Record]:
+            return iter(held)
+
+    model_uri = audit.model_uri if audit is not None else None
+    if audit is None and shard.target.kind != NO_MODEL:
+        model_uri = shard.target.spec.uri if shard.target.spec is not None else None
+    return Corpus(
+        sha256=sha256,
+        data_dir=access.settings.data_dir,
+        records=records,
+        n_records=shard.n_records,
+        model_uri=model_uri,
+        access=access,
+    )
+
+
+def open_pass(shard: ShardInput) -> ShardPass:
+    """Kinds over records and the corpus; the model, if the audit names one, is never loaded
+    (its tokenizer is, when a kind counts tokens)."""
+    corpus = corpus_of(shard)
+    # Each kind's compute gets what its PREPARE returned (its opened artefacts), or the
+    # corpus itself for a kind with nothing to prepare.
+    prepared = [
+        resolve(PREPARE[kind.name])(corpus, params) if kind.name in PREPARE else corpus
+        for kind, params in shard.checks
+    ]
+    records = shard.records
+
+    def compute(batch: Sequence[int]) -> tuple[list[list[dict[str, Any]]], int]:
+        chunk = [records[i] for i in batch]
+        found = [
+            kind.compute(ready, chunk, params)
+            for (kind, params), ready in zip(shard.checks, prepared, strict=True)
+        ]
+        return found, 0
+
+    info = {"device": "cpu", "dtype": None, "model_sha256": None, **corpus.info}
+    return ShardPass(compute, info)
