@@ -112,3 +112,37 @@ def test_existing_rows_join_the_default_team_on_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_existing_rows_join_the_default_team_on_postgres(postgres_url) -> None:
     _upgrade_with_rows(postgres_url)
+
+
+def _audit_without_a_model(url: str) -> None:
+    """0008 lets an audit name no model; going back to 0007 keeps its rows, with an empty URI."""
+    upgrade(url)
+    engine = create_engine(url)
+    insert = text(
+        "INSERT INTO audits (id, team_id, status, model_uri, model_family, dataset_uri, "
+        "dataset_sha256, n_samples, checks, labels, cancel_requested, summary, provenance, "
+        "created_at) VALUES ('a1', 'default', 'queued', NULL, NULL, 'dataset:ds_1', 'abc', 3, "
+        "'[]', '{}', false, '{}', '{}', '2026-01-01')"
+    )
+    with engine.begin() as connection:
+        connection.execute(insert)
+        assert connection.scalar(text("SELECT model_uri FROM audits")) is None
+    downgrade(url, "0007")
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT model_uri, model_family FROM audits")).one() == (
+            "",
+            "",
+        )
+        refused = insert.text.replace("'a1'", "'a2'")
+        with pytest.raises(Exception, match=r"(?i)null|constraint"):
+            connection.execute(text(refused))
+    engine.dispose()
+
+
+def test_an_audit_without_a_model_on_sqlite(tmp_path) -> None:
+    _audit_without_a_model(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+def test_an_audit_without_a_model_on_postgres(postgres_url) -> None:
+    _audit_without_a_model(postgres_url)
