@@ -38,6 +38,9 @@ def _provenance(audit: Audit, shards: list[Shard]) -> dict[str, Any]:
             "retried_shards": sum(1 for info in infos if info.get("attempt", 1) > 1),
         },
         "n_tokens": sum(info.get("n_tokens", 0) for info in infos),
+        # Dataset kinds: the tokenizer spans were counted in, and the corpus artefacts read.
+        "tokenizers": sorted({info["tokenizer"] for info in infos if info.get("tokenizer")}),
+        "artefacts": sorted({a for info in infos for a in info.get("artefacts", {}).values()}),
     }
 
 

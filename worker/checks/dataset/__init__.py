@@ -12,5 +12,5 @@ FAMILY = Family(
     shard_pass="worker.checks.dataset.passes:open_pass",
     report="worker.checks.dataset.report:REPORT",
     description=__doc__ or "",
-    position=50,
+    position=60,
 )
