@@ -41,7 +41,9 @@ FORMAT = "memaudit-exact-index"
 FORMAT_VERSION = 1
 SEPARATOR = 0xFF
 # Ranks or positions handled per vectorised step: bounds the int64 temporaries to a few tens of MB.
-_CHUNK = 1 << 22
+_CHUNK = 1 << 20
+# Queries per step of the minima search: each step gathers (queries, _FANOUT) int64 matrices.
+_QUERY_BATCH = 1 << 16
 # Block size of the minima hierarchy over the LCP array (levels take 1/15 of its memory).
 _FANOUT = 16
 # Texts handed to the tokenizer callback at once.
@@ -151,8 +153,9 @@ def _build_into(
     _save(staging, "sa", suffix_array)
 
     # One work array (rank order, then text order) keeps the peak at ~13 bytes per corpus byte.
-    work = _longest_other_record_prefix(lcp, suffix_array, starts)
-    span_bytes, span_rank = _best_suffix_per_record(work, suffix_array, starts)
+    record_of = _RecordOfPosition(starts)
+    work = _longest_other_record_prefix(lcp, suffix_array, record_of)
+    span_bytes, span_rank = _best_suffix_per_record(work, suffix_array, record_of)
     levels = _minima_levels(lcp)
     left, right = _rank_interval(levels, span_rank, span_bytes)
     span_count = np.where(span_bytes > 0, right - left + 1, 0)
@@ -257,8 +260,29 @@ def _read_corpus(texts: Iterable[str], token_starts: TokenStarts | None) -> _Cor
     )
 
 
-def _record_of(starts: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    return np.searchsorted(starts, positions, side="right") - 1
+class _RecordOfPosition:
+    """The record holding each text position.
+
+    A binary search costs ~100 ns a lookup, the largest cost of a build that does three lookups per
+    byte; a table of the record at every 64th byte answers all positions of buckets that lie inside
+    one record and leaves the binary search to the rest.
+    """
+
+    bucket_bits = 6
+
+    def __init__(self, starts: np.ndarray) -> None:
+        self.starts = starts
+        bucket_starts = np.arange(
+            0, int(starts[-1]) + (2 << self.bucket_bits), 1 << self.bucket_bits
+        )
+        self.first = (np.searchsorted(starts, bucket_starts, side="right") - 1).astype(np.int32)
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        bucket = positions >> self.bucket_bits
+        record = self.first[bucket].astype(np.int64)
+        unsure = np.flatnonzero(record != self.first[bucket + 1])
+        record[unsure] = np.searchsorted(self.starts, positions[unsure], side="right") - 1
+        return record
 
 
 def _segmented_running_min(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
@@ -275,7 +299,7 @@ def _segmented_running_min(values: np.ndarray, segment: np.ndarray) -> np.ndarra
 
 
 def _longest_other_record_prefix(
-    lcp: np.ndarray, suffix_array: np.ndarray, starts: np.ndarray
+    lcp: np.ndarray, suffix_array: np.ndarray, record_of: _RecordOfPosition
 ) -> np.ndarray:
     """Per rank, the longest prefix of that suffix found in a different record; caps `lcp` in place.
 
@@ -289,8 +313,8 @@ def _longest_other_record_prefix(
     for a in range(0, n, _CHUNK):
         b = min(a + _CHUNK, n)
         position = suffix_array[a:b].astype(np.int64)
-        record = _record_of(starts, position)
-        to_record_end = starts[record + 1] - 1 - position
+        record = record_of(position)
+        to_record_end = record_of.starts[record + 1] - 1 - position
         np.minimum(lcp[a:b], to_record_end.astype(lcp.dtype), out=lcp[a:b])
         above = np.empty(b - a, dtype=np.int64)  # LCP with the rank just above
         above[0] = lcp[a - 1] if a else 0
@@ -303,7 +327,7 @@ def _longest_other_record_prefix(
     carry_record, carry_value = -1, 0
     for b in range(n, 0, -_CHUNK):
         a = max(b - _CHUNK, 0)
-        record = _record_of(starts, suffix_array[a:b].astype(np.int64))
+        record = record_of(suffix_array[a:b].astype(np.int64))
         below = lcp[a:b].astype(np.int64)  # LCP with the rank just below
         if record[-1] == carry_record:
             below[-1] = min(below[-1], carry_value)
@@ -314,17 +338,17 @@ def _longest_other_record_prefix(
 
 
 def _best_suffix_per_record(
-    longest: np.ndarray, suffix_array: np.ndarray, starts: np.ndarray
+    longest: np.ndarray, suffix_array: np.ndarray, record_of: _RecordOfPosition
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per record, the longest other-record match of its suffixes, and that suffix's rank."""
-    n_records = len(starts) - 1
+    n_records = len(record_of.starts) - 1
     if len(longest) >= 1 << _RANK_BITS:
         raise ValueError("corpus too large for the rank packing (4 GiB)")
     best_key = np.zeros(n_records, dtype=np.int64)  # length << 32 | (2**32 - 1 - rank)
     low_mask = (1 << _RANK_BITS) - 1
     for a in range(0, len(longest), _CHUNK):
         b = min(a + _CHUNK, len(longest))
-        record = _record_of(starts, suffix_array[a:b].astype(np.int64))
+        record = record_of(suffix_array[a:b].astype(np.int64))
         key = (longest[a:b].astype(np.int64) << _RANK_BITS) | (low_mask - np.arange(a, b))
         np.maximum.at(best_key, record, key)
     return best_key >> _RANK_BITS, low_mask - (best_key & low_mask)
@@ -382,8 +406,8 @@ def _rank_interval(
 ) -> tuple[np.ndarray, np.ndarray]:
     """First and last rank of the suffixes that share `length` bytes with the suffix at `rank`."""
     left, right = rank.astype(np.int64), rank.astype(np.int64)
-    for a in range(0, len(rank), _CHUNK // _FANOUT):
-        chosen = slice(a, a + _CHUNK // _FANOUT)
+    for a in range(0, len(rank), _QUERY_BATCH):
+        chosen = slice(a, a + _QUERY_BATCH)
         threshold = length[chosen]
         left[chosen] = _nearest_below(levels, rank[chosen], threshold, forward=False) + 1
         right[chosen] = _nearest_below(levels, rank[chosen], threshold, forward=True)
