@@ -1,0 +1,1 @@
+"""Model-free measurements of a training corpus: duplication counts that predict memorization."""

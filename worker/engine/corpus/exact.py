@@ -1,0 +1,683 @@
+"""Exact duplication in a corpus: one suffix array over its UTF-8 bytes, read by every shard.
+
+Duplication is the first driver of memorization (Carlini et al. 2022, Kandpal et al. 2022), so
+each record gets how many records share its normalised text and the longest byte span it shares
+with another record.
+
+The text is every record's UTF-8 bytes followed by 0xFF, a byte UTF-8 never uses, so no query can
+match across a separator; LCP values are still capped at the record end, because two records with
+equal tails would otherwise match through their separators into the next records. The suffix array
+comes from libdivsufsort (int32 below 2**31 bytes, else int64), the LCP array from Kasai's
+algorithm. Everything the shards need is computed at build time and stored as plain .npy files
+that open read-only as memmaps; the build fills a staging directory and renames it into place.
+
+Example:
+    >>> import tempfile
+    >>> texts = ["the cat sat", "a cat sat down", "dog"]
+    >>> path = build_index(texts, Path(tempfile.mkdtemp()) / "index")
+    >>> index = ExactIndex.open(path)
+    >>> index.count("cat sat"), index.longest_match("my cat sat up")
+    (2, (9, 1))
+    >>> index.record_matches([0])[0].span_bytes  # " cat sat"
+    8
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from pydivsufsort import divsufsort, kasai
+
+FORMAT = "memaudit-exact-index"
+FORMAT_VERSION = 1
+SEPARATOR = 0xFF
+# Ranks or positions handled per vectorised step: bounds the int64 temporaries to a few tens of MB.
+_CHUNK = 1 << 20
+# Queries per step of the minima search: each step gathers (queries, _FANOUT) int64 matrices.
+_QUERY_BATCH = 1 << 16
+# Block size of the minima hierarchy over the LCP array (levels take 1/15 of its memory).
+_FANOUT = 16
+# Texts handed to the tokenizer callback at once.
+_TOKEN_BATCH = 1024
+_RANK_BITS = 32
+
+TokenStarts = Callable[[list[str]], list[np.ndarray]]
+
+
+def normalise(text: str) -> str:
+    """The form under which two records count as one: case, width and spacing ignored."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+@dataclass(frozen=True)
+class RecordMatch:
+    record_count: int  # records with the same normalised text, itself included (1 = unique)
+    span_bytes: int  # longest span shared with another record (0 if none)
+    span_tokens: int | None  # that span in tokens (None when the index was built without tokens)
+    span_count: int  # occurrences of that span in the whole corpus (>= 2 when span_bytes > 0)
+    span_start: int  # the span's byte offsets within the record
+    span_stop: int
+
+
+@dataclass(frozen=True)
+class TopSpan:
+    text: str  # decoded with replacement characters where the span cuts a multi-byte character
+    count: int
+    n_bytes: int
+    n_tokens: int | None
+    record: int  # one record holding it, and the byte offset there
+    start: int
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    n_records: int
+    n_bytes: int  # UTF-8 bytes of the records, separators excluded
+    duplicate_histogram: dict[int, int]  # normalised-text count -> records with that count
+    repeated_bytes_share: (
+        float | None
+    )  # bytes inside a span of >= min_repeat_tokens seen >= 2 times
+    min_repeat_tokens: int
+    top_spans: list[TopSpan]  # ranked by count x bytes, none a substring of a higher-ranked one
+
+
+@dataclass
+class _Corpus:
+    text: np.ndarray  # (N,) uint8: each record's bytes then SEPARATOR
+    starts: np.ndarray  # (R+1,) int64: record r is text[starts[r] : starts[r+1] - 1]
+    record_counts: np.ndarray  # (R,) int32
+    token_positions: (
+        np.ndarray | None
+    )  # (T,) int64 sorted byte offsets in `text` where tokens start
+
+
+def build_index(
+    texts: Iterable[str],
+    directory: Path,
+    *,
+    token_starts: TokenStarts | None = None,
+    min_repeat_tokens: int = 50,
+    top_spans: int = 20,
+) -> Path:
+    """Build the index of `texts` into `directory`, which must not exist yet; returns `directory`.
+
+    The directory appears complete or not at all, so shards never open a half-written index.
+    """
+    if min_repeat_tokens < 1 or top_spans < 0:
+        raise ValueError("min_repeat_tokens must be >= 1 and top_spans >= 0")
+    directory = Path(directory)
+    if directory.exists():
+        raise FileExistsError(
+            f"{directory} exists; an exact index is built once into a new directory"
+        )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.building-", dir=directory.parent))
+    try:
+        _build_into(staging, texts, token_starts, min_repeat_tokens, top_spans)
+        _fsync_directory(staging)
+        try:
+            os.rename(staging, directory)
+        except OSError as error:
+            raise FileExistsError(f"{directory} appeared while this index was built") from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_directory(directory.parent)
+    return directory
+
+
+def _build_into(
+    staging: Path,
+    texts: Iterable[str],
+    token_starts: TokenStarts | None,
+    min_repeat_tokens: int,
+    top_spans: int,
+) -> None:
+    corpus = _read_corpus(texts, token_starts)
+    text, starts = corpus.text, corpus.starts
+    n_records = len(starts) - 1
+    if len(text):
+        suffix_array = divsufsort(text)
+        lcp = kasai(text, suffix_array)  # lcp[k] = LCP(sa[k], sa[k+1]); lcp[-1] = 0
+    else:
+        suffix_array = lcp = np.empty(0, dtype=np.int32)
+    _save(staging, "sa", suffix_array)
+
+    # One work array (rank order, then text order) keeps the peak at ~13 bytes per corpus byte.
+    record_of = _RecordOfPosition(starts)
+    work = _longest_other_record_prefix(lcp, suffix_array, record_of)
+    span_bytes, span_rank = _best_suffix_per_record(work, suffix_array, record_of)
+    levels = _minima_levels(lcp)
+    left, right = _rank_interval(levels, span_rank, span_bytes)
+    span_count = np.where(span_bytes > 0, right - left + 1, 0)
+    span_position = suffix_array[span_rank].astype(np.int64) if n_records else np.zeros(0, np.int64)
+    span_tokens = _tokens_between(corpus.token_positions, span_position, span_position + span_bytes)
+
+    share = None
+    if corpus.token_positions is not None:
+        _repeat_length_by_position(lcp, suffix_array, out=work)
+        share = _repeated_share(work, corpus.token_positions, min_repeat_tokens, starts)
+    del work, levels, lcp
+
+    record_spans = np.stack(
+        [span_position - starts[:-1], span_bytes, span_count, span_tokens], axis=1
+    ).astype(np.int64)  # (R, 4): start, bytes, count, tokens (-1 without tokens)
+    record_spans[span_bytes == 0] = 0
+    if corpus.token_positions is None:
+        record_spans[:, 3] = -1
+    stats = CorpusStats(
+        n_records=n_records,
+        n_bytes=int(len(text) - n_records),
+        duplicate_histogram=_histogram(corpus.record_counts),
+        repeated_bytes_share=share,
+        min_repeat_tokens=min_repeat_tokens,
+        top_spans=_top_spans(
+            text,
+            starts,
+            left,
+            span_bytes,
+            span_count,
+            span_position,
+            span_tokens,
+            top_spans,
+            with_tokens=corpus.token_positions is not None,
+        ),
+    )
+    _save(staging, "text", text)
+    _save(staging, "starts", starts)
+    _save(staging, "record_counts", corpus.record_counts)
+    _save(staging, "record_spans", record_spans)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "n_records": n_records,
+        "n_bytes": stats.n_bytes,
+        "text_length": len(text),
+        "suffix_array_dtype": str(suffix_array.dtype),
+        "separator": SEPARATOR,
+        "has_tokens": corpus.token_positions is not None,
+        "text_sha256": hashlib.sha256(memoryview(text)).hexdigest(),
+        "stats": asdict(stats),
+    }
+    with open(staging / "manifest.json", "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_corpus(texts: Iterable[str], token_starts: TokenStarts | None) -> _Corpus:
+    buffer = bytearray()
+    lengths: list[int] = []
+    digests = bytearray()
+    token_parts: list[np.ndarray] = []
+    batch: list[tuple[str, int, int]] = []  # (text, offset in buffer, byte length)
+
+    def tokenise_batch() -> None:
+        offsets = token_starts([text for text, _, _ in batch])
+        if len(offsets) != len(batch):
+            raise ValueError("token_starts must return one array per text")
+        for (_, base, length), found in zip(batch, offsets, strict=True):
+            found = np.unique(np.asarray(found, dtype=np.int64))
+            if found.size and (found[0] < 0 or found[-1] >= length):
+                raise ValueError(f"token start outside its text of {length} bytes")
+            token_parts.append(found + base)
+        batch.clear()
+
+    for text in texts:
+        data = text.encode("utf-8")
+        if token_starts is not None:
+            batch.append((text, len(buffer), len(data)))
+            if len(batch) == _TOKEN_BATCH:
+                tokenise_batch()
+        buffer += data
+        buffer.append(SEPARATOR)
+        lengths.append(len(data))
+        digests += hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=16).digest()
+    if batch:
+        tokenise_batch()
+
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(lengths, dtype=np.int64) + 1, out=starts[1:])
+    keys = np.frombuffer(bytes(digests), dtype="S16")
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    positions = None
+    if token_starts is not None:
+        positions = np.concatenate(token_parts) if token_parts else np.zeros(0, np.int64)
+    return _Corpus(
+        text=np.frombuffer(buffer, dtype=np.uint8),
+        starts=starts,
+        record_counts=counts[inverse].astype(np.int32),
+        token_positions=positions,
+    )
+
+
+class _RecordOfPosition:
+    """The record holding each text position.
+
+    A binary search costs ~100 ns a lookup, the largest cost of a build that does three lookups per
+    byte; a table of the record at every 64th byte answers all positions of buckets that lie inside
+    one record and leaves the binary search to the rest.
+    """
+
+    bucket_bits = 6
+
+    def __init__(self, starts: np.ndarray) -> None:
+        self.starts = starts
+        bucket_starts = np.arange(
+            0, int(starts[-1]) + (2 << self.bucket_bits), 1 << self.bucket_bits
+        )
+        self.first = (np.searchsorted(starts, bucket_starts, side="right") - 1).astype(np.int32)
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        bucket = positions >> self.bucket_bits
+        record = self.first[bucket].astype(np.int64)
+        unsure = np.flatnonzero(record != self.first[bucket + 1])
+        record[unsure] = np.searchsorted(self.starts, positions[unsure], side="right") - 1
+        return record
+
+
+def _segmented_running_min(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Running minimum of int64 `values` that restarts wherever `segment` changes."""
+    if not len(values):
+        return values
+    new_segment = np.empty(len(values), dtype=bool)
+    new_segment[0] = True
+    np.not_equal(segment[1:], segment[:-1], out=new_segment[1:])
+    run = np.cumsum(new_segment)
+    # Earlier runs are lifted above every later value, so the running minimum cannot carry over.
+    lift = (run[-1] - run) * (int(values.max()) + 1)
+    return np.minimum.accumulate(values + lift) - lift
+
+
+def _longest_other_record_prefix(
+    lcp: np.ndarray, suffix_array: np.ndarray, record_of: _RecordOfPosition
+) -> np.ndarray:
+    """Per rank, the longest prefix of that suffix found in a different record; caps `lcp` in place.
+
+    In rank order, suffixes of one record form runs; the nearest other-record suffix above rank k is
+    the one before k's run, and the LCP with it is the minimum of lcp over the run up to k (likewise
+    below), so two segmented running minima give every answer.
+    """
+    n = len(lcp)
+    longest = np.empty(n, dtype=lcp.dtype)
+    carry_record, carry_value = -1, 0
+    for a in range(0, n, _CHUNK):
+        b = min(a + _CHUNK, n)
+        position = suffix_array[a:b].astype(np.int64)
+        record = record_of(position)
+        to_record_end = record_of.starts[record + 1] - 1 - position
+        np.minimum(lcp[a:b], to_record_end.astype(lcp.dtype), out=lcp[a:b])
+        above = np.empty(b - a, dtype=np.int64)  # LCP with the rank just above
+        above[0] = lcp[a - 1] if a else 0
+        above[1:] = lcp[a : b - 1]
+        if record[0] == carry_record:
+            above[0] = min(above[0], carry_value)
+        longest[a:b] = _segmented_running_min(above, record)
+        carry_record, carry_value = record[-1], int(longest[b - 1])
+
+    carry_record, carry_value = -1, 0
+    for b in range(n, 0, -_CHUNK):
+        a = max(b - _CHUNK, 0)
+        record = record_of(suffix_array[a:b].astype(np.int64))
+        below = lcp[a:b].astype(np.int64)  # LCP with the rank just below
+        if record[-1] == carry_record:
+            below[-1] = min(below[-1], carry_value)
+        from_below = _segmented_running_min(below[::-1], record[::-1])[::-1]
+        carry_record, carry_value = record[0], int(from_below[0])
+        np.maximum(longest[a:b], from_below.astype(lcp.dtype), out=longest[a:b])
+    return longest
+
+
+def _best_suffix_per_record(
+    longest: np.ndarray, suffix_array: np.ndarray, record_of: _RecordOfPosition
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per record, the longest other-record match of its suffixes, and that suffix's rank."""
+    n_records = len(record_of.starts) - 1
+    if len(longest) >= 1 << _RANK_BITS:
+        raise ValueError("corpus too large for the rank packing (4 GiB)")
+    best_key = np.zeros(n_records, dtype=np.int64)  # length << 32 | (2**32 - 1 - rank)
+    low_mask = (1 << _RANK_BITS) - 1
+    for a in range(0, len(longest), _CHUNK):
+        b = min(a + _CHUNK, len(longest))
+        record = record_of(suffix_array[a:b].astype(np.int64))
+        key = (longest[a:b].astype(np.int64) << _RANK_BITS) | (low_mask - np.arange(a, b))
+        np.maximum.at(best_key, record, key)
+    return best_key >> _RANK_BITS, low_mask - (best_key & low_mask)
+
+
+def _minima_levels(values: np.ndarray) -> list[np.ndarray]:
+    """values, then the minima of its blocks of _FANOUT, of those blocks, ... down to one block."""
+    levels = [values]
+    while len(levels[-1]) > _FANOUT:
+        level = levels[-1]
+        levels.append(np.minimum.reduceat(level, np.arange(0, len(level), _FANOUT)))
+    return levels
+
+
+def _nearest_below(
+    levels: list[np.ndarray], start: np.ndarray, threshold: np.ndarray, forward: bool
+) -> np.ndarray:
+    """Per query, the nearest index j with levels[0][j] < threshold: j >= start when `forward`, else
+    j < start; len(levels[0]) or -1 when there is none. Climbs the block minima, then descends."""
+    n = len(levels[0])
+    result = np.full(len(start), n if forward else -1, dtype=np.int64)
+    pending = np.arange(len(start))
+    cursor = start.astype(np.int64)
+    lanes = np.arange(_FANOUT)
+    for depth, level in enumerate(levels):
+        if not len(pending):
+            break
+        top = depth == len(levels) - 1
+        base = np.zeros_like(cursor) if top else cursor // _FANOUT * _FANOUT
+        index = base[:, None] + lanes[None, :]
+        valid = (index >= cursor[:, None]) if forward else (index < cursor[:, None])
+        valid &= index < len(level)
+        hit = valid & (level[np.minimum(index, len(level) - 1)] < threshold[pending, None])
+        found = hit.any(axis=1)
+        lane = hit.argmax(axis=1) if forward else _FANOUT - 1 - hit[:, ::-1].argmax(axis=1)
+        at = (base + lane)[found]
+        for lower in reversed(
+            levels[:depth]
+        ):  # the block holds a value below: find it a level down
+            index = at[:, None] * _FANOUT + lanes[None, :]
+            inside = index < len(lower)
+            hit = inside & (
+                lower[np.minimum(index, len(lower) - 1)] < threshold[pending[found], None]
+            )
+            lane = hit.argmax(axis=1) if forward else _FANOUT - 1 - hit[:, ::-1].argmax(axis=1)
+            at = at * _FANOUT + lane
+        result[pending[found]] = at
+        pending, cursor = pending[~found], cursor[~found]
+        cursor = cursor // _FANOUT + 1 if forward else cursor // _FANOUT
+    return result
+
+
+def _rank_interval(
+    levels: list[np.ndarray], rank: np.ndarray, length: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and last rank of the suffixes that share `length` bytes with the suffix at `rank`."""
+    left, right = rank.astype(np.int64), rank.astype(np.int64)
+    for a in range(0, len(rank), _QUERY_BATCH):
+        chosen = slice(a, a + _QUERY_BATCH)
+        threshold = length[chosen]
+        left[chosen] = _nearest_below(levels, rank[chosen], threshold, forward=False) + 1
+        right[chosen] = _nearest_below(levels, rank[chosen], threshold, forward=True)
+    return left, right
+
+
+def _tokens_between(
+    token_positions: np.ndarray | None, start: np.ndarray, stop: np.ndarray
+) -> np.ndarray:
+    if token_positions is None:
+        return np.full(len(start), -1, dtype=np.int64)
+    return np.searchsorted(token_positions, stop) - np.searchsorted(token_positions, start)
+
+
+def _repeat_length_by_position(lcp: np.ndarray, suffix_array: np.ndarray, out: np.ndarray) -> None:
+    """out[p] = longest prefix of the suffix at text position p that occurs at least twice."""
+    n = len(lcp)
+    for a in range(0, n, _CHUNK):
+        b = min(a + _CHUNK, n)
+        above = np.empty(b - a, dtype=lcp.dtype)  # LCP with the rank just above
+        above[0] = lcp[a - 1] if a else 0
+        above[1:] = lcp[a : b - 1]
+        out[suffix_array[a:b]] = np.maximum(above, lcp[a:b])
+
+
+def _repeated_share(
+    repeat_length: np.ndarray, token_positions: np.ndarray, min_tokens: int, starts: np.ndarray
+) -> float:
+    """Share of record bytes inside some span of >= min_tokens tokens that occurs >= 2 times.
+
+    Position p opens such a span when its min_tokens-th token start at or after p lies before
+    p + repeat_length[p]; the covered bytes are the union of those spans, a running maximum of ends.
+    """
+    n_bytes = len(repeat_length) - (len(starts) - 1)
+    if n_bytes <= 0:
+        return 0.0
+    covered, reach = 0, 0
+    for a in range(0, len(repeat_length), _CHUNK):
+        position = np.arange(a, min(a + _CHUNK, len(repeat_length)), dtype=np.int64)
+        end = position + repeat_length[a : a + len(position)]
+        last_token = np.searchsorted(token_positions, position) + (min_tokens - 1)
+        opens = last_token < len(token_positions)
+        opens[opens] = token_positions[last_token[opens]] < end[opens]
+        span_end = np.where(opens, end, 0)
+        span_end[0] = max(span_end[0], reach)
+        np.maximum.accumulate(span_end, out=span_end)
+        reach = int(span_end[-1])
+        covered += int(np.count_nonzero(span_end > position))
+    return covered / n_bytes
+
+
+def _histogram(record_counts: np.ndarray) -> dict[int, int]:
+    values, frequency = np.unique(record_counts, return_counts=True)
+    return {int(v): int(f) for v, f in zip(values, frequency, strict=True)}
+
+
+def _top_spans(
+    text: np.ndarray,
+    starts: np.ndarray,
+    left: np.ndarray,
+    span_bytes: np.ndarray,
+    span_count: np.ndarray,
+    span_position: np.ndarray,
+    span_tokens: np.ndarray,
+    limit: int,
+    *,
+    with_tokens: bool,
+) -> list[TopSpan]:
+    """The most repeated of the records' longest shared spans, by count x bytes (bytes they cover).
+
+    A span is identified by its suffix-array interval; one contained in a higher-ranked span (or
+    containing one) is skipped, so the list names distinct material.
+    """
+    candidates = np.flatnonzero(span_bytes > 0)
+    if not len(candidates) or not limit:
+        return []
+    _, first = np.unique(
+        np.stack([left[candidates], span_bytes[candidates]], axis=1), axis=0, return_index=True
+    )
+    candidates = candidates[first]
+    score = span_count[candidates] * span_bytes[candidates]
+    candidates = candidates[np.lexsort((left[candidates], -span_bytes[candidates], -score))]
+    kept: list[bytes] = []
+    spans: list[TopSpan] = []
+    for record in candidates:
+        position, length = int(span_position[record]), int(span_bytes[record])
+        data = text[position : position + length].tobytes()
+        if any(data in other or other in data for other in kept):
+            continue
+        kept.append(data)
+        spans.append(
+            TopSpan(
+                text=data.decode("utf-8", errors="replace"),
+                count=int(span_count[record]),
+                n_bytes=length,
+                n_tokens=int(span_tokens[record]) if with_tokens else None,
+                record=int(record),
+                start=position - int(starts[record]),
+            )
+        )
+        if len(spans) == limit:
+            break
+    return spans
+
+
+def _save(directory: Path, name: str, array: np.ndarray) -> None:
+    with open(directory / f"{name}.npy", "wb") as handle:
+        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class ExactIndex:
+    """A built index opened read-only: arrays are memmaps, so shards on one host share the pages."""
+
+    def __init__(self, directory: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.n_records: int = manifest["n_records"]
+        self.n_bytes: int = manifest["n_bytes"]
+        self._text = arrays["text"]
+        self._suffix_array = arrays["sa"]
+        self._starts = arrays["starts"]
+        self._record_counts = arrays["record_counts"]
+        self._record_spans = arrays["record_spans"]
+
+    @classmethod
+    def open(cls, directory: Path) -> ExactIndex:
+        directory = Path(directory)
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{directory} is not a {FORMAT} v{FORMAT_VERSION} index "
+                f"(found {manifest.get('format')} v{manifest.get('format_version')})"
+            )
+        arrays = {
+            name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            for name in ("text", "sa", "starts", "record_counts", "record_spans")
+        }
+        n_records, length = manifest["n_records"], manifest["text_length"]
+        expected = {
+            "text": (length,),
+            "sa": (length,),
+            "starts": (n_records + 1,),
+            "record_counts": (n_records,),
+            "record_spans": (n_records, 4),
+        }
+        for name, shape in expected.items():
+            if arrays[name].shape != shape:
+                raise ValueError(
+                    f"{directory}/{name}.npy has shape {arrays[name].shape}, not {shape}"
+                )
+        return cls(directory, manifest, arrays)
+
+    def record_matches(self, indices: Sequence[int]) -> list[RecordMatch]:
+        chosen = np.asarray(indices, dtype=np.int64)
+        if chosen.size and (chosen.min() < 0 or chosen.max() >= self.n_records):
+            raise IndexError(f"record index outside 0..{self.n_records - 1}")
+        counts = np.asarray(self._record_counts[chosen])
+        spans = np.asarray(self._record_spans[chosen])
+        with_tokens = self.manifest["has_tokens"]
+        return [
+            RecordMatch(
+                record_count=int(count),
+                span_bytes=int(length),
+                span_tokens=int(tokens) if with_tokens else None,
+                span_count=int(occurrences),
+                span_start=int(start),
+                span_stop=int(start + length),
+            )
+            for count, (start, length, occurrences, tokens) in zip(counts, spans, strict=True)
+        ]
+
+    def count(self, query: str | bytes) -> int:
+        """Occurrences of these exact bytes inside records, overlapping ones included."""
+        pattern = _as_bytes(query)
+        if not pattern:
+            raise ValueError("count of an empty query")
+        if SEPARATOR in pattern:
+            return 0
+        low, high = self._rank_range(pattern)
+        return high - low
+
+    def longest_match(self, query: str | bytes) -> tuple[int, int]:
+        """(bytes of the longest substring of `query` found in the corpus, its occurrence count).
+
+        Among equally long substrings the most frequent one's count is given; (0, 0) if none.
+        """
+        best_length, best_starts = 0, []
+        pieces = _as_bytes(query).split(bytes([SEPARATOR]))
+        for piece in pieces:
+            for offset in range(len(piece)):
+                if len(piece) - offset < best_length:
+                    break
+                length = self._longest_prefix_found(piece[offset:])
+                if length > best_length:
+                    best_length, best_starts = length, []
+                if length == best_length and length:
+                    best_starts.append(piece[offset : offset + length])
+        if not best_length:
+            return 0, 0
+        return best_length, max(self.count(found) for found in set(best_starts))
+
+    def corpus_stats(self) -> CorpusStats:
+        stats = dict(self.manifest["stats"])
+        stats["duplicate_histogram"] = {
+            int(count): records for count, records in stats["duplicate_histogram"].items()
+        }
+        stats["top_spans"] = [TopSpan(**span) for span in stats["top_spans"]]
+        return CorpusStats(**stats)
+
+    def text_of(self, record: int, start: int, stop: int) -> str:
+        """A record's bytes [start, stop) decoded; a cut multi-byte character becomes U+FFFD."""
+        if not 0 <= record < self.n_records:
+            raise IndexError(f"record {record} outside 0..{self.n_records - 1}")
+        base = int(self._starts[record])
+        length = int(self._starts[record + 1]) - 1 - base
+        if not 0 <= start <= stop <= length:
+            raise IndexError(f"[{start}, {stop}) outside record {record} of {length} bytes")
+        return self._text[base + start : base + stop].tobytes().decode("utf-8", errors="replace")
+
+    def _suffix_prefix(self, rank: int, length: int) -> bytes:
+        position = int(self._suffix_array[rank])
+        return self._text[position : position + length].tobytes()
+
+    def _first_rank(self, pattern: bytes, *, after_equal: bool) -> int:
+        """First rank whose suffix, cut to len(pattern), is >= pattern (> when `after_equal`)."""
+        low, high = 0, len(self._suffix_array)
+        while low < high:
+            middle = (low + high) // 2
+            prefix = self._suffix_prefix(middle, len(pattern))
+            if prefix < pattern or (after_equal and prefix == pattern):
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def _rank_range(self, pattern: bytes) -> tuple[int, int]:
+        return (
+            self._first_rank(pattern, after_equal=False),
+            self._first_rank(pattern, after_equal=True),
+        )
+
+    def _longest_prefix_found(self, pattern: bytes) -> int:
+        """Longest prefix of `pattern` that starts some suffix: one of the two ranks around it."""
+        rank = self._first_rank(pattern, after_equal=False)
+        best = 0
+        for neighbour in (rank - 1, rank):
+            if 0 <= neighbour < len(self._suffix_array):
+                best = max(
+                    best, _common_prefix(pattern, self._suffix_prefix(neighbour, len(pattern)))
+                )
+        return best
+
+
+def _as_bytes(query: str | bytes) -> bytes:
+    return query.encode("utf-8") if isinstance(query, str) else bytes(query)
+
+
+def _common_prefix(first: bytes, second: bytes) -> int:
+    length = min(len(first), len(second))
+    differ = np.flatnonzero(
+        np.frombuffer(first, np.uint8, length) != np.frombuffer(second, np.uint8, length)
+    )
+    return int(differ[0]) if len(differ) else length
