@@ -149,9 +149,11 @@ class CheckKind:
     validate: Callable[[Any, SubmitContext], Any] = _accept
     # What the family's pass must prepare for this kind (the LM family's passes), if anything.
     plan: Callable[[Any, SubmitContext], Any] | None = None
-    # Facts about the model itself (not any record), computed once per shard and put in the
-    # summary under "model" at finalize.
+    # Facts about what the pass read as a whole (the model itself; a dataset kind's corpus),
+    # not any record: computed once per shard and put in the summary under `facts_key` at
+    # finalize.
     model_facts: Callable[[Any, Any], dict[str, Any]] | None = None
+    facts_key: str = "model"
     # The summary needs each row's `detail` too (e.g. the activations behind `diversity`).
     summarize_reads_detail: bool = False
     # The summary needs each record's text too, under "text" (the membership kind's blind

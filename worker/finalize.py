@@ -114,7 +114,8 @@ def _exemplars(
 
 
 def _model_facts(shards: Sequence[Shard], check: str) -> dict[str, Any]:
-    """Facts about the model, the same from every shard; the first shard's are kept."""
+    """Facts about the model (or corpus), the same from every shard; the first shard's are
+    kept."""
     for shard in sorted(shards, key=lambda s: s.index):
         facts = (shard.info or {}).get("model_facts", {}).get(check)
         if facts is not None:
@@ -161,7 +162,7 @@ def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized
             if kind.summarize_reads_text and texts.problem:
                 summary[kind.name].setdefault("warnings", []).append(texts.problem)
             if kind.model_facts is not None:
-                summary[kind.name]["model"] = _model_facts(shards, kind.name)
+                summary[kind.name][kind.facts_key] = _model_facts(shards, kind.name)
             if kind.exemplars is not None:
                 summary[kind.name]["exemplars"] = _exemplars(
                     session, audit_id, kind.name, kind.exemplars(summary[kind.name])

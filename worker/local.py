@@ -130,7 +130,7 @@ def audit_local(
         summary = kind.summarize(read, params)
         facts = info.get("model_facts", {})
         if kind.name in facts:
-            summary["model"] = facts[kind.name]
+            summary[kind.facts_key] = facts[kind.name]
         if kind.exemplars is not None:
             wanted = set(kind.exemplars(summary))
             summary["exemplars"] = {

@@ -1,15 +1,43 @@
-"""How a dataset audit shows a record's text anywhere outside the uploaded file (summaries,
-rows, reports, exports): the one hook every view goes through.
+"""How a dataset audit shows a record's text anywhere outside the uploaded file (rows,
+summaries, reports, exports): every value the PII inventory detects is masked first, then the
+text is shortened, so the database and every page hold the masked form alone.
 
-Today it only shortens; the PII inventory will mask detected values here, so the database and
-every page keep the masked form alone."""
+The keyed hash that counts a value's recurrences uses a key derived from the service's
+callback secret: every worker of one deployment shares it (production requires it set), so
+the hashes of one value agree across shards and hosts, and nobody without it can test a guess
+against a stored hash."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from dataclasses import dataclass
+
 DISPLAY_CHARS = 120  # enough to recognise a boilerplate line, short of a whole record
+_KEY_LABEL = b"memaudit pii recurrence hash v1"
 
 
-def display_text(text: str) -> str:
-    """A short, single-line form of a record's text, safe to store and show."""
+def pii_key(secret: str) -> bytes:
+    """The PII hash key of a deployment, derived from its callback secret."""
+    return hmac.new(secret.encode("utf-8"), _KEY_LABEL, hashlib.sha256).digest()
+
+
+def shorten(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= DISPLAY_CHARS else line[: DISPLAY_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Display:
+    key: bytes
+
+    def masked(self, text: str) -> str:
+        """The text with every detected value replaced by its mask."""
+        from worker.engine.corpus.pii import detect, masked_text
+
+        return masked_text(text, detect(text, self.key))
+
+    def short(self, text: str) -> str:
+        """A short, single-line, masked form of a text, safe to store and show. Masked before
+        it is cut, so a value cut in half is never shown half-raw."""
+        return shorten(self.masked(text))

@@ -19,12 +19,13 @@ from typing import Any
 from core.check_kinds import NO_MODEL, resolve
 from core.inspection.datasets import Record, iter_records
 from worker.checks.dataset.artefacts import built
+from worker.checks.dataset.display import Display, pii_key
 from worker.checks.shard_pass import ShardInput, ShardPass
 
 # Per kind, what builds (or opens) its corpus artefacts before the first batch, named as
 # "module:function" taking (corpus, params): the shard's info then names every artefact and the
 # tokenizer, and a build that fails fails the shard before any row is written.
-PREPARE = {"duplication": "worker.checks.dataset.compute:prepare_duplication"}
+PREPARE = {"duplication": "worker.checks.dataset.duplication:prepare_duplication"}
 
 
 @dataclass
@@ -49,6 +50,10 @@ class Corpus:
     def build_with(self, write: Callable[[Iterator[Record], Path], None]) -> Callable[[Path], None]:
         """A build function that gives `write` every record of the corpus."""
         return lambda directory: write(self.records(), directory)
+
+    def display(self) -> Display:
+        """How this deployment masks and shortens texts it stores (`display.py`)."""
+        return Display(pii_key(self.access.settings.callback_signing_secret()))
 
     def tokenizer(self) -> tuple[str, Any]:
         """(name, fast tokenizer) for counting spans in tokens, resolved once per shard; its
@@ -126,4 +131,9 @@ def open_pass(shard: ShardInput) -> ShardPass:
         return found, 0
 
     info = {"device": "cpu", "dtype": None, "model_sha256": None, **corpus.info}
+    info["model_facts"] = {
+        kind.name: kind.model_facts(ready, params)
+        for (kind, params), ready in zip(shard.checks, prepared, strict=True)
+        if kind.model_facts is not None
+    }
     return ShardPass(compute, info)
