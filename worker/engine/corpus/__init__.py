@@ -1,0 +1,1 @@
+"""Model-free corpus analyses: duplication, near duplicates, PII, contamination."""
