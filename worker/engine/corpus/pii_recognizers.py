@@ -1,0 +1,338 @@
+"""Where PII and secrets sit in a text: spans found by presidio and detect-secrets, run offline.
+
+presidio-analyzer's pattern recognizers (e-mail, phone, card, IBAN, IP) are called one by one,
+never through its AnalyzerEngine, which would load a spaCy model. Importing any part of
+`presidio_analyzer` still runs its package `__init__`, which imports spaCy, torch and
+transformers (about 3.7 s and 200 MB the first time, measured on the 2-core box), so everything
+is imported in `load_recognizers()`, once per process, and this module itself imports nothing
+heavy. detect-secrets' provider plugins give `api_key` and `private_key`; its entropy plugins'
+charsets, formula and limits give `possible_secret`. Nothing here touches the network or disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# presidio's scores: a checksum or TLD check that passes sets 1.0 (card, IBAN, e-mail) and one
+# that fails sets 0.0 (dropped); the IP patterns score 0.6 after `ipaddress` has parsed the
+# match; phones 0.4 after libphonenumber has validated the number for a region; the bare "::"
+# scores 0.1. 0.4 keeps every validated finding and drops the unvalidated "::".
+MIN_PRESIDIO_SCORE = 0.4
+
+# Spans that overlap are settled by this order: the more specific and the more harmful wins
+# (a PEM block holds base64 that also looks like a possible secret; a card number holds digits
+# that libphonenumber may also accept).
+TYPE_PRIORITY = (
+    "private_key",
+    "api_key",
+    "email",
+    "iban",
+    "credit_card",
+    "ip_address",
+    "phone",
+    "possible_secret",
+)
+
+# detect-secrets' provider plugins that need no keyword next to the value. Left out: keyword
+# and basic-auth detectors (values found by context words, not by shape), the IBM/Cloudant/
+# SoftLayer ones (keyword-anchored), IPPublicDetector (ip_address covers it) and
+# ArtifactoryDetector, whose "AP[0-9A-F]" + 8 alphanumerics rule fires on product codes and
+# all-caps words and returns the surrounding whitespace with the value.
+PROVIDER_PLUGINS = (
+    ("aws", "AWSKeyDetector"),
+    ("azure_storage_key", "AzureStorageKeyDetector"),
+    ("discord", "DiscordBotTokenDetector"),
+    ("github_token", "GitHubTokenDetector"),
+    ("gitlab_token", "GitLabTokenDetector"),
+    ("jwt", "JwtTokenDetector"),
+    ("mailchimp", "MailchimpDetector"),
+    ("npm", "NpmDetector"),
+    ("openai", "OpenAIDetector"),
+    ("pypi_token", "PypiTokenDetector"),
+    ("sendgrid", "SendGridDetector"),
+    ("slack", "SlackDetector"),
+    ("square_oauth", "SquareOAuthDetector"),
+    ("stripe", "StripeDetector"),
+    ("telegram_token", "TelegramBotTokenDetector"),
+    ("twilio", "TwilioKeyDetector"),
+)
+
+# Secrets shorter than this are rare and short high-entropy runs are mostly words and numbers.
+MIN_SECRET_LENGTH = 20
+
+# A PEM block ends at its footer; a 4096-bit RSA key is ~3.3 KB, an armoured PGP key a few KB.
+MAX_PRIVATE_KEY_CHARS = 65_536
+_PEM_FOOTER = re.compile(r"-----END [A-Z0-9 ]*-----")
+_PUTTY_MAC_LINE = re.compile(r"Private-MAC: *[0-9a-fA-F]*")
+
+# Provider keys run on past what a plugin captured (a JWT's signature after its lazy match,
+# longer token generations); the span takes the whole token so no key material stays visible.
+_KEY_TAIL = re.compile(r"[A-Za-z0-9_\-]*")
+_JWT_TAIL = re.compile(r"[A-Za-z0-9_\-.+/=]*")
+
+# Only stretches with five or more digits, each at most four separators from the next, can hold
+# a number libphonenumber calls valid in presidio's regions (the shortest: a German pager, 4
+# digits after the trunk 0). Colons, commas and semicolons are no phone punctuation, so times
+# and amounts split there. The matcher runs only on these stretches, with context; an ISO date
+# is never grouped as a phone number, so it is not offered either.
+_DIGIT_STRETCH = re.compile(r"\d(?:[^\w:,;]{0,4}\d)*")
+_ISO_DATE = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])")
+_MIN_PHONE_DIGITS = 5
+_PHONE_CONTEXT_CHARS = 24
+
+# libphonenumber's STRICT_GROUPING leniency: a number written in groups must be grouped as its
+# region writes it, so "ORD-2017-717539" is no longer read as a US number; every real layout
+# tried (E.164, national, (202) 555-0143, 01 23 45 67 89, +55 11 91234-5678) still is.
+PHONE_LENIENCY = 2
+# A bare run of digits is as often an epoch, an id or an order number as a phone, and a
+# national number of fewer than nine digits (German landlines: "0281 4890") as often a version
+# ("0.30.147") or a piece of a UUID: such weak matches count only after one of presidio's phone
+# context words (plus "tel" and "fax") within five words, the window presidio's own context
+# enhancer reads. Numbers written with "+" and grouped numbers of nine digits or more need none.
+STRONG_PHONE_DIGITS = 9
+PHONE_CONTEXT_WORDS_EXTRA = ("tel", "fax")
+PHONE_CONTEXT_WORDS_BEFORE = 5
+_WORD = re.compile(r"[^\W\d_]+")
+
+# Card brands by ISO/IEC 7812 issuer prefix and length: Luhn alone accepts one random number in
+# ten, so a number must also carry a real brand's prefix at that brand's length.
+_CARD_BRANDS = (
+    (re.compile(r"4"), (13, 16, 19)),  # Visa
+    (re.compile(r"5[1-5]"), (16,)),  # Mastercard
+    (re.compile(r"3[47]"), (15,)),  # American Express
+    (re.compile(r"6011|64[4-9]|65"), (16, 17, 18, 19)),  # Discover
+    (re.compile(r"35(?:2[89]|[3-8]\d)"), (16, 17, 18, 19)),  # JCB
+    (re.compile(r"3(?:0[0-5]|[689])"), (14, 15, 16, 17, 18, 19)),  # Diners Club
+    (re.compile(r"62"), (16, 17, 18, 19)),  # UnionPay
+    (re.compile(r"50[0-9]{2}|5[6-8]|6[0-9]"), tuple(range(12, 20))),  # Maestro
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    type: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Recognizers:
+    """Everything a pass needs, built once per process by `load_recognizers`."""
+
+    presidio: tuple[tuple[str, Any], ...]  # (PII type, recognizer) for the regex recognizers
+    phone: Any
+    providers: tuple[Any, ...]
+    private_key: Any
+    entropy: tuple[Any, ...]  # (Base64HighEntropyString, HexHighEntropyString)
+    entropy_tokens: tuple[re.Pattern[str], ...]  # one token pattern per entropy plugin
+
+
+@functools.cache
+def load_recognizers() -> Recognizers:
+    """Import and build the recognizers once: the imports cost seconds, the objects nothing."""
+    import importlib
+
+    import tldextract
+    from detect_secrets.plugins.high_entropy_strings import (
+        Base64HighEntropyString,
+        HexHighEntropyString,
+    )
+    from detect_secrets.plugins.private_key import PrivateKeyDetector
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+    )
+
+    # The bundled public-suffix snapshot, no cache directory: the default extractor that
+    # EmailRecognizer calls downloads the list on first use and writes it under ~/.cache.
+    offline_suffixes = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return offline_suffixes(pattern_text).fqdn != ""
+
+    providers = tuple(
+        getattr(importlib.import_module(f"detect_secrets.plugins.{module}"), name)()
+        for module, name in PROVIDER_PLUGINS
+    )
+    entropy = (Base64HighEntropyString(), HexHighEntropyString())
+    entropy_tokens = tuple(
+        re.compile(f"[{re.escape(plugin.charset)}]{{{MIN_SECRET_LENGTH},}}") for plugin in entropy
+    )
+    return Recognizers(
+        presidio=(
+            ("email", OfflineEmailRecognizer()),
+            ("credit_card", CreditCardRecognizer()),
+            ("iban", IbanRecognizer()),
+            ("ip_address", IpRecognizer()),
+        ),
+        phone=PhoneRecognizer(leniency=PHONE_LENIENCY),
+        providers=providers,
+        private_key=PrivateKeyDetector(),
+        entropy=entropy,
+        entropy_tokens=entropy_tokens,
+    )
+
+
+def find_spans(text: str) -> list[Span]:
+    """Every finding in `text`, non-overlapping and sorted by start."""
+    recognizers = load_recognizers()
+    candidates = [
+        *_presidio_spans(text, recognizers),
+        *_phone_spans(text, recognizers.phone),
+        *_provider_key_spans(text, recognizers.providers),
+        *_private_key_spans(text, recognizers.private_key),
+        *_possible_secret_spans(text, recognizers),
+    ]
+    return resolve_overlaps(candidates)
+
+
+def resolve_overlaps(candidates: list[Span]) -> list[Span]:
+    """Keep the highest-priority (then longest) span wherever candidates overlap."""
+    rank = {name: i for i, name in enumerate(TYPE_PRIORITY)}
+    ordered = sorted(candidates, key=lambda s: (rank[s.type], s.start - s.end, s.start))
+    kept: list[Span] = []
+    for span in ordered:
+        if all(span.end <= other.start or other.end <= span.start for other in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)
+
+
+def _presidio_spans(text: str, recognizers: Recognizers) -> list[Span]:
+    spans = []
+    for pii_type, recognizer in recognizers.presidio:
+        for result in recognizer.analyze(text, recognizer.supported_entities):
+            if result.score < MIN_PRESIDIO_SCORE:
+                continue
+            if pii_type == "credit_card" and not _is_card_brand(text[result.start : result.end]):
+                continue
+            spans.append(Span(pii_type, result.start, result.end))
+    return spans
+
+
+def _is_card_brand(number: str) -> bool:
+    """True when the digits carry a card brand's issuer prefix at one of its lengths."""
+    digits = "".join(c for c in number if c.isdigit())
+    return any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_BRANDS)
+
+
+def _phone_spans(text: str, phone_recognizer: Any) -> list[Span]:
+    context_words = (*phone_recognizer.context, *PHONE_CONTEXT_WORDS_EXTRA)
+    spans = []
+    for lo, hi in _phone_windows(text, context_words):
+        for result in phone_recognizer.analyze(text[lo:hi], phone_recognizer.supported_entities):
+            start, end = lo + result.start, lo + result.end
+            if result.score < MIN_PRESIDIO_SCORE:
+                continue
+            if _is_weak_phone(text[start:end]) and not _has_context(text, start, context_words):
+                continue
+            spans.append(Span("phone", start, end))
+    return spans
+
+
+def _is_weak_phone(value: str) -> bool:
+    if value.startswith("+"):
+        return False
+    return value.isdecimal() or sum(c.isdecimal() for c in value) < STRONG_PHONE_DIGITS
+
+
+def _has_context(text: str, start: int, context_words: tuple[str, ...]) -> bool:
+    before = text[max(0, start - 80) : start].lower()
+    words = _WORD.findall(before)[-PHONE_CONTEXT_WORDS_BEFORE:]
+    return any(word.startswith(context_words) for word in words)
+
+
+def _phone_windows(text: str, context_words: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Merged windows, with context, around the digit stretches that could hold a phone number.
+
+    libphonenumber does the judging; this only spares it stretches it would reject or whose
+    only possible match `_phone_spans` would drop, since it costs ~0.2 ms per candidate and
+    region.
+    """
+    windows: list[tuple[int, int]] = []
+    for match in _DIGIT_STRETCH.finditer(text):
+        if not _could_hold_phone(text, match, context_words):
+            continue
+        lo = max(0, match.start() - _PHONE_CONTEXT_CHARS)
+        hi = min(len(text), match.end() + _PHONE_CONTEXT_CHARS)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], hi)
+        else:
+            windows.append((lo, hi))
+    return windows
+
+
+def _could_hold_phone(text: str, stretch: re.Match[str], context_words: tuple[str, ...]) -> bool:
+    digits = stretch.group()
+    digit_count = sum(c.isdecimal() for c in digits)
+    if digit_count < _MIN_PHONE_DIGITS or _ISO_DATE.fullmatch(digits):
+        return False
+    before = text[stretch.start() - 1] if stretch.start() > 0 else " "
+    after = text[stretch.end()] if stretch.end() < len(text) else " "
+    if digits.isdecimal() and (_is_ascii_letter(before) or _is_ascii_letter(after)):
+        return False  # at VALID leniency and above the matcher rejects digits glued to letters
+    if before == "+" or (not digits.isdecimal() and digit_count >= STRONG_PHONE_DIGITS):
+        return True
+    return _has_context(text, stretch.start(), context_words)  # only a weak match could come
+
+
+def _is_ascii_letter(char: str) -> bool:
+    return char.isascii() and char.isalpha()
+
+
+def _provider_key_spans(text: str, providers: tuple[Any, ...]) -> list[Span]:
+    """Provider keys: each plugin's values, then every place each value occurs in `text`.
+
+    The plugins' patterns never cross a newline, so one call on the whole text finds what a
+    call per line would.
+    """
+    values = {value for plugin in providers for value in plugin.analyze_string(text) if value}
+    spans = []
+    for value in values:
+        tail = _JWT_TAIL if value.startswith("eyJ") else _KEY_TAIL
+        for match in re.finditer(re.escape(value), text):
+            end = tail.match(text, match.end()).end()
+            spans.append(Span("api_key", match.start(), end))
+    return spans
+
+
+def _private_key_spans(text: str, detector: Any) -> list[Span]:
+    """Whole key blocks, from the header line to the footer, across lines."""
+    spans = []
+    for marker in set(detector.analyze_string(text)):
+        for match in re.finditer(re.escape(marker), text):
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            dashes = text.rfind("-----", line_start, match.start())
+            start = dashes if dashes >= 0 else line_start
+            spans.append(Span("private_key", start, _private_key_end(text, match.end())))
+    return spans
+
+
+def _private_key_end(text: str, after: int) -> int:
+    limit = min(len(text), after + MAX_PRIVATE_KEY_CHARS)
+    footer = _PEM_FOOTER.search(text, after, limit) or _PUTTY_MAC_LINE.search(text, after, limit)
+    if footer:
+        return footer.end()
+    # No footer (a truncated key): the block runs to the first blank line.
+    blank = text.find("\n\n", after, limit)
+    return blank if blank >= 0 else limit
+
+
+def _possible_secret_spans(text: str, recognizers: Recognizers) -> list[Span]:
+    """Unquoted runs of each entropy plugin's charset above that plugin's entropy limit.
+
+    The plugins themselves look only inside quotes (source code); corpus text is prose, so the
+    runs are found here and judged by the plugin's own entropy and limit.
+    """
+    spans = []
+    for plugin, tokens in zip(recognizers.entropy, recognizers.entropy_tokens, strict=True):
+        for match in tokens.finditer(text):
+            if plugin.calculate_shannon_entropy(match.group()) > plugin.entropy_limit:
+                spans.append(Span("possible_secret", match.start(), match.end()))
+    return spans
