@@ -235,6 +235,8 @@ def test_luhn_invalid_numbers_are_never_cards() -> None:
         wrong = [card[:-1] + d for d in "0123456789" if d != card[-1]]
         valid.append(card)
         invalid += wrong
+    unbranded = luhn_complete("33" + rand(string.digits, 13))  # Luhn-valid, no issuer uses 33
+    invalid.append(unbranded)
     for numbers, should_find in ((valid, True), (invalid, False)):
         for number in numbers:
             for written in (number, grouped(number, " "), grouped(number, "-")):
