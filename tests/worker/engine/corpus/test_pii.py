@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import doctest
 import itertools
 import random
 import socket
@@ -16,10 +17,11 @@ from collections import Counter
 import pytest
 
 from tests.word_texts import WORDS
-from worker.engine.corpus import pii_recognizers
+from worker.engine.corpus import pii, pii_recognizers
 from worker.engine.corpus.pii import (
     PII_TYPES,
     Detection,
+    PiiDetectionError,
     detect,
     keyed_hash,
     mask_value,
@@ -156,6 +158,10 @@ EVERY_TYPE = [
 ]
 
 
+def test_docstring_examples_run() -> None:
+    assert doctest.testmod(pii).failed == 0
+
+
 def test_known_answers_are_valid() -> None:
     for card in (VISA, MASTERCARD, AMEX):
         assert luhn_ok(card)
@@ -196,6 +202,32 @@ def test_weak_phone_numbers_need_a_context_word(text: str, phone: str | None) ->
     assert found == ([phone] if phone else [])
 
 
+def test_overlaps_keep_the_stronger_span() -> None:
+    rank = {name: i for i, name in enumerate(pii_recognizers.TYPE_PRIORITY)}
+    rng = random.Random(7)
+    for _ in range(300):
+        candidates = []
+        for _ in range(rng.randint(0, 40)):
+            start = rng.randint(0, 200)
+            pii_type = rng.choice(PII_TYPES)
+            candidates.append(pii_recognizers.Span(pii_type, start, start + rng.randint(1, 30)))
+        kept = pii_recognizers.resolve_overlaps(candidates)
+        assert all(a.end <= b.start for a, b in itertools.pairwise(kept))
+        for span in set(candidates) - set(kept):
+            rivals = [k for k in kept if k.start < span.end and span.start < k.end]
+            assert any(
+                (rank[k.type], k.start - k.end) <= (rank[span.type], span.start - span.end)
+                for k in rivals
+            )
+
+
+def test_failures_withhold_the_text() -> None:
+    with pytest.raises(PiiDetectionError) as failure:
+        detect(b"mail ada@example.com", KEY)  # type: ignore[arg-type]
+    assert "ada" not in str(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__context__ is None
+
+
 def test_luhn_invalid_numbers_are_never_cards() -> None:
     valid, invalid = [], []
     for _ in range(200):
@@ -203,6 +235,8 @@ def test_luhn_invalid_numbers_are_never_cards() -> None:
         wrong = [card[:-1] + d for d in "0123456789" if d != card[-1]]
         valid.append(card)
         invalid += wrong
+    unbranded = luhn_complete("33" + rand(string.digits, 13))  # Luhn-valid, no issuer uses 33
+    invalid.append(unbranded)
     for numbers, should_find in ((valid, True), (invalid, False)):
         for number in numbers:
             for written in (number, grouped(number, " "), grouped(number, "-")):
