@@ -1,0 +1,1 @@
+"""Corpus-level computation for dataset audits: duplication, near duplicates, contamination."""
