@@ -32,6 +32,7 @@ from worker.engine.corpus.near_duplicates import (
     CHUNK_RECORDS,
     batched,
     publish_directory,
+    sorted_unique,
     word_ngram_hashes,
 )
 from worker.engine.distributions import wilson_interval
@@ -65,7 +66,7 @@ def build_ngram_set(texts: Iterable[str], directory: Path, *, n: int = 13) -> Pa
                 )
                 n_records += len(chunk)
                 n_ngrams += hashes.size
-                hashes = np.unique(hashes)
+                hashes = sorted_unique(hashes)
                 bounds = np.searchsorted(hashes >> shift, np.arange(n_partitions + 1))
                 for partition, file in enumerate(partition_files):
                     file.write(hashes[bounds[partition] : bounds[partition + 1]].tobytes())
@@ -75,7 +76,7 @@ def build_ngram_set(texts: Iterable[str], directory: Path, *, n: int = 13) -> Pa
         uniques = []
         for path in partition_paths:
             uniques_path = path.with_suffix(".npy")
-            np.save(uniques_path, np.unique(np.fromfile(path, np.uint64)), allow_pickle=False)
+            np.save(uniques_path, sorted_unique(np.fromfile(path, np.uint64)), allow_pickle=False)
             path.unlink()
             uniques.append(uniques_path)
         sizes = [np.load(path, mmap_mode="r").size for path in uniques]

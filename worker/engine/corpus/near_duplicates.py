@@ -41,7 +41,7 @@ LSH_WEIGHTS = (0.05, 0.95)
 # A band bucket pairs each member with at most this many earlier members: every pair for buckets
 # of up to 9 records, linear work for a bucket of a thousand exact copies.
 PARTNERS_PER_BUCKET = 8
-CHUNK_RECORDS = 4096
+CHUNK_RECORDS = 1024
 
 _BYTE_BASE = 0x100000001B3  # odd, so invertible modulo 2^64
 _BYTE_BASE_INVERSE = pow(_BYTE_BASE, -1, 1 << 64)
@@ -63,12 +63,39 @@ def _fmix64(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(33))
 
 
+_POWER_TABLES: dict[int, np.ndarray] = {}
+_POWER_TABLE_LIMIT = 1 << 24  # longer tables (a chunk of huge records) are built and dropped
+
+
 def _powers(base: int, count: int) -> np.ndarray:
-    """base^0 .. base^(count-1) modulo 2^64."""
-    factors = np.full(count, base, np.uint64)
-    if count:
+    """base^0 .. base^(count-1) modulo 2^64, from a table kept per base (cumprod is slow)."""
+    table = _POWER_TABLES.get(base)
+    if table is None or table.size < count:
+        factors = np.full(max(count, 1 << 16), base, np.uint64)
         factors[0] = 1
-    return np.cumprod(factors, dtype=np.uint64)
+        table = np.cumprod(factors, dtype=np.uint64)
+        if table.size <= _POWER_TABLE_LIMIT:
+            _POWER_TABLES[base] = table
+    return table[:count]
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (numpy 2's np.unique hashes first and is slower on uint64)."""
+    ordered = np.sort(values)
+    return (
+        ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if ordered.size else ordered
+    )
+
+
+def unique_per_record(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's hashes sorted and deduplicated in one pass over the chunk."""
+    record = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    order = np.lexsort((hashes, record))
+    hashes, record = hashes[order], record[order]
+    keep = np.ones(hashes.size, bool)
+    keep[1:] = (hashes[1:] != hashes[:-1]) | (record[1:] != record[:-1])
+    counts = np.bincount(record[keep], minlength=len(offsets) - 1)
+    return hashes[keep], np.concatenate(([0], np.cumsum(counts)))
 
 
 def _word_hashes(words: list[str]) -> np.ndarray:
@@ -128,7 +155,7 @@ def word_ngram_hashes(
 def shingles(text: str, n: int = 5) -> np.ndarray:
     """The sorted unique uint64 hashes of the word n-grams of `text`: Jaccard's sets."""
     hashes, _ = word_ngram_hashes([normalise(text)], n, whole_if_short=True)
-    return np.unique(hashes)
+    return sorted_unique(hashes)
 
 
 def lsh_parameters(threshold: float, num_perm: int) -> tuple[int, int]:
@@ -189,7 +216,7 @@ def _candidate_pairs(keys: np.ndarray, indices: np.ndarray) -> np.ndarray:
             second = indices[order[later]].astype(np.uint64)
             low, high = np.minimum(first, second), np.maximum(first, second)
             packed.append((low << np.uint64(32)) | high)
-    return np.unique(np.concatenate(packed)) if packed else np.zeros(0, np.uint64)
+    return sorted_unique(np.concatenate(packed)) if packed else np.zeros(0, np.uint64)
 
 
 def _exact_jaccards(
@@ -299,10 +326,10 @@ def build_near_duplicates(
                 hashes, offsets = word_ngram_hashes(
                     [normalise(text) for text in chunk], shingle, whole_if_short=True
                 )
-                sets = [np.unique(hashes[a:b]) for a, b in itertools.pairwise(offsets.tolist())]
-                for shingle_set in sets:
-                    store.write(shingle_set.tobytes())
-                set_sizes.extend(s.size for s in sets)
+                unique, unique_offsets = unique_per_record(hashes, offsets)
+                store.write(unique.tobytes())
+                set_sizes.extend(np.diff(unique_offsets).tolist())
+                sets = np.split(unique, unique_offsets[1:-1])
                 key_chunks.append(_band_keys(_signatures(sets, num_perm, seed), bands, rows))
         n_records = len(set_sizes)
         if n_records >= 1 << 32:
