@@ -339,7 +339,12 @@ def build_near_duplicates(
         has_shingles = np.flatnonzero(np.asarray(set_sizes, np.int64) > 0)
         pairs = _candidate_pairs(keys[has_shingles], has_shingles)
         del keys
-        store = np.fromfile(store_path, np.uint64) if set_offsets[-1] else np.zeros(0, np.uint64)
+        # Memory-mapped: a million records' shingle sets (1.5 GB) stay on disk, read per pair.
+        store = (
+            np.asarray(np.memmap(store_path, np.uint64, mode="r"))
+            if set_offsets[-1]
+            else np.zeros(0, np.uint64)
+        )
         jaccards = _exact_jaccards(pairs, store, set_offsets)
         del store
         store_path.unlink()
