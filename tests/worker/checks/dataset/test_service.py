@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import unicodedata
 from collections import Counter
+from difflib import SequenceMatcher
 
 from sqlalchemy import select
 
@@ -103,9 +104,25 @@ def test_a_dataset_audit_without_a_model_counts_planted_duplicates(make_stack, t
     # One shard built the counts; all six opened the same artefact.
     with stack.db.session() as session:
         infos = session.scalars(select(Shard.info).where(Shard.audit_id == audit_id)).all()
-    assert {tuple(info["artefacts"]) for info in infos} == {("normalised-counts",)}
-    built = list((stack.settings.data_dir / "indexes").glob("*/normalised-counts-*"))
-    assert len(built) == 1 and not list(built[0].parent.glob(".*building*"))
+    assert {tuple(info["artefacts"]) for info in infos} == {("normalised-counts", "exact-index")}
+    for name in ("normalised-counts", "exact-index"):
+        built = list((stack.settings.data_dir / "indexes").glob(f"*/{name}-*"))
+        assert len(built) == 1 and not list(built[0].parent.glob(".*building*"))
+
+    # The longest span each record shares with another, against a brute force over bytes.
+    encoded = [r["text"].encode() for r in records]
+    for n, record in enumerate(records):
+        longest = max(
+            SequenceMatcher(None, encoded[n], other, autojunk=False)
+            .find_longest_match(0, len(encoded[n]), 0, len(other))
+            .size
+            for m, other in enumerate(encoded)
+            if m != n
+        )
+        assert by_id[record["id"]]["span_bytes"] == longest, record
+    corpus = audit["summary"]["duplication"]["corpus"]
+    assert corpus["tokenizer"].startswith("SmolLM2") and corpus["n_bytes"] > 0
+    assert corpus["top_spans"] and corpus["top_spans"][0]["count"] >= 2
 
     # Most duplicated first in the records table.
     first = stack.client.get(
