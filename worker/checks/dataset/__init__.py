@@ -4,11 +4,11 @@ tokenizer. Per-record answers that depend on the whole corpus come from artefact
 per corpus per host (`artefacts.py`)."""
 
 from core.check_kinds import Family
-from worker.checks.dataset.kinds import DUPLICATION
+from worker.checks.dataset.kinds import CONTAMINATION, DUPLICATION, NEAR_DUPLICATES, PII
 
 FAMILY = Family(
     name="dataset",
-    kinds=(DUPLICATION,),
+    kinds=(DUPLICATION, NEAR_DUPLICATES, PII, CONTAMINATION),
     shard_pass="worker.checks.dataset.passes:open_pass",
     report="worker.checks.dataset.report:REPORT",
     description=__doc__ or "",

@@ -132,9 +132,7 @@ def duplication_values(
     first record of each duplicated group, a short masked example for the summary."""
     texts = [record_text(record) for record in records]
     keys = [text_key(text) for text in texts if text is not None]
-    counts, firsts = (
-        lookup_counts(inputs.counts, keys) if keys else (np.array([]), np.array([]))
-    )
+    counts, firsts = lookup_counts(inputs.counts, keys) if keys else (np.array([]), np.array([]))
     matches = inputs.index.record_matches([record.index for record in records])
     values: list[dict[str, Any]] = []
     found = iter(zip(keys, counts.tolist(), firsts.tolist(), strict=True))

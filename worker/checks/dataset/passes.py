@@ -25,7 +25,12 @@ from worker.checks.shard_pass import ShardInput, ShardPass
 # Per kind, what builds (or opens) its corpus artefacts before the first batch, named as
 # "module:function" taking (corpus, params): the shard's info then names every artefact and the
 # tokenizer, and a build that fails fails the shard before any row is written.
-PREPARE = {"duplication": "worker.checks.dataset.duplication:prepare_duplication"}
+PREPARE = {
+    "duplication": "worker.checks.dataset.duplication:prepare_duplication",
+    "near_duplicates": "worker.checks.dataset.near:prepare_near",
+    "pii": "worker.checks.dataset.pii_inventory:prepare_pii",
+    "contamination": "worker.checks.dataset.contamination:prepare_contamination",
+}
 
 
 @dataclass
@@ -50,6 +55,21 @@ class Corpus:
     def build_with(self, write: Callable[[Iterator[Record], Path], None]) -> Callable[[Path], None]:
         """A build function that gives `write` every record of the corpus."""
         return lambda directory: write(self.records(), directory)
+
+    def named(self, uri: str) -> Corpus:
+        """Another dataset a kind's params name (contamination's training corpus), opened
+        under the audit's grants like the audited one, with the same tokenizer choice."""
+        path = self.access.open_dataset(uri)
+        return Corpus(
+            sha256=_file_sha256(path),
+            data_dir=self.data_dir,
+            records=lambda: iter_records(path),
+            n_records=-1,  # unknown until read; nothing reads it for a named corpus
+            model_uri=self.model_uri,
+            access=self.access,
+            info=self.info,
+            _tokenizer=self._tokenizer,
+        )
 
     def display(self) -> Display:
         """How this deployment masks and shortens texts it stores (`display.py`)."""
