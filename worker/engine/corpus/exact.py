@@ -49,6 +49,10 @@ _FANOUT = 16
 # Texts handed to the tokenizer callback at once.
 _TOKEN_BATCH = 1024
 _RANK_BITS = 32
+# Left-context flag of a rank pair not read yet (0: the pair's preceding bytes differ, 1: equal).
+_UNREAD = 2
+# Intervals whose left contexts are read at once when picking the top spans (the first batch).
+_SPAN_BATCH = 1024
 
 TokenStarts = Callable[[list[str]], list[np.ndarray]]
 
@@ -87,7 +91,19 @@ class CorpusStats:
         float | None
     )  # bytes inside a span of >= min_repeat_tokens seen >= 2 times
     min_repeat_tokens: int
-    top_spans: list[TopSpan]  # ranked by count x bytes, none a substring of a higher-ranked one
+    # The most repeated spans of at least the build's minimum length, by occurrence count
+    # (overlapping occurrences inside records), ties by length in bytes, then by the span's bytes.
+    # Only maximal spans: none lies inside a longer span seen as often, so a boilerplate sentence is
+    # listed once, whole, not with its prefixes and suffixes; a part of it that also occurs
+    # elsewhere is listed with its own, larger count.
+    top_spans: list[TopSpan]
+
+
+@dataclass(frozen=True)
+class _SpanLimits:
+    count: int  # spans listed in CorpusStats.top_spans
+    min_tokens: int  # their minimum length in tokens, when token starts are known
+    min_bytes: int  # their minimum length in bytes otherwise
 
 
 @dataclass
@@ -107,13 +123,18 @@ def build_index(
     token_starts: TokenStarts | None = None,
     min_repeat_tokens: int = 50,
     top_spans: int = 20,
+    min_span_tokens: int = 8,
+    min_span_bytes: int = 32,
 ) -> Path:
     """Build the index of `texts` into `directory`, which must not exist yet; returns `directory`.
 
     The directory appears complete or not at all, so shards never open a half-written index.
+    `top_spans` most repeated spans are kept in the stats (see `CorpusStats.top_spans`), each at
+    least `min_span_tokens` tokens long when `token_starts` is given, else `min_span_bytes` bytes:
+    shorter repeats are common words and phrases, not boilerplate.
     """
-    if min_repeat_tokens < 1 or top_spans < 0:
-        raise ValueError("min_repeat_tokens must be >= 1 and top_spans >= 0")
+    if min(min_repeat_tokens, min_span_tokens, min_span_bytes) < 1 or top_spans < 0:
+        raise ValueError("the minimum lengths must be >= 1 and top_spans >= 0")
     directory = Path(directory)
     if directory.exists():
         raise FileExistsError(
@@ -122,7 +143,13 @@ def build_index(
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.building-", dir=directory.parent))
     try:
-        _build_into(staging, texts, token_starts, min_repeat_tokens, top_spans)
+        _build_into(
+            staging,
+            texts,
+            token_starts,
+            min_repeat_tokens,
+            _SpanLimits(top_spans, min_span_tokens, min_span_bytes),
+        )
         _fsync_directory(staging)
         try:
             os.rename(staging, directory)
@@ -140,7 +167,7 @@ def _build_into(
     texts: Iterable[str],
     token_starts: TokenStarts | None,
     min_repeat_tokens: int,
-    top_spans: int,
+    span_limits: _SpanLimits,
 ) -> None:
     corpus = _read_corpus(texts, token_starts)
     text, starts = corpus.text, corpus.starts
@@ -162,11 +189,21 @@ def _build_into(
     span_position = suffix_array[span_rank].astype(np.int64) if n_records else np.zeros(0, np.int64)
     span_tokens = _tokens_between(corpus.token_positions, span_position, span_position + span_bytes)
 
-    share = None
+    share, bytes_needed = None, None
     if corpus.token_positions is not None:
         _repeat_length_by_position(lcp, suffix_array, out=work)
         share = _repeated_share(work, corpus.token_positions, min_repeat_tokens, starts)
-    del work, levels, lcp
+        _bytes_for_tokens(corpus.token_positions, span_limits.min_tokens, out=work)
+        bytes_needed = work
+    opening = np.zeros(0, dtype=np.int64)
+    if span_limits.count:
+        shortest = span_limits.min_tokens if bytes_needed is not None else span_limits.min_bytes
+        opening = _interval_openings(lcp, suffix_array, shortest, bytes_needed)
+    del work, bytes_needed
+    top = _top_repeated_spans(
+        text, starts, suffix_array, levels, opening, corpus.token_positions, span_limits.count
+    )
+    del levels, lcp
 
     record_spans = np.stack(
         [span_position - starts[:-1], span_bytes, span_count, span_tokens], axis=1
@@ -180,17 +217,7 @@ def _build_into(
         duplicate_histogram=_histogram(corpus.record_counts),
         repeated_bytes_share=share,
         min_repeat_tokens=min_repeat_tokens,
-        top_spans=_top_spans(
-            text,
-            starts,
-            left,
-            span_bytes,
-            span_count,
-            span_position,
-            span_tokens,
-            top_spans,
-            with_tokens=corpus.token_positions is not None,
-        ),
+        top_spans=top,
     )
     _save(staging, "text", text)
     _save(staging, "starts", starts)
@@ -405,13 +432,20 @@ def _rank_interval(
     levels: list[np.ndarray], rank: np.ndarray, length: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """First and last rank of the suffixes that share `length` bytes with the suffix at `rank`."""
-    left, right = rank.astype(np.int64), rank.astype(np.int64)
-    for a in range(0, len(rank), _QUERY_BATCH):
-        chosen = slice(a, a + _QUERY_BATCH)
-        threshold = length[chosen]
-        left[chosen] = _nearest_below(levels, rank[chosen], threshold, forward=False) + 1
-        right[chosen] = _nearest_below(levels, rank[chosen], threshold, forward=True)
+    left = _nearest_below_batched(levels, rank, length, forward=False) + 1
+    right = _nearest_below_batched(levels, rank, length, forward=True)
     return left, right
+
+
+def _nearest_below_batched(
+    levels: list[np.ndarray], start: np.ndarray, threshold: np.ndarray, forward: bool
+) -> np.ndarray:
+    """`_nearest_below` in batches, so its (queries, _FANOUT) temporaries stay small."""
+    found = np.empty(len(start), dtype=np.int64)
+    for a in range(0, len(start), _QUERY_BATCH):
+        chosen = slice(a, a + _QUERY_BATCH)
+        found[chosen] = _nearest_below(levels, start[chosen], threshold[chosen], forward)
+    return found
 
 
 def _tokens_between(
@@ -433,6 +467,18 @@ def _repeat_length_by_position(lcp: np.ndarray, suffix_array: np.ndarray, out: n
         out[suffix_array[a:b]] = np.maximum(above, lcp[a:b])
 
 
+def _first_token_from(token_positions: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Per text position p in [start, stop): the index of the first token start at or after p.
+
+    A running count of the token starts inside the range: a binary search per byte costs ~60 ns,
+    the count a few.
+    """
+    first, last = np.searchsorted(token_positions, [start, stop])
+    starts_here = np.zeros(stop - start, dtype=np.int64)
+    starts_here[token_positions[first:last] - start] = 1
+    return first + np.cumsum(starts_here) - starts_here
+
+
 def _repeated_share(
     repeat_length: np.ndarray, token_positions: np.ndarray, min_tokens: int, starts: np.ndarray
 ) -> float:
@@ -448,7 +494,7 @@ def _repeated_share(
     for a in range(0, len(repeat_length), _CHUNK):
         position = np.arange(a, min(a + _CHUNK, len(repeat_length)), dtype=np.int64)
         end = position + repeat_length[a : a + len(position)]
-        last_token = np.searchsorted(token_positions, position) + (min_tokens - 1)
+        last_token = _first_token_from(token_positions, a, a + len(position)) + (min_tokens - 1)
         opens = last_token < len(token_positions)
         opens[opens] = token_positions[last_token[opens]] < end[opens]
         span_end = np.where(opens, end, 0)
@@ -464,53 +510,153 @@ def _histogram(record_counts: np.ndarray) -> dict[int, int]:
     return {int(v): int(f) for v, f in zip(values, frequency, strict=True)}
 
 
-def _top_spans(
+def _bytes_for_tokens(token_positions: np.ndarray, min_tokens: int, out: np.ndarray) -> None:
+    """out[p] = the fewest bytes a span starting at text position p needs to hold min_tokens tokens.
+
+    That is up to and including the first byte of its min_tokens-th token start at or after p; the
+    dtype's maximum where the text has too few tokens left. A span that would reach into the next
+    record never counts: LCP values stop at the record end, below these lengths.
+    """
+    too_few = np.iinfo(out.dtype).max
+    for a in range(0, len(out), _CHUNK):
+        position = np.arange(a, min(a + _CHUNK, len(out)), dtype=np.int64)
+        last_token = _first_token_from(token_positions, a, a + len(position)) + (min_tokens - 1)
+        enough = last_token < len(token_positions)
+        needed = np.full(len(position), too_few, dtype=np.int64)
+        needed[enough] = token_positions[last_token[enough]] - position[enough] + 1
+        out[a : a + len(position)] = needed
+
+
+def _interval_openings(
+    lcp: np.ndarray, suffix_array: np.ndarray, shortest: int, bytes_needed: np.ndarray | None
+) -> np.ndarray:
+    """Ranks k where an LCP interval of depth lcp[k] >= `shortest` may begin, in rank order.
+
+    Every interval of depth d (the suffixes at ranks left..right sharing exactly d bytes, the
+    string of one suffix-tree node) has lcp[k] == d at each boundary k between its children; the
+    first such k stands for it. A k whose rank above has the same lcp value is never first, which
+    drops the runs of copies cheaply; the rest are settled by `_top_repeated_spans`. With tokens,
+    the interval must also hold `bytes_needed` bytes at the suffix of rank k, its representative.
+    """
+    parts = [np.zeros(0, dtype=np.int64)]
+    for a in range(0, len(lcp), _CHUNK):
+        b = min(a + _CHUNK, len(lcp))
+        depth = lcp[a:b]
+        above = np.empty(b - a, dtype=np.int64)
+        above[0] = lcp[a - 1] if a else -1
+        above[1:] = depth[:-1]
+        rank = np.flatnonzero((depth >= shortest) & (depth != above)) + a
+        if bytes_needed is not None:
+            rank = rank[lcp[rank] >= bytes_needed[suffix_array[rank]]]
+        parts.append(rank)
+    return np.concatenate(parts)
+
+
+def _read_left_contexts(
+    text: np.ndarray,
+    suffix_array: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Fill out[k] for the ranks k in [left, right) of each interval, where still _UNREAD: 0 when
+    the suffixes at ranks k and k+1 follow different bytes or one starts a record (so an interval
+    holding both is left-maximal), else 1. Reads only the union of the intervals, chunk by chunk.
+    """
+    order = np.argsort(left, kind="stable")
+    begin, end = left[order], np.maximum.accumulate(right[order])  # pairs [begin, end)
+    opens_run = np.ones(len(order), dtype=bool)
+    opens_run[1:] = begin[1:] > end[:-1]
+    run_begin = begin[opens_run]
+    run_end = end[np.append(np.flatnonzero(opens_run)[1:] - 1, len(order) - 1)]
+    for a in range(0, len(out), _CHUNK):
+        b = min(a + _CHUNK, len(out))
+        first, last = np.searchsorted(run_end, a, side="right"), np.searchsorted(run_begin, b)
+        if first >= last:
+            continue
+        inside = np.zeros(b - a + 1, dtype=np.int64)
+        np.add.at(inside, np.maximum(run_begin[first:last], a) - a, 1)
+        np.add.at(inside, np.minimum(run_end[first:last], b) - a, -1)
+        rank = np.flatnonzero(np.cumsum(inside[:-1]) > 0) + a
+        rank = rank[out[rank] == _UNREAD]
+        position = suffix_array[rank].astype(np.int64)
+        following = suffix_array[rank + 1].astype(np.int64)
+        before = np.where(position > 0, text[position - 1], SEPARATOR)
+        before_following = np.where(following > 0, text[following - 1], SEPARATOR)
+        out[rank] = (before == before_following) & (before != SEPARATOR)
+
+
+def _lcp_intervals(
+    levels: list[np.ndarray], opening: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct intervals among those at ranks `opening`: (first boundary, depth, left, right).
+
+    An interval of depth d spans ranks left..right, whose suffixes share exactly d bytes; lcp
+    equals d at each boundary k between its children and exceeds it elsewhere inside.
+    """
+    lcp = levels[0]
+    depth = lcp[opening].astype(np.int64)
+    # The nearest rank above with lcp <= depth lies below depth when `opening` is the interval's
+    # first boundary (it is then the rank before the interval) and equals depth for a later one.
+    above = _nearest_below_batched(levels, opening, depth + 1, forward=False)
+    first = (above < 0) | (lcp[np.maximum(above, 0)] < depth)
+    opening, depth, left = opening[first], depth[first], above[first] + 1
+    right = _nearest_below_batched(levels, opening + 1, depth, forward=True)
+    return opening, depth, left, right
+
+
+def _top_repeated_spans(
     text: np.ndarray,
     starts: np.ndarray,
-    left: np.ndarray,
-    span_bytes: np.ndarray,
-    span_count: np.ndarray,
-    span_position: np.ndarray,
-    span_tokens: np.ndarray,
+    suffix_array: np.ndarray,
+    levels: list[np.ndarray],
+    opening: np.ndarray,
+    token_positions: np.ndarray | None,
     limit: int,
-    *,
-    with_tokens: bool,
 ) -> list[TopSpan]:
-    """The most repeated of the records' longest shared spans, by count x bytes (bytes they cover).
+    """The `limit` most repeated maximal spans among the intervals opened at ranks `opening`.
 
-    A span is identified by its suffix-array interval; one contained in a higher-ranked span (or
-    containing one) is skipped, so the list names distinct material.
+    A span is maximal when no longer span holding it occurs as often: it ends where its occurrences
+    stop agreeing on the next byte (an LCP interval is exactly that) and starts where they stop
+    agreeing on the byte before (some adjacent pair of its suffixes follows different bytes, or
+    one starts a record). Its prefixes and suffixes with the same count are therefore never listed.
     """
-    candidates = np.flatnonzero(span_bytes > 0)
-    if not len(candidates) or not limit:
+    if not len(opening) or not limit:
         return []
-    _, first = np.unique(
-        np.stack([left[candidates], span_bytes[candidates]], axis=1), axis=0, return_index=True
-    )
-    candidates = candidates[first]
-    score = span_count[candidates] * span_bytes[candidates]
-    candidates = candidates[np.lexsort((left[candidates], -span_bytes[candidates], -score))]
-    kept: list[bytes] = []
-    spans: list[TopSpan] = []
-    for record in candidates:
-        position, length = int(span_position[record]), int(span_bytes[record])
-        data = text[position : position + length].tobytes()
-        if any(data in other or other in data for other in kept):
-            continue
-        kept.append(data)
-        spans.append(
-            TopSpan(
-                text=data.decode("utf-8", errors="replace"),
-                count=int(span_count[record]),
-                n_bytes=length,
-                n_tokens=int(span_tokens[record]) if with_tokens else None,
-                record=int(record),
-                start=position - int(starts[record]),
-            )
+    opening, depth, left, right = _lcp_intervals(levels, opening)
+    count = right - left + 1
+    # Most occurrences first, then longest, then the span's bytes (its interval's rank order).
+    order = np.lexsort((left, -depth, -count))
+
+    # The maximal spans are mostly among the first intervals in that order (a sentence's suffixes
+    # follow it), so left contexts are read for growing batches, not for every rank.
+    context = np.full(len(suffix_array), _UNREAD, dtype=np.uint8)
+    chosen, batch_start, batch_size = [np.zeros(0, dtype=np.int64)], 0, max(4 * limit, _SPAN_BATCH)
+    while batch_start < len(order) and sum(map(len, chosen)) < limit:
+        batch = order[batch_start : batch_start + batch_size]
+        _read_left_contexts(text, suffix_array, left[batch], right[batch], out=context)
+        first_differing = _nearest_below_batched(
+            _minima_levels(context), left[batch], np.ones(len(batch), dtype=np.int64), forward=True
         )
-        if len(spans) == limit:
-            break
-    return spans
+        chosen.append(batch[first_differing < right[batch]])
+        batch_start, batch_size = batch_start + batch_size, 4 * batch_size
+    del context
+    kept = np.concatenate(chosen)[:limit]
+    position = suffix_array[opening[kept]].astype(np.int64)
+    length = depth[kept]
+    record = np.searchsorted(starts, position, side="right") - 1
+    tokens = _tokens_between(token_positions, position, position + length)
+    return [
+        TopSpan(
+            text=text[p : p + n].tobytes().decode("utf-8", errors="replace"),
+            count=int(c),
+            n_bytes=int(n),
+            n_tokens=int(t) if token_positions is not None else None,
+            record=int(r),
+            start=int(p - starts[r]),
+        )
+        for p, n, c, t, r in zip(position, length, count[kept], tokens, record, strict=True)
+    ]
 
 
 def _save(directory: Path, name: str, array: np.ndarray) -> None:

@@ -45,6 +45,39 @@ def substring_tables(corpus: list[bytes]):
         yield length, holders, counts
 
 
+def contexts(corpus: list[bytes], pattern: bytes) -> tuple[set, set]:
+    """The bytes just before and just after each occurrence (None at a record's edge)."""
+    before, after = set(), set()
+    for record in corpus:
+        at = record.find(pattern)
+        while at >= 0:
+            before.add(record[at - 1] if at else None)
+            stop = at + len(pattern)
+            after.add(record[stop] if stop < len(record) else None)
+            at = record.find(pattern, at + 1)
+    return before, after
+
+
+def is_maximal(corpus: list[bytes], pattern: bytes) -> bool:
+    """No longer span holding `pattern` occurs as often: growing it by one byte on either side
+    loses an occurrence, which holds unless every occurrence has the same byte there."""
+    before, after = contexts(corpus, pattern)
+    return (len(before) > 1 or None in before) and (len(after) > 1 or None in after)
+
+
+def maximal_repeats(corpus: list[bytes], min_bytes: int) -> list[tuple[int, int, bytes]]:
+    """Every maximal span of >= min_bytes seen >= 2 times, as (-count, -length, bytes), sorted."""
+    spans = set()
+    for length, _, counts in substring_tables(corpus):
+        if length >= min_bytes:
+            spans.update(piece for piece, count in counts.items() if count >= 2)
+    return sorted(
+        (-occurrences(corpus, piece), -len(piece), piece)
+        for piece in spans
+        if is_maximal(corpus, piece)
+    )
+
+
 def brute_force(corpus: list[bytes], min_tokens: int):
     """Longest span each record shares with another record, and the bytes in repeated spans."""
     shared = [0] * len(corpus)
@@ -101,6 +134,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         token_starts=word_starts,
         min_repeat_tokens=3,
         top_spans=5,
+        min_span_tokens=4,
     )
     return texts, ExactIndex.open(path)
 
@@ -145,15 +179,19 @@ def test_corpus_stats_equal_brute_force(built) -> None:
     assert stats.repeated_bytes_share == pytest.approx(share, abs=1e-12)
     assert 0 < share < 1
     assert stats.n_records == len(texts) and stats.n_bytes == sum(map(len, corpus))
-    assert 0 < len(stats.top_spans) <= 5
-    scores = [span.count * span.n_bytes for span in stats.top_spans]
-    assert scores == sorted(scores, reverse=True)
+    assert len(stats.top_spans) == 5
+    ranking = [(span.count, span.n_bytes) for span in stats.top_spans]
+    assert ranking == sorted(ranking, reverse=True)
     for span in stats.top_spans:
         data = corpus[span.record][span.start : span.start + span.n_bytes]
         assert span.text == data.decode(errors="replace")
         assert span.count == occurrences(corpus, data) >= 2
-    pieces = [span.text for span in stats.top_spans]
-    assert not any(a in b for a in pieces for b in pieces if a is not b)
+        assert is_maximal(corpus, data)
+        token_starts = [m.start() for m in re.finditer(rb"\S+", corpus[span.record])]
+        assert span.n_tokens == sum(
+            span.start <= t < span.start + span.n_bytes for t in token_starts
+        )
+        assert span.n_tokens >= 4
 
 
 def test_count_and_longest_match_equal_brute_force(built) -> None:
@@ -229,6 +267,79 @@ def test_planted_corpus_known_answers(tmp_path: Path) -> None:
     assert index.text_of(base + 8, 0, 9) == "left side"
 
 
+def byte_corpus(seed: int) -> list[str]:
+    """Few letters, so spans repeat at every length, overlap (runs of "a") and cut "é" in two."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    for _ in range(150):
+        if texts and rng.random() < 0.15:
+            texts.append(rng.choice(texts))
+        else:
+            texts.append("".join(rng.choices("aab é", k=rng.randint(0, 24))))
+    return texts
+
+
+@pytest.mark.parametrize("small_steps", [False, True])
+def test_top_spans_equal_brute_force_maximal_repeats(
+    tmp_path: Path, monkeypatch, small_steps: bool
+) -> None:
+    if small_steps:  # chunk, query and batch boundaries fall inside intervals
+        monkeypatch.setattr(exact, "_CHUNK", 37)
+        monkeypatch.setattr(exact, "_QUERY_BATCH", 5)
+        monkeypatch.setattr(exact, "_SPAN_BATCH", 3)
+    texts = byte_corpus(seed=4)
+    corpus = [t.encode() for t in texts]
+    expected = maximal_repeats(corpus, min_bytes=3)
+    assert len(expected) > 100 and expected[0][0] < -50  # the test has material to rank
+    for limit in (1, 7, len(expected) + 10):
+        path = build_index(texts, tmp_path / f"index-{limit}", top_spans=limit, min_span_bytes=3)
+        spans = ExactIndex.open(path).corpus_stats().top_spans
+        found = []
+        for span in spans:
+            data = corpus[span.record][span.start : span.start + span.n_bytes]
+            assert span.text == data.decode(errors="replace") and span.n_tokens is None
+            found.append((-span.count, -span.n_bytes, data))
+        assert found == expected[:limit]
+
+
+def test_planted_boilerplate_is_the_top_span(tmp_path: Path) -> None:
+    """A sentence in 125 records is listed once, whole, with its count; spans more frequent
+    but shorter than 8 tokens (a common phrase, the sentence's first words) are not listed."""
+    rng = random.Random(2)
+    vocabulary = [
+        "".join(rng.choices("abcdefghijklmnopqrstuvwxyzé", k=rng.randint(2, 8))) for _ in range(400)
+    ]
+    sentence = (
+        "All Rights Reserved: this Notice must stay WITH every copy of THE software, unchanged."
+    )
+    lead = " ".join(sentence.split()[:5])  # 5 words, shared with a second, rarer sentence
+    texts: list[str] = []
+    for record in range(1500):
+        words = rng.choices(vocabulary, k=rng.randint(20, 40))
+        if record % 3 == 0:
+            words.insert(rng.randrange(len(words)), "of the")  # 500 times, 2 tokens
+        text = " ".join(words)
+        half = len(words) // 2
+        if record % 12 == 5:  # 125 records
+            text = " ".join([*words[:half], sentence, *words[half:]])
+        elif record % 12 == 7:
+            text = " ".join([*words[:half], lead, "differs", *words[half:]])
+        texts.extend([text] * (rng.randint(2, 9) if record % 12 == 1 else 1))
+    planted = sum(sentence in text for text in texts)
+    assert planted == 125
+    path = build_index(texts, tmp_path / "index", token_starts=word_starts)
+    spans = ExactIndex.open(path).corpus_stats().top_spans
+    assert len(spans) == 20
+    top = spans[0]
+    assert (top.text, top.count, top.n_tokens) == (f" {sentence} ", planted, len(sentence.split()))
+    assert texts[top.record].encode()[top.start : top.start + top.n_bytes] == top.text.encode()
+    assert all(span.n_tokens >= 8 for span in spans)
+    assert not any(span.text.strip() in sentence for span in spans[1:])  # no piece of it
+    # The rest: copied records (<= 9 copies), or the sentence grown by a byte some of its
+    # occurrences share (10 of them follow a word ending in "q" here), with a smaller count.
+    assert all(span.count <= 9 or sentence in span.text for span in spans[1:])
+
+
 def test_persisted_as_read_only_memmaps(built, tmp_path: Path) -> None:
     texts, index = built
     again = ExactIndex.open(index.directory)
@@ -276,7 +387,12 @@ def test_small_chunks_carry_across_boundaries(built, tmp_path: Path, monkeypatch
     texts, index = built
     monkeypatch.setattr(exact, "_CHUNK", 48)
     path = build_index(
-        texts, tmp_path / "index", token_starts=word_starts, min_repeat_tokens=3, top_spans=5
+        texts,
+        tmp_path / "index",
+        token_starts=word_starts,
+        min_repeat_tokens=3,
+        top_spans=5,
+        min_span_tokens=4,
     )
     small = ExactIndex.open(path)
     assert small.record_matches(range(len(texts))) == index.record_matches(range(len(texts)))
