@@ -25,7 +25,7 @@ BUILT_IN = {
     "unlearning": ["unlearning"],
     "reasoning": ["kk_memorization", "retention", "wilt"],
     "diffusion": ["cfg_basin", "cfg_mitigation", "lid"],
-    "dataset": ["duplication"],
+    "dataset": ["duplication", "near_duplicates", "pii", "contamination"],
 }
 
 
