@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DISPLAY_CHARS = 120  # enough to recognise a boilerplate line, short of a whole record
 _KEY_LABEL = b"memaudit pii recurrence hash v1"
@@ -36,6 +36,26 @@ class Display:
         from worker.engine.corpus.pii import detect, masked_text
 
         return masked_text(text, detect(text, self.key))
+
+    def excerpt(self, text: str, start: int, stop: int) -> str:
+        """The short masked form of the bytes [start, stop) of a text. Values are detected in
+        the whole text, and the excerpt widened over any value it cuts: a value cut in half is
+        no longer recognisable as one, and would otherwise be stored half raw."""
+        from worker.engine.corpus.pii import detect, masked_text
+
+        encoded = text.encode("utf-8")
+        first = len(encoded[:start].decode("utf-8", errors="ignore"))
+        last = len(encoded[:stop].decode("utf-8", errors="ignore"))
+        found = detect(text, self.key)
+        for detection in found:
+            if detection.start < last and detection.end > first:
+                first, last = min(first, detection.start), max(last, detection.end)
+        inside = [
+            replace(d, start=d.start - first, end=d.end - first)
+            for d in found
+            if d.start >= first and d.end <= last
+        ]
+        return shorten(masked_text(text[first:last], inside))
 
     def short(self, text: str) -> str:
         """A short, single-line, masked form of a text, safe to store and show. Masked before

@@ -153,8 +153,7 @@ def duplication_values(
             ),
         }
         if match.span_bytes:
-            span = inputs.index.text_of(record.index, match.span_start, match.span_stop)
-            row["span_text"] = inputs.display.short(span)
+            row["span_text"] = inputs.display.excerpt(text, match.span_start, match.span_stop)
         if count > 1 and first == record.index:
             row["example"] = inputs.display.short(text)
         values.append(row)
@@ -172,7 +171,9 @@ def duplication_facts(inputs: DuplicationInputs, params: DuplicationParams) -> d
         "repeated_bytes_share": stats.repeated_bytes_share,
         "top_spans": [
             {
-                "text": inputs.display.short(span.text),
+                "text": inputs.display.excerpt(
+                    inputs.index.record_text(span.record), span.start, span.start + span.n_bytes
+                ),
                 "count": span.count,
                 "n_bytes": span.n_bytes,
                 "n_tokens": span.n_tokens,

@@ -773,6 +773,13 @@ class ExactIndex:
         stats["top_spans"] = [TopSpan(**span) for span in stats["top_spans"]]
         return CorpusStats(**stats)
 
+    def record_text(self, record: int) -> str:
+        """A whole record's text, as indexed."""
+        if not 0 <= record < self.n_records:
+            raise IndexError(f"record {record} outside 0..{self.n_records - 1}")
+        length = int(self._starts[record + 1]) - 1 - int(self._starts[record])
+        return self.text_of(record, 0, length)
+
     def text_of(self, record: int, start: int, stop: int) -> str:
         """A record's bytes [start, stop) decoded; a cut multi-byte character becomes U+FFFD."""
         if not 0 <= record < self.n_records:

@@ -122,3 +122,29 @@ def test_contamination_of_an_evaluation_set(local_data_dir, tmp_path) -> None:
     summary = found["summary"]
     assert summary["n_contaminated"] == 2 and summary["contaminated_share"] == pytest.approx(2 / 3)
     assert summary["corpus"]["n"] == 13
+
+
+def luhn_complete(digits: str) -> str:
+    """The digits with the Luhn check digit appended (computed here, not by the code)."""
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        value = int(digit) * (2 if position % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return digits + str((10 - total % 10) % 10)
+
+
+def test_a_shared_span_that_cuts_a_value_is_stored_masked_whole(local_data_dir) -> None:
+    """Two records share text up to the middle of a card number: the span alone no longer
+    looks like a card, so masking the span by itself would store 12 raw digits."""
+    first, second = luhn_complete("453914880343646"), luhn_complete("453914880343981")
+    assert first[:12] == second[:12] and first != second
+    group = " ".join(first[i : i + 4] for i in range(0, 16, 4))
+    other = " ".join(second[i : i + 4] for i in range(0, 16, 4))
+    lead = "the customer paid the annual invoice with card number"
+    texts = [f"{lead} {group} and left", f"{lead} {other} then called", "unrelated words only"]
+    result = audit_texts(None, [{"text": t} for t in texts], [{"kind": "duplication"}])
+    found = result["duplication"]
+    assert found["samples"][0]["span_bytes"] == len(f"{lead} {group[:15]}")
+    stored = json.dumps(found)
+    assert group[:14] not in stored and first[:12] not in stored
+    assert "****" in found["samples"][0]["span_text"]
