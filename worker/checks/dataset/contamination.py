@@ -73,8 +73,30 @@ def contamination_facts(inputs: ContaminationInputs, params: ContaminationParams
     }
 
 
+FRACTION_BINS = 10  # tenths of a record's n-grams, after a bin of its own for none found
+
+
+def overlap_histogram(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Evaluation records by the share of their n-grams found in the corpus: `0` alone (clean
+    by GPT-3's test), then (0–10%] up to (90–100%]. Binned from the counts, not the rounded
+    fraction, so a record at exactly 30% lands in 20–30%."""
+    labels = ["0"] + [
+        f"{10 * b}–{10 * (b + 1)}%" if b else f">0–{10 * (b + 1)}%" for b in range(FRACTION_BINS)
+    ]
+    records = [0] * len(labels)
+    for row in rows:
+        found, total = int(row["n_found"]), int(row["n_ngrams"])
+        records[-(-found * FRACTION_BINS // total)] += 1  # ceil: 0 only when nothing was found
+    return {"bins": labels, "records": records}
+
+
 def summarize_contamination(
     values: Sequence[dict[str, Any] | None], _params: ContaminationParams
 ) -> dict[str, Any]:
     rows = [v for v in values if v is not None and "skipped" not in v]
-    return {**contamination_summary(rows), "n_skipped": len(values) - len(rows)}
+    judged = [row for row in rows if row.get("n_ngrams")]
+    return {
+        **contamination_summary(rows),
+        "n_skipped": len(values) - len(rows),
+        "overlap_histogram": overlap_histogram(judged) if judged else None,
+    }
