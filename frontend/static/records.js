@@ -350,11 +350,13 @@
   var filters = root.querySelector("[data-records-filters]");
   var timer = null;
   filters.addEventListener("submit", function (event) { event.preventDefault(); });
-  filters.member.addEventListener("change", function () {
-    state.member = filters.member.value;
-    state.offset = 0;
-    load();
-  });
+  if (filters.member) {  // a dataset audit has no member filter
+    filters.member.addEventListener("change", function () {
+      state.member = filters.member.value;
+      state.offset = 0;
+      load();
+    });
+  }
   filters.q.addEventListener("input", function () {
     window.clearTimeout(timer);
     timer = window.setTimeout(function () {
