@@ -113,6 +113,9 @@ class SubmitContext:
     # Checks a dataset URI named in params (the team's uploads, its data folders); None where
     # nothing can be checked.
     resolve_dataset: Callable[[str], Any] | None = None
+    # Finds an earlier audit named in params (one the caller's team can see) and says what it
+    # ran and how it ended; None where nothing can be checked.
+    resolve_audit: Callable[[str], Any] | None = None
 
 
 class CheckParams(BaseModel):

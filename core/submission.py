@@ -97,6 +97,34 @@ def resolve_dataset(
     )
 
 
+@dataclass(frozen=True)
+class ResolvedAudit:
+    id: str
+    status: str
+    check_kinds: list[str]
+    dataset_uri: str
+    dataset_sha256: str
+    model_uri: str | None
+
+
+def resolve_audit(session: Session, audit_id: str, owner: Owner) -> ResolvedAudit:
+    """An earlier audit the owner's team can see (an audit of another team reads as unknown,
+    so its existence is not revealed)."""
+    row = session.get(Audit, audit_id)
+    if row is None or not owner.sees(row.team_id):
+        raise ApiError(
+            422, "unknown_audit", f"no audit with id {audit_id!r} that this key's team can see"
+        )
+    return ResolvedAudit(
+        row.id,
+        row.status,
+        [check["kind"] for check in row.checks],
+        row.dataset_uri,
+        row.dataset_sha256,
+        row.model_uri,
+    )
+
+
 def _model_kind(settings: Settings, grants: Grants, uri: str, field: str = "model") -> str | None:
     """Check a model URI at submit time (the team's grants, the roots, the files); the kind of
     model it names."""
@@ -179,6 +207,7 @@ def validate_checks(
                 model_uri=model_uri,
                 earlier_versions=partial(_earlier_versions, settings),
                 resolve_dataset=partial(resolve_dataset, session, settings, owner=owner),
+                resolve_audit=partial(resolve_audit, session, owner=owner),
             )
         try:
             completed = kind.validate(params, context)

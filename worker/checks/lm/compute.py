@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.check_kinds import SubmitContext
+from worker.checks.lm.corpus_link import REPEATED, bin_labels, count_bin
 from worker.checks.lm.guard import guard_membership
 from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParams
 from worker.checks.lm.samples import LMPlan, LMSample
 from worker.engine import extraction, loss
 from worker.engine.distributions import shared_histogram
 from worker.engine.extraction import document_values, suffix_detail, window_values
-from worker.engine.membership import membership_report, sample_scores
+from worker.engine.membership import membership_report, roc_curve, sample_scores
 
 
 def _with_labels(sample: LMSample, values: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +89,54 @@ def summarize_extraction(
     values: Sequence[dict[str, Any]], params: ExtractionParams
 ) -> dict[str, Any]:
     names = [s.name for s in params.scheme_list()]
-    return extraction.summarize_extraction(values, names, params.p_grid, params.n_grid)
+    summary = extraction.summarize_extraction(values, names, params.p_grid, params.n_grid)
+    scored = [v for v in values if not v.get("skipped") and v.get("corpus_count") is not None]
+    if scored:
+        summary.update(_by_corpus_count(scored, names, params))
+    return summary
+
+
+def _by_corpus_count(
+    scored: Sequence[dict[str, Any]], names: Sequence[str], params: ExtractionParams
+) -> dict[str, Any]:
+    """Rates by measured corpus count (in bins) in place of the dataset's `duplicates` field,
+    the contrast the findings state, and which PII types the extracted windows hold."""
+    groups: dict[str, list[dict[str, Any]]] = {label: [] for label in bin_labels()}
+    for value in scored:
+        groups[count_bin(int(value["corpus_count"]))].append(value)
+    present = [label for label, rows in groups.items() if rows]
+
+    def tally(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+        return {"n": len(rows), "extracted": sum(1 for v in rows if v["greedy_extracted"])}
+
+    repeated = tally([v for v in scored if v["corpus_count"] >= REPEATED])
+    once = tally([v for v in scored if v["corpus_count"] == 1])
+    ratio = None
+    if repeated["n"] and once["n"] and once["extracted"]:
+        ratio = (repeated["extracted"] / repeated["n"]) / (once["extracted"] / once["n"])
+    pii: dict[str, dict[str, int]] = {}
+    for value in scored:
+        for kind in value.get("pii") or ():
+            entry = pii.setdefault(kind, {"n": 0, "extracted": 0})
+            entry["n"] += 1
+            entry["extracted"] += int(bool(value["greedy_extracted"]))
+    return {
+        "duplicates_source": "corpus_count",
+        "duplicates_bins": present,
+        "by_duplicates": {
+            label: extraction.summarize_group(groups[label], names, params.p_grid, params.n_grid)
+            for label in present
+        },
+        # Greedy extraction of windows seen >= REPEATED times against windows seen once; the
+        # ratio only when both groups exist and the once-seen rate is above 0.
+        "corpus_contrast": {
+            "threshold": REPEATED,
+            "repeated": repeated,
+            "once": once,
+            "ratio": ratio,
+        },
+        "pii_by_type": dict(sorted(pii.items())),
+    }
 
 
 def plan_membership(params: MembershipParams, context: SubmitContext) -> LMPlan:
@@ -176,4 +224,36 @@ def summarize_membership(
         )
     if not labelled:
         summary["warnings"].append("no member labels: samples are ranked, no ROC is reported")
+    counted = [v for v in scored if v.get("corpus_count") is not None]
+    if counted:
+        summary["by_corpus_count"] = _membership_by_count(counted, params, labelled)
     return summary
+
+
+def _membership_by_count(
+    counted: Sequence[dict[str, Any]], params: MembershipParams, labelled: bool
+) -> dict[str, Any]:
+    """Records by corpus-count bin; with labels, each score's AUROC of the bin's members
+    against every non-member (non-members are rarely in the corpus, so they share no bin)."""
+    nonmembers = [v for v in counted if v.get("member") is False]
+    found: dict[str, Any] = {}
+    for label in bin_labels():
+        rows = [v for v in counted if count_bin(int(v["corpus_count"])) == label]
+        if not rows:
+            continue
+        members = [v for v in rows if v.get("member") is True]
+        entry: dict[str, Any] = {"n": len(rows), "n_members": len(members)}
+        if labelled:
+            entry["auroc"] = {
+                key: _auroc(
+                    [v[key] for v in members if _finite(v.get(key))],
+                    [v[key] for v in nonmembers if _finite(v.get(key))],
+                )
+                for key in _score_keys(params, counted)
+            }
+        found[label] = entry
+    return found
+
+
+def _auroc(members: Sequence[float], nonmembers: Sequence[float]) -> float | None:
+    return roc_curve(members, nonmembers).auc if members and nonmembers else None

@@ -150,8 +150,12 @@ def duplicates_figure(extraction: Mapping[str, Any], scheme: str) -> go.Figure |
     p = headline_p(extraction)
     if not by_duplicates or p is None:
         return None
-    counts = sorted(by_duplicates, key=int)
+    # Measured corpus counts come in bins, in order; a `duplicates` field gives exact counts.
+    measured = extraction.get("duplicates_source") == "corpus_count"
+    counts = extraction["duplicates_bins"] if measured else sorted(by_duplicates, key=int)
     groups = [by_duplicates[c] for c in counts]
+    axis = "window occurrences in the linked corpus" if measured else "copies in the training data"
+    unit = "occurrences" if measured else "copies"
     n_max = extraction["n_grid"][-1]
     figure = go.Figure(
         [
@@ -161,7 +165,7 @@ def duplicates_figure(extraction: Mapping[str, Any], scheme: str) -> go.Figure |
                 name="greedy",
                 marker={"color": GREEDY_COLOR},
                 customdata=[g["n"] for g in groups],
-                hovertemplate="%{x} copies: %{y:.1%} of %{customdata} records<extra></extra>",
+                hovertemplate="%{x} " + unit + ": %{y:.1%} of %{customdata} records<extra></extra>",
             ),
             go.Bar(
                 x=counts,
@@ -174,7 +178,7 @@ def duplicates_figure(extraction: Mapping[str, Any], scheme: str) -> go.Figure |
     return layout(
         figure,
         "Extraction rate by duplicate count",
-        xaxis={"title": "copies in the training data", "type": "category"},
+        xaxis={"title": axis, "type": "category"},
         yaxis=percent_axis("records extracted"),
     )
 

@@ -84,6 +84,9 @@ def extraction_finding(
             else count_of(others.get("greedy_rate"), others["n"])
         )
         text += f" Non-members, for comparison: {counted(shown, others['n'], 'records')}."
+    contrast = corpus_contrast_words(summary.get("corpus_contrast"))
+    if contrast:
+        text += f" {contrast}"
     risk = proportion_risk(hits, n)
     next_step = (
         "Open the most extractable records below; deduplicate or remove them from the training "
@@ -92,6 +95,38 @@ def extraction_finding(
         else "Re-run on each new version with records drawn from the training data."
     )
     return Finding("extraction", text, risk, CONTROL_MEMORISATION, next_step)
+
+
+def corpus_contrast_words(contrast: Mapping[str, Any] | None) -> str:
+    """`Windows repeated ≥ 10 times in the corpus are extracted 40× more often than windows
+    seen once (8 of 10 vs 2 of 100).` A ratio only when both groups have records and the
+    once-seen rate is above 0; the counts alone otherwise."""
+    if not contrast:
+        return ""
+    threshold = contrast["threshold"]
+    repeated, once = contrast["repeated"], contrast["once"]
+    counts = (
+        f"{repeated['extracted']:,} of {repeated['n']:,} vs {once['extracted']:,} of {once['n']:,}"
+    )
+    if not repeated["n"]:
+        return f"No window is repeated ≥ {threshold} times in the linked corpus."
+    if not once["n"]:
+        return (
+            f"Windows repeated ≥ {threshold} times in the linked corpus: "
+            f"{repeated['extracted']:,} of {repeated['n']:,} extracted greedily; none is seen "
+            "only once to compare with."
+        )
+    if contrast.get("ratio") is None:
+        return (
+            f"Windows repeated ≥ {threshold} times in the linked corpus against windows seen "
+            f"once, extracted greedily: {counts}."
+        )
+    ratio = contrast["ratio"]
+    how = f"{ratio:.3g}× more often than" if ratio >= 1 else f"{ratio:.3g}× as often as"
+    return (
+        f"Windows repeated ≥ {threshold} times in the linked corpus are extracted {how} "
+        f"windows seen once, greedily ({counts})."
+    )
 
 
 def loss_finding(summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]) -> Finding:

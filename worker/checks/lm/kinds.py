@@ -22,6 +22,42 @@ MAX_TOKENS_FIELD = Field(
 )
 
 
+CORPUS_AUDIT_FIELD = Field(
+    None,
+    max_length=64,
+    description="The id of a succeeded dataset audit of the training corpus with a "
+    "`duplication` check: each record then carries the corpus count of its text (extraction: "
+    "of its best window) and the PII types in it, and rates are grouped by measured counts",
+)
+CORPUS_COUNT_METRIC = Metric(
+    "corpus_count",
+    None,
+    "occurrences",
+    "Occurrences of the record's exact text (extraction: its best window, prefix and suffix) "
+    "in the linked training corpus, overlapping ones included.",
+    "Kandpal et al. 2022; Carlini et al. 2023",
+)
+CORPUS_COUNT_COLUMN = TableColumn("corpus_count", "corpus count", "int")
+
+
+def validate_corpus_audit(corpus_audit: str | None, context: SubmitContext) -> None:
+    """A named corpus audit must have finished with an exact index to read: refused at submit,
+    not discovered by a worker."""
+    if corpus_audit is None or context.resolve_audit is None:
+        return
+    found = context.resolve_audit(corpus_audit)  # unknown, or another team's: a 422 of its own
+    if found.status != "succeeded":
+        raise ValueError(
+            f"corpus_audit {corpus_audit} is {found.status}: only a succeeded dataset audit "
+            "can feed corpus counts"
+        )
+    if "duplication" not in found.check_kinds:
+        raise ValueError(
+            f"corpus_audit {corpus_audit} ran {found.check_kinds}, not a `duplication` check: "
+            "the corpus counts come from its exact index"
+        )
+
+
 # ---- loss --------------------------------------------------------------------------------
 
 
@@ -125,6 +161,7 @@ class ExtractionParams(CheckParams):
         default_factory=lambda: [0.1, 0.5, 0.9, 0.99, 0.999], min_length=1, max_length=32
     )
     n_grid: list[int] = Field(default_factory=default_n_grid, min_length=1, max_length=64)
+    corpus_audit: str | None = CORPUS_AUDIT_FIELD
 
     @field_validator("p_grid")
     @classmethod
@@ -155,7 +192,13 @@ def _extraction_columns(params: ExtractionParams) -> list[TableColumn]:
     sampled = [s.name for s in params.scheme_list() if not s.greedy]
     columns += [TableColumn(f"log10_pz.{name}", f"log10 p_z {name}", "number") for name in sampled]
     columns.append(TableColumn("match_prefix_len", "match len", "int"))
+    if params.corpus_audit is not None:
+        columns.insert(1, CORPUS_COUNT_COLUMN)
     return columns
+
+
+def _validate_extraction(params: ExtractionParams, context: SubmitContext) -> None:
+    validate_corpus_audit(params.corpus_audit, context)
 
 
 EXTRACTION = CheckKind(
@@ -201,6 +244,7 @@ EXTRACTION = CheckKind(
             "logits",
             "Smallest top-1 margin over the suffix; near 0 marks a fragile greedy match.",
         ),
+        CORPUS_COUNT_METRIC,
     ),
     plan=Lazy("worker.checks.lm.compute:plan_extraction"),
     compute=Lazy("worker.checks.lm.compute:compute_extraction"),
@@ -211,6 +255,7 @@ EXTRACTION = CheckKind(
     rank_description="log10 of the likeliest exact suffix emission across schemes "
     "(0: greedy decoding reproduces it)",
     table_columns=lambda p: _extraction_columns(p),
+    validate=_validate_extraction,
 )
 
 
@@ -240,6 +285,7 @@ class MembershipParams(CheckParams):
         "sources or periods; AUROC then partly measures that shift",
     )
     max_tokens: int | None = MAX_TOKENS_FIELD
+    corpus_audit: str | None = CORPUS_AUDIT_FIELD
 
     @field_validator("scores")
     @classmethod
@@ -264,6 +310,7 @@ class MembershipParams(CheckParams):
 def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:
     if params.scores and "ref" in params.scores and not context.has_reference_model:
         raise ValueError("score 'ref' needs a reference_model")
+    validate_corpus_audit(params.corpus_audit, context)
 
 
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:
@@ -284,7 +331,10 @@ def _membership_columns(params: MembershipParams) -> list[TableColumn]:
     ]
     # The `loss` score is the log-likelihood (higher = more member-like): labelled as what it is.
     labels = {"loss": "ll (−loss)"}
-    return [TableColumn(key, labels.get(key, key), "number") for key in keys]
+    columns = [TableColumn(key, labels.get(key, key), "number") for key in keys]
+    if params.corpus_audit is not None:
+        columns.insert(1, CORPUS_COUNT_COLUMN)
+    return columns
 
 
 def _rank_keys(params: MembershipParams) -> list[str]:
@@ -328,6 +378,7 @@ MEMBERSHIP = CheckKind(
             "nats",
             "ll_target - ll_reference (per token, or per byte when tokenizations differ).",
         ),
+        CORPUS_COUNT_METRIC,
     ),
     plan=Lazy("worker.checks.lm.compute:plan_membership"),
     compute=Lazy("worker.checks.lm.compute:compute_membership"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core.check_kinds import CheckKind, CheckParams, SubmitContext
 from core.inspection.datasets import DatasetError, Record, require_text
@@ -17,6 +18,9 @@ from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
 from worker.engine.extraction import window_offsets
 from worker.engine.scoring import ScoringRequest, plan_batches, score_sequences, truncate
 from worker.loaders.models import LoadedModel
+
+if TYPE_CHECKING:  # the corpus link (and its PII recognizers) loads only when a check names one
+    from worker.checks.lm.corpus_link import CorpusLink
 
 
 def audit_plan(
@@ -33,6 +37,8 @@ class RecordPlan:
     requests: dict[str, ScoringRequest] = field(default_factory=dict)
     windows: list[ExtractionWindow] = field(default_factory=list)
     n_text_tokens: int = 0
+    # The text tokens the text pass kept when it had to cut the text (None: it kept them all).
+    kept_text_ids: list[int] | None = None
     reference: ScoringRequest | None = None
     same_ref_tokens: bool = False
 
@@ -47,6 +53,8 @@ def plan_record(
     truncated = False
     if plan.text:
         full, truncated = truncate(specials + text_ids, max_tokens)
+        if truncated:
+            record.kept_text_ids = full[len(specials) :]
     text_positions: list[int] = []
     params = plan.extraction
     if params is not None:
@@ -162,8 +170,10 @@ def compute_batch(
     reference: LoadedModel | None,
     max_tokens: int,
     batch_size: int,
+    links: dict[str, CorpusLink] | None = None,
 ) -> tuple[list[list[dict]], int]:
-    """Per check, the per-sample values of one batch of records; and the tokens scored."""
+    """Per check, the per-sample values of one batch of records; and the tokens scored.
+    A check that names a corpus audit gets its records' corpus counts from that link."""
     plans = [plan_record(r.text, plan, target, reference, max_tokens) for r in batch]
     passes = score_records(plans, plan, target, reference, batch_size)
     samples = [
@@ -171,7 +181,18 @@ def compute_batch(
         for r, p, s in zip(batch, plans, passes, strict=True)
     ]
     n_tokens = sum(len(r.input_ids) for p in plans for r in p.requests.values())
-    return [kind.compute(samples, params) for kind, params in checks], n_tokens
+    found = [kind.compute(samples, params) for kind, params in checks]
+    for (kind, params), rows in zip(checks, found, strict=True):
+        link = (links or {}).get(getattr(params, "corpus_audit", None) or "")
+        if link is not None:
+            from worker.checks.lm.corpus_link import annotate
+
+            scored = [
+                r.text if p.kept_text_ids is None else target.decode(p.kept_text_ids)
+                for r, p in zip(batch, plans, strict=True)
+            ]
+            annotate(kind.name, link, samples, scored, rows, target.decode)
+    return found, n_tokens
 
 
 def member_label(record: Record) -> bool | None:
@@ -186,6 +207,16 @@ def duplicates_label(record: Record) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value
     raise DatasetError(record.line_no, "field 'duplicates' must be a non-negative integer")
+
+
+def corpus_links(shard: ShardInput) -> dict[str, CorpusLink]:
+    """The corpus audits the shard's checks name, each opened once."""
+    named = {getattr(params, "corpus_audit", None) for _, params in shard.checks} - {None}
+    if not named:
+        return {}
+    from worker.checks.lm.corpus_link import open_corpus_link
+
+    return {audit_id: open_corpus_link(shard.access, audit_id) for audit_id in sorted(named)}
 
 
 def open_pass(shard: ShardInput) -> ShardPass:
@@ -203,6 +234,11 @@ def open_pass(shard: ShardInput) -> ShardPass:
     ]
     info = loaded_info(target)
     info["reference_model_sha256"] = reference.content_sha256 if reference else None
+    links = corpus_links(shard)
+    if links:
+        info["corpus_links"] = [link.info for link in links.values()]
+        # Into the provenance's `artefacts`, beside the checks' params that name the audits.
+        info["artefacts"] = {f"corpus:{key}": link.info["index"] for key, link in links.items()}
 
     def compute(batch: Sequence[int]) -> tuple[list[list[dict]], int]:
         return compute_batch(
@@ -213,6 +249,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
             reference,
             max_tokens,
             shard.batch_size,
+            links,
         )
 
     order = plan_batches([len(item.text) for item in texts], shard.batch_size)
