@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,18 @@ def _provenance(audit: Audit, shards: list[Shard]) -> dict[str, Any]:
         # Dataset kinds: the tokenizer spans were counted in, and the corpus artefacts read.
         "tokenizers": sorted({info["tokenizer"] for info in infos if info.get("tokenizer")}),
         "artefacts": sorted({a for info in infos for a in info.get("artefacts", {}).values()}),
+        # Model audits that name a dataset audit of their training corpus: which, and its index.
+        "corpus_links": _corpus_links(infos),
     }
+
+
+def _corpus_links(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each linked corpus once, as the first shard that opened it described it."""
+    found: dict[str, dict[str, Any]] = {}
+    for info in infos:
+        for link in info.get("corpus_links", []):
+            found.setdefault(json.dumps(link, sort_keys=True), link)
+    return list(found.values())
 
 
 def _verdict(

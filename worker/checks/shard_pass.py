@@ -76,9 +76,12 @@ def open_passes(
         passes.append((positions, opened))
         facts = {**info.get("model_facts", {}), **opened.info.get("model_facts", {})}
         had_facts = "model_facts" in info or "model_facts" in opened.info
+        artefacts = {**info.get("artefacts", {}), **opened.info.get("artefacts", {})}
         info = {**opened.info, **info}  # the first pass's description of the model stands
         if had_facts:
             info["model_facts"] = facts  # each kind's own, whichever pass computed them
+        if artefacts:
+            info["artefacts"] = artefacts  # every pass's corpus artefacts
     return passes, info
 
 
