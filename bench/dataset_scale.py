@@ -61,6 +61,22 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """User + system time of this process: on a shared machine wall time says more about the
+    neighbours than about the code."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Timed:
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.wall:.1f} s wall, {self.cpu:.1f} s CPU"
+
+
 # ---- the corpus ------------------------------------------------------------------------------
 
 
@@ -114,7 +130,9 @@ def write_corpus(path: Path, n_records: int, seed: int = 0) -> Planted:
     """Random-word records with the planted sets at random positions; only the planted texts
     are held in memory, the rest are written as they are drawn."""
     rng = random.Random(seed)
-    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 8))) for _ in range(VOCABULARY)]  # fmt: skip
+    vocabulary = [
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 8))) for _ in range(VOCABULARY)
+    ]
 
     def words() -> list[str]:
         return rng.choices(vocabulary, k=WORDS_PER_RECORD)
@@ -140,11 +158,15 @@ def write_corpus(path: Path, n_records: int, seed: int = 0) -> Planted:
         base = words()
         mutant = list(base)
         for position in rng.sample(range(WORDS_PER_RECORD), rng.choice((1, 2))):
-            mutant[position] = rng.choice([w for w in rng.sample(vocabulary, 3) if w != base[position]])  # fmt: skip
+            mutant[position] = rng.choice(
+                [w for w in rng.sample(vocabulary, 3) if w != base[position]]
+            )
         pair = (next(taken), next(taken))
         planted_text[pair[0]], planted_text[pair[1]] = " ".join(base), " ".join(mutant)
         near_pairs.append(pair)
-    pools = {t: [make(rng, i) for i in range(PII_DISTINCT_PER_TYPE)] for t, make in PII_MAKERS.items()}  # fmt: skip
+    pools = {
+        t: [make(rng, i) for i in range(PII_DISTINCT_PER_TYPE)] for t, make in PII_MAKERS.items()
+    }
     weights = [1 / (rank + 1) for rank in range(PII_DISTINCT_PER_TYPE)]
     pii: dict[str, Counter] = {t: Counter() for t in PII_MAKERS}
     for _ in range(int(PII_SHARE * n_records)):
@@ -188,7 +210,9 @@ def _checks(kind: str) -> list:
     return REGISTRY.parse_checks([{"kind": kind}])
 
 
-def _shard(access: BenchAccess, kind: str, dataset: Path, start: int, stop: int, n: int) -> ShardInput:  # fmt: skip
+def _shard(
+    access: BenchAccess, kind: str, dataset: Path, start: int, stop: int, n: int
+) -> ShardInput:
     return ShardInput(
         access=access,
         target=Target(None, access),
@@ -204,9 +228,10 @@ def _shard(access: BenchAccess, kind: str, dataset: Path, start: int, stop: int,
 def _build_child(kind: str, dataset: str, data_dir: str, sha256: str, n: int, out: Any) -> None:
     """Open the kind's pass over an empty shard: that builds every artefact it needs."""
     access = _access(Path(data_dir), sha256)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     run_passes(_checks(kind), _shard(access, kind, Path(dataset), 0, 0, n))
-    out.put({"seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()})
+    spent = Timed(time.perf_counter() - started, cpu_seconds() - cpu)
+    out.put({"wall": spent.wall, "cpu": spent.cpu, "peak_rss_mib": peak_rss_mib()})
 
 
 def build_artefacts(kind: str, dataset: Path, data_dir: Path, sha256: str, n: int) -> dict:
@@ -223,7 +248,9 @@ def build_artefacts(kind: str, dataset: Path, data_dir: Path, sha256: str, n: in
     return result
 
 
-def lookups(kind: str, dataset: Path, access: BenchAccess, n: int, shard_size: int) -> Iterator[tuple[int, dict]]:  # fmt: skip
+def lookups(
+    kind: str, dataset: Path, access: BenchAccess, n: int, shard_size: int
+) -> Iterator[tuple[int, dict]]:
     """(record position, values) of every record, shard after shard."""
     for start in range(0, n, shard_size):
         shard = _shard(access, kind, dataset, start, min(n, start + shard_size), n)
@@ -239,7 +266,10 @@ def lookups(kind: str, dataset: Path, access: BenchAccess, n: int, shard_size: i
 def check_duplication(found: np.ndarray, planted: Planted) -> tuple[bool, str]:
     wrong = int(np.count_nonzero(found != planted.duplicates))
     groups = Counter(planted.duplicates.tolist())
-    return wrong == 0, f"{wrong} records with a wrong count; planted groups {dict(sorted(groups.items()))}"  # fmt: skip
+    return (
+        wrong == 0,
+        f"{wrong} records with a wrong count; planted groups {dict(sorted(groups.items()))}",
+    )
 
 
 def check_near(cluster: np.ndarray, size: np.ndarray, planted: Planted) -> tuple[bool, str]:
@@ -247,8 +277,13 @@ def check_near(cluster: np.ndarray, size: np.ndarray, planted: Planted) -> tuple
     recall = together / max(len(planted.near_pairs), 1)
     expected_clustered = set(np.flatnonzero(planted.duplicates > 1).tolist())
     expected_clustered |= {p for pair in planted.near_pairs for p in pair}
-    stray = int(np.count_nonzero(size > 1)) - len(expected_clustered & set(np.flatnonzero(size > 1).tolist()))  # fmt: skip
-    return recall >= 0.9 and stray == 0, f"near-pair recall {recall:.3f}, {stray} unplanted records clustered"  # fmt: skip
+    stray = int(np.count_nonzero(size > 1)) - len(
+        expected_clustered & set(np.flatnonzero(size > 1).tolist())
+    )
+    return (
+        recall >= 0.9 and stray == 0,
+        f"near-pair recall {recall:.3f}, {stray} unplanted records clustered",
+    )
 
 
 def check_pii(found: dict[str, Counter], planted: Planted) -> tuple[bool, str]:
@@ -258,41 +293,94 @@ def check_pii(found: dict[str, Counter], planted: Planted) -> tuple[bool, str]:
     for pii_type, values in planted.pii.items():
         same = sorted(found.get(pii_type, Counter()).values()) == sorted(values.values())
         ok &= same
-        notes.append(f"{pii_type} {sum(found.get(pii_type, Counter()).values())}/{sum(values.values())}")  # fmt: skip
+        notes.append(
+            f"{pii_type} {sum(found.get(pii_type, Counter()).values())}/{sum(values.values())}"
+        )
     extra = sorted(set(found) - set(planted.pii) - {"possible_secret"})
     ok &= not extra
-    return ok, "found/planted occurrences: " + ", ".join(notes) + (f"; unplanted types {extra}" if extra else "")  # fmt: skip
+    return ok, "found/planted occurrences: " + ", ".join(notes) + (
+        f"; unplanted types {extra}" if extra else ""
+    )
 
 
 # ---- baselines -------------------------------------------------------------------------------
 
-_BARE_PII = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b(?:\d[ -]?){13,19}\b|AKIA[A-Z0-9]{16}")  # fmt: skip
+_BARE_PII = re.compile(
+    r"[\w.+-]+@[\w-]+\.[\w.]+|\b\d{1,3}(?:\.\d{1,3}){3}\b|\b(?:\d[ -]?){13,19}\b|AKIA[A-Z0-9]{16}"
+)
 
 
 def baseline_hash_count(dataset: Path) -> float:
+    """CPU seconds to count every record's normalised text by a 64-bit hash."""
     from worker.engine.corpus.exact import normalise
 
-    started = time.perf_counter()
+    started = cpu_seconds()
     counts = Counter(
         hashlib.blake2b(normalise(r.data["text"]).encode(), digest_size=8).digest()
         for r in iter_records(dataset)
     )
     assert counts
-    return time.perf_counter() - started
+    return cpu_seconds() - started
 
 
 def baseline_regex(dataset: Path) -> float:
-    started = time.perf_counter()
+    """CPU seconds of a bare regex pass for the same kinds of value."""
+    started = cpu_seconds()
     found = sum(len(_BARE_PII.findall(r.data["text"])) for r in iter_records(dataset))
     assert found
-    return time.perf_counter() - started
+    return cpu_seconds() - started
 
 
 # ---- main ------------------------------------------------------------------------------------
 
 
 def _artefacts(data_dir: Path, sha256: str) -> list[dict]:
-    return [manifest(path) for path in sorted((indexes_dir(data_dir) / sha256).glob("*-*")) if path.is_dir()]  # fmt: skip
+    return [
+        manifest(path)
+        for path in sorted((indexes_dir(data_dir) / sha256).glob("*-*"))
+        if path.is_dir()
+    ]
+
+
+def audit_kind(
+    kind: str, dataset: Path, access: BenchAccess, n: int, args: Any, planted: Planted
+) -> tuple[Timed, bool]:
+    """The kind's build (child process, where it has artefacts) and its lookups in shards;
+    prints both and whether the planted answers came back."""
+    build = Timed()
+    if kind != "pii":
+        made = build_artefacts(
+            kind, dataset, access.settings.data_dir, access.audit.dataset_sha256, n
+        )
+        build = Timed(made["wall"], made["cpu"])
+        print(f"build (child process): {build}, peak RSS {made['peak_rss_mib']:,.0f} MiB")
+    started, cpu = time.perf_counter(), cpu_seconds()
+    shards = lookups(kind, dataset, access, n, args.shard_size)
+    if kind == "duplication":
+        found = np.zeros(n, dtype=np.int32)
+        for index, values in shards:
+            found[index] = values["duplicates"]
+        ok, note = check_duplication(found, planted)
+    elif kind == "near_duplicates":
+        cluster = np.full(n, -1, dtype=np.int64)
+        size = np.zeros(n, dtype=np.int64)
+        for index, values in shards:
+            cluster[index] = -1 if values["cluster"] is None else values["cluster"]
+            size[index] = values["cluster_size"]
+        ok, note = check_near(cluster, size, planted)
+    else:
+        by_hash: dict[str, Counter] = {}
+        for _, values in shards:
+            for value in values["values"]:
+                by_hash.setdefault(value["type"], Counter())[value["hash"]] += 1
+        ok, note = check_pii(by_hash, planted)
+    lookup = Timed(time.perf_counter() - started, cpu_seconds() - cpu)
+    n_shards = -(-n // args.shard_size)
+    print(f"lookups over {n_shards} shards: {lookup} ({n / lookup.cpu:,.0f} records per CPU s)")
+    total = Timed(build.wall + lookup.wall, build.cpu + lookup.cpu)
+    print(f"per million records: {total.cpu * 1e6 / n / 60:.1f} CPU min")
+    print(f"recovered planted answers: {'PASS' if ok else 'FAIL'} ({note})")
+    return total, ok
 
 
 def main() -> None:
@@ -306,62 +394,42 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     dataset = args.workdir / f"corpus-{n}.jsonl"
     data_dir = args.workdir / f"data-{n}"
-    per_million = 1_000_000 / n
 
     started = time.perf_counter()
     planted = write_corpus(dataset, n)
-    print(f"corpus: {n:,} records, {planted.n_bytes / 2**20:,.0f} MiB of text, written in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    mib, took = planted.n_bytes / 2**20, time.perf_counter() - started
+    print(f"corpus: {n:,} records, {mib:,.0f} MiB of text, written in {took:.0f} s")
     with dataset.open("rb") as handle:
         sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     access = _access(data_dir, sha256)
 
     verdicts: dict[str, bool] = {}
-    totals: dict[str, float] = {}
+    totals: dict[str, Timed] = {}
     for kind in args.kinds:
         print(f"\n== {kind}")
-        build = {"seconds": 0.0, "peak_rss_mib": 0.0}
-        if kind != "pii":
-            build = build_artefacts(kind, dataset, data_dir, sha256, n)
-            print(f"build (child process): {build['seconds']:.1f} s, peak RSS {build['peak_rss_mib']:,.0f} MiB")  # fmt: skip
-        started = time.perf_counter()
-        if kind == "duplication":
-            found = np.zeros(n, dtype=np.int32)
-            for index, values in lookups(kind, dataset, access, n, args.shard_size):
-                found[index] = values["duplicates"]
-            verdict = check_duplication(found, planted)
-        elif kind == "near_duplicates":
-            cluster = np.full(n, -1, dtype=np.int64)
-            size = np.zeros(n, dtype=np.int64)
-            for index, values in lookups(kind, dataset, access, n, args.shard_size):
-                cluster[index] = -1 if values["cluster"] is None else values["cluster"]
-                size[index] = values["cluster_size"]
-            verdict = check_near(cluster, size, planted)
-        else:
-            by_hash: dict[str, Counter] = {}
-            for _, values in lookups(kind, dataset, access, n, args.shard_size):
-                for value in values["values"]:
-                    by_hash.setdefault(value["type"], Counter())[value["hash"]] += 1
-            verdict = check_pii(by_hash, planted)
-        lookup = time.perf_counter() - started
-        totals[kind] = build["seconds"] + lookup
-        print(f"lookups over {-(-n // args.shard_size)} shards: {lookup:.1f} s ({n / lookup:,.0f} records/s)")  # fmt: skip
-        print(f"time per million records: {totals[kind] * per_million / 60:.1f} min")
-        print(f"recovered planted answers: {'PASS' if verdict[0] else 'FAIL'} ({verdict[1]})")
-        verdicts[kind] = verdict[0]
+        totals[kind], verdicts[kind] = audit_kind(kind, dataset, access, n, args, planted)
 
-    print("\n== artefacts (on disk, build time as recorded by built())")
-    for made in _artefacts(data_dir, sha256):
-        print(f"{made['name']:>18}: {made['bytes'] / 2**20:,.0f} MiB, {made['seconds']:.1f} s")
-    print("\n== baselines (same run)")
+    print("\n== artefacts (on disk; wall time as recorded by built())")
+    made = {m["name"]: m for m in _artefacts(data_dir, sha256)}
+    for name, found in made.items():
+        print(f"{name:>18}: {found['bytes'] / 2**20:,.1f} MiB, {found['seconds']:.1f} s")
+    print("\n== baselines (same run, CPU seconds)")
     if "duplication" in args.kinds:
         hashed = baseline_hash_count(dataset)
-        exact = next(m["seconds"] for m in _artefacts(data_dir, sha256) if m["name"] == "exact-index")  # fmt: skip
-        print(f"hash count of normalised texts: {hashed:.1f} s; exact-index build / that = {exact / hashed:.1f}x")  # fmt: skip
+        build = totals["duplication"].cpu
+        ratio = build / hashed
+        print(f"hash count of normalised texts: {hashed:.1f} s; duplication / that: {ratio:.0f}x")
     if "pii" in args.kinds:
         bare = baseline_regex(dataset)
-        print(f"bare regex PII pass: {bare:.1f} s; pii kind / that = {totals['pii'] / bare:.1f}x")
-    total = sum(totals.values())
-    print(f"\nall kinds: {total:.0f} s for {n:,} records = {total * per_million / 60:.1f} min per million")  # fmt: skip
+        print(
+            f"bare regex PII pass: {bare:.1f} s; pii kind / that = {totals['pii'].cpu / bare:.1f}x"
+        )
+    cpu = sum(t.cpu for t in totals.values())
+    wall = sum(t.wall for t in totals.values())
+    per_million = cpu * 1e6 / n / 60
+    print(
+        f"\nall kinds: {wall:.0f} s wall, {cpu:.0f} s CPU = {per_million:.1f} CPU min per million"
+    )
     print(f"peak RSS of this process (lookups): {peak_rss_mib():,.0f} MiB")
     print("PLANTED COUNTS RECOVERED: " + ("PASS" if all(verdicts.values()) else "FAIL"))
 

@@ -110,8 +110,14 @@ def test_two_workers_share_a_dataset_audit(make_stack, postgres_url, redis_url, 
         assert len(list(indexes.glob(f"*/{name}-*/BUILT.json"))) == 1, name
     assert not list(indexes.glob("*/.*building*"))
 
-    duplicates = {r["sample_id"]: r["values"] for r in all_samples(stack.client, stack.headers, audit["id"], "duplication")}  # fmt: skip
-    near = {r["sample_id"]: r["values"] for r in all_samples(stack.client, stack.headers, audit["id"], "near_duplicates")}  # fmt: skip
+    duplicates = {
+        r["sample_id"]: r["values"]
+        for r in all_samples(stack.client, stack.headers, audit["id"], "duplication")
+    }
+    near = {
+        r["sample_id"]: r["values"]
+        for r in all_samples(stack.client, stack.headers, audit["id"], "near_duplicates")
+    }
     assert [duplicates[r["id"]]["duplicates"] for r in records] == brute_duplicates(records)
     assert [near[r["id"]]["cluster_size"] for r in records] == brute_clusters(records)
     assert audit["summary"]["duplication"]["n_duplicate_records"] == 11
