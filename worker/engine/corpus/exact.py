@@ -8,8 +8,9 @@ The text is every record's UTF-8 bytes followed by 0xFF, a byte UTF-8 never uses
 match across a separator; LCP values are still capped at the record end, because two records with
 equal tails would otherwise match through their separators into the next records. The suffix array
 comes from libdivsufsort (int32 below 2**31 bytes, else int64), the LCP array from Kasai's
-algorithm. Everything the shards need is computed at build time and stored as plain .npy files
-that open read-only as memmaps; the build fills a staging directory and renames it into place.
+algorithm; the most repeated spans are the maximal repeats read off its LCP intervals. Everything
+the shards need is computed at build time and stored as plain .npy files that open read-only as
+memmaps; the build fills a staging directory and renames it into place.
 
 Example:
     >>> import tempfile
@@ -93,8 +94,9 @@ class CorpusStats:
         float | None
     )  # bytes inside a span of >= min_repeat_tokens seen >= 2 times
     min_repeat_tokens: int
-    # The most repeated spans of at least the build's minimum length, by occurrence count
-    # (overlapping occurrences inside records), ties by length in bytes, then by the span's bytes.
+    # The most repeated spans of at least the build's minimum length (manifest top_span_min_tokens
+    # at the listed occurrence, or top_span_min_bytes), by occurrence count (overlapping
+    # occurrences inside records), ties by length in bytes, then by the span's bytes.
     # Only maximal spans: none lies inside a longer span seen as often, so a boilerplate sentence is
     # listed once, whole, not with its prefixes and suffixes; a part of it that also occurs
     # elsewhere is listed with its own, larger count.
@@ -235,6 +237,10 @@ def _build_into(
         "suffix_array_dtype": str(suffix_array.dtype),
         "separator": SEPARATOR,
         "has_tokens": corpus.token_positions is not None,
+        "top_span_min_tokens": span_limits.min_tokens
+        if corpus.token_positions is not None
+        else None,
+        "top_span_min_bytes": None if corpus.token_positions is not None else span_limits.min_bytes,
         "text_sha256": hashlib.sha256(memoryview(text)).hexdigest(),
         "stats": asdict(stats),
     }

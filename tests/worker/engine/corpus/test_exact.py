@@ -328,8 +328,12 @@ def test_planted_boilerplate_is_the_top_span(tmp_path: Path) -> None:
         texts.extend([text] * (rng.randint(2, 9) if record % 12 == 1 else 1))
     planted = sum(sentence in text for text in texts)
     assert planted == 125
-    path = build_index(texts, tmp_path / "index", token_starts=word_starts)
-    spans = ExactIndex.open(path).corpus_stats().top_spans
+    index = ExactIndex.open(build_index(texts, tmp_path / "index", token_starts=word_starts))
+    assert (index.manifest["top_span_min_tokens"], index.manifest["top_span_min_bytes"]) == (
+        8,
+        None,
+    )
+    spans = index.corpus_stats().top_spans
     assert len(spans) == 20
     top = spans[0]
     assert (top.text, top.count, top.n_tokens) == (f" {sentence} ", planted, len(sentence.split()))
