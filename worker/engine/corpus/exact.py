@@ -8,8 +8,9 @@ The text is every record's UTF-8 bytes followed by 0xFF, a byte UTF-8 never uses
 match across a separator; LCP values are still capped at the record end, because two records with
 equal tails would otherwise match through their separators into the next records. The suffix array
 comes from libdivsufsort (int32 below 2**31 bytes, else int64), the LCP array from Kasai's
-algorithm. Everything the shards need is computed at build time and stored as plain .npy files
-that open read-only as memmaps; the build fills a staging directory and renames it into place.
+algorithm; the most repeated spans are the maximal repeats read off its LCP intervals. Everything
+the shards need is computed at build time and stored as plain .npy files that open read-only as
+memmaps; the build fills a staging directory and renames it into place.
 
 Example:
     >>> import tempfile
@@ -30,7 +31,7 @@ import os
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,10 +50,12 @@ _FANOUT = 16
 # Texts handed to the tokenizer callback at once.
 _TOKEN_BATCH = 1024
 _RANK_BITS = 32
-# Left-context flag of a rank pair not read yet (0: the pair's preceding bytes differ, 1: equal).
-_UNREAD = 2
 # Intervals whose left contexts are read at once when picking the top spans (the first batch).
 _SPAN_BATCH = 1024
+# A span length beyond any text: "too few tokens left".
+_TOO_FEW_TOKENS = 1 << 62
+# The count the top spans are first sought above (then 1/16 of it, ... down to 2).
+_FIRST_LEAST_COUNT = 1024
 
 TokenStarts = Callable[[list[str]], list[np.ndarray]]
 
@@ -91,8 +94,9 @@ class CorpusStats:
         float | None
     )  # bytes inside a span of >= min_repeat_tokens seen >= 2 times
     min_repeat_tokens: int
-    # The most repeated spans of at least the build's minimum length, by occurrence count
-    # (overlapping occurrences inside records), ties by length in bytes, then by the span's bytes.
+    # The most repeated spans of at least the build's minimum length (manifest top_span_min_tokens
+    # at the listed occurrence, or top_span_min_bytes), by occurrence count (overlapping
+    # occurrences inside records), ties by length in bytes, then by the span's bytes.
     # Only maximal spans: none lies inside a longer span seen as often, so a boilerplate sentence is
     # listed once, whole, not with its prefixes and suffixes; a part of it that also occurs
     # elsewhere is listed with its own, larger count.
@@ -193,11 +197,12 @@ def _build_into(
     if corpus.token_positions is not None:
         _repeat_length_by_position(lcp, suffix_array, out=work)
         share = _repeated_share(work, corpus.token_positions, min_repeat_tokens, starts)
-        _bytes_for_tokens(corpus.token_positions, span_limits.min_tokens, out=work)
-        bytes_needed = work
     opening = np.zeros(0, dtype=np.int64)
     if span_limits.count:
-        shortest = span_limits.min_tokens if bytes_needed is not None else span_limits.min_bytes
+        shortest = span_limits.min_bytes
+        if corpus.token_positions is not None:
+            shortest = _bytes_for_tokens(corpus.token_positions, span_limits.min_tokens, out=work)
+            bytes_needed = work
         opening = _interval_openings(lcp, suffix_array, shortest, bytes_needed)
     del work, bytes_needed
     top = _top_repeated_spans(
@@ -232,6 +237,10 @@ def _build_into(
         "suffix_array_dtype": str(suffix_array.dtype),
         "separator": SEPARATOR,
         "has_tokens": corpus.token_positions is not None,
+        "top_span_min_tokens": span_limits.min_tokens
+        if corpus.token_positions is not None
+        else None,
+        "top_span_min_bytes": None if corpus.token_positions is not None else span_limits.min_bytes,
         "text_sha256": hashlib.sha256(memoryview(text)).hexdigest(),
         "stats": asdict(stats),
     }
@@ -467,16 +476,24 @@ def _repeat_length_by_position(lcp: np.ndarray, suffix_array: np.ndarray, out: n
         out[suffix_array[a:b]] = np.maximum(above, lcp[a:b])
 
 
-def _first_token_from(token_positions: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Per text position p in [start, stop): the index of the first token start at or after p.
+def _bytes_for_tokens_from(
+    token_positions: np.ndarray, min_tokens: int, start: int, stop: int
+) -> np.ndarray:
+    """Per text position p in [start, stop): the fewest bytes a span starting at p needs to hold
+    min_tokens tokens, up to and including the first byte of its min_tokens-th token start at or
+    after p; _TOO_FEW_TOKENS or more where the text has too few tokens left.
 
-    A running count of the token starts inside the range: a binary search per byte costs ~60 ns,
-    the count a few.
+    p plus that length changes only at token starts, so each gap between two of them repeats one
+    value: a binary search per byte would cost ~60 ns, this a few.
     """
+    if not len(token_positions):
+        return np.full(stop - start, _TOO_FEW_TOKENS, dtype=np.int64)
     first, last = np.searchsorted(token_positions, [start, stop])
-    starts_here = np.zeros(stop - start, dtype=np.int64)
-    starts_here[token_positions[first:last] - start] = 1
-    return first + np.cumsum(starts_here) - starts_here
+    gap_starts = np.concatenate(([start], token_positions[first:last] + 1, [stop]))
+    token = np.arange(first, last + 1) + (min_tokens - 1)
+    reach = token_positions[np.minimum(token, len(token_positions) - 1)] + 1
+    reach[token >= len(token_positions)] = _TOO_FEW_TOKENS + stop
+    return np.repeat(reach, np.diff(gap_starts)) - np.arange(start, stop)
 
 
 def _repeated_share(
@@ -484,8 +501,8 @@ def _repeated_share(
 ) -> float:
     """Share of record bytes inside some span of >= min_tokens tokens that occurs >= 2 times.
 
-    Position p opens such a span when its min_tokens-th token start at or after p lies before
-    p + repeat_length[p]; the covered bytes are the union of those spans, a running maximum of ends.
+    Position p opens such a span when repeat_length[p] reaches its min_tokens-th token start; the
+    covered bytes are the union of those spans, a running maximum of ends.
     """
     n_bytes = len(repeat_length) - (len(starts) - 1)
     if n_bytes <= 0:
@@ -493,11 +510,9 @@ def _repeated_share(
     covered, reach = 0, 0
     for a in range(0, len(repeat_length), _CHUNK):
         position = np.arange(a, min(a + _CHUNK, len(repeat_length)), dtype=np.int64)
-        end = position + repeat_length[a : a + len(position)]
-        last_token = _first_token_from(token_positions, a, a + len(position)) + (min_tokens - 1)
-        opens = last_token < len(token_positions)
-        opens[opens] = token_positions[last_token[opens]] < end[opens]
-        span_end = np.where(opens, end, 0)
+        length = repeat_length[a : a + len(position)]
+        opens = length >= _bytes_for_tokens_from(token_positions, min_tokens, a, a + len(position))
+        span_end = np.where(opens, position + length, 0)
         span_end[0] = max(span_end[0], reach)
         np.maximum.accumulate(span_end, out=span_end)
         reach = int(span_end[-1])
@@ -510,21 +525,20 @@ def _histogram(record_counts: np.ndarray) -> dict[int, int]:
     return {int(v): int(f) for v, f in zip(values, frequency, strict=True)}
 
 
-def _bytes_for_tokens(token_positions: np.ndarray, min_tokens: int, out: np.ndarray) -> None:
-    """out[p] = the fewest bytes a span starting at text position p needs to hold min_tokens tokens.
-
-    That is up to and including the first byte of its min_tokens-th token start at or after p; the
-    dtype's maximum where the text has too few tokens left. A span that would reach into the next
-    record never counts: LCP values stop at the record end, below these lengths.
+def _bytes_for_tokens(token_positions: np.ndarray, min_tokens: int, out: np.ndarray) -> int:
+    """out[p] = the fewest bytes a span starting at text position p needs to hold min_tokens tokens,
+    or the dtype's maximum (`_bytes_for_tokens_from`); returns the least, a floor that spares most
+    ranks a look-up. A span that would reach into the next record never counts: LCP values stop at
+    the record end, below these lengths.
     """
     too_few = np.iinfo(out.dtype).max
+    least = too_few
     for a in range(0, len(out), _CHUNK):
-        position = np.arange(a, min(a + _CHUNK, len(out)), dtype=np.int64)
-        last_token = _first_token_from(token_positions, a, a + len(position)) + (min_tokens - 1)
-        enough = last_token < len(token_positions)
-        needed = np.full(len(position), too_few, dtype=np.int64)
-        needed[enough] = token_positions[last_token[enough]] - position[enough] + 1
-        out[a : a + len(position)] = needed
+        b = min(a + _CHUNK, len(out))
+        needed = np.minimum(_bytes_for_tokens_from(token_positions, min_tokens, a, b), too_few)
+        out[a:b] = needed
+        least = min(least, int(needed.min()))
+    return least
 
 
 def _interval_openings(
@@ -532,11 +546,11 @@ def _interval_openings(
 ) -> np.ndarray:
     """Ranks k where an LCP interval of depth lcp[k] >= `shortest` may begin, in rank order.
 
-    Every interval of depth d (the suffixes at ranks left..right sharing exactly d bytes, the
-    string of one suffix-tree node) has lcp[k] == d at each boundary k between its children; the
-    first such k stands for it. A k whose rank above has the same lcp value is never first, which
-    drops the runs of copies cheaply; the rest are settled by `_top_repeated_spans`. With tokens,
-    the interval must also hold `bytes_needed` bytes at the suffix of rank k, its representative.
+    An interval of depth d spans ranks left..right whose suffixes share exactly d bytes (the string
+    of one suffix-tree node); lcp equals d at each boundary k between its children and exceeds it
+    elsewhere inside, and the first such k stands for it. A k whose rank above has the same lcp
+    value is never first, which drops runs of copies cheaply; `_interval_starts` settles the rest.
+    With tokens, the span must also hold `bytes_needed` bytes at the suffix of rank k.
     """
     parts = [np.zeros(0, dtype=np.int64)]
     for a in range(0, len(lcp), _CHUNK):
@@ -552,57 +566,66 @@ def _interval_openings(
     return np.concatenate(parts)
 
 
-def _read_left_contexts(
-    text: np.ndarray,
-    suffix_array: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """Fill out[k] for the ranks k in [left, right) of each interval, where still _UNREAD: 0 when
-    the suffixes at ranks k and k+1 follow different bytes or one starts a record (so an interval
-    holding both is left-maximal), else 1. Reads only the union of the intervals, chunk by chunk.
+def _interval_starts(
+    levels: list[np.ndarray], opening: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The openings that are their interval's first boundary: (rank, depth, first rank of it)."""
+    lcp = levels[0]
+    depth = lcp[opening].astype(np.int64)
+    left = opening.copy()
+    # Where the rank above shares fewer bytes, k is first and the interval starts at k; where it
+    # shares more, the nearest rank above with lcp <= depth decides: below depth, it is the rank
+    # before the interval; equal to depth, k is a later boundary.
+    unsure = np.flatnonzero((opening > 0) & (lcp[np.maximum(opening - 1, 0)] > depth))
+    above = _nearest_below_batched(levels, opening[unsure], depth[unsure] + 1, forward=False)
+    first = np.ones(len(opening), dtype=bool)
+    first[unsure] = (above < 0) | (lcp[np.maximum(above, 0)] < depth[unsure])
+    left[unsure] = above + 1
+    return opening[first], depth[first], left[first]
+
+
+def _integers_in(begin: np.ndarray, end: np.ndarray) -> Iterator[np.ndarray]:
+    """The integers of the sorted, disjoint ranges [begin, end), in arrays of at most 2 * _CHUNK."""
+    if not len(begin):
+        return
+    pieces = -(-(end - begin) // _CHUNK)
+    owner = np.repeat(np.arange(len(begin)), pieces)
+    piece_begin = (
+        begin[owner] + (np.arange(len(owner)) - (np.cumsum(pieces) - pieces)[owner]) * _CHUNK
+    )
+    size = np.minimum(piece_begin + _CHUNK, end[owner]) - piece_begin
+    group = (np.cumsum(size) - size) // _CHUNK  # pieces starting in one window of _CHUNK
+    bounds = [*np.flatnonzero(np.diff(group)) + 1, len(group)]
+    for a, b in zip([0, *bounds[:-1]], bounds, strict=True):
+        offset = np.cumsum(size[a:b]) - size[a:b]
+        yield np.repeat(piece_begin[a:b] - offset, size[a:b]) + np.arange(int(size[a:b].sum()))
+
+
+def _left_maximal(
+    text: np.ndarray, suffix_array: np.ndarray, left: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Per interval of ranks left..right: whether its suffixes follow two different bytes, or one
+    starts a record, so its span cannot grow to the left without losing an occurrence.
+
+    That holds when some adjacent pair k, k+1 inside does; only the pairs in the union of the
+    intervals are read.
     """
+    if not len(left):
+        return np.zeros(0, dtype=bool)
     order = np.argsort(left, kind="stable")
     begin, end = left[order], np.maximum.accumulate(right[order])  # pairs [begin, end)
     opens_run = np.ones(len(order), dtype=bool)
     opens_run[1:] = begin[1:] > end[:-1]
-    run_begin = begin[opens_run]
     run_end = end[np.append(np.flatnonzero(opens_run)[1:] - 1, len(order) - 1)]
-    for a in range(0, len(out), _CHUNK):
-        b = min(a + _CHUNK, len(out))
-        first, last = np.searchsorted(run_end, a, side="right"), np.searchsorted(run_begin, b)
-        if first >= last:
-            continue
-        inside = np.zeros(b - a + 1, dtype=np.int64)
-        np.add.at(inside, np.maximum(run_begin[first:last], a) - a, 1)
-        np.add.at(inside, np.minimum(run_end[first:last], b) - a, -1)
-        rank = np.flatnonzero(np.cumsum(inside[:-1]) > 0) + a
-        rank = rank[out[rank] == _UNREAD]
+    differing = [np.zeros(0, dtype=np.int64)]
+    for rank in _integers_in(begin[opens_run], run_end):
         position = suffix_array[rank].astype(np.int64)
         following = suffix_array[rank + 1].astype(np.int64)
         before = np.where(position > 0, text[position - 1], SEPARATOR)
         before_following = np.where(following > 0, text[following - 1], SEPARATOR)
-        out[rank] = (before == before_following) & (before != SEPARATOR)
-
-
-def _lcp_intervals(
-    levels: list[np.ndarray], opening: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct intervals among those at ranks `opening`: (first boundary, depth, left, right).
-
-    An interval of depth d spans ranks left..right, whose suffixes share exactly d bytes; lcp
-    equals d at each boundary k between its children and exceeds it elsewhere inside.
-    """
-    lcp = levels[0]
-    depth = lcp[opening].astype(np.int64)
-    # The nearest rank above with lcp <= depth lies below depth when `opening` is the interval's
-    # first boundary (it is then the rank before the interval) and equals depth for a later one.
-    above = _nearest_below_batched(levels, opening, depth + 1, forward=False)
-    first = (above < 0) | (lcp[np.maximum(above, 0)] < depth)
-    opening, depth, left = opening[first], depth[first], above[first] + 1
-    right = _nearest_below_batched(levels, opening + 1, depth, forward=True)
-    return opening, depth, left, right
+        differing.append(rank[(before != before_following) | (before == SEPARATOR)])
+    witnesses = np.concatenate(differing)
+    return np.searchsorted(witnesses, left) < np.searchsorted(witnesses, right)
 
 
 def _top_repeated_spans(
@@ -618,32 +641,35 @@ def _top_repeated_spans(
 
     A span is maximal when no longer span holding it occurs as often: it ends where its occurrences
     stop agreeing on the next byte (an LCP interval is exactly that) and starts where they stop
-    agreeing on the byte before (some adjacent pair of its suffixes follows different bytes, or
-    one starts a record). Its prefixes and suffixes with the same count are therefore never listed.
+    agreeing on the byte before (`_left_maximal`). Its prefixes and suffixes with the same count
+    are therefore never listed.
     """
     if not len(opening) or not limit:
         return []
-    opening, depth, left, right = _lcp_intervals(levels, opening)
-    count = right - left + 1
-    # Most occurrences first, then longest, then the span's bytes (its interval's rank order).
-    order = np.lexsort((left, -depth, -count))
-
-    # The maximal spans are mostly among the first intervals in that order (a sentence's suffixes
-    # follow it), so left contexts are read for growing batches, not for every rank.
-    context = np.full(len(suffix_array), _UNREAD, dtype=np.uint8)
-    chosen, batch_start, batch_size = [np.zeros(0, dtype=np.int64)], 0, max(4 * limit, _SPAN_BATCH)
-    while batch_start < len(order) and sum(map(len, chosen)) < limit:
-        batch = order[batch_start : batch_start + batch_size]
-        _read_left_contexts(text, suffix_array, left[batch], right[batch], out=context)
-        first_differing = _nearest_below_batched(
-            _minima_levels(context), left[batch], np.ones(len(batch), dtype=np.int64), forward=True
+    lcp = levels[0]
+    opening, depth, left = _interval_starts(levels, opening)
+    right = np.full(len(opening), -1, dtype=np.int64)  # found once needed
+    maximal = np.full(len(opening), -1, dtype=np.int8)  # 1 or 0 once read
+    least_count = _FIRST_LEAST_COUNT
+    while True:
+        # A span seen >= c times has lcp >= its depth at ranks left .. left + c - 2: a few samples
+        # rule out most intervals when the top spans are frequent. c falls until `limit` reach it.
+        maybe, step = np.arange(len(opening)), least_count - 2
+        while step and len(maybe):
+            maybe = maybe[lcp[np.minimum(left[maybe] + step, len(lcp) - 1)] >= depth[maybe]]
+            step //= 2
+        unknown = maybe[right[maybe] < 0]
+        right[unknown] = _nearest_below_batched(
+            levels, opening[unknown] + 1, depth[unknown], forward=True
         )
-        chosen.append(batch[first_differing < right[batch]])
-        batch_start, batch_size = batch_start + batch_size, 4 * batch_size
-    del context
-    kept = np.concatenate(chosen)[:limit]
+        kept = _most_repeated_maximal(
+            text, suffix_array, maybe, depth, left, right, maximal, least_count, limit
+        )
+        if len(kept) == limit or least_count == 2:
+            break
+        least_count = max(2, least_count // 16)
     position = suffix_array[opening[kept]].astype(np.int64)
-    length = depth[kept]
+    length, count = depth[kept], right[kept] - left[kept] + 1
     record = np.searchsorted(starts, position, side="right") - 1
     tokens = _tokens_between(token_positions, position, position + length)
     return [
@@ -655,8 +681,39 @@ def _top_repeated_spans(
             record=int(r),
             start=int(p - starts[r]),
         )
-        for p, n, c, t, r in zip(position, length, count[kept], tokens, record, strict=True)
+        for p, n, c, t, r in zip(position, length, count, tokens, record, strict=True)
     ]
+
+
+def _most_repeated_maximal(
+    text: np.ndarray,
+    suffix_array: np.ndarray,
+    among: np.ndarray,
+    depth: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    maximal: np.ndarray,
+    least_count: int,
+    limit: int,
+) -> np.ndarray:
+    """The first `limit` intervals of `among` seen >= least_count times whose spans are maximal.
+
+    Best first: most occurrences, then longest, then by their bytes (the intervals' rank order).
+    The suffixes of a maximal span follow it in that order, so `maximal` (-1: not read yet) is
+    filled for growing batches, not for every interval.
+    """
+    count = right[among] - left[among] + 1
+    frequent = among[count >= least_count]
+    count = count[count >= least_count]
+    order = frequent[np.lexsort((left[frequent], -depth[frequent], -count))]
+    chosen, batch_start, batch_size = [np.zeros(0, dtype=np.int64)], 0, max(4 * limit, _SPAN_BATCH)
+    while batch_start < len(order) and sum(map(len, chosen)) < limit:
+        batch = order[batch_start : batch_start + batch_size]
+        unread = batch[maximal[batch] < 0]
+        maximal[unread] = _left_maximal(text, suffix_array, left[unread], right[unread])
+        chosen.append(batch[maximal[batch] == 1])
+        batch_start, batch_size = batch_start + batch_size, 4 * batch_size
+    return np.concatenate(chosen)[:limit]
 
 
 def _save(directory: Path, name: str, array: np.ndarray) -> None:

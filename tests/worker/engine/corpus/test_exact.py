@@ -287,6 +287,7 @@ def test_top_spans_equal_brute_force_maximal_repeats(
         monkeypatch.setattr(exact, "_CHUNK", 37)
         monkeypatch.setattr(exact, "_QUERY_BATCH", 5)
         monkeypatch.setattr(exact, "_SPAN_BATCH", 3)
+        monkeypatch.setattr(exact, "_FIRST_LEAST_COUNT", 40)
     texts = byte_corpus(seed=4)
     corpus = [t.encode() for t in texts]
     expected = maximal_repeats(corpus, min_bytes=3)
@@ -327,8 +328,12 @@ def test_planted_boilerplate_is_the_top_span(tmp_path: Path) -> None:
         texts.extend([text] * (rng.randint(2, 9) if record % 12 == 1 else 1))
     planted = sum(sentence in text for text in texts)
     assert planted == 125
-    path = build_index(texts, tmp_path / "index", token_starts=word_starts)
-    spans = ExactIndex.open(path).corpus_stats().top_spans
+    index = ExactIndex.open(build_index(texts, tmp_path / "index", token_starts=word_starts))
+    assert (index.manifest["top_span_min_tokens"], index.manifest["top_span_min_bytes"]) == (
+        8,
+        None,
+    )
+    spans = index.corpus_stats().top_spans
     assert len(spans) == 20
     top = spans[0]
     assert (top.text, top.count, top.n_tokens) == (f" {sentence} ", planted, len(sentence.split()))
@@ -380,6 +385,11 @@ def test_empty_corpus(tmp_path: Path) -> None:
     assert index.n_records == 0 and index.record_matches([]) == []
     assert index.count("a") == 0 and index.longest_match("a") == (0, 0)
     assert index.corpus_stats().repeated_bytes_share == 0.0
+    blank = ExactIndex.open(
+        build_index([" ", "  ", " "], tmp_path / "blank", token_starts=word_starts)
+    )
+    assert blank.corpus_stats().repeated_bytes_share == 0.0  # no token anywhere
+    assert blank.corpus_stats().top_spans == []
 
 
 def test_small_chunks_carry_across_boundaries(built, tmp_path: Path, monkeypatch) -> None:
@@ -412,3 +422,27 @@ def test_nearest_below_equals_scan() -> None:
         earlier, later = below[below < start[q]], below[below >= start[q]]
         assert before[q] == (earlier[-1] if len(earlier) else -1)
         assert after[q] == (later[0] if len(later) else len(values))
+
+
+def test_integers_in_ranges_come_in_bounded_pieces(monkeypatch) -> None:
+    monkeypatch.setattr(exact, "_CHUNK", 8)
+    rng = np.random.default_rng(9)
+    bounds = np.sort(rng.choice(400, size=60, replace=False))
+    begin, end = bounds[0::2], bounds[1::2]  # disjoint, sorted, some longer than a chunk
+    pieces = list(exact._integers_in(begin, end))
+    expected = [i for b, e in zip(begin, end, strict=True) for i in range(b, e)]
+    assert np.concatenate(pieces).tolist() == expected
+    assert max(map(len, pieces)) <= 16 and max(end - begin) > 16
+    assert list(exact._integers_in(begin[:0], end[:0])) == []
+
+
+def test_bytes_for_tokens_equal_brute_force(monkeypatch) -> None:
+    monkeypatch.setattr(exact, "_CHUNK", 16)
+    rng = np.random.default_rng(3)
+    tokens = np.sort(rng.choice(200, size=50, replace=False))
+    out = np.empty(200, dtype=np.int32)
+    least = exact._bytes_for_tokens(tokens, 4, out)
+    for p in range(200):
+        later = tokens[tokens >= p]
+        assert out[p] == (later[3] - p + 1 if len(later) >= 4 else np.iinfo(np.int32).max), p
+    assert least == out.min()
