@@ -18,7 +18,6 @@ record is contaminated when its longest span found in the corpus is the whole re
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import unicodedata
@@ -31,10 +30,10 @@ import numpy as np
 from worker.engine.corpus.near_duplicates import (
     CHUNK_RECORDS,
     batched,
-    publish_directory,
     sorted_unique,
     word_ngram_hashes,
 )
+from worker.engine.corpus.store import publish_directory, read_manifest
 from worker.engine.distributions import wilson_interval
 
 FORMAT = "memaudit-ngram-set/1"
@@ -124,9 +123,7 @@ class NgramSet:
     @classmethod
     def open(cls, directory: Path) -> NgramSet:
         directory = Path(directory)
-        manifest = json.loads((directory / "manifest.json").read_text())
-        if manifest.get("format") != FORMAT:
-            raise ValueError(f"{directory} is not a {FORMAT} index")
+        manifest = read_manifest(directory, FORMAT)
         hashes = np.load(directory / "ngrams.npy", mmap_mode="r", allow_pickle=False)
         return cls(manifest, hashes)
 

@@ -20,17 +20,15 @@ The index is built once per corpus and written to a directory of `.npy` arrays a
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import shutil
-import tempfile
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+
+from worker.engine.corpus.store import publish_directory, read_manifest
 
 FORMAT = "memaudit-near-duplicates/1"
 # LSH weights (false positive, false negative) for datasketch's b x r optimisation: a missed
@@ -288,23 +286,6 @@ def _cluster_arrays(roots: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def publish_directory(build: Callable[[Path], dict], directory: Path) -> Path:
-    """Run `build` in a temporary sibling directory and rename it into place when it finished."""
-    directory = Path(directory)
-    if directory.exists():
-        raise FileExistsError(f"{directory} exists: an index is built once per corpus")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        manifest = build(scratch)
-        (scratch / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        os.rename(scratch, directory)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return directory
-
-
 def build_near_duplicates(
     texts: Iterable[str],
     directory: Path,
@@ -403,9 +384,7 @@ class NearDuplicates:
     @classmethod
     def open(cls, directory: Path) -> NearDuplicates:
         directory = Path(directory)
-        manifest = json.loads((directory / "manifest.json").read_text())
-        if manifest.get("format") != FORMAT:
-            raise ValueError(f"{directory} is not a {FORMAT} index")
+        manifest = read_manifest(directory, FORMAT)
         names = ("cluster_id", "cluster_size", "members", "member_offsets")
         arrays = {
             name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
