@@ -83,37 +83,69 @@ def built(
     the second waits on the lock and then opens what the first built.
     """
     final = artefact_path(settings_or_dir, dataset_sha256, name, params_key)
-    if final.is_dir():
+    if _complete(final):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with _locked(final.parent / f".{final.name}.lock"):
-        if final.is_dir():  # built by the holder we waited for
+        if _complete(final):  # built by the holder we waited for
             return final
         staging_prefix = f".{final.name}.building-"
         for stale in final.parent.glob(f"{staging_prefix}*"):  # a crashed builder's leftovers
             shutil.rmtree(stale, ignore_errors=True)
+        if final.exists():  # damaged (a file lost or cut short): set aside, built again
+            shutil.rmtree(final, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=staging_prefix, dir=final.parent))
         started = time.perf_counter()
         try:
             build(staging)
+            files = {
+                str(p.relative_to(staging)): p.stat().st_size
+                for p in sorted(staging.rglob("*"))
+                if p.is_file()
+            }
             manifest = {
                 "name": name,
                 "params_key": params_key,
                 "dataset_sha256": dataset_sha256,
                 "seconds": round(time.perf_counter() - started, 3),
-                "bytes": sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()),
+                "bytes": sum(files.values()),
+                "files": files,
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            _fsync_tree(staging)
             os.rename(staging, final)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, Exception):
+                # An OSError's text names server paths: its reason alone goes to the audit.
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 raise ArtefactBuildError(
                     f"building the {name} artefact ({params_key}) of dataset "
-                    f"{dataset_sha256[:12]} failed: {type(exc).__name__}: {exc}"
+                    f"{dataset_sha256[:12]} failed: {type(exc).__name__}: {reason}"
                 ) from exc
             raise
     return final
+
+
+def _complete(path: Path) -> bool:
+    """Whether an artefact folder holds everything its build wrote, at the size written: a
+    folder that lost a file (a disk cleaner, a crash of the filesystem) is built again rather
+    than failing every later audit of its dataset."""
+    try:
+        files = json.loads((path / MANIFEST).read_text())["files"]
+        return all((path / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Every file and folder under `directory` on disk before it is renamed into place."""
+    for path in [*sorted(directory.rglob("*"), reverse=True), directory]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def manifest(path: Path) -> dict[str, object]:

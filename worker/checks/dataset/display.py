@@ -3,9 +3,9 @@ summaries, reports, exports): every value the PII inventory detects is masked fi
 text is shortened, so the database and every page hold the masked form alone.
 
 The keyed hash that counts a value's recurrences uses a key derived from the service's
-callback secret: every worker of one deployment shares it (production requires it set), so
-the hashes of one value agree across shards and hosts, and nobody without it can test a guess
-against a stored hash."""
+callback secret and the audit's team: every worker of one deployment shares the secret
+(production requires it set), so the hashes of one value agree across shards and hosts, and
+nobody without it can test a guess against a stored hash."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ DISPLAY_CHARS = 120  # enough to recognise a boilerplate line, short of a whole 
 _KEY_LABEL = b"memaudit pii recurrence hash v1"
 
 
-def pii_key(secret: str) -> bytes:
-    """The PII hash key of a deployment, derived from its callback secret."""
-    return hmac.new(secret.encode("utf-8"), _KEY_LABEL, hashlib.sha256).digest()
+def pii_key(secret: str, team_id: str | None = None) -> bytes:
+    """The PII hash key of one team of a deployment, derived from its callback secret: per
+    team, so a team cannot learn whether a value it guesses is in another team's corpus by
+    hashing the guess in an audit of its own."""
+    label = _KEY_LABEL + b"\0" + (team_id or "").encode("utf-8")
+    return hmac.new(secret.encode("utf-8"), label, hashlib.sha256).digest()
 
 
 def shorten(text: str) -> str:

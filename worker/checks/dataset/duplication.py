@@ -10,6 +10,7 @@ tokens)."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,12 @@ def text_key(text: str) -> int:
 
 
 EXACT_ARTEFACT = "exact-index"
+
+
+def group_key(text: str, key: bytes) -> str:
+    """The stored name of a record's duplicate group: keyed, because an unkeyed hash of a short
+    or templated text (a bare card number) gives the text back to anyone who tries candidates."""
+    return hmac.new(key, normalise(text).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
 
 def record_text(record: Record) -> str | None:
@@ -140,11 +147,11 @@ def duplication_values(
         if text is None:
             values.append({"duplicates": None, "duplicate": None, "skipped": "no text"})
             continue
-        key, count, first = next(found)
+        _key, count, first = next(found)
         row: dict[str, Any] = {
             "duplicates": count,
             "duplicate": count > 1,
-            "group": f"{key:016x}",
+            "group": group_key(text, inputs.display.key),
             "span_bytes": match.span_bytes,
             "span_tokens": match.span_tokens,
             "span_count": match.span_count,

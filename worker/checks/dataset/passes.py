@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from core.check_kinds import NO_MODEL, resolve
-from core.inspection.datasets import Record, iter_records
+from core.inspection.datasets import Record, check_text_length, iter_records
 from worker.checks.dataset.artefacts import built
 from worker.checks.dataset.display import Display, pii_key
 from worker.checks.shard_pass import ShardInput, ShardPass
@@ -37,14 +37,26 @@ PREPARE = {
 class Corpus:
     """What a dataset kind may read beyond its shard."""
 
-    sha256: str
+    sha256: str  # what the bytes hashed to when the audit was submitted
     data_dir: Path
-    records: Callable[[], Iterator[Record]]  # every record of the dataset, in order
+    path: Path | None  # the dataset file; None for a local audit's records held in memory
     n_records: int
     model_uri: str | None  # the audited model, whose tokenizer span counts use; None: SmolLM2
     access: Any
+    held: list[Record] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # what the shard records about the pass
     _tokenizer: tuple[str, Any] | None = None
+
+    def records(self) -> Iterator[Record]:
+        """Every record of the corpus, in order, each within the service's record size limit
+        (a file named by path was only sampled at submit)."""
+        if self.path is None:
+            yield from self.held or []
+            return
+        limit = self.access.settings.max_record_chars
+        for record in iter_records(self.path):
+            check_text_length(record.data, record.line_no, limit)
+            yield record
 
     def artefact(self, name: str, params_key: str, build: Callable[[Path], None]) -> Path:
         """A corpus-wide artefact's directory, built here first if this host has none."""
@@ -53,8 +65,26 @@ class Corpus:
         return path
 
     def build_with(self, write: Callable[[Iterator[Record], Path], None]) -> Callable[[Path], None]:
-        """A build function that gives `write` every record of the corpus."""
-        return lambda directory: write(self.records(), directory)
+        """A build function that gives `write` every record of the corpus, read from a copy of
+        the file whose bytes hash to the submitted sha256. Artefacts are shared by every audit
+        of the same bytes, across teams: a `path:` file rewritten after submit must never
+        become the index another audit of the original bytes reads."""
+
+        def build(directory: Path) -> None:
+            if self.path is None:
+                write(self.records(), directory)
+                return
+            original = self.path
+            copy = directory / f".source{original.suffix}"
+            _copy_verified(original, copy, self.sha256)
+            self.path = copy
+            try:
+                write(self.records(), directory)
+            finally:
+                self.path = original
+                copy.unlink(missing_ok=True)
+
+        return build
 
     def named(self, uri: str) -> Corpus:
         """Another dataset a kind's params name (contamination's training corpus), opened
@@ -63,7 +93,7 @@ class Corpus:
         return Corpus(
             sha256=_file_sha256(path),
             data_dir=self.data_dir,
-            records=lambda: iter_records(path),
+            path=path,
             n_records=-1,  # unknown until read; nothing reads it for a named corpus
             model_uri=self.model_uri,
             access=self.access,
@@ -73,7 +103,8 @@ class Corpus:
 
     def display(self) -> Display:
         """How this deployment masks and shortens texts it stores (`display.py`)."""
-        return Display(pii_key(self.access.settings.callback_signing_secret()))
+        team = getattr(getattr(self.access, "audit", None), "team_id", None)
+        return Display(pii_key(self.access.settings.callback_signing_secret(), team))
 
     def tokenizer(self) -> tuple[str, Any]:
         """(name, fast tokenizer) for counting spans in tokens, resolved once per shard; its
@@ -105,17 +136,12 @@ def corpus_of(shard: ShardInput) -> Corpus:
     access = shard.access
     audit = getattr(access, "audit", None)
     dataset = shard.dataset
+    held = None
     if dataset is not None:
         sha256 = audit.dataset_sha256 if audit is not None else _file_sha256(dataset)
-
-        def records() -> Iterator[Record]:
-            return iter_records(dataset)
     else:
-        held = list(shard.records)  # a local audit's records are its whole corpus
+        held = positional(shard.records)  # a local audit's records are its whole corpus
         sha256 = _records_sha256(held)
-
-        def records() -> Iterator[Record]:
-            return iter(held)
 
     model_uri = audit.model_uri if audit is not None else None
     if audit is None and shard.target.kind != NO_MODEL:
@@ -123,11 +149,34 @@ def corpus_of(shard: ShardInput) -> Corpus:
     return Corpus(
         sha256=sha256,
         data_dir=access.settings.data_dir,
-        records=records,
+        path=dataset,
         n_records=shard.n_records,
         model_uri=model_uri,
         access=access,
+        held=held,
     )
+
+
+def positional(records: Sequence[Record]) -> list[Record]:
+    """Records held in memory numbered by position: the corpus they make is indexed that way,
+    whatever indexes they carried (a slice of a file, records reordered)."""
+    return [replace(record, index=position) for position, record in enumerate(records)]
+
+
+def _copy_verified(source: Path, target: Path, sha256: str) -> None:
+    """Copy a dataset file, hashing the bytes copied; refused when they are not the bytes
+    the audit was submitted with."""
+    digest = hashlib.sha256()
+    with source.open("rb") as reading, target.open("wb") as writing:
+        while chunk := reading.read(1 << 20):
+            digest.update(chunk)
+            writing.write(chunk)
+    if digest.hexdigest() != sha256:
+        target.unlink(missing_ok=True)
+        raise ValueError(
+            f"the dataset file changed since the audit was submitted (sha256 "
+            f"{digest.hexdigest()[:12]}, submitted {sha256[:12]}): submit it again"
+        )
 
 
 def open_pass(shard: ShardInput) -> ShardPass:
@@ -140,7 +189,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
         resolve(PREPARE[kind.name])(corpus, params) if kind.name in PREPARE else corpus
         for kind, params in shard.checks
     ]
-    records = shard.records
+    records = shard.records if shard.dataset is not None else positional(shard.records)
 
     def compute(batch: Sequence[int]) -> tuple[list[list[dict[str, Any]]], int]:
         chunk = [records[i] for i in batch]

@@ -16,15 +16,13 @@ Which text is counted:
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from core.models import Audit, AuditStatus
 from worker.access import PermanentError
-from worker.checks.dataset.display import pii_key
 from worker.checks.dataset.duplication import EXACT_ARTEFACT, exact_index
 from worker.checks.dataset.kinds import DuplicationParams
 from worker.checks.dataset.passes import Corpus
@@ -136,11 +134,6 @@ def _recorded_tokenizer(corpus_audit: Audit) -> str:
     return name
 
 
-def _file_sha256(path: Any) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def open_corpus_link(access: Any, audit_id: str) -> CorpusLink:
     """The corpus audit's exact index on this host, built here first if it has none."""
     if getattr(access, "db", None) is None:
@@ -155,20 +148,12 @@ def open_corpus_link(access: Any, audit_id: str) -> CorpusLink:
             f"by this audit's team ({exc})"
         ) from None
 
-    def records() -> Iterator[Any]:
-        from core.inspection.datasets import iter_records
-
-        if _file_sha256(dataset) != corpus_audit.dataset_sha256:
-            raise PermanentError(
-                f"corpus_audit {audit_id}: {corpus_audit.dataset_uri} changed since it was "
-                "audited; re-run the dataset audit"
-            )
-        return iter_records(dataset)
-
+    # A rebuild reads a copy whose bytes must hash to what the dataset audit read
+    # (`Corpus.build_with`).
     corpus = Corpus(
         sha256=corpus_audit.dataset_sha256,
         data_dir=access.settings.data_dir,
-        records=records,
+        path=dataset,
         n_records=corpus_audit.n_samples,
         model_uri=corpus_audit.model_uri,
         access=access,
@@ -182,7 +167,7 @@ def open_corpus_link(access: Any, audit_id: str) -> CorpusLink:
         "tokenizer": name,
         "index": corpus.info["artefacts"][EXACT_ARTEFACT],
     }
-    key = pii_key(access.settings.callback_signing_secret())
+    key = corpus.display().key
     return CorpusLink(audit_id, index, key, info)
 
 

@@ -10,10 +10,11 @@ extended to Unicode: NFKC, casefold, delete every character that is neither a wo
 whitespace, and underscores (so punctuation and symbols go: "don't" -> "dont", "U.S." -> "us"),
 then split on whitespace. N-grams are counted by position (a repeated n-gram counts each time).
 
-A record of fewer than n words has no n-gram and is not judged by the n-gram test
-(`contaminated` is None). GPT-3 counted such an example dirty when the whole example occurs in the
-training data; `contamination_rows` applies that rule when a longest-match function is given: the
-record is contaminated when its longest span found in the corpus is the whole record.
+A record of fewer than n words has no n-gram and is left unjudged (`contaminated` is None),
+its longest verbatim span still reported. GPT-3 judged such an example by whether it occurs
+whole; a raw substring match cannot stand in for that ("42", "cat" and "Paris" occur inside
+almost any corpus), and the exact test (its normalised words occurring as consecutive corpus
+words) needs the corpus's k-grams for every k < n. Audit short answers with a smaller `n`.
 """
 
 from __future__ import annotations
@@ -168,8 +169,8 @@ def contamination_rows(
     """One row per evaluation record: n-gram overlap, and the longest span shared with the corpus.
 
     `longest_match(text) -> (n_bytes, count)` is the exact index's longest span of the raw text
-    found in the corpus and how often it occurs there. A record too short for one n-gram is then
-    judged contaminated when that span is the whole record (GPT-3's rule for short examples).
+    found in the corpus and how often it occurs there; it is reported beside the n-gram test and
+    never decides a record too short for one n-gram (see the module's docstring).
     """
     rows = []
     for index, (text, overlap) in enumerate(zip(texts, ngram_set.overlaps(texts), strict=True)):
@@ -178,9 +179,6 @@ def contamination_rows(
         if longest_match is not None:
             n_bytes, count = longest_match(text)
             row["longest_match_bytes"], row["longest_match_count"] = n_bytes, count
-            whole = len(text.encode("utf-8"))
-            if overlap.contaminated is None and whole > 0:
-                row["contaminated"] = count > 0 and n_bytes >= whole
         rows.append(row)
     return rows
 

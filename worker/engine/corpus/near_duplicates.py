@@ -19,6 +19,7 @@ The index is built once per corpus and written to a directory of `.npy` arrays a
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -41,8 +42,6 @@ LSH_WEIGHTS = (0.05, 0.95)
 PARTNERS_PER_BUCKET = 8
 CHUNK_RECORDS = 1024
 
-_BYTE_BASE = 0x100000001B3  # odd, so invertible modulo 2^64
-_BYTE_BASE_INVERSE = pow(_BYTE_BASE, -1, 1 << 64)
 _NGRAM_BASE = 0x9E3779B97F4A7C15  # odd
 _MASK64 = (1 << 64) - 1
 
@@ -96,22 +95,19 @@ def unique_per_record(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarr
     return hashes[keep], np.concatenate(([0], np.cumsum(counts)))
 
 
-def _word_hashes(words: list[str]) -> np.ndarray:
-    """A stable 64-bit hash per word (Python's `hash` is salted per process).
+def _blake2b64(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
 
-    All words are joined into one byte buffer; a word's polynomial hash sum_j (byte_j + 1) P^j is a
-    difference of prefix sums scaled back by P^-start, so the whole chunk hashes in numpy.
-    """
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    """A stable 64-bit hash per word (Python's `hash` is salted per process): BLAKE2b of each
+    distinct word of the chunk, looked up per occurrence. A polynomial hash modulo 2^64 would be
+    faster, but any odd base makes a Thue-Morse word and its complement collide, so crafted
+    records could be made near duplicates (or contaminated) of anything."""
     if not words:
         return np.zeros(0, np.uint64)
-    buffer = np.frombuffer(" ".join(words).encode("utf-8"), np.uint8)
-    separators = np.flatnonzero(buffer == 32)
-    starts = np.concatenate(([0], separators + 1))
-    ends = np.concatenate((separators, [buffer.size]))
-    weighted = (buffer.astype(np.uint64) + np.uint64(1)) * _powers(_BYTE_BASE, buffer.size)
-    prefix = np.concatenate((np.zeros(1, np.uint64), np.cumsum(weighted, dtype=np.uint64)))
-    raw = (prefix[ends] - prefix[starts]) * _powers(_BYTE_BASE_INVERSE, buffer.size + 1)[starts]
-    return _fmix64(raw)
+    table = {word: _blake2b64(word) for word in set(words)}
+    return np.fromiter((table[word] for word in words), np.uint64, len(words))
 
 
 def word_ngram_hashes(
