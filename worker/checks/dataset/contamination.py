@@ -34,7 +34,7 @@ class ContaminationInputs:
 
 def prepare_contamination(corpus: Any, params: ContaminationParams) -> ContaminationInputs:
     """The training corpus's n-gram set (and exact index), built on first use on this host."""
-    training = corpus.named(params.corpus)
+    training = corpus.named(params.corpus, params.corpus_sha256)
 
     def write(records: Iterator[Record], directory: Path) -> None:
         build_ngram_set(corpus_texts(records), directory / "ngrams", n=params.n)

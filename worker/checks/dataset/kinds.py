@@ -224,15 +224,26 @@ class ContaminationParams(CheckParams):
     longest_span: bool = Field(
         True, description="Also find each record's longest span in the corpus (exact index)"
     )
+    corpus_sha256: str | None = Field(
+        None,
+        pattern="^[0-9a-f]{64}$",
+        description="Set by the service at submit: the corpus's bytes then; the worker reads "
+        "only those bytes",
+    )
 
 
-def _validate_corpus(params: ContaminationParams, context: SubmitContext) -> None:
+def _validate_corpus(
+    params: ContaminationParams, context: SubmitContext
+) -> ContaminationParams | None:
+    """The corpus must be readable by the team and have texts; its bytes are pinned by their
+    sha256, so a `path:` file changed after submit fails the audit instead of being read."""
     if context.resolve_dataset is None:
-        return
+        return None
     corpus = context.resolve_dataset(params.corpus)
     fields = getattr(corpus, "fields", None)
     if fields is not None and "text" not in fields:
         raise ValueError(f"corpus {params.corpus} has no `text` field; it has {fields}")
+    return params.model_copy(update={"corpus_sha256": getattr(corpus, "sha256", None)})
 
 
 GPT3 = "Brown et al. (2020), Language Models are Few-Shot Learners, appendix C"

@@ -86,12 +86,13 @@ class Corpus:
 
         return build
 
-    def named(self, uri: str) -> Corpus:
+    def named(self, uri: str, sha256: str | None = None) -> Corpus:
         """Another dataset a kind's params name (contamination's training corpus), opened
-        under the audit's grants like the audited one, with the same tokenizer choice."""
+        under the audit's grants like the audited one, with the same tokenizer choice; read
+        only if its bytes hash to `sha256` (what submit saw), when given."""
         path = self.access.open_dataset(uri)
         return Corpus(
-            sha256=_file_sha256(path),
+            sha256=sha256 or _file_sha256(path),
             data_dir=self.data_dir,
             path=path,
             n_records=-1,  # unknown until read; nothing reads it for a named corpus

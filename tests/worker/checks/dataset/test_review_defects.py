@@ -131,3 +131,31 @@ def test_a_local_corpus_is_indexed_by_position(tmp_path, monkeypatch) -> None:
 def test_the_pii_hash_key_is_per_team() -> None:
     assert pii_key("s" * 40, "team-a") != pii_key("s" * 40, "team-b")
     assert pii_key("s" * 40, "team-a") == pii_key("s" * 40, "team-a")
+
+
+def test_a_contamination_corpus_is_read_only_as_submitted(make_stack, tiny_lm) -> None:
+    stack = make_stack(shard_size=10)
+    folder = tiny_lm.dataset_path.parent
+    words = "the quick brown fox jumps over the lazy dog while the cat sleeps near the door"
+    corpus = write_jsonl(folder / "training.jsonl", [{"text": words}, {"text": "other text"}])
+    evaluation = upload(
+        stack.client, stack.headers, write_jsonl(folder / "eval.jsonl", [{"text": words}])
+    )
+    response = stack.client.post(
+        "/v1/audits",
+        headers=stack.headers,
+        json={
+            "model": None,
+            "dataset": {"uri": evaluation["uri"]},
+            "checks": [{"kind": "contamination", "params": {"corpus": f"path:{corpus}"}}],
+        },
+    )
+    assert response.status_code == 202, response.text
+    audit_id = response.json()["id"]
+    with stack.db.session() as session:
+        params = session.get(Audit, audit_id).checks[0]["params"]
+    assert params["corpus_sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
+    write_jsonl(corpus, [{"text": "nothing of the evaluation set"}])
+    assert set(run_all(stack, audit_id)) == {"failed"}
+    with stack.db.session() as session:
+        assert "changed since the audit was submitted" in session.get(Audit, audit_id).error
