@@ -202,6 +202,40 @@ def test_weak_phone_numbers_need_a_context_word(text: str, phone: str | None) ->
     assert found == ([phone] if phone else [])
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Call +1 415 555 0132 24 hours a day", [("phone", "+1 415 555 0132")]),
+        ("Phone: +44 20 7946 0958 2 lines", [("phone", "+44 20 7946 0958")]),
+        ("phone (415) 555-0132 1 2 3", [("phone", "(415) 555-0132")]),
+        (
+            "call +1 415 555 0132 192.168.10.42",
+            [("phone", "+1 415 555 0132"), ("ip_address", "192.168.10.42")],
+        ),
+        (
+            f"tel +1 415 555 0132 {grouped(VISA)}",
+            [("phone", "+1 415 555 0132"), ("credit_card", grouped(VISA))],
+        ),
+        (
+            "tel: 020 7946 0958 / 020 7946 0959 / 3",
+            [("phone", "020 7946 0958"), ("phone", "020 7946 0959")],
+        ),
+        (
+            "ring +1 415 555 0132 +44 20 7946 0958 7 days",
+            [("phone", "+1 415 555 0132"), ("phone", "+44 20 7946 0958")],
+        ),
+        ("scores 12 34 56 78 90 12 34 56 78", []),
+    ],
+)
+def test_a_phone_followed_by_more_numbers_is_found(
+    text: str, expected: list[tuple[str, str]]
+) -> None:
+    found = detect(text, KEY)
+    assert [(d.type, text[d.start : d.end]) for d in found] == expected
+    for (_, value), detection in zip(expected, found, strict=True):
+        assert detection.start == text.index(value)  # every value occurs once: the exact span
+
+
 def test_overlaps_keep_the_stronger_span() -> None:
     rank = {name: i for i, name in enumerate(pii_recognizers.TYPE_PRIORITY)}
     rng = random.Random(7)
@@ -256,6 +290,47 @@ def test_bad_checksum_ibans_are_never_ibans() -> None:
             for written in (bad, grouped(bad)):
                 found = detect(f"IBAN {written} ok", KEY)
                 assert "iban" not in [d.type for d in found]
+
+
+ADVERSARIAL_CHARS = 200_000
+
+
+def adversarial_records() -> dict[str, str]:
+    """Long runs without spaces (and spaced digits) that make backtracking patterns quadratic."""
+    n = ADVERSARIAL_CHARS
+    return {
+        "a.a + @": "a.a" * (n // 3) + "@",
+        "a-a + @x": "a-a" * (n // 3) + "@x",
+        "a@ run": "a@" * (n // 2),
+        "A run": "A" * n,
+        "digit run": "1" * n,
+        "base64 run": base64.b64encode(RNG.randbytes(n * 3 // 4)).decode(),
+        "hex run": f"{RNG.getrandbits(4 * n):x}",
+        "spaced digits": "call " + "1 " * (n // 2),
+        "spaced +digits": "+1 " * (n // 3),
+        "dotted digits": "1." * (n // 2),
+        "IBAN-like run": "GB12" * (n // 4),
+    }
+
+
+def test_detection_time_is_linear_on_adversarial_records() -> None:
+    """presidio's e-mail pattern alone took 64 s on 30k characters of "a.a"."""
+    slowest = 0.0
+    for name, text in adversarial_records().items():
+        started = time.perf_counter()
+        detect(text, KEY)
+        seconds = time.perf_counter() - started
+        print(f"\n{name:16s} {len(text):7d} chars {seconds:6.2f} s", end="")
+        slowest = max(slowest, seconds)
+    assert slowest < 5.0
+
+
+def test_addresses_still_found_beside_adversarial_runs() -> None:
+    text = "a.a" * 5_000 + "@ then " + "mail ada@example.com " + "-" * 70 + "b@example.org"
+    found = [(d.type, text[d.start : d.end]) for d in detect(text, KEY)]
+    assert found == [("email", "ada@example.com"), ("email", "b@example.org")]
+    too_long_local = "x" * 65 + "@example.com"
+    assert [d.type for d in detect(f"to {too_long_local} now", KEY)] == []
 
 
 def only_hash(text: str) -> str:
