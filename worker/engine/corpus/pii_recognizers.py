@@ -73,7 +73,10 @@ MIN_SECRET_LENGTH = 20
 MAX_EMAIL_CHARS = 254
 MAX_EMAIL_LOCAL_CHARS = 64
 _EMAIL_LOCAL_CHARS = r"[!#$%&'*+\-/=?^_`{|}~\w.]"
-_EMAIL_AT = re.compile(rf"(?<={_EMAIL_LOCAL_CHARS})@(?=\w)")
+_EMAIL_AT = re.compile(rf"(?<={_EMAIL_LOCAL_CHARS[:-1]}\"])@(?=\w)")
+# RFC 5322 quoted local part ("john doe"@example.com), which presidio's pattern does not take:
+# any printable characters but an unescaped quote, at most 62 between the quotes.
+_QUOTED_LOCAL = re.compile(r'"(?:[^"\\\r\n]|\\.){1,62}"\Z')
 _EMAIL_LOCAL_RUN = re.compile(rf"{_EMAIL_LOCAL_CHARS}+\Z")
 _WORD_START = re.compile(r"\b(?=\w)")
 
@@ -122,6 +125,8 @@ STRONG_PHONE_DIGITS = 9
 PHONE_CONTEXT_WORDS_EXTRA = ("tel", "fax")
 PHONE_CONTEXT_WORDS_BEFORE = 5
 _WORD = re.compile(r"[^\W\d_]+")
+
+_DOT_AS_SPACE = str.maketrans(".", " ")
 
 # Card brands by ISO/IEC 7812 issuer prefix and length: Luhn alone accepts one random number in
 # ten, so a number must also carry a real brand's prefix at that brand's length.
@@ -182,6 +187,15 @@ def load_recognizers() -> Recognizers:
     # EmailRecognizer calls downloads the list on first use and writes it under ~/.cache.
     offline_suffixes = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
 
+    class AnyCaseIbanRecognizer(IbanRecognizer):
+        """IBANs written in lower case too: the checksum reads the letters upper-cased."""
+
+        def __init__(self) -> None:
+            super().__init__(regex_flags=regex.DOTALL | regex.MULTILINE | regex.IGNORECASE)
+
+        def validate_result(self, pattern_text: str) -> bool | None:
+            return super().validate_result(pattern_text.upper())
+
     class OfflineEmailRecognizer(EmailRecognizer):
         def validate_result(self, pattern_text: str) -> bool:
             return offline_suffixes(pattern_text).fqdn != ""
@@ -201,7 +215,7 @@ def load_recognizers() -> Recognizers:
         email_pattern=regex.compile(email_pattern.regex, flags=email.global_regex_flags),
         presidio=(
             ("credit_card", CreditCardRecognizer()),
-            ("iban", IbanRecognizer()),
+            ("iban", AnyCaseIbanRecognizer()),
             ("ip_address", IpRecognizer()),
         ),
         phone=PhoneRecognizer(leniency=PHONE_LENIENCY),
@@ -246,7 +260,10 @@ def resolve_overlaps(candidates: list[Span]) -> list[Span]:
 def _presidio_spans(text: str, recognizers: Recognizers) -> list[Span]:
     spans = []
     for pii_type, recognizer in recognizers.presidio:
-        for result in recognizer.analyze(text, recognizer.supported_entities):
+        # presidio's card pattern separates groups by "-" or " " only; a dot is read as a space
+        # (same length, same offsets), so "4539.1488.0343.6467" is checked too.
+        seen = text.translate(_DOT_AS_SPACE) if pii_type == "credit_card" else text
+        for result in recognizer.analyze(seen, recognizer.supported_entities):
             if result.score < MIN_PRESIDIO_SCORE:
                 continue
             if pii_type == "credit_card" and not _is_card_brand(text[result.start : result.end]):
@@ -262,7 +279,8 @@ def _email_spans(text: str, recognizers: Recognizers) -> list[Span]:
     local-part characters before it (any later start in the run matches the same "@" and
     domain, or nothing does). Only the last 64 characters of a run are looked at, so a run that
     goes on further yields its tail from a word start, or nothing. presidio then judges the one
-    candidate (pattern, suffix check) on its own.
+    candidate (pattern, suffix check) on its own. A quoted local part is read here and its
+    domain judged by presidio.
     """
     spans = []
     searched_to = 0  # finditer goes on after its last match
@@ -271,25 +289,50 @@ def _email_spans(text: str, recognizers: Recognizers) -> list[Span]:
         if position < searched_to:
             continue
         lo = max(searched_to, position - MAX_EMAIL_LOCAL_CHARS)
-        run = _EMAIL_LOCAL_RUN.search(text, lo, position)
-        if run is None:
-            continue
-        start = _WORD_START.search(text, run.start(), position)
-        if start is None:
-            continue
-        hi = min(len(text), start.start() + MAX_EMAIL_CHARS + 1)
-        match = recognizers.email_pattern.match(text, start.start(), hi)
-        if match is None or (match.end() == hi and hi < len(text)):
-            continue  # no address, or one longer than an address may be
-        candidate = text[match.start() : match.end()]
-        email = recognizers.email
-        if any(
-            result.score >= MIN_PRESIDIO_SCORE and result.end - result.start == len(candidate)
-            for result in email.analyze(candidate, email.supported_entities)
-        ):
-            spans.append(Span("email", match.start(), match.end()))
-            searched_to = match.end()
+        if text[position - 1] == '"':
+            span = _quoted_email(text, lo, position, recognizers)
+        else:
+            span = _plain_email(text, lo, position, recognizers)
+        if span is not None:
+            spans.append(span)
+            searched_to = span.end
     return spans
+
+
+def _plain_email(text: str, lo: int, position: int, recognizers: Recognizers) -> Span | None:
+    run = _EMAIL_LOCAL_RUN.search(text, lo, position)
+    start = run and _WORD_START.search(text, run.start(), position)
+    if start is None:
+        return None
+    hi = min(len(text), start.start() + MAX_EMAIL_CHARS + 1)
+    match = recognizers.email_pattern.match(text, start.start(), hi)
+    if match is None or (match.end() == hi and hi < len(text)):
+        return None  # no address, or one longer than an address may be
+    if not _presidio_accepts_email(text[match.start() : match.end()], recognizers.email):
+        return None
+    return Span("email", match.start(), match.end())
+
+
+def _quoted_email(text: str, lo: int, position: int, recognizers: Recognizers) -> Span | None:
+    local = _QUOTED_LOCAL.search(text, lo, position)
+    if local is None:
+        return None
+    hi = min(len(text), local.start() + MAX_EMAIL_CHARS + 1)
+    # presidio judges the domain behind a one-letter stand-in for the quoted part.
+    stand_in = "x" + text[position:hi]
+    match = recognizers.email_pattern.match(stand_in)
+    if match is None or (match.end() == len(stand_in) and hi < len(text)):
+        return None
+    if not _presidio_accepts_email(match.group(), recognizers.email):
+        return None
+    return Span("email", local.start(), position + match.end() - 1)
+
+
+def _presidio_accepts_email(candidate: str, email: Any) -> bool:
+    return any(
+        result.score >= MIN_PRESIDIO_SCORE and result.end - result.start == len(candidate)
+        for result in email.analyze(candidate, email.supported_entities)
+    )
 
 
 def _is_card_brand(number: str) -> bool:
