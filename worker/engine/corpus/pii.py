@@ -204,7 +204,12 @@ def _mask_email(value: str) -> str:
     labels = domain.split(".")
     if not at or len(labels) < 2:
         return "***"
-    return f"{local[:1]}***@{labels[0][:1]}***.{labels[-1]}"
+    return f"{_first_of_longer(local)}***@{_first_of_longer(labels[0])}***.{labels[-1]}"
+
+
+def _first_of_longer(part: str) -> str:
+    """A part's first character, and nothing of a one-character part, which it would reveal."""
+    return part[:1] if len(part) > 1 else ""
 
 
 def _star_digits_but_last(value: str, keep: int, keep_first: int = 0) -> str:

@@ -66,6 +66,20 @@ PROVIDER_PLUGINS = (
 # Secrets shorter than this are rare and short high-entropy runs are mostly words and numbers.
 MIN_SECRET_LENGTH = 20
 
+# RFC 5321 limits an address to 254 characters and its local part to 64. presidio's e-mail
+# pattern takes time quadratic in a run of local-part characters ("a.a.a...", 64 s for 30k
+# characters), so it runs only from the one start finditer would try for each "@", over at
+# most an address's length: linear in the text.
+MAX_EMAIL_CHARS = 254
+MAX_EMAIL_LOCAL_CHARS = 64
+_EMAIL_LOCAL_CHARS = r"[!#$%&'*+\-/=?^_`{|}~\w.]"
+_EMAIL_AT = re.compile(rf"(?<={_EMAIL_LOCAL_CHARS[:-1]}\"])@(?=\w)")
+# RFC 5322 quoted local part ("john doe"@example.com), which presidio's pattern does not take:
+# any printable characters but an unescaped quote, at most 62 between the quotes.
+_QUOTED_LOCAL = re.compile(r'"(?:[^"\\\r\n]|\\.){1,62}"\Z')
+_EMAIL_LOCAL_RUN = re.compile(rf"{_EMAIL_LOCAL_CHARS}+\Z")
+_WORD_START = re.compile(r"\b(?=\w)")
+
 # A PEM block ends at its footer; a 4096-bit RSA key is ~3.3 KB, an armoured PGP key a few KB.
 MAX_PRIVATE_KEY_CHARS = 65_536
 _PEM_FOOTER = re.compile(r"-----END [A-Z0-9 ]*-----")
@@ -84,6 +98,18 @@ _JWT_TAIL = re.compile(r"[A-Za-z0-9_\-.+/=]*")
 _DIGIT_STRETCH = re.compile(r"\d(?:[^\w:,;]{0,4}\d)*")
 _ISO_DATE = re.compile(r"(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])")
 _MIN_PHONE_DIGITS = 5
+# E.164 allows 15 digits; with an international ("00", "011") or trunk prefix at most 17 are
+# written. A longer stretch holds several numbers or none, and is never offered whole. No
+# real layout spreads a number over more than seven groups ("+49 (0) 30 1234 5678" has five).
+MAX_PHONE_DIGITS = 17
+MAX_PHONE_GROUPS = 7
+# A stretch's groups are split where its separators hold whitespace: "(415) 555-0132" is the
+# groups "415" and "555-0132".
+_PHONE_GROUP = re.compile(r"\d(?:[^\w\s:,;]{0,4}\d)*")
+# Shorter candidates cost ~1 ms each (eight regions); a record may try this many, plus one per
+# this many characters, so that a megabyte of spaced digits costs about a second.
+PHONE_RETRIES_BASE = 32
+PHONE_RETRY_CHARS = 1_000
 _PHONE_CONTEXT_CHARS = 24
 
 # libphonenumber's STRICT_GROUPING leniency: a number written in groups must be grouped as its
@@ -99,6 +125,8 @@ STRONG_PHONE_DIGITS = 9
 PHONE_CONTEXT_WORDS_EXTRA = ("tel", "fax")
 PHONE_CONTEXT_WORDS_BEFORE = 5
 _WORD = re.compile(r"[^\W\d_]+")
+
+_DOT_AS_SPACE = str.maketrans(".", " ")
 
 # Card brands by ISO/IEC 7812 issuer prefix and length: Luhn alone accepts one random number in
 # ten, so a number must also carry a real brand's prefix at that brand's length.
@@ -126,6 +154,8 @@ class Recognizers:
     """Everything a pass needs, built once per process by `load_recognizers`."""
 
     presidio: tuple[tuple[str, Any], ...]  # (PII type, recognizer) for the regex recognizers
+    email: Any
+    email_pattern: Any  # presidio's e-mail pattern, compiled as presidio compiles it
     phone: Any
     providers: tuple[Any, ...]
     private_key: Any
@@ -138,6 +168,7 @@ def load_recognizers() -> Recognizers:
     """Import and build the recognizers once: the imports cost seconds, the objects nothing."""
     import importlib
 
+    import regex
     import tldextract
     from detect_secrets.plugins.high_entropy_strings import (
         Base64HighEntropyString,
@@ -156,6 +187,15 @@ def load_recognizers() -> Recognizers:
     # EmailRecognizer calls downloads the list on first use and writes it under ~/.cache.
     offline_suffixes = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
 
+    class AnyCaseIbanRecognizer(IbanRecognizer):
+        """IBANs written in lower case too: the checksum reads the letters upper-cased."""
+
+        def __init__(self) -> None:
+            super().__init__(regex_flags=regex.DOTALL | regex.MULTILINE | regex.IGNORECASE)
+
+        def validate_result(self, pattern_text: str) -> bool | None:
+            return super().validate_result(pattern_text.upper())
+
     class OfflineEmailRecognizer(EmailRecognizer):
         def validate_result(self, pattern_text: str) -> bool:
             return offline_suffixes(pattern_text).fqdn != ""
@@ -168,11 +208,14 @@ def load_recognizers() -> Recognizers:
     entropy_tokens = tuple(
         re.compile(f"[{re.escape(plugin.charset)}]{{{MIN_SECRET_LENGTH},}}") for plugin in entropy
     )
+    email = OfflineEmailRecognizer()
+    (email_pattern,) = email.patterns
     return Recognizers(
+        email=email,
+        email_pattern=regex.compile(email_pattern.regex, flags=email.global_regex_flags),
         presidio=(
-            ("email", OfflineEmailRecognizer()),
             ("credit_card", CreditCardRecognizer()),
-            ("iban", IbanRecognizer()),
+            ("iban", AnyCaseIbanRecognizer()),
             ("ip_address", IpRecognizer()),
         ),
         phone=PhoneRecognizer(leniency=PHONE_LENIENCY),
@@ -187,6 +230,7 @@ def find_spans(text: str) -> list[Span]:
     """Every finding in `text`, non-overlapping and sorted by start."""
     recognizers = load_recognizers()
     stronger_than_phone = [
+        *_email_spans(text, recognizers),
         *_presidio_spans(text, recognizers),
         *_provider_key_spans(text, recognizers.providers),
         *_private_key_spans(text, recognizers.private_key),
@@ -216,13 +260,79 @@ def resolve_overlaps(candidates: list[Span]) -> list[Span]:
 def _presidio_spans(text: str, recognizers: Recognizers) -> list[Span]:
     spans = []
     for pii_type, recognizer in recognizers.presidio:
-        for result in recognizer.analyze(text, recognizer.supported_entities):
+        # presidio's card pattern separates groups by "-" or " " only; a dot is read as a space
+        # (same length, same offsets), so "4539.1488.0343.6467" is checked too.
+        seen = text.translate(_DOT_AS_SPACE) if pii_type == "credit_card" else text
+        for result in recognizer.analyze(seen, recognizer.supported_entities):
             if result.score < MIN_PRESIDIO_SCORE:
                 continue
             if pii_type == "credit_card" and not _is_card_brand(text[result.start : result.end]):
                 continue
             spans.append(Span(pii_type, result.start, result.end))
     return spans
+
+
+def _email_spans(text: str, recognizers: Recognizers) -> list[Span]:
+    """presidio's e-mail matches, found as its finditer would, at a cost linear in the text.
+
+    For each "@" the only start finditer could match from is the first word start of the run of
+    local-part characters before it (any later start in the run matches the same "@" and
+    domain, or nothing does). Only the last 64 characters of a run are looked at, so a run that
+    goes on further yields its tail from a word start, or nothing. presidio then judges the one
+    candidate (pattern, suffix check) on its own. A quoted local part is read here and its
+    domain judged by presidio.
+    """
+    spans = []
+    searched_to = 0  # finditer goes on after its last match
+    for at in _EMAIL_AT.finditer(text):
+        position = at.start()
+        if position < searched_to:
+            continue
+        lo = max(searched_to, position - MAX_EMAIL_LOCAL_CHARS)
+        if text[position - 1] == '"':
+            span = _quoted_email(text, lo, position, recognizers)
+        else:
+            span = _plain_email(text, lo, position, recognizers)
+        if span is not None:
+            spans.append(span)
+            searched_to = span.end
+    return spans
+
+
+def _plain_email(text: str, lo: int, position: int, recognizers: Recognizers) -> Span | None:
+    run = _EMAIL_LOCAL_RUN.search(text, lo, position)
+    start = run and _WORD_START.search(text, run.start(), position)
+    if start is None:
+        return None
+    hi = min(len(text), start.start() + MAX_EMAIL_CHARS + 1)
+    match = recognizers.email_pattern.match(text, start.start(), hi)
+    if match is None or (match.end() == hi and hi < len(text)):
+        return None  # no address, or one longer than an address may be
+    if not _presidio_accepts_email(text[match.start() : match.end()], recognizers.email):
+        return None
+    return Span("email", match.start(), match.end())
+
+
+def _quoted_email(text: str, lo: int, position: int, recognizers: Recognizers) -> Span | None:
+    local = _QUOTED_LOCAL.search(text, lo, position)
+    if local is None:
+        return None
+    hi = min(len(text), local.start() + MAX_EMAIL_CHARS + 1)
+    # presidio judges the domain behind a one-letter stand-in for the quoted part.
+    stand_in = "x" + text[position:hi]
+    match = recognizers.email_pattern.match(stand_in)
+    if match is None or (match.end() == len(stand_in) and hi < len(text)):
+        return None
+    if not _presidio_accepts_email(match.group(), recognizers.email):
+        return None
+    return Span("email", local.start(), position + match.end() - 1)
+
+
+def _presidio_accepts_email(candidate: str, email: Any) -> bool:
+    return any(
+        result.score >= MIN_PRESIDIO_SCORE and result.end - result.start == len(candidate)
+        for result in email.analyze(candidate, email.supported_entities)
+    )
 
 
 def _is_card_brand(number: str) -> bool:
@@ -232,19 +342,154 @@ def _is_card_brand(number: str) -> bool:
 
 
 def _phone_spans(text: str, phone_recognizer: Any, stronger: list[Span]) -> list[Span]:
-    """Phones, looked for only where no stronger finding (card, IBAN, IP, key) already is."""
+    """Phones, looked for only where no stronger finding (card, IBAN, IP, key) already is.
+
+    libphonenumber reads a stretch of digit groups as one candidate number: a phone followed by
+    any further number ("+1 415 555 0132 24 hours") fails as a whole and is not retried, so the
+    stretches it leaves unexplained are offered again as shorter candidates.
+    """
     context_words = (*phone_recognizer.context, *PHONE_CONTEXT_WORDS_EXTRA)
     taken = _merged_intervals(stronger)
+    stretches = _phone_stretches(text, context_words, taken)
+    whole = [s for s in stretches if _digit_count(text, *s) <= MAX_PHONE_DIGITS]
     spans = []
-    for lo, hi in _phone_windows(text, context_words, taken):
-        for result in phone_recognizer.analyze(text[lo:hi], phone_recognizer.supported_entities):
-            start, end = lo + result.start, lo + result.end
-            if result.score < MIN_PRESIDIO_SCORE:
-                continue
-            if _is_weak_phone(text[start:end]) and not _has_context(text, start, context_words):
-                continue
-            spans.append(Span("phone", start, end))
+    for lo, hi in _phone_windows(whole, len(text)):
+        spans += _matched_phones(text, lo, hi, phone_recognizer, context_words)
+    blocked = _merged_intervals([*stronger, *spans])
+    retries_left = PHONE_RETRIES_BASE + len(text) // PHONE_RETRY_CHARS
+    for stretch in stretches:
+        tried_whole = _digit_count(text, *stretch) <= MAX_PHONE_DIGITS
+        for groups in _free_group_runs(text, stretch, blocked):
+            found, retries_left = _shorter_phones(
+                text,
+                groups,
+                tried_whole and groups[0][0] == stretch[0] and groups[-1][1] == stretch[1],
+                phone_recognizer,
+                context_words,
+                retries_left,
+            )
+            spans += found
     return spans
+
+
+def _matched_phones(
+    text: str, lo: int, hi: int, phone_recognizer: Any, context_words: tuple[str, ...]
+) -> list[Span]:
+    """What libphonenumber accepts in text[lo:hi], less the weak numbers without a context word."""
+    spans = []
+    for result in phone_recognizer.analyze(text[lo:hi], phone_recognizer.supported_entities):
+        start, end = lo + result.start, lo + result.end
+        if result.score < MIN_PRESIDIO_SCORE:
+            continue
+        if _is_weak_phone(text[start:end]) and not _has_context(text, start, context_words):
+            continue
+        spans.append(Span("phone", start, end))
+    return spans
+
+
+def _free_group_runs(
+    text: str, stretch: tuple[int, int], blocked: list[tuple[int, int]]
+) -> list[list[tuple[int, int]]]:
+    """The stretch's whitespace-separated digit groups, in runs that no finding covers any of."""
+    runs: list[list[tuple[int, int]]] = [[]]
+    for group in _PHONE_GROUP.finditer(text, *stretch):
+        if _overlaps(blocked, group.start(), group.end()):
+            runs.append([])
+        else:
+            runs[-1].append(group.span())
+    return [
+        run
+        for run in runs
+        if run and _digit_count(text, run[0][0], run[-1][1]) >= _MIN_PHONE_DIGITS
+    ]
+
+
+def _shorter_phones(
+    text: str,
+    groups: list[tuple[int, int]],
+    tried_whole: bool,
+    phone_recognizer: Any,
+    context_words: tuple[str, ...],
+    retries_left: int,
+) -> tuple[list[Span], int]:
+    """Phones among runs of consecutive groups, longest first, left to right.
+
+    A number starts at the first group, after a number just found, or at a group led by
+    punctuation ("+", "(", "/", " - "): never inside a plain run of spaced digits, where
+    dropping leading groups would read any table of numbers as phones. Each try costs
+    libphonenumber ~1 ms, so a record gets a budget of tries proportional to its length.
+    """
+    spans: list[Span] = []
+    i = 0
+    may_start = True
+    while i < len(groups) and retries_left > 0:
+        led = i > 0 and text[groups[i - 1][1] : groups[i][0]].strip() != ""
+        found: list[Span] = []
+        if may_start or led:
+            skip_last = tried_whole and i == 0  # the whole run failed already
+            found, retries_left = _longest_phone_at(
+                text, groups, i, skip_last, phone_recognizer, context_words, retries_left
+            )
+        may_start = bool(found)
+        if found:  # the matcher may accept fewer groups than offered: go on after them
+            spans += found
+            reached = max(span.end for span in found)
+            while i < len(groups) and groups[i][0] < reached:
+                i += 1
+        else:
+            i += 1
+    return spans, retries_left
+
+
+def _longest_phone_at(
+    text: str,
+    groups: list[tuple[int, int]],
+    first: int,
+    skip_last: bool,
+    phone_recognizer: Any,
+    context_words: tuple[str, ...],
+    retries_left: int,
+) -> tuple[list[Span], int]:
+    """The phones found in the longest candidate from groups[first] on, and the tries left."""
+    last_group = min(len(groups), first + MAX_PHONE_GROUPS) - 1
+    for last in range(last_group, first - 1, -1):
+        digits = _digit_count(text, groups[first][0], groups[last][1])
+        if digits < _MIN_PHONE_DIGITS or retries_left == 0:
+            break
+        if digits > MAX_PHONE_DIGITS or (skip_last and last == len(groups) - 1):
+            continue
+        retries_left -= 1
+        # The window ends where the next group starts, so the matcher sees the separator after
+        # the candidate (a letter or "%" there rules a number out) and no digit beyond it.
+        after = (
+            groups[last + 1][0] if last + 1 < len(groups) else _separator_end(text, groups[last][1])
+        )
+        found = _matched_phones(
+            text, _phone_lead_start(text, groups[first][0]), after, phone_recognizer, context_words
+        )
+        if found:
+            return found, retries_left
+    return [], retries_left
+
+
+def _phone_lead_start(text: str, start: int) -> int:
+    """Back over the non-digits before a candidate ("Tel: +", "phone ("), never over a digit."""
+    lo = start
+    while lo > 0 and start - lo < _PHONE_CONTEXT_CHARS and not text[lo - 1].isdecimal():
+        lo -= 1
+    return lo
+
+
+def _separator_end(text: str, end: int) -> int:
+    """Past the punctuation after a candidate, up to the next digit: what the matcher would see."""
+    hi = end
+    while hi < len(text) and hi - end < _PHONE_CONTEXT_CHARS and not text[hi].isdecimal():
+        hi += 1
+    return hi
+
+
+def _digit_count(text: str, start: int, end: int) -> int:
+    return sum(c.isdecimal() for c in text[start:end])
 
 
 def _is_weak_phone(value: str) -> bool:
@@ -269,28 +514,40 @@ def _merged_intervals(spans: list[Span]) -> list[tuple[int, int]]:
     return merged
 
 
+def _overlaps(intervals: list[tuple[int, int]], start: int, end: int) -> bool:
+    i = bisect.bisect_left(intervals, end, key=lambda interval: interval[0]) - 1
+    return i >= 0 and intervals[i][1] > start
+
+
 def _inside(intervals: list[tuple[int, int]], start: int, end: int) -> bool:
     i = bisect.bisect_right(intervals, start, key=lambda interval: interval[0]) - 1
     return i >= 0 and intervals[i][1] >= end
 
 
-def _phone_windows(
+def _phone_stretches(
     text: str, context_words: tuple[str, ...], taken: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """Merged windows, with context, around the digit stretches that could hold a phone number.
+    """The digit stretches that could hold a phone number no stronger finding already covers.
 
     libphonenumber does the judging; this only spares it stretches it would reject or whose
-    only possible match `_phone_spans` would drop, since it costs ~0.2 ms per candidate and
+    only possible match `_phone_spans` would drop, since it costs ~0.1 ms per candidate and
     region.
     """
-    windows: list[tuple[int, int]] = []
+    stretches = []
     for match in _DIGIT_STRETCH.finditer(text):
         if _inside(taken, match.start(), match.end()):
             continue  # a phone here would lose to the finding that covers it
-        if not _could_hold_phone(text, match, context_words):
-            continue
-        lo = max(0, match.start() - _PHONE_CONTEXT_CHARS)
-        hi = min(len(text), match.end() + _PHONE_CONTEXT_CHARS)
+        if _could_hold_phone(text, match, context_words):
+            stretches.append(match.span())
+    return stretches
+
+
+def _phone_windows(stretches: list[tuple[int, int]], text_length: int) -> list[tuple[int, int]]:
+    """Merged windows, with context, around the stretches."""
+    windows: list[tuple[int, int]] = []
+    for start, end in stretches:
+        lo = max(0, start - _PHONE_CONTEXT_CHARS)
+        hi = min(text_length, end + _PHONE_CONTEXT_CHARS)
         if windows and lo <= windows[-1][1]:
             windows[-1] = (windows[-1][0], hi)
         else:

@@ -202,6 +202,40 @@ def test_weak_phone_numbers_need_a_context_word(text: str, phone: str | None) ->
     assert found == ([phone] if phone else [])
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Call +1 415 555 0132 24 hours a day", [("phone", "+1 415 555 0132")]),
+        ("Phone: +44 20 7946 0958 2 lines", [("phone", "+44 20 7946 0958")]),
+        ("phone (415) 555-0132 1 2 3", [("phone", "(415) 555-0132")]),
+        (
+            "call +1 415 555 0132 192.168.10.42",
+            [("phone", "+1 415 555 0132"), ("ip_address", "192.168.10.42")],
+        ),
+        (
+            f"tel +1 415 555 0132 {grouped(VISA)}",
+            [("phone", "+1 415 555 0132"), ("credit_card", grouped(VISA))],
+        ),
+        (
+            "tel: 020 7946 0958 / 020 7946 0959 / 3",
+            [("phone", "020 7946 0958"), ("phone", "020 7946 0959")],
+        ),
+        (
+            "ring +1 415 555 0132 +44 20 7946 0958 7 days",
+            [("phone", "+1 415 555 0132"), ("phone", "+44 20 7946 0958")],
+        ),
+        ("scores 12 34 56 78 90 12 34 56 78", []),
+    ],
+)
+def test_a_phone_followed_by_more_numbers_is_found(
+    text: str, expected: list[tuple[str, str]]
+) -> None:
+    found = detect(text, KEY)
+    assert [(d.type, text[d.start : d.end]) for d in found] == expected
+    for (_, value), detection in zip(expected, found, strict=True):
+        assert detection.start == text.index(value)  # every value occurs once: the exact span
+
+
 def test_overlaps_keep_the_stronger_span() -> None:
     rank = {name: i for i, name in enumerate(pii_recognizers.TYPE_PRIORITY)}
     rng = random.Random(7)
@@ -239,7 +273,7 @@ def test_luhn_invalid_numbers_are_never_cards() -> None:
     invalid.append(unbranded)
     for numbers, should_find in ((valid, True), (invalid, False)):
         for number in numbers:
-            for written in (number, grouped(number, " "), grouped(number, "-")):
+            for written in (number, *(grouped(number, sep) for sep in " -.")):
                 found = [d.type for d in detect(f"Card {written} was used.", KEY)]
                 assert ("credit_card" in found) is should_find, found
 
@@ -251,11 +285,54 @@ def test_bad_checksum_ibans_are_never_ibans() -> None:
         ]
         wrong_body = [good[:-1] + d for d in "0123456789" if good[:-1] + d != good]
         assert not any(iban_valid(bad) for bad in wrong_check + wrong_body)
-        assert [d.type for d in detect(f"IBAN {grouped(good)} ok", KEY)] == ["iban"]
+        for good_written in (grouped(good), good.lower(), grouped(good.lower())):
+            assert [d.type for d in detect(f"IBAN {good_written} ok", KEY)] == ["iban"]
         for bad in wrong_check + wrong_body:
-            for written in (bad, grouped(bad)):
+            for written in (bad, grouped(bad), grouped(bad.lower())):
                 found = detect(f"IBAN {written} ok", KEY)
                 assert "iban" not in [d.type for d in found]
+
+
+ADVERSARIAL_CHARS = 200_000
+
+
+def adversarial_records() -> dict[str, str]:
+    """Long runs without spaces (and spaced digits) that make backtracking patterns quadratic."""
+    n = ADVERSARIAL_CHARS
+    rng = random.Random(200)  # its own generator: the control corpus below stays as it was
+    return {
+        "a.a + @": "a.a" * (n // 3) + "@",
+        "a-a + @x": "a-a" * (n // 3) + "@x",
+        "a@ run": "a@" * (n // 2),
+        "A run": "A" * n,
+        "digit run": "1" * n,
+        "base64 run": base64.b64encode(rng.randbytes(n * 3 // 4)).decode(),
+        "hex run": f"{rng.getrandbits(4 * n):x}",
+        "spaced digits": "call " + "1 " * (n // 2),
+        "spaced +digits": "+1 " * (n // 3),
+        "dotted digits": "1." * (n // 2),
+        "IBAN-like run": "GB12" * (n // 4),
+    }
+
+
+def test_detection_time_is_linear_on_adversarial_records() -> None:
+    """presidio's e-mail pattern alone took 64 s on 30k characters of "a.a"."""
+    slowest = 0.0
+    for name, text in adversarial_records().items():
+        started = time.perf_counter()
+        detect(text, KEY)
+        seconds = time.perf_counter() - started
+        print(f"\n{name:16s} {len(text):7d} chars {seconds:6.2f} s", end="")
+        slowest = max(slowest, seconds)
+    assert slowest < 5.0
+
+
+def test_addresses_still_found_beside_adversarial_runs() -> None:
+    text = "a.a" * 5_000 + "@ then " + "mail ada@example.com " + "-" * 70 + "b@example.org"
+    found = [(d.type, text[d.start : d.end]) for d in detect(text, KEY)]
+    assert found == [("email", "ada@example.com"), ("email", "b@example.org")]
+    too_long_local = "x" * 65 + "@example.com"
+    assert [d.type for d in detect(f"to {too_long_local} now", KEY)] == []
 
 
 def only_hash(text: str) -> str:
@@ -272,6 +349,8 @@ def only_hash(text: str) -> str:
         ("call +44 20 7946 0958 now", "call 020 7946 0958 now"),
         ("call (202) 555-0143 now", "call +1 202-555-0143 now"),
         (f"iban {grouped(GB_IBAN)} ok", f"iban {GB_IBAN} ok"),
+        (f"iban {grouped(GB_IBAN)} ok", f"iban {GB_IBAN.lower()} ok"),
+        (f"card {grouped(VISA, '.')} here", f"card {VISA} here"),
         ("host 2001:db8::1 up", "host 2001:0db8:0000:0000:0000:0000:0000:0001 up"),
         (f"key\n{PEM_KEY}\nend", f"key\n{PEM_KEY.replace(chr(10), chr(13) + chr(10))}\nend"),
     ],
@@ -314,6 +393,8 @@ def test_masks_never_contain_the_raw_value() -> None:
 
 def test_mask_examples() -> None:
     assert mask_value("john@example.com", "email") == "j***@e***.com"
+    assert mask_value("a@b.com", "email") == "***@***.com"
+    assert mask_value("ab@b.co.uk", "email") == "a***@***.uk"
     assert mask_value("4242 4242 4242 4242", "credit_card") == "**** **** **** 4242"
     assert mask_value("GB82 WEST 1234 5698 7654 32", "iban") == "GB** **** **** **** **** 32"
     assert mask_value("192.168.1.77", "ip_address") == "192.168.*.*"
@@ -323,6 +404,29 @@ def test_mask_examples() -> None:
     assert mask_value(PEM_KEY, "private_key") == "[PRIVATE KEY]"
     with pytest.raises(ValueError, match="unknown PII type"):
         mask_value("x", "passport")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ['"john doe"@example.com', '"a\\"b"@example.org', '"x@y"@mail.example.co.uk'],
+)
+def test_quoted_local_parts_are_addresses(address: str) -> None:
+    text = f"write to {address}, today"
+    found = [(d.type, text[d.start : d.end]) for d in detect(text, KEY)]
+    assert found == [("email", address)]
+    unknown_suffix = address.rpartition("@")[0] + "@host.notarealtld"
+    assert [d.type for d in detect(f"write to {unknown_suffix}, today", KEY)] == []
+
+
+def test_short_email_masks_keep_at_most_one_character_of_a_part() -> None:
+    for local, label in itertools.product(
+        ["a", "ab", "abc", "Ada.Lovelace"], ["b", "bc", "example"]
+    ):
+        masked = mask_value(f"{local}@{label}.com", "email")
+        shown_local, _, shown_domain = masked.partition("@")
+        for part, shown in ((local, shown_local), (label, shown_domain.split(".")[0])):
+            visible = shown.replace("*", "")
+            assert len(visible) <= 1 and (len(part) > 1 or visible == "")
 
 
 def test_masked_text_refuses_overlaps() -> None:
