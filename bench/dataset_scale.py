@@ -28,6 +28,8 @@ import random
 import re
 import resource
 import string
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -55,6 +57,7 @@ NEAR_PAIR_SHARE = 0.005  # pairs (base, mutant): one or two words replaced, Jacc
 PII_SHARE = 0.02
 PII_DISTINCT_PER_TYPE = 40  # values recur: drawn by a Zipf-like weight from this pool
 SHARD_SIZE = 10_000
+PROGRESS_EVERY_S = 120.0
 
 
 def peak_rss_mib() -> float:
@@ -225,8 +228,36 @@ def _shard(
     )
 
 
+def _current_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def _report_progress(every_s: float) -> None:
+    """Every `every_s`, the build's elapsed time, RAM and the function it is in: a run stopped
+    before the build ends still says how far it got and what it held."""
+    main = threading.main_thread().ident
+    started = time.perf_counter()
+    while True:
+        time.sleep(every_s)
+        frame, where = sys._current_frames().get(main), "?"
+        while frame is not None:  # innermost first: the service's own function it is in
+            if "/worker/" in frame.f_code.co_filename:
+                where = f"{Path(frame.f_code.co_filename).stem}.{frame.f_code.co_qualname}"
+                break
+            frame = frame.f_back
+        print(
+            f"  [build {time.perf_counter() - started:,.0f} s wall, {cpu_seconds():,.0f} s CPU, "
+            f"RSS {_current_rss_mib():,.0f} MiB, peak {peak_rss_mib():,.0f} MiB, in {where}]",
+            flush=True,
+        )
+
+
 def _build_child(kind: str, dataset: str, data_dir: str, sha256: str, n: int, out: Any) -> None:
     """Open the kind's pass over an empty shard: that builds every artefact it needs."""
+    sys.stdout.reconfigure(line_buffering=True)
+    threading.Thread(target=_report_progress, args=(PROGRESS_EVERY_S,), daemon=True).start()
     access = _access(Path(data_dir), sha256)
     started, cpu = time.perf_counter(), cpu_seconds()
     run_passes(_checks(kind), _shard(access, kind, Path(dataset), 0, 0, n))
@@ -354,6 +385,11 @@ def audit_kind(
         )
         build = Timed(made["wall"], made["cpu"])
         print(f"build (child process): {build}, peak RSS {made['peak_rss_mib']:,.0f} MiB")
+        for found in _artefacts(access.settings.data_dir, access.audit.dataset_sha256):
+            print(
+                f"  artefact {found['name']}: {found['bytes'] / 2**20:,.1f} MiB on disk, "
+                f"built in {found['seconds']:.1f} s"
+            )
     started, cpu = time.perf_counter(), cpu_seconds()
     shards = lookups(kind, dataset, access, n, args.shard_size)
     if kind == "duplication":
@@ -390,6 +426,8 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE)
     args = parser.parse_args()
+    # Each figure is printed as its stage ends: a run stopped early keeps what it measured.
+    sys.stdout.reconfigure(line_buffering=True)
     n = args.records
     args.workdir.mkdir(parents=True, exist_ok=True)
     dataset = args.workdir / f"corpus-{n}.jsonl"

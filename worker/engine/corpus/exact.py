@@ -41,8 +41,8 @@ from pydivsufsort import divsufsort, kasai
 FORMAT = "memaudit-exact-index"
 FORMAT_VERSION = 1
 SEPARATOR = 0xFF
-# Ranks or positions handled per vectorised step: bounds the int64 temporaries to a few tens of MB.
-_CHUNK = 1 << 20
+# Ranks or positions handled per vectorised step: bounds the int64 temporaries to ~40 MB.
+_CHUNK = 1 << 19
 # Queries per step of the minima search: each step gathers (queries, _FANOUT) int64 matrices.
 _QUERY_BATCH = 1 << 16
 # Block size of the minima hierarchy over the LCP array (levels take 1/15 of its memory).
@@ -115,9 +115,8 @@ class _Corpus:
     text: np.ndarray  # (N,) uint8: each record's bytes then SEPARATOR
     starts: np.ndarray  # (R+1,) int64: record r is text[starts[r] : starts[r+1] - 1]
     record_counts: np.ndarray  # (R,) int32
-    token_positions: (
-        np.ndarray | None
-    )  # (T,) int64 sorted byte offsets in `text` where tokens start
+    # (T,) sorted byte offsets in `text` where tokens start: int32 below 2**31, else int64
+    token_positions: np.ndarray | None
 
 
 def build_index(
@@ -174,16 +173,31 @@ def _build_into(
     span_limits: _SpanLimits,
 ) -> None:
     corpus = _read_corpus(texts, token_starts)
-    text, starts = corpus.text, corpus.starts
+    starts, record_counts = corpus.starts, corpus.record_counts
     n_records = len(starts) - 1
-    if len(text):
+    text_length = len(corpus.text)
+    # Token starts wait on disk while the suffix and LCP arrays are built (the peak of the build).
+    token_positions = _park(staging, "tokens.scratch", corpus.token_positions)
+    text = corpus.text
+    del corpus
+    if text_length:
         suffix_array = divsufsort(text)
+        # Stored as soon as it exists; from here on a file's clean pages the kernel may evict.
+        suffix_array = _park(staging, "sa", suffix_array, mode="r+")
         lcp = kasai(text, suffix_array)  # lcp[k] = LCP(sa[k], sa[k+1]); lcp[-1] = 0
     else:
         suffix_array = lcp = np.empty(0, dtype=np.int32)
-    _save(staging, "sa", suffix_array)
+        _save(staging, "sa", suffix_array)
+    text_sha256 = hashlib.sha256(memoryview(text)).hexdigest()
+    # Later stages read a few bytes of the text: stored and reopened, it leaves the RAM.
+    text = _park(staging, "text", text)
+    lcp = _park(staging, "lcp.scratch", lcp, mode="r+")  # capped in place below
+    if token_positions is not None:
+        token_positions = _reopen(staging, "tokens.scratch", len(token_positions))
 
-    # One work array (rank order, then text order) keeps the peak at ~13 bytes per corpus byte.
+    # One work array (rank order, then text order) and the memmaps' pages dropped from this
+    # process between the passes that read them whole keep the peak below kasai's, 13 bytes per
+    # corpus byte (text, suffix array, LCP and its rank array).
     record_of = _RecordOfPosition(starts)
     work = _longest_other_record_prefix(lcp, suffix_array, record_of)
     span_bytes, span_rank = _best_suffix_per_record(work, suffix_array, record_of)
@@ -191,57 +205,63 @@ def _build_into(
     left, right = _rank_interval(levels, span_rank, span_bytes)
     span_count = np.where(span_bytes > 0, right - left + 1, 0)
     span_position = suffix_array[span_rank].astype(np.int64) if n_records else np.zeros(0, np.int64)
-    span_tokens = _tokens_between(corpus.token_positions, span_position, span_position + span_bytes)
+    suffix_array = _remap(suffix_array)
+    span_tokens = _tokens_between(token_positions, span_position, span_position + span_bytes)
 
     share, bytes_needed = None, None
-    if corpus.token_positions is not None:
+    if token_positions is not None:
+        token_positions = _remap(token_positions)
         _repeat_length_by_position(lcp, suffix_array, out=work)
-        share = _repeated_share(work, corpus.token_positions, min_repeat_tokens, starts)
+        suffix_array, lcp = _remap(suffix_array), _remap(lcp)
+        levels[0] = lcp
+        share = _repeated_share(work, token_positions, min_repeat_tokens, starts)
     opening = np.zeros(0, dtype=np.int64)
     if span_limits.count:
         shortest = span_limits.min_bytes
-        if corpus.token_positions is not None:
-            shortest = _bytes_for_tokens(corpus.token_positions, span_limits.min_tokens, out=work)
+        if token_positions is not None:
+            shortest = _bytes_for_tokens(token_positions, span_limits.min_tokens, out=work)
             bytes_needed = work
+            token_positions = _remap(token_positions)
         opening = _interval_openings(lcp, suffix_array, shortest, bytes_needed)
     del work, bytes_needed
     top = _top_repeated_spans(
-        text, starts, suffix_array, levels, opening, corpus.token_positions, span_limits.count
+        text, starts, suffix_array, levels, opening, token_positions, span_limits.count
     )
-    del levels, lcp
+    del levels
 
     record_spans = np.stack(
         [span_position - starts[:-1], span_bytes, span_count, span_tokens], axis=1
     ).astype(np.int64)  # (R, 4): start, bytes, count, tokens (-1 without tokens)
     record_spans[span_bytes == 0] = 0
-    if corpus.token_positions is None:
+    if token_positions is None:
         record_spans[:, 3] = -1
     stats = CorpusStats(
         n_records=n_records,
-        n_bytes=int(len(text) - n_records),
-        duplicate_histogram=_histogram(corpus.record_counts),
+        n_bytes=int(text_length - n_records),
+        duplicate_histogram=_histogram(record_counts),
         repeated_bytes_share=share,
         min_repeat_tokens=min_repeat_tokens,
         top_spans=top,
     )
-    _save(staging, "text", text)
+    has_tokens, suffix_array_dtype = token_positions is not None, str(suffix_array.dtype)
+    del text, suffix_array, lcp, token_positions
+    for scratch in staging.glob("*.scratch.npy"):
+        scratch.unlink()
     _save(staging, "starts", starts)
-    _save(staging, "record_counts", corpus.record_counts)
+    _save(staging, "record_counts", record_counts)
     _save(staging, "record_spans", record_spans)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "n_records": n_records,
         "n_bytes": stats.n_bytes,
-        "text_length": len(text),
-        "suffix_array_dtype": str(suffix_array.dtype),
+        "text_length": text_length,
+        "suffix_array_dtype": suffix_array_dtype,
         "separator": SEPARATOR,
-        "has_tokens": corpus.token_positions is not None,
-        "top_span_min_tokens": span_limits.min_tokens
-        if corpus.token_positions is not None
-        else None,
-        "top_span_min_bytes": None if corpus.token_positions is not None else span_limits.min_bytes,
-        "text_sha256": hashlib.sha256(memoryview(text)).hexdigest(),
+        "has_tokens": has_tokens,
+        "top_span_min_tokens": span_limits.min_tokens if has_tokens else None,
+        "top_span_min_bytes": None if has_tokens else span_limits.min_bytes,
+        "text_sha256": text_sha256,
         "stats": asdict(stats),
     }
     with open(staging / "manifest.json", "w", encoding="utf-8") as handle:
@@ -251,21 +271,27 @@ def _build_into(
 
 
 def _read_corpus(texts: Iterable[str], token_starts: TokenStarts | None) -> _Corpus:
-    buffer = bytearray()
+    buffer = bytearray()  # grows in place (realloc), so the text is never held twice
     lengths: list[int] = []
     digests = bytearray()
-    token_parts: list[np.ndarray] = []
+    token_parts: list[np.ndarray] = []  # one array per batch of texts
     batch: list[tuple[str, int, int]] = []  # (text, offset in buffer, byte length)
 
     def tokenise_batch() -> None:
         offsets = token_starts([text for text, _, _ in batch])
         if len(offsets) != len(batch):
             raise ValueError("token_starts must return one array per text")
+        found_in_batch = []
         for (_, base, length), found in zip(batch, offsets, strict=True):
             found = np.unique(np.asarray(found, dtype=np.int64))
             if found.size and (found[0] < 0 or found[-1] >= length):
                 raise ValueError(f"token start outside its text of {length} bytes")
-            token_parts.append(found + base)
+            found_in_batch.append(found + base)
+        part = np.concatenate(found_in_batch)
+        # Positions below 2**31 (every corpus under 2 GiB) take half the memory as int32.
+        if not part.size or part[-1] < np.iinfo(np.int32).max:
+            part = part.astype(np.int32)
+        token_parts.append(part)
         batch.clear()
 
     for text in texts:
@@ -283,11 +309,14 @@ def _read_corpus(texts: Iterable[str], token_starts: TokenStarts | None) -> _Cor
 
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(np.asarray(lengths, dtype=np.int64) + 1, out=starts[1:])
+    del lengths
     keys = np.frombuffer(bytes(digests), dtype="S16")
+    del digests
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     positions = None
     if token_starts is not None:
-        positions = np.concatenate(token_parts) if token_parts else np.zeros(0, np.int64)
+        positions = np.concatenate(token_parts) if token_parts else np.zeros(0, np.int32)
+        token_parts.clear()
     return _Corpus(
         text=np.frombuffer(buffer, dtype=np.uint8),
         starts=starts,
@@ -462,7 +491,14 @@ def _tokens_between(
 ) -> np.ndarray:
     if token_positions is None:
         return np.full(len(start), -1, dtype=np.int64)
-    return np.searchsorted(token_positions, stop) - np.searchsorted(token_positions, start)
+    return _search_tokens(token_positions, stop) - _search_tokens(token_positions, start)
+
+
+def _search_tokens(token_positions: np.ndarray, values: np.ndarray | list[int]) -> np.ndarray:
+    """np.searchsorted with `values` in the positions' dtype: mixed dtypes would make numpy copy
+    the whole (int32) array to int64 on every call. Values past its range sort after all of it."""
+    limit = np.iinfo(token_positions.dtype).max
+    return np.searchsorted(token_positions, np.minimum(values, limit).astype(token_positions.dtype))
 
 
 def _repeat_length_by_position(lcp: np.ndarray, suffix_array: np.ndarray, out: np.ndarray) -> None:
@@ -488,10 +524,10 @@ def _bytes_for_tokens_from(
     """
     if not len(token_positions):
         return np.full(stop - start, _TOO_FEW_TOKENS, dtype=np.int64)
-    first, last = np.searchsorted(token_positions, [start, stop])
+    first, last = _search_tokens(token_positions, [start, stop])
     gap_starts = np.concatenate(([start], token_positions[first:last] + 1, [stop]))
     token = np.arange(first, last + 1) + (min_tokens - 1)
-    reach = token_positions[np.minimum(token, len(token_positions) - 1)] + 1
+    reach = token_positions[np.minimum(token, len(token_positions) - 1)].astype(np.int64) + 1
     reach[token >= len(token_positions)] = _TOO_FEW_TOKENS + stop
     return np.repeat(reach, np.diff(gap_starts)) - np.arange(start, stop)
 
@@ -721,6 +757,36 @@ def _save(directory: Path, name: str, array: np.ndarray) -> None:
         np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _park(
+    directory: Path, name: str, array: np.ndarray | None, mode: str = "r"
+) -> np.ndarray | None:
+    """Save `array` and hand back its file memory-mapped: the caller drops the in-RAM copy, and
+    the pages it reads later are clean file pages, evictable under memory pressure."""
+    if array is None:
+        return None
+    _save(directory, name, array)
+    if not len(array):
+        return array
+    del array
+    return np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+
+
+def _reopen(directory: Path, name: str, length: int) -> np.ndarray:
+    if not length:
+        return np.load(directory / f"{name}.npy", allow_pickle=False)
+    return np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+
+
+def _remap(array: np.ndarray | None) -> np.ndarray | None:
+    """The same file mapped afresh: the pages read so far leave this process's resident set
+    (they stay in the page cache), so a pass that reads a memmap whole doesn't keep it there."""
+    if not isinstance(array, np.memmap):
+        return array
+    return np.memmap(
+        array.filename, dtype=array.dtype, mode=array.mode, offset=array.offset, shape=array.shape
+    )
 
 
 def _fsync_directory(directory: Path) -> None:
