@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
@@ -47,6 +49,8 @@ _CHUNK = 1 << 19
 _QUERY_BATCH = 1 << 16
 # Block size of the minima hierarchy over the LCP array (levels take 1/15 of its memory).
 _FANOUT = 16
+# Token starts are stored as int32 up to this offset (2**31 - 1), as int64 past it.
+_TOKEN_INT32_LIMIT = np.iinfo(np.int32).max
 # Texts handed to the tokenizer callback at once.
 _TOKEN_BATCH = 1024
 _RANK_BITS = 32
@@ -172,14 +176,14 @@ def _build_into(
     min_repeat_tokens: int,
     span_limits: _SpanLimits,
 ) -> None:
-    corpus = _read_corpus(texts, token_starts)
+    corpus = _read_corpus(texts, token_starts, staging / "tokens.scratch")
     starts, record_counts = corpus.starts, corpus.record_counts
     n_records = len(starts) - 1
     text_length = len(corpus.text)
-    # Token starts wait on disk while the suffix and LCP arrays are built (the peak of the build).
-    token_positions = _park(staging, "tokens.scratch", corpus.token_positions)
+    token_positions = corpus.token_positions  # on disk, untouched until the LCP array exists
     text = corpus.text
     del corpus
+    _return_freed_memory()
     if text_length:
         suffix_array = divsufsort(text)
         # Stored as soon as it exists; from here on a file's clean pages the kernel may evict.
@@ -192,8 +196,6 @@ def _build_into(
     # Later stages read a few bytes of the text: stored and reopened, it leaves the RAM.
     text = _park(staging, "text", text)
     lcp = _park(staging, "lcp.scratch", lcp, mode="r+")  # capped in place below
-    if token_positions is not None:
-        token_positions = _reopen(staging, "tokens.scratch", len(token_positions))
 
     # One work array (rank order, then text order) and the memmaps' pages dropped from this
     # process between the passes that read them whole keep the peak below kasai's, 13 bytes per
@@ -215,17 +217,20 @@ def _build_into(
         suffix_array, lcp = _remap(suffix_array), _remap(lcp)
         levels[0] = lcp
         share = _repeated_share(work, token_positions, min_repeat_tokens, starts)
-    opening = np.zeros(0, dtype=np.int64)
+    intervals = tuple(np.zeros(0, dtype=lcp.dtype) for _ in range(3))
     if span_limits.count:
         shortest = span_limits.min_bytes
         if token_positions is not None:
             shortest = _bytes_for_tokens(token_positions, span_limits.min_tokens, out=work)
             bytes_needed = work
             token_positions = _remap(token_positions)
-        opening = _interval_openings(lcp, suffix_array, shortest, bytes_needed)
-    del work, bytes_needed
+        openings = _interval_openings(lcp, suffix_array, shortest, bytes_needed)
+        del work, bytes_needed  # the generator's own reference goes when it is used up
+        intervals = _intervals(levels, openings)
+    else:
+        del work, bytes_needed
     top = _top_repeated_spans(
-        text, starts, suffix_array, levels, opening, token_positions, span_limits.count
+        text, starts, suffix_array, levels, intervals, token_positions, span_limits.count
     )
     del levels
 
@@ -245,7 +250,7 @@ def _build_into(
     )
     has_tokens, suffix_array_dtype = token_positions is not None, str(suffix_array.dtype)
     del text, suffix_array, lcp, token_positions
-    for scratch in staging.glob("*.scratch.npy"):
+    for scratch in staging.glob("*.scratch*"):
         scratch.unlink()
     _save(staging, "starts", starts)
     _save(staging, "record_counts", record_counts)
@@ -270,42 +275,79 @@ def _build_into(
         os.fsync(handle.fileno())
 
 
-def _read_corpus(texts: Iterable[str], token_starts: TokenStarts | None) -> _Corpus:
+class _TokenStartsFile:
+    """Token starts appended to a raw file as they are found, so none of them sit in RAM (or in
+    the allocator's free lists) while the text is read: int32 while every offset fits, int64 from
+    the first that doesn't (the file is then rewritten once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.dtype, self.count = path, np.dtype(np.int32), 0
+        self.handle = open(path, "wb")  # noqa: SIM115 (closed by close())
+
+    def append(self, positions: np.ndarray) -> None:
+        if len(positions) and self.dtype == np.int32 and positions[-1] > _TOKEN_INT32_LIMIT:
+            self._widen()
+        self.handle.write(memoryview(np.ascontiguousarray(positions, dtype=self.dtype)))
+        self.count += len(positions)
+
+    def _widen(self) -> None:
+        self.handle.close()
+        narrow = self.path.with_suffix(".narrow")
+        self.path.rename(narrow)
+        self.handle, self.dtype = open(self.path, "wb"), np.dtype(np.int64)  # noqa: SIM115
+        written = np.memmap(narrow, dtype=np.int32, mode="r") if self.count else []
+        for a in range(0, self.count, _CHUNK):
+            self.handle.write(memoryview(written[a : a + _CHUNK].astype(np.int64)))
+        del written
+        narrow.unlink()
+
+    def close(self) -> np.ndarray:
+        """The starts, memory-mapped read-only."""
+        self.handle.close()
+        if not self.count:
+            return np.zeros(0, dtype=self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.count,))
+
+
+def _read_corpus(
+    texts: Iterable[str], token_starts: TokenStarts | None, tokens_path: Path
+) -> _Corpus:
     buffer = bytearray()  # grows in place (realloc), so the text is never held twice
     lengths: list[int] = []
     digests = bytearray()
-    token_parts: list[np.ndarray] = []  # one array per batch of texts
+    tokens = _TokenStartsFile(tokens_path) if token_starts is not None else None
     batch: list[tuple[str, int, int]] = []  # (text, offset in buffer, byte length)
 
     def tokenise_batch() -> None:
         offsets = token_starts([text for text, _, _ in batch])
         if len(offsets) != len(batch):
             raise ValueError("token_starts must return one array per text")
-        found_in_batch = []
+        found_in_batch = [np.zeros(0, dtype=np.int64)]
         for (_, base, length), found in zip(batch, offsets, strict=True):
             found = np.unique(np.asarray(found, dtype=np.int64))
             if found.size and (found[0] < 0 or found[-1] >= length):
                 raise ValueError(f"token start outside its text of {length} bytes")
             found_in_batch.append(found + base)
-        part = np.concatenate(found_in_batch)
-        # Positions below 2**31 (every corpus under 2 GiB) take half the memory as int32.
-        if not part.size or part[-1] < np.iinfo(np.int32).max:
-            part = part.astype(np.int32)
-        token_parts.append(part)
+        tokens.append(np.concatenate(found_in_batch))
         batch.clear()
 
-    for text in texts:
-        data = text.encode("utf-8")
-        if token_starts is not None:
-            batch.append((text, len(buffer), len(data)))
-            if len(batch) == _TOKEN_BATCH:
-                tokenise_batch()
-        buffer += data
-        buffer.append(SEPARATOR)
-        lengths.append(len(data))
-        digests += hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=16).digest()
-    if batch:
-        tokenise_batch()
+    try:
+        for text in texts:
+            data = text.encode("utf-8")
+            if token_starts is not None:
+                batch.append((text, len(buffer), len(data)))
+                if len(batch) == _TOKEN_BATCH:
+                    tokenise_batch()
+            buffer += data
+            buffer.append(SEPARATOR)
+            lengths.append(len(data))
+            digests += hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=16).digest()
+        if batch:
+            tokenise_batch()
+    except BaseException:
+        if tokens is not None:
+            tokens.close()
+        raise
 
     starts = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(np.asarray(lengths, dtype=np.int64) + 1, out=starts[1:])
@@ -313,15 +355,11 @@ def _read_corpus(texts: Iterable[str], token_starts: TokenStarts | None) -> _Cor
     keys = np.frombuffer(bytes(digests), dtype="S16")
     del digests
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    positions = None
-    if token_starts is not None:
-        positions = np.concatenate(token_parts) if token_parts else np.zeros(0, np.int32)
-        token_parts.clear()
     return _Corpus(
         text=np.frombuffer(buffer, dtype=np.uint8),
         starts=starts,
         record_counts=counts[inverse].astype(np.int32),
-        token_positions=positions,
+        token_positions=tokens.close() if tokens is not None else None,
     )
 
 
@@ -579,8 +617,9 @@ def _bytes_for_tokens(token_positions: np.ndarray, min_tokens: int, out: np.ndar
 
 def _interval_openings(
     lcp: np.ndarray, suffix_array: np.ndarray, shortest: int, bytes_needed: np.ndarray | None
-) -> np.ndarray:
-    """Ranks k where an LCP interval of depth lcp[k] >= `shortest` may begin, in rank order.
+) -> Iterator[np.ndarray]:
+    """Ranks k where an LCP interval of depth lcp[k] >= `shortest` may begin, in rank order, one
+    array per chunk of ranks (a corpus of short repeated phrases has them at most ranks).
 
     An interval of depth d spans ranks left..right whose suffixes share exactly d bytes (the string
     of one suffix-tree node); lcp equals d at each boundary k between its children and exceeds it
@@ -588,7 +627,6 @@ def _interval_openings(
     value is never first, which drops runs of copies cheaply; `_interval_starts` settles the rest.
     With tokens, the span must also hold `bytes_needed` bytes at the suffix of rank k.
     """
-    parts = [np.zeros(0, dtype=np.int64)]
     for a in range(0, len(lcp), _CHUNK):
         b = min(a + _CHUNK, len(lcp))
         depth = lcp[a:b]
@@ -598,8 +636,24 @@ def _interval_openings(
         rank = np.flatnonzero((depth >= shortest) & (depth != above)) + a
         if bytes_needed is not None:
             rank = rank[lcp[rank] >= bytes_needed[suffix_array[rank]]]
-        parts.append(rank)
-    return np.concatenate(parts)
+        yield rank
+
+
+def _intervals(
+    levels: list[np.ndarray], openings: Iterable[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rank, depth, first rank) of each interval, from `_interval_starts` chunk by chunk, kept
+    in the LCP array's dtype (ranks and depths fit it): only these arrays span the corpus."""
+    dtype = levels[0].dtype
+    found = [[np.zeros(0, dtype=dtype)] for _ in range(3)]
+    for opening in openings:
+        for kept, values in zip(found, _interval_starts(levels, opening), strict=True):
+            kept.append(values.astype(dtype))
+    joined = []
+    for kept in found:  # one at a time: the pieces of the others are already gone
+        joined.append(np.concatenate(kept))
+        kept.clear()
+    return joined[0], joined[1], joined[2]
 
 
 def _interval_starts(
@@ -669,31 +723,35 @@ def _top_repeated_spans(
     starts: np.ndarray,
     suffix_array: np.ndarray,
     levels: list[np.ndarray],
-    opening: np.ndarray,
+    intervals: tuple[np.ndarray, np.ndarray, np.ndarray],
     token_positions: np.ndarray | None,
     limit: int,
 ) -> list[TopSpan]:
-    """The `limit` most repeated maximal spans among the intervals opened at ranks `opening`.
+    """The `limit` most repeated maximal spans among `intervals` (`_intervals`).
 
     A span is maximal when no longer span holding it occurs as often: it ends where its occurrences
     stop agreeing on the next byte (an LCP interval is exactly that) and starts where they stop
     agreeing on the byte before (`_left_maximal`). Its prefixes and suffixes with the same count
     are therefore never listed.
     """
+    opening, depth, left = intervals
     if not len(opening) or not limit:
         return []
     lcp = levels[0]
-    opening, depth, left = _interval_starts(levels, opening)
-    right = np.full(len(opening), -1, dtype=np.int64)  # found once needed
+    right = np.full(len(opening), -1, dtype=opening.dtype)  # found once needed
     maximal = np.full(len(opening), -1, dtype=np.int8)  # 1 or 0 once read
     least_count = _FIRST_LEAST_COUNT
     while True:
         # A span seen >= c times has lcp >= its depth at ranks left .. left + c - 2: a few samples
         # rule out most intervals when the top spans are frequent. c falls until `limit` reach it.
-        maybe, step = np.arange(len(opening)), least_count - 2
-        while step and len(maybe):
-            maybe = maybe[lcp[np.minimum(left[maybe] + step, len(lcp) - 1)] >= depth[maybe]]
-            step //= 2
+        maybe = np.concatenate(
+            [
+                _may_reach(
+                    lcp, depth, left, np.arange(a, min(a + _CHUNK, len(opening))), least_count
+                )
+                for a in range(0, len(opening), _CHUNK)
+            ]
+        )
         unknown = maybe[right[maybe] < 0]
         right[unknown] = _nearest_below_batched(
             levels, opening[unknown] + 1, depth[unknown], forward=True
@@ -719,6 +777,18 @@ def _top_repeated_spans(
         )
         for p, n, c, t, r in zip(position, length, count, tokens, record, strict=True)
     ]
+
+
+def _may_reach(
+    lcp: np.ndarray, depth: np.ndarray, left: np.ndarray, among: np.ndarray, least_count: int
+) -> np.ndarray:
+    """The intervals of `among` not ruled out from >= least_count occurrences by sampled ranks."""
+    step = least_count - 2
+    while step and len(among):
+        sample = np.minimum(left[among].astype(np.int64) + step, len(lcp) - 1)
+        among = among[lcp[sample] >= depth[among]]
+        step //= 2
+    return among
 
 
 def _most_repeated_maximal(
@@ -773,10 +843,15 @@ def _park(
     return np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
 
 
-def _reopen(directory: Path, name: str, length: int) -> np.ndarray:
-    if not length:
-        return np.load(directory / f"{name}.npy", allow_pickle=False)
-    return np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+def _return_freed_memory() -> None:
+    """Hand the C allocator's free pages back to the system. glibc keeps freed heap memory for
+    reuse; a tokenizer's per-text temporaries leave ~2 bytes per text byte of it behind, which
+    would stay resident through the suffix and LCP arrays' peak. A no-op without glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _remap(array: np.ndarray | None) -> np.ndarray | None:

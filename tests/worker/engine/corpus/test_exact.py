@@ -409,6 +409,42 @@ def test_small_chunks_carry_across_boundaries(built, tmp_path: Path, monkeypatch
     assert small.corpus_stats() == index.corpus_stats()
 
 
+@pytest.mark.parametrize("widen", [False, True])
+def test_token_starts_stream_to_disk_and_widen_past_int32(
+    built, tmp_path: Path, monkeypatch, widen: bool
+) -> None:
+    """Token starts go to a file batch by batch, as int32, switching to int64 (earlier batches
+    rewritten) at the first offset past the limit (2**31 - 1; here lowered to reach it)."""
+    texts, index = built
+    monkeypatch.setattr(exact, "_TOKEN_BATCH", 16)
+    monkeypatch.setattr(exact, "_CHUNK", 100)
+    expected, base = [], 0
+    for text in texts:
+        data = text.encode()
+        expected += [base + m.start() for m in re.finditer(rb"\S+", data)]
+        base += len(data) + 1
+    # Past the third batch of records: two batches are written narrow before the switch.
+    limit = sum(len(t.encode()) + 1 for t in texts[:40])
+    if widen:
+        monkeypatch.setattr(exact, "_TOKEN_INT32_LIMIT", limit)
+    corpus = exact._read_corpus(texts, word_starts, tmp_path / "tokens")
+    assert corpus.token_positions.dtype == (np.int64 if widen else np.int32)
+    assert corpus.token_positions.tolist() == expected and expected[-1] > limit
+    path = build_index(
+        texts,
+        tmp_path / "index",
+        token_starts=word_starts,
+        min_repeat_tokens=3,
+        top_spans=5,
+        min_span_tokens=4,
+    )
+    again = ExactIndex.open(path)
+    assert again.record_matches(range(len(texts))) == index.record_matches(range(len(texts)))
+    assert again.corpus_stats() == index.corpus_stats()
+    stored = {"text", "sa", "starts", "record_counts", "record_spans"}
+    assert {p.name for p in path.iterdir()} == {f"{n}.npy" for n in stored} | {"manifest.json"}
+
+
 def test_nearest_below_equals_scan() -> None:
     rng = np.random.default_rng(5)
     values = rng.integers(0, 40, size=5000).astype(np.int32)
