@@ -51,12 +51,13 @@ def upload(client, headers: dict[str, str], path: Path) -> dict:
 def submit(
     client,
     headers: dict[str, str],
-    model_dir: Path,
+    model_dir: Path | None,
     dataset_uri: str,
     checks: list[dict] | None = None,
 ) -> dict:
+    """An audit accepted (202); `model_dir` None submits a dataset audit (`"model": null`)."""
     body = {
-        "model": {"uri": f"path:{model_dir}"},
+        "model": {"uri": f"path:{model_dir}"} if model_dir is not None else None,
         "dataset": {"uri": dataset_uri},
         "checks": checks or [{"kind": "loss", "params": {}}],
     }

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from core.models import Shard
 from tests.conftest import wait_for, write_jsonl
-from tests.flows import all_samples, upload, wait_final
+from tests.flows import all_samples, submit, upload, wait_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -80,17 +80,14 @@ def test_two_workers_share_a_dataset_audit(make_stack, postgres_url, redis_url, 
         wait_for(lambda w=worker: " ready." in w.log_path.read_text(), 60, "a worker to start")
 
     dataset = upload(stack.client, stack.headers, write_jsonl(tmp_path / "c.jsonl", records))
-    response = stack.client.post(
-        "/v1/audits",
-        headers=stack.headers,
-        json={
-            "model": None,
-            "dataset": {"uri": dataset["uri"]},
-            "checks": [{"kind": "duplication"}, {"kind": "near_duplicates"}],
-        },
+    accepted = submit(
+        stack.client,
+        stack.headers,
+        None,
+        dataset["uri"],
+        [{"kind": "duplication"}, {"kind": "near_duplicates"}],
     )
-    assert response.status_code == 202, response.text
-    audit = wait_final(stack.client, stack.headers, response.json()["id"], timeout=90)
+    audit = wait_final(stack.client, stack.headers, accepted["id"], timeout=90)
     assert audit["status"] == "succeeded", (audit, workers[0].tail(), workers[1].tail())
 
     with stack.db.session() as session:

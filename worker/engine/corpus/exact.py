@@ -28,10 +28,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
-import json
 import os
-import shutil
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from pydivsufsort import divsufsort, kasai
+
+from worker.engine.corpus.store import publish_directory, read_manifest
 
 FORMAT = "memaudit-exact-index"
 FORMAT_VERSION = 1
@@ -142,31 +141,11 @@ def build_index(
     """
     if min(min_repeat_tokens, min_span_tokens, min_span_bytes) < 1 or top_spans < 0:
         raise ValueError("the minimum lengths must be >= 1 and top_spans >= 0")
-    directory = Path(directory)
-    if directory.exists():
-        raise FileExistsError(
-            f"{directory} exists; an exact index is built once into a new directory"
-        )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.building-", dir=directory.parent))
-    try:
-        _build_into(
-            staging,
-            texts,
-            token_starts,
-            min_repeat_tokens,
-            _SpanLimits(top_spans, min_span_tokens, min_span_bytes),
-        )
-        _fsync_directory(staging)
-        try:
-            os.rename(staging, directory)
-        except OSError as error:
-            raise FileExistsError(f"{directory} appeared while this index was built") from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _fsync_directory(directory.parent)
-    return directory
+    limits = _SpanLimits(top_spans, min_span_tokens, min_span_bytes)
+    return publish_directory(
+        lambda staging: _build_into(staging, texts, token_starts, min_repeat_tokens, limits),
+        Path(directory),
+    )
 
 
 def _build_into(
@@ -175,7 +154,8 @@ def _build_into(
     token_starts: TokenStarts | None,
     min_repeat_tokens: int,
     span_limits: _SpanLimits,
-) -> None:
+) -> dict:
+    """Every array of the index into `staging`; returns the manifest (`store.py` writes it)."""
     corpus = _read_corpus(texts, token_starts, staging / "tokens.scratch")
     starts, record_counts = corpus.starts, corpus.record_counts
     n_records = len(starts) - 1
@@ -269,10 +249,7 @@ def _build_into(
         "text_sha256": text_sha256,
         "stats": asdict(stats),
     }
-    with open(staging / "manifest.json", "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=1, ensure_ascii=False)
-        handle.flush()
-        os.fsync(handle.fileno())
+    return manifest
 
 
 class _TokenStartsFile:
@@ -864,14 +841,6 @@ def _remap(array: np.ndarray | None) -> np.ndarray | None:
     )
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 class ExactIndex:
     """A built index opened read-only: arrays are memmaps, so shards on one host share the pages."""
 
@@ -889,8 +858,8 @@ class ExactIndex:
     @classmethod
     def open(cls, directory: Path) -> ExactIndex:
         directory = Path(directory)
-        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        manifest = read_manifest(directory, FORMAT)
+        if manifest.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{directory} is not a {FORMAT} v{FORMAT_VERSION} index "
                 f"(found {manifest.get('format')} v{manifest.get('format_version')})"

@@ -16,7 +16,7 @@ from app.teams import create_team
 from core.inspection.datasets import Record
 from core.models import Audit, Shard
 from tests.conftest import write_jsonl
-from tests.flows import all_samples, upload
+from tests.flows import all_samples, submit, upload
 from worker.checks.dataset.display import pii_key
 from worker.finalize import finalize_audit
 from worker.local import audit_local
@@ -34,14 +34,8 @@ def run_all(stack, audit_id: str) -> list[str]:
     return outcomes
 
 
-def submit(stack, headers, uri: str) -> str:
-    response = stack.client.post(
-        "/v1/audits",
-        headers=headers,
-        json={"model": None, "dataset": {"uri": uri}, "checks": CHECKS},
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
+def submit_dataset(stack, headers, uri: str) -> str:
+    return submit(stack.client, headers, None, uri, CHECKS)["id"]
 
 
 def test_a_path_file_rewritten_after_submit_poisons_no_later_audit(make_stack, tiny_lm) -> None:
@@ -52,7 +46,7 @@ def test_a_path_file_rewritten_after_submit_poisons_no_later_audit(make_stack, t
         team = create_team(session, stack.settings, "rewriter", data_folders=[str(folder)])
         other = {"Authorization": f"Bearer {create_key(session, 'b', 'submit', team.id)}"}
     path = write_jsonl(folder / "c.jsonl", HONEST)
-    first = submit(stack, other, f"path:{path}")
+    first = submit_dataset(stack, other, f"path:{path}")
     write_jsonl(path, [*HONEST * 3, {"text": "ATTACKER TEXT one two three four five six"}])
     assert set(run_all(stack, first)) == {"failed"}
     with stack.db.session() as session:
@@ -62,7 +56,7 @@ def test_a_path_file_rewritten_after_submit_poisons_no_later_audit(make_stack, t
 
     # Another team audits the original bytes: its counts are its own corpus's.
     dataset = upload(stack.client, stack.headers, write_jsonl(folder.parent / "v.jsonl", HONEST))
-    second = submit(stack, stack.headers, dataset["uri"])
+    second = submit_dataset(stack, stack.headers, dataset["uri"])
     assert set(run_all(stack, second)) == {"succeeded"}
     rows = all_samples(stack.client, stack.headers, second, "duplication")
     assert [row["values"]["duplicates"] for row in rows] == [1, 1, 1]
@@ -75,10 +69,11 @@ def test_a_damaged_artefact_is_built_again(make_stack, tiny_lm) -> None:
     dataset = upload(
         stack.client, stack.headers, write_jsonl(tiny_lm.dataset_path.parent / "d.jsonl", HONEST)
     )
-    assert set(run_all(stack, submit(stack, stack.headers, dataset["uri"]))) == {"succeeded"}
+    first = submit_dataset(stack, stack.headers, dataset["uri"])
+    assert set(run_all(stack, first)) == {"succeeded"}
     counts = next((stack.settings.data_dir / "indexes").glob("*/normalised-counts-*/counts.npy"))
     counts.unlink()
-    again = submit(stack, stack.headers, dataset["uri"])
+    again = submit_dataset(stack, stack.headers, dataset["uri"])
     assert set(run_all(stack, again)) == {"succeeded"}
     assert counts.is_file()
     rows = all_samples(stack.client, stack.headers, again, "duplication")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.models import Shard
 from tests.conftest import write_jsonl
-from tests.flows import all_samples, session_cookie, upload, wait_final
+from tests.flows import all_samples, session_cookie, submit, upload, wait_final
 from worker.finalize import finalize_audit
 from worker.runner import run_shard
 
@@ -68,18 +68,15 @@ def test_a_dataset_audit_without_a_model_counts_planted_duplicates(make_stack, t
     assert sorted(Counter(expected).items()) == [(1, 40), (2, 2), (3, 3), (7, 7)]
     stack = make_stack(shard_size=10)  # six shards: each must see whole-corpus counts
     dataset = upload(stack.client, stack.headers, write_jsonl(tmp_path / "c.jsonl", records))
-    response = stack.client.post(
-        "/v1/audits",
-        headers=stack.headers,
-        json={
-            "model": None,
-            "dataset": {"uri": dataset["uri"]},
-            "checks": [{"kind": "duplication", "params": {"top_groups": 2}}],
-        },
+    accepted = submit(
+        stack.client,
+        stack.headers,
+        None,
+        dataset["uri"],
+        [{"kind": "duplication", "params": {"top_groups": 2}}],
     )
-    assert response.status_code == 202, response.text
-    audit_id = response.json()["id"]
-    assert response.json()["model_uri"] is None
+    audit_id = accepted["id"]
+    assert accepted["model_uri"] is None
     with stack.db.session() as session:
         shard_ids = session.scalars(select(Shard.id).where(Shard.audit_id == audit_id)).all()
     assert len(shard_ids) == 6
@@ -150,17 +147,9 @@ def test_a_model_free_kind_also_runs_with_a_model(make_stack, tiny_lm, tmp_path)
     records = planted_corpus(seed=5)
     stack = make_stack(shard_size=64)
     dataset = upload(stack.client, stack.headers, write_jsonl(tmp_path / "c.jsonl", records))
-    response = stack.client.post(
-        "/v1/audits",
-        headers=stack.headers,
-        json={
-            "model": {"uri": f"path:{tiny_lm.model_dir}"},
-            "dataset": {"uri": dataset["uri"]},
-            "checks": [{"kind": "duplication"}],
-        },
-    )
-    assert response.status_code == 202, response.text
-    audit_id = response.json()["id"]
+    audit_id = submit(
+        stack.client, stack.headers, tiny_lm.model_dir, dataset["uri"], [{"kind": "duplication"}]
+    )["id"]
     with stack.db.session() as session:
         (shard_id,) = session.scalars(select(Shard.id).where(Shard.audit_id == audit_id)).all()
     assert run_shard(stack.db, stack.settings, shard_id).status == "succeeded"
