@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     mlflow_webhook_secret: str = ""
     hf_webhook_secret: str = ""
     hf_cache_dir: str = ""  # the Hub's cache; empty: the library default (HF_HUB_CACHE)
+    # Where workers download Hub revisions and write verdicts back (a mirror or a test's fake).
+    hf_endpoint: str = "https://huggingface.co"
+    # A Hub write token: verdicts become a discussion and a tag on the audited repository.
+    # Empty: no write-back. A secret: kept out of the settings' repr, never logged or returned.
+    hf_token: str = Field("", repr=False)
     webhook_tolerance_seconds: int = Field(300, ge=1)  # older signed timestamps are stale
     registry_poll_seconds: float = Field(300.0, gt=0)  # reconciliation of dropped deliveries
     registry_lookback_days: float = Field(7.0, gt=0)
@@ -181,6 +186,7 @@ class Settings(BaseSettings):
             "MEMAUDIT_CALLBACK_SECRET": self.callback_secret,
             "MEMAUDIT_MLFLOW_WEBHOOK_SECRET": self.mlflow_webhook_secret,
             "MEMAUDIT_HF_WEBHOOK_SECRET": self.hf_webhook_secret,
+            "MEMAUDIT_HF_TOKEN": self.hf_token,
             "the password in MEMAUDIT_DATABASE_URL": _url_password(self.database_url),
             "the password in MEMAUDIT_BROKER_URL": _url_password(self.broker_url),
         }

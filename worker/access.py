@@ -56,6 +56,8 @@ class Access:
             mlflow_tracking_uri=settings.mlflow_tracking_uri,
             cache_root=settings.model_cache_dir,
             hf_cache_dir=settings.hf_cache_dir,
+            hf_endpoint=settings.hf_endpoint,
+            hf_token=settings.hf_token,
             allow_pickle=settings.allow_pickle_weights,
             allow_torchscript=settings.allow_torchscript,
             rules=settings.file_rules,

@@ -29,6 +29,7 @@ from worker.checks.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 OWN_TAG_PREFIX = "memaudit."
+OWN_HUB_TAG_PREFIX = "memaudit-"  # git tags the Hub write-back leaves on audited commits
 HEADLINE_TAGS = {
     "memaudit.greedy_extraction_rate": "extraction.greedy_extraction_rate",
     "memaudit.best_membership_auc": "membership.best.auc",
@@ -89,6 +90,10 @@ def _huggingface_action(
         return "ignore", f"event {event.get('scope')}.{event.get('action')} starts nothing"
     if repo.get("type") != "model" or not repo.get("name") or not repo.get("headSha"):
         return "ignore", "not a model repository update with a head revision"
+    refs = payload.get("updatedRefs") if isinstance(payload.get("updatedRefs"), list) else []
+    own = f"refs/tags/{OWN_HUB_TAG_PREFIX}"
+    if refs and all(isinstance(r, dict) and str(r.get("ref", "")).startswith(own) for r in refs):
+        return "ignore", "our own memaudit-* tag"
     name, head = str(repo["name"]), str(repo["headSha"])
     return "start", name, f"hf:{name}@{head}", {}
 

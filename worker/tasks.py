@@ -20,7 +20,7 @@ from core.task_names import (
     RUN_SHARD,
     WRITE_BACK_TO_REGISTRY,
 )
-from worker import shard_store
+from worker import hub_registry, shard_store
 from worker.callbacks import backoff, deliver
 from worker.finalize import finalize_audit as finalize
 from worker.model_registry import handle_delivery, reconcile, write_back
@@ -110,7 +110,11 @@ def _announce_end(audit_id: str) -> None:
 @celery_app.task(name=WRITE_BACK_TO_REGISTRY, bind=True, max_retries=5)
 def write_back_to_registry(self, audit_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     try:
-        return write_back(database(), get_settings(), audit_id)
+        db, settings = database(), get_settings()
+        return {
+            **write_back(db, settings, audit_id),
+            **hub_registry.write_back(db, settings, audit_id),
+        }
     except Exception as exc:  # the registry is down or refused: try again later
         log.warning("write-back of audit %s failed (%s); retrying", audit_id, exc)
         raise self.retry(exc=exc, countdown=10 * 2**self.request.retries) from None

@@ -1,8 +1,9 @@
 """Models on the Hugging Face Hub: `hf:<repo>@<revision>`, read through the Hub's local cache.
 
 Only safe files are fetched (configs, tokenizers, safetensors; never pickles), and a revision
-is required: a branch moves, an audit must name the commit it audited. When the Hub is offline
-(`HF_HUB_OFFLINE=1`, as on a machine without internet) the revision must already be cached.
+is required: a branch moves, an audit must name the commit it audited. Workers download from
+`MEMAUDIT_HF_ENDPOINT` unless the Hub is offline (`HF_HUB_OFFLINE=1`, as on a machine without
+internet, read once when huggingface_hub is imported); then the revision must already be cached.
 """
 
 from __future__ import annotations
@@ -81,10 +82,17 @@ def _cached_commit(repo: str, revision: str, root: Path, rules: FileRules) -> st
 
 
 def snapshot(
-    uri: str, *, download: bool, cache_dir: str = "", rules: FileRules = DEFAULT_RULES
+    uri: str,
+    *,
+    download: bool,
+    cache_dir: str = "",
+    rules: FileRules = DEFAULT_RULES,
+    endpoint: str | None = None,
+    token: str | None = None,
 ) -> Path:
     """The revision's snapshot folder in the cache (to be resolved beneath the cache root);
-    downloaded first when `download` and the Hub is reachable."""
+    downloaded first from `endpoint` (None: the library's) when `download` and the Hub is
+    online."""
     from huggingface_hub import constants, snapshot_download
 
     repo, revision = parse_uri(uri)
@@ -93,7 +101,12 @@ def snapshot(
         try:
             path = Path(
                 snapshot_download(
-                    repo, revision=revision, allow_patterns=SAFE_FILES, cache_dir=str(root)
+                    repo,
+                    revision=revision,
+                    allow_patterns=SAFE_FILES,
+                    cache_dir=str(root),
+                    endpoint=endpoint or None,
+                    token=token or None,
                 )
             )
         except Exception as exc:  # RepositoryNotFoundError, RevisionNotFoundError, HTTP errors

@@ -21,6 +21,8 @@ def materialize(
     mlflow_tracking_uri: str,
     cache_root: Path,
     hf_cache_dir: str = "",
+    hf_endpoint: str = "",
+    hf_token: str = "",
     allow_pickle: bool = False,
     allow_torchscript: bool = False,
     rules: FileRules = DEFAULT_RULES,
@@ -37,7 +39,14 @@ def materialize(
     }
     if uri.startswith(hf_models.PREFIX):
         hub_root = hf_models.cache_root(hf_cache_dir)
-        local = hf_models.snapshot(uri, download=True, cache_dir=hf_cache_dir, rules=rules)
+        local = hf_models.snapshot(
+            uri,
+            download=True,
+            cache_dir=hf_cache_dir,
+            rules=rules,
+            endpoint=hf_endpoint,
+            token=hf_token,
+        )
         return replace(resolve_model(f"path:{local}", [hub_root], **options), uri=uri)
     if uri.startswith(mlflow_models.PREFIX):
         root = mlflow_models.fetch(uri, mlflow_tracking_uri, cache_root)
