@@ -63,6 +63,7 @@ class FakeHub:
         self.fetched: list[str] = []  # "<repo>/<path>" of every HEAD or GET of a file
         self.refused_writes = 0  # write calls without the right bearer token
         self.webhook: Webhook | None = None
+        self.deliveries: list[tuple[dict[str, Any], int]] = []  # (payload, receiver's status)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -102,7 +103,9 @@ class FakeHub:
 
     def _announce(self, repo: str, refs: list[dict[str, str]]) -> None:
         if self.webhook is not None:
-            deliver(self.webhook.url, self.webhook.secret, self.payload(repo, refs))
+            payload = self.payload(repo, refs)
+            response = deliver(self.webhook.url, self.webhook.secret, payload)
+            self.deliveries.append((payload, response.status_code))
 
     def payload(self, repo: str, refs: list[dict[str, str]]) -> dict[str, Any]:
         """A `repo.content` update in the Hub's webhook v3 format."""
