@@ -208,3 +208,11 @@ def test_the_announcement_of_our_own_tag_starts_nothing(hub: FakeHub, tiny_lm) -
     assert _huggingface_action(commit)[0] == "start"
     other_tag = hub.payload("acme/support-lm", [{"ref": "refs/tags/v1.0", "newSha": "x"}])
     assert _huggingface_action(other_tag)[0] == "start"
+
+
+def test_a_placeholder_hub_token_is_refused_in_production(tmp_path) -> None:
+    from tests.core.test_config import PRODUCTION
+
+    with pytest.raises(ValueError, match="MEMAUDIT_HF_TOKEN is a well-known default"):
+        Settings(data_dir=tmp_path, **PRODUCTION, hf_token="huggingface")
+    assert Settings(data_dir=tmp_path).hf_endpoint == "https://huggingface.co"
