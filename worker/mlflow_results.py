@@ -76,12 +76,28 @@ def _experiment_id(client: Any) -> str:
         return found.experiment_id
 
 
+def _logged_model_id(client: Any, registered: Any) -> str | None:
+    """The version's MLflow 3 logged model, when its run logged it: the registry stores it only
+    as the version's source, `models:/<model id>`."""
+    found = getattr(registered, "model_id", None)
+    source = str(registered.source or "")
+    if not found and source.startswith("models:/") and "/" not in source[len("models:/") :]:
+        found = source[len("models:/") :]
+    if not found:
+        return None
+    try:
+        logged = client.get_logged_model(found)
+    except Exception:  # an older server, or a name that only looked like an id
+        return None
+    return found if logged.source_run_id == registered.run_id else None
+
+
 def results_run(client: Any, name: str, version: str) -> ResultsRun:
     """The run this version's audit results go to, created (and named by the version's
     `memaudit.run_id` tag) when the version has no live run of its own."""
     registered = client.get_model_version(name, version)
     if _live(client, registered.run_id):
-        return ResultsRun(registered.run_id, getattr(registered, "model_id", None), own=False)
+        return ResultsRun(registered.run_id, _logged_model_id(client, registered), own=False)
     existing = (registered.tags or {}).get(RUN_TAG)
     if _live(client, existing):
         return ResultsRun(existing, None, own=True)

@@ -127,6 +127,8 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
             policies = matching_policies(session, source, name)
         audits, refused = _start(db, settings, celery, policies, uri, labels, reaudit)
         outcome = {"status": "processed", "model_uri": uri, "audits": audits}
+        if reaudit is not None:  # a repeated value starts nothing: `audits` is then empty
+            outcome["reaudit"] = reaudit
         if refused:
             outcome["refused"] = refused
     with db.session() as session:

@@ -94,6 +94,9 @@ def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
         assert tags["memaudit.verdict"] == "fail"
         assert tags["memaudit.audit_id"] == final["id"]
         assert tags["memaudit.report_url"].endswith(f"/audits/{final['id']}")
+        # The numbers went to the registering run; the report, opt-in, did not.
+        assert "memaudit.mean_loss" in registry.get_run(tags["memaudit.run_id"]).data.metrics
+        assert not registry.list_artifacts(tags["memaudit.run_id"], "memaudit")
         rate = float(tags["memaudit.greedy_extraction_rate"])
         assert rate == pytest.approx(final["summary"]["extraction"]["all"]["greedy_rate"])
 

@@ -91,6 +91,20 @@ def _audits_of(memaudit: Served, uri: str) -> list[dict]:
     return response.json()["data"]
 
 
+def _register_without_run(registry, tiny_lm: DemoArtifacts, name: str):  # type: ignore[no-untyped-def]
+    """A `save_pretrained` directory uploaded to the artifact store and registered from there,
+    with no run named: MLflow refuses a local path as a source without one."""
+    import mlflow
+
+    with mlflow.start_run() as upload:
+        mlflow.log_artifacts(str(tiny_lm.model_dir), "model")
+    source = f"{upload.info.artifact_uri}/model"
+    registry.create_registered_model(name)
+    created = registry.create_model_version(name, source=source, run_id=None)
+    assert not created.run_id
+    return created
+
+
 def _history(registry, run_id: str, key: str) -> list[float]:  # type: ignore[no-untyped-def]
     return [m.value for m in registry.get_metric_history(run_id, key)]
 
@@ -117,7 +131,8 @@ def test_the_registering_run_gets_the_numbers_and_the_masked_report(
     assert run.data.tags["memaudit.report_url"] == tags["memaudit.report_url"]
     assert run.data.tags["memaudit.verdict"] == "fail"
     # MLflow 3: the metrics are linked to the version's logged model too.
-    logged = registry.get_logged_model(registered.model_id)
+    assert registered.source.startswith("models:/m-")
+    logged = registry.get_logged_model(registered.source.removeprefix("models:/"))
     assert "memaudit.greedy_extraction_rate" in {m.key for m in logged.metrics or []}
 
     path = registry.download_artifacts(
@@ -136,10 +151,7 @@ def test_the_registering_run_gets_the_numbers_and_the_masked_report(
 def test_a_version_without_a_run_gets_a_run_of_its_own(
     memaudit: Served, registry, policy: dict, hook: None, tiny_lm: DemoArtifacts
 ) -> None:
-    registry.create_registered_model("results-plain")
-    created = registry.create_model_version(
-        "results-plain", source=str(tiny_lm.model_dir), run_id=None
-    )
+    created = _register_without_run(registry, tiny_lm, "results-plain")
     uri = f"mlflow:models:/results-plain/{created.version}"
     final = finished(memaudit, uri)
     assert final["status"] == "succeeded", final
@@ -155,10 +167,7 @@ def test_a_version_without_a_run_gets_a_run_of_its_own(
 def test_a_reaudit_tag_starts_one_audit_per_new_value(
     memaudit: Served, registry, policy: dict, hook: None, tiny_lm: DemoArtifacts
 ) -> None:
-    registry.create_registered_model("results-again")
-    created = registry.create_model_version(
-        "results-again", source=str(tiny_lm.model_dir), run_id=None
-    )
+    created = _register_without_run(registry, tiny_lm, "results-again")
     version = created.version
     uri = f"mlflow:models:/results-again/{version}"
     first = finished(memaudit, uri)
@@ -187,6 +196,7 @@ def test_a_reaudit_tag_starts_one_audit_per_new_value(
     registry.set_model_version_tag("results-again", version, "memaudit.reaudit", "retrained")
     handled = wait_for(lambda: _reaudit_deliveries(memaudit, 2), 60, "both tag deliveries")
     assert [d.detail["audits"] for d in handled] == [[done["id"]], []]
+    assert {d.detail["reaudit"] for d in handled} == {"retrained"}
     assert {d.detail["model_uri"] for d in handled} == {uri}
     time.sleep(12)  # longer than the reconciliation interval
     assert [a["id"] for a in _audits_of(memaudit, uri)] == [done["id"], first["id"]]
