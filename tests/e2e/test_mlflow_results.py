@@ -92,17 +92,11 @@ def _audits_of(memaudit: Served, uri: str) -> list[dict]:
 
 
 def _register_without_run(registry, tiny_lm: DemoArtifacts, name: str):  # type: ignore[no-untyped-def]
-    """A `save_pretrained` directory uploaded to the artifact store and registered from there,
-    with no run named: MLflow refuses a local path as a source without one."""
-    import mlflow
-
-    with mlflow.start_run() as upload:
-        mlflow.log_artifacts(str(tiny_lm.model_dir), "model")
-    source = f"{upload.info.artifact_uri}/model"
-    registry.create_registered_model(name)
-    created = registry.create_model_version(name, source=source, run_id=None)
-    assert not created.run_id
-    return created
+    """A version whose registering run is deleted right away: long before its audit ends."""
+    version = register(tiny_lm.model_dir, name)
+    registered = registry.get_model_version(name, version)
+    registry.delete_run(registered.run_id)
+    return registered
 
 
 def _history(registry, run_id: str, key: str) -> list[float]:  # type: ignore[no-untyped-def]
@@ -148,7 +142,7 @@ def test_the_registering_run_gets_the_numbers_and_the_masked_report(
     assert not [text for text in texts if text in attached]  # no record whole, as trained on
 
 
-def test_a_version_without_a_run_gets_a_run_of_its_own(
+def test_a_version_whose_run_is_gone_gets_a_run_of_its_own(
     memaudit: Served, registry, policy: dict, hook: None, tiny_lm: DemoArtifacts
 ) -> None:
     created = _register_without_run(registry, tiny_lm, "results-plain")
@@ -156,6 +150,7 @@ def test_a_version_without_a_run_gets_a_run_of_its_own(
     final = finished(memaudit, uri)
     assert final["status"] == "succeeded", final
     tags = written_back(registry, "results-plain", created.version)
+    assert tags["memaudit.run_id"] != created.run_id
     run = registry.get_run(tags["memaudit.run_id"])
     assert run.info.experiment_id == registry.get_experiment_by_name(EXPERIMENT).experiment_id
     assert run.data.tags["memaudit.model_name"] == "results-plain"
