@@ -1,10 +1,10 @@
 """A finished policy audit's numbers in MLflow's own terms: metrics on a run linked to the
 audited model version, where MLflow's UI charts and compares them beside training metrics.
 
-The run is the version's registering run (its `run_id`) while that run is live; a version that
-names none (registered from `models:/<name>/<version>`), or whose run was deleted, gets a run of
-its own in the `memaudit` experiment, tagged with the model's name and version. Either way the version's
-`memaudit.run_id` tag names the run. Metrics are stamped with the audit's end, so a re-audit
+The run is the version's registering run (its `run_id`) while that run is live; a version whose
+run was deleted, or that names none, gets a run of its own in the `memaudit` experiment, tagged
+with the model's name and version. Either way the version's `memaudit.run_id` tag names the
+run. Metrics are stamped with the audit's end, so a re-audit
 adds a point to each metric's history instead of replacing it.
 
 The report quotes training records, so it is attached only when

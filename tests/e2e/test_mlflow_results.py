@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     finished,
     register,
     serve,
+    version_tags_of,
     written_back,
 )
 from worker.demo import DemoArtifacts
@@ -184,8 +185,16 @@ def test_a_reaudit_tag_starts_one_audit_per_new_value(
         60,
         "the re-audit's metrics on the version's run",
     )
-    tags = written_back(registry, "results-again", version)
-    assert tags["memaudit.audit_id"] == done["id"] and tags["memaudit.run_id"] == run_id
+    tags = wait_for(
+        lambda: (
+            (t := version_tags_of(registry, "results-again", version))["memaudit.audit_id"]
+            == done["id"]
+            and t
+        ),
+        60,
+        "the re-audit's tags on the version",
+    )
+    assert tags["memaudit.run_id"] == run_id
 
     # The same value again, and a reconciliation round: no further audit.
     registry.set_model_version_tag("results-again", version, "memaudit.reaudit", "retrained")
