@@ -4,8 +4,8 @@ audited model version, where MLflow's UI charts and compares them beside trainin
 The run is the version's registering run (its `run_id`) while that run is live; a version whose
 run was deleted, or that names none, gets a run of its own in the `memaudit` experiment, tagged
 with the model's name and version. Either way the version's `memaudit.run_id` tag names the
-run. Metrics are stamped with the audit's end, so a re-audit
-adds a point to each metric's history instead of replacing it.
+run. Metrics are stamped with the audit's end, so a re-audit adds a point to each metric's
+history instead of replacing it.
 
 The report quotes training records, so it is attached only when
 MEMAUDIT_MLFLOW_ATTACH_REPORT is on, and then only masked: every string of the summary goes
