@@ -19,6 +19,7 @@ from sqlalchemy import select
 from core.db import Database
 from core.models import WebhookDelivery
 from tests.conftest import wait_for
+from tests.e2e.browsers import Watched
 from tests.e2e.conftest import (
     MlflowServer,
     Served,
@@ -224,3 +225,33 @@ def _reaudit_deliveries(memaudit: Served, count: int) -> list[WebhookDelivery] |
         db.dispose()
     done = [d for d in found if d.status != "received"]
     return done if len(done) >= count and len(done) == len(found) else None
+
+
+def test_the_audits_list_links_each_verdict_to_the_version_in_mlflows_ui(
+    memaudit: Served, mlflow_server: MlflowServer, policy: dict, browser, tiny_lm: DemoArtifacts
+) -> None:
+    """The link the dashboard draws opens the version's page in the real MLflow UI."""
+    audit = audit_of(memaudit, "mlflow:models:/results-bot/1") or finished(
+        memaudit, f"mlflow:models:/results-bot/{register(tiny_lm.model_dir, 'results-bot')}"
+    )
+    watched = Watched(browser, 1280)
+    page = watched.page
+    page.goto(f"{memaudit.base_url}/login")
+    page.fill("input[name=key]", memaudit.key)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/audits")
+    row = page.locator(f'tr[data-audit="{audit["id"]}"]')
+    verdict = row.locator("[data-verdict] a")
+    assert verdict.inner_text() == audit["verdict"]["status"]
+    version = audit["model_version"]
+    assert verdict.get_attribute("href") == (
+        f"{mlflow_server.url}/#/models/results-bot/versions/{version}"
+    )
+    assert row.locator("[data-promotion] a").inner_text() == "blocked"
+    assert not watched.errors, watched.errors
+
+    mlflow_page = watched.context.new_page()
+    mlflow_page.goto(verdict.get_attribute("href"))
+    mlflow_page.get_by_text(f"Version {version}").first.wait_for(timeout=60_000)
+    assert "results-bot" in mlflow_page.content()
+    watched.close()
