@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     # Model registries: MLflow (tracking server, webhook secret) and the Hugging Face Hub.
     mlflow_tracking_uri: str = ""
     mlflow_webhook_secret: str = ""
+    # Where a browser reaches MLflow's UI, for links to a version (empty: the tracking URI,
+    # which is the worker's address and may not be the browser's).
+    mlflow_ui_url: str = ""
+    # Attach each policy audit's report to its MLflow run: it quotes training records, so it
+    # is off unless asked for, and every string in it is masked.
+    mlflow_attach_report: bool = False
     hf_webhook_secret: str = ""
     hf_cache_dir: str = ""  # the Hub's cache; empty: the library default (HF_HUB_CACHE)
     # Where workers download Hub revisions and write verdicts back (a mirror or a test's fake).
@@ -197,6 +203,11 @@ class Settings(BaseSettings):
             value = secrets_in_use[name]
             if value and len(value) < MIN_WEBHOOK_SECRET_CHARS:
                 raise ValueError(f"{name} must be {MIN_WEBHOOK_SECRET_CHARS} characters or more")
+
+    @property
+    def mlflow_ui_base(self) -> str:
+        """The MLflow UI's address as a browser reaches it; empty when MLflow is not set up."""
+        return (self.mlflow_ui_url or self.mlflow_tracking_uri).rstrip("/")
 
     @property
     def dataset_limits(self) -> DatasetLimits:

@@ -168,9 +168,11 @@ def matching_policies(session: Session, source: str, model_name: str) -> list[Au
     return [p for p in enabled_policies(session, source) if matches(p, model_name)]
 
 
-def policy_idempotency_key(policy: AuditPolicy, model_uri: str) -> str:
-    """One audit per policy and model version, however often the version is announced."""
-    digest = hashlib.sha256(f"{policy.id}|{model_uri}".encode()).hexdigest()[:40]
+def policy_idempotency_key(policy: AuditPolicy, model_uri: str, reaudit: str | None = None) -> str:
+    """One audit per policy and model version, however often the version is announced; a
+    re-audit is one more per value of its key, however often that value is delivered."""
+    identity = f"{policy.id}|{model_uri}" + (f"|reaudit:{reaudit}" if reaudit is not None else "")
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:40]
     return f"policy:{digest}"
 
 
@@ -182,14 +184,17 @@ def start_policy_audit(
     policy: AuditPolicy,
     model_uri: str,
     labels: dict[str, str],
+    reaudit: str | None = None,
 ) -> tuple[Audit, bool]:
-    """The policy's audit of one model version: (audit, created now)."""
+    """The policy's audit of one model version: (audit, created now). `reaudit` names a
+    re-audit on demand: a fresh audit once per value, besides the version's first audit."""
+    extra = {"reaudit": reaudit} if reaudit is not None else {}
     body = AuditCreate(
         model={"uri": model_uri},
         dataset={"uri": policy.dataset_uri},
         checks=policy.checks,
-        labels={**labels, "policy": policy.name},
-        idempotency_key=policy_idempotency_key(policy, model_uri),
+        labels={**labels, **extra, "policy": policy.name},
+        idempotency_key=policy_idempotency_key(policy, model_uri, reaudit),
     )
     # submit_audit is idempotent too, but only after it has validated the request (a registry
     # call, a dataset read); reconciliation re-announces every recent version each round.
@@ -201,3 +206,41 @@ def start_policy_audit(
     if created:
         enqueue_audit(session, celery, settings, audit)
     return audit, created
+
+
+def registered_name(source: str, model_uri: str) -> str:
+    """The registry's name of the model a policy URI names; ApiError when the URI is not one of
+    this source's versions."""
+    from core.inspection import hf_models, mlflow_models
+    from core.inspection.errors import ModelError
+
+    parse = mlflow_models.parse_uri if source == "mlflow" else hf_models.parse_uri
+    try:
+        return parse(model_uri)[0]
+    except ModelError as exc:
+        raise ApiError(422, "invalid_model", f"model_uri: {exc}") from None
+
+
+def reaudit(
+    session: Session,
+    settings: Settings,
+    celery: Celery,
+    catalog: Catalog,
+    policy: AuditPolicy,
+    model_uri: str,
+    key: str,
+) -> tuple[Audit, bool]:
+    """A re-audit on demand of one version the policy covers: (audit, created now). The same
+    key returns the same audit; a policy that would not audit this version refuses."""
+    if not policy.enabled:
+        raise ApiError(
+            409, "policy_disabled", f"policy {policy.name!r} is disabled; enable it to re-audit"
+        )
+    name = registered_name(policy.source, model_uri)
+    if not matches(policy, name):
+        raise ApiError(
+            422,
+            "model_not_matched",
+            f"{name!r} does not match policy {policy.name!r}'s pattern {policy.model_pattern!r}",
+        )
+    return start_policy_audit(session, settings, celery, catalog, policy, model_uri, {}, key)

@@ -224,6 +224,23 @@ class PoliciesPublic(BaseModel):
     count: int
 
 
+class ReauditRequest(StrictModel):
+    model_uri: str = Field(
+        ...,
+        min_length=1,
+        max_length=1000,
+        description="the version to audit again: mlflow:models:/<name>/<version> or "
+        "hf:<repo>@<sha>",
+    )
+    key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="one re-audit per key (a retry with the same key returns it); default: a "
+        "fresh re-audit on every call",
+    )
+
+
 class CallbackDeliveryPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -2,9 +2,11 @@
 
 - `handle_delivery`: a recorded webhook (MLflow `model_version.created`, a Hub `repo.content`
   update) starts the audit of every matching policy; events about our own `memaudit.*` tags
-  are ignored, so the write-back cannot loop.
+  are ignored, so the write-back cannot loop, but for `memaudit.reaudit`, which a person sets
+  to audit a version again (once per new value).
 - `write_back`: a finished policy audit's verdict and headline numbers become tags on the MLflow
-  model version, where a promotion gate reads them.
+  model version, where a promotion gate reads them, and metrics on a run linked to it
+  (`mlflow_results`).
 - `reconcile`: MLflow keeps no outbox, so versions registered while deliveries were lost are
   found by listing recent versions of every policy-matched model.
 """
@@ -26,10 +28,15 @@ from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
 from core.verdicts import metric_value
 from worker.checks.registry import REGISTRY
+from worker.mlflow_results import RUN_TAG, log_results
 
 log = logging.getLogger(__name__)
 OWN_TAG_PREFIX = "memaudit."
 OWN_HUB_TAG_PREFIX = "memaudit-"  # git tags the Hub write-back leaves on audited commits
+# Set by a person (or a pipeline) to audit a version again: each new value starts one re-audit.
+REAUDIT_TAG = "memaudit.reaudit"
+REAUDIT_LABEL = "reaudit"
+MAX_REAUDIT_VALUE = 200
 HEADLINE_TAGS = {
     "memaudit.greedy_extraction_rate": "extraction.greedy_extraction_rate",
     "memaudit.best_membership_auc": "membership.best.auc",
@@ -44,6 +51,7 @@ def _start(
     policies: Sequence[AuditPolicy],
     model_uri: str,
     labels: dict[str, str],
+    reaudit: str | None = None,
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Each policy's audit of this model version: (ids created now, refusals). A policy whose
     audit is refused (its team is not granted the model, its dataset is gone) is recorded and
@@ -53,7 +61,7 @@ def _start(
         try:
             with db.session() as session:
                 audit, created = start_policy_audit(
-                    session, settings, celery, REGISTRY, policy, model_uri, labels
+                    session, settings, celery, REGISTRY, policy, model_uri, labels, reaudit
                 )
         except ApiError as exc:
             log.warning("policy %s refused %s: %s", policy.name, model_uri, exc.message)
@@ -67,14 +75,22 @@ def _start(
 def _mlflow_action(
     payload: Mapping[str, Any],
 ) -> tuple[str, str, str, dict[str, str]] | tuple[str, str]:
-    """("start", name, uri, labels) or ("ignore", reason)."""
+    """("start", name, uri, labels) or ("ignore", reason). A `memaudit.reaudit` tag starts a
+    re-audit: its labels carry the tag's value, on which the re-audit's idempotency is keyed."""
     entity, action = payload.get("entity"), payload.get("action")
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    name, version = str(data.get("name", "")), str(data.get("version", ""))
+    if (entity, action) == ("model_version_tag", "set") and data.get("key") == REAUDIT_TAG:
+        value = str(data.get("value") or "").strip()
+        if not name or not version.isdigit() or not value:
+            return "ignore", f"{REAUDIT_TAG} without a model name, version and value"
+        if len(value) > MAX_REAUDIT_VALUE:
+            return "ignore", f"{REAUDIT_TAG} value longer than {MAX_REAUDIT_VALUE} characters"
+        return "start", name, f"{mlflow_models.PREFIX}{name}/{version}", {REAUDIT_LABEL: value}
     if entity == "model_version_tag" and str(data.get("key", "")).startswith(OWN_TAG_PREFIX):
         return "ignore", "our own memaudit.* tag"
     if (entity, action) != ("model_version", "created"):
         return "ignore", f"event {entity}.{action} starts nothing"
-    name, version = str(data.get("name", "")), str(data.get("version", ""))
     if not name or not version.isdigit():
         return "ignore", "model_version.created without a name and version"
     labels = {"mlflow.run_id": str(data.get("run_id") or "")}
@@ -111,10 +127,13 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
         outcome: dict[str, Any] = {"status": "ignored", "reason": action[1]}
     else:
         _, name, uri, labels = action
+        reaudit = labels.pop(REAUDIT_LABEL, None)
         with db.session() as session:
             policies = matching_policies(session, source, name)
-        audits, refused = _start(db, settings, celery, policies, uri, labels)
+        audits, refused = _start(db, settings, celery, policies, uri, labels, reaudit)
         outcome = {"status": "processed", "model_uri": uri, "audits": audits}
+        if reaudit is not None:  # a repeated value starts nothing: `audits` is then empty
+            outcome["reaudit"] = reaudit
         if refused:
             outcome["refused"] = refused
     with db.session() as session:
@@ -157,7 +176,11 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
             return {}
         tags = version_tags(audit, settings)
         name, version = mlflow_models.parse_uri(audit.model_uri)
-    client = mlflow_models.client(settings.mlflow_tracking_uri)
+        client = mlflow_models.client(settings.mlflow_tracking_uri)
+        try:
+            tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS)
+        except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
+            log.warning("could not log audit %s to an MLflow run: %s", audit_id, exc)
     # The verdict goes last: a gate that sees it can trust every other tag is there.
     for key in sorted(tags, key=lambda key: key == "memaudit.verdict"):
         client.set_model_version_tag(name, version, key, tags[key])

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app.deps import AdminKey, SessionDep, SettingsDep
+from app import audits
+from app.deps import AdminKey, CeleryDep, SessionDep, SettingsDep
 from core import policies
-from core.schemas import MAX_DB_INT, PoliciesPublic, PolicyCreate, PolicyPublic, PolicyUpdate
+from core.schemas import (
+    MAX_DB_INT,
+    AuditPublic,
+    PoliciesPublic,
+    PolicyCreate,
+    PolicyPublic,
+    PolicyUpdate,
+    ReauditRequest,
+)
 from worker.checks.registry import REGISTRY
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
@@ -49,3 +59,24 @@ def update(
 def delete(policy_id: str, session: SessionDep, _key: AdminKey) -> Response:
     policies.delete_policy(session, policies.get_policy(session, policy_id))
     return Response(status_code=204)
+
+
+@router.post("/{policy_id}/reaudit", response_model=AuditPublic, status_code=201)
+def reaudit(
+    policy_id: str,
+    body: ReauditRequest,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    _key: AdminKey,
+) -> AuditPublic:
+    """A fresh audit of a version the policy already audited (its one-audit-per-version rule
+    set aside); 200 with the same audit when this key was used before."""
+    policy = policies.get_policy(session, policy_id)
+    audit, created = policies.reaudit(
+        session, settings, celery, REGISTRY, policy, body.model_uri, body.key or uuid.uuid4().hex
+    )
+    if not created:
+        response.status_code = 200
+    return audits.to_public(session, settings, audit)

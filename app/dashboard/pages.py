@@ -14,6 +14,7 @@ from app.dashboard.headline import Headline, deltas, headlines
 from app.dashboard.report import build_report
 from app.dashboard.trend import TrendSeries, trend_figure
 from core.config import Settings
+from core.inspection import mlflow_models
 from core.models import ApiKey, Audit, AuditStatus, SampleResult
 from core.schemas import AuditPublic
 from core.tenancy import visible
@@ -27,6 +28,7 @@ EXPORT_TOP_RECORDS = 25
 class AuditRow:
     audit: AuditPublic
     headlines: list[Headline]
+    registry_url: str | None = None  # the audited version's page in MLflow's UI
 
     @property
     def active(self) -> bool:
@@ -38,7 +40,11 @@ def _row(session: Session, settings: Settings, audit: Audit) -> AuditRow:
     first_per_check: dict[str, Headline] = {}
     for headline in headlines(audit.summary or {}):
         first_per_check.setdefault(headline.key.split(".")[0], headline)
-    return AuditRow(audits.to_public(session, settings, audit), list(first_per_check.values()))
+    return AuditRow(
+        audits.to_public(session, settings, audit),
+        list(first_per_check.values()),
+        mlflow_models.version_ui_url(audit.model_uri or "", settings.mlflow_ui_base),
+    )
 
 
 def audit_list(

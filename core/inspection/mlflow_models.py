@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from core.confinement import Pinned
 from core.inspection.errors import ModelError
@@ -36,6 +37,18 @@ def parse_uri(uri: str) -> tuple[str, str]:
             "(an alias can move, an audit must name what it audited)"
         )
     return name, version
+
+
+def version_ui_url(uri: str, ui_base: str) -> str | None:
+    """The MLflow UI's page of the version a URI names (its routes live after `#`); None for
+    any other URI, or when no UI address is known."""
+    if not ui_base or not uri.startswith(PREFIX):
+        return None
+    try:
+        name, version = parse_uri(uri)
+    except ModelError:
+        return None
+    return f"{ui_base.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
 def client(tracking_uri: str):  # type: ignore[no-untyped-def]

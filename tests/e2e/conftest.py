@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, make_settings, settings_env
+from tests.conftest import REPO, make_settings, settings_env, wait_for
 from worker.demo import DemoArtifacts
 
 
@@ -123,3 +124,105 @@ def processes_using(data_dir: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+# ---- a real MLflow server, shared by the registry modules ----------------------------------
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
+        "MLFLOW_WEBHOOK_CACHE_TTL": "0",
+    }
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(url, process, root), 120, "mlflow server", interval=0.5)
+        yield MlflowServer(url, root)
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()
+
+
+def _healthy(url: str, process: subprocess.Popen, root: Path) -> bool:
+    assert process.poll() is None, (root / "server.log").read_text()[-3000:]
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def registry(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    return MlflowClient(mlflow_server.url)
+
+
+def register(model_dir: Path, name: str) -> str:
+    import mlflow
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with mlflow.start_run():
+        info = mlflow.transformers.log_model(
+            transformers_model={"model": model, "tokenizer": tokenizer},
+            name="model",
+            task="text-generation",
+            registered_model_name=name,
+            pip_requirements=["transformers", "torch"],  # no environment inference offline
+        )
+    return str(info.registered_model_version)
+
+
+def audit_of(memaudit: Served, uri: str) -> dict | None:
+    listed = memaudit.client.get(
+        "/v1/audits", headers=memaudit.headers, params={"model": uri}
+    ).json()["data"]
+    return listed[0] if listed else None
+
+
+def finished(memaudit: Served, uri: str) -> dict:
+    def ended() -> dict | None:
+        audit = audit_of(memaudit, uri)
+        return audit if audit and audit["status"] in ("succeeded", "failed") else None
+
+    return wait_for(ended, 240, f"the audit of {uri} to finish")
+
+
+def version_tags_of(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return dict(registry.get_model_version(name, version).tags)
+
+
+def written_back(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The version's tags once the verdict (written last) is among them."""
+    return wait_for(
+        lambda: (t := version_tags_of(registry, name, version)).get("memaudit.verdict") and t,
+        60,
+        f"the memaudit.* tags on {name}/{version}",
+    )

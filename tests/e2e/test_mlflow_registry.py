@@ -4,72 +4,30 @@ registered version and tags it; a version whose delivery was lost is found by re
 
 from __future__ import annotations
 
-import base64
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from core.db import Database
 from core.models import WebhookDelivery
 from tests.conftest import wait_for
-from tests.e2e.conftest import Served, free_port, serve
+from tests.e2e.conftest import (
+    MlflowServer,
+    Served,
+    audit_of,
+    finished,
+    free_port,
+    register,
+    serve,
+    written_back,
+)
 from worker.demo import DemoArtifacts
 
 pytestmark = pytest.mark.slow
 HOOK_SECRET = "memaudit-mlflow-hook-secret"
-
-
-@dataclass
-class MlflowServer:
-    url: str
-    root: Path
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
-        "MLFLOW_WEBHOOK_CACHE_TTL": "0",
-    }
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", str(root / "artifacts"),
-        ],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(url, process, root), 120, "mlflow server", interval=0.5)
-        yield MlflowServer(url, root)
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
-        log.close()
-
-
-def _healthy(url: str, process: subprocess.Popen, root: Path) -> bool:
-    assert process.poll() is None, (root / "server.log").read_text()[-3000:]
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -84,32 +42,6 @@ def memaudit(
         registry_poll_seconds=15.0,
     ) as instance:
         yield instance
-
-
-@pytest.fixture(scope="module")
-def registry(mlflow_server: MlflowServer):  # type: ignore[no-untyped-def]
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(mlflow_server.url)
-    return MlflowClient(mlflow_server.url)
-
-
-def _register(model_dir: Path, name: str) -> str:
-    import mlflow
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    with mlflow.start_run():
-        info = mlflow.transformers.log_model(
-            transformers_model={"model": model, "tokenizer": tokenizer},
-            name="model",
-            task="text-generation",
-            registered_model_name=name,
-            pip_requirements=["transformers", "torch"],  # no environment inference offline
-        )
-    return str(info.registered_model_version)
 
 
 def _policy(memaudit: Served, tiny_lm: DemoArtifacts) -> dict:
@@ -130,34 +62,6 @@ def _policy(memaudit: Served, tiny_lm: DemoArtifacts) -> dict:
     return response.json()
 
 
-def _audit_of(memaudit: Served, uri: str) -> dict | None:
-    listed = memaudit.client.get(
-        "/v1/audits", headers=memaudit.headers, params={"model": uri}
-    ).json()["data"]
-    return listed[0] if listed else None
-
-
-def _finished(memaudit: Served, uri: str) -> dict:
-    def ended() -> dict | None:
-        audit = _audit_of(memaudit, uri)
-        return audit if audit and audit["status"] in ("succeeded", "failed") else None
-
-    return wait_for(ended, 240, f"the audit of {uri} to finish")
-
-
-def _tags(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return dict(registry.get_model_version(name, version).tags)
-
-
-def _written_back(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The version's tags once the verdict (written last) is among them."""
-    return wait_for(
-        lambda: (t := _tags(registry, name, version)).get("memaudit.verdict") and t,
-        60,
-        f"the memaudit.* tags on {name}/{version}",
-    )
-
-
 def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
     memaudit: Served, mlflow_server: MlflowServer, registry, tiny_lm: DemoArtifacts
 ) -> None:
@@ -174,22 +78,25 @@ def test_mlflow_delivers_the_webhook_and_the_version_gets_its_verdict(
         secret=HOOK_SECRET,
     )
     try:
-        version = _register(tiny_lm.model_dir, "support-bot")
+        version = register(tiny_lm.model_dir, "support-bot")
         uri = f"mlflow:models:/support-bot/{version}"
-        audit = wait_for(lambda: _audit_of(memaudit, uri), 60, "the webhook's audit")
+        audit = wait_for(lambda: audit_of(memaudit, uri), 60, "the webhook's audit")
         assert audit["policy_id"] == policy["id"]
         assert audit["model_family"] == "mlflow:models:/support-bot"
         assert audit["model_version"] == version
-        final = _finished(memaudit, uri)
+        final = finished(memaudit, uri)
         assert final["status"] == "succeeded", final
         # The demo model reproduces every canary: far above the 1% the policy allows.
         assert final["verdict"]["status"] == "fail"
         assert final["summary"]["extraction"]["members"]["greedy_rate"] > 0.5
 
-        tags = _written_back(registry, "support-bot", version)
+        tags = written_back(registry, "support-bot", version)
         assert tags["memaudit.verdict"] == "fail"
         assert tags["memaudit.audit_id"] == final["id"]
         assert tags["memaudit.report_url"].endswith(f"/audits/{final['id']}")
+        # The numbers went to the registering run; the report, opt-in, did not.
+        assert "memaudit.mean_loss" in registry.get_run(tags["memaudit.run_id"]).data.metrics
+        assert not registry.list_artifacts(tags["memaudit.run_id"], "memaudit")
         rate = float(tags["memaudit.greedy_extraction_rate"])
         assert rate == pytest.approx(final["summary"]["extraction"]["all"]["greedy_rate"])
 
@@ -232,13 +139,13 @@ def test_a_version_whose_delivery_was_lost_is_audited_by_reconciliation(
         secret=HOOK_SECRET,
     )
     try:
-        version = _register(tiny_lm.model_dir, "support-assistant")
+        version = register(tiny_lm.model_dir, "support-assistant")
         uri = f"mlflow:models:/support-assistant/{version}"
-        audit = wait_for(lambda: _audit_of(memaudit, uri), 90, "reconciliation's audit")
+        audit = wait_for(lambda: audit_of(memaudit, uri), 90, "reconciliation's audit")
         assert audit["labels"]["policy"] == "support-models"
-        final = _finished(memaudit, uri)
+        final = finished(memaudit, uri)
         assert final["status"] == "succeeded", final
-        tags = _written_back(registry, "support-assistant", version)
+        tags = written_back(registry, "support-assistant", version)
         assert tags["memaudit.audit_id"] == final["id"]
     finally:
         registry.delete_webhook(dead.webhook_id)
@@ -265,11 +172,11 @@ def test_a_retention_policy_compares_each_new_version_with_the_previous(
     }
     created = memaudit.client.post("/v1/policies", headers=memaudit.headers, json=body)
     assert created.status_code == 201, created.text
-    first = _register(versions.first, "kv-facts")
-    second = _register(versions.second, "kv-facts")
+    first = register(versions.first, "kv-facts")
+    second = register(versions.second, "kv-facts")
     # No webhook: reconciliation finds both versions.
-    one = _finished(memaudit, f"mlflow:models:/kv-facts/{first}")
-    two = _finished(memaudit, f"mlflow:models:/kv-facts/{second}")
+    one = finished(memaudit, f"mlflow:models:/kv-facts/{first}")
+    two = finished(memaudit, f"mlflow:models:/kv-facts/{second}")
     assert one["status"] == two["status"] == "succeeded", (one, two)
     assert one["checks"][0]["params"]["versions"] == []  # the first version: nothing before it
     assert one["summary"]["retention"]["accuracy"] == {"v0": 1.0}
@@ -279,5 +186,5 @@ def test_a_retention_policy_compares_each_new_version_with_the_previous(
     assert change["accuracy_before"] == 1.0 and change["forgetting_pp"] > 0
     assert two["verdict"]["status"] == "fail"
     assert two["verdict"]["results"][0]["value"] == pytest.approx(change["forgetting_pp"])
-    tags = _written_back(registry, "kv-facts", second)
+    tags = written_back(registry, "kv-facts", second)
     assert tags["memaudit.verdict"] == "fail"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from core.config import Settings
-from core.models import Audit
-from worker.model_registry import _huggingface_action, _mlflow_action, version_tags
+from core.models import Audit, AuditPolicy
+from core.policies import policy_idempotency_key
+from worker.mlflow_results import masked_report, result_metrics
+from worker.model_registry import HEADLINE_TAGS, _huggingface_action, _mlflow_action, version_tags
 
 
 def test_mlflow_version_created_starts_and_our_own_tags_are_ignored() -> None:
@@ -69,3 +73,76 @@ def test_version_tags_carry_the_verdict_and_the_headline_numbers(tmp_path) -> No
     )
     tags = version_tags(inconclusive, Settings(data_dir=tmp_path))
     assert tags["memaudit.verdict"] == "inconclusive" and tags["memaudit.promotion"] == "allowed"
+
+
+def test_a_reaudit_tag_starts_keyed_on_its_value_and_other_own_tags_stay_ignored() -> None:
+    def tag(key: str, value: object, version: object = "4") -> dict:
+        data = {"name": "fraud-lm", "version": version, "key": key, "value": value}
+        return {"entity": "model_version_tag", "action": "set", "data": data}
+
+    assert _mlflow_action(tag("memaudit.reaudit", "2026-12-05")) == (
+        "start",
+        "fraud-lm",
+        "mlflow:models:/fraud-lm/4",
+        {"reaudit": "2026-12-05"},
+    )
+    # Our own write-back, and any other tag a person sets, start nothing.
+    assert _mlflow_action(tag("memaudit.run_id", "r9")) == ("ignore", "our own memaudit.* tag")
+    assert _mlflow_action(tag("stage", "prod")) == (
+        "ignore",
+        "event model_version_tag.set starts nothing",
+    )
+    for refused in (
+        tag("memaudit.reaudit", ""),
+        tag("memaudit.reaudit", "  "),
+        tag("memaudit.reaudit", "x", version="latest"),
+        tag("memaudit.reaudit", "x" * 201),
+    ):
+        assert _mlflow_action(refused)[0] == "ignore", refused
+    deleted = {**tag("memaudit.reaudit", "x"), "action": "deleted"}
+    assert _mlflow_action(deleted) == ("ignore", "our own memaudit.* tag")
+
+
+def test_a_reaudit_is_keyed_apart_from_the_first_audit_and_once_per_value() -> None:
+    policy = AuditPolicy(id="p1")
+    uri = "mlflow:models:/fraud-lm/4"
+    first = policy_idempotency_key(policy, uri)
+    keys = {policy_idempotency_key(policy, uri, value) for value in ("a", "a", "b")}
+    assert len(keys) == 2 and first not in keys
+    assert first == policy_idempotency_key(policy, uri)  # announcements stay one audit
+
+
+def test_results_metrics_are_the_headlines_and_each_thresholds_value(tmp_path) -> None:
+    audit = Audit(
+        id="a1",
+        team_id="t1",
+        status="succeeded",
+        model_uri="mlflow:models:/fraud-lm/4",
+        dataset_uri="path:/data/canaries.jsonl",
+        summary={
+            "extraction": {
+                "all": {"greedy_rate": 0.25},
+                "exemplars": [{"text": "mail jane.doe@example.com for the key"}],
+            },
+            "loss": {"mean_sample_loss": 2.5},
+        },
+        verdict={
+            "status": "fail",
+            "promotion": "blocked",
+            "results": [
+                {"metric": "extraction.greedy_extraction_rate", "op": "<=", "value": 0.25},
+                {"metric": "membership.best.auc", "op": "<=", "value": None},
+            ],
+        },
+    )
+    assert result_metrics(audit, HEADLINE_TAGS) == {
+        "memaudit.greedy_extraction_rate": 0.25,
+        "memaudit.mean_loss": 2.5,
+        "memaudit.verdict.extraction.greedy_extraction_rate": 0.25,
+    }
+    settings = Settings(data_dir=tmp_path, callback_secret="s" * 32)
+    report = masked_report(audit, settings, "https://audit.example/audits/a1")
+    assert "jane.doe@example.com" not in report and "for the key" in report
+    parsed = json.loads(report)
+    assert parsed["summary"]["loss"] == {"mean_sample_loss": 2.5}
+    assert parsed["verdict"]["status"] == "fail" and parsed["audit_id"] == "a1"
