@@ -16,13 +16,19 @@ VALUES = {
 }
 
 
-def _substitute(value: str) -> str:
-    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error} with the values above."""
+MLFLOW = {
+    "MEMAUDIT_MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    "MEMAUDIT_MLFLOW_WEBHOOK_SECRET": "q8v2-webhook-secret-of-mlflow",
+}
+
+
+def _substitute(value: str, values: dict[str, str] = VALUES) -> str:
+    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error} with the values given."""
 
     def one(match: re.Match) -> str:
         name, default = match.group(1), match.group(3)
-        if name in VALUES:
-            return VALUES[name]
+        if name in values:
+            return values[name]
         assert match.group(2) != ":?", f"compose requires {name}"
         return default or ""
 
@@ -39,6 +45,34 @@ def test_every_memaudit_service_has_a_valid_production_configuration(tmp_path) -
         fields = {k.removeprefix("MEMAUDIT_").lower(): v for k, v in env.items()}
         settings = Settings(**{**fields, "data_dir": tmp_path})  # raises if production refuses
         assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def _memaudit_services() -> dict[str, dict]:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return {n: s for n, s in compose["services"].items() if s.get("image") == "memaudit:latest"}
+
+
+def _settings(service: dict, values: dict[str, str], data_dir) -> Settings:  # type: ignore[no-untyped-def]
+    env = {k: _substitute(str(v), values) for k, v in service["environment"].items()}
+    fields = {k.removeprefix("MEMAUDIT_").lower(): v for k, v in env.items()}
+    return Settings(**{**fields, "data_dir": data_dir})
+
+
+def test_mlflow_is_off_unless_its_settings_are_given(tmp_path) -> None:
+    for name, service in _memaudit_services().items():
+        settings = _settings(service, VALUES, tmp_path)
+        assert settings.mlflow_tracking_uri == "", name
+        assert settings.mlflow_webhook_secret == "", name
+
+
+def test_the_mlflow_settings_reach_the_api_the_worker_and_the_scheduler(tmp_path) -> None:
+    """The API verifies deliveries and checks versions, the worker downloads and tags them, the
+    scheduler plans the reconciliation: each needs the settings given to compose."""
+    services = _memaudit_services()
+    for name in ("api", "worker", "scheduler"):
+        settings = _settings(services[name], {**VALUES, **MLFLOW}, tmp_path)
+        assert settings.mlflow_tracking_uri == MLFLOW["MEMAUDIT_MLFLOW_TRACKING_URI"], name
+        assert settings.mlflow_webhook_secret == MLFLOW["MEMAUDIT_MLFLOW_WEBHOOK_SECRET"], name
 
 
 def test_the_image_copies_every_package_the_project_installs() -> None:
