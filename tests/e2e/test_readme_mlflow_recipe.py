@@ -81,10 +81,20 @@ def recipe_env(chosen: dict[str, str]) -> dict[str, str]:
     one it needs), the virtualenv active as the README asks, and the user's choices."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMAUDIT_", "MLFLOW_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # `make install` installs this checkout in its virtualenv; a shared virtualenv may hold
-    # another checkout's editable install, so import this one first (as its own install would).
-    env["PYTHONPATH"] = str(REPO)
+    if _installed_package_dir(env) != REPO / "app":
+        # A virtualenv shared between checkouts holds another one's editable install: import
+        # this checkout, as `make install` in it would have made `memaudit` do.
+        env["PYTHONPATH"] = str(REPO)
     return {**env, **chosen}
+
+
+def _installed_package_dir(env: dict[str, str]) -> Path:
+    """Where the virtualenv's `memaudit` imports the app from, outside this checkout."""
+    probe = "import app, pathlib; print(pathlib.Path(app.__file__).parent)"
+    found = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd="/", capture_output=True, text=True, check=True
+    )
+    return Path(found.stdout.strip())
 
 
 def test_readme_blocks_follow_the_convention() -> None:
