@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
@@ -22,7 +23,7 @@ MLFLOW = {
 }
 
 
-def _substitute(value: str, values: dict[str, str] = VALUES) -> str:
+def _substitute(value: str, values: dict[str, str]) -> str:
     """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error} with the values given."""
 
     def one(match: re.Match) -> str:
@@ -35,27 +36,25 @@ def _substitute(value: str, values: dict[str, str] = VALUES) -> str:
     return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
 
 
-def test_every_memaudit_service_has_a_valid_production_configuration(tmp_path) -> None:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    services = [s for s in compose["services"].values() if s.get("image") == "memaudit:latest"]
-    assert len(services) == 4  # migrate, api, worker, scheduler
-    for service in services:
-        env = {k: _substitute(str(v)) for k, v in service["environment"].items()}
-        assert env["MEMAUDIT_ENVIRONMENT"] == "production"
-        fields = {k.removeprefix("MEMAUDIT_").lower(): v for k, v in env.items()}
-        settings = Settings(**{**fields, "data_dir": tmp_path})  # raises if production refuses
-        assert settings.database_url.startswith("postgresql+psycopg://")
-
-
 def _memaudit_services() -> dict[str, dict]:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     return {n: s for n, s in compose["services"].items() if s.get("image") == "memaudit:latest"}
 
 
-def _settings(service: dict, values: dict[str, str], data_dir) -> Settings:  # type: ignore[no-untyped-def]
+def _settings(service: dict, values: dict[str, str], data_dir: Path) -> Settings:
+    """The Settings a service starts with; raises where production refuses them."""
     env = {k: _substitute(str(v), values) for k, v in service["environment"].items()}
+    assert env["MEMAUDIT_ENVIRONMENT"] == "production"
     fields = {k.removeprefix("MEMAUDIT_").lower(): v for k, v in env.items()}
     return Settings(**{**fields, "data_dir": data_dir})
+
+
+def test_every_memaudit_service_has_a_valid_production_configuration(tmp_path) -> None:
+    services = _memaudit_services()
+    assert sorted(services) == ["api", "migrate", "scheduler", "worker"]
+    for service in services.values():
+        settings = _settings(service, VALUES, tmp_path)
+        assert settings.database_url.startswith("postgresql+psycopg://")
 
 
 def test_mlflow_is_off_unless_its_settings_are_given(tmp_path) -> None:
