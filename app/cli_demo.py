@@ -141,12 +141,26 @@ def demo_when_ready(settings: Settings, url: str) -> None:
         log.exception("the demo audit could not be submitted")
 
 
+def write_demo_out(folder: str, real_model: bool = False) -> None:
+    """`demo --out`: the files a user registers and uploads (see "Use with MLflow"), written
+    without any service."""
+    import torch
+
+    # The demo model is tiny: one thread trains it as fast as two, and does not fight the
+    # servers a user starts beside it for the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = Path(folder).expanduser().resolve()
+        model_dir, dataset_path = write_demo_files(out, out, real_model)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"model: {model_dir}\ndataset: {dataset_path}")
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     if args.out:
-        # For a registry (see "Use with MLflow"): files to register and upload, no service.
-        out = Path(args.out).expanduser().resolve()
-        model_dir, dataset_path = write_demo_files(out, out, args.real_model)
-        print(f"model: {model_dir}\ndataset: {dataset_path}")
+        write_demo_out(args.out, args.real_model)
         return 0
     if args.no_submit:
         build_demo_files(settings, args.real_model)

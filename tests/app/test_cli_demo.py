@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from app.cli import main
 from worker.demo import DemoArtifacts
 
@@ -20,6 +22,7 @@ def test_out_writes_the_model_and_its_dataset_into_the_folder_only(
     data_dir = tmp_path / "service-data"
     monkeypatch.setenv("MEMAUDIT_DATA_DIR", str(data_dir))
     monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
 
     assert main(["demo", "--out", "demo"]) == 0
 
@@ -31,3 +34,4 @@ def test_out_writes_the_model_and_its_dataset_into_the_folder_only(
     assert sum(r["member"] for r in records) == tiny_lm.n_members
     assert len(records) == tiny_lm.n_members + tiny_lm.n_nonmembers
     assert not data_dir.exists()  # nothing submitted, the service's folders untouched
+    assert torch.get_num_threads() == threads  # trained on one thread, then given back
