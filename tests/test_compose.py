@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
@@ -16,29 +17,61 @@ VALUES = {
 }
 
 
-def _substitute(value: str) -> str:
-    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error} with the values above."""
+MLFLOW = {
+    "MEMAUDIT_MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    "MEMAUDIT_MLFLOW_WEBHOOK_SECRET": "q8v2-webhook-secret-of-mlflow",
+}
+
+
+def _substitute(value: str, values: dict[str, str]) -> str:
+    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error} with the values given."""
 
     def one(match: re.Match) -> str:
         name, default = match.group(1), match.group(3)
-        if name in VALUES:
-            return VALUES[name]
+        if name in values:
+            return values[name]
         assert match.group(2) != ":?", f"compose requires {name}"
         return default or ""
 
     return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", one, value)
 
 
-def test_every_memaudit_service_has_a_valid_production_configuration(tmp_path) -> None:
+def _memaudit_services() -> dict[str, dict]:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    services = [s for s in compose["services"].values() if s.get("image") == "memaudit:latest"]
-    assert len(services) == 4  # migrate, api, worker, scheduler
-    for service in services:
-        env = {k: _substitute(str(v)) for k, v in service["environment"].items()}
-        assert env["MEMAUDIT_ENVIRONMENT"] == "production"
-        fields = {k.removeprefix("MEMAUDIT_").lower(): v for k, v in env.items()}
-        settings = Settings(**{**fields, "data_dir": tmp_path})  # raises if production refuses
+    return {n: s for n, s in compose["services"].items() if s.get("image") == "memaudit:latest"}
+
+
+def _settings(service: dict, values: dict[str, str], data_dir: Path) -> Settings:
+    """The Settings a service starts with; raises where production refuses them."""
+    env = {k: _substitute(str(v), values) for k, v in service["environment"].items()}
+    assert env["MEMAUDIT_ENVIRONMENT"] == "production"
+    fields = {k.removeprefix("MEMAUDIT_").lower(): v for k, v in env.items()}
+    return Settings(**{**fields, "data_dir": data_dir})
+
+
+def test_every_memaudit_service_has_a_valid_production_configuration(tmp_path) -> None:
+    services = _memaudit_services()
+    assert sorted(services) == ["api", "migrate", "scheduler", "worker"]
+    for service in services.values():
+        settings = _settings(service, VALUES, tmp_path)
         assert settings.database_url.startswith("postgresql+psycopg://")
+
+
+def test_mlflow_is_off_unless_its_settings_are_given(tmp_path) -> None:
+    for name, service in _memaudit_services().items():
+        settings = _settings(service, VALUES, tmp_path)
+        assert settings.mlflow_tracking_uri == "", name
+        assert settings.mlflow_webhook_secret == "", name
+
+
+def test_the_mlflow_settings_reach_the_api_the_worker_and_the_scheduler(tmp_path) -> None:
+    """The API verifies deliveries and checks versions, the worker downloads and tags them, the
+    scheduler plans the reconciliation: each needs the settings given to compose."""
+    services = _memaudit_services()
+    for name in ("api", "worker", "scheduler"):
+        settings = _settings(services[name], {**VALUES, **MLFLOW}, tmp_path)
+        assert settings.mlflow_tracking_uri == MLFLOW["MEMAUDIT_MLFLOW_TRACKING_URI"], name
+        assert settings.mlflow_webhook_secret == MLFLOW["MEMAUDIT_MLFLOW_WEBHOOK_SECRET"], name
 
 
 def test_the_image_copies_every_package_the_project_installs() -> None:

@@ -112,7 +112,12 @@ def serve(root: Path, tiny_lm: DemoArtifacts, **overrides: object) -> Iterator[S
 
 def processes_using(data_dir: Path) -> list[int]:
     """Live processes whose environment names this data dir."""
-    marker = f"MEMAUDIT_DATA_DIR={data_dir}".encode()
+    return processes_with("MEMAUDIT_DATA_DIR", str(data_dir))
+
+
+def processes_with(variable: str, value: str) -> list[int]:
+    """Live processes whose environment has `variable=value` (children inherit it)."""
+    marker = f"{variable}={value}".encode()
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
