@@ -6,7 +6,8 @@
 - `write_back`: a finished policy audit's verdict and headline numbers become tags on the MLflow
   model version, where a promotion gate reads them.
 - `reconcile`: MLflow keeps no outbox, so versions registered while deliveries were lost are
-  found by listing recent versions of every policy-matched model.
+  found by listing recent versions of every policy-matched model (page by page, however many
+  are registered); each version it audits is listed with the deliveries as reconciliation's.
 """
 
 from __future__ import annotations

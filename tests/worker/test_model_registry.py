@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import select
+
 from core.config import Settings
-from core.models import Audit
-from worker.model_registry import _huggingface_action, _mlflow_action, version_tags
+from core.models import Audit, WebhookDelivery
+from worker.model_registry import (
+    RECONCILED_REASON,
+    REGISTRY_PAGE_SIZE,
+    _huggingface_action,
+    _mlflow_action,
+    reconcile,
+    version_tags,
+)
 
 
 def test_mlflow_version_created_starts_and_our_own_tags_are_ignored() -> None:
@@ -69,3 +79,50 @@ def test_version_tags_carry_the_verdict_and_the_headline_numbers(tmp_path) -> No
     )
     tags = version_tags(inconclusive, Settings(data_dir=tmp_path))
     assert tags["memaudit.verdict"] == "inconclusive" and tags["memaudit.promotion"] == "allowed"
+
+
+@pytest.mark.slow
+def test_reconciliation_pages_past_the_first_hundred_models_and_lists_its_catches(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """A real MLflow registry (a local SQLite store) with more registered models than one page:
+    the only version a policy matches belongs to the last model, on the second page."""
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    total = REGISTRY_PAGE_SIZE + 20
+    for i in range(total):
+        registry.create_registered_model(f"bulk-{i:03d}")
+    last = f"bulk-{total - 1:03d}"
+    registry.create_model_version(last, source=str(tiny_lm.model_dir))
+    first_page = registry.search_registered_models()
+    assert last not in {m.name for m in first_page} and first_page.token  # it really pages
+
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "the-last-one",
+        "source": "mlflow",
+        "model_pattern": last,
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    created = stack.client.post("/v1/policies", headers=stack.headers, json=body)
+    assert created.status_code == 201, created.text
+    celery = stack.client.app.state.celery
+
+    started = reconcile(stack.db, stack.settings, celery)
+    assert len(started) == 1
+    with stack.db.session() as session:
+        audit = session.get(Audit, started[0])
+        assert audit.model_uri == f"mlflow:models:/{last}/1"
+        catches = list(session.scalars(select(WebhookDelivery)))
+    assert [(c.event, c.status) for c in catches] == [("reconciliation", "reconciled")]
+    listed = stack.client.get("/v1/deliveries", headers=stack.headers).json()["data"]
+    assert listed[0]["outcome"] == "reconciled" and listed[0]["reason"] == RECONCILED_REASON
+    assert listed[0]["model_uri"] == f"mlflow:models:/{last}/1"
+    assert [a["id"] for a in listed[0]["audits"]] == started
+    assert listed[0]["audits"][0]["report_url"].endswith(f"/audits/{started[0]}")
+    # A second round finds the version audited: nothing new started, nothing new listed.
+    assert reconcile(stack.db, stack.settings, celery) == []
+    assert stack.client.get("/v1/deliveries", headers=stack.headers).json()["count"] == 1
