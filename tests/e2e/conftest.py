@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, make_settings, settings_env
+from tests.conftest import REPO, make_settings, settings_env, wait_for
 from worker.demo import DemoArtifacts
 
 
@@ -123,3 +124,49 @@ def processes_using(data_dir: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real `mlflow server` (SQLite store) that may deliver webhooks to this host over http."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
+        "MLFLOW_WEBHOOK_CACHE_TTL": "0",
+    }
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+        ],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(url, process, root), 120, "mlflow server", interval=0.5)
+        yield MlflowServer(url, root)
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+        log.close()
+
+
+def _healthy(url: str, process: subprocess.Popen, root: Path) -> bool:
+    assert process.poll() is None, (root / "server.log").read_text()[-3000:]
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
