@@ -61,6 +61,16 @@ def _policy(memaudit: Served, tiny_lm: DemoArtifacts) -> dict:
     return response.json()
 
 
+def _register(registry, model_dir: Path, name: str):  # type: ignore[no-untyped-def]
+    """A `save_pretrained` directory logged to a run, then registered from the run's artifacts."""
+    run = registry.create_run(registry.get_experiment_by_name("Default").experiment_id)
+    registry.log_artifacts(run.info.run_id, str(model_dir), "model")
+    registry.set_terminated(run.info.run_id)
+    return registry.create_model_version(
+        name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+
+
 def test_the_service_says_at_start_which_integrations_are_on(
     memaudit: Served, mlflow_server: MlflowServer
 ) -> None:
@@ -100,7 +110,7 @@ def test_a_webhook_with_the_wrong_secret_is_listed_refused_with_no_audit(
         assert "MEMAUDIT_MLFLOW_WEBHOOK_SECRET" in tested.response_body
         assert HOOK_SECRET not in tested.response_body
         registry.create_registered_model("health-bot")
-        version = registry.create_model_version("health-bot", source=str(tiny_lm.model_dir))
+        version = _register(registry, tiny_lm.model_dir, "health-bot")
         uri = f"mlflow:models:/health-bot/{version.version}"
 
         refused = wait_for(

@@ -80,6 +80,7 @@ def test_the_policies_page_lists_each_policy_with_its_latest_verdicts(
     assert f'href="/audits/{audit_id}"' in page and "mlflow:models:/support-bot/3" in page
     assert "<td data-verdict>fail</td>" in page and "data-enabled>enabled" in page
     assert "data-warnings" not in page
+    assert "prefix_tokens=10" in page and "=None" not in page  # only the parameters set
     # Where the policy API gives warnings, the page shows them.
     original = registry_pages.policies.to_public
 
