@@ -4,6 +4,9 @@ MLflow (>= 3.3) signs `"{delivery_id}.{timestamp}.{raw body}"` with HMAC-SHA256 
 `v1,<base64>` in X-MLflow-Signature. A delivery is accepted only with a valid signature, a
 timestamp within the tolerance, and a delivery id never seen before (the row is the replay
 guard). The Hugging Face Hub sends its shared secret in X-Webhook-Secret.
+
+A refused delivery is kept as a `WebhookRefusal` (the latest few per source, never its body),
+so a webhook set up with the wrong secret shows on the deliveries page with its reason.
 """
 
 from __future__ import annotations
@@ -17,19 +20,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.db import Database
 from core.errors import ApiError
 from core.json_input import JsonRefused, loads
-from core.models import WebhookDelivery
+from core.models import WebhookDelivery, WebhookRefusal
 from core.task_names import HANDLE_REGISTRY_EVENT
 
 MLFLOW_SIGNATURE = "x-mlflow-signature"
 MLFLOW_TIMESTAMP = "x-mlflow-timestamp"
 MLFLOW_DELIVERY = "x-mlflow-delivery-id"
 HF_SECRET = "x-webhook-secret"
+KEPT_REFUSALS = 50  # per source: enough to see a pattern, never an unbounded table
 
 
 def mlflow_signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
@@ -55,7 +61,12 @@ def verify_mlflow(
         raise ApiError(401, "unsigned", "X-MLflow-Signature, -Timestamp and -Delivery-Id needed")
     expected = mlflow_signature(secret, delivery_id, timestamp, body)
     if not hmac.compare_digest(expected, presented):
-        raise ApiError(401, "bad_signature", "the signature does not match the body")
+        raise ApiError(
+            401,
+            "bad_signature",
+            "the signature does not match: compare the webhook's secret in MLflow with "
+            "MEMAUDIT_MLFLOW_WEBHOOK_SECRET on this service",
+        )
     try:
         age = abs((now if now is not None else time.time()) - int(timestamp))
     except ValueError:
@@ -74,7 +85,12 @@ def verify_huggingface(headers: Mapping[str, str], secret: str) -> None:
         )
     presented = headers.get(HF_SECRET, "")
     if not hmac.compare_digest(presented.encode(), secret.encode()):
-        raise ApiError(401, "bad_secret", "X-Webhook-Secret does not match")
+        raise ApiError(
+            401,
+            "bad_secret",
+            "X-Webhook-Secret does not match: compare the webhook's secret on the Hub with "
+            "MEMAUDIT_HF_WEBHOOK_SECRET on this service",
+        )
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -127,6 +143,51 @@ def accept_huggingface(
     # The Hub sends no delivery id; each accepted delivery gets one, and audits stay
     # idempotent per (policy, repo revision).
     return record(db, "huggingface", uuid.uuid4().hex, payload, huggingface_event(payload))
+
+
+def _unverified_event(source: str, body: bytes) -> str | None:
+    """The event a refused body names, for the deliveries page only: never acted upon."""
+    try:
+        payload = loads(body)
+    except JsonRefused:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    return (mlflow_event if source == "mlflow" else huggingface_event)(payload)[:100]
+
+
+def record_refusal(
+    session: Session,
+    source: str,
+    refused: ApiError,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> None:
+    """Keep this refusal beside the latest others of its source, dropping the oldest."""
+    delivery_id = headers.get(MLFLOW_DELIVERY) if source == "mlflow" else None
+    session.add(
+        WebhookRefusal(
+            source=source,
+            reason=refused.code[:64],
+            message=refused.message[:500],
+            delivery_id=delivery_id[:200] if delivery_id else None,
+            event=_unverified_event(source, body),
+        )
+    )
+    session.flush()
+    oldest_kept = session.scalar(
+        select(WebhookRefusal.id)
+        .where(WebhookRefusal.source == source)
+        .order_by(WebhookRefusal.id.desc())
+        .offset(KEPT_REFUSALS - 1)
+        .limit(1)
+    )
+    if oldest_kept is not None:
+        session.execute(
+            delete(WebhookRefusal).where(
+                WebhookRefusal.source == source, WebhookRefusal.id < oldest_kept
+            )
+        )
 
 
 def dispatch(celery: Celery, settings: Settings, key: str) -> None:

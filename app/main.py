@@ -13,6 +13,7 @@ from app.api import (
     audits,
     checks,
     datasets,
+    deliveries,
     docs,
     evidence,
     health,
@@ -31,6 +32,7 @@ from app.security_headers import SecurityHeadersMiddleware
 from core.celery_app import create_celery
 from core.config import Settings, get_settings
 from core.db import Database
+from core.integrations import log_integrations
 from worker.checks.registry import REGISTRY
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "frontend" / "static"
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     application.state.db = Database(settings.database_url)
     application.state.celery = create_celery(settings)
     install_error_handlers(application)
+    log_integrations(settings)
     for router in (
         health.router,
         docs.router,
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policies.router,
         teams.router,
         hooks.router,
+        deliveries.router,
         metrics.router,
         dashboard.router,
     ):

@@ -270,6 +270,23 @@ class WebhookDelivery(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
+class WebhookRefusal(Base):
+    """A delivery refused at the door (bad signature, stale, unsigned, replayed): what a user
+    needs to mend the webhook, never its body. Only the latest few per source are kept; the
+    key is our own, so a refused delivery id can never block a later genuine one."""
+
+    __tablename__ = "webhook_refusals"
+    __table_args__ = (Index("ix_webhook_refusals_source_id", "source", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(64))  # the refusal's error code
+    message: Mapped[str] = mapped_column(String(500))
+    delivery_id: Mapped[str | None] = mapped_column(String(200))  # as presented, unverified
+    event: Mapped[str | None] = mapped_column(String(100))  # as the body names it, unverified
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class WorkerHost(Base):
     """A host that has run a worker, and when it last claimed work: a SQLite database lives
     on one host's disk, so a worker on a second host is refused while the first is alive."""

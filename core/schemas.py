@@ -241,6 +241,42 @@ class ReauditRequest(StrictModel):
     )
 
 
+DeliverySource = Literal["mlflow", "huggingface"]
+DeliveryOutcome = Literal["received", "processed", "ignored", "reconciled", "refused"]
+
+
+class DeliveryAudit(BaseModel):
+    id: str
+    status: str
+    verdict: str | None = Field(None, description="the policy verdict once the audit finished")
+    report_url: str
+
+
+class DeliveryPublic(BaseModel):
+    id: str = Field(..., description="`<source>:<delivery id>`, or `refused:<n>` for a refusal")
+    received_at: UtcDatetime
+    source: str
+    event: str | None = Field(None, description="a refused delivery's is as its body named it")
+    outcome: str = Field(
+        ...,
+        description="received (queued), processed, ignored, reconciled (found by reconciliation:"
+        " the webhook never announced it) or refused (at the door; never acted upon)",
+    )
+    reason: str | None
+    delivery_id: str | None = Field(None, description="the id a refused delivery presented")
+    model_uri: str | None = None
+    audits: list[DeliveryAudit] = Field(default_factory=list, description="audits it started")
+
+
+class DeliveriesPublic(BaseModel):
+    data: list[DeliveryPublic]
+    count: int
+    refused: dict[str, dict[str, int]] = Field(
+        ..., description="refusals per source and reason since the service began counting"
+    )
+    kept_refusals: int = Field(..., description="the latest refusals kept per source")
+
+
 class CallbackDeliveryPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

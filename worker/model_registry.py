@@ -8,14 +8,16 @@
   model version, where a promotion gate reads them, and metrics on a run linked to it
   (`mlflow_results`).
 - `reconcile`: MLflow keeps no outbox, so versions registered while deliveries were lost are
-  found by listing recent versions of every policy-matched model.
+  found by listing recent versions of every policy-matched model (page by page, however many
+  are registered); each version it audits is listed with the deliveries as reconciliation's.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from celery import Celery
@@ -187,6 +189,45 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
     return tags
 
 
+REGISTRY_PAGE_SIZE = 100  # MLflow's default page of registered models
+VERSION_PAGE_SIZE = 10_000  # and of model versions
+RECONCILED_REASON = "found by reconciliation: no webhook delivery announced this version"
+
+
+def _every(search: Callable[..., Any], *args: Any, page_size: int) -> Iterator[Any]:
+    """Every result of a paged MLflow search, page by page."""
+    token = None
+    while True:
+        page = search(*args, max_results=page_size, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _record_catch(db: Database, uri: str, audits: list[str]) -> None:
+    """A version reconciliation audited is listed with the deliveries, as reconciliation's:
+    a user sees which versions the webhook missed. Only catches are kept, so rounds that
+    find nothing add nothing."""
+    detail = {
+        "status": "reconciled",
+        "reason": RECONCILED_REASON,
+        "model_uri": uri,
+        "audits": audits,
+    }
+    with db.session() as session:
+        session.add(
+            WebhookDelivery(
+                id=f"mlflow:reconciliation-{uuid.uuid4().hex}",
+                source="mlflow",
+                event="reconciliation",
+                payload={"model_uri": uri},
+                status="reconciled",
+                detail=detail,
+            )
+        )
+
+
 def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
     """Audit recent versions of policy-matched registered models that no delivery announced."""
     if not settings.mlflow_tracking_uri:
@@ -198,16 +239,22 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
     client = mlflow_models.client(settings.mlflow_tracking_uri)
     since_ms = (time.time() - settings.registry_lookback_days * 86400) * 1000
     started: list[str] = []
-    for model in client.search_registered_models():
+    for model in _every(client.search_registered_models, page_size=REGISTRY_PAGE_SIZE):
         matched = [p for p in policies if matches(p, model.name)]
         if not matched:
             continue
-        for version in client.search_model_versions(f"name='{model.name}'"):
+        versions = _every(
+            client.search_model_versions, f"name='{model.name}'", page_size=VERSION_PAGE_SIZE
+        )
+        for version in versions:
             if version.creation_timestamp and version.creation_timestamp < since_ms:
                 continue
             uri = f"{mlflow_models.PREFIX}{model.name}/{version.version}"
             labels = {"mlflow.run_id": version.run_id or ""}
-            started += _start(db, settings, celery, matched, uri, labels)[0]
+            caught = _start(db, settings, celery, matched, uri, labels)[0]
+            if caught:
+                _record_catch(db, uri, caught)
+            started += caught
     if started:
         log.info("reconciliation started %d audits of unannounced versions", len(started))
     return started

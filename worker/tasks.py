@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
+from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_process_init
 
 from core.celery_app import create_celery
 from core.config import get_settings
 from core.db import Database
+from core.integrations import reconciliation_line
 from core.logs import configure_logging, replace_context
 from core.task_names import (
     BUILD_SPLIT,
@@ -52,6 +53,12 @@ def _memaudit_logging(loglevel: str | None = None, **_kwargs: object) -> None:
     """Celery leaves logging to us: its lines and ours share one (JSON) format."""
     settings = get_settings()
     configure_logging(settings.log_format, loglevel or settings.log_level)
+
+
+@beat_init.connect
+def _announce_schedule(**_kwargs: object) -> None:
+    """The beat owns the reconciliation: say once whether it runs, how often and where."""
+    log.info(reconciliation_line(get_settings()))
 
 
 # Tasks whose first argument is an audit id; a shard task learns its audit on claiming.

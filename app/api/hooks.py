@@ -17,9 +17,11 @@ from core.errors import ApiError
 router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
 
 
-def _count_refusal(request: Request, source: str, code: str) -> None:
+def _refused(request: Request, source: str, refused: ApiError, body: bytes) -> None:
+    """Counted per reason for the metrics, and kept among the latest for the deliveries page."""
     with request.app.state.db.session() as session:
-        count_event(session, f"webhook.{source}.{code}")
+        hooks.record_refusal(session, source, refused, request.headers, body)
+        count_event(session, f"webhook.{source}.{refused.code}")
 
 
 async def _accept(
@@ -30,13 +32,12 @@ async def _accept(
     source: str,
 ) -> dict[str, str]:
     """Verify and record in the database, queue the handling; the worker does the rest.
-    A delivery that fails its signature is counted, never stored."""
+    A refused delivery is counted and kept among the latest few, its body never stored."""
     body = await request.body()
     try:
         key = await run_in_threadpool(accept, request.app.state.db, settings, request.headers, body)
     except ApiError as refused:
-        if refused.status == 401:
-            await run_in_threadpool(_count_refusal, request, source, refused.code)
+        await run_in_threadpool(_refused, request, source, refused, body)
         raise
     await run_in_threadpool(hooks.dispatch, celery, settings, key)
     return {"delivery": key, "status": "accepted"}

@@ -27,7 +27,7 @@ from app.browser_sessions import (
     same_origin,
     tokens_match,
 )
-from app.dashboard import pages
+from app.dashboard import pages, registry_pages
 from app.dashboard.rendering import PLOTLY_JS, page
 from app.deps import SessionDep, SettingsDep, bearer_key, refuse_failed_attempt
 from app.keys import authenticate
@@ -180,14 +180,20 @@ def logout(
     return response
 
 
-def _page(request: Request, template: str, viewer: Viewer, context: dict) -> Response:
+def _page(
+    request: Request, template: str, viewer: Viewer, context: dict, status_code: int = 200
+) -> Response:
     context["csrf_token"] = viewer.csrf_token
-    return page(request, template, context)
+    context["is_admin"] = viewer.key.is_admin  # the navigation shows the admin pages
+    return page(request, template, context, status_code=status_code)
 
 
 def _missing(request: Request, viewer: Viewer, what: str) -> Response:
-    context = {"what": what, "csrf_token": viewer.csrf_token}
-    return page(request, "missing.html", context, status_code=404)
+    return _page(request, "missing.html", viewer, {"what": what}, status_code=404)
+
+
+def _admins_only(request: Request, viewer: Viewer, what: str) -> Response:
+    return _page(request, "admins_only.html", viewer, {"what": what}, status_code=403)
 
 
 @router.get("/audits", response_class=HTMLResponse)
@@ -255,3 +261,33 @@ def compare_page(
     return _page(
         request, "compare.html", viewer, pages.comparison(session, settings, first, second)
     )
+
+
+@router.get("/deliveries", response_class=HTMLResponse)
+def deliveries_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    source: str | None = None,
+    outcome: str | None = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> Response:
+    """Webhook health: admin only, since deliveries name registry models and policies."""
+    viewer = _viewer(request, session)
+    if viewer is None:
+        return _to_login(request)
+    if not viewer.key.is_admin:
+        return _admins_only(request, viewer, "webhook deliveries")
+    filters = {"source": source, "outcome": outcome}
+    context = registry_pages.deliveries(session, settings, filters, page_number, PAGE_SIZE)
+    return _page(request, "deliveries.html", viewer, context)
+
+
+@router.get("/policies", response_class=HTMLResponse)
+def policies_page(request: Request, session: SessionDep) -> Response:
+    viewer = _viewer(request, session)
+    if viewer is None:
+        return _to_login(request)
+    if not viewer.key.is_admin:
+        return _admins_only(request, viewer, "audit policies")
+    return _page(request, "policies.html", viewer, registry_pages.policy_overview(session))

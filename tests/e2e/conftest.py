@@ -142,6 +142,7 @@ class MlflowServer:
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A real `mlflow server` (SQLite store) that may deliver webhooks to this host over http."""
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     env = {
@@ -150,6 +151,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
         "MLFLOW_WEBHOOK_CACHE_TTL": "0",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job runner, no /dev/shm folder
     }
     log = (root / "server.log").open("wb")
     process = subprocess.Popen(

@@ -22,6 +22,7 @@ TABLES = {
     "splits",
     "sample_results",
     "webhook_deliveries",
+    "webhook_refusals",
     "worker_hosts",
 }
 
@@ -146,3 +147,32 @@ def test_an_audit_without_a_model_on_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_an_audit_without_a_model_on_postgres(postgres_url) -> None:
     _audit_without_a_model(postgres_url)
+
+
+def _refusals_come_and_go(url: str) -> None:
+    """0010 adds the kept refusals; going back to 0008 drops them and nothing else."""
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO webhook_refusals (source, reason, message, delivery_id, event, "
+                "received_at) VALUES ('mlflow', 'bad_signature', 'm', 'd-1', NULL, '2026-01-01')"
+            )
+        )
+        assert connection.scalar(text("SELECT count(*) FROM webhook_refusals")) == 1
+    downgrade(url, "0008")
+    assert "webhook_refusals" not in _tables(url)
+    assert "webhook_deliveries" in _tables(url)
+    upgrade(url)
+    assert "webhook_refusals" in _tables(url)
+    engine.dispose()
+
+
+def test_webhook_refusals_on_sqlite(tmp_path) -> None:
+    _refusals_come_and_go(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+def test_webhook_refusals_on_postgres(postgres_url) -> None:
+    _refusals_come_and_go(postgres_url)

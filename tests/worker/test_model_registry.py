@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from sqlalchemy import select
+
 from core.config import Settings
-from core.models import Audit, AuditPolicy
+from core.models import Audit, AuditPolicy, WebhookDelivery
 from core.policies import policy_idempotency_key
 from worker.mlflow_results import masked_report, result_metrics
-from worker.model_registry import HEADLINE_TAGS, _huggingface_action, _mlflow_action, version_tags
+from worker.model_registry import (
+    HEADLINE_TAGS,
+    RECONCILED_REASON,
+    REGISTRY_PAGE_SIZE,
+    _huggingface_action,
+    _mlflow_action,
+    reconcile,
+    version_tags,
+)
 
 
 def test_mlflow_version_created_starts_and_our_own_tags_are_ignored() -> None:
@@ -146,3 +157,50 @@ def test_results_metrics_are_the_headlines_and_each_thresholds_value(tmp_path) -
     parsed = json.loads(report)
     assert parsed["summary"]["loss"] == {"mean_sample_loss": 2.5}
     assert parsed["verdict"]["status"] == "fail" and parsed["audit_id"] == "a1"
+
+
+@pytest.mark.slow
+def test_reconciliation_pages_past_the_first_hundred_models_and_lists_its_catches(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """A real MLflow registry (a local SQLite store) with more registered models than one page:
+    the only version a policy matches belongs to the last model, on the second page."""
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    total = REGISTRY_PAGE_SIZE + 20
+    for i in range(total):
+        registry.create_registered_model(f"bulk-{i:03d}")
+    last = f"bulk-{total - 1:03d}"
+    registry.create_model_version(last, source=str(tiny_lm.model_dir))
+    first_page = registry.search_registered_models()
+    assert last not in {m.name for m in first_page} and first_page.token  # it really pages
+
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "the-last-one",
+        "source": "mlflow",
+        "model_pattern": last,
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    created = stack.client.post("/v1/policies", headers=stack.headers, json=body)
+    assert created.status_code == 201, created.text
+    celery = stack.client.app.state.celery
+
+    started = reconcile(stack.db, stack.settings, celery)
+    assert len(started) == 1
+    with stack.db.session() as session:
+        audit = session.get(Audit, started[0])
+        assert audit.model_uri == f"mlflow:models:/{last}/1"
+        catches = list(session.scalars(select(WebhookDelivery)))
+    assert [(c.event, c.status) for c in catches] == [("reconciliation", "reconciled")]
+    listed = stack.client.get("/v1/deliveries", headers=stack.headers).json()["data"]
+    assert listed[0]["outcome"] == "reconciled" and listed[0]["reason"] == RECONCILED_REASON
+    assert listed[0]["model_uri"] == f"mlflow:models:/{last}/1"
+    assert [a["id"] for a in listed[0]["audits"]] == started
+    assert listed[0]["audits"][0]["report_url"].endswith(f"/audits/{started[0]}")
+    # A second round finds the version audited: nothing new started, nothing new listed.
+    assert reconcile(stack.db, stack.settings, celery) == []
+    assert stack.client.get("/v1/deliveries", headers=stack.headers).json()["count"] == 1
