@@ -28,6 +28,7 @@ from core.verdicts import metric_value
 from worker.checks.registry import REGISTRY
 
 log = logging.getLogger(__name__)
+MAX_TAG_VALUE = 5000  # a reason is a line or two; MLflow accepts up to 100,000 characters
 OWN_TAG_PREFIX = "memaudit."
 HEADLINE_TAGS = {
     "memaudit.greedy_extraction_rate": "extraction.greedy_extraction_rate",
@@ -131,6 +132,11 @@ def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:
         "memaudit.audit_id": audit.id,
         "memaudit.report_url": f"{settings.public_url.rstrip('/')}/audits/{audit.id}",
     }
+    # Why a verdict is `unknown` (`unknown: 48 of 48 records shorter than prefix+suffix ...`),
+    # cut to a bounded length.
+    reason = (audit.verdict or {}).get("reason")
+    if reason:
+        tags["memaudit.verdict_reason"] = str(reason)[:MAX_TAG_VALUE]
     for tag, metric in HEADLINE_TAGS.items():
         value = metric_value(audit.summary or {}, metric)
         if value is not None:
