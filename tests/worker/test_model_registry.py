@@ -69,3 +69,13 @@ def test_version_tags_carry_the_verdict_and_the_headline_numbers(tmp_path) -> No
     )
     tags = version_tags(inconclusive, Settings(data_dir=tmp_path))
     assert tags["memaudit.verdict"] == "inconclusive" and tags["memaudit.promotion"] == "allowed"
+    assert "memaudit.verdict_reason" not in tags  # only an unknown verdict has one
+    reason = "unknown: 48 of 48 records shorter than prefix+suffix (100 tokens)"
+    unknown = Audit(
+        id="a4",
+        status="succeeded",
+        summary={},
+        verdict={"status": "unknown", "results": [], "promotion": "blocked", "reason": reason},
+    )
+    tags = version_tags(unknown, Settings(data_dir=tmp_path))
+    assert tags["memaudit.verdict"] == "unknown" and tags["memaudit.verdict_reason"] == reason

@@ -179,7 +179,7 @@ def test_windows_no_record_can_hold_are_refused_before_any_audit(stack, body, ti
         json={
             **body,
             "checks": [
-                {"kind": "extraction", "params": {"prefix_tokens": 40, "suffix_tokens": 40}},
+                {"kind": "extraction", "params": {"prefix_tokens": 30, "suffix_tokens": 30}},
                 {"kind": "membership", "params": {}},
             ],
         },
@@ -187,7 +187,12 @@ def test_windows_no_record_can_hold_are_refused_before_any_audit(stack, body, ti
     patched = stack.client.patch(
         f"/v1/policies/{fitting['id']}",
         headers=stack.headers,
-        json={"checks": [{"kind": "extraction", "params": {"prefix_tokens": 60}}]},
+        json={
+            "checks": [
+                {"kind": "extraction", "params": {"prefix_tokens": 60}},
+                {"kind": "membership", "params": {}},
+            ]
+        },
     )
     assert patched.status_code == 422 and "prefix_tokens+suffix_tokens = 110" in patched.text
     again = stack.client.get(f"/v1/policies/{fitting['id']}", headers=stack.headers).json()
