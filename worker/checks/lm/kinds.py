@@ -75,9 +75,10 @@ def _label_refusals(profile: DatasetProfile, needs: dict[str, tuple[str, ...]]) 
     found = []
     if profile.members["invalid"]:
         found.append(
-            f"{profile.members['invalid']:,} records have a `member` that is not true, false or "
-            f"null (the first on line {profile.first_invalid_member_line}): the LM checks read "
-            "it as the record's label; fix those values or drop the field"
+            f"{profile.members['invalid']:,} of the {profile.n_parsed:,} records read have a "
+            "`member` that is not true, false or null (the first on line "
+            f"{profile.first_invalid_member_line}): the LM checks read it as the record's "
+            "label; fix those values or drop the field"
         )
     if not profile.complete:
         return found
