@@ -178,6 +178,9 @@ class CheckKind:
     # would find wrong with the records, known before a model version arrives. Fields in
     # `required_fields` are checked record by record for every kind already.
     fit: Callable[[Any, FitContext], DataFit] | None = None
+    # How a worker reads each record for this kind (`core.inspection.datasets.Record`),
+    # raising DatasetError where it would fail the audit: the policy's dataset pass runs it.
+    check_record: Callable[[Any], object] | None = None
     # What the family's pass must prepare for this kind (the LM family's passes), if anything.
     plan: Callable[[Any, SubmitContext], Any] | None = None
     # Facts about what the pass read as a whole (the model itself; a dataset kind's corpus),

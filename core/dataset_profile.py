@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.inspection.datasets import iter_records, parse_line
+from core.inspection.datasets import DatasetError, Record, iter_records, parse_line
+
+Reader = Callable[[Record], object]  # raises DatasetError on a record a worker cannot read
 
 # Records parsed in full; past them a JSONL line's length still bounds its text (below), so a
 # dataset of millions of records costs one read of its bytes and this many JSON parses.
@@ -72,7 +74,7 @@ class TextLengths:
 @dataclass
 class DatasetProfile:
     """One pass over a dataset's records: which fields each holds, how long its texts are,
-    and its `member` labels."""
+    its `member` labels, and the records each kind's reader refuses."""
 
     n_records: int = 0
     n_parsed: int = 0
@@ -82,11 +84,12 @@ class DatasetProfile:
     first_missing_line: dict[str, int] = field(default_factory=dict)
     # Of the parsed records whose `text` is a string.
     text: TextLengths = field(default_factory=TextLengths)
-    # `member` as the LM kinds read it: true, false, absent (or null), or anything else.
-    members: dict[str, int] = field(
-        default_factory=lambda: {"true": 0, "false": 0, "absent": 0, "invalid": 0}
-    )
-    first_invalid_member_line: int | None = None
+    # Records labelled `member: true`, `false`, or not at all (a value that is none of these
+    # is the LM kinds' reader's to refuse).
+    members: dict[str, int] = field(default_factory=lambda: {"true": 0, "false": 0, "absent": 0})
+    # Per kind: the records its `check_record` refused, and the first refusal ("line 7: ...").
+    unreadable: dict[str, int] = field(default_factory=dict)
+    first_unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_unparsed(self) -> int:
@@ -97,38 +100,45 @@ class DatasetProfile:
         """Every record was parsed: counts are exact, not only of the first records."""
         return self.n_unparsed == 0
 
-    def _read(self, data: dict, line_no: int, fields: Collection[str]) -> None:
+    def _read(self, record: Record, fields: Collection[str], readers: Mapping[str, Reader]) -> None:
         self.n_parsed += 1
+        data = record.data
         for name in fields:
             if data.get(name) is None:
                 self.missing[name] = self.missing.get(name, 0) + 1
-                self.first_missing_line.setdefault(name, line_no)
+                self.first_missing_line.setdefault(name, record.line_no)
         text = data.get("text")
         if isinstance(text, str):
             self.text.add(len(text.encode("utf-8")))
         member = data.get("member")
         if member is None:
-            label = "absent"
+            self.members["absent"] += 1
         elif isinstance(member, bool):
-            label = "true" if member else "false"
-        else:
-            label = "invalid"
-        self.members[label] += 1
-        if label == "invalid" and self.first_invalid_member_line is None:
-            self.first_invalid_member_line = line_no
+            self.members["true" if member else "false"] += 1
+        for kind, read in readers.items():
+            try:
+                read(record)
+            except DatasetError as exc:
+                self.unreadable[kind] = self.unreadable.get(kind, 0) + 1
+                self.first_unreadable.setdefault(kind, str(exc))
 
 
 def profile_dataset(
-    path: Path, n_records: int, fields: Collection[str], max_parsed: int = MAX_PARSED_RECORDS
+    path: Path,
+    n_records: int,
+    fields: Collection[str],
+    readers: Mapping[str, Reader] | None = None,
+    max_parsed: int = MAX_PARSED_RECORDS,
 ) -> DatasetProfile:
-    """Stream the dataset once: the first `max_parsed` records parsed, the rest of a JSONL file
+    """Stream the dataset once: the first `max_parsed` records parsed (and read by each kind's
+    reader, `readers` by kind name, as a worker would read them), the rest of a JSONL file
     only measured (a JSON string's UTF-8 is never longer than the line that spells it, escapes
     included), the rest of a CSV or `.npz` file (`n_records` in all) counted as unread.
     Memory: 8 bytes a parsed record."""
-    profile = DatasetProfile()
+    profile, readers = DatasetProfile(), readers or {}
     if path.suffix in (".csv", ".npz"):
         for record in iter_records(path, 0, max_parsed):
-            profile._read(record.data, record.line_no, fields)
+            profile._read(record, fields, readers)
         profile.n_records = max(n_records, profile.n_parsed)
     else:
         with path.open("rb") as stream:
@@ -137,7 +147,8 @@ def profile_dataset(
                     continue
                 profile.n_records += 1
                 if profile.n_parsed < max_parsed:
-                    profile._read(parse_line(line, line_no), line_no, fields)
+                    record = Record(profile.n_records - 1, line_no, parse_line(line, line_no))
+                    profile._read(record, fields, readers)
                 else:
                     profile.text.n_bounded += 1
                     profile.text.bounded_max = max(profile.text.bounded_max, len(line.strip()))

@@ -20,7 +20,7 @@ from core.config import Settings
 from core.db import utcnow
 from core.errors import ApiError
 from core.models import ApiKey, Audit, AuditPolicy
-from core.policy_fit import fit_warnings, read_profile, wanted_fields
+from core.policy_fit import fit_warnings, read_profile
 from core.schemas import (
     AuditCreate,
     CheckRequest,
@@ -84,7 +84,7 @@ def _fitted_checks(
         owner=owner,
         session=session,
     )
-    profile = read_profile(settings, owner, dataset, wanted_fields(catalog, validated))
+    profile = read_profile(settings, owner, dataset, catalog, validated)
     return validated, fit_warnings(catalog, validated, thresholds, profile)
 
 

@@ -21,10 +21,18 @@ from core.tenancy import Owner
 
 
 def read_profile(
-    settings: Settings, owner: Owner, dataset: ResolvedDataset, fields: Sequence[str]
+    settings: Settings,
+    owner: Owner,
+    dataset: ResolvedDataset,
+    catalog: Catalog,
+    checks: Sequence[Mapping[str, Any]],
 ) -> DatasetProfile:
     """One bounded pass over the dataset `resolve_dataset` found (an upload of the owner's
-    team, or a file beneath its data folders)."""
+    team, or a file beneath its data folders), counting the fields the checks require and
+    running their kinds' record readers."""
+    kinds = [catalog.get_check(check["kind"]) for check in checks]
+    fields = sorted({name for kind in kinds for name in kind.required_fields})
+    readers = {kind.name: kind.check_record for kind in kinds if kind.check_record is not None}
 
     def upload(_dataset_id: str) -> Any:
         return uploaded_dataset_path(settings.datasets_dir, dataset.sha256)
@@ -32,7 +40,7 @@ def read_profile(
     roots = owner.grants.data_roots(settings)
     try:
         with open_dataset(dataset.uri, upload, roots, settings.file_rules) as path:
-            return profile_dataset(path, dataset.n_records, fields)
+            return profile_dataset(path, dataset.n_records, fields, readers)
     except (FileNotFoundError, PermissionError) as exc:
         raise ApiError(422, "invalid_dataset", f"{dataset.uri}: {exc}") from None
     except DatasetError as exc:
@@ -58,6 +66,18 @@ def _missing_fields(kind: CheckKind, profile: DatasetProfile) -> list[str]:
                 f"{profile.first_missing_line[name]}): add it to those records, or leave them out"
             )
     return found
+
+
+def _unreadable(kind: CheckKind, profile: DatasetProfile) -> list[str]:
+    """Records the kind's worker-side reader refuses: the first fails the audit."""
+    count = profile.unreadable.get(kind.name, 0)
+    if not count:
+        return []
+    first = profile.first_unreadable[kind.name]
+    return [
+        f"a worker cannot read {count:,} of {_records_read(profile)} ({first}): mend those "
+        "records, or leave them out"
+    ]
 
 
 def _kinds_read(thresholds: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -90,7 +110,7 @@ def fit_warnings(
     for check in checks:
         kind = catalog.get_check(check["kind"])
         params = kind.parse_params(check["params"])
-        refusals = _missing_fields(kind, profile)
+        refusals = _missing_fields(kind, profile) or _unreadable(kind, profile)
         if kind.fit is not None:
             found = kind.fit(params, FitContext(profile, tuple(metrics.get(kind.name, ()))))
             refusals += found.refusals
@@ -106,9 +126,3 @@ def fit_warnings(
                 {"check": kind.name, "problems": refusals},
             )
     return warnings
-
-
-def wanted_fields(catalog: Catalog, checks: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The fields whose absence the pass counts: those the checks require."""
-    names = {name for check in checks for name in catalog.get_check(check["kind"]).required_fields}
-    return sorted(names)

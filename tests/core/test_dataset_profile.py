@@ -8,6 +8,7 @@ import pytest
 
 from core.dataset_profile import max_tokens, profile_dataset
 from tests.conftest import write_jsonl
+from worker.checks.lm.labels import read_record
 from worker.demo import build_tokenizer, make_corpus
 
 AWKWARD = [
@@ -43,11 +44,13 @@ def test_the_pass_parses_the_first_records_and_bounds_the_rest(tmp_path) -> None
     ]
     path = write_jsonl(tmp_path / "d.jsonl", records)
     path.write_text(path.read_text().replace("\n", "\n\n", 1))  # blank lines are not records
-    profile = profile_dataset(path, 5, ["text"], max_parsed=3)
+    profile = profile_dataset(path, 5, ["text"], {"loss": read_record}, max_parsed=3)
     assert (profile.n_records, profile.n_parsed, profile.complete) == (5, 3, False)
     assert profile.missing == {"text": 1} and profile.first_missing_line == {"text": 3}
-    assert profile.members == {"true": 1, "false": 1, "absent": 0, "invalid": 1}
-    assert profile.first_invalid_member_line == 4
+    assert profile.members == {"true": 1, "false": 1, "absent": 0}
+    # The LM kinds' own reader: the record without a text is the first it refuses.
+    assert profile.unreadable == {"loss": 2}
+    assert profile.first_unreadable == {"loss": "line 3: field 'text' must be a string"}
     assert list(profile.text.parsed) == [4, 20]
     # Past the parsed records only line lengths are known: the longest line bounds them.
     longest_line = len(json.dumps(records[3]))

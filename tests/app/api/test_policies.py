@@ -249,8 +249,8 @@ def test_some_records_too_short_are_a_warning_on_the_policy(stack, body, tiny_lm
         (  # and on a label it cannot read
             [{"text": "a canary long enough " * 3, "member": "yes"}],
             [],
-            "1 of the 1 records read have a `member` that is not true, false or null (the "
-            "first on line 1)",
+            "a worker cannot read 1 of 1 records (line 1: field 'member' must be true, false "
+            "or absent): mend those records, or leave them out",
         ),
         (  # an AUC sets members against non-members: there are none
             [{"text": "a canary long enough " * 3, "member": True}] * 3,

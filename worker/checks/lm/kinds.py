@@ -18,6 +18,7 @@ from core.check_kinds import (
     TableColumn,
 )
 from core.dataset_profile import DatasetProfile, max_tokens
+from worker.checks.lm.labels import read_record
 from worker.engine.extraction import default_n_grid
 from worker.engine.schemes import Scheme
 
@@ -69,17 +70,9 @@ def validate_corpus_audit(corpus_audit: str | None, context: SubmitContext) -> N
 
 
 def _label_refusals(profile: DatasetProfile, needs: dict[str, tuple[str, ...]]) -> list[str]:
-    """Every LM pass reads `member` as the record's label and fails the audit on one that is
-    not true, false or null; a threshold on a labelled group needs records in that group
-    (`needs`: metric -> "true"/"false"), which only a complete pass can rule out."""
-    found = []
-    if profile.members["invalid"]:
-        found.append(
-            f"{profile.members['invalid']:,} of the {profile.n_parsed:,} records read have a "
-            "`member` that is not true, false or null (the first on line "
-            f"{profile.first_invalid_member_line}): the LM checks read it as the record's "
-            "label; fix those values or drop the field"
-        )
+    """A threshold on a labelled group needs records in that group (`needs`: metric ->
+    "true"/"false"), which only a complete pass can rule out."""
+    found: list[str] = []
     if not profile.complete:
         return found
     counts = profile.members
@@ -96,10 +89,6 @@ def _label_refusals(profile: DatasetProfile, needs: dict[str, tuple[str, ...]]) 
                 f"labelled `member: {lacking[0]}`, or drop the threshold"
             )
     return found
-
-
-def _fit_labels_only(_params: Any, context: FitContext) -> DataFit:
-    return DataFit(refusals=tuple(_label_refusals(context.profile, {})))
 
 
 # ---- loss --------------------------------------------------------------------------------
@@ -128,7 +117,7 @@ LOSS = CheckKind(
         Metric("n_bytes", None, "bytes", "UTF-8 length of the text."),
         Metric("truncated", None, "bool", "The text was longer than the model context."),
     ),
-    fit=_fit_labels_only,
+    check_record=read_record,
     plan=Lazy("worker.checks.lm.compute:plan_loss"),
     compute=Lazy("worker.checks.lm.compute:compute_loss"),
     summarize=Lazy("worker.checks.lm.compute:summarize_loss"),
@@ -337,6 +326,7 @@ EXTRACTION = CheckKind(
     table_columns=lambda p: _extraction_columns(p),
     validate=_validate_extraction,
     fit=_fit_extraction,
+    check_record=read_record,
 )
 
 
@@ -478,5 +468,6 @@ MEMBERSHIP = CheckKind(
     table_columns=lambda p: _membership_columns(p),
     validate=_validate_membership,
     fit=_fit_membership,
+    check_record=read_record,
     summarize_reads_text=True,
 )
