@@ -9,6 +9,7 @@ required field in every record, a threshold on a check the policy runs) is check
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from core.check_kinds import Catalog, CheckKind, FitContext
@@ -34,16 +35,14 @@ def read_profile(
     fields = sorted({name for kind in kinds for name in kind.required_fields})
     readers = {kind.name: kind.check_record for kind in kinds if kind.check_record is not None}
 
-    def upload(_dataset_id: str) -> Any:
+    def upload(_dataset_id: str) -> Path:  # resolve_dataset found it among the team's
         return uploaded_dataset_path(settings.datasets_dir, dataset.sha256)
 
     roots = owner.grants.data_roots(settings)
     try:
         with open_dataset(dataset.uri, upload, roots, settings.file_rules) as path:
             return profile_dataset(path, dataset.n_records, fields, readers)
-    except (FileNotFoundError, PermissionError) as exc:
-        raise ApiError(422, "invalid_dataset", f"{dataset.uri}: {exc}") from None
-    except DatasetError as exc:
+    except (FileNotFoundError, PermissionError, DatasetError) as exc:  # a line a worker refuses
         raise ApiError(422, "invalid_dataset", f"{dataset.uri}: {exc}") from None
 
 
