@@ -14,10 +14,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import to_jsonable_python
+
+if TYPE_CHECKING:
+    from core.dataset_profile import DatasetProfile
 
 
 def check_target(target: str) -> str:
@@ -118,6 +121,24 @@ class SubmitContext:
     resolve_audit: Callable[[str], Any] | None = None
 
 
+@dataclass(frozen=True)
+class FitContext:
+    """What a kind is shown of a policy's dataset before any model is known."""
+
+    profile: DatasetProfile
+    # The policy's thresholds on this kind's metrics, by full name (`membership.loss.auc`).
+    metrics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DataFit:
+    """A kind's reading of a dataset: refusals (it cannot work on these records, whatever the
+    model), each saying what to change; warnings (some records will not count)."""
+
+    refusals: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
 class CheckParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -138,6 +159,9 @@ class CheckKind:
     # shared teacher-forced passes, a classifier context and labelled records, ...), the
     # params, and gets one dict of values per record.
     compute: Callable[..., list[dict[str, Any]]]
+    # A summary may say, in plain words, which records the model could not score (`unfit`:
+    # finalize copies it onto the audit's policy) and why its verdict metrics are missing
+    # (`not_computed`: the reason an `unknown` verdict gives).
     summarize: Callable[[Sequence[dict[str, Any]], Any], dict[str, Any]]
     # Orders records "most memorized first" (higher = more); stored in an indexed column so a
     # million-row table sorts in the database. None sorts last.
@@ -150,6 +174,13 @@ class CheckKind:
     # may return the params completed from the request (a retention chain read from the
     # registry), which are then what the audit stores and runs.
     validate: Callable[[Any, SubmitContext], Any] = _accept
+    # Whether the kind can work on a policy's dataset (`core/policy_fit.py`): what a worker
+    # would find wrong with the records, known before a model version arrives. Fields in
+    # `required_fields` are checked record by record for every kind already.
+    fit: Callable[[Any, FitContext], DataFit] | None = None
+    # How a worker reads each record for this kind (`core.inspection.datasets.Record`),
+    # raising DatasetError where it would fail the audit: the policy's dataset pass runs it.
+    check_record: Callable[[Any], object] | None = None
     # What the family's pass must prepare for this kind (the LM family's passes), if anything.
     plan: Callable[[Any, SubmitContext], Any] | None = None
     # Facts about what the pass read as a whole (the model itself; a dataset kind's corpus),

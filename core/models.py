@@ -129,6 +129,10 @@ class AuditPolicy(Base):
     # What an `inconclusive` verdict does to a promotion: `block` (the default) or `allow`.
     on_inconclusive: Mapped[str] = mapped_column(String(16), default="block")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What may keep its audits from counting every record, or from reaching a verdict: a pass
+    # over the dataset when the policy is written (`source: dataset`), the token counts of
+    # the latest audit of each matched model (`source: audit`). See core/policy_fit.py.
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

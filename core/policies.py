@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from fnmatch import fnmatchcase
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import func, select
@@ -19,7 +20,15 @@ from core.config import Settings
 from core.db import utcnow
 from core.errors import ApiError
 from core.models import ApiKey, Audit, AuditPolicy
-from core.schemas import AuditCreate, PolicyCreate, PolicyPublic, PolicyUpdate, Threshold
+from core.policy_fit import fit_warnings, read_profile
+from core.schemas import (
+    AuditCreate,
+    CheckRequest,
+    PolicyCreate,
+    PolicyPublic,
+    PolicyUpdate,
+    Threshold,
+)
 from core.submission import (
     enqueue_audit,
     find_idempotent,
@@ -49,19 +58,23 @@ def _thresholds(thresholds: list[Threshold]) -> list[dict]:
     return [rule.model_dump() for rule in thresholds]
 
 
-def _checks(
+def _fitted_checks(
     session: Session,
     settings: Settings,
     catalog: Catalog,
     team_id: str,
     dataset_uri: str,
     checks: list,
-) -> list[dict]:
-    """The checks as the policy's team could submit them (its dataset, its grants)."""
+    thresholds: list[dict],
+) -> tuple[list[dict], list[dict]]:
+    """The checks as the policy's team could submit them (its dataset, its grants), and the
+    warnings of a pass over the dataset; a 422 where they cannot fit it (`core/policy_fit.py`)."""
     owner = team_owner(session, team_id)
     dataset = resolve_dataset(session, settings, dataset_uri, owner)
+    if dataset.n_records == 0:
+        raise ApiError(422, "empty_dataset", f"dataset {dataset_uri} has no records")
     # The model is not known until a version arrives: its kind is checked then.
-    return validate_checks(
+    validated = validate_checks(
         checks,
         dataset,
         catalog=catalog,
@@ -71,6 +84,8 @@ def _checks(
         owner=owner,
         session=session,
     )
+    profile = read_profile(settings, owner, dataset, catalog, validated)
+    return validated, fit_warnings(catalog, validated, thresholds, profile)
 
 
 def _team_id(session: Session, name: str | None, key: ApiKey) -> str:
@@ -88,16 +103,21 @@ def create_policy(
     if session.scalar(select(AuditPolicy).where(AuditPolicy.name == body.name)) is not None:
         raise ApiError(409, "policy_exists", f"a policy named {body.name!r} exists")
     team_id = _team_id(session, body.team, key)
+    thresholds = _thresholds(body.thresholds)
+    checks, warnings = _fitted_checks(
+        session, settings, catalog, team_id, body.dataset.uri, body.checks, thresholds
+    )
     policy = AuditPolicy(
         team_id=team_id,
         name=body.name,
         source=body.source,
         model_pattern=body.model_pattern,
         dataset_uri=body.dataset.uri,
-        checks=_checks(session, settings, catalog, team_id, body.dataset.uri, body.checks),
-        thresholds=_thresholds(body.thresholds),
+        checks=checks,
+        thresholds=thresholds,
         on_inconclusive=body.on_inconclusive,
         enabled=body.enabled,
+        warnings=warnings,
     )
     session.add(policy)
     session.commit()
@@ -119,12 +139,21 @@ def update_policy(
     body: PolicyUpdate,
 ) -> AuditPolicy:
     dataset_uri = body.dataset.uri if body.dataset else policy.dataset_uri
-    if body.checks is not None or body.dataset is not None:
-        checks = body.checks if body.checks is not None else policy.checks
-        policy.checks = _checks(session, settings, catalog, policy.team_id, dataset_uri, checks)
-        policy.dataset_uri = dataset_uri
+    thresholds = policy.thresholds
     if body.thresholds is not None:
-        policy.thresholds = _thresholds(body.thresholds)
+        thresholds = _thresholds(body.thresholds)
+    if body.checks is not None or body.dataset is not None or body.thresholds is not None:
+        requested = body.checks
+        if requested is None:  # the stored checks, validated again against the new data
+            requested = [CheckRequest.model_validate(check) for check in policy.checks]
+        checks, warnings = _fitted_checks(
+            session, settings, catalog, policy.team_id, dataset_uri, requested, thresholds
+        )
+        # An audit's token counts hold for the checks and data it ran: kept while they stand.
+        same_run = checks == policy.checks and dataset_uri == policy.dataset_uri
+        kept = [w for w in policy.warnings if w["source"] == "audit"] if same_run else []
+        policy.checks, policy.dataset_uri, policy.warnings = checks, dataset_uri, warnings + kept
+        policy.thresholds = thresholds
     if body.on_inconclusive is not None:
         policy.on_inconclusive = body.on_inconclusive
     if body.model_pattern is not None:
@@ -134,6 +163,33 @@ def update_policy(
     policy.updated_at = utcnow()
     session.commit()
     return policy
+
+
+MAX_AUDIT_WARNINGS = 20  # the newest models' warnings; a policy matching hundreds keeps these
+
+
+def audit_warnings(policy: AuditPolicy, audit: Audit, summary: dict[str, Any]) -> list[dict]:
+    """The policy's warnings once this audit of it is summarized: each check's `unfit` (the
+    records this model could not score) replaces what an earlier audit of the same model said.
+    An audit of checks or data the policy no longer names leaves them as they are."""
+    if audit.checks != policy.checks or audit.dataset_uri != policy.dataset_uri:
+        return list(policy.warnings)
+    model = audit.model_family or audit.model_uri or ""
+    found = [
+        {
+            "source": "audit",
+            "check": check,
+            "message": part["unfit"],
+            "model": model,
+            "model_uri": audit.model_uri or "",
+            "audit_id": audit.id,
+        }
+        for check, part in summary.items()
+        if isinstance(part, dict) and part.get("unfit")
+    ]
+    dataset = [w for w in policy.warnings if w["source"] != "audit"]
+    earlier = [w for w in policy.warnings if w["source"] == "audit" and w["model"] != model]
+    return dataset + (earlier + found)[-MAX_AUDIT_WARNINGS:]
 
 
 def list_policies(session: Session, limit: int, offset: int) -> tuple[list[AuditPolicy], int]:

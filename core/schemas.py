@@ -204,6 +204,19 @@ class PolicyUpdate(StrictModel):
     enabled: bool | None = None
 
 
+class PolicyWarning(BaseModel):
+    source: Literal["dataset", "audit"] = Field(
+        ...,
+        description="`dataset`: found by the pass over the dataset when the policy was written; "
+        "`audit`: counted in the model's tokens by the policy's latest audit of that model",
+    )
+    check: str
+    message: str
+    model: str | None = Field(None, description="the registered model an `audit` warning is of")
+    model_uri: str | None = None
+    audit_id: str | None = None
+
+
 class PolicyPublic(BaseModel):
     id: str
     name: str
@@ -215,6 +228,7 @@ class PolicyPublic(BaseModel):
     thresholds: list[dict[str, Any]]
     on_inconclusive: str
     enabled: bool
+    warnings: list[PolicyWarning]
     created_at: UtcDatetime
     updated_at: UtcDatetime
 

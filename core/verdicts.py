@@ -170,6 +170,16 @@ def _best_score(membership: Mapping[str, Any]) -> str | None:
     return max(scored)[1] if scored else None
 
 
+def missing_reason(summary: Mapping[str, Any], name: str) -> str:
+    """Why the named metric was not computed, as the check's summary says it (`not_computed`:
+    "48 of 48 records shorter than prefix+suffix (100 tokens)")."""
+    kind = name.partition(".")[0]
+    part = summary.get(kind)
+    if not isinstance(part, Mapping):
+        return f"the audit has no {kind} summary"
+    return str(part.get("not_computed") or f"{name} was not computed")
+
+
 @dataclass(frozen=True)
 class ThresholdResult:
     metric: str
@@ -178,6 +188,7 @@ class ThresholdResult:
     value: float | None
     passed: bool | None  # None: not computed, or withheld by its reading
     reading: str | None = None  # the guard's reading of a membership metric
+    reason: str | None = None  # why a metric was not computed
 
 
 @dataclass(frozen=True)
@@ -186,12 +197,24 @@ class Verdict:
     results: list[ThresholdResult]
     promotion: str  # allowed | blocked
 
+    @property
+    def reason(self) -> str | None:
+        """Why an `unknown` verdict could not be reached, each distinct reason once:
+        `unknown: 48 of 48 records shorter than prefix+suffix (100 tokens)`."""
+        if self.status != "unknown":
+            return None
+        reasons = dict.fromkeys(r.reason for r in self.results if r.reason)
+        return "unknown: " + "; ".join(reasons)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        found = {
             "status": self.status,
             "results": [asdict(r) for r in self.results],
             "promotion": self.promotion,
         }
+        if self.reason:
+            found["reason"] = self.reason
+        return found
 
 
 def evaluate(
@@ -210,8 +233,11 @@ def evaluate(
         passed = None
         if value is not None and reading not in WITHHELD:
             passed = OPERATORS[rule["op"]](value, rule["value"])
+        reason = missing_reason(summary, rule["metric"]) if value is None else None
         results.append(
-            ThresholdResult(rule["metric"], rule["op"], rule["value"], value, passed, reading)
+            ThresholdResult(
+                rule["metric"], rule["op"], rule["value"], value, passed, reading, reason
+            )
         )
     if any(r.passed is False for r in results):
         status = "fail"

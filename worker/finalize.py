@@ -15,6 +15,7 @@ from core.check_kinds import CheckKind, UnknownCheck
 from core.config import Settings
 from core.db import Database, utcnow
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
+from core.policies import audit_warnings
 from core.verdicts import evaluate, failed_verdict
 from worker.audit_texts import AuditTexts
 from worker.checks.registry import REGISTRY
@@ -57,17 +58,31 @@ def _corpus_links(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _verdict(
-    session: Session, audit: Audit, summary: dict[str, Any], error: str | None
+    policy: AuditPolicy | None, summary: dict[str, Any], error: str | None
 ) -> dict[str, Any] | None:
     """The policy's verdict on this summary; a failed summary cannot pass."""
-    if audit.policy_id is None:
-        return None
-    policy = session.get(AuditPolicy, audit.policy_id)
     if policy is None:
         return None
     if error:
         return failed_verdict(error)
     return evaluate(summary, policy.thresholds, policy.on_inconclusive).to_json()
+
+
+def _note_on_policy(
+    session: Session, policy: AuditPolicy | None, audit: Audit, summary: dict[str, Any]
+) -> None:
+    """The records this model could not score become a warning on the policy (its page and
+    API), in the same transaction as the verdict; the policy's `updated_at` stays the last
+    change a person made."""
+    if policy is None:
+        return
+    warnings = audit_warnings(policy, audit, summary)
+    if warnings != policy.warnings:
+        session.execute(
+            update(AuditPolicy)
+            .where(AuditPolicy.id == policy.id)
+            .values(warnings=warnings, updated_at=AuditPolicy.updated_at)
+        )
 
 
 def row_counts(values: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -181,6 +196,13 @@ def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized
                 )
         now = utcnow()
         final = AuditStatus.FAILED if error else AuditStatus.SUCCEEDED
+        # Locked to the commit: two audits of one policy finishing together both leave their
+        # warnings on it.
+        policy = (
+            session.get(AuditPolicy, audit.policy_id, with_for_update=True)
+            if audit.policy_id
+            else None
+        )
         closed = session.execute(
             update(Audit)
             .where(Audit.id == audit_id, Audit.status == AuditStatus.RUNNING)
@@ -190,7 +212,7 @@ def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized
                 error=error,
                 provenance=_provenance(audit, shards),
                 row_counts=counts,
-                verdict=_verdict(session, audit, summary, error),
+                verdict=_verdict(policy, summary, error),
                 finished_at=audit.finished_at or now,
             )
         ).rowcount
@@ -198,4 +220,6 @@ def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized
             session.rollback()
             current = session.scalar(select(Audit.status).where(Audit.id == audit_id))
             return Finalized(current or "missing", False)
+        if not error:
+            _note_on_policy(session, policy, audit, summary)
         return Finalized(final, True)

@@ -33,6 +33,7 @@ from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
 
 log = logging.getLogger(__name__)
+MAX_TAG_VALUE = 5000  # a reason is a line or two; MLflow accepts up to 100,000 characters
 OWN_TAG_PREFIX = "memaudit."
 OWN_HUB_TAG_PREFIX = "memaudit-"  # git tags the Hub write-back leaves on audited commits
 # Set by a person (or a pipeline) to audit a version again: each new value starts one re-audit.
@@ -157,6 +158,11 @@ def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:
         "memaudit.audit_id": audit.id,
         "memaudit.report_url": f"{settings.public_url.rstrip('/')}/audits/{audit.id}",
     }
+    # Why a verdict is `unknown` (`unknown: 48 of 48 records shorter than prefix+suffix ...`),
+    # cut to a bounded length.
+    reason = (audit.verdict or {}).get("reason")
+    if reason:
+        tags["memaudit.verdict_reason"] = str(reason)[:MAX_TAG_VALUE]
     for tag, metric in HEADLINE_TAGS.items():
         value = metric_value(audit.summary or {}, metric)
         if value is not None:
@@ -183,10 +189,25 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
             tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS)
         except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
             log.warning("could not log audit %s to an MLflow run: %s", audit_id, exc)
+    clear_stale_tags(client, name, version, tags)
     # The verdict goes last: a gate that sees it can trust every other tag is there.
     for key in sorted(tags, key=lambda key: key == "memaudit.verdict"):
         client.set_model_version_tag(name, version, key, tags[key])
     return tags
+
+
+# Tags an audit writes only when it has the value: a re-audit without it must remove the old one,
+# or a version that now passes would still show the reason of its earlier `unknown`.
+OPTIONAL_TAGS = ("memaudit.verdict_reason", *HEADLINE_TAGS)
+
+
+def clear_stale_tags(client: Any, name: str, version: str, tags: Mapping[str, str]) -> list[str]:
+    """Delete the optional tags an earlier audit left that this one does not write."""
+    present = client.get_model_version(name, version).tags
+    stale = [key for key in OPTIONAL_TAGS if key in present and key not in tags]
+    for key in stale:
+        client.delete_model_version_tag(name, version, key)
+    return stale
 
 
 REGISTRY_PAGE_SIZE = 100  # MLflow's default page of registered models

@@ -163,6 +163,7 @@ def test_metrics_that_stand_are_compared(reading: str, status: str) -> None:
                 "value": 0.62,
                 "passed": True,
                 "reading": reading,
+                "reason": None,
             }
         ],
         "promotion": "allowed",
@@ -190,3 +191,28 @@ def test_the_best_score_is_read_by_the_score_it_names() -> None:
     summary["membership"]["scores"]["mink_0.2"]["reading"] = {"reading": "underpowered"}
     verdict = evaluate(summary, [{"metric": "membership.best.auc", "op": "<=", "value": 0.9}])
     assert verdict.status == "inconclusive" and verdict.results[0].value == 0.7
+
+
+def test_an_unknown_verdict_says_why_each_metric_was_not_computed() -> None:
+    """The reason comes from the check's summary (`not_computed`), each distinct one once."""
+    short = "48 of 48 records shorter than prefix+suffix (100 tokens; the longest of them has 38)"
+    summary = {
+        "extraction": {"all": {"n": 0, "greedy_rate": None}, "not_computed": short},
+        "loss": {"mean_sample_loss": 2.5},
+    }
+    rules = [
+        {"metric": "extraction.greedy_extraction_rate", "op": "<=", "value": 0.01},
+        {"metric": "extraction.members.greedy_extraction_rate", "op": "<=", "value": 0.01},
+        {"metric": "loss.mean_loss", "op": ">=", "value": 1},
+        {"metric": "membership.loss.auc", "op": "<=", "value": 0.6},
+    ]
+    verdict = evaluate(summary, rules)
+    assert verdict.status == "unknown"
+    assert [r.reason for r in verdict.results] == [
+        short,
+        short,
+        None,
+        "the audit has no membership summary",
+    ]
+    assert verdict.to_json()["reason"] == f"unknown: {short}; the audit has no membership summary"
+    assert "reason" not in evaluate(summary, rules[2:3]).to_json()  # pass: nothing to explain

@@ -176,3 +176,37 @@ def test_webhook_refusals_on_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_webhook_refusals_on_postgres(postgres_url) -> None:
     _refusals_come_and_go(postgres_url)
+
+
+def _policy_warnings(url: str) -> None:
+    """0009 gives every policy a list of warnings, empty for those written before it; going
+    back to 0008 drops the column and keeps the policy."""
+    upgrade(url, "0008")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO audit_policies (id, name, team_id, source, model_pattern, "
+                "dataset_uri, checks, thresholds, on_inconclusive, enabled, created_at, "
+                "updated_at) VALUES ('p1', 'old', 'default', 'mlflow', '*', 'dataset:ds_1', "
+                "'[]', '[]', 'block', true, '2026-01-01', '2026-01-01')"
+            )
+        )
+    upgrade(url)
+    with engine.begin() as connection:
+        assert connection.scalar(text("SELECT warnings FROM audit_policies")) in ("[]", [])
+    downgrade(url, "0008")
+    columns = {c["name"] for c in inspect(engine).get_columns("audit_policies")}
+    assert "warnings" not in columns and "on_inconclusive" in columns
+    with engine.begin() as connection:
+        assert connection.scalar(text("SELECT name FROM audit_policies")) == "old"
+    engine.dispose()
+
+
+def test_policy_warnings_on_sqlite(tmp_path) -> None:
+    _policy_warnings(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+def test_policy_warnings_on_postgres(postgres_url) -> None:
+    _policy_warnings(postgres_url)

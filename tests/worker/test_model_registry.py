@@ -84,6 +84,16 @@ def test_version_tags_carry_the_verdict_and_the_headline_numbers(tmp_path) -> No
     )
     tags = version_tags(inconclusive, Settings(data_dir=tmp_path))
     assert tags["memaudit.verdict"] == "inconclusive" and tags["memaudit.promotion"] == "allowed"
+    assert "memaudit.verdict_reason" not in tags  # only an unknown verdict has one
+    reason = "unknown: 48 of 48 records shorter than prefix+suffix (100 tokens)"
+    unknown = Audit(
+        id="a4",
+        status="succeeded",
+        summary={},
+        verdict={"status": "unknown", "results": [], "promotion": "blocked", "reason": reason},
+    )
+    tags = version_tags(unknown, Settings(data_dir=tmp_path))
+    assert tags["memaudit.verdict"] == "unknown" and tags["memaudit.verdict_reason"] == reason
 
 
 def test_a_reaudit_tag_starts_keyed_on_its_value_and_other_own_tags_stay_ignored() -> None:
@@ -204,3 +214,31 @@ def test_reconciliation_pages_past_the_first_hundred_models_and_lists_its_catche
     # A second round finds the version audited: nothing new started, nothing new listed.
     assert reconcile(stack.db, stack.settings, celery) == []
     assert stack.client.get("/v1/deliveries", headers=stack.headers).json()["count"] == 1
+
+
+def test_a_reaudit_removes_the_optional_tags_the_earlier_audit_left(tmp_path, tiny_lm) -> None:
+    """A real MLflow registry (local SQLite store): an earlier `unknown` left its reason and a
+    headline number; the re-audit that passes without them must not leave them behind."""
+    from mlflow import MlflowClient
+
+    from worker.model_registry import clear_stale_tags
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    registry.create_registered_model("fraud-lm")
+    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    for key, value in {
+        "memaudit.verdict": "unknown",
+        "memaudit.verdict_reason": "unknown: 48 of 48 records shorter than prefix+suffix",
+        "memaudit.best_membership_auc": "0.9",
+        "memaudit.reaudit": "2026-12-05",  # a person's tag: never ours to remove
+        "stage": "candidate",
+    }.items():
+        registry.set_model_version_tag("fraud-lm", "1", key, value)
+    new = {"memaudit.verdict": "pass", "memaudit.greedy_extraction_rate": "0"}
+    assert clear_stale_tags(registry, "fraud-lm", "1", new) == [
+        "memaudit.verdict_reason",
+        "memaudit.best_membership_auc",
+    ]
+    left = registry.get_model_version("fraud-lm", "1").tags
+    assert set(left) == {"memaudit.verdict", "memaudit.reaudit", "stage"}

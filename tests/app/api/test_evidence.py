@@ -72,7 +72,7 @@ def audited(make_stack, tiny_lm, tmp_path) -> Audited:
             "source": "mlflow",
             "model_pattern": "support-*",
             "dataset": {"uri": f"path:{dataset}"},
-            "checks": [{"kind": "loss", "params": {}}],
+            "checks": [{"kind": "loss", "params": {}}, {"kind": "membership", "params": {}}],
             "thresholds": [{"metric": "membership.best.auc", "op": "<=", "value": 0.6}],
         },
     ).json()

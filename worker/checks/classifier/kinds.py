@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, TableColumn, known_names
+from core.inspection.datasets import Record, require_label
 from worker.engine.diversity import BINNINGS, ESTIMATORS
 from worker.engine.proxies import HIGHER_IS_MORE_MEMORIZED
 
@@ -64,6 +65,12 @@ class DiversityParams(CheckParams):
         return value
 
 
+def read_label(record: Record) -> int | None:
+    """The classifier pass reads a record's label wherever it has one: a class index, or the
+    audit fails on it."""
+    return require_label(record) if "label" in record.data else None
+
+
 DIVERSITY = CheckKind(
     name="diversity",
     description="Information diversity by layer: binned entropy of each neuron and the mutual "
@@ -93,6 +100,7 @@ DIVERSITY = CheckKind(
     rank_description="none: diversity describes layers, not records",
     table_columns=lambda _p: [],
     summarize_reads_detail=True,
+    check_record=read_label,
 )
 
 
@@ -192,6 +200,7 @@ PROXIES = CheckKind(
     ],
     model_facts=Lazy("worker.checks.classifier.proxies:model_facts"),
     exemplars=lambda summary: [entry["id"] for entry in summary.get("most_memorized", [])],
+    check_record=read_label,
 )
 
 
@@ -238,4 +247,5 @@ CAPACITY = CheckKind(
         TableColumn("correct", "correct", "bool"),
     ],
     model_facts=Lazy("worker.checks.classifier.capacity:model_facts"),
+    check_record=read_label,
 )

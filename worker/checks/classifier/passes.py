@@ -16,6 +16,7 @@ import torch
 
 from core.inspection.datasets import Record, iter_records, require_input, require_label
 from core.inspection.errors import ModelError
+from worker.checks.classifier.kinds import read_label
 from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
 from worker.engine.classifier_ops import FineTuneResult, finetune_copy, predict_probs
 from worker.loaders.classifiers import LoadedClassifier
@@ -39,7 +40,7 @@ class LabelledRecord:
 
 
 def labelled(record: Record, input_kind: str, need_label: bool) -> LabelledRecord:
-    label = require_label(record) if need_label or "label" in record.data else None
+    label = require_label(record) if need_label else read_label(record)
     return LabelledRecord(
         record.index,
         record.sample_id,

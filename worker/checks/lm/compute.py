@@ -9,7 +9,7 @@ from typing import Any
 from core.check_kinds import SubmitContext
 from worker.checks.lm.corpus_link import REPEATED, bin_labels, count_bin
 from worker.checks.lm.guard import guard_membership
-from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParams
+from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParams, window_words
 from worker.checks.lm.samples import LMPlan, LMSample
 from worker.engine import extraction, loss
 from worker.engine.distributions import shared_histogram
@@ -90,10 +90,32 @@ def summarize_extraction(
 ) -> dict[str, Any]:
     names = [s.name for s in params.scheme_list()]
     summary = extraction.summarize_extraction(values, names, params.p_grid, params.n_grid)
+    summary.update(_too_short(values, params))
     scored = [v for v in values if not v.get("skipped") and v.get("corpus_count") is not None]
     if scored:
         summary.update(_by_corpus_count(scored, names, params))
     return summary
+
+
+def _too_short(values: Sequence[dict[str, Any]], params: ExtractionParams) -> dict[str, str]:
+    """What the records shorter than the windows in this model's tokens cost: `unfit` (the
+    policy's warning) when any were skipped, `not_computed` (an `unknown` verdict's reason)
+    when all were."""
+    skipped = [v for v in values if v.get("skipped")]
+    if not skipped:
+        return {}
+    _, need = window_words(params)
+    span = "offset+prefix+suffix" if params.offset else "prefix+suffix"
+    longest = max(v.get("n_text_tokens", 0) for v in skipped)
+    words = f"{len(skipped):,} of {len(values):,} records shorter than {span}"
+    count = f"{need:,} tokens; the longest of them has {longest:,}"
+    found = {
+        "unfit": f"{words} in this model's tokens ({count}): they were skipped; lower "
+        f"{window_words(params)[0]}, or audit longer records"
+    }
+    if len(skipped) == len(values):
+        found["not_computed"] = f"{words} ({count})"
+    return found
 
 
 def _by_corpus_count(
@@ -224,6 +246,7 @@ def summarize_membership(
         )
     if not labelled:
         summary["warnings"].append("no member labels: samples are ranked, no ROC is reported")
+        summary["not_computed"] = "no member labels: the records are ranked, no ROC is computed"
     counted = [v for v in scored if v.get("corpus_count") is not None]
     if counted:
         summary["by_corpus_count"] = _membership_by_count(counted, params, labelled)

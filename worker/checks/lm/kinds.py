@@ -7,7 +7,18 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, SubmitContext, TableColumn
+from core.check_kinds import (
+    CheckKind,
+    CheckParams,
+    DataFit,
+    FitContext,
+    Lazy,
+    Metric,
+    SubmitContext,
+    TableColumn,
+)
+from core.dataset_profile import DatasetProfile, max_tokens
+from worker.checks.lm.labels import read_record
 from worker.engine.extraction import default_n_grid
 from worker.engine.schemes import Scheme
 
@@ -58,6 +69,28 @@ def validate_corpus_audit(corpus_audit: str | None, context: SubmitContext) -> N
         )
 
 
+def _label_refusals(profile: DatasetProfile, needs: dict[str, tuple[str, ...]]) -> list[str]:
+    """A threshold on a labelled group needs records in that group (`needs`: metric ->
+    "true"/"false"), which only a complete pass can rule out."""
+    found: list[str] = []
+    if not profile.complete:
+        return found
+    counts = profile.members
+    held = (
+        f"the dataset's {profile.n_records:,} records hold {counts['true']:,} labelled true, "
+        f"{counts['false']:,} false and {counts['absent']:,} unlabelled"
+    )
+    for metric, labels in needs.items():
+        lacking = [label for label in labels if not counts[label]]
+        if lacking:
+            wanted = " and ".join(f"`member: {label}`" for label in labels)
+            found.append(
+                f"threshold {metric} needs records labelled {wanted}, but {held}: add records "
+                f"labelled `member: {lacking[0]}`, or drop the threshold"
+            )
+    return found
+
+
 # ---- loss --------------------------------------------------------------------------------
 
 
@@ -84,6 +117,7 @@ LOSS = CheckKind(
         Metric("n_bytes", None, "bytes", "UTF-8 length of the text."),
         Metric("truncated", None, "bool", "The text was longer than the model context."),
     ),
+    check_record=read_record,
     plan=Lazy("worker.checks.lm.compute:plan_loss"),
     compute=Lazy("worker.checks.lm.compute:compute_loss"),
     summarize=Lazy("worker.checks.lm.compute:summarize_loss"),
@@ -201,6 +235,41 @@ def _validate_extraction(params: ExtractionParams, context: SubmitContext) -> No
     validate_corpus_audit(params.corpus_audit, context)
 
 
+def window_words(params: ExtractionParams) -> tuple[str, int]:
+    """The params a record must hold in tokens, named as the policy spells them, and their sum."""
+    names = "prefix_tokens+suffix_tokens"
+    names = f"offset+{names}" if params.offset else names
+    return names, params.offset + params.prefix_tokens + params.suffix_tokens
+
+
+def _fit_extraction(params: ExtractionParams, context: FitContext) -> DataFit:
+    """A record needs offset+prefix+suffix tokens for its first window; at most one token per
+    byte (`max_tokens`), a record too short in bytes is too short for any model."""
+    profile = context.profile
+    names, need = window_words(params)
+    short = profile.text.fewer_tokens_than(need)
+    groups = {"members": ("true",), "nonmembers": ("false",)}
+    needs = {m: groups[m.split(".")[1]] for m in context.metrics if m.split(".")[1] in groups}
+    refusals = _label_refusals(profile, needs)
+    warnings = []
+    if short and short == profile.n_records:
+        most = max_tokens(profile.text.longest)
+        refusals.append(
+            f"{names} = {need:,} tokens are needed of each record, but all {short:,} records "
+            f"are shorter than that even at one token per byte (the longest has "
+            f"{profile.text.longest:,} bytes, so at most {most:,} tokens): lower {names} to at "
+            f"most {most:,}, or use a dataset of longer records"
+        )
+    elif short:
+        at_least = "" if profile.complete else "at least "
+        warnings.append(
+            f"{at_least}{short:,} of {profile.n_records:,} records are shorter than {names} = "
+            f"{need:,} tokens even at one token per byte and will be skipped; how many more "
+            "are, only the model's tokenizer tells (the policy's first audit says)"
+        )
+    return DataFit(tuple(refusals), tuple(warnings))
+
+
 EXTRACTION = CheckKind(
     name="extraction",
     description="Greedy discoverable extraction and exact (n,p)-discoverable extraction under "
@@ -256,6 +325,8 @@ EXTRACTION = CheckKind(
     "(0: greedy decoding reproduces it)",
     table_columns=lambda p: _extraction_columns(p),
     validate=_validate_extraction,
+    fit=_fit_extraction,
+    check_record=read_record,
 )
 
 
@@ -311,6 +382,13 @@ def _validate_membership(params: MembershipParams, context: SubmitContext) -> No
     if params.scores and "ref" in params.scores and not context.has_reference_model:
         raise ValueError("score 'ref' needs a reference_model")
     validate_corpus_audit(params.corpus_audit, context)
+
+
+def _fit_membership(_params: MembershipParams, context: FitContext) -> DataFit:
+    """Every membership verdict metric (AUC, TPR, dataset inference) sets members against
+    non-members."""
+    needs = {metric: ("true", "false") for metric in context.metrics}
+    return DataFit(refusals=tuple(_label_refusals(context.profile, needs)))
 
 
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:
@@ -389,5 +467,7 @@ MEMBERSHIP = CheckKind(
     rank_description="Min-K%++ at the first k (zlib, then loss, when it is not computed)",
     table_columns=lambda p: _membership_columns(p),
     validate=_validate_membership,
+    fit=_fit_membership,
+    check_record=read_record,
     summarize_reads_text=True,
 )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.check_kinds import CheckKind, CheckParams, SubmitContext
-from core.inspection.datasets import DatasetError, Record, require_text
+from worker.checks.lm.labels import read_record
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
 from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
 from worker.engine.extraction import window_offsets
@@ -195,20 +195,6 @@ def compute_batch(
     return found, n_tokens
 
 
-def member_label(record: Record) -> bool | None:
-    value = record.data.get("member")
-    if value is None or isinstance(value, bool):
-        return value
-    raise DatasetError(record.line_no, "field 'member' must be true, false or absent")
-
-
-def duplicates_label(record: Record) -> int | None:
-    value = record.data.get("duplicates")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        return value
-    raise DatasetError(record.line_no, "field 'duplicates' must be a non-negative integer")
-
-
 def corpus_links(shard: ShardInput) -> dict[str, CorpusLink]:
     """The corpus audits the shard's checks name, each opened once."""
     named = {getattr(params, "corpus_audit", None) for _, params in shard.checks} - {None}
@@ -228,10 +214,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
         if plan.reference and shard.reference_uri
         else None
     )
-    texts = [
-        TextRecord(r.sample_id, require_text(r), member_label(r), duplicates_label(r))
-        for r in shard.records
-    ]
+    texts = [TextRecord(r.sample_id, *read_record(r)) for r in shard.records]
     info = loaded_info(target)
     info["reference_model_sha256"] = reference.content_sha256 if reference else None
     links = corpus_links(shard)

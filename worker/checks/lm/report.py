@@ -43,7 +43,9 @@ def _extraction_section(summary: Mapping[str, Any]) -> Section:
         ]
     if not schemes:
         notes.append("Only greedy decoding was audited: see the greedy rates above.")
-    if summary.get("n_skipped"):
+    if summary.get("unfit"):
+        notes.append(f"{summary['unfit']}.")
+    elif summary.get("n_skipped"):
         notes.append(f"{summary['n_skipped']:,} records were too short and were skipped.")
     return Section("extraction", "Extraction", charts("extraction", named), notes)
 

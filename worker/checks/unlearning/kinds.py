@@ -14,6 +14,9 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, SubmitContext, TableColumn
+from core.inspection.datasets import DatasetError, Record
+from worker.checks.classifier.kinds import read_label
+from worker.engine.unlearning import SPLITS
 
 MODELS = ("unlearned", "original", "retrained")
 STRATIFY_PROXIES = ("confidence", "max_conf", "neg_entropy", "bi_acc", "margin", "loss")
@@ -53,6 +56,15 @@ def _validate(params: UnlearningParams, context: SubmitContext) -> None:
                 raise ValueError(f"{uri} is a {kind} model; unlearning compares classifiers")
 
 
+def read_record(record: Record) -> str:
+    """What the pass reads of each record besides the classifier's label: its split."""
+    read_label(record)
+    split = record.data.get("split")
+    if split not in SPLITS:
+        raise DatasetError(record.line_no, f"field 'split' must be one of {list(SPLITS)}")
+    return split
+
+
 UNLEARNING = CheckKind(
     name="unlearning",
     description="An unlearned classifier against the original and a retrained model: forget / "
@@ -77,4 +89,5 @@ UNLEARNING = CheckKind(
         TableColumn("stratify_score", "memorization", "number"),
     ],
     validate=_validate,
+    check_record=read_record,
 )
