@@ -53,8 +53,8 @@ def _recent_audits(session: Session, policy_id: str) -> list[Audit]:
 
 
 def policy_overview(session: Session) -> dict[str, Any]:
-    """Every policy as the API shows it, with its latest audits and their verdicts; its
-    warnings where the API gives a policy any."""
+    """Every policy as the API shows it (its warnings too), with its latest audits and their
+    verdicts."""
     rows, count = policies.list_policies(session, POLICY_PAGE, 0)
     items = []
     for policy in rows:
@@ -62,7 +62,7 @@ def policy_overview(session: Session) -> dict[str, Any]:
         items.append(
             {
                 "policy": public,
-                "warnings": list(getattr(public, "warnings", None) or []),
+                "warnings": public.warnings,
                 "audits": _recent_audits(session, policy.id),
             }
         )

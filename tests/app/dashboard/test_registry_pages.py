@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from app.dashboard import registry_pages
 from bench.report_data import seed_audit
-from core.models import Audit
+from core.models import Audit, AuditPolicy
 from tests.app.api.test_hooks import SECRET, _payload, _signed
 from tests.app.dashboard.test_routes import _cookie, _get
 
@@ -66,9 +63,7 @@ def test_a_refused_delivery_shows_its_reason_and_no_audit(stack) -> None:
     assert _get(stack, "/deliveries?outcome=bogus", admin).status_code == 200  # ignored
 
 
-def test_the_policies_page_lists_each_policy_with_its_latest_verdicts(
-    stack, policy, monkeypatch
-) -> None:
+def test_the_policies_page_lists_each_policy_with_its_latest_verdicts(stack, policy) -> None:
     audit_id = seed_audit(stack.db, 20, model_uri="mlflow:models:/support-bot/3")
     with stack.db.session() as session:
         audit = session.get(Audit, audit_id)
@@ -81,13 +76,18 @@ def test_the_policies_page_lists_each_policy_with_its_latest_verdicts(
     assert "<td data-verdict>fail</td>" in page and "data-enabled>enabled" in page
     assert "data-warnings" not in page
     assert "prefix_tokens=10" in page and "=None" not in page  # only the parameters set
-    # Where the policy API gives warnings, the page shows them.
-    original = registry_pages.policies.to_public
-
-    def with_warnings(row):  # type: ignore[no-untyped-def]
-        public = original(row).model_dump()
-        return SimpleNamespace(**public, warnings=["records may be shorter than the windows"])
-
-    monkeypatch.setattr(registry_pages.policies, "to_public", with_warnings)
+    # The policy's warnings (an audit counted records too short in the model's tokens).
+    with stack.db.session() as session:
+        row = session.get(AuditPolicy, policy["id"])
+        row.warnings = [
+            {
+                "source": "audit",
+                "check": "extraction",
+                "message": "records may be shorter than the windows",
+                "model": "support-bot",
+                "model_uri": "mlflow:models:/support-bot/3",
+                "audit_id": audit_id,
+            }
+        ]
     warned = _get(stack, "/policies", admin).text
     assert "data-warnings" in warned and "records may be shorter than the windows" in warned
