@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.db import Database
@@ -117,6 +119,28 @@ def _huggingface_action(
     return "start", name, f"hf:{name}@{head}", {}
 
 
+REAUDIT_BUSY = (
+    f"{REAUDIT_TAG} starts nothing while this policy's audit of the version is still queued or "
+    "running: set a new value once it has ended"
+)
+
+
+def _still_auditing(session: Session, policies: Sequence[AuditPolicy], uri: str) -> list[str]:
+    """The policies with an audit of this version queued or running. A tag re-audit waits for
+    it: whoever may set tags in MLflow must not queue audits without bound."""
+    if not policies:
+        return []
+    busy = session.scalars(
+        select(Audit.policy_id).where(
+            Audit.model_uri == uri,
+            Audit.policy_id.in_([p.id for p in policies]),
+            Audit.status.in_(AuditStatus.ACTIVE),
+        )
+    )
+    ids = set(busy)
+    return [p.name for p in policies if p.id in ids]
+
+
 def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) -> dict[str, Any]:
     """Act on one recorded delivery, once; the outcome is stored on the delivery row."""
     with db.session() as session:
@@ -133,7 +157,10 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
         reaudit = labels.pop(REAUDIT_LABEL, None)
         with db.session() as session:
             policies = matching_policies(session, source, name)
+            busy = _still_auditing(session, policies, uri) if reaudit is not None else []
+        policies = [p for p in policies if p.name not in busy]
         audits, refused = _start(db, settings, celery, policies, uri, labels, reaudit)
+        refused = [{"policy": name, "error": REAUDIT_BUSY} for name in busy] + refused
         outcome = {"status": "processed", "model_uri": uri, "audits": audits}
         if reaudit is not None:  # a repeated value starts nothing: `audits` is then empty
             outcome["reaudit"] = reaudit

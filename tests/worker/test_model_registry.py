@@ -242,3 +242,53 @@ def test_a_reaudit_removes_the_optional_tags_the_earlier_audit_left(tmp_path, ti
     ]
     left = registry.get_model_version("fraud-lm", "1").tags
     assert set(left) == {"memaudit.verdict", "memaudit.reaudit", "stage"}
+
+
+def test_a_reaudit_tag_starts_nothing_while_that_version_is_still_being_audited(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """Whoever may set tags in MLflow may not queue audits without bound: a new value starts a
+    re-audit only once the policy's earlier audit of that version has ended."""
+    from mlflow import MlflowClient
+
+    from core.models import AuditStatus
+    from worker.model_registry import handle_delivery
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    registry.create_registered_model("fraud-lm")
+    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "fraud",
+        "source": "mlflow",
+        "model_pattern": "fraud-*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    celery = stack.client.app.state.celery
+
+    def tag_set(value: str) -> dict:
+        key = f"mlflow:tag-{value}"
+        data = {"name": "fraud-lm", "version": "1", "key": "memaudit.reaudit", "value": value}
+        with stack.db.session() as session:
+            session.add(
+                WebhookDelivery(
+                    id=key,
+                    source="mlflow",
+                    event="model_version_tag.set",
+                    payload={"entity": "model_version_tag", "action": "set", "data": data},
+                )
+            )
+        return handle_delivery(stack.db, stack.settings, celery, key)
+
+    first = tag_set("a")
+    assert len(first["audits"]) == 1
+    flood = [tag_set(f"v{i}") for i in range(5)]
+    assert all(outcome["audits"] == [] for outcome in flood)
+    assert "still queued or running" in flood[0]["refused"][0]["error"]
+    with stack.db.session() as session:
+        assert session.query(Audit).count() == 1
+        session.get(Audit, first["audits"][0]).status = AuditStatus.SUCCEEDED
+    assert len(tag_set("after")["audits"]) == 1
