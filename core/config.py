@@ -7,6 +7,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -206,8 +207,11 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_ui_base(self) -> str:
-        """The MLflow UI's address as a browser reaches it; empty when MLflow is not set up."""
-        return (self.mlflow_ui_url or self.mlflow_tracking_uri).rstrip("/")
+        """The MLflow UI's address as a browser reaches it; empty when MLflow is not set up.
+        Without the user and password a URI may carry: every dashboard reader sees the links."""
+        parts = urlsplit(self.mlflow_ui_url or self.mlflow_tracking_uri)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
 
     @property
     def dataset_limits(self) -> DatasetLimits:
