@@ -30,6 +30,7 @@ from core.errors import ApiError
 from core.inspection import mlflow_models
 from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
+from core.task_names import WRITE_BACK_TO_REGISTRY
 from core.verdicts import metric_value
 from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
@@ -276,6 +277,33 @@ def _record_catch(db: Database, uri: str, audits: list[str]) -> None:
         )
 
 
+def _repeat_lost_write_back(
+    db: Database,
+    settings: Settings,
+    celery: Celery,
+    policies: Sequence[AuditPolicy],
+    uri: str,
+    tags: Mapping[str, str],
+) -> None:
+    """Queue the write-back again when the version's tags lack its latest finished policy
+    audit: MLflow was down for longer than the write-back's retries, and a gate would otherwise
+    wait for a verdict for ever."""
+    with db.session() as session:
+        latest = session.scalar(
+            select(Audit.id)
+            .where(
+                Audit.model_uri == uri,
+                Audit.policy_id.in_([p.id for p in policies]),
+                Audit.status.in_(AuditStatus.FINAL),
+            )
+            .order_by(Audit.finished_at.desc().nulls_last(), Audit.created_at.desc())
+            .limit(1)
+        )
+    if latest is not None and tags.get("memaudit.audit_id") != latest:
+        log.info("reconciliation: %s lacks audit %s's tags; writing them back again", uri, latest)
+        celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest], queue=settings.queue)
+
+
 def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
     """Audit recent versions of policy-matched registered models that no delivery announced."""
     if not settings.mlflow_tracking_uri:
@@ -302,6 +330,8 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
             caught = _start(db, settings, celery, matched, uri, labels)[0]
             if caught:
                 _record_catch(db, uri, caught)
+            else:
+                _repeat_lost_write_back(db, settings, celery, matched, uri, version.tags or {})
             started += caught
     if started:
         log.info("reconciliation started %d audits of unannounced versions", len(started))

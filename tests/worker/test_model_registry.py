@@ -292,3 +292,51 @@ def test_a_reaudit_tag_starts_nothing_while_that_version_is_still_being_audited(
         assert session.query(Audit).count() == 1
         session.get(Audit, first["audits"][0]).status = AuditStatus.SUCCEEDED
     assert len(tag_set("after")["audits"]) == 1
+
+
+class _RecordingCelery:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list]] = []
+
+    def send_task(self, name: str, args: list, **_options: object) -> None:
+        self.sent.append((name, args))
+
+
+def test_reconciliation_writes_back_a_finished_verdict_the_version_never_got(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """MLflow down longer than the write-back's retries: the version must not stay without its
+    verdict for ever; the next reconciliation round queues the write-back again, once it sees
+    the version's tags lack that audit."""
+    from mlflow import MlflowClient
+
+    from core.models import AuditStatus
+    from core.task_names import WRITE_BACK_TO_REGISTRY
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    registry.create_registered_model("fraud-lm")
+    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "fraud",
+        "source": "mlflow",
+        "model_pattern": "fraud-*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    (audit_id,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+
+    celery = _RecordingCelery()
+    assert reconcile(stack.db, stack.settings, celery) == [] and celery.sent == []  # running
+    with stack.db.session() as session:
+        audit = session.get(Audit, audit_id)
+        audit.status = AuditStatus.SUCCEEDED
+        audit.verdict = {"status": "pass", "results": [], "promotion": "allowed"}
+    assert reconcile(stack.db, stack.settings, celery) == []
+    assert celery.sent == [(WRITE_BACK_TO_REGISTRY, [audit_id])]
+    registry.set_model_version_tag("fraud-lm", "1", "memaudit.audit_id", audit_id)
+    celery.sent.clear()
+    reconcile(stack.db, stack.settings, celery)
+    assert celery.sent == []  # written back: nothing more to do
