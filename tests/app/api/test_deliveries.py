@@ -146,3 +146,17 @@ def test_the_list_pages_over_both_tables_on_postgres(make_stack, postgres_url) -
     listed = _listed(stack, limit=1, offset=1)
     assert listed["count"] == 2 and listed["data"][0]["outcome"] == "refused"
     assert _listed(stack, outcome="received")["count"] == 1
+
+
+@pytest.mark.postgres
+def test_a_refused_body_naming_a_nul_is_still_refused_and_kept_on_postgres(
+    make_stack, postgres_url
+) -> None:
+    """The event a refused body names is the sender's text: PostgreSQL cannot store a NUL, and
+    a forged delivery must still get its 401 (not a 500) and be listed."""
+    stack = make_stack(database_url=postgres_url, mlflow_webhook_secret=SECRET)
+    body = json.dumps({"entity": "model_version\x00", "action": "created\x00"})
+    forged = stack.client.post("/v1/hooks/mlflow", content=body, headers=_signed(body, secret="x"))
+    assert forged.status_code == 401, forged.text
+    (row,) = _listed(stack)["data"]
+    assert row["outcome"] == "refused" and "\x00" not in (row["event"] or "")
