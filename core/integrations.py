@@ -12,11 +12,14 @@ log = logging.getLogger(__name__)
 
 
 def redacted(uri: str) -> str:
-    """A URI without the password it may carry (http://user:***@host)."""
+    """A URI without the password it may carry (http://user:***@host), or the token given as
+    its user alone (https://***@host)."""
     parts = urlsplit(uri)
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return uri
     host = parts.netloc.rpartition("@")[2]
+    if parts.password is None:
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 

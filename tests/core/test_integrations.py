@@ -47,3 +47,8 @@ def test_the_api_logs_its_integrations_once_at_start(make_stack, caplog) -> None
     assert len(lines) == 2
     assert lines[0].startswith("integration mlflow: webhook on")
     assert lines[1].startswith("integration huggingface: webhook off")
+
+
+def test_redaction_hides_a_token_given_as_the_user_alone() -> None:
+    """`https://<token>@host` is basic auth with the token as the user name: a secret too."""
+    assert redacted("https://dapi-s3cret@mlflow.example/x") == "https://***@mlflow.example/x"
