@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery
@@ -25,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from core.db import Database
+from core.db import Database, utcnow
 from core.errors import ApiError
 from core.inspection import mlflow_models
 from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
@@ -277,6 +278,10 @@ def _record_catch(db: Database, uri: str, audits: list[str]) -> None:
         )
 
 
+# The write-back task's retries (10 s doubling, 5 of them) and a margin: past it, none is left.
+WRITE_BACK_RETRY_SPAN = timedelta(seconds=sum(10 * 2**n for n in range(5)) + 60)
+
+
 def _repeat_lost_write_back(
     db: Database,
     settings: Settings,
@@ -287,10 +292,11 @@ def _repeat_lost_write_back(
 ) -> None:
     """Queue the write-back again when the version's tags lack its latest finished policy
     audit: MLflow was down for longer than the write-back's retries, and a gate would otherwise
-    wait for a verdict for ever."""
+    wait for a verdict for ever. An audit whose own write-back may still be retrying is left to
+    it (a second one would log its metrics twice)."""
     with db.session() as session:
-        latest = session.scalar(
-            select(Audit.id)
+        latest = session.execute(
+            select(Audit.id, Audit.finished_at)
             .where(
                 Audit.model_uri == uri,
                 Audit.policy_id.in_([p.id for p in policies]),
@@ -298,10 +304,13 @@ def _repeat_lost_write_back(
             )
             .order_by(Audit.finished_at.desc().nulls_last(), Audit.created_at.desc())
             .limit(1)
-        )
-    if latest is not None and tags.get("memaudit.audit_id") != latest:
-        log.info("reconciliation: %s lacks audit %s's tags; writing them back again", uri, latest)
-        celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest], queue=settings.queue)
+        ).first()
+    if latest is None or tags.get("memaudit.audit_id") == latest.id:
+        return
+    if latest.finished_at and latest.finished_at > utcnow() - WRITE_BACK_RETRY_SPAN:
+        return
+    log.info("reconciliation: %s lacks audit %s's tags; writing them back again", uri, latest.id)
+    celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest.id], queue=settings.queue)
 
 
 def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:

@@ -310,8 +310,10 @@ def test_reconciliation_writes_back_a_finished_verdict_the_version_never_got(
     the version's tags lack that audit."""
     from mlflow import MlflowClient
 
+    from core.db import utcnow
     from core.models import AuditStatus
     from core.task_names import WRITE_BACK_TO_REGISTRY
+    from worker.model_registry import WRITE_BACK_RETRY_SPAN
 
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -334,6 +336,11 @@ def test_reconciliation_writes_back_a_finished_verdict_the_version_never_got(
         audit = session.get(Audit, audit_id)
         audit.status = AuditStatus.SUCCEEDED
         audit.verdict = {"status": "pass", "results": [], "promotion": "allowed"}
+        audit.finished_at = utcnow()
+    reconcile(stack.db, stack.settings, celery)
+    assert celery.sent == []  # just finished: its own write-back may still be retrying
+    with stack.db.session() as session:
+        session.get(Audit, audit_id).finished_at = utcnow() - WRITE_BACK_RETRY_SPAN
     assert reconcile(stack.db, stack.settings, celery) == []
     assert celery.sent == [(WRITE_BACK_TO_REGISTRY, [audit_id])]
     registry.set_model_version_tag("fraud-lm", "1", "memaudit.audit_id", audit_id)
