@@ -134,8 +134,9 @@ class Settings(BaseSettings):
     mlflow_attach_report: bool = False
     hf_webhook_secret: str = ""
     hf_cache_dir: str = ""  # the Hub's cache; empty: the library default (HF_HUB_CACHE)
-    # Where workers download Hub revisions and write verdicts back (a mirror or a test's fake).
-    hf_endpoint: str = "https://huggingface.co"
+    # Where workers download Hub revisions and write verdicts back (a mirror or a test's fake);
+    # empty: huggingface_hub's own (its HF_ENDPOINT, else https://huggingface.co).
+    hf_endpoint: str = ""
     # A Hub write token: verdicts become a discussion and a tag on the audited repository.
     # Empty: no write-back. A secret: kept out of the settings' repr, never logged or returned.
     hf_token: str = Field("", repr=False)
