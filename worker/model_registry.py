@@ -313,6 +313,13 @@ def _repeat_lost_write_back(
     celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest.id], queue=settings.queue)
 
 
+def _name_filter(name: str) -> str:
+    """MLflow's filter on one model's name; a name may hold `'` (MLflow allows it), then the
+    value goes in double quotes."""
+    quote = '"' if "'" in name else "'"
+    return f"name={quote}{name}{quote}"
+
+
 def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
     """Audit recent versions of policy-matched registered models that no delivery announced."""
     if not settings.mlflow_tracking_uri:
@@ -328,9 +335,17 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
         matched = [p for p in policies if matches(p, model.name)]
         if not matched:
             continue
-        versions = _every(
-            client.search_model_versions, f"name='{model.name}'", page_size=VERSION_PAGE_SIZE
-        )
+        try:
+            versions = list(
+                _every(
+                    client.search_model_versions,
+                    _name_filter(model.name),
+                    page_size=VERSION_PAGE_SIZE,
+                )
+            )
+        except Exception as exc:  # one model the registry cannot list must not stop the round
+            log.warning("reconciliation could not list the versions of %r: %s", model.name, exc)
+            continue
         for version in versions:
             if version.creation_timestamp and version.creation_timestamp < since_ms:
                 continue

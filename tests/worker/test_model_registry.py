@@ -347,3 +347,30 @@ def test_reconciliation_writes_back_a_finished_verdict_the_version_never_got(
     celery.sent.clear()
     reconcile(stack.db, stack.settings, celery)
     assert celery.sent == []  # written back: nothing more to do
+
+
+def test_reconciliation_reads_a_model_whose_name_holds_a_quote(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """MLflow allows `'` in a registered model's name: its versions are still listed, and no
+    one model can stop the round before the models after it."""
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    for name in ("bob's-lm", "zed-lm"):
+        registry.create_registered_model(name)
+        registry.create_model_version(name, source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "all-lms",
+        "source": "mlflow",
+        "model_pattern": "*-lm",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    started = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    with stack.db.session() as session:
+        uris = {session.get(Audit, audit_id).model_uri for audit_id in started}
+    assert uris == {"mlflow:models:/bob's-lm/1", "mlflow:models:/zed-lm/1"}
