@@ -4,6 +4,7 @@ arrives (or silently does not): the webhooks, the tracking server, the reconcili
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from core.config import Settings
@@ -21,6 +22,15 @@ def redacted(uri: str) -> str:
     if parts.password is None:
         return urlunsplit(parts._replace(netloc=f"***@{host}"))
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def scrubbed(text: str) -> str:
+    """A message (an MLflow client error names the URL it called) without the user and
+    password of any URL in it."""
+    return URL_CREDENTIALS.sub("***@", text)
 
 
 def reconciliation_line(settings: Settings) -> str:

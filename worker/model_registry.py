@@ -29,6 +29,7 @@ from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import ApiError
 from core.inspection import mlflow_models
+from core.integrations import scrubbed
 from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
 from core.task_names import WRITE_BACK_TO_REGISTRY
@@ -217,7 +218,7 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         try:
             tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS)
         except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
-            log.warning("could not log audit %s to an MLflow run: %s", audit_id, exc)
+            log.warning("could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc)))
     clear_stale_tags(client, name, version, tags)
     # The verdict goes last: a gate that sees it can trust every other tag is there.
     for key in sorted(tags, key=lambda key: key == "memaudit.verdict"):
@@ -344,7 +345,11 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
                 )
             )
         except Exception as exc:  # one model the registry cannot list must not stop the round
-            log.warning("reconciliation could not list the versions of %r: %s", model.name, exc)
+            log.warning(
+                "reconciliation could not list the versions of %r: %s",
+                model.name,
+                scrubbed(str(exc)),
+            )
             continue
         for version in versions:
             if version.creation_timestamp and version.creation_timestamp < since_ms:
