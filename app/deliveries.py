@@ -124,7 +124,9 @@ def list_deliveries(
     data = []
     for kind, key in keys:
         if kind == "refusal":
-            r = refused[key]
+            r = refused.get(key)
+            if r is None:  # pruned by a newer refusal since the page's keys were read
+                continue
             data.append(
                 DeliveryPublic(
                     id=f"{REFUSED_PREFIX}{r.id}",

@@ -153,7 +153,13 @@ def _unverified_event(source: str, body: bytes) -> str | None:
         return None
     if not isinstance(payload, dict):
         return None
-    return (mlflow_event if source == "mlflow" else huggingface_event)(payload)[:100]
+    event = (mlflow_event if source == "mlflow" else huggingface_event)(payload)
+    return _storable(event, 100)
+
+
+def _storable(text: str, limit: int) -> str:
+    """The sender's text cut to its column, without the NUL PostgreSQL cannot store."""
+    return text.replace("\x00", "")[:limit]
 
 
 def record_refusal(
@@ -168,9 +174,9 @@ def record_refusal(
     session.add(
         WebhookRefusal(
             source=source,
-            reason=refused.code[:64],
-            message=refused.message[:500],
-            delivery_id=delivery_id[:200] if delivery_id else None,
+            reason=_storable(refused.code, 64),
+            message=_storable(refused.message, 500),
+            delivery_id=_storable(delivery_id, 200) if delivery_id else None,
             event=_unverified_event(source, body),
         )
     )

@@ -7,6 +7,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -133,8 +134,9 @@ class Settings(BaseSettings):
     mlflow_attach_report: bool = False
     hf_webhook_secret: str = ""
     hf_cache_dir: str = ""  # the Hub's cache; empty: the library default (HF_HUB_CACHE)
-    # Where workers download Hub revisions and write verdicts back (a mirror or a test's fake).
-    hf_endpoint: str = "https://huggingface.co"
+    # Where workers download Hub revisions and write verdicts back (a mirror or a test's fake);
+    # empty: huggingface_hub's own (its HF_ENDPOINT, else https://huggingface.co).
+    hf_endpoint: str = ""
     # A Hub write token: verdicts become a discussion and a tag on the audited repository.
     # Empty: no write-back. A secret: kept out of the settings' repr, never logged or returned.
     hf_token: str = Field("", repr=False)
@@ -206,8 +208,11 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_ui_base(self) -> str:
-        """The MLflow UI's address as a browser reaches it; empty when MLflow is not set up."""
-        return (self.mlflow_ui_url or self.mlflow_tracking_uri).rstrip("/")
+        """The MLflow UI's address as a browser reaches it; empty when MLflow is not set up.
+        Without the user and password a URI may carry: every dashboard reader sees the links."""
+        parts = urlsplit(self.mlflow_ui_url or self.mlflow_tracking_uri)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
 
     @property
     def dataset_limits(self) -> DatasetLimits:

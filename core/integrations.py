@@ -4,6 +4,7 @@ arrives (or silently does not): the webhooks, the tracking server, the reconcili
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from core.config import Settings
@@ -12,12 +13,24 @@ log = logging.getLogger(__name__)
 
 
 def redacted(uri: str) -> str:
-    """A URI without the password it may carry (http://user:***@host)."""
+    """A URI without the password it may carry (http://user:***@host), or the token given as
+    its user alone (https://***@host)."""
     parts = urlsplit(uri)
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return uri
     host = parts.netloc.rpartition("@")[2]
+    if parts.password is None:
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def scrubbed(text: str) -> str:
+    """A message (an MLflow client error names the URL it called) without the user and
+    password of any URL in it."""
+    return URL_CREDENTIALS.sub("***@", text)
 
 
 def reconciliation_line(settings: Settings) -> str:

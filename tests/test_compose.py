@@ -20,6 +20,9 @@ VALUES = {
 MLFLOW = {
     "MEMAUDIT_MLFLOW_TRACKING_URI": "http://mlflow:5000",
     "MEMAUDIT_MLFLOW_WEBHOOK_SECRET": "q8v2-webhook-secret-of-mlflow",
+    # README: inside compose the workers reach `mlflow:5000`, people another address.
+    "MEMAUDIT_MLFLOW_UI_URL": "https://mlflow.example.com",
+    "MEMAUDIT_MLFLOW_ATTACH_REPORT": "true",
 }
 
 
@@ -62,6 +65,7 @@ def test_mlflow_is_off_unless_its_settings_are_given(tmp_path) -> None:
         settings = _settings(service, VALUES, tmp_path)
         assert settings.mlflow_tracking_uri == "", name
         assert settings.mlflow_webhook_secret == "", name
+        assert settings.mlflow_ui_url == "" and settings.mlflow_attach_report is False, name
 
 
 def test_the_mlflow_settings_reach_the_api_the_worker_and_the_scheduler(tmp_path) -> None:
@@ -72,6 +76,11 @@ def test_the_mlflow_settings_reach_the_api_the_worker_and_the_scheduler(tmp_path
         settings = _settings(services[name], {**VALUES, **MLFLOW}, tmp_path)
         assert settings.mlflow_tracking_uri == MLFLOW["MEMAUDIT_MLFLOW_TRACKING_URI"], name
         assert settings.mlflow_webhook_secret == MLFLOW["MEMAUDIT_MLFLOW_WEBHOOK_SECRET"], name
+    # The dashboard's links (the API) and the report artifact (the worker).
+    for name in ("api", "worker"):
+        settings = _settings(services[name], {**VALUES, **MLFLOW}, tmp_path)
+        assert settings.mlflow_ui_base == MLFLOW["MEMAUDIT_MLFLOW_UI_URL"], name
+        assert settings.mlflow_attach_report is True, name
 
 
 def test_the_image_copies_every_package_the_project_installs() -> None:

@@ -71,7 +71,7 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         return {}
     from huggingface_hub import HfApi
 
-    api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token)
+    api = HfApi(endpoint=settings.hf_endpoint or None, token=settings.hf_token)
     title = discussion_title(audit_id, tags["memaudit.verdict"], commit)
     posted = next(
         (

@@ -18,16 +18,21 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.config import Settings
-from core.db import Database
+from core.db import Database, utcnow
 from core.errors import ApiError
 from core.inspection import mlflow_models
+from core.integrations import scrubbed
 from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
+from core.task_names import WRITE_BACK_TO_REGISTRY
 from core.verdicts import metric_value
 from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
@@ -117,6 +122,28 @@ def _huggingface_action(
     return "start", name, f"hf:{name}@{head}", {}
 
 
+REAUDIT_BUSY = (
+    f"{REAUDIT_TAG} starts nothing while this policy's audit of the version is still queued or "
+    "running: set a new value once it has ended"
+)
+
+
+def _still_auditing(session: Session, policies: Sequence[AuditPolicy], uri: str) -> list[str]:
+    """The policies with an audit of this version queued or running. A tag re-audit waits for
+    it: whoever may set tags in MLflow must not queue audits without bound."""
+    if not policies:
+        return []
+    busy = session.scalars(
+        select(Audit.policy_id).where(
+            Audit.model_uri == uri,
+            Audit.policy_id.in_([p.id for p in policies]),
+            Audit.status.in_(AuditStatus.ACTIVE),
+        )
+    )
+    ids = set(busy)
+    return [p.name for p in policies if p.id in ids]
+
+
 def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) -> dict[str, Any]:
     """Act on one recorded delivery, once; the outcome is stored on the delivery row."""
     with db.session() as session:
@@ -133,7 +160,10 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
         reaudit = labels.pop(REAUDIT_LABEL, None)
         with db.session() as session:
             policies = matching_policies(session, source, name)
+            busy = _still_auditing(session, policies, uri) if reaudit is not None else []
+        policies = [p for p in policies if p.name not in busy]
         audits, refused = _start(db, settings, celery, policies, uri, labels, reaudit)
+        refused = [{"policy": name, "error": REAUDIT_BUSY} for name in busy] + refused
         outcome = {"status": "processed", "model_uri": uri, "audits": audits}
         if reaudit is not None:  # a repeated value starts nothing: `audits` is then empty
             outcome["reaudit"] = reaudit
@@ -188,7 +218,7 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         try:
             tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS)
         except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
-            log.warning("could not log audit %s to an MLflow run: %s", audit_id, exc)
+            log.warning("could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc)))
     clear_stale_tags(client, name, version, tags)
     # The verdict goes last: a gate that sees it can trust every other tag is there.
     for key in sorted(tags, key=lambda key: key == "memaudit.verdict"):
@@ -249,6 +279,48 @@ def _record_catch(db: Database, uri: str, audits: list[str]) -> None:
         )
 
 
+# The write-back task's retries (10 s doubling, 5 of them) and a margin: past it, none is left.
+WRITE_BACK_RETRY_SPAN = timedelta(seconds=sum(10 * 2**n for n in range(5)) + 60)
+
+
+def _repeat_lost_write_back(
+    db: Database,
+    settings: Settings,
+    celery: Celery,
+    policies: Sequence[AuditPolicy],
+    uri: str,
+    tags: Mapping[str, str],
+) -> None:
+    """Queue the write-back again when the version's tags lack its latest finished policy
+    audit: MLflow was down for longer than the write-back's retries, and a gate would otherwise
+    wait for a verdict for ever. An audit whose own write-back may still be retrying is left to
+    it (a second one would log its metrics twice)."""
+    with db.session() as session:
+        latest = session.execute(
+            select(Audit.id, Audit.finished_at)
+            .where(
+                Audit.model_uri == uri,
+                Audit.policy_id.in_([p.id for p in policies]),
+                Audit.status.in_(AuditStatus.FINAL),
+            )
+            .order_by(Audit.finished_at.desc().nulls_last(), Audit.created_at.desc())
+            .limit(1)
+        ).first()
+    if latest is None or tags.get("memaudit.audit_id") == latest.id:
+        return
+    if latest.finished_at and latest.finished_at > utcnow() - WRITE_BACK_RETRY_SPAN:
+        return
+    log.info("reconciliation: %s lacks audit %s's tags; writing them back again", uri, latest.id)
+    celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest.id], queue=settings.queue)
+
+
+def _name_filter(name: str) -> str:
+    """MLflow's filter on one model's name; a name may hold `'` (MLflow allows it), then the
+    value goes in double quotes."""
+    quote = '"' if "'" in name else "'"
+    return f"name={quote}{name}{quote}"
+
+
 def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
     """Audit recent versions of policy-matched registered models that no delivery announced."""
     if not settings.mlflow_tracking_uri:
@@ -264,9 +336,21 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
         matched = [p for p in policies if matches(p, model.name)]
         if not matched:
             continue
-        versions = _every(
-            client.search_model_versions, f"name='{model.name}'", page_size=VERSION_PAGE_SIZE
-        )
+        try:
+            versions = list(
+                _every(
+                    client.search_model_versions,
+                    _name_filter(model.name),
+                    page_size=VERSION_PAGE_SIZE,
+                )
+            )
+        except Exception as exc:  # one model the registry cannot list must not stop the round
+            log.warning(
+                "reconciliation could not list the versions of %r: %s",
+                model.name,
+                scrubbed(str(exc)),
+            )
+            continue
         for version in versions:
             if version.creation_timestamp and version.creation_timestamp < since_ms:
                 continue
@@ -275,6 +359,8 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
             caught = _start(db, settings, celery, matched, uri, labels)[0]
             if caught:
                 _record_catch(db, uri, caught)
+            else:
+                _repeat_lost_write_back(db, settings, celery, matched, uri, version.tags or {})
             started += caught
     if started:
         log.info("reconciliation started %d audits of unannounced versions", len(started))

@@ -9,7 +9,7 @@ from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, 
 from core.celery_app import create_celery
 from core.config import get_settings
 from core.db import Database
-from core.integrations import reconciliation_line
+from core.integrations import reconciliation_line, scrubbed
 from core.logs import configure_logging, replace_context
 from core.task_names import (
     BUILD_SPLIT,
@@ -123,8 +123,10 @@ def write_back_to_registry(self, audit_id: str) -> dict[str, str]:  # type: igno
             **hub_registry.write_back(db, settings, audit_id),
         }
     except Exception as exc:  # the registry is down or refused: try again later
-        log.warning("write-back of audit %s failed (%s); retrying", audit_id, exc)
-        raise self.retry(exc=exc, countdown=10 * 2**self.request.retries) from None
+        # MLflow's errors name the URL they called: its credentials stay out of every log.
+        failure = RuntimeError(f"{type(exc).__name__}: {scrubbed(str(exc))}")
+        log.warning("write-back of audit %s failed (%s); retrying", audit_id, failure)
+        raise self.retry(exc=failure, countdown=10 * 2**self.request.retries) from None
 
 
 @celery_app.task(name=HANDLE_REGISTRY_EVENT)
@@ -138,8 +140,11 @@ def handle_registry_event(key: str) -> dict:
 def reconcile_registry() -> list[str]:
     try:
         return reconcile(database(), get_settings(), celery_app)
-    except Exception:  # the registry may be down; the next round tries again
-        log.exception("registry reconciliation failed")
+    except Exception as exc:  # the registry may be down; the next round tries again
+        # Not log.exception: MLflow's errors name the URL they called, credentials included.
+        log.warning(
+            "registry reconciliation failed: %s: %s", type(exc).__name__, scrubbed(str(exc))
+        )
         return []
 
 

@@ -47,3 +47,24 @@ def test_the_api_logs_its_integrations_once_at_start(make_stack, caplog) -> None
     assert len(lines) == 2
     assert lines[0].startswith("integration mlflow: webhook on")
     assert lines[1].startswith("integration huggingface: webhook off")
+
+
+def test_redaction_hides_a_token_given_as_the_user_alone() -> None:
+    """`https://<token>@host` is basic auth with the token as the user name: a secret too."""
+    assert redacted("https://dapi-s3cret@mlflow.example/x") == "https://***@mlflow.example/x"
+
+
+def test_credentials_in_an_mlflow_error_message_are_scrubbed() -> None:
+    """MLflow's client names the URL it called, credentials included, in its exceptions: what
+    the worker logs of a failed write-back or reconciliation must not carry them."""
+    from core.integrations import scrubbed
+
+    message = (
+        "API request to http://ci:s3cret-pw@mlflow:5000/api/2.0/mlflow/model-versions/get failed "
+        "with exception ...; retried https://tok3n@mlflow.example/x"
+    )
+    assert scrubbed(message) == (
+        "API request to http://***@mlflow:5000/api/2.0/mlflow/model-versions/get failed "
+        "with exception ...; retried https://***@mlflow.example/x"
+    )
+    assert scrubbed("no URL here: name 'a@b' is odd") == "no URL here: name 'a@b' is odd"

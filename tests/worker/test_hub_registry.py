@@ -215,4 +215,5 @@ def test_a_placeholder_hub_token_is_refused_in_production(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="MEMAUDIT_HF_TOKEN is a well-known default"):
         Settings(data_dir=tmp_path, **PRODUCTION, hf_token="huggingface")
-    assert Settings(data_dir=tmp_path).hf_endpoint == "https://huggingface.co"
+    # Unset, huggingface_hub's own endpoint (its HF_ENDPOINT, a mirror a site may already use).
+    assert Settings(data_dir=tmp_path).hf_endpoint == ""

@@ -242,3 +242,135 @@ def test_a_reaudit_removes_the_optional_tags_the_earlier_audit_left(tmp_path, ti
     ]
     left = registry.get_model_version("fraud-lm", "1").tags
     assert set(left) == {"memaudit.verdict", "memaudit.reaudit", "stage"}
+
+
+def test_a_reaudit_tag_starts_nothing_while_that_version_is_still_being_audited(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """Whoever may set tags in MLflow may not queue audits without bound: a new value starts a
+    re-audit only once the policy's earlier audit of that version has ended."""
+    from mlflow import MlflowClient
+
+    from core.models import AuditStatus
+    from worker.model_registry import handle_delivery
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    registry.create_registered_model("fraud-lm")
+    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "fraud",
+        "source": "mlflow",
+        "model_pattern": "fraud-*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    celery = stack.client.app.state.celery
+
+    def tag_set(value: str) -> dict:
+        key = f"mlflow:tag-{value}"
+        data = {"name": "fraud-lm", "version": "1", "key": "memaudit.reaudit", "value": value}
+        with stack.db.session() as session:
+            session.add(
+                WebhookDelivery(
+                    id=key,
+                    source="mlflow",
+                    event="model_version_tag.set",
+                    payload={"entity": "model_version_tag", "action": "set", "data": data},
+                )
+            )
+        return handle_delivery(stack.db, stack.settings, celery, key)
+
+    first = tag_set("a")
+    assert len(first["audits"]) == 1
+    flood = [tag_set(f"v{i}") for i in range(5)]
+    assert all(outcome["audits"] == [] for outcome in flood)
+    assert "still queued or running" in flood[0]["refused"][0]["error"]
+    with stack.db.session() as session:
+        assert session.query(Audit).count() == 1
+        session.get(Audit, first["audits"][0]).status = AuditStatus.SUCCEEDED
+    assert len(tag_set("after")["audits"]) == 1
+
+
+class _RecordingCelery:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list]] = []
+
+    def send_task(self, name: str, args: list, **_options: object) -> None:
+        self.sent.append((name, args))
+
+
+def test_reconciliation_writes_back_a_finished_verdict_the_version_never_got(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """MLflow down longer than the write-back's retries: the version must not stay without its
+    verdict for ever; the next reconciliation round queues the write-back again, once it sees
+    the version's tags lack that audit."""
+    from mlflow import MlflowClient
+
+    from core.db import utcnow
+    from core.models import AuditStatus
+    from core.task_names import WRITE_BACK_TO_REGISTRY
+    from worker.model_registry import WRITE_BACK_RETRY_SPAN
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    registry.create_registered_model("fraud-lm")
+    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "fraud",
+        "source": "mlflow",
+        "model_pattern": "fraud-*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    (audit_id,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+
+    celery = _RecordingCelery()
+    assert reconcile(stack.db, stack.settings, celery) == [] and celery.sent == []  # running
+    with stack.db.session() as session:
+        audit = session.get(Audit, audit_id)
+        audit.status = AuditStatus.SUCCEEDED
+        audit.verdict = {"status": "pass", "results": [], "promotion": "allowed"}
+        audit.finished_at = utcnow()
+    reconcile(stack.db, stack.settings, celery)
+    assert celery.sent == []  # just finished: its own write-back may still be retrying
+    with stack.db.session() as session:
+        session.get(Audit, audit_id).finished_at = utcnow() - WRITE_BACK_RETRY_SPAN
+    assert reconcile(stack.db, stack.settings, celery) == []
+    assert celery.sent == [(WRITE_BACK_TO_REGISTRY, [audit_id])]
+    registry.set_model_version_tag("fraud-lm", "1", "memaudit.audit_id", audit_id)
+    celery.sent.clear()
+    reconcile(stack.db, stack.settings, celery)
+    assert celery.sent == []  # written back: nothing more to do
+
+
+def test_reconciliation_reads_a_model_whose_name_holds_a_quote(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """MLflow allows `'` in a registered model's name: its versions are still listed, and no
+    one model can stop the round before the models after it."""
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    for name in ("bob's-lm", "zed-lm"):
+        registry.create_registered_model(name)
+        registry.create_model_version(name, source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "all-lms",
+        "source": "mlflow",
+        "model_pattern": "*-lm",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    started = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    with stack.db.session() as session:
+        uris = {session.get(Audit, audit_id).model_uri for audit_id in started}
+    assert uris == {"mlflow:models:/bob's-lm/1", "mlflow:models:/zed-lm/1"}

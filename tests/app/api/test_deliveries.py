@@ -146,3 +146,35 @@ def test_the_list_pages_over_both_tables_on_postgres(make_stack, postgres_url) -
     listed = _listed(stack, limit=1, offset=1)
     assert listed["count"] == 2 and listed["data"][0]["outcome"] == "refused"
     assert _listed(stack, outcome="received")["count"] == 1
+
+
+@pytest.mark.postgres
+def test_a_refused_body_naming_a_nul_is_still_refused_and_kept_on_postgres(
+    make_stack, postgres_url
+) -> None:
+    """The event a refused body names is the sender's text: PostgreSQL cannot store a NUL, and
+    a forged delivery must still get its 401 (not a 500) and be listed."""
+    stack = make_stack(database_url=postgres_url, mlflow_webhook_secret=SECRET)
+    body = json.dumps({"entity": "model_version\x00", "action": "created\x00"})
+    forged = stack.client.post("/v1/hooks/mlflow", content=body, headers=_signed(body, secret="x"))
+    assert forged.status_code == 401, forged.text
+    (row,) = _listed(stack)["data"]
+    assert row["outcome"] == "refused" and "\x00" not in (row["event"] or "")
+
+
+def test_a_refusal_pruned_while_the_page_is_read_is_left_out(stack, monkeypatch) -> None:
+    """Refusals are pruned on every insert: one listed by the page's keys may be gone when its
+    row is read (a flood of forged deliveries while an admin looks), and the page still shows."""
+    from app import deliveries
+
+    body = _payload()
+    stack.client.post("/v1/hooks/mlflow", content=body, headers=_signed(body, secret="x"))
+    page_keys = deliveries._page_keys
+
+    def with_a_pruned_one(*args):
+        keys, count = page_keys(*args)
+        return [("refusal", "999999"), *keys], count + 1
+
+    monkeypatch.setattr(deliveries, "_page_keys", with_a_pruned_one)
+    listed = _listed(stack)
+    assert [row["outcome"] for row in listed["data"]] == ["refused"]

@@ -86,3 +86,14 @@ def test_the_ui_address_defaults_to_the_tracking_uri_and_names_are_quoted(tmp_pa
     assert version_ui_url("mlflow:models:/support-bot/12", "") is None
     assert version_ui_url("hf:acme/lm@main", "http://mlflow:5000") is None
     assert version_ui_url("mlflow:models:/support-bot/latest", "http://mlflow:5000") is None
+
+
+def test_the_ui_address_never_carries_the_tracking_uris_credentials(tmp_path) -> None:
+    """The links are rendered for every dashboard reader: a password in the workers' tracking
+    URI must not reach them (the start-up line redacts it too)."""
+    tracking = Settings(data_dir=tmp_path, mlflow_tracking_uri="http://ci:s3cret-pw@mlflow:5000/")
+    assert tracking.mlflow_ui_base == "http://mlflow:5000"
+    url = version_ui_url("mlflow:models:/support-bot/1", tracking.mlflow_ui_base)
+    assert url == "http://mlflow:5000/#/models/support-bot/versions/1"
+    given = Settings(data_dir=tmp_path, mlflow_ui_url="https://u:pw@mlflow.example:8443/ml")
+    assert given.mlflow_ui_base == "https://mlflow.example:8443/ml"
