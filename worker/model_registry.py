@@ -201,7 +201,7 @@ def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:
 
 
 def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
-    """Tag the MLflow model version this finished audit examined; {} when there is none."""
+    """Tag the MLflow model version this finished policy audit examined; {} for any other."""
     with db.session() as session:
         audit = session.get(Audit, audit_id)
         if (
@@ -210,6 +210,9 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
             or audit.model_uri is None  # a dataset audit: no model version to tag
             or not audit.model_uri.startswith(mlflow_models.PREFIX)
             or not settings.mlflow_tracking_uri
+            # Only a policy's verdict is what a gate reads: an audit submitted by hand (any submit
+            # key may audit a granted version) must not replace it or block a promotion.
+            or audit.policy_id is None
         ):
             return {}
         tags = version_tags(audit, settings)

@@ -374,3 +374,47 @@ def test_reconciliation_reads_a_model_whose_name_holds_a_quote(
     with stack.db.session() as session:
         uris = {session.get(Audit, audit_id).model_uri for audit_id in started}
     assert uris == {"mlflow:models:/bob's-lm/1", "mlflow:models:/zed-lm/1"}
+
+
+def test_only_a_policys_audit_writes_back_to_the_version(make_stack, tmp_path, tiny_lm) -> None:
+    """A real MLflow registry (local SQLite store): an audit of a version submitted by hand
+    leaves the version's tags alone (no submit key may replace a policy's verdict or block a
+    promotion); the policy's own audit of the same version tags it."""
+    from mlflow import MlflowClient
+
+    from core.db import utcnow
+    from core.models import AuditStatus
+    from worker.model_registry import write_back
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    registry.create_registered_model("fraud-lm")
+    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "model": {"uri": "mlflow:models:/fraud-lm/1"},
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    by_hand = stack.client.post("/v1/audits", headers=stack.headers, json=body)
+    assert by_hand.status_code == 202, by_hand.text
+    policy = {
+        "name": "fraud",
+        "source": "mlflow",
+        "model_pattern": "fraud-*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=policy).status_code == 201
+    (by_policy,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    with stack.db.session() as session:
+        for audit_id, verdict in ((by_hand.json()["id"], None), (by_policy, "pass")):
+            audit = session.get(Audit, audit_id)
+            audit.status, audit.finished_at = AuditStatus.SUCCEEDED, utcnow()
+            audit.verdict = {"status": verdict, "results": [], "promotion": "allowed"}
+    assert write_back(stack.db, stack.settings, by_hand.json()["id"]) == {}
+    assert not registry.get_model_version("fraud-lm", "1").tags
+    tags = write_back(stack.db, stack.settings, by_policy)
+    assert tags["memaudit.audit_id"] == by_policy and tags["memaudit.verdict"] == "pass"
+    written = registry.get_model_version("fraud-lm", "1").tags
+    assert written["memaudit.audit_id"] == by_policy and written["memaudit.promotion"] == "allowed"
