@@ -249,24 +249,11 @@ def test_a_reaudit_tag_starts_nothing_while_that_version_is_still_being_audited(
 ) -> None:
     """Whoever may set tags in MLflow may not queue audits without bound: a new value starts a
     re-audit only once the policy's earlier audit of that version has ended."""
-    from mlflow import MlflowClient
 
     from core.models import AuditStatus
     from worker.model_registry import handle_delivery
 
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    registry.create_registered_model("fraud-lm")
-    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
-    stack = make_stack(mlflow_tracking_uri=tracking_uri)
-    body = {
-        "name": "fraud",
-        "source": "mlflow",
-        "model_pattern": "fraud-*",
-        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
-        "checks": [{"kind": "loss", "params": {}}],
-    }
-    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    _, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
     celery = stack.client.app.state.celery
 
     def tag_set(value: str) -> dict:
@@ -308,26 +295,13 @@ def test_reconciliation_writes_back_a_finished_verdict_the_version_never_got(
     """MLflow down longer than the write-back's retries: the version must not stay without its
     verdict for ever; the next reconciliation round queues the write-back again, once it sees
     the version's tags lack that audit."""
-    from mlflow import MlflowClient
 
     from core.db import utcnow
     from core.models import AuditStatus
     from core.task_names import WRITE_BACK_TO_REGISTRY
     from worker.model_registry import WRITE_BACK_RETRY_SPAN
 
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    registry.create_registered_model("fraud-lm")
-    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
-    stack = make_stack(mlflow_tracking_uri=tracking_uri)
-    body = {
-        "name": "fraud",
-        "source": "mlflow",
-        "model_pattern": "fraud-*",
-        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
-        "checks": [{"kind": "loss", "params": {}}],
-    }
-    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
     (audit_id,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
 
     celery = _RecordingCelery()
@@ -354,22 +328,10 @@ def test_reconciliation_reads_a_model_whose_name_holds_a_quote(
 ) -> None:
     """MLflow allows `'` in a registered model's name: its versions are still listed, and no
     one model can stop the round before the models after it."""
-    from mlflow import MlflowClient
 
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    for name in ("bob's-lm", "zed-lm"):
-        registry.create_registered_model(name)
-        registry.create_model_version(name, source=str(tiny_lm.model_dir))
-    stack = make_stack(mlflow_tracking_uri=tracking_uri)
-    body = {
-        "name": "all-lms",
-        "source": "mlflow",
-        "model_pattern": "*-lm",
-        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
-        "checks": [{"kind": "loss", "params": {}}],
-    }
-    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    _, stack = _registry_and_stack(
+        make_stack, tmp_path, tiny_lm, names=("bob's-lm", "zed-lm"), pattern="*-lm"
+    )
     started = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
     with stack.db.session() as session:
         uris = {session.get(Audit, audit_id).model_uri for audit_id in started}
@@ -380,17 +342,12 @@ def test_only_a_policys_audit_writes_back_to_the_version(make_stack, tmp_path, t
     """A real MLflow registry (local SQLite store): an audit of a version submitted by hand
     leaves the version's tags alone (no submit key may replace a policy's verdict or block a
     promotion); the policy's own audit of the same version tags it."""
-    from mlflow import MlflowClient
 
     from core.db import utcnow
     from core.models import AuditStatus
     from worker.model_registry import write_back
 
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    registry.create_registered_model("fraud-lm")
-    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
-    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
     body = {
         "model": {"uri": "mlflow:models:/fraud-lm/1"},
         "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
@@ -398,14 +355,6 @@ def test_only_a_policys_audit_writes_back_to_the_version(make_stack, tmp_path, t
     }
     by_hand = stack.client.post("/v1/audits", headers=stack.headers, json=body)
     assert by_hand.status_code == 202, by_hand.text
-    policy = {
-        "name": "fraud",
-        "source": "mlflow",
-        "model_pattern": "fraud-*",
-        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
-        "checks": [{"kind": "loss", "params": {}}],
-    }
-    assert stack.client.post("/v1/policies", headers=stack.headers, json=policy).status_code == 201
     (by_policy,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
     with stack.db.session() as session:
         for audit_id, verdict in ((by_hand.json()["id"], None), (by_policy, "pass")):
@@ -418,3 +367,25 @@ def test_only_a_policys_audit_writes_back_to_the_version(make_stack, tmp_path, t
     assert tags["memaudit.audit_id"] == by_policy and tags["memaudit.verdict"] == "pass"
     written = registry.get_model_version("fraud-lm", "1").tags
     assert written["memaudit.audit_id"] == by_policy and written["memaudit.promotion"] == "allowed"
+
+
+def _registry_and_stack(make_stack, tmp_path, tiny_lm, names=("fraud-lm",), pattern="fraud-*"):  # type: ignore[no-untyped-def]
+    """A real MLflow registry (a local SQLite store) holding version 1 of each named model, and
+    a stack that reads it, with a loss policy over `pattern`."""
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    for name in names:
+        registry.create_registered_model(name)
+        registry.create_model_version(name, source=str(tiny_lm.model_dir))
+    stack = make_stack(mlflow_tracking_uri=tracking_uri)
+    body = {
+        "name": "policy",
+        "source": "mlflow",
+        "model_pattern": pattern,
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
+    return registry, stack
