@@ -317,13 +317,6 @@ def _repeat_lost_write_back(
     celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest.id], queue=settings.queue)
 
 
-def _name_filter(name: str) -> str:
-    """MLflow's filter on one model's name; a name may hold `'` (MLflow allows it), then the
-    value goes in double quotes."""
-    quote = '"' if "'" in name else "'"
-    return f"name={quote}{name}{quote}"
-
-
 def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
     """Audit recent versions of policy-matched registered models that no delivery announced."""
     if not settings.mlflow_tracking_uri:
@@ -343,7 +336,7 @@ def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:
             versions = list(
                 _every(
                     client.search_model_versions,
-                    _name_filter(model.name),
+                    mlflow_models.name_filter(model.name),
                     page_size=VERSION_PAGE_SIZE,
                 )
             )

@@ -73,17 +73,22 @@ def check_version(uri: str, tracking_uri: str) -> None:
         raise ModelError(f"MLflow has no model version {name}/{version}: {exc}") from None
 
 
+def name_filter(name: str) -> str:
+    """MLflow's search filter on one registered model's name; a name may hold `'` (MLflow allows
+    it), and then the value goes in double quotes."""
+    quote = '"' if "'" in name else "'"
+    return f"name={quote}{name}{quote}"
+
+
 MAX_CHAIN = 16  # earlier versions a retention chain reads, the most recent ones
 
 
 def earlier_versions(uri: str, tracking_uri: str) -> list[str]:
     """The registered versions of this model before this one, oldest first: a retention chain."""
     name, version = parse_uri(uri)
-    if "'" in name:
-        raise ModelError(f"cannot list the versions of {name!r}: the name holds a quote")
     registry = client(tracking_uri)
     try:
-        found = registry.search_model_versions(f"name='{name}'")
+        found = registry.search_model_versions(name_filter(name))
     except Exception as exc:  # MlflowException or a connection error
         raise ModelError(f"could not list the versions of {name} in MLflow: {exc}") from None
     numbers = sorted(int(v.version) for v in found if int(v.version) < int(version))

@@ -66,3 +66,22 @@ def test_pickled_or_missing_weights_are_refused(tmp_path, tiny_lm) -> None:
         weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(ModelError, match="no save_pretrained directory"):
         _directories(tmp_path)
+
+
+def test_a_retention_chain_lists_the_earlier_versions_of_a_name_holding_a_quote(
+    tmp_path, tiny_lm
+) -> None:
+    """A real MLflow registry (local SQLite store): MLflow allows `'` in a model's name, and its
+    earlier versions are listed like any other's."""
+    from mlflow import MlflowClient
+
+    from core.inspection.mlflow_models import earlier_versions
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name in ("bob's-lm", "bob"):
+        registry.create_registered_model(name)
+        for _ in range(2):
+            registry.create_model_version(name, source=str(tiny_lm.model_dir))
+    assert earlier_versions("mlflow:models:/bob's-lm/2", uri) == ["mlflow:models:/bob's-lm/1"]
+    assert earlier_versions("mlflow:models:/bob/2", uri) == ["mlflow:models:/bob/1"]
