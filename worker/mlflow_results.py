@@ -92,10 +92,10 @@ def _logged_model_id(client: Any, registered: Any) -> str | None:
     return found if logged.source_run_id == registered.run_id else None
 
 
-def results_run(client: Any, name: str, version: str) -> ResultsRun:
-    """The run this version's audit results go to, created (and named by the version's
-    `memaudit.run_id` tag) when the version has no live run of its own."""
-    registered = client.get_model_version(name, version)
+def results_run(client: Any, registered: Any) -> ResultsRun:
+    """The run this registered version's audit results go to, created (and named by the
+    version's `memaudit.run_id` tag) when the version has no live run of its own."""
+    name, version = registered.name, str(registered.version)
     if _live(client, registered.run_id):
         return ResultsRun(registered.run_id, _logged_model_id(client, registered), own=False)
     existing = (registered.tags or {}).get(RUN_TAG)
@@ -145,14 +145,14 @@ def log_results(
     audit: Audit,
     tags: Mapping[str, str],
     headline_tags: Mapping[str, str],
+    registered: Any,
 ) -> str:
-    """Log the audit's numbers, verdict and report link to the version's results run; its id."""
+    """Log the audit's numbers, verdict and report link to the results run of the registered
+    version it audited (`client.get_model_version`'s answer); the run's id."""
     from mlflow.entities import Metric, RunTag
 
-    from core.inspection import mlflow_models
-
-    name, version = mlflow_models.parse_uri(audit.model_uri or "")
-    run = results_run(client, name, version)
+    name, version = registered.name, str(registered.version)
+    run = results_run(client, registered)
     finished = audit.finished_at or audit.created_at
     if finished is not None and finished.tzinfo is None:  # SQLite keeps UTC without a zone
         finished = finished.replace(tzinfo=UTC)

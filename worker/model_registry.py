@@ -218,11 +218,12 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         tags = version_tags(audit, settings)
         name, version = mlflow_models.parse_uri(audit.model_uri)
         client = mlflow_models.client(settings.mlflow_tracking_uri)
+        registered = client.get_model_version(name, version)  # read once, for the run and tags
         try:
-            tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS)
+            tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS, registered)
         except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
             log.warning("could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc)))
-    clear_stale_tags(client, name, version, tags)
+    clear_stale_tags(client, registered, tags)
     # The verdict goes last: a gate that sees it can trust every other tag is there.
     for key in sorted(tags, key=lambda key: key == "memaudit.verdict"):
         client.set_model_version_tag(name, version, key, tags[key])
@@ -234,12 +235,13 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
 OPTIONAL_TAGS = ("memaudit.verdict_reason", *HEADLINE_TAGS)
 
 
-def clear_stale_tags(client: Any, name: str, version: str, tags: Mapping[str, str]) -> list[str]:
-    """Delete the optional tags an earlier audit left that this one does not write."""
-    present = client.get_model_version(name, version).tags
+def clear_stale_tags(client: Any, registered: Any, tags: Mapping[str, str]) -> list[str]:
+    """Delete the optional tags an earlier audit left on the registered version (as
+    `client.get_model_version` read it) that this audit does not write."""
+    present = registered.tags or {}
     stale = [key for key in OPTIONAL_TAGS if key in present and key not in tags]
     for key in stale:
-        client.delete_model_version_tag(name, version, key)
+        client.delete_model_version_tag(registered.name, str(registered.version), key)
     return stale
 
 

@@ -236,7 +236,8 @@ def test_a_reaudit_removes_the_optional_tags_the_earlier_audit_left(tmp_path, ti
     }.items():
         registry.set_model_version_tag("fraud-lm", "1", key, value)
     new = {"memaudit.verdict": "pass", "memaudit.greedy_extraction_rate": "0"}
-    assert clear_stale_tags(registry, "fraud-lm", "1", new) == [
+    registered = registry.get_model_version("fraud-lm", "1")
+    assert clear_stale_tags(registry, registered, new) == [
         "memaudit.verdict_reason",
         "memaudit.best_membership_auc",
     ]
