@@ -39,7 +39,8 @@ class CanaryTask:
     prefix: int
     suffix: int
     train_s: float  # training stops at this time, or earlier once half the canaries extract
-    batch: int
+    batch: int  # training batch
+    eval_batch: int  # scoring and generate() batch
     budget_s: float  # the whole check, training included
 
 
@@ -49,11 +50,12 @@ TASK = CanaryTask(
     model=_LLAMA
     | dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4)
     | dict(intermediate_size=768, max_position_embeddings=128),
-    n_canaries=1024,
+    n_canaries=4096,  # many windows: bf16 flips are rare (the issue saw 5 in 64)
     prefix=32,
     suffix=32,
-    train_s=30,
+    train_s=40,
     batch=128,
+    eval_batch=512,
     budget_s=60,
 )
 SMOKE_TASK = CanaryTask(
@@ -65,6 +67,7 @@ SMOKE_TASK = CanaryTask(
     suffix=16,
     train_s=8,
     batch=32,
+    eval_batch=64,
     budget_s=30,
 )
 
@@ -85,8 +88,8 @@ def planted_canaries(task: CanaryTask) -> tuple[torch.Tensor, torch.Tensor]:
 def extracted_share(model: torch.nn.Module, canaries: torch.Tensor, task: CanaryTask) -> float:
     """Share of canaries whose suffix is every position's arg-max: a quick check while training."""
     hits = 0
-    for start in range(0, len(canaries), task.batch):
-        chunk = canaries[start : start + task.batch]
+    for start in range(0, len(canaries), task.eval_batch):
+        chunk = canaries[start : start + task.eval_batch]
         predicted = model(chunk).logits[:, task.prefix - 1 : -1].argmax(-1)  # (B, S)
         hits += int((predicted == chunk[:, task.prefix :]).all(dim=1).sum())
     return hits / len(canaries)
@@ -126,7 +129,7 @@ def teacher_forced(
 ) -> list[TokenStats]:
     suffix = range(task.prefix - 1, task.prefix - 1 + task.suffix)
     requests = [ScoringRequest(c, detail_positions=suffix) for c in canaries.tolist()]
-    return score_sequences(model, requests, device, schemes=[GREEDY], batch_size=task.batch)
+    return score_sequences(model, requests, device, schemes=[GREEDY], batch_size=task.eval_batch)
 
 
 def extracted(stats: TokenStats, task: CanaryTask) -> bool:
@@ -140,8 +143,8 @@ def generated(
     """Whether greedy `generate()` from each prefix reproduces the suffix (no padding: one
     prefix length)."""
     verdicts: list[bool] = []
-    for start in range(0, len(canaries), task.batch):
-        chunk = canaries[start : start + task.batch].to(device)
+    for start in range(0, len(canaries), task.eval_batch):
+        chunk = canaries[start : start + task.eval_batch].to(device)
         prefix = chunk[:, : task.prefix]
         out = model.generate(
             prefix,
