@@ -166,15 +166,19 @@ def deciding_margins(stats: TokenStats, task: CanaryTask) -> np.ndarray:
     return stats.margins[span][:end]
 
 
-def flagged(stats: TokenStats, task: CanaryTask) -> bool:
-    """The window rule of the module docstring over positions |margin| <= margin_bound."""
-    span = slice(task.prefix - 1, task.prefix - 1 + task.suffix)
-    bounds = stats.margin_bounds[span]
+def window_flagged(margins: np.ndarray, bounds: np.ndarray, matches: np.ndarray) -> bool:
+    """The module docstring's window rule over one suffix: a position is fragile iff
+    |margin| <= bound; an extracted window is flagged when any position is, a non-extracted
+    one when every mismatch is."""
     if np.isnan(bounds).any():
         raise ValueError("margin_bounds is NaN inside a suffix that was asked for in detail")
-    fragile = np.abs(stats.margins[span]) <= bounds
-    matches = stats.argmax_match[span]
+    fragile = np.abs(margins) <= bounds
     return bool(fragile.any()) if matches.all() else bool(fragile[~matches].all())
+
+
+def flagged(stats: TokenStats, task: CanaryTask) -> bool:
+    span = slice(task.prefix - 1, task.prefix - 1 + task.suffix)
+    return window_flagged(stats.margins[span], stats.margin_bounds[span], stats.argmax_match[span])
 
 
 def report(name: str, failures: int | None) -> bool:
