@@ -8,7 +8,8 @@ Models are random-initialised Llamas built on the device in bf16 (no download). 
 workload every variant runs in the same process, interleaved over 3 rounds after a warm-up, and
 the median counts; the baseline is given in tok/s, the rest as a ratio to it (>1 is faster):
 
-- baseline: HF batched `model(ids).logits`, `.float().log_softmax(-1)`, the targets gathered;
+- baseline: HF batched `model(ids).logits`, `.float().log_softmax(-1)`, the targets gathered
+  and copied to the host (as a user writes it);
 - loss pass: `score_sequences` with plain ScoringRequests (log-probs: loss, zlib, Min-K%);
 - + Min-K%++ moments (`moments=True`);
 - + extraction statistics on the last 50 tokens, schemes greedy and top-k 40 at T=1;
@@ -25,6 +26,10 @@ hidden * vocab multiply-adds, whether or not its weight is the embedding's. Atte
 matmuls (q·k over the context, then the weights times v), each 2 * hidden FLOPs per layer per
 attended position; causal, token t attends to t positions, and the mean of 1..T is (T + 1) / 2.
 TFLOP/s = FLOPs/token * tokens / seconds, against a bf16 matmul peak measured in the same run.
+
+Then bench/gpu_verdicts.py checks the bf16 greedy verdicts of a model trained on canaries against
+`generate()` and float32. Each section has a time budget and prints its elapsed time; a section
+that would take the run past TOTAL_BUDGET_S is skipped with a message.
 """
 
 from __future__ import annotations
