@@ -73,8 +73,8 @@ SMOKE_TASK = CanaryTask(
 
 
 def planted_canaries(task: CanaryTask) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random token canaries, (n, prefix + suffix), and how often each is repeated in training
-    (1 to 32 times, so the model memorizes some fully, some partly and some not)."""
+    """Random token canaries, (n, prefix + suffix), and each one's weight in the training draw
+    (1 to 32, so the model memorizes some fully, some partly and some not)."""
     generator = torch.Generator().manual_seed(7)
     length = task.prefix + task.suffix
     canaries = torch.randint(
@@ -95,7 +95,9 @@ def extracted_share(model: torch.nn.Module, canaries: torch.Tensor, task: Canary
     return hits / len(canaries)
 
 
-def train(task: CanaryTask, canaries: torch.Tensor, repeats: torch.Tensor, device: str):  # type: ignore[no-untyped-def]
+def train(
+    task: CanaryTask, canaries: torch.Tensor, repeats: torch.Tensor, device: str
+) -> LlamaForCausalLM:
     """A float32 Llama trained on the canaries until half extract or `train_s` runs out."""
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**task.model, attn_implementation="sdpa")).to(device)
