@@ -12,8 +12,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-INTERPRETED = bool(triton.knobs.runtime.interpret)
-
 
 @triton.jit
 def _tanh(x):
@@ -219,3 +217,7 @@ def detail_kernel(
     if HAS_TOP:
         ks = tl.arange(0, TOP_K)
         tl.store(top_ptr + (split * n_out + out_rows)[:, None] * TOP_K + ks[None, :], top)
+
+
+# Whether `triton.jit` above chose the interpreter (it reads TRITON_INTERPRET at decoration).
+INTERPRETED = type(head_stats_kernel).__name__ == "InterpretedFunction"

@@ -88,11 +88,12 @@ def planted(vocab: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torc
     def top_vector(row: int) -> torch.Tensor:  # its logit, Σ|h|, beats every other row's
         return hidden[row].sign()
 
-    # Arg-max tied between ids in different vocabulary splits: the lower id wins.
-    weight[10] = weight[vocab - 20] = top_vector(CROSS_SPLIT)
+    # Arg-max tied at five ids: two in one tile, one in the next, the others in later splits,
+    # past tiles of a lower max. Whichever is the target, the best other is the lowest other id.
+    weight[[10, 40, 70, 200, vocab - 20]] = top_vector(CROSS_SPLIT)
     targets[CROSS_SPLIT], targets[CROSS_SPLIT_LOW] = vocab - 20, 10
-    # Arg-max tied inside one tile.
-    weight[3] = weight[7] = top_vector(SAME_TILE)
+    # Arg-max tied at three ids inside one tile.
+    weight[[3, 5, 7]] = top_vector(SAME_TILE)
     targets[SAME_TILE] = 7
     # The target tied with three other ids.
     weight[[60, 153, vocab - 1]] = weight[150].clone()
@@ -154,10 +155,10 @@ def test_matches_pytorch_path_with_planted_ties(
     assert (out["ranks"][~detail] == -1).all() and (out["ties"][~detail] == -1).all()
 
     # The planted rows come out as planted.
-    assert out["best_other"][CROSS_SPLIT] == 10 and out["best_other"][CROSS_SPLIT_LOW] == vocab - 20
+    assert out["best_other"][[CROSS_SPLIT, CROSS_SPLIT_LOW, SAME_TILE]].tolist() == [10, 40, 3]
     assert out["argmax_match"][[CROSS_SPLIT, CROSS_SPLIT_LOW, SAME_TILE]].tolist() == [0, 1, 0]
     assert out["margins"][[CROSS_SPLIT, CROSS_SPLIT_LOW, SAME_TILE]].tolist() == [0, 0, 0]
-    assert out["ties"][TARGET_TIED] == 3 and out["ties"][MAX_TIED] == 3
+    assert out["ties"][[CROSS_SPLIT, SAME_TILE, TARGET_TIED, MAX_TIED]].tolist() == [4, 2, 3, 3]
 
     for scheme in SCHEMES:
         k = scheme.top_k
