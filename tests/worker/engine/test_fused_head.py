@@ -197,6 +197,21 @@ def test_topk_ties_beyond_the_buffer_are_flagged() -> None:
 
 
 @interpreted
+def test_ranks_without_schemes() -> None:
+    """Pass B without the top-k buffer: ranks and ties at scattered detail rows only."""
+    hidden, weight, targets = planted(300)
+    detail = torch.zeros(N, dtype=torch.bool)
+    detail[[0, 17, TARGET_TIED, MAX_TIED, N - 1]] = True
+    out = fused_head_stats(hidden, weight, targets, detail=detail, tiles=SMALL)
+    logits, _ = reference(hidden, weight, targets)
+    stats = _detail_stats(logits, targets)
+    for name in ("ranks", "ties"):
+        assert torch.equal(out[name][detail], stats[name][detail])
+        assert (out[name][~detail] == -1).all()
+    assert not any(name.startswith("scheme:") for name in out)
+
+
+@interpreted
 @pytest.mark.parametrize(("dtype", "atol"), [(torch.float32, 1e-5), (torch.float16, 1e-3)])
 def test_moments_on_generic_data(dtype, atol) -> None:
     """Inexact logits, default tiles: the continuous statistics within the stated tolerance."""
