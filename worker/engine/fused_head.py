@@ -115,7 +115,8 @@ def fused_head_stats(
 
     hidden (N, H) and weight (V, H) share a dtype; targets (N,) long; detail (N,) bool marks the
     rows that get ranks, ties and the top-k schemes. Returns float32 `logprobs`, `logsumexp`,
-    `margins`, bool `argmax_match`, long `best_other`; with `moments`, `mu` and `sigma`; and at
+    `target_logit`, `margins`, bool `argmax_match`, long `best_other`; with `moments`, `mu` and
+    `sigma`; and at
     detail rows (else -1 / NaN / False): int32 `ranks`, `ties`, and per scheme float64
     `scheme:<name>`, float32 `kth_margin:<name>`, bool `topk_ties:<name>`.
     """
