@@ -157,18 +157,6 @@ def rum_levels(
     return {"low": sorted(low, key=lambda i: values[i]), "mid": sorted(mid), "high": high}
 
 
-def auroc(scores: Sequence[float], flagged: Sequence[bool]) -> float:
-    """P(score of a flagged example > score of an unflagged one), ties counting half: how well
-    a score ranks the known cases (flipped labels, forget records) first."""
-    values = np.asarray(scores, dtype=np.float64)
-    mask = np.asarray(flagged, dtype=bool)
-    if mask.all() or not mask.any():
-        raise ValueError("need flagged and unflagged examples")
-    ranks = _average_ranks(values)
-    n_pos, n_neg = int(mask.sum()), int((~mask).sum())
-    return float((ranks[mask].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def summarize_correlations(
     rows: Sequence[Mapping[str, Any]], names: Sequence[str]
 ) -> dict[str, dict[str, float | None]]:

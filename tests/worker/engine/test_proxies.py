@@ -11,7 +11,6 @@ import torch
 from worker.engine.classifier_ops import finetune_copy, input_curvature
 from worker.engine.proxies import (
     HIGHER_IS_MORE_MEMORIZED,
-    auroc,
     feldman_memorization,
     learning_event_proxies,
     mem_score,
@@ -103,11 +102,6 @@ def test_spearman_with_ties_matches_the_rank_formula() -> None:
     expected = np.corrcoef(rx, ry)[0, 1]
     assert spearman([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(expected)
     assert spearman([1, 1, 1], [1, 2, 3]) is None
-
-
-def test_auroc_counts_ties_half() -> None:
-    assert auroc([3, 2, 1, 0], [True, True, False, False]) == 1.0
-    assert auroc([1, 1], [True, False]) == 0.5
 
 
 def test_softmax_is_shift_invariant() -> None:
