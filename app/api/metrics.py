@@ -15,7 +15,10 @@ router = APIRouter(tags=["metrics"])
     response_class=Response,
     responses={
         200: {
-            "content": {"text/plain": {}, "application/openmetrics-text": {}},
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
             "description": "Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when Accept asks",
         }
     },

@@ -12,7 +12,7 @@ from bench.report_data import seed_audit
 from core.models import CallbackDelivery, EventCount, Shard, WebhookDelivery
 from tests.flows import scrape
 
-TOKENS = 123_456_789  # {value:g} wrote 1.23457e+08: a counter moving in steps of 10
+TOKENS = 123_456_789  # {value:g} wrote 1.23457e+08: a counter moving in steps of 1,000
 SECONDS = 10_000_000.25
 REFUSED = 4_294_967_297  # past 32 bits
 
