@@ -6,6 +6,8 @@ import re
 import time
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from app.browser_sessions import SESSION_COOKIE, origin_of
 from worker.demo import DemoArtifacts
 
@@ -127,3 +129,16 @@ def run_canary_audit(client, headers: dict[str, str], lm: DemoArtifacts) -> dict
     assert audit["provenance"]["dataset_sha256"] == dataset["sha256"]
     assert len(audit["provenance"]["model_sha256"]) == 64
     return audit
+
+
+def scrape(client, headers: dict[str, str]) -> dict[str, float]:
+    """/metrics read by Prometheus's own parser: `name` or `name{label="value",...}` (labels
+    sorted) to its value."""
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    found = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found

@@ -72,7 +72,11 @@ class Roc:
 
 
 def roc_curve(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> Roc:
-    """One point per distinct threshold, from (0, 0) to (1, 1)."""
+    """One point per distinct threshold, from (0, 0) to (1, 1): sklearn's `roc_curve` with
+    `drop_intermediate=False`, and `auc` its `roc_auc_score` (ties count one half); the one ROC
+    of the engine (tests/worker/engine/test_membership.py holds it to sklearn's)."""
+    if len(member_scores) == 0 or len(nonmember_scores) == 0:
+        raise ValueError("a ROC needs members and non-members")
     scores = np.concatenate([np.asarray(member_scores, float), np.asarray(nonmember_scores, float)])
     labels = np.concatenate([np.ones(len(member_scores)), np.zeros(len(nonmember_scores))])
     order = np.argsort(-scores, kind="mergesort")
@@ -80,8 +84,8 @@ def roc_curve(member_scores: Sequence[float], nonmember_scores: Sequence[float])
     last_of_run = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
     tps = np.cumsum(labels)[last_of_run]
     fps = (last_of_run + 1) - tps
-    tpr = np.r_[0.0, tps / max(len(member_scores), 1)]
-    fpr = np.r_[0.0, fps / max(len(nonmember_scores), 1)]
+    tpr = np.r_[0.0, tps / len(member_scores)]
+    fpr = np.r_[0.0, fps / len(nonmember_scores)]
     return Roc(fpr, tpr)
 
 

@@ -54,6 +54,46 @@ def test_fact_3_roc() -> None:
     assert roc_curve([1, 1, 1], [1, 1]).auc == 0.5
 
 
+ROC_CASES = {
+    "continuous": (
+        np.random.default_rng(1).normal(0.3, 1, 300),
+        np.random.default_rng(2).normal(0, 1, 200),
+    ),
+    # Ties within and across the classes: one ROC point per distinct score, ties count half.
+    "ties": (
+        np.random.default_rng(3).integers(0, 5, 120),
+        np.random.default_rng(4).integers(0, 4, 90),
+    ),
+    "all_equal": ([0.5] * 4, [0.5] * 7),
+    "one_each": ([1.0], [0.0]),
+    "one_each_tied": ([2.0], [2.0]),
+    "one_each_reversed": ([0.0], [1.0]),
+    "one_member_among_ties": ([1.0], [1.0, 1.0, 0.0]),
+}
+
+
+@pytest.mark.parametrize("case", ROC_CASES)
+def test_roc_equals_sklearn(case: str) -> None:
+    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+
+    members, nonmembers = ROC_CASES[case]
+    scores = np.r_[np.asarray(members, float), np.asarray(nonmembers, float)]
+    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
+    fpr, tpr, _ = sklearn_roc_curve(labels, scores, drop_intermediate=False)
+    roc = roc_curve(members, nonmembers)
+    np.testing.assert_allclose(roc.fpr, fpr, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(roc.tpr, tpr, rtol=0, atol=1e-15)
+    assert roc.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_roc_refuses_an_empty_side() -> None:
+    with pytest.raises(ValueError, match="members and non-members"):
+        roc_curve([], [0.1, 0.2])
+    with pytest.raises(ValueError, match="members and non-members"):
+        roc_curve([0.1], [])
+
+
 def test_fact_4_resolution_guard_and_no_silent_flip() -> None:
     rng = np.random.default_rng(0)
     report = membership_report(rng.normal(1, 1, 200), rng.normal(0, 1, 999), bootstrap=20)

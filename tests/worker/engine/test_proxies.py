@@ -11,7 +11,6 @@ import torch
 from worker.engine.classifier_ops import finetune_copy, input_curvature
 from worker.engine.proxies import (
     HIGHER_IS_MORE_MEMORIZED,
-    auroc,
     feldman_memorization,
     learning_event_proxies,
     mem_score,
@@ -19,6 +18,7 @@ from worker.engine.proxies import (
     rum_levels,
     softmax,
     spearman,
+    summarize_correlations,
     symmetric_kl,
 )
 
@@ -105,9 +105,84 @@ def test_spearman_with_ties_matches_the_rank_formula() -> None:
     assert spearman([1, 1, 1], [1, 2, 3]) is None
 
 
-def test_auroc_counts_ties_half() -> None:
-    assert auroc([3, 2, 1, 0], [True, True, False, False]) == 1.0
-    assert auroc([1, 1], [True, False]) == 0.5
+def _plain_spearman(x: list[float], y: list[float]) -> float | None:
+    """The definition, one pair at a time: Pearson's r of average ranks."""
+
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        found = [0.0] * len(values)
+        start = 0
+        while start < len(order):
+            end = start
+            while end < len(order) and values[order[end]] == values[order[start]]:
+                end += 1
+            for i in order[start:end]:
+                found[i] = (start + 1 + end) / 2
+            start = end
+        return found
+
+    rx, ry = ranks(x), ranks(y)
+    mx, my = math.fsum(rx) / len(rx), math.fsum(ry) / len(ry)
+    sxy = math.fsum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    sxx, syy = math.fsum((a - mx) ** 2 for a in rx), math.fsum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+
+
+def _plain_table(rows: list[dict], names: list[str]) -> dict[str, dict[str, float | None]]:
+    """Every pair over the rows where both scores are there and not NaN."""
+    table: dict[str, dict[str, float | None]] = {}
+    for a in names:
+        table[a] = {}
+        for b in names:
+            pairs = [
+                (row["mem_score"][a], row["mem_score"][b])
+                for row in rows
+                if row["mem_score"].get(a) is not None
+                and row["mem_score"].get(b) is not None
+                and not math.isnan(row["mem_score"][a])
+                and not math.isnan(row["mem_score"][b])
+            ]
+            xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
+            table[a][b] = _plain_spearman(xs, ys) if len(pairs) >= 3 else None
+    return table
+
+
+def test_correlations_are_pairwise_complete_and_match_the_definition() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    base = rng.normal(size=n)
+    columns = {
+        "loss": np.round(base + rng.normal(size=n), 1),  # many ties
+        "margin": np.round(-base + rng.normal(size=n), 0),  # more ties
+        "confidence": base + rng.normal(scale=0.5, size=n),
+        "curvature": rng.integers(0, 3, n).astype(float),  # three values only
+        "heldout_kl": np.full(n, 0.25),  # constant: no ρ with anything
+        "feldman_mem": np.round(base, 2),
+        "le_confidence": base,
+    }
+    rows = [{"mem_score": {name: float(v[i]) for name, v in columns.items()}} for i in range(n)]
+    for i, row in enumerate(rows):
+        if i % 5 == 0:
+            row["mem_score"]["confidence"] = None
+        if i % 3 == 1:
+            row["mem_score"]["curvature"] = math.nan
+        if i % 4 == 2:
+            del row["mem_score"]["feldman_mem"]
+        if i % 7 == 3:
+            row["mem_score"]["feldman_mem"] = None
+        if i >= 2:  # two rows only: below the three a ρ needs
+            del row["mem_score"]["le_confidence"]
+    names = list(columns)
+    found = summarize_correlations(rows, names)
+    expected = _plain_table(rows, names)
+    for a in names:
+        for b in names:
+            if expected[a][b] is None:
+                assert found[a][b] is None, (a, b)
+            else:
+                assert found[a][b] == pytest.approx(expected[a][b], abs=1e-12), (a, b)
+    assert found["heldout_kl"]["loss"] is None and found["le_confidence"]["loss"] is None
+    assert found["loss"]["confidence"] > 0.3  # the table is not all None
 
 
 def test_softmax_is_shift_invariant() -> None:

@@ -11,7 +11,8 @@ import numpy as np
 from core.inspection.datasets import DatasetError
 from worker.checks.classifier.passes import ClassifierContext, LabelledRecord
 from worker.checks.unlearning.kinds import MODELS, UnlearningParams
-from worker.engine.proxies import auroc, mem_score, prediction_proxies, rum_levels
+from worker.engine.membership import roc_curve
+from worker.engine.proxies import mem_score, prediction_proxies, rum_levels
 from worker.engine.unlearning import SPLITS, mia_features, svc_mia, tug_of_war, tug_of_war_mia
 
 
@@ -71,8 +72,9 @@ def _membership(rows: Sequence[Mapping[str, Any]], model: str) -> dict[str, Any]
     test = [r for r in rows if r["split"] == "test"]
     result: dict[str, Any] = {"svc_mia": None, "forget_vs_test_auc": None}
     if forget and test:
-        scores = [r["confidence"][model] for r in forget + test]
-        result["forget_vs_test_auc"] = auroc(scores, [True] * len(forget) + [False] * len(test))
+        result["forget_vs_test_auc"] = roc_curve(
+            [r["confidence"][model] for r in forget], [r["confidence"][model] for r in test]
+        ).auc
     if forget and test and any(r["split"] == "retain" for r in rows):
         result["svc_mia"] = svc_mia(
             _features(rows, model, "retain"),

@@ -11,7 +11,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from worker.engine.membership import roc_curve
 from worker.loaders.builtin_nets import build, save_builtin
+
+
+def flagged_auroc(scores: list[float], flagged: list[bool]) -> float:
+    """How well a score ranks the flagged records (flipped labels) first: the membership ROC's
+    AUROC with the flagged records as members."""
+    return roc_curve(
+        [s for s, f in zip(scores, flagged, strict=True) if f],
+        [s for s, f in zip(scores, flagged, strict=True) if not f],
+    ).auc
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.worker.checks.classifier.builders import circles_model, noisy_digits, real_sentences
+from tests.worker.checks.classifier.builders import (
+    circles_model,
+    flagged_auroc,
+    noisy_digits,
+    real_sentences,
+)
 from worker.checks.classifier.diversity import _decode
 from worker.engine.diversity import bin_activations, layer_diversity
-from worker.engine.proxies import auroc
 from worker.local import audit_records
 
 pytestmark = pytest.mark.slow
@@ -29,7 +33,7 @@ def test_proxies_rank_flipped_digits_first(digits) -> None:
     assert len(rows) == 1300 and result["summary"]["n_heldout"] == 497
     flagged = [row["id"] in digits.flipped_ids for row in rows]
     auc = {
-        name: auroc([row["mem_score"][name] for row in rows], flagged)
+        name: flagged_auroc([row["mem_score"][name] for row in rows], flagged)
         for name in ("loss", "confidence", "margin", "heldout_kl", "curvature")
     }
     assert auc["loss"] >= 0.9 and auc["confidence"] >= 0.9 and auc["margin"] >= 0.9, auc
@@ -126,7 +130,7 @@ def test_learning_events_and_the_feldman_estimator(tmp_path) -> None:
     rows = [row for row in result["samples"] if not row.get("skipped")]
     flagged = [row["id"] in digits.flipped_ids for row in rows]
     for name in ("le_confidence", "le_bi_acc", "feldman_mem"):
-        assert auroc([row["mem_score"][name] for row in rows], flagged) >= 0.85, name
+        assert flagged_auroc([row["mem_score"][name] for row in rows], flagged) >= 0.85, name
     assert all(row["n_in"] + row["n_out"] == 16 for row in rows)
     summary = result["summary"]
     assert summary["missing"] == []
