@@ -115,14 +115,14 @@ def token_budget(
     for texts of at most `length` tokens (activation_bytes_per_token gives the formula).
 
     Free bytes: on CUDA what the driver reports free plus what PyTorch's allocator holds
-    unused (both can be handed to activations); on the CPU CPU_ACTIVATION_BYTES; or as given.
+    unused (both can be handed to activations), on the tightest GPU a split model spans; on
+    the CPU CPU_ACTIVATION_BYTES; or as given.
     """
     device = torch.device(device)
     if free_bytes is None:
         if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-            free_bytes = free + cached
+            spanned = {p.device for p in model.parameters() if p.device.type == "cuda"}
+            free_bytes = min(_cuda_free_bytes(d) for d in spanned or {device})
         else:
             free_bytes = CPU_ACTIVATION_BYTES
     dtype_bytes = next(model.parameters()).element_size()
@@ -130,6 +130,11 @@ def token_budget(
         model.config, dtype_bytes, length, scores_materialised=device.type != "cuda"
     )
     return max(1, int(safety * free_bytes) // per_token)
+
+
+def _cuda_free_bytes(device: torch.device) -> int:
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
 def _config_int(config: Any, *names: str) -> int:
