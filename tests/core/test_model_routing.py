@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from core.config import Settings
 from core.models import Shard
 from core.submission import model_queue
-from tests.flows import submit
+from tests.flows import submit, wait_final
 
 
 def test_a_model_above_the_threshold_is_enqueued_on_the_large_model_queue(
@@ -27,6 +27,9 @@ def test_a_model_above_the_threshold_is_enqueued_on_the_large_model_queue(
     broker = redis.Redis.from_url(redis_url)
     assert shards > 1
     assert broker.llen(large) == shards and broker.llen(stack.settings.queue) == 0
+    # A worker started for that queue (one that owns several GPUs, on a GPU machine) runs it.
+    stack.start_worker(args=["--queues", large])
+    assert wait_final(stack.client, stack.headers, audit["id"])["status"] == "succeeded"
 
 
 def test_the_threshold_and_the_switch_decide_the_queue(tiny_lm, tmp_path) -> None:
