@@ -90,7 +90,11 @@ def run_shard(shard_id: str) -> str:
     except Exception:
         # The shard is back in the queue (the runner released it); try again after a pause.
         log.exception("shard %s hit an unexpected error; it will be retried", shard_id)
-        _send_shards([shard_id], countdown=settings.retry_delay_seconds)
+        # Back to the queue it came from (the large-model one included); no database read,
+        # since the error may be the database's.
+        delivery = run_shard.request.delivery_info or {}
+        queue = delivery.get("routing_key") or settings.queue
+        run_shard.apply_async((shard_id,), countdown=settings.retry_delay_seconds, queue=queue)
         return "retry"
     if outcome.audit_complete:
         finalize_audit.delay(outcome.audit_id)
@@ -166,7 +170,7 @@ def build_split(split_id: str) -> str:
     return run_split(database(), get_settings(), split_id)
 
 
-def _send_shards(shard_ids: list[str], countdown: float = 0) -> None:
+def _send_shards(shard_ids: list[str]) -> None:
     """Each shard to the queue its model belongs on (as enqueue_audit chose it)."""
     if not shard_ids:
         return
@@ -175,7 +179,7 @@ def _send_shards(shard_ids: list[str], countdown: float = 0) -> None:
     queues = {uri: model_queue(settings, uri) for uri in set(models.values())}
     for shard_id in shard_ids:
         queue = queues.get(models.get(shard_id), settings.queue)
-        run_shard.apply_async((shard_id,), countdown=countdown, queue=queue)
+        run_shard.apply_async((shard_id,), queue=queue)
 
 
 @celery_app.task(name=REAP_STALE_SHARDS)
