@@ -27,8 +27,9 @@ def test_a_model_above_the_threshold_is_enqueued_on_the_large_model_queue(
     broker = redis.Redis.from_url(redis_url)
     assert shards > 1
     assert broker.llen(large) == shards and broker.llen(stack.settings.queue) == 0
-    # A worker started for that queue (one that owns several GPUs, on a GPU machine) runs it.
-    stack.start_worker(args=["--queues", large])
+    # A worker started for that queue (one that owns several GPUs, on a GPU machine) runs the
+    # shards; finalization is an ordinary task on the default queue, which it serves too here.
+    stack.start_worker(args=["--queues", f"{large},{stack.settings.queue}"])
     assert wait_final(stack.client, stack.headers, audit["id"])["status"] == "succeeded"
 
 
