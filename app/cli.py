@@ -116,7 +116,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         "--pool=prefork",
         f"--concurrency={args.concurrency or settings.worker_concurrency}",
         "-Q",
-        settings.queue,
+        args.queues or settings.queue,
         "-n",
         f"memaudit-{os.getpid()}@%h",
     ]
@@ -279,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a Celery worker")
     worker.add_argument("--concurrency", type=int, default=None, help="processes (one per GPU)")
+    worker.add_argument(
+        "--queues",
+        default=None,
+        help="queues to serve, comma-separated (default MEMAUDIT_QUEUE); a worker owning "
+        "several GPUs serves MEMAUDIT_LARGE_MODEL_QUEUE",
+    )
     worker.add_argument("--beat", action="store_true", help="also run the periodic reaper")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(handler=cmd_worker)

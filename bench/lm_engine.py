@@ -234,7 +234,7 @@ def bench_gpu_fraction(device: str) -> None:
 def rss_child(n: int, path: str) -> None:
     """Stream n records from a JSONL file through loader and engine; keep nothing."""
     from core.inspection.datasets import iter_records
-    from worker.engine.scoring import plan_batches
+    from worker.engine.batching import plan_batches
 
     model = build_model("cpu", n_layer=2, n_embd=128, vocab=1000)
     pending: list[list[int]] = []

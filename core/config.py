@@ -52,6 +52,44 @@ def trusted_networks(value: str) -> list[Network]:
     return [ipaddress.ip_network(part, strict=False) for part in parts]
 
 
+_BYTE_UNITS = {
+    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+
+
+def parse_bytes(value: str | int) -> int:
+    """A size as people write it: 75GiB, 80GB, 512MiB or a plain number of bytes."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().lower().replace(" ", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    if unit not in _BYTE_UNITS or not number:
+        raise ValueError(f"{value!r} is not a size (e.g. 75GiB, 80GB, 1024)")
+    return int(float(number) * _BYTE_UNITS[unit])
+
+
+def device_budgets(value: str) -> dict[int | str, int]:
+    """MEMAUDIT_GPU_MEMORY: `device:size` pairs, a device a GPU index or `cpu`, in order."""
+    budgets: dict[int | str, int] = {}
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        device, sep, size = part.partition(":")
+        device = device.strip().lower()
+        if not sep or not (device.isdigit() or device == "cpu"):
+            raise ValueError(f"{part!r}: write <gpu index or cpu>:<size>, e.g. 0:75GiB")
+        budgets[int(device) if device.isdigit() else device] = parse_bytes(size)
+    return budgets
+
+
+def gpu_ids(value: str) -> list[int]:
+    """MEMAUDIT_WORKER_GPUS: comma-separated CUDA device indices."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise ValueError(f"{value!r}: write GPU indices, e.g. 0,1")
+    return [int(part) for part in parts]
+
+
 def _split_hosts(value: str) -> list[str]:
     return [host.strip() for host in value.split(",") if host.strip()]
 
@@ -86,6 +124,16 @@ class Settings(BaseSettings):
     task_soft_time_limit: int = Field(6 * 3600, ge=10)
     task_time_limit: int = Field(6 * 3600 + 300, ge=20)
     worker_concurrency: int = Field(1, ge=1)
+    # The GPUs one worker owns (empty: the first visible one). A model that does not fit the
+    # first one's budget is split across all of them (and `cpu` if budgeted) by a device map.
+    worker_gpus: str = Field("", description="CUDA indices, comma-separated, e.g. 0,1")
+    # Memory a model's weights may take per device, e.g. 0:75GiB,1:75GiB,cpu:200GiB; a GPU left
+    # out gets 90% of its total (the rest is the forward's activations and the head's chunks).
+    gpu_memory: str = ""
+    # Audits of models whose weight files are larger than the threshold go to this queue,
+    # served by workers that own several GPUs (`memaudit worker --queue ...`); empty: off.
+    large_model_queue: str = ""
+    large_model_min_bytes: int | str = "70GiB"
     # Limits on what one caller can ask for; each violation is a 4xx that says which limit.
     max_upload_bytes: int = Field(2 * 1024**3, ge=1)
     max_records_per_dataset: int = Field(10_000_000, ge=1)
@@ -171,11 +219,25 @@ class Settings(BaseSettings):
             trusted_networks(self.trusted_proxies)
         except ValueError as exc:
             raise ValueError(f"MEMAUDIT_TRUSTED_PROXIES: {exc}") from None
+        self._check_devices()
         if self.environment not in ("development", "production"):
             raise ValueError("environment must be development or production")
         if self.environment == "production":
             self._refuse_insecure_production()
         return self
+
+    def _check_devices(self) -> None:
+        checks = {
+            "MEMAUDIT_WORKER_GPUS": lambda: gpu_ids(self.worker_gpus),
+            "MEMAUDIT_GPU_MEMORY": lambda: device_budgets(self.gpu_memory),
+            "MEMAUDIT_LARGE_MODEL_MIN_BYTES": lambda: parse_bytes(self.large_model_min_bytes),
+        }
+        for name, check in checks.items():
+            try:
+                check()
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        self.large_model_min_bytes = parse_bytes(self.large_model_min_bytes)
 
     def _refuse_insecure_production(self) -> None:
         """Production start-up fails on any setting that would be unsafe on a shared network."""
@@ -213,6 +275,14 @@ class Settings(BaseSettings):
         parts = urlsplit(self.mlflow_ui_url or self.mlflow_tracking_uri)
         netloc = parts.netloc.rpartition("@")[2]
         return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+
+    @property
+    def worker_gpu_ids(self) -> list[int]:
+        return gpu_ids(self.worker_gpus)
+
+    @property
+    def gpu_memory_budgets(self) -> dict[int | str, int]:
+        return device_budgets(self.gpu_memory)
 
     @property
     def dataset_limits(self) -> DatasetLimits:

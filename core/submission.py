@@ -383,15 +383,37 @@ def submit_audit(
     return audit, True
 
 
+def model_queue(settings: Settings, model_uri: str | None) -> str:
+    """The queue an audit's shards go to: the large-model queue (served by workers that own
+    several GPUs) when one is set and the model's weight files on disk reach its threshold;
+    else the default. A registry model not downloaded yet has no size here: default queue."""
+    if not settings.large_model_queue or not model_uri or not model_uri.startswith("path:"):
+        return settings.queue
+    try:
+        spec = resolve_model(
+            model_uri,
+            settings.model_root_paths,
+            allow_pickle=settings.allow_pickle_weights,
+            allow_torchscript=settings.allow_torchscript,
+            rules=settings.file_rules,
+            check_weights=False,
+        )
+        size = spec.weight_bytes()
+    except (ModelError, OSError):  # gone since submit: the worker fails it, saying why
+        return settings.queue
+    return settings.large_model_queue if size >= settings.large_model_min_bytes else settings.queue
+
+
 def enqueue_audit(session: Session, celery: Celery, settings: Settings, audit: Audit) -> None:
     """Send one message per queued shard; a shard whose message fails waits for the reaper."""
     shard_ids = session.scalars(
         select(Shard.id).where(Shard.audit_id == audit.id, Shard.status == ShardStatus.QUEUED)
     ).all()
+    queue = model_queue(settings, audit.model_uri)
     unsent = []
     for shard_id in shard_ids:
         try:
-            celery.send_task(RUN_SHARD, args=[shard_id], queue=settings.queue)
+            celery.send_task(RUN_SHARD, args=[shard_id], queue=queue)
         except Exception:  # broker down: the row is the truth, the reaper re-sends it
             log.exception("could not enqueue shard %s; the reaper will re-send it", shard_id)
             unsent.append(shard_id)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,12 +128,16 @@ class WorkerProcess:
     """A real `memaudit worker --beat` process in its own process group."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.log_path = log_path
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--beat", "--loglevel", "INFO"],
+            [sys.executable, "-m", "app.cli", "worker", "--beat", "--loglevel", "INFO", *args],
             env={**settings_env(settings), **(extra_env or {})},
             cwd=REPO,
             stdout=self.log,
@@ -211,9 +215,11 @@ def make_stack(tmp_path: Path, tiny_lm: DemoArtifacts) -> Iterator[Callable[...,
         client = TestClient(create_app(settings))
         clients.append(client)
 
-        def start_worker(extra_env: dict[str, str] | None = None) -> WorkerProcess:
+        def start_worker(
+            extra_env: dict[str, str] | None = None, args: Sequence[str] = ()
+        ) -> WorkerProcess:
             log_path = tmp_path / f"worker-{len(workers)}.log"
-            worker = WorkerProcess(settings, log_path, extra_env)
+            worker = WorkerProcess(settings, log_path, extra_env, args)
             workers.append(worker)
             return worker
 

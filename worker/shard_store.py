@@ -310,6 +310,17 @@ def release_shard(db: Database, claim: Claim, message: str) -> None:
         )
 
 
+def shard_models(db: Database, shard_ids: Sequence[str]) -> dict[str, str | None]:
+    """Each shard's audited model URI (None for a model-free audit): what routes it."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Shard.id, Audit.model_uri)
+            .join(Audit, Audit.id == Shard.audit_id)
+            .where(Shard.id.in_(list(shard_ids)))
+        ).all()
+    return {shard_id: uri for shard_id, uri in rows}
+
+
 @dataclass(frozen=True)
 class ReapResult:
     shards_to_enqueue: list[str]

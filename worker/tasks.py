@@ -11,6 +11,7 @@ from core.config import get_settings
 from core.db import Database
 from core.integrations import reconciliation_line, scrubbed
 from core.logs import configure_logging, replace_context
+from core.submission import model_queue
 from core.task_names import (
     BUILD_SPLIT,
     DELIVER_CALLBACK,
@@ -89,7 +90,11 @@ def run_shard(shard_id: str) -> str:
     except Exception:
         # The shard is back in the queue (the runner released it); try again after a pause.
         log.exception("shard %s hit an unexpected error; it will be retried", shard_id)
-        run_shard.apply_async((shard_id,), countdown=settings.retry_delay_seconds)
+        # Back to the queue it came from (the large-model one included); no database read,
+        # since the error may be the database's.
+        delivery = run_shard.request.delivery_info or {}
+        queue = delivery.get("routing_key") or settings.queue
+        run_shard.apply_async((shard_id,), countdown=settings.retry_delay_seconds, queue=queue)
         return "retry"
     if outcome.audit_complete:
         finalize_audit.delay(outcome.audit_id)
@@ -165,11 +170,22 @@ def build_split(split_id: str) -> str:
     return run_split(database(), get_settings(), split_id)
 
 
+def _send_shards(shard_ids: list[str]) -> None:
+    """Each shard to the queue its model belongs on (as enqueue_audit chose it)."""
+    if not shard_ids:
+        return
+    settings = get_settings()
+    models = shard_store.shard_models(database(), shard_ids)
+    queues = {uri: model_queue(settings, uri) for uri in set(models.values())}
+    for shard_id in shard_ids:
+        queue = queues.get(models.get(shard_id), settings.queue)
+        run_shard.apply_async((shard_id,), queue=queue)
+
+
 @celery_app.task(name=REAP_STALE_SHARDS)
 def reap_stale_shards() -> dict[str, int]:
     result = shard_store.reap(database(), get_settings().orphan_after_seconds)
-    for shard_id in result.shards_to_enqueue:
-        run_shard.delay(shard_id)
+    _send_shards(result.shards_to_enqueue)
     for audit_id in result.audits_to_finalize:
         finalize_audit.delay(audit_id)
     if result.shards_to_enqueue or result.audits_to_finalize:

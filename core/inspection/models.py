@@ -29,6 +29,7 @@ CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # Pickled checkpoints: read only when allowed, and then only by torch.load(weights_only=True).
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
 PICKLE_SETTING = "MEMAUDIT_ALLOW_PICKLE_WEIGHTS"
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".gguf"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class ModelSpec:
         """The model's files: a diffusers pipeline's live in component folders."""
         found = self.path.rglob("*") if self.format == "diffusers" else self.path.iterdir()
         return sorted(file for file in found if file.is_file())
+
+    def weight_bytes(self) -> int:
+        """The bytes of its weight files on disk: the model's size without loading it."""
+        return sum(f.stat().st_size for f in self._files() if f.suffix in WEIGHT_SUFFIXES)
 
     def _name(self, file: Path) -> str:
         return file.relative_to(self.path).as_posix()

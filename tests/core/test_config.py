@@ -60,3 +60,25 @@ def test_a_sound_production_configuration_starts(tmp_path) -> None:
 def test_production_refuses_insecure_settings(tmp_path, change, message) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(data_dir=tmp_path, **{**PRODUCTION, **change})
+
+
+def test_device_settings_parse_and_refuse_what_is_not_a_device(tmp_path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        worker_gpus="0, 1",
+        gpu_memory="0:75GiB,1:80GB,cpu:200GiB",
+        large_model_queue="memaudit-large",
+        large_model_min_bytes="60GiB",
+    )
+    assert settings.worker_gpu_ids == [0, 1]
+    assert settings.gpu_memory_budgets == {0: 75 * 2**30, 1: 80 * 10**9, "cpu": 200 * 2**30}
+    assert settings.large_model_min_bytes == 60 * 2**30
+    assert Settings(data_dir=tmp_path).worker_gpu_ids == []
+    for field, value, message in [
+        ("gpu_memory", "gpu0:75GiB", "MEMAUDIT_GPU_MEMORY"),
+        ("gpu_memory", "0:75 parsecs", "not a size"),
+        ("worker_gpus", "cuda:0", "MEMAUDIT_WORKER_GPUS"),
+        ("large_model_min_bytes", "big", "MEMAUDIT_LARGE_MODEL_MIN_BYTES"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            Settings(data_dir=tmp_path, **{field: value})

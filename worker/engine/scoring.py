@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worker.engine.batching import plan_token_batches, token_budget
 from worker.engine.sampling import scheme_logprobs
 from worker.engine.schemes import Scheme
 from worker.engine.token_stats import TokenStats
@@ -36,12 +37,6 @@ class ScoringRequest:
     # TokenStats indices (position t - 1) that need rank, margin and scheme probabilities.
     detail_positions: Sequence[int] = ()
     moments: bool = False  # μ_t and σ_t at every position
-
-
-def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Group indices of similar length together so batches carry little padding."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def truncate(input_ids: Sequence[int], max_tokens: int) -> tuple[list[int], bool]:
@@ -111,17 +106,23 @@ def score_sequences(
     device: str | torch.device,
     *,
     schemes: Sequence[Scheme] = (),
-    batch_size: int = 16,
+    batch_size: int | None = None,
     vocab_budget_bytes: int | None = None,
+    max_batch_tokens: int | None = None,
 ) -> list[TokenStats]:
-    """TokenStats for every request, batched by length, one forward pass per batch."""
+    """TokenStats for every request, batched by length within a token budget (from the
+    device's free memory unless given; batch_size, when given, caps the rows), one forward
+    pass per batch."""
     results: list[TokenStats] = [None] * len(requests)  # type: ignore[list-item]
     vocab = model.get_output_embeddings().weight.shape[0]
     if vocab_budget_bytes is None:
         vocab_budget_bytes = VOCAB_BUDGET_BYTES.get(torch.device(device).type, 256 * 1024**2)
     # Logits plus the float32 temporaries above come to about 3 x 4 bytes per vocabulary entry.
     chunk = max(1, vocab_budget_bytes // (12 * vocab))
-    for batch in plan_batches([len(r.input_ids) for r in requests], batch_size):
+    lengths = [len(r.input_ids) for r in requests]
+    if max_batch_tokens is None:
+        max_batch_tokens = token_budget(model, device, length=max(lengths, default=0))
+    for batch in plan_token_batches(lengths, max_batch_tokens, batch_size):
         for i, stats in zip(
             batch,
             _score_batch(model, [requests[i] for i in batch], device, schemes, chunk),
@@ -158,8 +159,10 @@ def _score_batch(
     n_scored = [max(len(r.input_ids) - 1, 0) for r in batch]
     rows = torch.repeat_interleave(torch.arange(len(batch)), torch.tensor(n_scored))
     positions = torch.cat([torch.arange(n) for n in n_scored]) if rows.numel() else rows
-    flat_hidden = hidden[rows.to(device), positions.to(device)]  # (N, H)
-    flat_targets = input_ids[rows.to(device), positions.to(device) + 1]  # (N,)
+    # A model split across devices ends where its last layer is; the head may be elsewhere.
+    head_device = model.get_output_embeddings().weight.device
+    flat_hidden = hidden[rows.to(hidden.device), positions.to(hidden.device)].to(head_device)
+    flat_targets = input_ids[rows.to(device), positions.to(device) + 1].to(head_device)  # (N,)
     offsets = np.r_[0, np.cumsum(n_scored)]
     moments = torch.tensor([batch[r].moments for r in rows.tolist()], dtype=torch.bool)
     detail = torch.zeros(len(flat_targets), dtype=torch.bool)

@@ -13,6 +13,7 @@ from core.confinement import PathRefused, Pinned, pin_located
 from core.inspection.errors import ModelError, first_line
 from core.inspection.models import ModelSpec, pickled_weight_files
 from core.inspection.weight_files import check_weight_files
+from worker.loaders.placement import Placement, choose_placement
 
 T = TypeVar("T")
 
@@ -124,28 +125,62 @@ def load_causal_lm(spec: ModelSpec) -> LoadedModel:
     return explained_load(spec, _load_causal_lm)
 
 
-def _load_causal_lm(spec: ModelSpec) -> LoadedModel:
+def worker_placement(config: Any, dtype: Any) -> Placement:
+    """Where this worker puts a model: its GPUs and their budgets come from the settings."""
+    from core.config import get_settings
+
+    settings = get_settings()
+    device, _ = pick_device()
+    return choose_placement(
+        config, dtype, device, settings.worker_gpu_ids, settings.gpu_memory_budgets
+    )
+
+
+def _load_causal_lm(spec: ModelSpec, placement: Placement | None = None) -> LoadedModel:
+    """The model on the worker's device, or split by a device map when it does not fit one
+    GPU (`placement` given: there, as a test splits it on the CPU)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # progress bars flood worker logs
-    device, dtype = pick_device()
+    _, dtype = pick_device()
     common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     if spec.gguf_file:
         common["gguf_file"] = spec.gguf_file  # needs the `gguf` extra; weights dequantized
     tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_path or spec.path, **common)
+    config = AutoConfig.from_pretrained(spec.path, **common)
+    placement = placement or worker_placement(config, dtype)
     if spec.pickled:
         # Opted in: tensors read by load_pickled_state, handed over with the config, so
         # transformers never opens (let alone unpickles) a weights file itself.
-        config = AutoConfig.from_pretrained(spec.path, **common)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=False)
         _load_state(model, load_pickled_state(spec.path))
+        if placement.device_map is not None:
+            from accelerate import dispatch_model
+
+            model = dispatch_model(
+                model, placement.device_map, offload_dir=_offload_dir(placement.device_map)
+            )
     else:
         # Safetensors, or the GGUF file named above.
-        weights = {} if spec.gguf_file else {"use_safetensors": True}
+        weights: dict[str, Any] = {} if spec.gguf_file else {"use_safetensors": True}
+        if placement.device_map is not None:
+            offload = _offload_dir(placement.device_map)
+            weights |= {"device_map": placement.device_map, "offload_folder": offload}
         model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, **common, **weights)
-    model.to(device).eval()
-    return LoadedModel(spec, model, tokenizer, device, str(dtype), spec.content_sha256())
+    if placement.device_map is None:
+        model.to(placement.device)
+    model.eval()
+    return LoadedModel(spec, model, tokenizer, placement.device, str(dtype), spec.content_sha256())
+
+
+def _offload_dir(device_map: dict[str, Any]) -> str | None:
+    """Where weights a device map sends to `disk` live, for the process's life."""
+    import tempfile
+
+    if "disk" not in device_map.values():
+        return None
+    return tempfile.mkdtemp(prefix="memaudit-offload-")
 
 
 def _load_state(model: Any, state: dict[str, Any]) -> None:

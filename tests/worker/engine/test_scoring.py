@@ -9,10 +9,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from worker.engine.batching import plan_batches
 from worker.engine.loss import sample_loss, summarize_loss
 from worker.engine.membership import minkpp
 from worker.engine.schemes import Scheme
-from worker.engine.scoring import ScoringRequest, plan_batches, score_sequences, truncate
+from worker.engine.scoring import ScoringRequest, score_sequences, truncate
 from worker.engine.token_stats import TokenStats
 from worker.local import load_local
 

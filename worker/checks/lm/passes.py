@@ -15,8 +15,9 @@ from core.check_kinds import CheckKind, CheckParams, SubmitContext
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
 from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
+from worker.engine.batching import plan_batches
 from worker.engine.extraction import window_offsets
-from worker.engine.scoring import ScoringRequest, plan_batches, score_sequences, truncate
+from worker.engine.scoring import ScoringRequest, score_sequences, truncate
 from worker.loaders.models import LoadedModel
 
 if TYPE_CHECKING:  # the corpus link (and its PII recognizers) loads only when a check names one
