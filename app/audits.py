@@ -291,8 +291,8 @@ def list_samples(
     if member is not None:
         conditions.append(SampleResult.member.is_(member))
     if search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(SampleResult.sample_id.like(f"%{escaped}%", escape="\\"))
+        # A substring, literally: % and _ in the term match themselves, not any characters.
+        conditions.append(SampleResult.sample_id.contains(search, autoescape=True))
     column = _sort_column(audit, check, order_by)
     keys = session.execute(_page_keys(conditions, column, desc, bool(search), limit, offset)).all()
     count = _cached_count(audit, check, member) if not search else None

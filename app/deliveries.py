@@ -85,7 +85,9 @@ def refusal_counts(session: Session) -> dict[str, dict[str, int]]:
     """Refusals per source and reason, from the counters the metrics also read."""
     counts: dict[str, dict[str, int]] = {}
     rows = session.execute(
-        select(EventCount.name, EventCount.count).where(EventCount.name.like(f"{COUNTED_PREFIX}%"))
+        select(EventCount.name, EventCount.count).where(
+            EventCount.name.startswith(COUNTED_PREFIX, autoescape=True)
+        )
     )
     for name, count in rows:
         source, _, reason = name.removeprefix(COUNTED_PREFIX).partition(".")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.percentiles import percentile
 from worker.demo import build_demo
 
 POLLS_PER_SUBMIT = 3
@@ -43,15 +44,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _summary(name: str, seconds: list[float]) -> str:
     return (
         f"{name}: n={len(seconds)}, p50 {statistics.median(seconds) * 1000:.1f} ms, "
-        f"p99 {_quantile(seconds, 0.99) * 1000:.1f} ms"
+        f"p99 {percentile(seconds, 99) * 1000:.1f} ms"
     )
 
 
@@ -245,9 +241,9 @@ def main() -> None:
           f"{len(times['errors'])} {sorted(set(times['errors']))[:3]}")  # fmt: skip
     for name in ("submit", "status", "healthz"):
         print(_summary(name if name != "healthz" else "healthz (baseline)", times[name]))
-    base = _quantile(times["healthz"], 0.99)
-    print(f"p99 ratio to /healthz: submit {_quantile(times['submit'], 0.99) / base:.1f}x, "
-          f"status {_quantile(times['status'], 0.99) / base:.1f}x")  # fmt: skip
+    base = percentile(times["healthz"], 99)
+    print(f"p99 ratio to /healthz: submit {percentile(times['submit'], 99) / base:.1f}x, "
+          f"status {percentile(times['status'], 99) / base:.1f}x")  # fmt: skip
 
     delays = _phase(args, True, lambda url, key, body: _queue_to_start(url, key, body, 10))
     print(f"queue-to-start on an idle worker: median {statistics.median(delays) * 1000:.0f} ms, "

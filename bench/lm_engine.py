@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,7 +105,7 @@ def bench_throughput(model, device: str, n: int, length: int, batch: int) -> Non
     for _ in range(5):
         for name, run in runs.items():
             times[name].append(timed(run, device, repeats=1))
-    median = {name: sorted(values)[2] for name, values in times.items()}
+    median = {name: statistics.median(values) for name, values in times.items()}
     print(f"[{device}] bare forward: {tokens / median['bare']:,.0f} tok/s ({n} x {length} tokens)")
     for label in variants:
         print(

@@ -284,8 +284,13 @@ def _record_catch(db: Database, uri: str, audits: list[str]) -> None:
         )
 
 
-# The write-back task's retries (10 s doubling, 5 of them) and a margin: past it, none is left.
-WRITE_BACK_RETRY_SPAN = timedelta(seconds=sum(10 * 2**n for n in range(5)) + 60)
+# The write-back task's retries: Celery's exponential backoff with full jitter, so the n-th wait
+# is at most 10 s doubled n - 1 times. Past their sum and a margin, none is left.
+WRITE_BACK_RETRIES = 5
+WRITE_BACK_BACKOFF_SECONDS = 10
+WRITE_BACK_RETRY_SPAN = timedelta(
+    seconds=sum(WRITE_BACK_BACKOFF_SECONDS * 2**n for n in range(WRITE_BACK_RETRIES)) + 60
+)
 
 
 def _repeat_lost_write_back(

@@ -25,7 +25,13 @@ from core.task_names import (
 from worker import hub_registry, shard_store
 from worker.callbacks import backoff, deliver
 from worker.finalize import finalize_audit as finalize
-from worker.model_registry import handle_delivery, reconcile, write_back
+from worker.model_registry import (
+    WRITE_BACK_BACKOFF_SECONDS,
+    WRITE_BACK_RETRIES,
+    handle_delivery,
+    reconcile,
+    write_back,
+)
 from worker.runner import run_shard as run
 from worker.split_job import run_split
 
@@ -119,8 +125,18 @@ def _announce_end(audit_id: str) -> None:
     write_back_to_registry.delay(audit_id)
 
 
-@celery_app.task(name=WRITE_BACK_TO_REGISTRY, bind=True, max_retries=5)
-def write_back_to_registry(self, audit_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+class WriteBackFailed(RuntimeError):
+    """The registry was down or refused; the message is scrubbed of credentials."""
+
+
+@celery_app.task(
+    name=WRITE_BACK_TO_REGISTRY,
+    autoretry_for=(WriteBackFailed,),
+    max_retries=WRITE_BACK_RETRIES,
+    retry_backoff=WRITE_BACK_BACKOFF_SECONDS,
+    retry_jitter=True,  # full jitter: workers that failed together retry apart
+)
+def write_back_to_registry(audit_id: str) -> dict[str, str]:
     try:
         db, settings = database(), get_settings()
         return {
@@ -129,9 +145,9 @@ def write_back_to_registry(self, audit_id: str) -> dict[str, str]:  # type: igno
         }
     except Exception as exc:  # the registry is down or refused: try again later
         # MLflow's errors name the URL they called: its credentials stay out of every log.
-        failure = RuntimeError(f"{type(exc).__name__}: {scrubbed(str(exc))}")
+        failure = WriteBackFailed(f"{type(exc).__name__}: {scrubbed(str(exc))}")
         log.warning("write-back of audit %s failed (%s); retrying", audit_id, failure)
-        raise self.retry(exc=failure, countdown=10 * 2**self.request.retries) from None
+        raise failure from None
 
 
 @celery_app.task(name=HANDLE_REGISTRY_EVENT)

@@ -49,10 +49,8 @@ def _plain(value: Any) -> Any:
 def inspect_npz(path: Path) -> tuple[str, int, int, list[str]]:
     """(sha256, records, bytes, fields) of an archive."""
     arrays = _arrays(path)
-    digest = hashlib.sha256()
     with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
+        digest = hashlib.file_digest(stream, "sha256")
     return digest.hexdigest(), len(arrays["features"]), path.stat().st_size, list(arrays)
 
 

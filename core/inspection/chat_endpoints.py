@@ -12,12 +12,21 @@ endpoint models a team may audit is its grant (`<model>@<base URL>` globs).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from core.inspection.errors import ModelError
 from core.outbound import UrlNotAllowed, checked_client
@@ -26,6 +35,9 @@ PREFIX = "openai:"
 HOSTS_SETTING = "MEMAUDIT_CHAT_ENDPOINT_HOSTS"
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 ATTEMPTS = 4
+# Full jitter: uniform over [0, 2], [0, 4], [0, 8] s; clients that failed together spread out.
+BACKOFF = wait_random_exponential(multiplier=2, max=30)
+MAX_WAIT_SECONDS = 60.0  # a longer Retry-After is cut to this: the shard retries later anyway
 
 
 @dataclass(frozen=True)
@@ -73,12 +85,54 @@ class EndpointUnavailable(ConnectionError):
     """Transient: the endpoint kept failing; the shard goes back for another attempt."""
 
 
+class _Transient(Exception):
+    """One failed request that a later one may pass: a network error, a 429 or a 5xx."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header in seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3);
+    None when absent or unreadable, 0 for a date already past."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 850 and asctime dates carry no zone: they are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _wait(state: RetryCallState) -> float:
+    """The jittered backoff, or longer when the server asked for it, never past the cap."""
+    backoff = BACKOFF(state)
+    failure = state.outcome.exception() if state.outcome else None
+    asked = failure.retry_after if isinstance(failure, _Transient) else None
+    return min(max(backoff, asked or 0.0), MAX_WAIT_SECONDS)
+
+
 class EndpointChat:
     """Greedy (temperature 0) chat completions, one request per conversation, with retries for
-    rate limits and transient server errors."""
+    rate limits and transient server errors. `sleep` is how retries wait (tests pass their own
+    to see the waits without sitting through them)."""
 
-    def __init__(self, endpoint: Endpoint, api_key: str, *, timeout: float) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        api_key: str,
+        *,
+        timeout: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.endpoint = endpoint
+        self._sleep = sleep
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # The allow-list was checked by parse_uri; listed hosts may be private, and each request
         # still goes to the address it checked (no redirects: the key stays with this host).
@@ -94,30 +148,38 @@ class EndpointChat:
             "temperature": 0,
             "max_tokens": max_new_tokens,
         }
-        problem = ""
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                time.sleep(min(2**attempt, 30))
-            try:
-                response = self._client.post(self.endpoint.completions_url, json=body)
-            except UrlNotAllowed as exc:
-                raise ModelError(str(exc)) from None
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code in RETRY_STATUSES:
-                problem = f"HTTP {response.status_code}"
-                continue
-            if response.status_code != 200:
-                # Not retried: a wrong model name or key does not mend itself.
-                raise ModelError(
-                    f"{self.endpoint.completions_url} answered HTTP {response.status_code}: "
-                    f"{response.text[:300]}"
-                )
-            return _content(response)
-        raise EndpointUnavailable(
-            f"{self.endpoint.completions_url} failed {ATTEMPTS} times: {problem}"
+        retrying = Retrying(
+            stop=stop_after_attempt(ATTEMPTS),
+            wait=_wait,
+            retry=retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            reraise=True,
         )
+        try:
+            return _content(retrying(self._post, body))
+        except _Transient as exc:
+            raise EndpointUnavailable(
+                f"{self.endpoint.completions_url} failed {ATTEMPTS} times: {exc}"
+            ) from None
+
+    def _post(self, body: dict) -> httpx.Response:
+        """One request: the answer, ModelError when retrying cannot help, else _Transient."""
+        try:
+            response = self._client.post(self.endpoint.completions_url, json=body)
+        except UrlNotAllowed as exc:
+            raise ModelError(str(exc)) from None
+        except httpx.TransportError as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        if response.status_code in RETRY_STATUSES:
+            asked = retry_after_seconds(response.headers.get("Retry-After"))
+            raise _Transient(f"HTTP {response.status_code}", asked)
+        if response.status_code != 200:
+            # Not retried: a wrong model name or key does not mend itself.
+            raise ModelError(
+                f"{self.endpoint.completions_url} answered HTTP {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        return response
 
     def __call__(
         self, conversations: Sequence[Sequence[dict[str, str]]], max_new_tokens: int

@@ -72,7 +72,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def inspect_csv(path: Path, max_records: int | None = None) -> tuple[str, int, int, list[str]]:
     """(sha256, records, bytes, fields), every row parsed; stops past `max_records`."""
-    digest = hashlib.sha256(path.read_bytes())
+    with path.open("rb") as stream:  # streamed: a large file is never held whole in memory
+        digest = hashlib.file_digest(stream, "sha256")
     count, fields = 0, []
     for _line_no, data in _rows(path):
         count += 1

@@ -65,6 +65,8 @@ class ModelSpec:
     def content_sha256(self) -> str:
         """sha256 over every file's name and bytes: the provenance of what was audited. Called
         on the spec a loader gets (`opened`), so it reads the pinned files."""
+        # One digest over names and bytes together (`hashlib.file_digest` hashes a file alone):
+        # a model's recorded identity stays what earlier audits recorded.
         digest = hashlib.sha256()
         for file in self._files():
             digest.update(self._name(file).encode() + b"\0")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.engine.membership import membership_report
+from worker.engine.membership import ResampledRoc, membership_report
 
 DELTA = 0.05  # how far above chance an AUROC must be to count as a signal
 FOLDS = 5
@@ -246,26 +246,6 @@ def score_reading(
     }
 
 
-class _WeightedAuc:
-    """AUROC of one score under any multiplicities of its records, in O(n) per call: each
-    member's place among the sorted non-members is found once, so a bootstrap draw (counts of
-    each record) needs one cumulative sum. Ties count one half, as the ROC's trapezoid does."""
-
-    def __init__(self, members: np.ndarray, nonmembers: np.ndarray) -> None:
-        order = np.argsort(nonmembers, kind="stable")
-        ranked = nonmembers[order]
-        self._order = order
-        self._below = np.searchsorted(ranked, members, side="left")
-        self._not_above = np.searchsorted(ranked, members, side="right")
-
-    def __call__(self, member_weights: np.ndarray, nonmember_weights: np.ndarray) -> float:
-        cumulative = np.concatenate([[0.0], np.cumsum(nonmember_weights[self._order])])
-        below = cumulative[self._below]
-        ties = cumulative[self._not_above] - below
-        pairs = member_weights.sum() * nonmember_weights.sum()
-        return float(member_weights @ (below + 0.5 * ties) / pairs)
-
-
 def paired_margin(
     score: Sequence[float],
     blind: Sequence[float],
@@ -279,19 +259,16 @@ def paired_margin(
     values, baseline = np.asarray(score, float), np.asarray(blind, float)
     labels = np.asarray(members, dtype=bool)
     n_members, n_others = int(labels.sum()), int((~labels).sum())
-    of_score = _WeightedAuc(values[labels], values[~labels])
-    of_blind = _WeightedAuc(baseline[labels], baseline[~labels])
+    of_score = ResampledRoc(values[labels], values[~labels])
+    of_blind = ResampledRoc(baseline[labels], baseline[~labels])
 
-    def margin(member_weights: np.ndarray, other_weights: np.ndarray) -> float:
-        return of_score(member_weights, other_weights) - of_blind(member_weights, other_weights)
+    def margin(member_draw: np.ndarray, other_draw: np.ndarray) -> float:
+        return of_score(member_draw, other_draw).auc - of_blind(member_draw, other_draw).auc
 
-    point = margin(np.ones(n_members), np.ones(n_others))
+    point = margin(np.arange(n_members), np.arange(n_others))
     rng = np.random.default_rng(seed)
     draws = [
-        margin(
-            np.bincount(rng.integers(0, n_members, n_members), minlength=n_members).astype(float),
-            np.bincount(rng.integers(0, n_others, n_others), minlength=n_others).astype(float),
-        )
+        margin(rng.integers(0, n_members, n_members), rng.integers(0, n_others, n_others))
         for _ in range(bootstrap)
     ]
     ci = np.percentile(draws, [2.5, 97.5]).tolist() if bootstrap else [None, None]

@@ -98,12 +98,77 @@ def fpr_at_tpr(roc: Roc, level: float = 0.95) -> float:
     return float(roc.fpr[np.flatnonzero(roc.tpr >= level)[0]])
 
 
-def _metrics(members: np.ndarray, nonmembers: np.ndarray) -> dict[str, float]:
-    roc = roc_curve(members, nonmembers)
+def roc_metrics(roc: Roc) -> dict[str, float]:
+    """The statistics a membership report gives with a CI, read off one curve."""
     values = {"auroc": roc.auc, "fpr_at_95_tpr": fpr_at_tpr(roc)}
     for alpha in FPR_LEVELS:
         values[f"tpr_at_{alpha:g}_fpr"] = tpr_at_fpr(roc, alpha)
     return values
+
+
+class ResampledRoc:
+    """The ROC of a bootstrap resample from the indices it draws, without re-sorting.
+
+    The records are sorted once and each is given the rank of its distinct score. A resample is
+    then two `bincount`s (how many drawn members and non-members sit at each score) and two
+    cumulative sums, O(n) instead of O(n log n). Scores no draw reached are dropped, so the
+    curve is point for point the one `roc_curve` gives on the resampled values.
+
+    >>> resampled = ResampledRoc(np.array([0.9, 0.4]), np.array([0.4, 0.1]))
+    >>> roc = resampled(np.array([0, 1]), np.array([0, 0]))  # members 0.9, 0.4; others 0.4, 0.4
+    >>> roc.fpr.tolist(), roc.tpr.tolist()
+    ([0.0, 0.0, 1.0], [0.0, 0.5, 1.0])
+    """
+
+    def __init__(self, members: np.ndarray, nonmembers: np.ndarray) -> None:
+        scores = np.concatenate([members, nonmembers])
+        order = np.argsort(-scores, kind="mergesort")
+        starts_run = np.r_[0, np.diff(scores[order]) != 0]
+        rank = np.empty(len(scores), dtype=np.int64)
+        rank[order] = np.cumsum(starts_run)
+        self._member_rank, self._nonmember_rank = rank[: len(members)], rank[len(members) :]
+        self._n_distinct = int(rank.max()) + 1 if len(scores) else 0
+
+    def __call__(self, member_draw: np.ndarray, nonmember_draw: np.ndarray) -> Roc:
+        """ROC of the members and non-members at these indices (with repeats)."""
+        member_at = self._member_rank[member_draw]
+        nonmember_at = self._nonmember_rank[nonmember_draw]
+        drawn = np.zeros(self._n_distinct, dtype=bool)
+        drawn[member_at] = True
+        drawn[nonmember_at] = True
+        points = np.flatnonzero(drawn)
+        return Roc(
+            self._rates(nonmember_at, points, len(nonmember_draw)),
+            self._rates(member_at, points, len(member_draw)),
+        )
+
+    def _rates(self, ranks: np.ndarray, points: np.ndarray, n: int) -> np.ndarray:
+        """0, then the share of the drawn records scoring at or above each point's score."""
+        rates = np.empty(len(points) + 1)
+        rates[0] = 0.0
+        np.cumsum(np.bincount(ranks, minlength=self._n_distinct)[points], out=rates[1:])
+        rates[1:] /= max(n, 1)
+        return rates
+
+
+def bootstrap_metrics(
+    members: np.ndarray, nonmembers: np.ndarray, bootstrap: int, seed: int
+) -> dict[str, list[float]]:
+    """Each ROC statistic over `bootstrap` resamples, drawn within members and non-members.
+
+    Each draw is the indices `rng.choice(values, n)` takes (`integers(0, n, n)`, members then
+    non-members), so the intervals are those of re-sorting every resample. 1,000 resamples of
+    100,000 + 100,000 distinct scores: 5.2 s instead of 25.7 s on a 2-core CPU; fewer distinct
+    scores, less work (bench/bootstrap_scale.py)."""
+    rng = np.random.default_rng(seed)
+    resampled = ResampledRoc(members, nonmembers)
+    draws: dict[str, list[float]] = {}
+    for _ in range(bootstrap):
+        member_draw = rng.integers(0, len(members), len(members))
+        nonmember_draw = rng.integers(0, len(nonmembers), len(nonmembers))
+        for name, value in roc_metrics(resampled(member_draw, nonmember_draw)).items():
+            draws.setdefault(name, []).append(value)
+    return draws
 
 
 def _thin(roc: Roc, max_points: int = 400) -> dict[str, list[float]]:
@@ -130,13 +195,8 @@ def membership_report(
             "reason": "needs_members_and_nonmembers",
             "warnings": ["ROC needs both members and non-members"],
         }
-    point = _metrics(m, nm)
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {name: [] for name in point}
-    for _ in range(bootstrap):
-        sample = _metrics(rng.choice(m, len(m)), rng.choice(nm, len(nm)))
-        for name, value in sample.items():
-            draws[name].append(value)
+    point = roc_metrics(roc_curve(m, nm))
+    draws = bootstrap_metrics(m, nm, bootstrap, seed)
     report: dict[str, Any] = {
         "n_members": len(m),
         "n_nonmembers": len(nm),

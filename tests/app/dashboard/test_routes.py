@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from app.keys import create_key
 from bench.report_data import seed_audit
+from core.models import SampleResult
 from tests.flows import session_cookie, sign_in
 
 PAGES = [
@@ -204,6 +205,31 @@ def test_records_sort_filter_and_expand_through_the_api(stack, seeded) -> None:
     assert len(extraction["detail"]["tokens"]) == len(extraction["detail"]["ranks"]) == 20
     assert "detail" not in page["data"][0]
     assert stack.client.get(f"{base}/999999", headers=stack.headers).status_code == 404
+
+
+def test_a_search_takes_percent_underscore_and_backslash_literally(stack) -> None:
+    audit_id = seed_audit(stack.db, 12)
+    renamed = {3: "promo-50%_off", 4: "promo-50xyoff", 5: "dir\\file_1", 6: "dir\\fileX1"}
+    with stack.db.session() as session:
+        for index, sample_id in renamed.items():
+            session.execute(
+                update(SampleResult)
+                .where(SampleResult.audit_id == audit_id, SampleResult.sample_index == index)
+                .values(sample_id=sample_id)
+            )
+
+    def found(term: str) -> list[str]:
+        page = stack.client.get(
+            f"/v1/audits/{audit_id}/samples",
+            headers=stack.headers,
+            params={"check": "extraction", "q": term},
+        ).json()
+        return sorted(row["sample_id"] for row in page["data"])
+
+    assert found("50%_off") == ["promo-50%_off"]  # not promo-50xyoff: % and _ are no wildcards
+    assert found("\\file_") == ["dir\\file_1"]
+    assert found("%") == ["promo-50%_off"]
+    assert len(found("_")) == 2
 
 
 @pytest.mark.parametrize(

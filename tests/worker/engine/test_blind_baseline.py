@@ -91,25 +91,6 @@ def test_the_margin_over_the_blind_baseline_is_paired() -> None:
     assert ahead["value"] > 0.3 and ahead["ci95"][0] > 0.2
 
 
-def test_the_bootstrap_auroc_by_counts_is_the_auroc_of_the_resample() -> None:
-    """Each draw is scored from counts of the records; it must equal the ROC AUROC of the
-    resampled scores themselves, ties included."""
-    import numpy as np
-
-    from worker.engine.blind_baseline import _WeightedAuc
-    from worker.engine.membership import roc_curve
-
-    rng = np.random.default_rng(3)
-    members, others = rng.integers(0, 6, 40).astype(float), rng.integers(0, 5, 30).astype(float)
-    auc = _WeightedAuc(members, others)
-    for _ in range(20):
-        mi, ni = rng.integers(0, 40, 40), rng.integers(0, 30, 30)
-        by_counts = auc(
-            np.bincount(mi, minlength=40).astype(float), np.bincount(ni, minlength=30).astype(float)
-        )
-        assert by_counts == pytest.approx(roc_curve(members[mi], others[ni]).auc, abs=1e-12)
-
-
 def test_too_few_of_either_side_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2 members and 2 non-members"):
         blind_baseline(["a b", "c d", "e f"], [True, True, False])

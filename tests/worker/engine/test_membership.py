@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from worker.engine.membership import (
+    ResampledRoc,
     fpr_at_tpr,
     membership_report,
     mink,
     minkpp,
     roc_curve,
+    roc_metrics,
     tpr_at_fpr,
 )
 from worker.engine.token_stats import TokenStats
@@ -115,3 +117,40 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
     assert a["auroc"] == b["auroc"]
     low, high = a["auroc"]["ci95"]
     assert low < a["auroc"]["value"] < high
+
+
+def _resorted_intervals(
+    members: np.ndarray, nonmembers: np.ndarray, bootstrap: int, seed: int
+) -> dict[str, list[float]]:
+    """The definition: draw each resample's values and build its ROC from scratch."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(bootstrap):
+        roc = roc_curve(rng.choice(members, len(members)), rng.choice(nonmembers, len(nonmembers)))
+        for name, value in roc_metrics(roc).items():
+            draws.setdefault(name, []).append(value)
+    return {name: np.percentile(values, [2.5, 97.5]).tolist() for name, values in draws.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 2**32 - 1])
+def test_bootstrap_by_counts_gives_the_intervals_of_resorting(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Few distinct values: ties within members, within non-members and across the two.
+    members = rng.integers(0, 12, 150).astype(float)
+    nonmembers = rng.integers(0, 9, 1100).astype(float)
+    report = membership_report(members, nonmembers, bootstrap=300, seed=seed)
+    expected = _resorted_intervals(members, nonmembers, 300, seed)
+    assert {name: report[name]["ci95"] for name in expected} == expected
+
+
+def test_a_resample_by_counts_is_the_roc_of_the_resampled_values() -> None:
+    rng = np.random.default_rng(3)
+    members, nonmembers = rng.normal(0.5, 1, 40).round(1), rng.normal(0, 1, 30).round(1)
+    resampled = ResampledRoc(members, nonmembers)
+    for _ in range(50):
+        member_draw, nonmember_draw = rng.integers(0, 40, 40), rng.integers(0, 30, 30)
+        roc = resampled(member_draw, nonmember_draw)
+        direct = roc_curve(members[member_draw], nonmembers[nonmember_draw])
+        assert roc.fpr.tolist() == direct.fpr.tolist()
+        assert roc.tpr.tolist() == direct.tpr.tolist()
+        assert roc.auc == direct.auc

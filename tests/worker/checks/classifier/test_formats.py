@@ -3,6 +3,7 @@ through hidden states, CSV and .npz records."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -22,6 +23,7 @@ def test_csv_numeric_columns_become_features(tmp_path) -> None:
     path.write_text("id,a,b,label,member,split\np1,0.5,1,1,true,train\np2,2,3.5,0,false,\n")
     info = inspect_dataset_file(path)
     assert info.n_records == 2 and set(info.fields) >= {"id", "label", "features", "member"}
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     records = list(iter_records(path))
     assert records[0].data == {
         "id": "p1",
@@ -42,6 +44,7 @@ def test_npz_fields_and_refusals(tmp_path) -> None:
     np.savez(
         path, x=np.eye(3, dtype=np.float32), y=np.array([0, 1, 2]), split=np.array(["a", "b", "c"])
     )
+    assert inspect_dataset_file(path).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     records = list(iter_records(path, 1, 3))
     assert [r.index for r in records] == [1, 2]
     assert records[0].data == {"features": [0.0, 1.0, 0.0], "label": 1, "split": "b"}

@@ -80,7 +80,9 @@ class StubServer:
     url: str
     api_key: str
     requests: list[dict] = field(default_factory=list)
-    fail_first: int = 0  # answer this many requests with HTTP 503 first
+    fail_first: int = 0  # answer this many requests with `fail_status` first
+    fail_status: int = 503  # what the failing answers are (429: a rate limit)
+    retry_after: str | None = None  # the failing answers' Retry-After header, if any
 
 
 @contextmanager
@@ -94,9 +96,11 @@ def stub_chat_server(api_key: str, fail_first: int = 0) -> Iterator[StubServer]:
         def log_message(self, *_args) -> None:
             return
 
-        def _send(self, status: int, body: dict) -> None:
+        def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -113,7 +117,8 @@ def stub_chat_server(api_key: str, fail_first: int = 0) -> Iterator[StubServer]:
             if self.headers.get("Authorization") != f"Bearer {api_key}":
                 return self._send(401, {"error": {"message": "bad key"}})
             if failing:
-                return self._send(503, {"error": {"message": "warming up"}})
+                waits = {"Retry-After": state.retry_after} if state.retry_after else {}
+                return self._send(state.fail_status, {"error": {"message": "not now"}}, waits)
             player = players.get(body["model"])
             if player is None:
                 return self._send(404, {"error": {"message": f"no model {body['model']}"}})
