@@ -114,6 +114,7 @@ def _margin_bounds(
     logits: torch.Tensor,
     targets: torch.Tensor,
     best_other: torch.Tensor,
+    compute_dtype: torch.dtype | None,
 ) -> np.ndarray:
     """tau of docs/numerics.md for the margin between the target and the best other token.
     hidden (C, H) as the head reads it; logits (C, V) after post-processing."""
@@ -133,7 +134,7 @@ def _margin_bounds(
         norm_a=host(rows_a.norm(dim=-1)),
         norm_b=host(rows_b.norm(dim=-1)),
         norm_diff=host((rows_a - rows_b).norm(dim=-1)),
-        dtype=weight.dtype,
+        dtype=compute_dtype or weight.dtype,
         n_layers=int(getattr(config, "num_hidden_layers", 0) or 0),
         logit_scale=float(scale) if isinstance(scale, int | float) else 1.0,
     )
@@ -148,8 +149,12 @@ def score_sequences(
     schemes: Sequence[Scheme] = (),
     batch_size: int = 16,
     vocab_budget_bytes: int | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> list[TokenStats]:
-    """TokenStats for every request, batched by length, one forward pass per batch."""
+    """TokenStats for every request, batched by length, one forward pass per batch.
+
+    `compute_dtype`: the dtype the logits are formed in, for the margins' rounding bounds
+    (default: the head weight's; a model upcast by forward hooks computes above it)."""
     results: list[TokenStats] = [None] * len(requests)  # type: ignore[list-item]
     vocab = model.get_output_embeddings().weight.shape[0]
     if vocab_budget_bytes is None:
@@ -159,7 +164,9 @@ def score_sequences(
     for batch in plan_batches([len(r.input_ids) for r in requests], batch_size):
         for i, stats in zip(
             batch,
-            _score_batch(model, [requests[i] for i in batch], device, schemes, chunk),
+            _score_batch(
+                model, [requests[i] for i in batch], device, schemes, chunk, compute_dtype
+            ),
             strict=True,
         ):
             results[i] = stats
@@ -172,6 +179,7 @@ def _score_batch(
     device: str | torch.device,
     schemes: Sequence[Scheme],
     chunk: int,
+    compute_dtype: torch.dtype | None,
 ) -> list[TokenStats]:
     width = max(len(r.input_ids) for r in batch)
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
@@ -229,7 +237,9 @@ def _score_batch(
             for name, value in detail_stats.items():
                 columns[name][index] = value.cpu().numpy()
             sub_hidden = flat_hidden[span][picked.to(flat_hidden.device)]
-            bounds = _margin_bounds(model, sub_hidden, sub_logits, sub_targets, best_other)
+            bounds = _margin_bounds(
+                model, sub_hidden, sub_logits, sub_targets, best_other, compute_dtype
+            )
             columns["margin_bounds"][index] = bounds
             for scheme in schemes:
                 if scheme.greedy:  # p̃ is 1 exactly where the arg-max matches, else 0
