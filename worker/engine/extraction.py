@@ -104,6 +104,14 @@ def window_values(
         log10_pz[name] = None if total == -math.inf else total * LOG10_E
         fragile[name] = bool(stats.nucleus_fragile[name][span].any())
     margins = stats.margins[span]
+    # Top-k membership of a suffix token within rounding error: p_z could gain or lose a zero.
+    topk_fragile = {
+        name: bool(
+            (np.abs(stats.kth_margins[name][span]) <= stats.kth_margin_bounds[name][span]).any()
+        )
+        for name in scheme_names
+        if name in stats.kth_margins
+    }
     return {
         "greedy_extracted": bool(matches.all()),
         "match_prefix_len": match_prefix_len,
@@ -113,6 +121,7 @@ def window_values(
         "first_filtered_pos": first_filtered,
         "nucleus_fragile": fragile,
         "fragile": window_fragile(stats, start, suffix),
+        "topk_fragile": topk_fragile,
     }
 
 
@@ -160,6 +169,11 @@ def document_values(
         },
         "nucleus_fragile": {
             n: by_offset[best_window[n]]["nucleus_fragile"][n] for n in scheme_names
+        },
+        "topk_fragile": {
+            n: by_offset[best_window[n]]["topk_fragile"][n]
+            for n in scheme_names
+            if n in by_offset[best_window[n]].get("topk_fragile", {})
         },
         "n_windows": len(windows),
         "n_windows_extracted": sum(1 for _, v in windows if v["greedy_extracted"]),

@@ -108,19 +108,34 @@ def _detail_stats(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torc
     }
 
 
+def _host_margin(logits: torch.Tensor, targets: torch.Tensor, other: torch.Tensor) -> np.ndarray:
+    """z[target] - z[other] per row, float64 on the host."""
+    pair = logits.gather(-1, torch.stack([targets, other], dim=-1))  # (C, 2)
+    return (pair[:, 0] - pair[:, 1]).double().cpu().numpy()
+
+
+def _kth_other(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Id of the k-th largest logit among the tokens other than the target: top-k keeps the
+    target iff it is not below it, so it is the boundary that decides membership (the k+1-th
+    largest when the target is kept, the k-th when not). logits (C, V), k < V."""
+    top = torch.topk(logits, k + 1, dim=-1).indices  # (C, k+1), descending
+    kept = (top[:, :k] == targets[:, None]).any(dim=-1)
+    return torch.where(kept, top[:, k], top[:, k - 1])
+
+
 def _margin_bounds(
     model: torch.nn.Module,
     hidden: torch.Tensor,
     logits: torch.Tensor,
     targets: torch.Tensor,
-    best_other: torch.Tensor,
+    other: torch.Tensor,
     compute_dtype: torch.dtype | None,
 ) -> np.ndarray:
-    """tau of docs/numerics.md for the margin between the target and the best other token.
+    """tau of docs/numerics.md for the margin between the target and the `other` token.
     hidden (C, H) as the head reads it; logits (C, V) after post-processing."""
     weight = model.get_output_embeddings().weight  # (V, H)
     rows_a = weight[targets.to(weight.device)].float()  # (C, H)
-    rows_b = weight[best_other.to(weight.device)].float()
+    rows_b = weight[other.to(weight.device)].float()
     config = model.config
     scale = getattr(config, "logit_scale", None)
 
@@ -129,7 +144,7 @@ def _margin_bounds(
 
     return margin_bound(
         z_a=host(logits.gather(-1, targets[:, None]).squeeze(-1)),
-        z_b=host(logits.gather(-1, best_other[:, None]).squeeze(-1)),
+        z_b=host(logits.gather(-1, other[:, None]).squeeze(-1)),
         hidden_norm=host(hidden.float().norm(dim=-1)),
         norm_a=host(rows_a.norm(dim=-1)),
         norm_b=host(rows_b.norm(dim=-1)),
@@ -223,6 +238,10 @@ def _score_batch(
     }
     scheme_columns = {s.name: np.full(total, np.nan) for s in schemes}
     fragile_columns = {s.name: np.zeros(total, dtype=bool) for s in schemes}
+    vocab = model.get_output_embeddings().weight.shape[0]
+    top_k = [s for s in schemes if not s.greedy and 0 < s.top_k < vocab]
+    kth_columns = {s.name: np.full(total, np.nan) for s in top_k}
+    kth_bound_columns = {s.name: np.full(total, np.nan) for s in top_k}
     for start in range(0, total, chunk):
         span = slice(start, min(start + chunk, total))
         logits = _final_logits(model, flat_hidden[span])  # (C, V)
@@ -246,6 +265,14 @@ def _score_batch(
                     match = torch.from_numpy(columns["argmax_match"][index])
                     scheme_columns[scheme.name][index] = np.where(match.numpy(), 0.0, -np.inf)
                     continue
+                if scheme.name in kth_columns:  # membership's margin against the boundary
+                    boundary = _kth_other(sub_logits, sub_targets, scheme.top_k)
+                    kth_columns[scheme.name][index] = _host_margin(
+                        sub_logits, sub_targets, boundary
+                    )
+                    kth_bound_columns[scheme.name][index] = _margin_bounds(
+                        model, sub_hidden, sub_logits, sub_targets, boundary, compute_dtype
+                    )
                 logp, fragile = scheme_logprobs(
                     sub_logits, sub_targets, scheme, torch.from_numpy(bounds)
                 )
@@ -273,6 +300,8 @@ def _score_batch(
                 sigma=columns["sigma"][part].copy() if has_moments else None,
                 scheme_logprobs={n: v[part].copy() for n, v in scheme_columns.items()},
                 nucleus_fragile={n: v[part].copy() for n, v in fragile_columns.items()},
+                kth_margins={n: v[part].copy() for n, v in kth_columns.items()},
+                kth_margin_bounds={n: v[part].copy() for n, v in kth_bound_columns.items()},
             )
         )
     return stats

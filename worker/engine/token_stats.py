@@ -27,6 +27,10 @@ class TokenStats:
     # Per scheme name: log p̃_t(x_t), NaN at positions that were not requested.
     scheme_logprobs: dict[str, np.ndarray] = field(default_factory=dict)
     nucleus_fragile: dict[str, np.ndarray] = field(default_factory=dict)
+    # Per top-k scheme: z_t[x_t] minus the k-th largest other logit (>= 0: kept), and its
+    # rounding bound; NaN where not computed. Membership is fragile iff |margin| <= bound.
+    kth_margins: dict[str, np.ndarray] = field(default_factory=dict)
+    kth_margin_bounds: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_scored(self) -> int:

@@ -124,3 +124,31 @@ def test_summary_counts_flags_rechecks_and_changes() -> None:
         "documents_fragile": 1,
     }
     assert summary["all"]["greedy_rate_interval"] == [0.5, 1.0]
+
+
+def test_the_top_k_boundary_is_the_kth_largest_other_logit() -> None:
+    import torch
+
+    from worker.engine.scoring import _kth_other
+
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]] * 3)
+    targets = torch.tensor([0, 2, 1])
+    # k = 2: id 0 is kept, the token that would push it out is the 3rd largest (id 2); id 2 is
+    # out, the one it must beat is the 2nd largest (id 1); id 1 is kept, against id 2.
+    assert _kth_other(logits, targets, 2).tolist() == [2, 1, 2]
+
+
+def test_window_flags_top_k_membership_within_the_bound() -> None:
+    stats = TokenStats(
+        n_tokens=4,
+        logprobs=np.zeros(3),
+        argmax_match=np.ones(3, bool),
+        margins=np.ones(3),
+        margin_bounds=np.full(3, 0.1),
+        scheme_logprobs={"topk2_T1": np.full(3, -1.0)},
+        nucleus_fragile={"topk2_T1": np.zeros(3, bool)},
+        kth_margins={"topk2_T1": np.array([2.0, 0.05, 1.0])},
+        kth_margin_bounds={"topk2_T1": np.full(3, 0.1)},
+    )
+    assert window_values(stats, 0, 3, ["topk2_T1"])["topk_fragile"] == {"topk2_T1": True}
+    assert window_values(stats, 2, 1, ["topk2_T1"])["topk_fragile"] == {"topk2_T1": False}

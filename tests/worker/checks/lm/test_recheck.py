@@ -115,3 +115,15 @@ def test_audit_reports_flags_rechecks_and_changed_verdicts(models, tiny_lm) -> N
     assert found["full"]["summary"]["fragile"]["windows_rechecked"] == 0
     lo, hi = found["half"]["summary"]["all"]["greedy_rate_interval"]
     assert lo <= found["half"]["summary"]["all"]["greedy_rate"] <= hi
+
+
+def test_top_k_margins_decide_membership(models, texts) -> None:
+    _, half = models
+    requests = [ScoringRequest(half.encode(t), detail_positions=range(2, 20)) for t in texts]
+    scheme = PARAMS.scheme_list()[1]  # top-k 40 at T = 1
+    for stats in score_sequences(half.model, requests, "cpu", schemes=[scheme]):
+        margins = stats.kth_margins[scheme.name]
+        done = ~np.isnan(margins)
+        kept = np.isfinite(stats.scheme_logprobs[scheme.name][done])
+        assert ((margins[done] >= 0) == kept).all()
+        assert (stats.kth_margin_bounds[scheme.name][done] > 0).all()
