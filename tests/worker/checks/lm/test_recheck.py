@@ -14,6 +14,7 @@ import torch
 from worker.checks.lm.kinds import ExtractionParams
 from worker.checks.lm.passes import plan_record, recheck_fragile, score_records
 from worker.checks.lm.recheck import float32_compute
+from worker.checks.lm.report import _extraction_section
 from worker.checks.lm.samples import LMPlan
 from worker.engine.extraction import window_fragile
 from worker.engine.scoring import ScoringRequest, score_sequences
@@ -115,6 +116,12 @@ def test_audit_reports_flags_rechecks_and_changed_verdicts(models, tiny_lm) -> N
     assert found["full"]["summary"]["fragile"]["windows_rechecked"] == 0
     lo, hi = found["half"]["summary"]["all"]["greedy_rate_interval"]
     assert lo <= found["half"]["summary"]["all"]["greedy_rate"] <= hi
+    notes = " ".join(_extraction_section(found["half"]["summary"]).notes)
+    assert (
+        f"{counts['windows_flagged']:,} windows had a greedy verdict within the pass's rounding "
+        f"bound; {counts['windows_rechecked']:,} were re-checked in float32 and the re-check "
+        f"changed {counts['verdicts_changed']:,} verdicts."
+    ) in notes
 
 
 def test_top_k_margins_decide_membership(models, texts) -> None:
