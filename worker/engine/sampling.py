@@ -46,11 +46,13 @@ def scheme_logprobs(
     targets: torch.Tensor,
     scheme: Scheme,
     margin_bounds: torch.Tensor | None = None,
+    top_values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p̃(target) for each row, and whether it sits on the nucleus edge.
 
     logits: (C, V) float32; targets: (C,) long; margin_bounds: (C,) the rounding bound tau of
-    each row's logits (docs/numerics.md), which widens the nucleus edge. Returns float64 (C,)
+    each row's logits (docs/numerics.md), which widens the nucleus edge; top_values: the
+    caller's descending top-k (or more) logits per row, when it has them. Returns float64 (C,)
     with -inf for targets the scheme filters out, and a bool (C,) `nucleus_fragile` flag.
     """
     torch.arange(targets.shape[0], device=logits.device)
@@ -62,21 +64,26 @@ def scheme_logprobs(
         return zero.masked_fill(~hit, -math.inf), fragile
 
     if 0 < scheme.top_k < logits.shape[-1] and scheme.top_p == 1:
-        fast = _top_k_logprobs(logits, targets, scheme)
+        fast = _top_k_logprobs(logits, targets, scheme, top_values)
         if fast is not None:
             return fast, fragile
     return _general_logprobs(logits, targets, scheme, margin_bounds)
 
 
 def _top_k_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, scheme: Scheme
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    scheme: Scheme,
+    top_values: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Top-k without top-p: only the k survivors enter the normalizer.
 
     Returns None when some row has ties beyond the k-th value (all of them stay, as in HF),
     which the general path handles.
     """
-    top = torch.topk(logits, scheme.top_k, dim=-1).values  # (C, k), descending
+    if top_values is None:
+        top_values = torch.topk(logits, scheme.top_k, dim=-1).values
+    top = top_values[:, : scheme.top_k]  # (C, k), descending
     kth = top[:, -1:]
     if bool(((logits >= kth).sum(dim=-1) > scheme.top_k).any()):
         return None

@@ -114,13 +114,16 @@ def _host_margin(logits: torch.Tensor, targets: torch.Tensor, other: torch.Tenso
     return (pair[:, 0] - pair[:, 1]).double().cpu().numpy()
 
 
-def _kth_other(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+def _kth_other(
+    logits: torch.Tensor, targets: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Id of the k-th largest logit among the tokens other than the target: top-k keeps the
     target iff it is not below it, so it is the boundary that decides membership (the k+1-th
-    largest when the target is kept, the k-th when not). logits (C, V), k < V."""
-    top = torch.topk(logits, k + 1, dim=-1).indices  # (C, k+1), descending
-    kept = (top[:, :k] == targets[:, None]).any(dim=-1)
-    return torch.where(kept, top[:, k], top[:, k - 1])
+    largest when the target is kept, the k-th when not). logits (C, V), k < V. Also returns
+    the k+1 largest logits, which the top-k probabilities reuse."""
+    top = torch.topk(logits, k + 1, dim=-1)  # (C, k+1), descending
+    kept = (top.indices[:, :k] == targets[:, None]).any(dim=-1)
+    return torch.where(kept, top.indices[:, k], top.indices[:, k - 1]), top.values
 
 
 def _margin_bounds(
@@ -265,8 +268,9 @@ def _score_batch(
                     match = torch.from_numpy(columns["argmax_match"][index])
                     scheme_columns[scheme.name][index] = np.where(match.numpy(), 0.0, -np.inf)
                     continue
+                top_values = None
                 if scheme.name in kth_columns:  # membership's margin against the boundary
-                    boundary = _kth_other(sub_logits, sub_targets, scheme.top_k)
+                    boundary, top_values = _kth_other(sub_logits, sub_targets, scheme.top_k)
                     kth_columns[scheme.name][index] = _host_margin(
                         sub_logits, sub_targets, boundary
                     )
@@ -274,7 +278,7 @@ def _score_batch(
                         model, sub_hidden, sub_logits, sub_targets, boundary, compute_dtype
                     )
                 logp, fragile = scheme_logprobs(
-                    sub_logits, sub_targets, scheme, torch.from_numpy(bounds)
+                    sub_logits, sub_targets, scheme, torch.from_numpy(bounds), top_values
                 )
                 scheme_columns[scheme.name][index] = logp.cpu().numpy()
                 fragile_columns[scheme.name][index] = fragile.cpu().numpy()

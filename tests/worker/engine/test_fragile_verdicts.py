@@ -135,7 +135,9 @@ def test_the_top_k_boundary_is_the_kth_largest_other_logit() -> None:
     targets = torch.tensor([0, 2, 1])
     # k = 2: id 0 is kept, the token that would push it out is the 3rd largest (id 2); id 2 is
     # out, the one it must beat is the 2nd largest (id 1); id 1 is kept, against id 2.
-    assert _kth_other(logits, targets, 2).tolist() == [2, 1, 2]
+    boundary, top = _kth_other(logits, targets, 2)
+    assert boundary.tolist() == [2, 1, 2]
+    assert top[0].tolist() == [3.0, 2.0, 1.0]
 
 
 def test_window_flags_top_k_membership_within_the_bound() -> None:
