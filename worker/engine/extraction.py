@@ -67,6 +67,22 @@ def window_offsets(
     return list(range(offset, last + 1, stride))[:max_windows]
 
 
+def window_fragile(stats: TokenStats, start: int, suffix: int) -> bool:
+    """Could rounding flip the window's greedy verdict (docs/numerics.md)?
+
+    Extracted: any suffix position within its bound (one flip undoes it). Not extracted: every
+    mismatch within its bound (only if all of them flip does it become extracted).
+    """
+    fragile = stats.margin_fragile
+    if fragile is None:
+        return False
+    span = slice(start, start + suffix)
+    matches, near = stats.argmax_match[span], fragile[span]
+    if matches.all():
+        return bool(near.any())
+    return bool(near[~matches].all())
+
+
 def window_values(
     stats: TokenStats, start: int, suffix: int, scheme_names: Sequence[str]
 ) -> dict[str, Any]:
@@ -88,6 +104,14 @@ def window_values(
         log10_pz[name] = None if total == -math.inf else total * LOG10_E
         fragile[name] = bool(stats.nucleus_fragile[name][span].any())
     margins = stats.margins[span]
+    # Top-k membership of a suffix token within rounding error: p_z could gain or lose a zero.
+    topk_fragile = {
+        name: bool(
+            (np.abs(stats.kth_margins[name][span]) <= stats.kth_margin_bounds[name][span]).any()
+        )
+        for name in scheme_names
+        if name in stats.kth_margins
+    }
     return {
         "greedy_extracted": bool(matches.all()),
         "match_prefix_len": match_prefix_len,
@@ -96,7 +120,18 @@ def window_values(
         "log10_pz": log10_pz,
         "first_filtered_pos": first_filtered,
         "nucleus_fragile": fragile,
+        "fragile": window_fragile(stats, start, suffix),
+        "topk_fragile": topk_fragile,
     }
+
+
+def _document_fragile(windows: Sequence[tuple[int, dict[str, Any]]]) -> bool:
+    """Extracted when any window is: fragile when every extracted window is, or, when none is,
+    when some window is (it alone could become extracted)."""
+    extracted = [v for _, v in windows if v["greedy_extracted"]]
+    if extracted:
+        return all(v.get("fragile", False) for v in extracted)
+    return any(v.get("fragile", False) for _, v in windows)
 
 
 def _pz(log10_value: float | None) -> float:
@@ -135,8 +170,18 @@ def document_values(
         "nucleus_fragile": {
             n: by_offset[best_window[n]]["nucleus_fragile"][n] for n in scheme_names
         },
+        "topk_fragile": {
+            n: by_offset[best_window[n]]["topk_fragile"][n]
+            for n in scheme_names
+            if n in by_offset[best_window[n]].get("topk_fragile", {})
+        },
         "n_windows": len(windows),
         "n_windows_extracted": sum(1 for _, v in windows if v["greedy_extracted"]),
+        "fragile": _document_fragile(windows),
+        # Flagged by the pass's bound, re-checked at higher precision, verdicts changed by it.
+        "n_windows_flagged": sum(1 for _, v in windows if v.get("flagged", v.get("fragile"))),
+        "n_windows_rechecked": sum(1 for _, v in windows if v.get("rechecked")),
+        "n_recheck_changed": sum(1 for _, v in windows if v.get("recheck_changed")),
         "best_window_offset": best_window[first] if first else windows[0][0],
     }
 
@@ -155,6 +200,27 @@ def _rate_table(
         mins = sorted(m for s in samples if (m := s["n_min"][scheme][f"{p:g}"]) is not None)
         table[f"{p:g}"] = [bisect_right(mins, n) / len(samples) for n in n_grid]
     return table
+
+
+def greedy_rate_interval(samples: Sequence[dict[str, Any]]) -> list[float]:
+    """[lo, hi] of the greedy rate over verdicts rounding could still flip (docs/numerics.md):
+    lo counts fragile extracted documents as not extracted, hi fragile others as extracted."""
+    n = len(samples)
+    extracted = sum(1 for s in samples if s["greedy_extracted"])
+    fragile_in = sum(1 for s in samples if s["greedy_extracted"] and s.get("fragile"))
+    fragile_out = sum(1 for s in samples if not s["greedy_extracted"] and s.get("fragile"))
+    return [(extracted - fragile_in) / n, (extracted + fragile_out) / n]
+
+
+def recheck_counts(samples: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Windows flagged as fragile, re-checked at higher precision, and verdicts that changed."""
+    rows = list(samples)
+    return {
+        "windows_flagged": sum(s.get("n_windows_flagged", 0) for s in rows),
+        "windows_rechecked": sum(s.get("n_windows_rechecked", 0) for s in rows),
+        "verdicts_changed": sum(s.get("n_recheck_changed", 0) for s in rows),
+        "documents_fragile": sum(1 for s in rows if s.get("fragile")),
+    }
 
 
 def summarize_group(
@@ -179,6 +245,7 @@ def summarize_group(
         "n": len(samples),
         "greedy_rate": greedy_rate,
         "greedy_rate_ci95": wilson_interval(n_greedy, len(samples)),
+        "greedy_rate_interval": greedy_rate_interval(samples),
         "rates": rates,
         "max_rate": {
             name: max(max(curve) for curve in table.values()) for name, table in rates.items()
@@ -229,6 +296,7 @@ def summarize_extraction(
         "p_grid": list(p_grid),
         "n_grid": list(n_grid),
         "all": summarize_group(scored, schemes, p_grid, n_grid),
+        "fragile": recheck_counts(scored),
     }
     if any(v.get("member") is not None for v in scored):
         summary["members"] = summarize_group(

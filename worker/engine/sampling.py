@@ -10,9 +10,11 @@ import math
 
 import torch
 
+from worker.engine.numeric_error import nucleus_tolerance
 from worker.engine.schemes import Scheme
 
-# A target whose preceding nucleus mass lies this close to top_p could flip with rounding.
+# A target whose preceding nucleus mass lies this close to top_p could flip with rounding of
+# the float64 sums; the logits' own rounding widens it by nucleus_tolerance when it is known.
 NUCLEUS_FRAGILE_TOL = 1e-6
 # The nucleus usually closes within the first few hundred tokens; sort more only when needed.
 NUCLEUS_CANDIDATES = 256
@@ -40,12 +42,18 @@ def _nucleus_mask(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def scheme_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, scheme: Scheme
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    scheme: Scheme,
+    margin_bounds: torch.Tensor | None = None,
+    top_values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p̃(target) for each row, and whether it sits on the nucleus edge.
 
-    logits: (C, V) float32; targets: (C,) long. Returns float64 (C,) with -inf for targets the
-    scheme filters out, and a bool (C,) `nucleus_fragile` flag.
+    logits: (C, V) float32; targets: (C,) long; margin_bounds: (C,) the rounding bound tau of
+    each row's logits (docs/numerics.md), which widens the nucleus edge; top_values: the
+    caller's descending top-k (or more) logits per row, when it has them. Returns float64 (C,)
+    with -inf for targets the scheme filters out, and a bool (C,) `nucleus_fragile` flag.
     """
     torch.arange(targets.shape[0], device=logits.device)
     fragile = torch.zeros_like(targets, dtype=torch.bool)
@@ -56,21 +64,26 @@ def scheme_logprobs(
         return zero.masked_fill(~hit, -math.inf), fragile
 
     if 0 < scheme.top_k < logits.shape[-1] and scheme.top_p == 1:
-        fast = _top_k_logprobs(logits, targets, scheme)
+        fast = _top_k_logprobs(logits, targets, scheme, top_values)
         if fast is not None:
             return fast, fragile
-    return _general_logprobs(logits, targets, scheme)
+    return _general_logprobs(logits, targets, scheme, margin_bounds)
 
 
 def _top_k_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, scheme: Scheme
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    scheme: Scheme,
+    top_values: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Top-k without top-p: only the k survivors enter the normalizer.
 
     Returns None when some row has ties beyond the k-th value (all of them stay, as in HF),
     which the general path handles.
     """
-    top = torch.topk(logits, scheme.top_k, dim=-1).values  # (C, k), descending
+    if top_values is None:
+        top_values = torch.topk(logits, scheme.top_k, dim=-1).values
+    top = top_values[:, : scheme.top_k]  # (C, k), descending
     kth = top[:, -1:]
     if bool(((logits >= kth).sum(dim=-1) > scheme.top_k).any()):
         return None
@@ -81,7 +94,10 @@ def _top_k_logprobs(
 
 
 def _general_logprobs(
-    logits: torch.Tensor, targets: torch.Tensor, scheme: Scheme
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    scheme: Scheme,
+    margin_bounds: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows = torch.arange(targets.shape[0], device=logits.device)
     fragile = torch.zeros_like(targets, dtype=torch.bool)
@@ -96,7 +112,11 @@ def _general_logprobs(
         keep = keep & _nucleus_mask(probs, scheme.top_p)
         target_prob = probs[rows, targets]
         above = torch.where(probs > target_prob[:, None], probs, 0.0).sum(dim=-1)
-        fragile = (above - scheme.top_p).abs() < NUCLEUS_FRAGILE_TOL
+        tolerance: torch.Tensor | float = NUCLEUS_FRAGILE_TOL
+        if margin_bounds is not None:
+            widened = nucleus_tolerance(margin_bounds.cpu().numpy(), scheme.top_p, tolerance)
+            tolerance = torch.from_numpy(widened).to(above.device)
+        fragile = (above - scheme.top_p).abs() < tolerance
     kept_logits = z.masked_fill(~keep, -math.inf)
     logprob = z[rows, targets] - torch.logsumexp(kept_logits, dim=-1)
     return logprob.masked_fill(~keep[rows, targets], -math.inf), fragile

@@ -10,7 +10,7 @@ from core.check_kinds import SubmitContext
 from worker.checks.lm.corpus_link import REPEATED, bin_labels, count_bin
 from worker.checks.lm.guard import guard_membership
 from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParams, window_words
-from worker.checks.lm.samples import LMPlan, LMSample
+from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample
 from worker.engine import extraction, loss
 from worker.engine.distributions import shared_histogram
 from worker.engine.extraction import document_values, suffix_detail, window_values
@@ -58,19 +58,26 @@ def compute_extraction(
                 )
             )
             continue
-        windows = [
-            (
-                w.offset,
-                window_values(
-                    sample.passes[w.sequence], w.suffix_start, params.suffix_tokens, names
-                ),
-            )
-            for w in sample.windows
-        ]
+        windows = [(w.offset, _window(sample, w, params, names)) for w in sample.windows]
         values = document_values(windows, names, params.p_grid)
         values["detail"] = _suffix_view(sample, values["best_window_offset"], params)
         rows.append(_with_labels(sample, values))
     return rows
+
+
+def _window(
+    sample: LMSample, window: ExtractionWindow, params: ExtractionParams, names: Sequence[str]
+) -> dict[str, Any]:
+    """The window's values; a fragile window re-checked in float32 takes the float32 ones."""
+    found = window_values(
+        sample.passes[window.sequence], window.suffix_start, params.suffix_tokens, names
+    )
+    recheck = sample.passes.get(f"recheck:{window.offset}")
+    if recheck is None:
+        return {**found, "flagged": found["fragile"]}
+    precise = window_values(recheck, window.suffix_start, params.suffix_tokens, names)
+    changed = precise["greedy_extracted"] != found["greedy_extracted"]
+    return {**precise, "flagged": True, "rechecked": True, "recheck_changed": changed}
 
 
 def _suffix_view(sample: LMSample, offset: int, params: ExtractionParams) -> dict[str, Any]:

@@ -7,16 +7,19 @@ text through the reference model with its own tokenizer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import torch
+
 from core.check_kinds import CheckKind, CheckParams, SubmitContext
 from worker.checks.lm.labels import read_record
+from worker.checks.lm.recheck import computes_below_float32, float32_compute
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
 from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
 from worker.engine.batching import plan_batches
-from worker.engine.extraction import window_offsets
+from worker.engine.extraction import window_fragile, window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
 from worker.loaders.models import LoadedModel
 
@@ -131,6 +134,48 @@ def score_records(
     return passes
 
 
+def recheck_fragile(
+    records: Sequence[RecordPlan],
+    passes: Sequence[MutableMapping],
+    plan: LMPlan,
+    target: LoadedModel,
+    batch_size: int,
+) -> int:
+    """Score every fragile extraction window again in float32, as `recheck:<offset>` beside the
+    record's passes (docs/numerics.md). Returns the number of windows re-scored: none when the
+    model already computes in float32, which leaves its fragile windows fragile."""
+    params = plan.extraction
+    if params is None or not computes_below_float32(target.model):
+        return 0
+    fragile = [
+        (i, window)
+        for i, record in enumerate(records)
+        for window in record.windows
+        if window_fragile(passes[i][window.sequence], window.suffix_start, params.suffix_tokens)
+    ]
+    if not fragile:
+        return 0
+    requests = [
+        ScoringRequest(
+            target.special_prefix + list(w.prefix_ids) + list(w.suffix_ids),
+            detail_positions=range(w.suffix_start, w.suffix_start + params.suffix_tokens),
+        )
+        for _, w in fragile
+    ]
+    with float32_compute(target.model, target.device) as model:
+        stats = score_sequences(
+            model,
+            requests,
+            target.device,
+            schemes=plan.schemes,
+            batch_size=batch_size,
+            compute_dtype=torch.float32,
+        )
+    for (i, window), value in zip(fragile, stats, strict=True):
+        passes[i][f"recheck:{window.offset}"] = value
+    return len(fragile)
+
+
 def lm_sample(
     sample_id: str,
     text: str,
@@ -177,6 +222,7 @@ def compute_batch(
     A check that names a corpus audit gets its records' corpus counts from that link."""
     plans = [plan_record(r.text, plan, target, reference, max_tokens) for r in batch]
     passes = score_records(plans, plan, target, reference, batch_size)
+    recheck_fragile(plans, passes, plan, target, batch_size)
     samples = [
         lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s, target)
         for r, p, s in zip(batch, plans, passes, strict=True)

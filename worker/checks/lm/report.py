@@ -43,11 +43,32 @@ def _extraction_section(summary: Mapping[str, Any]) -> Section:
         ]
     if not schemes:
         notes.append("Only greedy decoding was audited: see the greedy rates above.")
+    notes += _fragile_notes(summary)
     if summary.get("unfit"):
         notes.append(f"{summary['unfit']}.")
     elif summary.get("n_skipped"):
         notes.append(f"{summary['n_skipped']:,} records were too short and were skipped.")
     return Section("extraction", "Extraction", charts("extraction", named), notes)
+
+
+def _fragile_notes(summary: Mapping[str, Any]) -> list[str]:
+    """How many verdicts lay within rounding error, what the float32 re-check did, and the greedy
+    rate as an interval when some stayed fragile (docs/numerics.md)."""
+    counts = summary.get("fragile") or {}
+    if not counts.get("windows_flagged"):
+        return []
+    notes = [
+        f"{counts['windows_flagged']:,} windows had a greedy verdict within the pass's rounding "
+        f"bound; {counts['windows_rechecked']:,} were re-checked in float32 and the re-check "
+        f"changed {counts['verdicts_changed']:,} verdicts."
+    ]
+    lo, hi = (summary.get("all") or {}).get("greedy_rate_interval") or (None, None)
+    if counts.get("documents_fragile") and lo is not None:
+        notes.append(
+            f"{counts['documents_fragile']:,} documents stay within rounding error: the greedy "
+            f"rate lies in [{lo:.1%}, {hi:.1%}]."
+        )
+    return notes
 
 
 SPLIT_READINGS = {

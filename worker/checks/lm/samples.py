@@ -28,7 +28,9 @@ class LMSample:
     text: str
     member: bool | None
     duplicates: int | None
-    passes: Mapping[str, TokenStats]  # "text", "lower", "window:<offset>"
+    # "text", "lower", "window:<offset>", and "recheck:<offset>" for a fragile extraction window
+    # scored again in float32.
+    passes: Mapping[str, TokenStats]
     n_text_tokens: int = 0
     windows: Sequence[ExtractionWindow] = ()
     reference: TokenStats | None = None
