@@ -1,7 +1,7 @@
 """Fused head statistics: METRICS.md §1-2 per position straight from hidden states, in Triton.
 
 The output head is the costliest part of scoring a large-vocabulary model, mostly because
-`scoring._final_logits` materialises (N, V) float32 logits and then reads them several times.
+`head_stats.final_logits` materialises (N, V) float32 logits and then reads them several times.
 Here the vocabulary is tiled as in cut-cross-entropy (Wijmans et al. 2024): a program takes a
 block of positions and walks blocks of vocabulary, computing each (BLOCK_N, BLOCK_V) logit tile
 with `tl.dot` in the inputs' dtype and float32 accumulation, and folds it into per-row state
@@ -25,13 +25,13 @@ N is small); the per-split states are merged here in float64, in split order, wh
 lowest-id rule. The top-k normaliser is then a float64 logsumexp over each row's K buffered
 values, as `sampling._top_k_logprobs` does over its top-k.
 
-Tolerances against `scoring._final_logits` + `_logprob_and_moments` + `_detail_stats` +
+Tolerances against `head_stats.final_logits` + `logprob_and_moments` + `detail_stats` +
 `sampling.scheme_logprobs` (tests/worker/engine/test_fused_head.py, interpreter on CPU): float32
 inputs: logprobs, logsumexp, mu, sigma and margins within 1e-5 abs, scheme log-probabilities
 within 1e-5 abs; float16 inputs (reference from the same float16 values upcast): 1e-3 abs.
 Counts, ids and flags are exact where the logits are (the tests use exactly representable data).
 In bf16 the kernel's logits are float32 sums of bf16 products, not the bf16-rounded logits that
-`_final_logits` upcasts, so its ranks and ties can differ from the PyTorch path's on near-ties.
+`final_logits` upcasts, so its ranks and ties can differ from the PyTorch path's on near-ties.
 """
 
 from __future__ import annotations

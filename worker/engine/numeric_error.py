@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 # Roundings that land on the residual stream per layer: two residual additions and the two
@@ -28,29 +27,29 @@ def unit_roundoff(dtype: torch.dtype) -> float:
     return 2.0 ** -_precision_bits(dtype)
 
 
-def ulp(values: np.ndarray, dtype: torch.dtype) -> np.ndarray:
+def ulp(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Spacing of `dtype`'s numbers at |values|: 2^(floor(log2|x|) - p + 1), subnormal below.
+    Float64 in and out, on the values' device (the scoring pass keeps it there).
 
-    >>> ulp(np.array([1.0, 12.0, 0.0]), torch.bfloat16).tolist()
+    >>> ulp(torch.tensor([1.0, 12.0, 0.0]), torch.bfloat16).tolist()
     [0.0078125, 0.0625, 9.183549615799121e-41]
     """
-    info = torch.finfo(dtype)
-    magnitude = np.maximum(np.abs(np.asarray(values, dtype=np.float64)), info.tiny)
-    exponent = np.floor(np.log2(magnitude))
-    return np.exp2(exponent - _precision_bits(dtype) + 1)
+    magnitude = values.double().abs().clamp_min(torch.finfo(dtype).tiny)
+    _, exponent = torch.frexp(magnitude)  # |x| = m 2^e with m in [0.5, 1): floor(log2|x|) = e - 1
+    return torch.exp2((exponent - _precision_bits(dtype)).double())
 
 
 def margin_bound(
-    z_a: np.ndarray,
-    z_b: np.ndarray,
-    hidden_norm: np.ndarray,
-    norm_a: np.ndarray,
-    norm_b: np.ndarray,
-    norm_diff: np.ndarray,
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    hidden_norm: torch.Tensor,
+    norm_a: torch.Tensor,
+    norm_b: torch.Tensor,
+    norm_diff: torch.Tensor,
     dtype: torch.dtype,
     n_layers: int,
     logit_scale: float = 1.0,
-) -> np.ndarray:
+) -> torch.Tensor:
     """tau per position, float64.
 
     tau = ulp(z_a) + ulp(z_b)                                   (spacing: the logits' rounding)
@@ -62,18 +61,19 @@ def margin_bound(
     dtype: the dtype the logits are formed in; n_layers: L; logit_scale: s.
     """
     u = unit_roundoff(dtype)
-    as_float = [np.asarray(x, dtype=np.float64) for x in (hidden_norm, norm_a, norm_b, norm_diff)]
-    hidden, weight_a, weight_b, weight_diff = as_float
+    hidden, weight_a, weight_b, weight_diff = (
+        x.double() for x in (hidden_norm, norm_a, norm_b, norm_diff)
+    )
     spacing = ulp(z_a, dtype) + ulp(z_b, dtype)
     head = 2.0 * u * hidden * (weight_a + weight_b)
     layers = 2.0 * ROUNDINGS_PER_LAYER * math.sqrt(max(n_layers, 0)) * u * hidden * weight_diff
     return spacing + abs(logit_scale) * (head + layers)
 
 
-def nucleus_tolerance(bound: np.ndarray, top_p: float, floor: float) -> np.ndarray:
+def nucleus_tolerance(bound: torch.Tensor, top_p: float, floor: float) -> torch.Tensor:
     """How close the mass before a target may come to top_p before its membership is fragile.
 
     Moving every logit by at most tau/2 scales each probability by a factor in e^(±tau), so a
     mass near top_p moves by at most top_p · expm1(tau); `floor` is the float64 summation slack.
     """
-    return floor + top_p * np.expm1(np.asarray(bound, dtype=np.float64))
+    return floor + top_p * torch.expm1(bound.double())

@@ -114,8 +114,7 @@ def _general_logprobs(
         above = torch.where(probs > target_prob[:, None], probs, 0.0).sum(dim=-1)
         tolerance: torch.Tensor | float = NUCLEUS_FRAGILE_TOL
         if margin_bounds is not None:
-            widened = nucleus_tolerance(margin_bounds.cpu().numpy(), scheme.top_p, tolerance)
-            tolerance = torch.from_numpy(widened).to(above.device)
+            tolerance = nucleus_tolerance(margin_bounds.to(above.device), scheme.top_p, tolerance)
         fragile = (above - scheme.top_p).abs() < tolerance
     kept_logits = z.masked_fill(~keep, -math.inf)
     logprob = z[rows, targets] - torch.logsumexp(kept_logits, dim=-1)

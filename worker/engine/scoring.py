@@ -2,8 +2,8 @@
 
 Position t is scored when it has a left context, so logits at t-1 predict token t
 (METRICS.md §1). Right padding plus an attention mask keeps batching from changing results.
-The output head runs over chunks of positions gathered across the batch, so full-vocabulary
-work stays within a memory budget instead of growing with batch x length x vocabulary, and
+The output head runs over the positions gathered across the batch (head_stats.py: in chunks
+within a memory budget on CPU, a fused Triton kernel without (N, V) logits on CUDA), and
 statistics that only some checks need are computed only where they are needed:
 
 - every position: ℓ_t (log-probability of the true token);
@@ -21,8 +21,13 @@ import numpy as np
 import torch
 
 from worker.engine.batching import plan_token_batches, token_budget
-from worker.engine.numeric_error import margin_bound
-from worker.engine.sampling import scheme_logprobs
+from worker.engine.head_stats import (
+    HeadInput,
+    empty_columns,
+    fused_head,
+    fused_head_usable,
+    torch_head,
+)
 from worker.engine.schemes import Scheme
 from worker.engine.token_stats import TokenStats
 
@@ -45,114 +50,6 @@ def truncate(input_ids: Sequence[int], max_tokens: int) -> tuple[list[int], bool
     return ids[:max_tokens], len(ids) > max_tokens
 
 
-def _final_logits(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """The output head, with the logit post-processing some architectures apply."""
-    logits = model.get_output_embeddings()(hidden)
-    config = model.config
-    scale = getattr(config, "logit_scale", None)
-    if isinstance(scale, int | float) and scale != 1:
-        logits = logits * scale
-    cap = getattr(config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits.float()  # fp32 softmax even when the model runs in bf16
-
-
-def _logprob_and_moments(
-    logits: torch.Tensor, targets: torch.Tensor, moments: bool
-) -> dict[str, torch.Tensor]:
-    """ℓ_t, and optionally μ_t = Σ p log p and σ_t, in few passes over (C, V) logits.
-
-    Works in place on `logits` (the caller's copy is consumed): on CPU, fresh (C, V) buffers
-    cost as much as the arithmetic. With y = z - max z: log p = y - log Σe^y, so
-    μ = E_p[y] - log Σe^y and σ² = E_p[(y - E_p y)²]; the centred second pass avoids the
-    cancellation of E[y²] - E[y]² in float32. Sums along the vocabulary use float32 pairwise
-    summation; sums along a text use float64.
-    """
-    shifted = logits.sub_(logits.max(dim=-1, keepdim=True).values)  # y <= 0, (C, V)
-    target_shifted = shifted.gather(-1, targets[:, None]).squeeze(-1)
-    if not moments:
-        log_total = shifted.exp_().sum(dim=-1).log()
-        return {"logprobs": target_shifted - log_total}
-    weights = shifted.exp()  # unnormalized p
-    total = weights.sum(dim=-1)
-    log_total = total.log()
-    mean_shifted = (weights * shifted).sum(dim=-1) / total
-    variance = shifted.sub_(mean_shifted[:, None]).square_().mul_(weights).sum(dim=-1) / total
-    return {
-        "logprobs": target_shifted - log_total,
-        "mu": mean_shifted - log_total,
-        "sigma": variance.sqrt(),
-    }
-
-
-def _detail_stats(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Rank, ties, arg-max match and margin of the true token, and the best other token's id.
-    logits (C, V)."""
-    target_logit = logits.gather(-1, targets[:, None])  # (C, 1)
-    top2 = torch.topk(logits, 2, dim=-1)
-    target_first = top2.indices[:, 0] == targets
-    best_other = torch.where(target_first, top2.values[:, 1], top2.values[:, 0])
-    return {
-        "ranks": 1 + (logits > target_logit).sum(dim=-1, dtype=torch.int32),
-        "ties": (logits == target_logit).sum(dim=-1, dtype=torch.int32) - 1,
-        # torch.argmax picks the lowest id among tied maxima, as HF greedy decoding does.
-        "argmax_match": logits.argmax(dim=-1) == targets,
-        "margins": target_logit.squeeze(-1) - best_other,
-        "best_other": torch.where(target_first, top2.indices[:, 1], top2.indices[:, 0]),
-    }
-
-
-def _host_margin(logits: torch.Tensor, targets: torch.Tensor, other: torch.Tensor) -> np.ndarray:
-    """z[target] - z[other] per row, float64 on the host."""
-    pair = logits.gather(-1, torch.stack([targets, other], dim=-1))  # (C, 2)
-    return (pair[:, 0] - pair[:, 1]).double().cpu().numpy()
-
-
-def _kth_other(
-    logits: torch.Tensor, targets: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Id of the k-th largest logit among the tokens other than the target: top-k keeps the
-    target iff it is not below it, so it is the boundary that decides membership (the k+1-th
-    largest when the target is kept, the k-th when not). logits (C, V), k < V. Also returns
-    the k+1 largest logits, which the top-k probabilities reuse."""
-    top = torch.topk(logits, k + 1, dim=-1)  # (C, k+1), descending
-    kept = (top.indices[:, :k] == targets[:, None]).any(dim=-1)
-    return torch.where(kept, top.indices[:, k], top.indices[:, k - 1]), top.values
-
-
-def _margin_bounds(
-    model: torch.nn.Module,
-    hidden: torch.Tensor,
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    other: torch.Tensor,
-    compute_dtype: torch.dtype | None,
-) -> np.ndarray:
-    """tau of docs/numerics.md for the margin between the target and the `other` token.
-    hidden (C, H) as the head reads it; logits (C, V) after post-processing."""
-    weight = model.get_output_embeddings().weight  # (V, H)
-    rows_a = weight[targets.to(weight.device)].float()  # (C, H)
-    rows_b = weight[other.to(weight.device)].float()
-    config = model.config
-    scale = getattr(config, "logit_scale", None)
-
-    def host(x: torch.Tensor) -> np.ndarray:
-        return x.double().cpu().numpy()
-
-    return margin_bound(
-        z_a=host(logits.gather(-1, targets[:, None]).squeeze(-1)),
-        z_b=host(logits.gather(-1, other[:, None]).squeeze(-1)),
-        hidden_norm=host(hidden.float().norm(dim=-1)),
-        norm_a=host(rows_a.norm(dim=-1)),
-        norm_b=host(rows_b.norm(dim=-1)),
-        norm_diff=host((rows_a - rows_b).norm(dim=-1)),
-        dtype=compute_dtype or weight.dtype,
-        n_layers=int(getattr(config, "num_hidden_layers", 0) or 0),
-        logit_scale=float(scale) if isinstance(scale, int | float) else 1.0,
-    )
-
-
 @torch.inference_mode()
 def score_sequences(
     model: torch.nn.Module,
@@ -164,13 +61,15 @@ def score_sequences(
     vocab_budget_bytes: int | None = None,
     max_batch_tokens: int | None = None,
     compute_dtype: torch.dtype | None = None,
+    fused: bool | None = None,
 ) -> list[TokenStats]:
     """TokenStats for every request, batched by length within a token budget (from the
     device's free memory unless given; batch_size, when given, caps the rows), one forward
     pass per batch.
 
     `compute_dtype`: the dtype the logits are formed in, for the margins' rounding bounds
-    (default: the head weight's; a model upcast by forward hooks computes above it)."""
+    (default: the head weight's; a model upcast by forward hooks computes above it).
+    `fused`: the Triton head (head_stats.py); None takes it on CUDA where it applies."""
     results: list[TokenStats] = [None] * len(requests)  # type: ignore[list-item]
     vocab = model.get_output_embeddings().weight.shape[0]
     if vocab_budget_bytes is None:
@@ -184,7 +83,7 @@ def score_sequences(
         for i, stats in zip(
             batch,
             _score_batch(
-                model, [requests[i] for i in batch], device, schemes, chunk, compute_dtype
+                model, [requests[i] for i in batch], device, schemes, chunk, compute_dtype, fused
             ),
             strict=True,
         ):
@@ -199,6 +98,7 @@ def _score_batch(
     schemes: Sequence[Scheme],
     chunk: int,
     compute_dtype: torch.dtype | None,
+    fused: bool | None,
 ) -> list[TokenStats]:
     width = max(len(r.input_ids) for r in batch)
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
@@ -225,69 +125,27 @@ def _score_batch(
     flat_hidden = hidden[rows.to(hidden.device), positions.to(hidden.device)].to(head_device)
     flat_targets = input_ids[rows.to(device), positions.to(device) + 1].to(head_device)  # (N,)
     offsets = np.r_[0, np.cumsum(n_scored)]
-    moments = torch.tensor([batch[r].moments for r in rows.tolist()], dtype=torch.bool)
-    detail = torch.zeros(len(flat_targets), dtype=torch.bool)
+    moments = np.repeat([r.moments for r in batch], n_scored).astype(bool)
+    detail = np.zeros(len(flat_targets), dtype=bool)
     for r, request in enumerate(batch):
         wanted = [p for p in request.detail_positions if 0 <= p < n_scored[r]]
         detail[offsets[r] + np.asarray(wanted, dtype=np.int64)] = True
 
-    total = len(flat_targets)
-    columns: dict[str, np.ndarray] = {
-        "logprobs": np.zeros(total),
-        "mu": np.full(total, np.nan),
-        "sigma": np.full(total, np.nan),
-        "ranks": np.full(total, -1, dtype=np.int64),
-        "ties": np.full(total, -1, dtype=np.int64),
-        "argmax_match": np.zeros(total, dtype=bool),
-        "margins": np.full(total, np.nan),
-        "margin_bounds": np.full(total, np.nan),
-    }
-    scheme_columns = {s.name: np.full(total, np.nan) for s in schemes}
-    fragile_columns = {s.name: np.zeros(total, dtype=bool) for s in schemes}
+    head = HeadInput(flat_hidden, flat_targets, moments, detail, schemes, compute_dtype)
+    if fused is None:
+        fused = flat_hidden.device.type == "cuda" and fused_head_usable(model, flat_hidden)
+    elif fused and not fused_head_usable(model, flat_hidden):
+        raise ValueError(
+            "the fused head needs Triton on CUDA (or its interpreter) and a plain head"
+        )
     vocab = model.get_output_embeddings().weight.shape[0]
-    top_k = [s for s in schemes if not s.greedy and 0 < s.top_k < vocab]
-    kth_columns = {s.name: np.full(total, np.nan) for s in top_k}
-    kth_bound_columns = {s.name: np.full(total, np.nan) for s in top_k}
-    for start in range(0, total, chunk):
-        span = slice(start, min(start + chunk, total))
-        logits = _final_logits(model, flat_hidden[span])  # (C, V)
-        targets = flat_targets[span]
-        picked = detail[span].nonzero().squeeze(-1)
-        if picked.numel():  # before the in-place statistics below consume the logits
-            index = np.arange(span.start, span.stop)[picked.numpy()]
-            sub_logits = logits[picked.to(logits.device)]
-            sub_targets = targets[picked.to(targets.device)]
-            detail_stats = _detail_stats(sub_logits, sub_targets)
-            best_other = detail_stats.pop("best_other")
-            for name, value in detail_stats.items():
-                columns[name][index] = value.cpu().numpy()
-            sub_hidden = flat_hidden[span][picked.to(flat_hidden.device)]
-            bounds = _margin_bounds(
-                model, sub_hidden, sub_logits, sub_targets, best_other, compute_dtype
-            )
-            columns["margin_bounds"][index] = bounds
-            for scheme in schemes:
-                if scheme.greedy:  # p̃ is 1 exactly where the arg-max matches, else 0
-                    match = torch.from_numpy(columns["argmax_match"][index])
-                    scheme_columns[scheme.name][index] = np.where(match.numpy(), 0.0, -np.inf)
-                    continue
-                top_values = None
-                if scheme.name in kth_columns:  # membership's margin against the boundary
-                    boundary, top_values = _kth_other(sub_logits, sub_targets, scheme.top_k)
-                    kth_columns[scheme.name][index] = _host_margin(
-                        sub_logits, sub_targets, boundary
-                    )
-                    kth_bound_columns[scheme.name][index] = _margin_bounds(
-                        model, sub_hidden, sub_logits, sub_targets, boundary, compute_dtype
-                    )
-                logp, fragile = scheme_logprobs(
-                    sub_logits, sub_targets, scheme, torch.from_numpy(bounds), top_values
-                )
-                scheme_columns[scheme.name][index] = logp.cpu().numpy()
-                fragile_columns[scheme.name][index] = fragile.cpu().numpy()
-        base = _logprob_and_moments(logits, targets, bool(moments[span].any()))
-        for name, value in base.items():
-            columns[name][span] = value.double().cpu().numpy()
+    on_device = empty_columns(len(flat_targets), schemes, vocab, flat_hidden.device)
+    (fused_head if fused else torch_head)(model, head, on_device, chunk)
+    columns = {name: value.cpu().numpy() for name, value in on_device.items()}  # one copy
+    scheme_columns = {s.name: columns[f"scheme:{s.name}"] for s in schemes}
+    fragile_columns = {s.name: columns[f"fragile:{s.name}"] for s in schemes}
+    kth_columns = {s.name: columns[f"kth:{s.name}"] for s in schemes if f"kth:{s.name}" in columns}
+    kth_bound_columns = {n: columns[f"kth_bound:{n}"] for n in kth_columns}
 
     stats = []
     for r, request in enumerate(batch):

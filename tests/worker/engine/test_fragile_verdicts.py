@@ -129,7 +129,7 @@ def test_summary_counts_flags_rechecks_and_changes() -> None:
 def test_the_top_k_boundary_is_the_kth_largest_other_logit() -> None:
     import torch
 
-    from worker.engine.scoring import _kth_other
+    from worker.engine.head_stats import kth_other as _kth_other
 
     logits = torch.tensor([[3.0, 2.0, 1.0, 0.0]] * 3)
     targets = torch.tensor([0, 2, 1])

@@ -1,6 +1,6 @@
 """The fused head kernel (Triton interpreter on CPU) against today's PyTorch path.
 
-Reference: `scoring._final_logits` + `_logprob_and_moments` + `_detail_stats` +
+Reference: `head_stats.final_logits` + `logprob_and_moments` + `detail_stats` +
 `sampling.scheme_logprobs`. Tolerances: float32 inputs, 1e-5 abs on log-probabilities,
 logsumexp, mu, sigma, margins and scheme log-probabilities; float16 inputs, the reference from
 the same float16 values upcast, 1e-3 abs. On exactly representable data (entries k/64, so every
@@ -20,9 +20,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from worker.engine.fused_head import Tiles, fused_head_available, fused_head_stats
+from worker.engine.head_stats import detail_stats, final_logits, logprob_and_moments
 from worker.engine.sampling import scheme_logprobs
 from worker.engine.schemes import Scheme
-from worker.engine.scoring import _detail_stats, _final_logits, _logprob_and_moments
 
 pytest.importorskip("triton")
 
@@ -115,8 +115,8 @@ def planted(vocab: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torc
 
 def reference(hidden, weight, targets, scale=None, softcap=None):
     """Today's PyTorch path from the same (upcast) values."""
-    logits = _final_logits(_head(weight, scale, softcap), hidden.float()).detach()
-    out = _logprob_and_moments(logits.clone(), targets, moments=True)
+    logits = final_logits(_head(weight, scale, softcap), hidden.float()).detach()
+    out = logprob_and_moments(logits.clone(), targets, moments=True)
     out["logsumexp"] = torch.logsumexp(logits, dim=-1)
     return logits, out
 
@@ -151,7 +151,7 @@ def test_matches_pytorch_path_with_planted_ties(
 
     others = logits.scatter(1, targets[:, None], float("-inf"))
     assert torch.equal(out["best_other"], others.argmax(dim=-1))
-    stats = _detail_stats(logits, targets)
+    stats = detail_stats(logits, targets)
     assert torch.equal(out["argmax_match"], stats["argmax_match"])
     _close(out["margins"], stats["margins"], atol)
     assert torch.equal(out["ranks"][detail], stats["ranks"][detail])
@@ -208,7 +208,7 @@ def test_ranks_without_schemes() -> None:
     detail[[0, 17, TARGET_TIED, MAX_TIED, N - 1]] = True
     out = fused_head_stats(hidden, weight, targets, detail=detail, tiles=SMALL)
     logits, _ = reference(hidden, weight, targets)
-    stats = _detail_stats(logits, targets)
+    stats = detail_stats(logits, targets)
     for name in ("ranks", "ties"):
         assert torch.equal(out[name][detail], stats[name][detail])
         assert (out[name][~detail] == -1).all()
@@ -229,7 +229,7 @@ def test_moments_on_generic_data(dtype, atol) -> None:
     logits, ref = reference(hidden, weight, targets)
     for name in ("logprobs", "logsumexp", "mu", "sigma"):
         _close(out[name], ref[name], atol)
-    stats = _detail_stats(logits, targets)
+    stats = detail_stats(logits, targets)
     _close(out["margins"], stats["margins"], atol)
     clear = stats["margins"].abs() > 1e-3
     assert torch.equal(out["argmax_match"][clear], stats["argmax_match"][clear])
@@ -245,3 +245,78 @@ def test_rejects_schemes_it_cannot_fuse() -> None:
 
 def test_available_on_cpu_only_in_the_interpreter() -> None:
     assert fused_head_available("cpu") == IN_INTERPRETER
+
+
+def _columns_of(model, head, path) -> dict[str, torch.Tensor]:
+    from worker.engine.head_stats import empty_columns
+
+    vocab = model.get_output_embeddings().weight.shape[0]
+    columns = empty_columns(head.targets.shape[0], head.schemes, vocab, head.hidden.device)
+    path(model, head, columns, 16)
+    return columns
+
+
+@interpreted
+def test_rows_the_tiles_leave_open_come_from_their_logits() -> None:
+    """Top-1 ties beyond the buffer and a nucleus scheme: head_stats.fused_head fills them from
+    materialised logits, so every column equals the PyTorch path's; the fused top-k boundary
+    bound (other row unknown) is never below the exact one."""
+    import numpy as np
+
+    from worker.engine.head_stats import HeadInput, fused_head, torch_head
+
+    hidden, weight, targets = planted(300)
+    model = _head(weight, None, None)
+    detail = np.zeros(N, dtype=bool)
+    detail[24:] = True
+    schemes = [Scheme(0.0), Scheme(1.0, 1), Scheme(0.7, 0, 0.9), Scheme(0.7)]
+    head = HeadInput(hidden, targets, np.ones(N, dtype=bool), detail, schemes, None)
+    fused = _columns_of(model, head, fused_head)
+    plain = _columns_of(model, head, torch_head)
+    assert fused["scheme:topk1_T1"][torch.from_numpy(detail)].isfinite().any()
+    for name, value in plain.items():
+        if name.startswith("kth_bound:"):
+            assert (fused[name][24:] >= value[24:]).all(), name
+            continue
+        if value.dtype in (torch.bool, torch.int64):
+            assert torch.equal(fused[name], value), name
+        else:
+            _close(fused[name], value, 1e-5)
+
+
+@interpreted
+def test_the_scoring_pass_takes_the_fused_head_and_agrees() -> None:
+    """score_sequences(fused=True) on a real GPT-2 equals the PyTorch path, column by column."""
+    from worker.engine.scoring import ScoringRequest, score_sequences
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=300, n_embd=64, n_layer=2, n_head=2, n_positions=64)
+    model = GPT2LMHeadModel(config).eval()
+    gen = torch.Generator().manual_seed(2)
+    requests = [
+        ScoringRequest(
+            torch.randint(0, 300, (length,), generator=gen).tolist(),
+            detail_positions=range(length - 9, length - 1),
+            moments=bool(length % 2),
+        )
+        for length in (12, 20, 33)
+    ]
+    schemes = [Scheme(0.0), Scheme(1.0, 5), Scheme(0.7, 40, 0.9)]
+    plain = score_sequences(model, requests, "cpu", schemes=schemes, fused=False)
+    fused = score_sequences(model, requests, "cpu", schemes=schemes, fused=True)
+    for a, b in zip(plain, fused, strict=True):
+        for name in ("logprobs", "margins", "entropy", "sigma", "margin_bounds"):
+            left, right = getattr(a, name), getattr(b, name)
+            if left is None:
+                assert right is None
+                continue
+            torch.testing.assert_close(torch.from_numpy(right), torch.from_numpy(left),
+                                       atol=1e-5, rtol=1e-4, equal_nan=True)  # fmt: skip
+        for name in ("ranks", "ties", "argmax_match"):
+            assert (getattr(a, name) == getattr(b, name)).all(), name
+        for scheme in schemes:
+            torch.testing.assert_close(
+                torch.from_numpy(b.scheme_logprobs[scheme.name]),
+                torch.from_numpy(a.scheme_logprobs[scheme.name]),
+                atol=1e-5, rtol=0, equal_nan=True,
+            )  # fmt: skip
