@@ -10,7 +10,9 @@ the median counts; the baseline is given in tok/s, the rest as a ratio to it (>1
 
 - baseline: HF batched `model(ids).logits`, `.float().log_softmax(-1)`, the targets gathered
   and copied to the host (as a user writes it);
-- loss pass: `score_sequences` with plain ScoringRequests (log-probs: loss, zlib, Min-K%);
+- loss pass: `score_sequences` with plain ScoringRequests (log-probs: loss, zlib, Min-K%),
+  through the fused Triton head where it applies (CUDA), and again with `fused=False` (the
+  PyTorch head) so the kernel's own gain shows in the same run;
 - + Min-K%++ moments (`moments=True`);
 - + extraction statistics on the last 50 tokens, schemes greedy and top-k 40 at T=1;
 - one text at a time: MIMIR's loop, a batch-1 HF forward and float log_softmax per text.
@@ -43,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -90,6 +93,7 @@ EXTRACTION_SCHEMES = (GREEDY, Scheme(top_k=40))
 COLUMNS = (
     "HF batched logits + float log_softmax (baseline)",
     "loss pass",
+    "loss pass, PyTorch head (fused kernel off)",
     "+ Min-K%++ moments",
     "+ extraction stats (50-token suffix, greedy + top-k 40)",
     "one text at a time (MIMIR's loop)",
@@ -220,7 +224,7 @@ def random_texts(n: int, length: int, vocab: int) -> torch.Tensor:
 
 
 def variants(model: torch.nn.Module, texts: torch.Tensor, batch: int, device: str) -> dict:
-    """The five columns, each a function that scores every text once."""
+    """The columns, each a function that scores every text once."""
     ids = texts.to(device)
     rows = texts.tolist()
     length = texts.shape[1]
@@ -238,8 +242,12 @@ def variants(model: torch.nn.Module, texts: torch.Tensor, batch: int, device: st
         for row in range(len(ids)):
             target_logprobs(ids[row : row + 1])
 
-    def engine(requests: list[ScoringRequest], schemes: tuple[Scheme, ...] = ()) -> Callable:
-        return lambda: score_sequences(model, requests, device, schemes=schemes, batch_size=batch)
+    def engine(
+        requests: list[ScoringRequest], schemes: tuple[Scheme, ...] = (), fused: bool | None = None
+    ) -> Callable:
+        return lambda: score_sequences(
+            model, requests, device, schemes=schemes, batch_size=batch, fused=fused
+        )
 
     loss = [ScoringRequest(r) for r in rows]
     moments = [ScoringRequest(r, moments=True) for r in rows]
@@ -250,6 +258,7 @@ def variants(model: torch.nn.Module, texts: torch.Tensor, batch: int, device: st
             (
                 baseline,
                 engine(loss),
+                engine(loss, fused=False),
                 engine(moments),
                 engine(extraction, EXTRACTION_SCHEMES),
                 one_text_at_a_time,
@@ -304,6 +313,42 @@ def bench_workload(model: torch.nn.Module, workload: Workload, device: str, peak
     return table_row(workload, medians, tflop, peak)
 
 
+def check_heads_agree(model: torch.nn.Module, texts: torch.Tensor, batch: int, device: str) -> bool:
+    """The fused head against the PyTorch head on one batch in the model's dtype: the
+    differences of ℓ printed, and every greedy verdict outside both passes' fragile band
+    (|margin| > tau, docs/numerics.md) must agree. In bf16 the PyTorch head's logits are
+    rounded to bf16 while the kernel's are float32 sums, so ℓ differs by up to about a bf16
+    spacing of the logits; verdicts may differ only inside the band."""
+    rows = texts[:batch].tolist()
+    length = texts.shape[1]
+    detail = range(length - SUFFIX - 1, length - 1)
+    requests = [ScoringRequest(r, detail_positions=detail) for r in rows]
+    try:
+        fused = score_sequences(model, requests, device, schemes=EXTRACTION_SCHEMES, fused=True)
+    except ValueError as exc:
+        print(f"[heads] fused head not checked: {exc}", flush=True)
+        return True
+    plain = score_sequences(model, requests, device, schemes=EXTRACTION_SCHEMES, fused=False)
+    gaps, disagree, outside = [], 0, 0
+    for a, b in zip(fused, plain, strict=True):
+        gaps.append(np.abs(a.logprobs - b.logprobs))
+        span = slice(detail.start, detail.stop)
+        differ = a.argmax_match[span] != b.argmax_match[span]
+        clear = (np.abs(a.margins[span]) > a.margin_bounds[span]) & (
+            np.abs(b.margins[span]) > b.margin_bounds[span]
+        )
+        disagree += int(differ.sum())
+        outside += int((differ & clear).sum())
+    gap = np.concatenate(gaps)
+    print(
+        f"[heads] fused vs PyTorch head: |Δℓ| max {gap.max():.3g}, mean {gap.mean():.3g}; "
+        f"greedy verdicts differing {disagree}, outside the fragile band {outside}: "
+        + ("PASS" if outside == 0 else "FAIL"),
+        flush=True,
+    )
+    return outside == 0
+
+
 def print_table(rows: list[str], peak: float, dtype: torch.dtype) -> None:
     dtype_name = str(dtype).removeprefix("torch.")
     print(f"\nthroughput ({dtype_name}; measured {dtype_name} matmul peak {peak:.3g} TFLOP/s;")
@@ -319,13 +364,15 @@ def print_table(rows: list[str], peak: float, dtype: torch.dtype) -> None:
     )
 
 
-def run_throughput(clock: Clock, smoke: bool, device: str, dtype: torch.dtype) -> None:
+def run_throughput(clock: Clock, smoke: bool, device: str, dtype: torch.dtype) -> bool:
     with clock.section("matmul peak", budget_s=10):
         peak = matmul_peak(device, dtype, size=256 if smoke else 8192)
     print(f"measured {dtype} matmul peak: {peak:.3g} TFLOP/s", flush=True)
     shapes, workloads = (SMOKE_SHAPES, SMOKE_WORKLOADS) if smoke else (SHAPES, WORKLOADS)
     rows: list[str] = []
     model, built = None, None
+    checked: set[str] = set()
+    agree = True
     for workload in workloads:
         if not clock.allows(workload.budget_s):
             print(f"[{workload.label}] skipped: it would pass the run's time budget", flush=True)
@@ -347,7 +394,12 @@ def run_throughput(clock: Clock, smoke: bool, device: str, dtype: torch.dtype) -
                     flush=True,
                 )
             rows.append(bench_workload(model, workload, device, peak))
+            if workload.shape not in checked:
+                checked.add(workload.shape)
+                texts = random_texts(workload.batch, workload.length, model.config.vocab_size)
+                agree = check_heads_agree(model, texts, workload.batch, device) and agree
     print_table(rows, peak, dtype)
+    return agree
 
 
 def main() -> None:
@@ -364,12 +416,11 @@ def main() -> None:
     if device == "cuda":
         print(f"device: {torch.cuda.get_device_name()}", flush=True)
     clock = Clock(TOTAL_BUDGET_S)
-    run_throughput(clock, args.smoke, device, torch.bfloat16)
+    ok = run_throughput(clock, args.smoke, device, torch.bfloat16)
     task = SMOKE_TASK if args.smoke else TASK
-    ok = True
     if clock.allows(task.budget_s):
         with clock.section("verdicts", task.budget_s):
-            ok = check_verdicts(task, device)
+            ok = check_verdicts(task, device) and ok
     else:
         print("[verdicts] skipped: it would pass the run's time budget")
     print(f"total {clock.elapsed():.1f} s", flush=True)
