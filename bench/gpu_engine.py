@@ -316,9 +316,9 @@ def bench_workload(model: torch.nn.Module, workload: Workload, device: str, peak
 def check_heads_agree(model: torch.nn.Module, texts: torch.Tensor, batch: int, device: str) -> bool:
     """The fused head against the PyTorch head on one batch in the model's dtype: the
     differences of ℓ printed, and every greedy verdict outside both passes' fragile band
-    (|margin| > tau, docs/numerics.md) must agree. In bf16 the PyTorch head's logits are
-    rounded to bf16 while the kernel's are float32 sums, so ℓ differs by up to about a bf16
-    spacing of the logits; verdicts may differ only inside the band."""
+    (|margin| > tau, docs/numerics.md) must agree. Both round the logits to bf16; their
+    matmuls sum in other orders, so a logit can land one bf16 step apart and ℓ with it;
+    verdicts may differ only inside the band."""
     rows = texts[:batch].tolist()
     length = texts.shape[1]
     detail = range(length - SUFFIX - 1, length - 1)

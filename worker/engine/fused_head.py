@@ -28,14 +28,16 @@ values, as `sampling._top_k_logprobs` does over its top-k.
 Tolerances against `head_stats.final_logits` + `logprob_and_moments` + `detail_stats` +
 `sampling.scheme_logprobs` (tests/worker/engine/test_fused_head.py, interpreter on CPU): float32
 inputs: logprobs, logsumexp, mu, sigma and margins within 1e-5 abs, scheme log-probabilities
-within 1e-5 abs; float16 inputs (reference from the same float16 values upcast): 1e-3 abs.
+within 1e-5 abs; float16 inputs, against the float16 PyTorch head: 1e-3 abs.
 Counts, ids and flags are exact where the logits are (the tests use exactly representable data).
-In bf16 the kernel's logits are float32 sums of bf16 products, not the bf16-rounded logits that
-`final_logits` upcasts, so its ranks and ties can differ from the PyTorch path's on near-ties.
+A bf16 or fp16 head rounds its logits (and each post-processing step) to its dtype, and so does
+the kernel (`_rounded`): both paths see the same logits up to the matmul's summation order, and
+the same ties as `generate()`. The statistics over them are float32 (float64 across splits).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import math
@@ -120,7 +122,25 @@ def fused_head_stats(
     detail rows (else -1 / NaN / False): int32 `ranks`, `ties`, and per scheme float64
     `scheme:<name>`, float32 `kth_margin:<name>`, bool `topk_ties:<name>`.
     """
-    tiles = tiles or Tiles()
+    # Triton launches on the current CUDA device and its stream: make it the tensors' device
+    # (a worker may own another GPU than cuda:0).
+    on_device = torch.cuda.device(hidden.device) if hidden.is_cuda else contextlib.nullcontext()
+    with on_device:
+        return _stats(hidden, weight, targets, logit_scale, softcap, moments, detail,
+                      topk_schemes, tiles or Tiles())  # fmt: skip
+
+
+def _stats(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    logit_scale: float | None,
+    softcap: float | None,
+    moments: bool,
+    detail: torch.Tensor | None,
+    topk_schemes: Sequence[Scheme],
+    tiles: Tiles,
+) -> dict[str, torch.Tensor]:
     n, h_size = hidden.shape
     vocab = weight.shape[0]
     if weight.shape[1] != h_size or weight.dtype != hidden.dtype:
@@ -153,6 +173,7 @@ def fused_head_stats(
         BLOCK_V=block_v,
         BLOCK_H=tiles.block_h,
         PRECISION="ieee" if hidden.dtype == torch.float32 else "tf32",
+        ROUND=hidden.dtype != torch.float32,
         num_warps=tiles.num_warps,
     )
 

@@ -40,8 +40,13 @@ def _logit_tile(
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
+    ROUND: tl.constexpr,
 ):
-    """z = softcap·tanh(scale·(h·Wᵀ)/softcap) for one (BLOCK_N, BLOCK_V) tile; -inf past V."""
+    """z = softcap·tanh(scale·(h·Wᵀ)/softcap) for one (BLOCK_N, BLOCK_V) tile; -inf past V.
+
+    The products accumulate in float32; with ROUND (bf16 and fp16 inputs) every step's result
+    is rounded to the inputs' dtype as the PyTorch head computes it, so both paths see the same
+    logits (up to the matmul's summation order) and the same ties as `generate()`."""
     cols = v0 + tl.arange(0, BLOCK_V)
     col_ok = cols < V
     acc = tl.zeros((BLOCK_N, BLOCK_V), dtype=tl.float32)
@@ -60,10 +65,21 @@ def _logit_tile(
         )  # (BLOCK_V, BLOCK_H)
         acc = tl.dot(h, tl.trans(w), acc, input_precision=PRECISION)  # float32 accumulation
     if HAS_SCALE:
-        acc = acc * scale
+        acc = _rounded(_rounded(acc, h_ptr, ROUND) * scale, h_ptr, ROUND)
     if HAS_SOFTCAP:
-        acc = softcap * _tanh(acc / softcap)
+        capped = _rounded(_tanh(_rounded(acc / softcap, h_ptr, ROUND)), h_ptr, ROUND)
+        acc = softcap * capped
+    acc = _rounded(acc, h_ptr, ROUND)
     return tl.where(col_ok[None, :], acc, float("-inf")), cols
+
+
+@triton.jit
+def _rounded(x, h_ptr, ROUND: tl.constexpr):
+    """x rounded to the inputs' dtype and back, where the model's head would round it: a bf16 or
+    fp16 head returns logits in its dtype, and its post-processing computes in that dtype."""
+    if ROUND:
+        x = x.to(h_ptr.dtype.element_ty).to(tl.float32)
+    return x
 
 
 @triton.jit
@@ -88,6 +104,7 @@ def head_stats_kernel(
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
+    ROUND: tl.constexpr,
 ):
     """Pass A: per row and vocabulary split, the online max / sum-exp, the moments of
     y = z - max under p, the target logit and the best other logit with its lowest id."""
@@ -107,7 +124,7 @@ def head_stats_kernel(
     for v0 in range(v_start, v_stop, BLOCK_V):
         z, cols = _logit_tile(
             h_ptr, w_ptr, rows, row_ok, v0, V, H, stride_hn, stride_wv, scale, softcap,
-            HAS_SCALE, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_H, PRECISION,
+            HAS_SCALE, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_H, PRECISION, ROUND,
         )  # fmt: skip
         is_target = cols[None, :] == targets[:, None]
         target_logit = tl.maximum(target_logit, tl.max(tl.where(is_target, z, float("-inf")), 1))
@@ -179,6 +196,7 @@ def detail_kernel(
     BLOCK_V: tl.constexpr,
     BLOCK_H: tl.constexpr,
     PRECISION: tl.constexpr,
+    ROUND: tl.constexpr,
 ):
     """Pass B, over the row blocks of pass A that hold detail rows: rank and tie counts
     against pass A's target logit, and each row's TOP_K largest logits."""
@@ -197,7 +215,7 @@ def detail_kernel(
     for v0 in range(v_start, v_stop, BLOCK_V):
         z, cols = _logit_tile(
             h_ptr, w_ptr, rows, row_ok, v0, V, H, stride_hn, stride_wv, scale, softcap,
-            HAS_SCALE, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_H, PRECISION,
+            HAS_SCALE, HAS_SOFTCAP, BLOCK_N, BLOCK_V, BLOCK_H, PRECISION, ROUND,
         )  # fmt: skip
         n_above += tl.sum((z > target_logit[:, None]).to(tl.int32), 1)
         tied = (z == target_logit[:, None]) & (cols[None, :] != targets[:, None])

@@ -2,8 +2,8 @@
 
 Reference: `head_stats.final_logits` + `logprob_and_moments` + `detail_stats` +
 `sampling.scheme_logprobs`. Tolerances: float32 inputs, 1e-5 abs on log-probabilities,
-logsumexp, mu, sigma, margins and scheme log-probabilities; float16 inputs, the reference from
-the same float16 values upcast, 1e-3 abs. On exactly representable data (entries k/64, so every
+logsumexp, mu, sigma, margins and scheme log-probabilities; float16 inputs, against the float16
+PyTorch head (both round the logits to float16), 1e-3 abs. On exactly representable data (entries k/64, so every
 dot product is exact in float32) ranks, ties, ids and flags must agree exactly, which is what
 lets the tests plant exact ties. The interpreter cannot run bf16 dot products.
 """
@@ -114,8 +114,10 @@ def planted(vocab: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 def reference(hidden, weight, targets, scale=None, softcap=None):
-    """Today's PyTorch path from the same (upcast) values."""
-    logits = final_logits(_head(weight, scale, softcap), hidden.float()).detach()
+    """Today's PyTorch path on the same values, the head in their dtype: a float16 head rounds
+    its logits to float16, and so does the kernel."""
+    model = _head(weight, scale, softcap).to(hidden.dtype)
+    logits = final_logits(model, hidden).detach()
     out = logprob_and_moments(logits.clone(), targets, moments=True)
     out["logsumexp"] = torch.logsumexp(logits, dim=-1)
     return logits, out

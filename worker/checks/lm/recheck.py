@@ -58,6 +58,11 @@ def float32_compute(
     finally:
         for handle in handles:
             handle.remove()
+        # A forward that raised (out of memory, a time limit) skipped its restoring hook; the
+        # cached model must not keep float32 weights for the next audit.
+        for module in model.modules():
+            if hasattr(module, "_memaudit_saved"):
+                _restore(module)
 
 
 def _to_float32(value: object) -> object:
@@ -77,7 +82,12 @@ def _upcast_module(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[
 
 
 def _restore_module(module: torch.nn.Module, _args: tuple, output: object) -> object:
+    _restore(module)
+    return output
+
+
+def _restore(module: torch.nn.Module) -> None:
+    """Put back the module's own weights that `_upcast_module` swapped out."""
     for name, param in module.named_parameters(recurse=False):
         param.data = module._memaudit_saved[name]  # type: ignore[index]
     del module._memaudit_saved
-    return output

@@ -96,6 +96,31 @@ def test_hooks_and_an_upcast_copy_compute_the_same_float32_scores(models, texts)
         assert torch.equal(param, before[name])
 
 
+def test_a_forward_that_fails_mid_model_leaves_the_weights_as_they_were(models, texts) -> None:
+    """Out of memory inside one module skips its restoring hook: the context still puts every
+    bf16 weight back, so the cached model serves the next audit unchanged."""
+    _, half = models
+    before = {n: p.detach().clone() for n, p in half.model.named_parameters()}
+    last = half.model.transformer.h[-1].mlp.c_proj  # upcast by its hook when it fails
+
+    def out_of_memory(*_args: object) -> None:
+        raise RuntimeError("simulated out of memory")
+
+    failing = last.register_forward_hook(out_of_memory)
+    try:
+        with (
+            pytest.raises(RuntimeError, match="simulated"),
+            float32_compute(half.model, "cpu", budget_bytes=0) as model,
+        ):
+            score_sequences(model, [ScoringRequest(half.encode(texts[0]))], "cpu")
+    finally:
+        failing.remove()
+    for name, param in half.model.named_parameters():
+        assert param.dtype == torch.bfloat16, name
+        assert torch.equal(param, before[name])
+    assert not any(hasattr(m, "_memaudit_saved") for m in half.model.modules())
+
+
 def test_audit_reports_flags_rechecks_and_changed_verdicts(models, tiny_lm) -> None:
     records = [json.loads(line) for line in tiny_lm.dataset_path.read_text().splitlines()]
     check = [{"kind": "extraction", "params": PARAMS.model_dump(exclude={"corpus_audit"})}]
