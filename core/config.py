@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import secrets
 from functools import lru_cache
@@ -61,13 +62,23 @@ _BYTE_UNITS = {
 def parse_bytes(value: str | int) -> int:
     """A size as people write it: 75GiB, 80GB, 512MiB or a plain number of bytes."""
     if isinstance(value, int):
-        return value
-    text = value.strip().lower().replace(" ", "")
-    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(number) :]
-    if unit not in _BYTE_UNITS or not number:
-        raise ValueError(f"{value!r} is not a size (e.g. 75GiB, 80GB, 1024)")
-    return int(float(number) * _BYTE_UNITS[unit])
+        size = value
+    else:
+        text = value.strip().lower().replace(" ", "")
+        number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(number) :]
+        if unit not in _BYTE_UNITS or not number:
+            raise ValueError(f"{value!r} is not a size (e.g. 75GiB, 80GB, 1024)")
+        try:
+            amount = float(number)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a size (e.g. 75GiB, 80GB, 1024)") from None
+        if not math.isfinite(amount):
+            raise ValueError(f"{value!r} is not a finite size")
+        size = int(amount * _BYTE_UNITS[unit])
+    if size < 1:
+        raise ValueError(f"{value!r}: a size must be at least one byte")
+    return size
 
 
 def device_budgets(value: str) -> dict[int | str, int]:
@@ -78,7 +89,10 @@ def device_budgets(value: str) -> dict[int | str, int]:
         device = device.strip().lower()
         if not sep or not (device.isdigit() or device == "cpu"):
             raise ValueError(f"{part!r}: write <gpu index or cpu>:<size>, e.g. 0:75GiB")
-        budgets[int(device) if device.isdigit() else device] = parse_bytes(size)
+        key = int(device) if device.isdigit() else device
+        if key in budgets:
+            raise ValueError(f"{part!r}: device {device} is budgeted twice")
+        budgets[key] = parse_bytes(size)
     return budgets
 
 
@@ -87,7 +101,10 @@ def gpu_ids(value: str) -> list[int]:
     parts = [part.strip() for part in value.split(",") if part.strip()]
     if not all(part.isdigit() for part in parts):
         raise ValueError(f"{value!r}: write GPU indices, e.g. 0,1")
-    return [int(part) for part in parts]
+    ids = [int(part) for part in parts]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{value!r}: a GPU is named twice")
+    return ids
 
 
 def _split_hosts(value: str) -> list[str]:
@@ -130,7 +147,7 @@ class Settings(BaseSettings):
     # Memory a model's weights may take per device, e.g. 0:75GiB,1:75GiB,cpu:200GiB; a GPU left
     # out gets 90% of its total (the rest is the forward's activations and the head's chunks).
     gpu_memory: str = ""
-    # Audits of models whose weight files are larger than the threshold go to this queue,
+    # Audits of models whose loaded size (ModelSpec.weight_bytes) reaches the threshold go here,
     # served by workers that own several GPUs (`memaudit worker --queue ...`); empty: off.
     large_model_queue: str = ""
     large_model_min_bytes: int | str = "70GiB"
@@ -238,6 +255,14 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         self.large_model_min_bytes = parse_bytes(self.large_model_min_bytes)
+        owned = set(gpu_ids(self.worker_gpus))
+        stray = [d for d in device_budgets(self.gpu_memory) if isinstance(d, int) and owned
+                 and d not in owned]  # fmt: skip
+        if stray:
+            raise ValueError(
+                f"MEMAUDIT_GPU_MEMORY budgets GPU {stray[0]}, which MEMAUDIT_WORKER_GPUS "
+                f"({self.worker_gpus}) does not give this worker"
+            )
 
     def _refuse_insecure_production(self) -> None:
         """Production start-up fails on any setting that would be unsafe on a shared network."""

@@ -4,6 +4,9 @@ a worker loads from."""
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatch
@@ -30,6 +33,23 @@ CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
 PICKLE_SETTING = "MEMAUDIT_ALLOW_PICKLE_WEIGHTS"
 WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".gguf"})
+LOADED_BYTES_PER_PARAMETER = 2  # bf16 on a GPU (worker.loaders.models.pick_device)
+GGUF_DEQUANTIZED_FACTOR = 4  # ~4 bits a weight on disk, 16 once dequantized to bf16
+SAFETENSORS_HEADER_LIMIT = 100 * 1024**2  # the format's own cap on the JSON header
+
+
+def _safetensors_parameters(path: Path) -> int:
+    """Elements of every tensor in a safetensors file, from its header alone."""
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        if length > SAFETENSORS_HEADER_LIMIT:
+            raise ModelError(f"{path.name}: a safetensors header of {length} bytes")
+        header = json.loads(handle.read(length))
+    return sum(
+        math.prod(entry["shape"])
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict)
+    )
 
 
 @dataclass(frozen=True)
@@ -56,8 +76,22 @@ class ModelSpec:
         return sorted(file for file in found if file.is_file())
 
     def weight_bytes(self) -> int:
-        """The bytes of its weight files on disk: the model's size without loading it."""
-        return sum(f.stat().st_size for f in self._files() if f.suffix in WEIGHT_SUFFIXES)
+        """The bytes its weights take once loaded on a GPU (bf16), without loading them.
+
+        Safetensors: the parameters counted from the files' headers (8-byte length, then JSON
+        with each tensor's shape), whatever dtype they are stored in; other weight files beside
+        them are not read by the loader and do not count. GGUF: dequantized on load, so the file
+        is counted GGUF_DEQUANTIZED_FACTOR times (a 4-bit file's bf16 size; an F16 file is
+        over-counted, which errs towards the large-model queue). Pickled checkpoints: their bytes.
+        """
+        files = [f for f in self._files() if f.suffix in WEIGHT_SUFFIXES]
+        tensors = [f for f in files if f.suffix == ".safetensors"]
+        if tensors:
+            return LOADED_BYTES_PER_PARAMETER * sum(_safetensors_parameters(f) for f in tensors)
+        ggufs = [f for f in files if f.suffix == ".gguf"]
+        if ggufs:
+            return GGUF_DEQUANTIZED_FACTOR * sum(f.stat().st_size for f in ggufs)
+        return sum(f.stat().st_size for f in files)
 
     def _name(self, file: Path) -> str:
         return file.relative_to(self.path).as_posix()

@@ -79,6 +79,15 @@ def test_device_settings_parse_and_refuse_what_is_not_a_device(tmp_path) -> None
         ("gpu_memory", "0:75 parsecs", "not a size"),
         ("worker_gpus", "cuda:0", "MEMAUDIT_WORKER_GPUS"),
         ("large_model_min_bytes", "big", "MEMAUDIT_LARGE_MODEL_MIN_BYTES"),
+        ("large_model_min_bytes", "-1GiB", "at least one byte"),
+        ("large_model_min_bytes", "0.5", "at least one byte"),
+        ("large_model_min_bytes", "1e400GB", "finite"),
+        ("large_model_min_bytes", "1.2.3GB", "not a size"),
+        ("gpu_memory", "0:-5GiB", "at least one byte"),
+        ("gpu_memory", "0:75GiB,0:1GiB", "budgeted twice"),
+        ("worker_gpus", "0,0", "named twice"),
     ]:
         with pytest.raises(ValidationError, match=message):
             Settings(data_dir=tmp_path, **{field: value})
+    with pytest.raises(ValidationError, match="does not give this worker"):
+        Settings(data_dir=tmp_path, worker_gpus="0,1", gpu_memory="0:75GiB,7:75GiB")

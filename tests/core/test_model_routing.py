@@ -3,9 +3,12 @@ onto a real Redis broker; smaller ones, and every model while the queue is off, 
 
 from __future__ import annotations
 
+import math
+import shutil
 import uuid
 
 import redis
+from safetensors import safe_open
 from sqlalchemy import func, select
 
 from core.config import Settings
@@ -34,9 +37,16 @@ def test_a_model_above_the_threshold_is_enqueued_on_the_large_model_queue(
 
 
 def test_the_threshold_and_the_switch_decide_the_queue(tiny_lm, tmp_path) -> None:
-    uri = f"path:{tiny_lm.model_dir}"
-    roots = str(tiny_lm.model_dir.parent)
-    size = (tiny_lm.model_dir / "model.safetensors").stat().st_size
+    # The model copied beside a 10 GB (sparse) pickled checkpoint the loader never reads.
+    folder = tmp_path / "models" / "canary"
+    shutil.copytree(tiny_lm.model_dir, folder)
+    with (folder / "pytorch_model.bin").open("wb") as handle:
+        handle.truncate(10 * 10**9)
+    uri = f"path:{folder}"
+    roots = str(folder.parent)
+    # What a GPU loads: every parameter in bf16, whatever dtype the file stores.
+    with safe_open(folder / "model.safetensors", "pt") as weights:
+        size = 2 * sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
 
     def settings(**values) -> Settings:
         return Settings(data_dir=tmp_path, model_roots=roots, queue="default", **values)

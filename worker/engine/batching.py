@@ -110,13 +110,15 @@ def token_budget(
     *,
     length: int = 0,
     safety: float = SAFETY_FRACTION,
+    compute_dtype: torch.dtype | None = None,
 ) -> int:
     """Padded tokens one forward may hold: safety x free bytes / activation bytes per token,
     for texts of at most `length` tokens (activation_bytes_per_token gives the formula).
 
     Free bytes: on CUDA what the driver reports free plus what PyTorch's allocator holds
     unused (both can be handed to activations), on the tightest GPU a split model spans; on
-    the CPU CPU_ACTIVATION_BYTES; or as given.
+    the CPU CPU_ACTIVATION_BYTES; or as given. `compute_dtype`: the activations' dtype when it
+    is not the weights' (a float32 re-check of a bf16 model).
     """
     device = torch.device(device)
     if free_bytes is None:
@@ -125,9 +127,14 @@ def token_budget(
             free_bytes = min(_cuda_free_bytes(d) for d in spanned or {device})
         else:
             free_bytes = CPU_ACTIVATION_BYTES
-    dtype_bytes = next(model.parameters()).element_size()
+    # Activations are in the compute dtype: float32 when a bf16 model is upcast by hooks.
+    dtype = compute_dtype or next(model.parameters()).dtype
+    dtype_bytes = torch.empty((), dtype=dtype).element_size()
+    # Fused attention (SDPA, flash) never holds the scores; eager attention, which the CPU
+    # path and some models on CUDA take (e.g. soft-capped attention), holds them.
+    eager = getattr(model.config, "_attn_implementation", None) == "eager"
     per_token = activation_bytes_per_token(
-        model.config, dtype_bytes, length, scores_materialised=device.type != "cuda"
+        model.config, dtype_bytes, length, scores_materialised=device.type != "cuda" or eager
     )
     return max(1, int(safety * free_bytes) // per_token)
 

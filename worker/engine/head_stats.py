@@ -14,6 +14,7 @@ rounding bound (docs/numerics.md) and the schemes' p̃ are filled at detail rows
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -131,7 +132,7 @@ def margin_bounds(
     rows_a = weight[ids_a.to(weight.device)].float()  # (C, H)
     norm_a = rows_a.norm(dim=-1)
     if ids_b is None:
-        largest = weight.float().norm(dim=-1).max().expand_as(norm_a)
+        largest = largest_row_norm(weight).expand_as(norm_a)
         norm_b, norm_diff = largest, norm_a + largest
     else:
         rows_b = weight[ids_b.to(weight.device)].float()
@@ -148,6 +149,28 @@ def margin_bounds(
         n_layers=int(getattr(model.config, "num_hidden_layers", 0) or 0),
         logit_scale=scale or 1.0,
     )
+
+
+# Keyed by the weight's storage, version (bumped by in-place writes) and shape; a few models.
+_LARGEST_ROW_NORM: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+ROW_NORM_CHUNK = 8192  # rows upcast at a time: a float32 copy of the whole head could be GBs
+
+
+def largest_row_norm(weight: torch.Tensor) -> torch.Tensor:
+    """max_v ||w_v|| of a head weight (V, H), once per weight, in chunks of rows."""
+    key = (weight.device, weight.data_ptr(), weight._version, tuple(weight.shape))
+    found = _LARGEST_ROW_NORM.get(key)
+    if found is None:
+        found = torch.stack(
+            [
+                weight[start : start + ROW_NORM_CHUNK].float().norm(dim=-1).max()
+                for start in range(0, weight.shape[0], ROW_NORM_CHUNK)
+            ]
+        ).max()
+        _LARGEST_ROW_NORM[key] = found
+        while len(_LARGEST_ROW_NORM) > 8:
+            _LARGEST_ROW_NORM.popitem(last=False)
+    return found
 
 
 def empty_columns(

@@ -78,7 +78,9 @@ def score_sequences(
     chunk = max(1, vocab_budget_bytes // (12 * vocab))
     lengths = [len(r.input_ids) for r in requests]
     if max_batch_tokens is None:
-        max_batch_tokens = token_budget(model, device, length=max(lengths, default=0))
+        max_batch_tokens = token_budget(
+            model, device, length=max(lengths, default=0), compute_dtype=compute_dtype
+        )
     for batch in plan_token_batches(lengths, max_batch_tokens, batch_size):
         for i, stats in zip(
             batch,

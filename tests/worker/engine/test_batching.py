@@ -79,6 +79,15 @@ def test_budget_formula_on_a_stated_config() -> None:
     free = 40 * 1024**3  # 40 GiB free on the device
     budget = token_budget(model, "cuda", free_bytes=free, length=2048)
     assert budget == int(SAFETY_FRACTION * free) // per_token == 141_699
+    # A float32 re-check of the bf16 weights holds float32 activations: half the tokens.
+    upcast = token_budget(
+        model, "cuda", free_bytes=free, length=2048, compute_dtype=torch.float32
+    )
+    assert upcast == int(SAFETY_FRACTION * free) // (2 * per_token)
+    # Eager attention on CUDA holds the scores, as the CPU path does.
+    config._attn_implementation = "eager"
+    eager = token_budget(model, "cuda", free_bytes=free, length=2048)
+    assert eager == int(SAFETY_FRACTION * free) // with_scores
 
 
 def test_scores_do_not_depend_on_the_plan(tiny_lm) -> None:
