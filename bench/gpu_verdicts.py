@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from worker.engine.extraction import window_values
+from worker.engine.extraction import window_fragile, window_values
 from worker.engine.schemes import GREEDY
 from worker.engine.scoring import ScoringRequest, score_sequences
 from worker.engine.token_stats import TokenStats
@@ -168,19 +168,13 @@ def deciding_margins(stats: TokenStats, task: CanaryTask) -> np.ndarray:
     return stats.margins[span][:end]
 
 
-def window_flagged(margins: np.ndarray, bounds: np.ndarray, matches: np.ndarray) -> bool:
-    """The module docstring's window rule over one suffix: a position is fragile iff
-    |margin| <= bound; an extracted window is flagged when any position is, a non-extracted
-    one when every mismatch is."""
-    if np.isnan(bounds).any():
-        raise ValueError("margin_bounds is NaN inside a suffix that was asked for in detail")
-    fragile = np.abs(margins) <= bounds
-    return bool(fragile.any()) if matches.all() else bool(fragile[~matches].all())
-
-
 def flagged(stats: TokenStats, task: CanaryTask) -> bool:
-    span = slice(task.prefix - 1, task.prefix - 1 + task.suffix)
-    return window_flagged(stats.margins[span], stats.margin_bounds[span], stats.argmax_match[span])
+    """The production rule (`extraction.window_fragile`, docs/numerics.md) over the canary's
+    suffix; a bound missing inside the suffix is an error here, not a silent "not fragile"."""
+    start = task.prefix - 1
+    if np.isnan(stats.margin_bounds[start : start + task.suffix]).any():
+        raise ValueError("margin_bounds is NaN inside a suffix that was asked for in detail")
+    return window_fragile(stats, start, task.suffix)
 
 
 def report(name: str, failures: int | None) -> bool:

@@ -220,7 +220,20 @@ def recheck_counts(samples: Iterable[dict[str, Any]]) -> dict[str, int]:
         "windows_rechecked": sum(s.get("n_windows_rechecked", 0) for s in rows),
         "verdicts_changed": sum(s.get("n_recheck_changed", 0) for s in rows),
         "documents_fragile": sum(1 for s in rows if s.get("fragile")),
+        # Sampled schemes: the best window has a top-k or nucleus membership within rounding
+        # error. Flagged only; the re-check covers greedy verdicts (docs/numerics.md).
+        "documents_sampled_fragile": {
+            name: count
+            for name in sorted({n for s in rows for n in s.get("nucleus_fragile", {})})
+            if (count := sum(1 for s in rows if _sampled_fragile(s, name)))
+        },
     }
+
+
+def _sampled_fragile(sample: dict[str, Any], scheme: str) -> bool:
+    return bool(
+        sample.get("nucleus_fragile", {}).get(scheme) or sample.get("topk_fragile", {}).get(scheme)
+    )
 
 
 def summarize_group(

@@ -122,8 +122,14 @@ def test_summary_counts_flags_rechecks_and_changes() -> None:
         "windows_rechecked": 2,
         "verdicts_changed": 1,
         "documents_fragile": 1,
+        "documents_sampled_fragile": {},
     }
     assert summary["all"]["greedy_rate_interval"] == [0.5, 1.0]
+    # A sampled scheme's membership within rounding error is counted per scheme.
+    rows[0] = {**rows[0], "nucleus_fragile": {"topp0.9_T1": True}, "topk_fragile": {}}
+    rows[1] = {**rows[1], "nucleus_fragile": {"topp0.9_T1": False}, "topk_fragile": {"x": True}}
+    counted = summarize_extraction(rows, [], [0.5], [1])["fragile"]["documents_sampled_fragile"]
+    assert counted == {"topp0.9_T1": 1}
 
 
 def test_the_top_k_boundary_is_the_kth_largest_other_logit() -> None:

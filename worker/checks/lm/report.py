@@ -55,13 +55,22 @@ def _fragile_notes(summary: Mapping[str, Any]) -> list[str]:
     """How many verdicts lay within rounding error, what the float32 re-check did, and the greedy
     rate as an interval when some stayed fragile (docs/numerics.md)."""
     counts = summary.get("fragile") or {}
+    notes = []
+    sampled = counts.get("documents_sampled_fragile") or {}
+    if sampled:
+        listed = ", ".join(f"{name} {count:,}" for name, count in sampled.items())
+        notes.append(
+            f"Documents whose best window has a top-k or nucleus membership within rounding "
+            f"error ({listed}) are flagged, not re-checked: their p_z is as computed."
+        )
     if not counts.get("windows_flagged"):
-        return []
-    notes = [
+        return notes
+    notes.insert(
+        0,
         f"{counts['windows_flagged']:,} windows had a greedy verdict within the pass's rounding "
         f"bound; {counts['windows_rechecked']:,} were re-checked in float32 and the re-check "
-        f"changed {counts['verdicts_changed']:,} verdicts."
-    ]
+        f"changed {counts['verdicts_changed']:,} verdicts.",
+    )
     lo, hi = (summary.get("all") or {}).get("greedy_rate_interval") or (None, None)
     if counts.get("documents_fragile") and lo is not None:
         notes.append(

@@ -147,6 +147,10 @@ def test_audit_reports_flags_rechecks_and_changed_verdicts(models, tiny_lm) -> N
         f"bound; {counts['windows_rechecked']:,} were re-checked in float32 and the re-check "
         f"changed {counts['verdicts_changed']:,} verdicts."
     ) in notes
+    # Sampled schemes' memberships within rounding error are counted and said to be unchecked.
+    sampled = counts["documents_sampled_fragile"]
+    assert sampled and set(sampled) <= {s.name for s in PARAMS.scheme_list()}
+    assert "are flagged, not re-checked: their p_z is as computed." in notes
 
 
 def test_top_k_margins_decide_membership(models, texts) -> None:
