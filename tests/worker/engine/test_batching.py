@@ -80,9 +80,7 @@ def test_budget_formula_on_a_stated_config() -> None:
     budget = token_budget(model, "cuda", free_bytes=free, length=2048)
     assert budget == int(SAFETY_FRACTION * free) // per_token == 141_699
     # A float32 re-check of the bf16 weights holds float32 activations: half the tokens.
-    upcast = token_budget(
-        model, "cuda", free_bytes=free, length=2048, compute_dtype=torch.float32
-    )
+    upcast = token_budget(model, "cuda", free_bytes=free, length=2048, compute_dtype=torch.float32)
     assert upcast == int(SAFETY_FRACTION * free) // (2 * per_token)
     # Eager attention on CUDA holds the scores, as the CPU path does.
     config._attn_implementation = "eager"

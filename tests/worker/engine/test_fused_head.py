@@ -3,9 +3,9 @@
 Reference: `head_stats.final_logits` + `logprob_and_moments` + `detail_stats` +
 `sampling.scheme_logprobs`. Tolerances: float32 inputs, 1e-5 abs on log-probabilities,
 logsumexp, mu, sigma, margins and scheme log-probabilities; float16 inputs, against the float16
-PyTorch head (both round the logits to float16), 1e-3 abs. On exactly representable data (entries k/64, so every
-dot product is exact in float32) ranks, ties, ids and flags must agree exactly, which is what
-lets the tests plant exact ties. The interpreter cannot run bf16 dot products.
+PyTorch head (both round the logits to float16), 1e-3 abs. On exactly representable data
+(entries k/64, so every dot product is exact in float32) ranks, ties, ids and flags must agree
+exactly, which is what lets the tests plant exact ties. The interpreter cannot run bf16 dots.
 """
 
 from __future__ import annotations

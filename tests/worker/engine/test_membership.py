@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from bench.bootstrap_scale import resorted_metrics
 from worker.engine.membership import (
     ResampledRoc,
     fpr_at_tpr,
@@ -14,7 +15,6 @@ from worker.engine.membership import (
     mink,
     minkpp,
     roc_curve,
-    roc_metrics,
     tpr_at_fpr,
 )
 from worker.engine.token_stats import TokenStats
@@ -122,13 +122,8 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
 def _resorted_intervals(
     members: np.ndarray, nonmembers: np.ndarray, bootstrap: int, seed: int
 ) -> dict[str, list[float]]:
-    """The definition: draw each resample's values and build its ROC from scratch."""
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    for _ in range(bootstrap):
-        roc = roc_curve(rng.choice(members, len(members)), rng.choice(nonmembers, len(nonmembers)))
-        for name, value in roc_metrics(roc).items():
-            draws.setdefault(name, []).append(value)
+    """The definition (the bench's baseline): each resample's values drawn, its ROC rebuilt."""
+    draws = resorted_metrics(members, nonmembers, bootstrap, seed)
     return {name: np.percentile(values, [2.5, 97.5]).tolist() for name, values in draws.items()}
 
 
