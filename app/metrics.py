@@ -33,9 +33,6 @@ from core.models import (
 )
 from core.tenancy import visible
 
-# What `exposition.generate_latest` writes (legacy metric names, no escaping header needed).
-TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 SHARD_STATUSES = (
     ShardStatus.QUEUED,
     ShardStatus.RUNNING,
@@ -197,4 +194,4 @@ def render(session: Session, key: ApiKey, accept: str | None) -> tuple[bytes, st
     collector = DatabaseCollector(session, key)
     if wants_openmetrics(accept):
         return openmetrics.generate_latest(collector), openmetrics.CONTENT_TYPE_LATEST
-    return exposition.generate_latest(collector), TEXT_CONTENT_TYPE
+    return exposition.generate_latest(collector), exposition.CONTENT_TYPE_PLAIN_0_0_4

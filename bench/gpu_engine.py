@@ -52,6 +52,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gpu_verdicts import SMOKE_TASK, TASK, check_verdicts
+from bench.lm_engine import sync
 from worker.engine.schemes import GREEDY, Scheme
 from worker.engine.scoring import ScoringRequest, score_sequences
 
@@ -151,11 +152,6 @@ class Clock:
             f"run so far {self.elapsed():.1f} s){over}",
             flush=True,
         )
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def seconds(fn: Callable[[], object], device: str) -> float:

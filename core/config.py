@@ -147,8 +147,8 @@ class Settings(BaseSettings):
     # Memory a model's weights may take per device, e.g. 0:75GiB,1:75GiB,cpu:200GiB; a GPU left
     # out gets 90% of its total (the rest is the forward's activations and the head's chunks).
     gpu_memory: str = ""
-    # Audits of models whose loaded size (ModelSpec.weight_bytes) reaches the threshold go here,
-    # served by workers that own several GPUs (`memaudit worker --queue ...`); empty: off.
+    # Audits of models whose loaded size (ModelSpec.loaded_bytes) reaches the threshold go here,
+    # served by workers that own several GPUs (`memaudit worker --queues ...`); empty: off.
     large_model_queue: str = ""
     large_model_min_bytes: int | str = "70GiB"
     # Limits on what one caller can ask for; each violation is a 4xx that says which limit.

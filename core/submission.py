@@ -385,8 +385,9 @@ def submit_audit(
 
 def model_queue(settings: Settings, model_uri: str | None) -> str:
     """The queue an audit's shards go to: the large-model queue (served by workers that own
-    several GPUs) when one is set and the model's weight files on disk reach its threshold;
-    else the default. A registry model not downloaded yet has no size here: default queue."""
+    several GPUs) when one is set and the model's loaded size (read from its checked weight
+    headers, `ModelSpec.loaded_bytes`) reaches its threshold; else the default. A registry
+    model not downloaded yet has no size here: default queue."""
     if not settings.large_model_queue or not model_uri or not model_uri.startswith("path:"):
         return settings.queue
     try:
@@ -396,9 +397,8 @@ def model_queue(settings: Settings, model_uri: str | None) -> str:
             allow_pickle=settings.allow_pickle_weights,
             allow_torchscript=settings.allow_torchscript,
             rules=settings.file_rules,
-            check_weights=False,
         )
-        size = spec.weight_bytes()
+        size = spec.loaded_bytes or 0
     except (ModelError, OSError):  # gone since submit: the worker fails it, saying why
         return settings.queue
     return settings.large_model_queue if size >= settings.large_model_min_bytes else settings.queue

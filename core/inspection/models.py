@@ -4,9 +4,6 @@ a worker loads from."""
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatch
@@ -32,24 +29,6 @@ CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # Pickled checkpoints: read only when allowed, and then only by torch.load(weights_only=True).
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
 PICKLE_SETTING = "MEMAUDIT_ALLOW_PICKLE_WEIGHTS"
-WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".pth", ".gguf"})
-LOADED_BYTES_PER_PARAMETER = 2  # bf16 on a GPU (worker.loaders.models.pick_device)
-GGUF_DEQUANTIZED_FACTOR = 4  # ~4 bits a weight on disk, 16 once dequantized to bf16
-SAFETENSORS_HEADER_LIMIT = 100 * 1024**2  # the format's own cap on the JSON header
-
-
-def _safetensors_parameters(path: Path) -> int:
-    """Elements of every tensor in a safetensors file, from its header alone."""
-    with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        if length > SAFETENSORS_HEADER_LIMIT:
-            raise ModelError(f"{path.name}: a safetensors header of {length} bytes")
-        header = json.loads(handle.read(length))
-    return sum(
-        math.prod(entry["shape"])
-        for name, entry in header.items()
-        if name != "__metadata__" and isinstance(entry, dict)
-    )
 
 
 @dataclass(frozen=True)
@@ -69,29 +48,14 @@ class ModelSpec:
     location: Located | None = None
     rules: FileRules = DEFAULT_RULES
     recursive: bool = False  # a pipeline's components live in sub-folders
+    # Bytes its weights take loaded on a GPU (weight_files.loaded_bytes); None unless the
+    # weights were checked at resolve time.
+    loaded_bytes: int | None = None
 
     def _files(self) -> list[Path]:
         """The model's files: a diffusers pipeline's live in component folders."""
         found = self.path.rglob("*") if self.format == "diffusers" else self.path.iterdir()
         return sorted(file for file in found if file.is_file())
-
-    def weight_bytes(self) -> int:
-        """The bytes its weights take once loaded on a GPU (bf16), without loading them.
-
-        Safetensors: the parameters counted from the files' headers (8-byte length, then JSON
-        with each tensor's shape), whatever dtype they are stored in; other weight files beside
-        them are not read by the loader and do not count. GGUF: dequantized on load, so the file
-        is counted GGUF_DEQUANTIZED_FACTOR times (a 4-bit file's bf16 size; an F16 file is
-        over-counted, which errs towards the large-model queue). Pickled checkpoints: their bytes.
-        """
-        files = [f for f in self._files() if f.suffix in WEIGHT_SUFFIXES]
-        tensors = [f for f in files if f.suffix == ".safetensors"]
-        if tensors:
-            return LOADED_BYTES_PER_PARAMETER * sum(_safetensors_parameters(f) for f in tensors)
-        ggufs = [f for f in files if f.suffix == ".gguf"]
-        if ggufs:
-            return GGUF_DEQUANTIZED_FACTOR * sum(f.stat().st_size for f in ggufs)
-        return sum(f.stat().st_size for f in files)
 
     def _name(self, file: Path) -> str:
         return file.relative_to(self.path).as_posix()
@@ -187,9 +151,8 @@ def resolve_model(
         with pin(rest, roots, kind="model", want="dir", rules=rules) as pinned:
             if pinned.file(diffusion_index.INDEX) is None:
                 spec = _inspect(uri, rest, pinned, allow_pickle, allow_torchscript)
-                if check_weights:
-                    check_weight_files(pinned)
-                return replace(spec, rules=rules)
+                size = check_weight_files(pinned) if check_weights else None
+                return replace(spec, rules=rules, loaded_bytes=size)
         # A pipeline: its component folders are pinned too.
         with pin(rest, roots, kind="model", want="dir", rules=rules, recursive=True) as pinned:
             config = diffusion_index.read_index(pinned)

@@ -24,6 +24,9 @@ from core.json_input import JsonRefused, loads
 # A real header is kilobytes (a few MB for a many-expert model in one file); the library's own
 # limit is 100 MB, which costs seconds and a gigabyte to parse.
 SAFETENSORS_MAX_HEADER = 8 * 1024**2
+LOADED_BYTES_PER_PARAMETER = 2  # bf16 on a GPU (worker.loaders.models.pick_device)
+GGUF_DEQUANTIZED_FACTOR = 4  # ~4 bits a weight on disk, 16 once dequantized to bf16
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth")
 # Bits per element; safetensors' dtypes, the sub-byte float formats included.
 SAFETENSORS_DTYPE_BITS = {
     "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
@@ -79,7 +82,7 @@ def _numel(shape: Any) -> int:
     return count
 
 
-def check_safetensors(reader: _Reader) -> None:
+def check_safetensors(reader: _Reader) -> int:
     size = reader.size
     if size < 8:
         raise _Bad(f"{size} bytes: too short for a safetensors header")
@@ -96,6 +99,7 @@ def check_safetensors(reader: _Reader) -> None:
         raise _Bad("the header is not a JSON object")
     data_size = size - 8 - header_len
     spans = []
+    parameters = 0
     for name, entry in header.items():
         if name == "__metadata__":
             continue
@@ -111,7 +115,9 @@ def check_safetensors(reader: _Reader) -> None:
             raise _Bad(
                 f"tensor {name!r} has data_offsets {offsets!r} outside the {data_size} data bytes"
             )
-        bits = _numel(entry.get("shape")) * SAFETENSORS_DTYPE_BITS[entry["dtype"]]
+        numel = _numel(entry.get("shape"))
+        parameters += numel
+        bits = numel * SAFETENSORS_DTYPE_BITS[entry["dtype"]]
         if bits != 8 * (offsets[1] - offsets[0]):
             raise _Bad(f"tensor {name!r}: its shape and dtype need {bits // 8} bytes, not "
                        f"{offsets[1] - offsets[0]}")  # fmt: skip
@@ -120,6 +126,7 @@ def check_safetensors(reader: _Reader) -> None:
     for (_, end, first), (start, _, second) in itertools.pairwise(spans):
         if start < end:
             raise _Bad(f"tensors {first!r} and {second!r} overlap")
+    return parameters
 
 
 class _Cursor:
@@ -229,15 +236,20 @@ def check_gguf(reader: _Reader) -> None:
             raise _Bad(f"tensor {name!r} (offset {offset}, {nbytes} bytes) runs past the end")
 
 
-CHECKERS: dict[str, Callable[[_Reader], None]] = {
+CHECKERS: dict[str, Callable[[_Reader], int | None]] = {
     ".safetensors": check_safetensors,
     ".gguf": check_gguf,
 }
 
 
-def check_weight_files(pinned: Pinned) -> None:
-    """Every safetensors and GGUF file of a pinned model, checked against its header."""
+def check_weight_files(pinned: Pinned) -> int:
+    """Every safetensors and GGUF file of a pinned model, checked against its header; returns
+    the bytes its weights take once loaded on a GPU (`loaded_bytes`)."""
+    parameters = 0
+    ggufs = pickled = 0
     for name, file in sorted(pinned.files.items()):
+        if name.endswith(PICKLED_SUFFIXES):
+            pickled += file.size
         checker = next((c for suffix, c in CHECKERS.items() if name.endswith(suffix)), None)
         if checker is None:
             continue
@@ -246,7 +258,7 @@ def check_weight_files(pinned: Pinned) -> None:
         except PathRefused as exc:
             raise ModelError(str(exc)) from None
         try:
-            checker(_Reader(descriptor, file.size))
+            found = checker(_Reader(descriptor, file.size))
         except _Bad as exc:
             raise ModelError(
                 f"{name} is not a valid {name.rsplit('.', 1)[1]} file: {exc}"
@@ -255,6 +267,24 @@ def check_weight_files(pinned: Pinned) -> None:
             raise ModelError(
                 "GGUF models need the `gguf` extra (pip install memaudit[gguf])"
             ) from None
+        if found is None:  # GGUF
+            ggufs += file.size
+        else:
+            parameters += found
+    return loaded_bytes(parameters, ggufs, pickled)
+
+
+def loaded_bytes(safetensors_parameters: int, gguf_bytes: int, pickled_bytes: int) -> int:
+    """What a model's weights take loaded on a GPU in bf16, from what its files say: every
+    safetensors parameter at 2 bytes, whatever dtype is stored (pickled files beside them are
+    not read by the loader and do not count); else a GGUF file at GGUF_DEQUANTIZED_FACTOR times
+    its bytes (about 4 bits a weight dequantized to 16; an F16 file is over-counted, which errs
+    towards the large-model queue); else a pickled checkpoint's bytes."""
+    if safetensors_parameters:
+        return LOADED_BYTES_PER_PARAMETER * safetensors_parameters
+    if gguf_bytes:
+        return GGUF_DEQUANTIZED_FACTOR * gguf_bytes
+    return pickled_bytes
 
 
 def read_json_file(pinned: Pinned, name: str, limit: int = 16 << 20) -> Any:

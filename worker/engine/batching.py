@@ -124,7 +124,7 @@ def token_budget(
     if free_bytes is None:
         if device.type == "cuda":
             spanned = {p.device for p in model.parameters() if p.device.type == "cuda"}
-            free_bytes = min(_cuda_free_bytes(d) for d in spanned or {device})
+            free_bytes = min(cuda_free_bytes(d) for d in spanned or {device})
         else:
             free_bytes = CPU_ACTIVATION_BYTES
     # Activations are in the compute dtype: float32 when a bf16 model is upcast by hooks.
@@ -139,7 +139,8 @@ def token_budget(
     return max(1, int(safety * free_bytes) // per_token)
 
 
-def _cuda_free_bytes(device: torch.device) -> int:
+def cuda_free_bytes(device: torch.device) -> int:
+    """What a GPU can still hand out: free on the driver plus the allocator's unused cache."""
     free, _ = torch.cuda.mem_get_info(device)
     return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 

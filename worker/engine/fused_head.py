@@ -82,9 +82,14 @@ def fused_head_available(device: torch.device | str) -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def fusable(scheme: Scheme, vocab: int) -> bool:
+    """A scheme the tiled pass decides: temperature then top-k, no nucleus."""
+    return not scheme.greedy and 0 < scheme.top_k < vocab and scheme.top_p == 1
+
+
 def _check_schemes(schemes: Sequence[Scheme], vocab: int) -> None:
     for scheme in schemes:
-        if scheme.greedy or not 0 < scheme.top_k < vocab or scheme.top_p != 1:
+        if not fusable(scheme, vocab):
             raise ValueError(
                 f"fused top-k needs T > 0, 0 < top_k < V and top_p == 1; got {scheme.name}"
             )

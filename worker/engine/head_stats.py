@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from worker.engine.fused_head import fusable, fused_head_available, fused_head_stats
 from worker.engine.numeric_error import margin_bound
 from worker.engine.sampling import scheme_logprobs
 from worker.engine.schemes import Scheme
@@ -204,11 +205,6 @@ def _has_top_k(scheme: Scheme, vocab: int) -> bool:
     return not scheme.greedy and 0 < scheme.top_k < vocab
 
 
-def _fusable(scheme: Scheme, vocab: int) -> bool:
-    """A scheme the tiled pass decides: temperature then top-k, no nucleus."""
-    return _has_top_k(scheme, vocab) and scheme.top_p == 1
-
-
 def torch_head(
     model: torch.nn.Module, head: HeadInput, columns: dict[str, torch.Tensor], chunk: int
 ) -> None:
@@ -256,7 +252,8 @@ def _detail_rows(
     z_b = logits.gather(-1, best_other[:, None]).squeeze(-1)
     bounds = margin_bounds(model, hidden, target_logit, z_b, targets, best_other, compute_dtype)
     columns["margin_bounds"][index] = bounds
-    _scheme_rows(model, logits, targets, hidden, index, schemes, compute_dtype, columns, bounds)
+    _scheme_rows(model, logits, targets, hidden, index, schemes, compute_dtype, columns, bounds,
+                 target_logit)  # fmt: skip
 
 
 def _scheme_rows(
@@ -269,9 +266,11 @@ def _scheme_rows(
     compute_dtype: torch.dtype | None,
     columns: dict[str, torch.Tensor],
     bounds: torch.Tensor,
+    target_logit: torch.Tensor | None = None,
 ) -> None:
     """Each sampling scheme's p̃ (and top-k boundary margin) at the rows `index`."""
-    target_logit = logits.gather(-1, targets[:, None]).squeeze(-1)
+    if target_logit is None:
+        target_logit = logits.gather(-1, targets[:, None]).squeeze(-1)
     for scheme in schemes:
         name = scheme.name
         if scheme.greedy:
@@ -296,18 +295,16 @@ def _greedy_rows(columns: dict[str, torch.Tensor], index: torch.Tensor, name: st
     columns[f"scheme:{name}"][index] = torch.where(match, 0.0, -math.inf).double()
 
 
-def fused_head_usable(model: torch.nn.Module, hidden: torch.Tensor) -> bool:
-    """The Triton path applies: a bias-free linear head in the hidden states' dtype, on a
-    device Triton runs on."""
-    from worker.engine.fused_head import fused_head_available
-
+def fused_head_usable(model: torch.nn.Module, compute_dtype: torch.dtype | None) -> bool:
+    """The Triton path applies: a bias-free linear head that computes in its weight's dtype
+    (not a bf16 model upcast by hooks for a float32 re-check), on a device Triton runs on."""
     head = model.get_output_embeddings()
     return (
         isinstance(head, torch.nn.Linear)
         and head.bias is None
-        and head.weight.dtype == hidden.dtype
         and head.weight.dtype in (torch.bfloat16, torch.float16, torch.float32)
-        and fused_head_available(hidden.device)
+        and compute_dtype in (None, head.weight.dtype)
+        and fused_head_available(head.weight.device)
     )
 
 
@@ -315,13 +312,11 @@ def fused_head(
     model: torch.nn.Module, head: HeadInput, columns: dict[str, torch.Tensor], chunk: int
 ) -> None:
     """Fill `columns` from the tiled kernel, then the rows it leaves open from their logits."""
-    from worker.engine.fused_head import fused_head_stats
-
     weight = model.get_output_embeddings().weight
     vocab = weight.shape[0]
     device = head.hidden.device
     scale, cap = _post_processing(model)
-    fusable = [s for s in head.schemes if _fusable(s, vocab)]
+    tiled = [s for s in head.schemes if fusable(s, vocab)]
     detail = torch.from_numpy(head.detail).to(device)
     moments = bool(head.moments.any())
     out = fused_head_stats(
@@ -332,7 +327,7 @@ def fused_head(
         softcap=cap,
         moments=moments,
         detail=detail,
-        topk_schemes=fusable,
+        topk_schemes=tiled,
     )
     columns["logprobs"][:] = out["logprobs"].double()
     if moments:
@@ -350,7 +345,7 @@ def fused_head(
         model, hidden, z_a, z_a - out["margins"][rows], targets, best_other, head.compute_dtype
     )
     columns["margin_bounds"][rows] = bounds
-    for scheme in fusable:
+    for scheme in tiled:
         name = scheme.name
         columns[f"scheme:{name}"][rows] = out[f"scheme:{name}"][rows]
         kth = out[f"kth_margin:{name}"][rows]
@@ -363,10 +358,10 @@ def fused_head(
         if scheme.greedy:
             _greedy_rows(columns, rows, scheme.name)
     ties = torch.zeros_like(rows, dtype=torch.bool)
-    for scheme in fusable:
+    for scheme in tiled:
         ties |= out[f"topk_ties:{scheme.name}"][rows]
-    untiled = [s for s in head.schemes if not s.greedy and not _fusable(s, vocab)]
-    _open_rows(model, head, columns, rows, untiled, fusable, ties, bounds, chunk)
+    untiled = [s for s in head.schemes if not s.greedy and not fusable(s, vocab)]
+    _open_rows(model, head, columns, rows, untiled, tiled, ties, bounds, chunk)
 
 
 def _open_rows(
@@ -375,7 +370,7 @@ def _open_rows(
     columns: dict[str, torch.Tensor],
     rows: torch.Tensor,
     untiled: Sequence[Scheme],
-    fusable: Sequence[Scheme],
+    tiled: Sequence[Scheme],
     ties: torch.Tensor,
     bounds: torch.Tensor,
     chunk: int,
@@ -396,6 +391,6 @@ def _open_rows(
         _scheme_rows(model, logits, *args, index, untiled, head.compute_dtype, columns,
                      bounds[part])  # fmt: skip
         tied = ties[part]
-        if fusable and bool(tied.any()):
-            _scheme_rows(model, logits[tied], args[0][tied], args[1][tied], index[tied], fusable,
+        if tiled and bool(tied.any()):
+            _scheme_rows(model, logits[tied], args[0][tied], args[1][tied], index[tied], tiled,
                          head.compute_dtype, columns, bounds[part][tied])  # fmt: skip

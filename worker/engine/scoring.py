@@ -71,7 +71,14 @@ def score_sequences(
     (default: the head weight's; a model upcast by forward hooks computes above it).
     `fused`: the Triton head (head_stats.py); None takes it on CUDA where it applies."""
     results: list[TokenStats] = [None] * len(requests)  # type: ignore[list-item]
-    vocab = model.get_output_embeddings().weight.shape[0]
+    weight = model.get_output_embeddings().weight
+    vocab = weight.shape[0]
+    if fused is None:
+        fused = weight.device.type == "cuda" and fused_head_usable(model, compute_dtype)
+    elif fused and not fused_head_usable(model, compute_dtype):
+        raise ValueError(
+            "the fused head needs Triton on CUDA (or its interpreter) and a plain head"
+        )
     if vocab_budget_bytes is None:
         vocab_budget_bytes = VOCAB_BUDGET_BYTES.get(torch.device(device).type, 256 * 1024**2)
     # Logits plus the float32 temporaries above come to about 3 x 4 bytes per vocabulary entry.
@@ -85,7 +92,14 @@ def score_sequences(
         for i, stats in zip(
             batch,
             _score_batch(
-                model, [requests[i] for i in batch], device, schemes, chunk, compute_dtype, fused
+                model,
+                [requests[i] for i in batch],
+                device,
+                schemes,
+                chunk,
+                compute_dtype,
+                fused,
+                vocab,
             ),
             strict=True,
         ):
@@ -100,7 +114,8 @@ def _score_batch(
     schemes: Sequence[Scheme],
     chunk: int,
     compute_dtype: torch.dtype | None,
-    fused: bool | None,
+    fused: bool,
+    vocab: int,
 ) -> list[TokenStats]:
     width = max(len(r.input_ids) for r in batch)
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
@@ -134,13 +149,6 @@ def _score_batch(
         detail[offsets[r] + np.asarray(wanted, dtype=np.int64)] = True
 
     head = HeadInput(flat_hidden, flat_targets, moments, detail, schemes, compute_dtype)
-    if fused is None:
-        fused = flat_hidden.device.type == "cuda" and fused_head_usable(model, flat_hidden)
-    elif fused and not fused_head_usable(model, flat_hidden):
-        raise ValueError(
-            "the fused head needs Triton on CUDA (or its interpreter) and a plain head"
-        )
-    vocab = model.get_output_embeddings().weight.shape[0]
     on_device = empty_columns(len(flat_targets), schemes, vocab, flat_hidden.device)
     (fused_head if fused else torch_head)(model, head, on_device, chunk)
     columns = {name: value.cpu().numpy() for name, value in on_device.items()}  # one copy

@@ -84,10 +84,10 @@ def plan_record(
                 text_positions.extend(positions)
                 record.windows.append(ExtractionWindow(0, "text", suffix_start, **tokens))
                 continue
-            name = f"window:{offset}"
-            ids = specials + text_ids[offset : offset + span]
-            record.requests[name] = ScoringRequest(ids, detail_positions=positions)
-            record.windows.append(ExtractionWindow(offset, name, suffix_start, **tokens))
+            window = ExtractionWindow(offset, f"window:{offset}", suffix_start, **tokens)
+            request = window_request(specials, window, params.suffix_tokens)
+            record.requests[window.sequence] = request
+            record.windows.append(window)
     if plan.text:
         record.requests["text"] = ScoringRequest(full, truncated, text_positions, plan.moments)
     if plan.lower:
@@ -100,6 +100,17 @@ def plan_record(
         record.reference = ScoringRequest(ref_ids, ref_truncated)
         record.same_ref_tokens = ref_ids == full
     return record
+
+
+def window_request(
+    specials: list[int], window: ExtractionWindow, suffix_tokens: int
+) -> ScoringRequest:
+    """One extraction window scored on its own: its prefix and suffix after the model's
+    special tokens, with detail at the suffix's predictions."""
+    return ScoringRequest(
+        specials + list(window.prefix_ids) + list(window.suffix_ids),
+        detail_positions=range(window.suffix_start, window.suffix_start + suffix_tokens),
+    )
 
 
 def score_records(
@@ -155,13 +166,7 @@ def recheck_fragile(
     ]
     if not fragile:
         return 0
-    requests = [
-        ScoringRequest(
-            target.special_prefix + list(w.prefix_ids) + list(w.suffix_ids),
-            detail_positions=range(w.suffix_start, w.suffix_start + params.suffix_tokens),
-        )
-        for _, w in fragile
-    ]
+    requests = [window_request(target.special_prefix, w, params.suffix_tokens) for _, w in fragile]
     with float32_compute(target.model, target.device) as model:
         stats = score_sequences(
             model,

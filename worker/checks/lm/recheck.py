@@ -14,6 +14,8 @@ from contextlib import contextmanager
 import psutil
 import torch
 
+from worker.engine.batching import cuda_free_bytes
+
 # Headroom over the float32 weights for the activations of a re-check batch.
 COPY_HEADROOM = 1.25
 
@@ -25,8 +27,8 @@ def computes_below_float32(model: torch.nn.Module) -> bool:
 
 def free_bytes(device: str | torch.device) -> int:
     device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cuda":  # the allocator's unused cache counts: the pass just freed it
+        return cuda_free_bytes(device)
     return int(psutil.virtual_memory().available)
 
 
