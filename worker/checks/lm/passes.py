@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from core.check_kinds import CheckKind, CheckParams, SubmitContext
+from core.check_kinds import CheckKind, CheckParams, Lazy, SubmitContext
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.recheck import computes_below_float32, float32_compute
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
@@ -213,6 +214,26 @@ class TextRecord:
     duplicates: int | None = None
 
 
+@dataclass(frozen=True)
+class KindWork:
+    """What a kind's own model work is given for one batch, beyond the shared passes: a kind
+    that must generate, or stream windows, does it here and hands each record its result."""
+
+    records: Sequence[TextRecord]
+    plans: Sequence[RecordPlan]
+    target: LoadedModel
+    reference: LoadedModel | None
+    max_tokens: int
+    batch_size: int
+    dataset: Path | None  # the whole dataset's file, for work that reads beyond the batch
+
+
+# Kind name -> "module:function" taking (KindWork, params) and returning one result per record,
+# found in each record's `LMSample.extras[kind]`. Kinds whose values come from the shared
+# passes alone are not listed.
+KIND_WORK: dict[str, Lazy] = {}
+
+
 def compute_batch(
     batch: Sequence[TextRecord],
     checks: Sequence[tuple],
@@ -222,6 +243,7 @@ def compute_batch(
     max_tokens: int,
     batch_size: int,
     links: dict[str, CorpusLink] | None = None,
+    dataset: Path | None = None,
 ) -> tuple[list[list[dict]], int]:
     """Per check, the per-sample values of one batch of records; and the tokens scored.
     A check that names a corpus audit gets its records' corpus counts from that link."""
@@ -232,6 +254,12 @@ def compute_batch(
         lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s, target)
         for r, p, s in zip(batch, plans, passes, strict=True)
     ]
+    work = KindWork(batch, plans, target, reference, max_tokens, batch_size, dataset)
+    for kind, params in checks:
+        if kind.name in KIND_WORK:
+            results = KIND_WORK[kind.name](work, params)
+            for sample, result in zip(samples, results, strict=True):
+                sample.extras[kind.name] = result
     n_tokens = sum(len(r.input_ids) for p in plans for r in p.requests.values())
     found = [kind.compute(samples, params) for kind, params in checks]
     for (kind, params), rows in zip(checks, found, strict=True):
@@ -285,6 +313,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
             max_tokens,
             shard.batch_size,
             links,
+            shard.dataset,
         )
 
     order = plan_batches([len(item.text) for item in texts], shard.batch_size)

@@ -4,7 +4,7 @@ passes a set of kinds needs."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from worker.engine.schemes import Scheme
@@ -37,6 +37,8 @@ class LMSample:
     same_ref_tokens: bool = False
     # Token ids -> (prefix text, one display piece per token); for the token-by-token view.
     render: Callable[[Sequence[int], Sequence[int]], tuple[str, list[str]]] | None = None
+    # Per kind name: what that kind's own model work (passes.KIND_WORK) found for this record.
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
