@@ -1,0 +1,183 @@
+"""The whole-work scan: every window of a long text scored alone, streamed in batches.
+
+Each window is the model's special tokens, its own n-token prefix and its m-token suffix, and
+nothing else (the exact definition of p_z). All windows have one length, so a batch is a
+gather from the text's ids, runs with no padding, and the output head runs at the m suffix
+positions of each row only (head_stats.py, the path the shared pass uses): the prefix's
+predictions are never needed. Each batch is reduced to per-window values at once, so the
+memory held is one batch plus the per-window series, however long the text.
+
+The screening pass (`screen_token_logprobs`) reads the text in long chunks instead: every
+token conditioned on all the text before it within the chunk, about one pass over the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worker.engine.batching import token_budget
+from worker.engine.coverage import WindowSeries, fragile_rows, log10_pz_rows
+from worker.engine.head_stats import (
+    HeadInput,
+    empty_columns,
+    fused_head,
+    fused_head_usable,
+    torch_head,
+)
+from worker.engine.schemes import Scheme
+from worker.engine.scoring import VOCAB_BUDGET_BYTES
+
+
+@dataclass(frozen=True)
+class ScanSetup:
+    """What every batch of a scan shares: the model, where it runs, and the head's path."""
+
+    model: torch.nn.Module
+    device: torch.device
+    schemes: tuple[Scheme, ...]
+    chunk: int  # head rows per chunk of logits
+    fused: bool
+    compute_dtype: torch.dtype | None = None
+
+    @classmethod
+    def of(
+        cls,
+        model: torch.nn.Module,
+        device: str | torch.device,
+        schemes: Sequence[Scheme],
+        compute_dtype: torch.dtype | None = None,
+    ) -> ScanSetup:
+        weight = model.get_output_embeddings().weight
+        device = torch.device(device)
+        fused = weight.device.type == "cuda" and fused_head_usable(model, compute_dtype)
+        budget = VOCAB_BUDGET_BYTES.get(device.type, 256 * 1024**2)
+        chunk = max(1, budget // (12 * weight.shape[0]))
+        return cls(model, device, tuple(schemes), chunk, fused, compute_dtype)
+
+
+def window_rows(
+    setup: ScanSetup, width: int, batch_size: int | None, max_batch_tokens: int | None = None
+) -> int:
+    """Windows per forward: as many as the token budget holds, at most batch_size."""
+    budget = max_batch_tokens or token_budget(
+        setup.model, setup.device, length=width, compute_dtype=setup.compute_dtype
+    )
+    rows = max(1, budget // width)
+    return min(rows, batch_size) if batch_size else rows
+
+
+@torch.inference_mode()
+def suffix_columns(setup: ScanSetup, input_ids: torch.Tensor, suffix: int) -> dict[str, np.ndarray]:
+    """Head statistics at the last `suffix` predictions of each row of (B, L) input ids, as
+    (B, suffix) arrays: every column of head_stats.empty_columns."""
+    model = setup.model
+    rows, width = input_ids.shape
+    ids = input_ids.to(setup.device)
+    hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state  # (B, L, H)
+    head_device = model.get_output_embeddings().weight.device
+    # Position j predicts token j + 1: the suffix tokens L-m..L-1 from positions L-m-1..L-2.
+    picked = hidden[:, width - suffix - 1 : width - 1].reshape(rows * suffix, -1).to(head_device)
+    targets = ids[:, width - suffix :].reshape(-1).to(head_device)
+    n = rows * suffix
+    head = HeadInput(
+        picked,
+        targets,
+        np.zeros(n, dtype=bool),
+        np.ones(n, dtype=bool),
+        setup.schemes,
+        setup.compute_dtype,
+    )
+    vocab = model.get_output_embeddings().weight.shape[0]
+    columns = empty_columns(n, setup.schemes, vocab, picked.device)
+    (fused_head if setup.fused else torch_head)(model, head, columns, setup.chunk)
+    return {name: value.cpu().numpy().reshape(rows, suffix) for name, value in columns.items()}
+
+
+def window_batches(
+    text_ids: torch.Tensor,
+    specials: Sequence[int],
+    offsets: Sequence[int] | np.ndarray,
+    prefix: int,
+    suffix: int,
+    rows: int,
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(offsets, input ids (B, specials + n + m)) per batch of windows, gathered from the text's
+    ids only when the batch is due."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    span = torch.arange(prefix + suffix)
+    head = torch.as_tensor(list(specials), dtype=torch.long)
+    for start in range(0, len(offsets), rows):
+        chunk = offsets[start : start + rows]
+        gathered = text_ids[torch.from_numpy(chunk)[:, None] + span]  # (B, n + m)
+        yield chunk, torch.cat([head.expand(len(chunk), -1), gathered], dim=1)
+
+
+def scan_windows(
+    setup: ScanSetup,
+    text_ids: Sequence[int],
+    specials: Sequence[int],
+    offsets: Sequence[int] | np.ndarray,
+    prefix: int,
+    suffix: int,
+    batch_size: int | None = None,
+    max_batch_tokens: int | None = None,
+    series: WindowSeries | None = None,
+) -> WindowSeries:
+    """Score every window at `offsets` alone and keep only its values: greedy verdict, whether
+    rounding could flip it, and log10 p_z under each scheme."""
+    names = [s.name for s in setup.schemes]
+    series = series if series is not None else WindowSeries(names)
+    ids = torch.as_tensor(list(text_ids), dtype=torch.long)
+    width = len(specials) + prefix + suffix
+    rows = window_rows(setup, width, batch_size, max_batch_tokens)
+    for chunk, input_ids in window_batches(ids, specials, offsets, prefix, suffix, rows):
+        columns = suffix_columns(setup, input_ids, suffix)
+        matches = columns["argmax_match"]
+        near = np.abs(columns["margins"]) <= columns["margin_bounds"]
+        series.add(
+            chunk,
+            matches.all(axis=1),
+            fragile_rows(matches, near),
+            {name: log10_pz_rows(columns[f"scheme:{name}"]) for name in names},
+        )
+    return series
+
+
+@torch.inference_mode()
+def screen_token_logprobs(
+    setup: ScanSetup,
+    text_ids: Sequence[int],
+    specials: Sequence[int],
+    context: int,
+    overlap: int,
+) -> dict[str, np.ndarray]:
+    """Per scheme, log p̃ of every text token t >= 1 (index t) given the text before it, read
+    in chunks of `context` tokens that overlap by `overlap`: each token is predicted from at
+    least `overlap` tokens (or all before it), not from its own window's prefix alone. Index 0
+    is NaN (no left context)."""
+    n = len(text_ids)
+    names = [s.name for s in setup.schemes]
+    found = {name: np.full(n, np.nan) for name in names}
+    room = context - len(specials)
+    if room <= overlap:
+        raise ValueError("the screening context must exceed the prefix")
+    ids = torch.as_tensor(list(text_ids), dtype=torch.long)
+    head = torch.as_tensor(list(specials), dtype=torch.long)
+    start = 0
+    while start < n:
+        stop = min(start + room, n)
+        piece = torch.cat([head, ids[start:stop]])[None, :]
+        first = 1 if start == 0 else overlap  # tokens of this chunk with their stats kept
+        scored = stop - start - first
+        if scored > 0:
+            columns = suffix_columns(setup, piece, scored)
+            for name in names:
+                found[name][start + first : stop] = columns[f"scheme:{name}"][0]
+        if stop == n:
+            break
+        start = stop - overlap
+    return found
