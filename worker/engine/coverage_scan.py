@@ -31,6 +31,8 @@ from worker.engine.head_stats import (
 from worker.engine.schemes import Scheme
 from worker.engine.scoring import VOCAB_BUDGET_BYTES
 
+FULL_SOFTMAX = "full_softmax"  # the screen's plain log-probabilities, beside the schemes'
+
 
 @dataclass(frozen=True)
 class ScanSetup:
@@ -158,10 +160,11 @@ def screen_token_logprobs(
     """Per scheme, log p̃ of every text token t >= 1 (index t) given the text before it, read
     in chunks of `context` tokens that overlap by `overlap`: each token is predicted from at
     least `overlap` tokens (or all before it), not from its own window's prefix alone. Index 0
-    is NaN (no left context)."""
+    is NaN (no left context). Under `FULL_SOFTMAX`, the plain log-probability (T = 1, no
+    filter), which keeps a greedy window that nearly screens in within reach of a margin."""
     n = len(text_ids)
     names = [s.name for s in setup.schemes]
-    found = {name: np.full(n, np.nan) for name in names}
+    found = {name: np.full(n, np.nan) for name in [*names, FULL_SOFTMAX]}
     room = context - len(specials)
     if room <= overlap:
         raise ValueError("the screening context must exceed the prefix")
@@ -177,6 +180,7 @@ def screen_token_logprobs(
             columns = suffix_columns(setup, piece, scored)
             for name in names:
                 found[name][start + first : stop] = columns[f"scheme:{name}"][0]
+            found[FULL_SOFTMAX][start + first : stop] = columns["logprobs"][0]
         if stop == n:
             break
         start = stop - overlap

@@ -6,8 +6,8 @@ recall; and memory that does not grow with the windows."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 import tracemalloc
+from collections.abc import Sequence
 
 import numpy as np
 import pytest

@@ -219,7 +219,6 @@ def _rechecked(
 ) -> Any:
     """Windows whose greedy verdict rounding could flip, scored again in float32 when the model
     computes below it (docs/numerics.md); their float32 values replace the pass's."""
-    import numpy as np
     import torch
 
     from worker.checks.lm.recheck import computes_below_float32, float32_compute

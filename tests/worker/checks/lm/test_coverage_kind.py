@@ -1,0 +1,129 @@
+"""The `coverage` check end to end on the demo model: a long document is one record, its
+windows agree with the extraction check's windows over the same text, the screen is labelled
+as such, the series reaches the CSV export, and bad params are refused."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+from pydantic import ValidationError
+
+from app.api.audits import _csv_lines
+from worker.checks.lm.coverage import EXACT, SCREENED, CoverageParams
+from worker.local import audit_texts, load_local
+
+WINDOW = {"prefix_tokens": 8, "suffix_tokens": 16, "stride": 3}
+
+
+def _work(tiny_lm) -> str:
+    """A work of the demo's member canaries (memorized) and held-out ones (not), in turn."""
+    rows = [json.loads(line) for line in tiny_lm.dataset_path.read_text().splitlines()]
+    members = [r["text"] for r in rows if r["member"]][:6]
+    others = [r["text"] for r in rows if not r["member"]][:6]
+    return " ".join(t for pair in zip(members, others, strict=True) for t in pair)
+
+
+@pytest.fixture(scope="module")
+def audited(tiny_lm):
+    lm = load_local(tiny_lm.model_dir)
+    text = _work(tiny_lm)
+    found = audit_texts(
+        lm,
+        [{"text": text, "id": "work"}, {"text": "tiny"}],
+        [
+            {"kind": "coverage", "params": {**WINDOW, "threshold": 0.5, "top_passages": 3}},
+            {"kind": "extraction", "params": {**WINDOW, "max_windows": 4096}},
+        ],
+    )
+    return lm, text, found
+
+
+def test_the_work_is_one_record_scanned_like_the_extraction_windows(audited) -> None:
+    lm, text, found = audited
+    values, short = found["coverage"]["samples"]
+    best = found["extraction"]["samples"][0]
+    n = len(lm.encode(text))
+    assert values["n_tokens"] == n
+    assert values["n_windows"] == best["n_windows"] == len(range(0, n - 24 + 1, 3))
+    series = values["series"]
+    assert series["conditioning"] == EXACT
+    assert series["offsets"] == list(range(0, n - 24 + 1, 3))
+    assert len(series["log10_pz"]["topk40_T1"]) == len(series["greedy"]) == values["n_windows"]
+    assert values["greedy_extracted"] == best["greedy_extracted"] is True
+    assert sum(series["greedy"]) == best["n_windows_extracted"]
+    top = max(v for v in series["log10_pz"]["topk40_T1"] if v is not None)
+    assert top == pytest.approx(best["log10_pz"]["topk40_T1"], abs=1e-5)
+    assert values["max_log10_pz"]["topk40_T1"] == pytest.approx(top)
+    # Something of the work is extractable, not all of it (the held-out canaries are not).
+    assert 0 < values["coverage_share"]["greedy"] < 0.9
+    assert values["longest_run"]["greedy"] >= 16
+    passage = values["top_passages"]["topk40_T1"][0]
+    assert passage["text"] and passage["text"] in text and passage["log10_pz"] == pytest.approx(top)
+    assert short["skipped"] and short["reason"] == "too_short"
+
+
+def test_the_summary_keeps_a_strip_per_document(audited) -> None:
+    _, _, found = audited
+    summary = found["coverage"]["summary"]
+    assert summary["n_samples"] == 2 and summary["n_skipped"] == 1
+    (strip,) = summary["strips"]
+    assert strip["sample_id"] == "work" and strip["spans"]["greedy"]
+    assert summary["by_scheme"]["greedy"]["documents_with_extractable"] == 1
+    assert summary["unfit"] == "1 of 2 records were skipped"
+
+
+def test_the_screen_is_labelled_and_rescores_its_candidates_exactly(audited, tiny_lm) -> None:
+    lm, text, found = audited
+    params = {**WINDOW, "threshold": 0.5, "mode": "screen", "screen_context": 64}
+    screened = audit_texts(lm, [{"text": text}], [{"kind": "coverage", "params": params}])
+    (values,) = screened["coverage"]["samples"]
+    exact = found["coverage"]["samples"][0]
+    assert values["screen"]["conditioning"] == SCREENED
+    assert values["series"]["conditioning"] == EXACT
+    assert values["n_windows_scored_exactly"] == values["screen"]["n_candidates"]
+    assert values["n_windows_scored_exactly"] < values["n_windows"]
+    assert len(values["screen"]["log10_pz"]["topk40_T1"]) == values["n_windows"]
+    # The candidates' exact values are those of the full exact scan, window for window.
+    full = dict(
+        zip(exact["series"]["offsets"], exact["series"]["log10_pz"]["topk40_T1"], strict=True)
+    )
+    for offset, value in zip(
+        values["series"]["offsets"], values["series"]["log10_pz"]["topk40_T1"], strict=True
+    ):
+        assert (
+            value == pytest.approx(full[offset], abs=1e-5)
+            if value is not None
+            else full[offset] is None
+        )
+    # The screen can miss windows (its context is not theirs: the demo model never saw two
+    # canaries in a row), never add one: what it reports extractable, the exact map does too.
+    assert 0 < values["coverage_share"]["greedy"] <= exact["coverage_share"]["greedy"]
+    found_spans = {tuple(s) for s in values["spans"]["greedy"]}
+    covered = [t for a, b in exact["spans"]["greedy"] for t in range(a, b)]
+    assert all(t in covered for a, b in found_spans for t in range(a, b))
+
+
+def test_the_series_is_exported_in_the_csv(audited) -> None:
+    _, _, found = audited
+    values = found["coverage"]["samples"][0]
+    row = SimpleNamespace(sample_index=0, sample_id="work", check="coverage", values=values)
+    lines = "".join(_csv_lines(iter([[row]])))
+    table = list(csv.DictReader(io.StringIO(lines)))
+    series = json.loads(table[0]["series"])
+    assert series["offsets"] == values["series"]["offsets"]
+    assert series["log10_pz"] == values["series"]["log10_pz"]
+
+
+def test_bad_params_are_refused() -> None:
+    with pytest.raises(ValidationError, match="screen_context must exceed"):
+        CoverageParams(prefix_tokens=50, suffix_tokens=50, mode="screen", screen_context=100)
+    with pytest.raises(ValidationError):
+        CoverageParams(threshold=0)
+    with pytest.raises(ValidationError):
+        CoverageParams(mode="approximate")
+    with pytest.raises(ValidationError, match="context-dependent"):
+        CoverageParams(schemes=[{"top_k": 40, "repetition_penalty": 1.2}])
