@@ -1,0 +1,73 @@
+"""The coverage strips and passages from a real summary: each extractable span drawn where it
+lies in its work, every document given its row, the screen named as such."""
+
+from __future__ import annotations
+
+import json
+
+from worker.checks.lm.coverage import CoverageParams, summarize_coverage
+from worker.checks.lm.coverage_figures import coverage_headlines, coverage_strip_figure
+from worker.checks.lm.report import REPORT
+from worker.checks.report_kit import figure_json
+
+
+def _values(sample_id: str, n: int, spans: list[list[int]], mode: str = "exact") -> dict:
+    covered = sum(b - a for a, b in spans)
+    share = covered / n
+    return {
+        "sample_id": sample_id,
+        "mode": mode,
+        "n_tokens": n,
+        "n_windows": n // 10,
+        "coverage_share": {"topk40_T1": share, "greedy": 0.0},
+        "longest_run": {"topk40_T1": max((b - a for a, b in spans), default=0), "greedy": 0},
+        "n_windows_extractable": {"topk40_T1": len(spans), "greedy": 0},
+        "spans": {"topk40_T1": spans, "greedy": []},
+        "top_passages": {
+            "topk40_T1": [
+                {"offset": a - 50, "prefix": "p", "text": f"passage {a}", "log10_pz": -0.5}
+                for a, _ in spans
+            ],
+            "greedy": [],
+        },
+    }
+
+
+def _summary(mode: str = "exact") -> dict:
+    values = [
+        _values("book", 1000, [[100, 200], [500, 550]], mode),
+        _values("licence", 400, [], mode),
+        {"skipped": True, "reason": "too_short", "sample_id": "note"},
+    ]
+    return summarize_coverage(values, CoverageParams(mode=mode))
+
+
+def test_each_span_is_drawn_where_it_lies_in_its_work() -> None:
+    summary = _summary()
+    assert summary["by_scheme"]["topk40_T1"]["share_of_all_tokens"] == 150 / 1400
+    assert summary["by_scheme"]["topk40_T1"]["longest_run"] == 100
+    figure = json.loads(figure_json(coverage_strip_figure(summary)))
+    spans, rows = figure["data"]
+    assert spans["base"] == [0.1, 0.5] and spans["x"] == [0.1, 0.05]
+    assert spans["y"] == ["book", "book"]
+    assert rows["y"] == ["book", "licence"]  # the licence has its row, with nothing on it
+    assert "exact" in figure["layout"]["title"]["text"]
+
+
+def test_the_section_lists_passages_and_names_the_screen() -> None:
+    section = REPORT.sections["coverage"](_summary("screen"))
+    assert [c.id for c in section.charts] == ["coverage-strips"]
+    (table,) = section.tables
+    assert [row[0] for row in table.rows] == ["book", "book"]
+    assert table.rows[0][1:3] == ["15.0%", "100"]
+    assert any("not the exact definition" in note for note in section.notes)
+    assert any("1 of 3 records were skipped" in note for note in section.notes)
+    (headline,) = coverage_headlines(_summary())
+    assert headline.value == 150 / 1400 and headline.percent
+
+
+def test_no_document_no_strip() -> None:
+    summary = summarize_coverage([{"skipped": True, "reason": "too_short"}], CoverageParams())
+    assert coverage_strip_figure(summary) is None
+    assert summary["not_computed"] == "no record could be scanned: too_short"
+    assert REPORT.sections["coverage"](summary).charts == []
