@@ -133,7 +133,7 @@ def scan_windows(
     rounding could flip it, and log10 p_z under each scheme."""
     names = [s.name for s in setup.schemes]
     series = series if series is not None else WindowSeries(names)
-    ids = torch.as_tensor(list(text_ids), dtype=torch.long)
+    ids = torch.as_tensor(text_ids, dtype=torch.long)
     width = len(specials) + prefix + suffix
     rows = window_rows(setup, width, batch_size, max_batch_tokens)
     for chunk, input_ids in window_batches(ids, specials, offsets, prefix, suffix, rows):
@@ -168,7 +168,7 @@ def screen_token_logprobs(
     room = context - len(specials)
     if room <= overlap:
         raise ValueError("the screening context must exceed the prefix")
-    ids = torch.as_tensor(list(text_ids), dtype=torch.long)
+    ids = torch.as_tensor(text_ids, dtype=torch.long)
     head = torch.as_tensor(list(specials), dtype=torch.long)
     start = 0
     while start < n:
