@@ -4,12 +4,15 @@ as such, the series reaches the CSV export, and bad params are refused."""
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import io
 import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 from app.api.audits import _csv_lines
@@ -127,3 +130,19 @@ def test_bad_params_are_refused() -> None:
         CoverageParams(mode="approximate")
     with pytest.raises(ValidationError, match="context-dependent"):
         CoverageParams(schemes=[{"top_k": 40, "repetition_penalty": 1.2}])
+
+
+def test_a_bf16_model_rechecks_its_fragile_windows_in_float32(audited) -> None:
+    """Windows whose greedy verdict lies within bf16 rounding are scored again in float32: every
+    verdict then agrees with the float32 model's (the others are certain by their bound). Short
+    windows at every offset, as tests/worker/checks/lm/test_recheck.py uses, make some fragile."""
+    lm, text, _ = audited
+    half = dataclasses.replace(
+        lm, model=copy.deepcopy(lm.model).to(torch.bfloat16), dtype="bfloat16"
+    )
+    check = [{"kind": "coverage", "params": {"prefix_tokens": 4, "suffix_tokens": 4, "stride": 1}}]
+    (values,) = audit_texts(half, [{"text": text}], check)["coverage"]["samples"]
+    (full,) = audit_texts(lm, [{"text": text}], check)["coverage"]["samples"]
+    assert values["n_windows_rechecked"] > 0
+    assert full["n_windows_rechecked"] == 0  # a float32 model has nothing more precise to use
+    assert values["series"]["greedy"] == full["series"]["greedy"]
