@@ -113,6 +113,7 @@ def test_the_screen_is_labelled_and_rescores_its_candidates_exactly(audited, tin
 def test_the_series_is_exported_in_the_csv(audited) -> None:
     _, _, found = audited
     values = found["coverage"]["samples"][0]
+    json.dumps(found["coverage"], allow_nan=False)  # plain JSON, as the results table stores
     row = SimpleNamespace(sample_index=0, sample_id="work", check="coverage", values=values)
     lines = "".join(_csv_lines(iter([[row]])))
     table = list(csv.DictReader(io.StringIO(lines)))
