@@ -30,8 +30,11 @@ def row_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def _takes_position_ids(model: Any) -> bool:
-    return "position_ids" in inspect.signature(model.forward).parameters
+def _forward_names(model: Any) -> tuple[bool, str]:
+    """Whether the model's forward takes position ids, and what it calls its KV cache
+    (`cache` from transformers 5, `past_key_values` before)."""
+    params = inspect.signature(model.forward).parameters
+    return "position_ids" in params, "cache" if "cache" in params else "past_key_values"
 
 
 def _next_tokens(
@@ -67,7 +70,7 @@ def _generate_chunk(
             generator = torch.Generator(device="cpu")
             generator.manual_seed(seed)
         generators.append(generator)
-    with_positions = _takes_position_ids(model)
+    with_positions, cache_name = _forward_names(model)
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)  # (B, W)
     extra = {"position_ids": positions} if with_positions else {}
     out = model(input_ids=ids, attention_mask=mask, use_cache=True, **extra)
@@ -83,8 +86,8 @@ def _generate_chunk(
         out = model(
             input_ids=token[:, None],
             attention_mask=mask,
-            past_key_values=out.past_key_values,
             use_cache=True,
+            **{cache_name: getattr(out, cache_name)},
             **extra,
         )
     return torch.stack(produced, dim=1).tolist() if produced else [[] for _ in prefixes]

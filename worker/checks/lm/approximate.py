@@ -123,9 +123,7 @@ APPROXIMATE = CheckKind(
         ),
         Metric("rouge_l", True, "F1", f"LCS-based F1 on token ids, {PER_SCHEME}."),
         Metric("bleu", True, "score", f"BLEU-4, Chen & Cherry method-1 smoothing, {PER_SCHEME}."),
-        Metric(
-            "edit_similarity", True, "fraction", f"1 - Levenshtein / max length, {PER_SCHEME}."
-        ),
+        Metric("edit_similarity", True, "fraction", f"1 - Levenshtein / max length, {PER_SCHEME}."),
         Metric(
             "lcs_substring",
             True,

@@ -9,6 +9,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from worker.checks.lm import figures
+from worker.checks.lm.approximate_figures import approximate_headlines, approximate_section
 from worker.checks.lm.figures import headline_p, sampled_schemes
 from worker.checks.lm.findings import (
     dataset_inference_words,
@@ -316,8 +317,14 @@ REPORT = ReportPart(
         "extraction": _extraction_section,
         "membership": _membership_section,
         "loss": _loss_section,
+        "approximate": approximate_section,
     },
-    headlines={"extraction": _extraction, "membership": _membership, "loss": _loss},
+    headlines={
+        "extraction": _extraction,
+        "membership": _membership,
+        "loss": _loss,
+        "approximate": approximate_headlines,
+    },
     findings={
         "extraction": extraction_finding,
         "membership": membership_finding,
