@@ -10,15 +10,19 @@ from typing import Any
 import plotly.graph_objects as go
 
 from worker.checks.report_kit import (
+    CONTROL_MEMORISATION,
     GREEDY_COLOR,
     GROUP_NAMES,
+    Finding,
     Headline,
     Section,
     Table,
     charts,
+    counted,
     layout,
     percent_axis,
     percent_interval_text,
+    proportion_risk,
 )
 
 APPROX_COLOR = "#d97706"  # approximate extraction: the wider net
@@ -187,3 +191,40 @@ def approximate_headlines(summary: Mapping[str, Any]) -> list[Headline]:
             )
         )
     return result
+
+
+def approximate_finding(
+    summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
+) -> Finding:
+    """How many training records the model reproduces approximately, beside how many verbatim:
+    the gap is what a verbatim output filter would miss."""
+    labelled = bool((summary.get("members") or {}).get("n"))
+    group, noun = ("members", "training records") if labelled else ("all", "records")
+    stats = summary.get(group) or {}
+    n = stats.get("n") or 0
+    if not n:
+        return Finding(
+            "approximate",
+            "Approximate memorization could not be assessed: no record held the prefix and suffix.",
+            "unknown",
+            CONTROL_MEMORISATION,
+            "Audit longer records, or shorten prefix_tokens and suffix_tokens.",
+        )
+    approx = stats["approx_any"]["count"]
+    verbatim = stats["verbatim_any"]["count"]
+    text = (
+        f"{counted(approx, n, noun)} are reproduced approximately by some decoding scheme; "
+        f"{verbatim:,} of them verbatim, so a verbatim filter would miss {approx - verbatim:,}."
+    )
+    others = summary.get("nonmembers") or {}
+    if labelled and others.get("n"):
+        shown = others["approx_any"]["count"]
+        text += f" Non-members, for comparison: {counted(shown, others['n'], 'records')}."
+    risk = proportion_risk(approx, n)
+    next_step = (
+        "Open the records with the highest ROUGE-L below; a verbatim output filter does not "
+        "stop near-copies: deduplicate or remove them from the training data."
+        if risk in ("high", "medium")
+        else "Re-run on each new version with records drawn from the training data."
+    )
+    return Finding("approximate", text, risk, CONTROL_MEMORISATION, next_step)

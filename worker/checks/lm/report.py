@@ -9,7 +9,11 @@ from typing import Any
 import plotly.graph_objects as go
 
 from worker.checks.lm import figures
-from worker.checks.lm.approximate_figures import approximate_headlines, approximate_section
+from worker.checks.lm.approximate_figures import (
+    approximate_finding,
+    approximate_headlines,
+    approximate_section,
+)
 from worker.checks.lm.figures import headline_p, sampled_schemes
 from worker.checks.lm.findings import (
     dataset_inference_words,
@@ -329,6 +333,7 @@ REPORT = ReportPart(
         "extraction": extraction_finding,
         "membership": membership_finding,
         "loss": loss_finding,
+        "approximate": approximate_finding,
     },
     trend={
         "extraction.all.greedy_rate": (0.0, 1.02),

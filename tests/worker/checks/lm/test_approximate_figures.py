@@ -117,3 +117,12 @@ def test_empty_summary_draws_nothing(params: ApproximateParams) -> None:
     assert rates_figure(summary) is None
     assert approximate_headlines(summary) == []
     assert approximate_section(summary).charts == []
+
+
+def test_finding_counts_what_a_verbatim_filter_would_miss(summary: dict) -> None:
+    finding = REPORT.findings["approximate"](summary, None, {})
+    assert finding.kind == "approximate"
+    assert finding.text.startswith("2 of 2 training records (100.0%")
+    assert "1 of them verbatim, so a verbatim filter would miss 1" in finding.text
+    assert "Non-members, for comparison: 1 of 2 records" in finding.text
+    assert finding.risk == "high"
