@@ -43,7 +43,8 @@ def generate_approximate(work: KindWork, params: ApproximateParams) -> list[dict
     """Per record, its window and every generation under each scheme (token ids)."""
     target = work.target
     specials = target.special_prefix
-    room = work.max_tokens - len(specials)
+    # The model's own context, not the audit's max_tokens (that truncates other kinds' texts).
+    room = target.max_tokens - len(specials)
     results: list[dict[str, Any]] = []
     for record in work.records:
         text_ids = target.encode(record.text)
