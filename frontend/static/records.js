@@ -70,6 +70,29 @@
     });
     return paragraph;
   }
+  // Approximate memorization: the true suffix once per scheme, the tokens its closest generation
+  // reproduces (the LCS alignment's spans, [start, end)) highlighted, then that generation.
+  function spansView(detail, scheme) {
+    var box = el("div", { "class": "approx-view", "data-scheme": scheme });
+    var paragraph = el("p", { "class": "tokens", "aria-label": "suffix tokens the " + scheme + " generation reproduces" });
+    paragraph.appendChild(el("span", { "class": "prefix" }, detail.prefix || ""));
+    var matched = {};
+    (detail.spans[scheme] || []).forEach(function (span) {
+      for (var i = span[0]; i < span[1]; i++) { matched[i] = true; }
+    });
+    (detail.tokens || []).forEach(function (piece, i) {
+      paragraph.appendChild(el("span", {
+        "class": "tok " + (matched[i] ? "hit" : "miss"),
+        "title": matched[i] ? "reproduced" : "not reproduced",
+        "data-match": matched[i] ? "1" : "0"
+      }, piece));
+    });
+    box.appendChild(paragraph);
+    if (detail.generated && detail.generated[scheme] !== undefined) {
+      box.appendChild(el("pre", { "class": "generated", "aria-label": scheme + " generation" }, detail.generated[scheme]));
+    }
+    return box;
+  }
   // A WILT conversation, turn by turn; the model's text is shown as text, never as markup.
   function transcriptView(messages) {
     var list = el("ol", { "class": "transcript", "aria-label": "conversation" });
@@ -188,7 +211,12 @@
     var box = el("div", { "class": "record-detail" });
     box.appendChild(kvTable({ "record": record.sample_index, "sample id": record.sample_id }));
     record.checks.forEach(function (check) {
-      if (check.detail && check.detail.tokens) {
+      if (check.detail && check.detail.tokens && check.detail.spans) {
+        Object.keys(check.detail.spans).forEach(function (scheme) {
+          box.appendChild(el("h4", {}, "Suffix at token " + check.detail.offset + " as " + scheme + " decoding reproduces it"));
+          box.appendChild(spansView(check.detail, scheme));
+        });
+      } else if (check.detail && check.detail.tokens) {
         box.appendChild(el("h4", {}, "Suffix at token " + check.detail.offset + ", token by token"));
         box.appendChild(tokenView(check.detail));
       }

@@ -43,6 +43,19 @@ def render_conversation(tokenizer: Any, messages: Sequence[dict[str, str]]) -> s
     return "\n\n".join([*turns, "Assistant:"])
 
 
+def left_padded(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (B, W) padded on the left, so every row ends where generation starts, and the
+    attention mask (B, W) that hides the padding."""
+    width = max(len(ids) for ids in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            ids[row, width - len(sequence) :] = torch.tensor(list(sequence))
+            mask[row, width - len(sequence) :] = 1
+    return ids, mask
+
+
 @torch.inference_mode()
 def greedy_generate(
     model: Any,
@@ -67,12 +80,8 @@ def greedy_generate(
     outputs: list[str] = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):  # left padding: every prompt ends where generation starts
-            ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]) :] = 1
+        ids, mask = left_padded([encoded[i] for i in chunk], pad)
+        width = ids.shape[1]
         generated = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),

@@ -119,3 +119,23 @@ def _general_logprobs(
     kept_logits = z.masked_fill(~keep, -math.inf)
     logprob = z[rows, targets] - torch.logsumexp(kept_logits, dim=-1)
     return logprob.masked_fill(~keep[rows, targets], -math.inf), fragile
+
+
+def scheme_distribution(logits: torch.Tensor, scheme: Scheme) -> torch.Tensor:
+    """The whole next-token distribution a sampled scheme draws from, for generation.
+
+    logits: (C, V); returns float64 (C, V) probabilities, zero where the scheme filters a token
+    out. The same rules as `scheme_logprobs`: temperature, top-k keeping every token tied with
+    the k-th, then the nucleus on the renormalized top-k distribution.
+    """
+    if scheme.greedy:
+        raise ValueError("greedy decoding takes the arg-max; it has no distribution to draw from")
+    z = logits.double() / scheme.temperature  # (C, V)
+    keep = torch.ones_like(z, dtype=torch.bool)
+    if 0 < scheme.top_k < z.shape[-1]:
+        kth = torch.topk(z, scheme.top_k, dim=-1).values[:, -1:]  # (C, 1)
+        keep = z >= kth
+    if scheme.top_p < 1:
+        probs = torch.softmax(z.masked_fill(~keep, -math.inf), dim=-1)
+        keep = keep & _nucleus_mask(probs, scheme.top_p)
+    return torch.softmax(z.masked_fill(~keep, -math.inf), dim=-1)

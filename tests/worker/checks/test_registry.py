@@ -20,7 +20,7 @@ from worker.demo import DemoArtifacts
 
 REPO = Path(__file__).resolve().parents[3]
 BUILT_IN = {
-    "lm": ["loss", "extraction", "membership", "coverage"],
+    "lm": ["loss", "extraction", "membership", "approximate", "coverage"],
     "classifier": ["diversity", "proxies", "capacity"],
     "unlearning": ["unlearning"],
     "reasoning": ["kk_memorization", "retention", "wilt"],
@@ -37,7 +37,7 @@ def test_the_built_in_families_are_found_in_their_folders() -> None:
         assert family.source == f"worker.checks.{family.name}"
         assert (REPO / "worker" / "checks" / family.name / "__init__.py").is_file()
         assert REGISTRY.report_part(family) is not None, family.name
-    with pytest.raises(UnknownCheck, match="available: capacity, cfg_basin"):
+    with pytest.raises(UnknownCheck, match="available: approximate, capacity, cfg_basin"):
         REGISTRY.get_check("nope")
 
 

@@ -233,6 +233,7 @@ class KindWork:
 # passes alone are not listed.
 KIND_WORK: dict[str, Lazy] = {
     "coverage": Lazy("worker.checks.lm.coverage:coverage_work"),
+    "approximate": Lazy("worker.checks.lm.approximate_compute:generate_approximate"),
 }
 
 

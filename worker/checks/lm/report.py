@@ -9,6 +9,11 @@ from typing import Any
 import plotly.graph_objects as go
 
 from worker.checks.lm import figures
+from worker.checks.lm.approximate_figures import (
+    approximate_finding,
+    approximate_headlines,
+    approximate_section,
+)
 from worker.checks.lm.coverage_figures import coverage_headlines, coverage_section
 from worker.checks.lm.figures import headline_p, sampled_schemes
 from worker.checks.lm.findings import (
@@ -318,17 +323,20 @@ REPORT = ReportPart(
         "membership": _membership_section,
         "loss": _loss_section,
         "coverage": coverage_section,
+        "approximate": approximate_section,
     },
     headlines={
         "extraction": _extraction,
         "membership": _membership,
         "loss": _loss,
         "coverage": coverage_headlines,
+        "approximate": approximate_headlines,
     },
     findings={
         "extraction": extraction_finding,
         "membership": membership_finding,
         "loss": loss_finding,
+        "approximate": approximate_finding,
     },
     trend={
         "extraction.all.greedy_rate": (0.0, 1.02),
