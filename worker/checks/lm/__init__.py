@@ -2,11 +2,12 @@
 scores, all from teacher-forced passes the family's kinds share."""
 
 from core.check_kinds import Family
+from worker.checks.lm.finetune import FINETUNE
 from worker.checks.lm.kinds import EXTRACTION, LOSS, MEMBERSHIP
 
 FAMILY = Family(
     name="lm",
-    kinds=(LOSS, EXTRACTION, MEMBERSHIP),
+    kinds=(LOSS, EXTRACTION, MEMBERSHIP, FINETUNE),
     shard_pass="worker.checks.lm.passes:open_pass",
     report="worker.checks.lm.report:REPORT",
     description=__doc__ or "",

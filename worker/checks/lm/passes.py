@@ -22,7 +22,9 @@ from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
 from worker.engine.batching import plan_batches
 from worker.engine.extraction import window_fragile, window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
-from worker.loaders.models import LoadedModel
+from core.inspection.adapters import ADAPTER_FORMAT
+from worker.access import PermanentError
+from worker.loaders.models import LoadedModel, cached_adapter_lm
 
 if TYPE_CHECKING:  # the corpus link (and its PII recognizers) loads only when a check names one
     from worker.checks.lm.corpus_link import CorpusLink
@@ -231,7 +233,9 @@ class KindWork:
 # Kind name -> "module:function" taking (KindWork, params) and returning one result per record,
 # found in each record's `LMSample.extras[kind]`. Kinds whose values come from the shared
 # passes alone are not listed.
-KIND_WORK: dict[str, Lazy] = {}
+KIND_WORK: dict[str, Lazy] = {
+    "finetune": Lazy("worker.checks.lm.finetune_work:finetune_work"),
+}
 
 
 def compute_batch(
@@ -285,13 +289,26 @@ def corpus_links(shard: ShardInput) -> dict[str, CorpusLink]:
     return {audit_id: open_corpus_link(shard.access, audit_id) for audit_id in sorted(named)}
 
 
+def open_target(shard: ShardInput) -> LoadedModel:
+    """The audited model; a LoRA adapter loads, unmerged, onto the audit's reference model
+    (its base: the adapter's own `base_model_name_or_path` is never followed)."""
+    spec = shard.target.spec
+    if shard.target.held is None and spec is not None and spec.format == ADAPTER_FORMAT:
+        if not shard.reference_uri:
+            raise PermanentError(
+                f"{spec.uri} is a LoRA adapter: name its base model as the reference_model"
+            )
+        return cached_adapter_lm(spec, shard.access.causal_lm(shard.reference_uri))
+    return shard.target.causal_lm()
+
+
 def open_pass(shard: ShardInput) -> ShardPass:
     """The LM kinds' shared passes over one shard, batched by text length."""
-    target = shard.target.causal_lm()
+    target = open_target(shard)
     plan, max_tokens = audit_plan(shard.checks, target, shard.reference_uri is not None)
     reference = (
         shard.access.causal_lm(shard.reference_uri)
-        if plan.reference and shard.reference_uri
+        if (plan.reference or plan.load_reference) and shard.reference_uri
         else None
     )
     texts = [TextRecord(r.sample_id, *read_record(r)) for r in shard.records]
