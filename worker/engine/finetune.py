@@ -61,8 +61,9 @@ def score_rows(
     found: list[RowScores | None] = [None] * len(rows)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for i, scores in zip(chunk, _forward(model, [rows[i] for i in chunk], device, {})):
-            found[i] = scores
+        scores = _forward(model, [rows[i] for i in chunk], device, {})
+        for i, row_scores in zip(chunk, scores, strict=True):
+            found[i] = row_scores
     return [scores for scores in found if scores is not None]
 
 

@@ -72,9 +72,7 @@ def plan_finetune(params: FinetuneParams, _context: SubmitContext) -> LMPlan:
     return LMPlan(load_reference=True, max_tokens=params.max_tokens)
 
 
-def compute_finetune(
-    samples: Sequence[LMSample], _params: FinetuneParams
-) -> list[dict[str, Any]]:
+def compute_finetune(samples: Sequence[LMSample], _params: FinetuneParams) -> list[dict[str, Any]]:
     rows = []
     for sample in samples:
         values = dict(sample.extras["finetune"])
@@ -105,9 +103,7 @@ def _tally(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     }
 
 
-def summarize_finetune(
-    values: Sequence[dict[str, Any]], params: FinetuneParams
-) -> dict[str, Any]:
+def summarize_finetune(values: Sequence[dict[str, Any]], params: FinetuneParams) -> dict[str, Any]:
     from worker.engine.distributions import shared_histogram
     from worker.engine.membership import membership_report
 

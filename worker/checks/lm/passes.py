@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, SubmitContext
+from core.inspection.adapters import ADAPTER_FORMAT
+from worker.access import PermanentError
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.recheck import computes_below_float32, float32_compute
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
@@ -22,8 +24,6 @@ from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
 from worker.engine.batching import plan_batches
 from worker.engine.extraction import window_fragile, window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
-from core.inspection.adapters import ADAPTER_FORMAT
-from worker.access import PermanentError
 from worker.loaders.models import LoadedModel, cached_adapter_lm
 
 if TYPE_CHECKING:  # the corpus link (and its PII recognizers) loads only when a check names one

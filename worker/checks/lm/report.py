@@ -16,6 +16,7 @@ from worker.checks.lm.findings import (
     loss_finding,
     membership_finding,
 )
+from worker.checks.lm.finetune_figures import finetune_finding, finetune_section
 from worker.checks.report_kit import (
     Headline,
     ReportPart,
@@ -316,12 +317,14 @@ REPORT = ReportPart(
         "extraction": _extraction_section,
         "membership": _membership_section,
         "loss": _loss_section,
+        "finetune": finetune_section,
     },
     headlines={"extraction": _extraction, "membership": _membership, "loss": _loss},
     findings={
         "extraction": extraction_finding,
         "membership": membership_finding,
         "loss": loss_finding,
+        "finetune": finetune_finding,
     },
     trend={
         "extraction.all.greedy_rate": (0.0, 1.02),
