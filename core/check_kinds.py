@@ -119,6 +119,9 @@ class SubmitContext:
     # Finds an earlier audit named in params (one the caller's team can see) and says what it
     # ran and how it ended; None where nothing can be checked.
     resolve_audit: Callable[[str], Any] | None = None
+    # Raises ValueError when the audited model and the reference model tokenize differently,
+    # where their files tell; None where nothing can be checked.
+    compare_tokenizers: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

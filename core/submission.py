@@ -25,6 +25,7 @@ from core.inspection import chat_endpoints, hf_models, mlflow_models
 from core.inspection.datasets import DatasetError, DatasetLimitExceeded, inspect_dataset_file
 from core.inspection.errors import ModelError
 from core.inspection.models import resolve_model
+from core.inspection.tokenizers import check_same_tokenizer
 from core.model_identity import family_and_version
 from core.models import (
     ApiKey,
@@ -177,6 +178,7 @@ def validate_checks(
     model_uri: str | None = None,
     owner: Owner | None = None,
     session: Session | None = None,
+    reference_uri: str | None = None,
 ) -> list[dict[str, Any]]:
     """Each check's params through the registry; the model kind too when it is known, and the
     models and datasets params name, against the owner's grants."""
@@ -208,6 +210,15 @@ def validate_checks(
                 earlier_versions=partial(_earlier_versions, settings),
                 resolve_dataset=partial(resolve_dataset, session, settings, owner=owner),
                 resolve_audit=partial(resolve_audit, session, owner=owner),
+                compare_tokenizers=partial(
+                    check_same_tokenizer,
+                    model_uri,
+                    reference_uri,
+                    owner.grants.model_roots(settings),
+                    settings.file_rules,
+                )
+                if model_uri and reference_uri
+                else None,
             )
         try:
             completed = kind.validate(params, context)
@@ -330,6 +341,7 @@ def submit_audit(
         model_uri=model_uri,
         owner=owner,
         session=session,
+        reference_uri=body.reference_model.uri if body.reference_model else None,
     )
 
     if key is not None:

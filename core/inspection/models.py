@@ -19,7 +19,7 @@ from core.confinement import (
     RootLike,
     pin,
 )
-from core.inspection import diffusion_index
+from core.inspection import adapters, diffusion_index
 from core.inspection.errors import ModelError
 from core.inspection.weight_files import check_weight_files, read_json_file
 
@@ -40,7 +40,8 @@ class ModelSpec:
     pickled: bool = False  # weights in .bin/.pt files, read with torch.load(weights_only=True)
     tokenizer_path: Path | None = None  # when the tokenizer lives apart (MLflow's layout)
     # hf | builtin (safetensors + built-in architecture) | torchscript | diffusers (a pipeline
-    # directory) | endpoint (no files: an OpenAI-compatible chat endpoint, `path` unused)
+    # directory) | endpoint (no files: an OpenAI-compatible chat endpoint, `path` unused) |
+    # peft_lora (a LoRA adapter, loaded onto the audit's reference model: adapters.py)
     format: str = "hf"
     config: dict[str, Any] | None = None  # config.json as read at resolve time
     # Where the files were found: the directory pinned at load (the model's own, or the MLflow
@@ -179,6 +180,9 @@ def _inspect(
                 "put each in its own directory"
             )
         return _spec(uri, pinned, kind="causal_lm", gguf_file=ggufs[0])
+    if adapters.is_adapter(names):
+        config = adapters.inspect_adapter(rest, pinned)
+        return _spec(uri, pinned, kind="causal_lm", format=adapters.ADAPTER_FORMAT, config=config)
     if "config.json" not in names:
         raise ModelError(f"no config.json in {rest}: expected a save_pretrained directory")
     config = read_json_file(pinned, "config.json")

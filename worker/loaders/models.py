@@ -50,6 +50,9 @@ class LoadedModel:
     device: str
     dtype: str
     content_sha256: str
+    # A LoRA adapter left unmerged on its base: peft's wrapper (`model` is the base with the
+    # adapter's layers active inside), for passes that run adapter and base rows together.
+    peft: Any = None
 
     @cached_property
     def special_prefix(self) -> list[int]:
@@ -248,3 +251,59 @@ _causal_lms = ModelCache(load_causal_lm, 2)
 
 def cached_causal_lm(spec: ModelSpec) -> LoadedModel:
     return _causal_lms.get(spec)
+
+
+# ---- LoRA adapters ---------------------------------------------------------------------------
+
+ADAPTER_NAME = "audited"
+
+
+def load_adapter_lm(spec: ModelSpec, base: LoadedModel) -> LoadedModel:
+    """A LoRA adapter on its base, unmerged, with the base's tokenizer.
+
+    The adapter's layers go into a copy of the base's module tree that shares the base's weight
+    tensors (never copied, never changed), so the cached base, the audit's reference model,
+    stays what it was and the base is held in memory once."""
+    import copy
+
+    from peft import PeftModel
+
+    if pickled_weight_files(spec.path):  # checked at resolve time; the files may have changed
+        raise ModelError(f"{spec.path.name} holds pickled adapter weights; refused")
+    shared = {id(t): t for t in [*base.model.parameters(), *base.model.buffers()]}
+    shell = copy.deepcopy(base.model, shared)
+    try:
+        wrapper = PeftModel.from_pretrained(
+            shell, str(spec.path), adapter_name=ADAPTER_NAME, is_trainable=False
+        )
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        declared = (spec.config or {}).get("base_model_name_or_path")
+        said = f" (the adapter names {declared!r} as its base)" if declared else ""
+        raise ModelError(
+            f"the adapter in {spec.path.name} does not fit the reference model "
+            f"{base.spec.uri}{said}: {type(exc).__name__}: {first_line(exc)}"
+        ) from exc
+    wrapper.eval()
+    return LoadedModel(
+        spec,
+        wrapper.base_model.model,
+        base.tokenizer,
+        base.device,
+        base.dtype,
+        spec.content_sha256(),
+        peft=wrapper,
+    )
+
+
+# One adapter on its base at a time, by the adapter's files and the base it sits on.
+_adapter_lms: dict[tuple[str, str, int], LoadedModel] = {}
+
+
+def cached_adapter_lm(spec: ModelSpec, base: LoadedModel) -> LoadedModel:
+    with opened(spec) as (local, pinned):
+        key = (str(spec.path), pinned.fingerprint(), id(base.model))
+        if key not in _adapter_lms:
+            _adapter_lms.clear()
+            check_weight_files(pinned)
+            _adapter_lms[key] = load_adapter_lm(local, base)
+        return _adapter_lms[key]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, SubmitContext
+from core.inspection.adapters import ADAPTER_FORMAT
+from worker.access import PermanentError
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.recheck import computes_below_float32, float32_compute
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
@@ -22,7 +24,7 @@ from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
 from worker.engine.batching import plan_batches
 from worker.engine.extraction import window_fragile, window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
-from worker.loaders.models import LoadedModel
+from worker.loaders.models import LoadedModel, cached_adapter_lm
 
 if TYPE_CHECKING:  # the corpus link (and its PII recognizers) loads only when a check names one
     from worker.checks.lm.corpus_link import CorpusLink
@@ -234,6 +236,7 @@ class KindWork:
 KIND_WORK: dict[str, Lazy] = {
     "coverage": Lazy("worker.checks.lm.coverage:coverage_work"),
     "approximate": Lazy("worker.checks.lm.approximate_compute:generate_approximate"),
+    "finetune": Lazy("worker.checks.lm.finetune_work:finetune_work"),
 }
 
 
@@ -288,13 +291,26 @@ def corpus_links(shard: ShardInput) -> dict[str, CorpusLink]:
     return {audit_id: open_corpus_link(shard.access, audit_id) for audit_id in sorted(named)}
 
 
+def open_target(shard: ShardInput) -> LoadedModel:
+    """The audited model; a LoRA adapter loads, unmerged, onto the audit's reference model
+    (its base: the adapter's own `base_model_name_or_path` is never followed)."""
+    spec = shard.target.spec
+    if shard.target.held is None and spec is not None and spec.format == ADAPTER_FORMAT:
+        if not shard.reference_uri:
+            raise PermanentError(
+                f"{spec.uri} is a LoRA adapter: name its base model as the reference_model"
+            )
+        return cached_adapter_lm(spec, shard.access.causal_lm(shard.reference_uri))
+    return shard.target.causal_lm()
+
+
 def open_pass(shard: ShardInput) -> ShardPass:
     """The LM kinds' shared passes over one shard, batched by text length."""
-    target = shard.target.causal_lm()
+    target = open_target(shard)
     plan, max_tokens = audit_plan(shard.checks, target, shard.reference_uri is not None)
     reference = (
         shard.access.causal_lm(shard.reference_uri)
-        if plan.reference and shard.reference_uri
+        if (plan.reference or plan.load_reference) and shard.reference_uri
         else None
     )
     texts = [TextRecord(r.sample_id, *read_record(r)) for r in shard.records]

@@ -22,6 +22,7 @@ from worker.checks.lm.findings import (
     loss_finding,
     membership_finding,
 )
+from worker.checks.lm.finetune_figures import finetune_finding, finetune_section
 from worker.checks.report_kit import (
     Headline,
     ReportPart,
@@ -324,6 +325,7 @@ REPORT = ReportPart(
         "loss": _loss_section,
         "coverage": coverage_section,
         "approximate": approximate_section,
+        "finetune": finetune_section,
     },
     headlines={
         "extraction": _extraction,
@@ -337,6 +339,7 @@ REPORT = ReportPart(
         "membership": membership_finding,
         "loss": loss_finding,
         "approximate": approximate_finding,
+        "finetune": finetune_finding,
     },
     trend={
         "extraction.all.greedy_rate": (0.0, 1.02),

@@ -52,6 +52,9 @@ class LMPlan:
     schemes: tuple[Scheme, ...] = ()
     extraction: Any = None  # ExtractionParams when windows are needed
     max_tokens: int | None = None
+    # Load the reference model for a kind's own work (KIND_WORK) without the shared
+    # reference pass over every text (finetune: the base).
+    load_reference: bool = False
 
 
 def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
@@ -70,4 +73,5 @@ def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
         schemes=tuple(schemes.values()),
         extraction=extraction[0] if extraction else None,
         max_tokens=min(limits) if limits else None,
+        load_reference=any(plan.load_reference for plan in plans),
     )

@@ -194,3 +194,52 @@ def test_labels_cannot_break_out_of_the_script_element() -> None:
     assert "</script>" not in figure_json(figure)
     assert "<" not in safe_json({"label": "</script>"})
     assert json.loads(safe_json({"label": "</script>"})) == {"label": "</script>"}
+
+
+# ---- finetune --------------------------------------------------------------------------------
+
+
+def test_finetune_section_draws_delta_histograms_and_extraction_counts() -> None:
+    from worker.checks.lm.finetune import FinetuneParams, summarize_finetune
+    from worker.checks.lm.finetune_figures import (
+        delta_histogram_figure,
+        extraction_counts_figure,
+        finetune_section,
+    )
+
+    def row(member: bool, delta: float, only: bool) -> dict:
+        window = {"delta": 6 * delta, "mean_delta": delta, "target_extracted": only}
+        window |= {"base_extracted": False, "target_match_len": 6, "base_match_len": 1}
+        return {
+            "member": member,
+            "mean_delta": delta,
+            "mink_delta_0.2": delta - 1,
+            "n_windows": 1,
+            "target_extracted": only,
+            "base_extracted": False,
+            "target_not_base": only,
+            "best_window_offset": 0,
+            "best_window": window,
+            "pass": "two passes (full fine-tune, then base)",
+        }
+
+    values = [row(True, 2.0 + i / 10, i < 3) for i in range(5)]
+    values += [row(False, -0.1 * i, False) for i in range(5)]
+    summary = summarize_finetune(values, FinetuneParams(bootstrap=50))
+    assert summary["extraction"]["members"]["target_not_base"] == 3
+    assert summary["extraction"]["nonmembers"]["target_not_base"] == 0
+    section = finetune_section(summary)
+    ids = [chart.id for chart in section.charts]
+    assert ids == [
+        "finetune-extraction",
+        "finetune-dist-mean_delta",
+        "finetune-dist-mink_delta_0_2",
+    ]
+    bars = extraction_counts_figure(summary).data
+    only = next(b for b in bars if b.name == "fine-tune, not base")
+    assert list(only.y) == [3, 0]  # members, non-members
+    histogram = delta_histogram_figure(summary, "mean_delta").data
+    assert {trace.name for trace in histogram} == {"members", "non-members"}
+    assert sum(sum(trace.y) for trace in histogram) == 10
+    assert "3 of 10 records are extractable" in section.notes[0]
+    assert len(section.tables[0].rows) == 3
