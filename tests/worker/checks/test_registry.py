@@ -20,7 +20,7 @@ from worker.demo import DemoArtifacts
 
 REPO = Path(__file__).resolve().parents[3]
 BUILT_IN = {
-    "lm": ["loss", "extraction", "membership", "approximate", "approximate", "coverage", "finetune"],
+    "lm": ["loss", "extraction", "membership", "approximate", "coverage", "finetune"],
     "classifier": ["diversity", "proxies", "capacity"],
     "unlearning": ["unlearning"],
     "reasoning": ["kk_memorization", "retention", "wilt"],
