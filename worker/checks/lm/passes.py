@@ -231,7 +231,9 @@ class KindWork:
 # Kind name -> "module:function" taking (KindWork, params) and returning one result per record,
 # found in each record's `LMSample.extras[kind]`. Kinds whose values come from the shared
 # passes alone are not listed.
-KIND_WORK: dict[str, Lazy] = {}
+KIND_WORK: dict[str, Lazy] = {
+    "membership": Lazy("worker.checks.lm.prefix_work:membership_work"),
+}
 
 
 def compute_batch(
