@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,10 +25,31 @@ from worker.engine.head_stats import final_logits, logprob_and_moments
 HEAD_CHUNK_BYTES = 64 * 1024**2
 
 
+@dataclass(frozen=True)
+class PrefixState:
+    """The prefix run once: its keys and values, and its last position's hidden state."""
+
+    cache: Any  # the model's cache object, one row; never extended (each batch copies it)
+    last_hidden: torch.Tensor  # (1, H): predicts every text's first token
+    length: int
+
+
+@torch.inference_mode()
+def encode_prefix(
+    model: torch.nn.Module, prefix_ids: Sequence[int], device: str | torch.device
+) -> PrefixState:
+    """Run the prefix once; `prefix_ids` must be non-empty (special tokens, then the shots)."""
+    if not prefix_ids:
+        raise ValueError("the prefix must hold at least one token")
+    prefix = torch.as_tensor([list(prefix_ids)], dtype=torch.long, device=device)  # (1, P)
+    out = model.base_model(input_ids=prefix, use_cache=True)
+    return PrefixState(out.cache, out.last_hidden_state[:, -1], prefix.shape[1])
+
+
 @torch.inference_mode()
 def prefix_logprobs(
     model: torch.nn.Module,
-    prefix_ids: Sequence[int],
+    prefix: PrefixState | Sequence[int],
     texts: Sequence[Sequence[int]],
     device: str | torch.device,
     *,
@@ -34,35 +57,25 @@ def prefix_logprobs(
 ) -> list[np.ndarray]:
     """Per text, log p(x_t | P, x_<t) for every token t of the text (float64, length len(x)).
 
-    `prefix_ids` must be non-empty (the model's special tokens, then the shots); a text of no
-    tokens gets an empty array."""
-    if not prefix_ids:
-        raise ValueError("the prefix must hold at least one token")
-    prefix = torch.as_tensor([list(prefix_ids)], dtype=torch.long, device=device)  # (1, P)
-    out = model.base_model(input_ids=prefix, use_cache=True)
-    cache = out.cache
-    first_hidden = out.last_hidden_state[:, -1]  # (1, H): predicts every text's token 0
-    n_prefix = prefix.shape[1]
+    `prefix`: token ids, or a PrefixState from `encode_prefix` (reused across calls, so a
+    shard runs its prefix once). A text of no tokens gets an empty array."""
+    if not isinstance(prefix, PrefixState):
+        prefix = encode_prefix(model, prefix, device)
     results: list[np.ndarray] = [np.zeros(0)] * len(texts)
     order = sorted((i for i in range(len(texts)) if texts[i]), key=lambda i: -len(texts[i]))
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         for i, logprobs in zip(
-            batch,
-            _batch_logprobs(model, cache, first_hidden, n_prefix, [texts[i] for i in batch]),
-            strict=True,
+            batch, _batch_logprobs(model, prefix, [texts[i] for i in batch]), strict=True
         ):
             results[i] = logprobs
     return results
 
 
 def _batch_logprobs(
-    model: torch.nn.Module,
-    cache: object,
-    first_hidden: torch.Tensor,
-    n_prefix: int,
-    texts: Sequence[Sequence[int]],
+    model: torch.nn.Module, prefix: PrefixState, texts: Sequence[Sequence[int]]
 ) -> list[np.ndarray]:
+    first_hidden, n_prefix = prefix.last_hidden, prefix.length
     device = first_hidden.device
     rows, width = len(texts), max(len(t) for t in texts)
     input_ids = torch.zeros((rows, width), dtype=torch.long)
@@ -72,7 +85,7 @@ def _batch_logprobs(
         text_mask[row, : len(ids)] = 1
     input_ids = input_ids.to(device)
     # The model appends to the cache it is given: each batch extends its own copy.
-    shared = copy.deepcopy(cache)
+    shared = copy.deepcopy(prefix.cache)
     shared.batch_repeat_interleave(rows)
     attention_mask = torch.cat([torch.ones((rows, n_prefix), dtype=torch.long), text_mask], 1)
     positions = torch.arange(n_prefix, n_prefix + width).expand(rows, width)

@@ -13,7 +13,7 @@ from worker.checks.lm.holdout import HeldOut, HoldoutError, select_holdout
 from worker.checks.lm.kinds import MembershipParams
 from worker.checks.lm.passes import KindWork
 from worker.engine.prefix_attacks import smoothed_log_frequencies, token_counts
-from worker.engine.prefix_scoring import prefix_logprobs
+from worker.engine.prefix_scoring import PrefixState, encode_prefix, prefix_logprobs
 from worker.loaders.models import LoadedModel
 
 # DC-PDD's reference texts are cut as the authors cut theirs (com_fre_dis.py, --max_tok).
@@ -25,6 +25,20 @@ def prefix_ids(target: LoadedModel, texts: list[str], budget: int) -> list[int]:
     with no separator), cut to `budget` tokens."""
     joined = [token for text in texts for token in target.encode(text)]
     return list(target.special_prefix) + joined[:budget]
+
+
+# (model, prefix ids) -> the prefix run once; the model is held so its id cannot be reused.
+_PREFIXES: dict[tuple, tuple[object, PrefixState]] = {}
+
+
+def _encoded(target: LoadedModel, ids: list[int]) -> PrefixState:
+    """Each prefix runs once per model (per shard), not once per batch."""
+    key = (id(target.model), tuple(ids))
+    if key not in _PREFIXES:
+        if len(_PREFIXES) >= 2:  # ReCaLL's and Con-ReCall's: no more are held
+            _PREFIXES.clear()
+        _PREFIXES[key] = (target.model, encode_prefix(target.model, ids, target.device))
+    return _PREFIXES[key][1]
 
 
 _FREQUENCIES: dict[tuple, np.ndarray] = {}
@@ -81,7 +95,9 @@ def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, 
         # Both LLs read the same text tokens: those that fit after the longer prefix.
         texts.append(list(ids[: max(target.max_tokens - longest, 0)]))
     conditioned = {
-        name: prefix_logprobs(target.model, ids, texts, target.device, batch_size=work.batch_size)
+        name: prefix_logprobs(
+            target.model, _encoded(target, ids), texts, target.device, batch_size=work.batch_size
+        )
         for name, ids in prefixes.items()
     }
     log_frequencies = _frequencies(target, held) if "dc_pdd" in wanted else None
