@@ -12,8 +12,10 @@ import pytest
 from core.check_kinds import FitContext
 from core.dataset_profile import DatasetProfile
 from tests.conftest import write_jsonl
+from worker.checks.lm.figures import roc_figure, score_distribution_figure
 from worker.checks.lm.holdout import HoldoutError, select_holdout
 from worker.checks.lm.kinds import MEMBERSHIP, MembershipParams
+from worker.checks.lm.report import holdout_notes
 from worker.local import audit_records, audit_texts, load_local
 
 NEW = ("recall", "con_recall", "dc_pdd")
@@ -50,6 +52,12 @@ def test_new_scores_beside_loss_on_the_same_records(tiny_lm) -> None:
     print("\ncanary GPT-2, 38 scored records:")
     for name in ("loss", *NEW):
         print(f"  {name:>10}: AUROC {summary['scores'][name]['auroc']['value']:.3f}")
+    # The report draws them beside the others and names the held-out records.
+    curves = {trace.name.split(" · ")[0] for trace in roc_figure(summary).data if trace.name}
+    assert {"loss", *NEW} <= curves
+    assert score_distribution_figure(summary, "dc_pdd") is not None
+    (note,) = holdout_notes(holdout)
+    assert all(i in note for i in holdout["prefix"]["members"]) and "same 38 scored" in note
     # The same records are held out whatever the batching (each batch reads the whole file).
     again = audit_records(lm, tiny_lm.dataset_path, checks, batch_size=48)["membership"]
     assert again["summary"]["holdout"]["prefix"] == holdout["prefix"]
@@ -75,6 +83,7 @@ def test_too_few_labels_say_so(tiny_lm, tmp_path) -> None:
     assert "leaves none" in summary["holdout"]["not_computed"]
     assert not any("not computed" in w for w in summary["warnings"])
     assert "recall" not in summary["scores"]
+    assert "were not computed" in holdout_notes(summary["holdout"])[0]
     # A list of texts has no dataset file to hold records out of: said, not skipped silently.
     texts = audit_texts(lm, rows[:4], named)["membership"]["summary"]
     assert "no dataset file" in texts["scores"]["recall"]["not_computed"]
