@@ -9,7 +9,14 @@ from typing import Any
 from core.check_kinds import SubmitContext
 from worker.checks.lm.corpus_link import REPEATED, bin_labels, count_bin
 from worker.checks.lm.guard import guard_membership
-from worker.checks.lm.kinds import ExtractionParams, LossParams, MembershipParams, window_words
+from worker.checks.lm.held_out_scores import held_out_scores, holdout_summary
+from worker.checks.lm.kinds import (
+    HOLDOUT_SCORES,
+    ExtractionParams,
+    LossParams,
+    MembershipParams,
+    window_words,
+)
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample
 from worker.engine import extraction, loss
 from worker.engine.distributions import shared_histogram
@@ -184,6 +191,10 @@ def compute_membership(
 ) -> list[dict[str, Any]]:
     rows = []
     for s in samples:
+        work = s.extras.get("membership") or {}
+        if "held_out" in work:  # scored by no score: its id says which record it was
+            rows.append(_with_labels(s, {"id": s.sample_id, "held_out": work["held_out"]}))
+            continue
         values = sample_scores(
             s.text,
             s.passes["text"],
@@ -193,6 +204,8 @@ def compute_membership(
             reference=s.reference,
             same_ref_tokens=s.same_ref_tokens,
         )
+        if not values.get("skipped"):
+            values.update(held_out_scores(s.passes["text"], work, params))
         rows.append(_with_labels(s, values))
     return rows
 
@@ -206,6 +219,7 @@ def _score_keys(params: MembershipParams, values: Sequence[dict[str, Any]]) -> l
         *[f"mink_{k:g}" for k in params.k],
         *[f"minkpp_{k:g}" for k in params.k],
         "ref",
+        *HOLDOUT_SCORES,
     ]
     return [key for key in keys if key in present]
 
@@ -218,10 +232,11 @@ def _finite(value: Any) -> bool:
 def summarize_membership(
     values: Sequence[dict[str, Any]], params: MembershipParams
 ) -> dict[str, Any]:
-    scored = [v for v in values if not v.get("skipped")]
+    held_out = [v for v in values if v.get("held_out")]
+    scored = [v for v in values if not v.get("skipped") and not v.get("held_out")]
     summary: dict[str, Any] = {
         "n_samples": len(values),
-        "n_skipped": len(values) - len(scored),
+        "n_skipped": len(values) - len(scored) - len(held_out),
         "scores": {},
         "warnings": [],
     }
@@ -240,6 +255,7 @@ def summarize_membership(
             )
             summary["warnings"] = sorted(set(summary["warnings"]) | set(entry["warnings"]))
         summary["scores"][key] = entry
+    summary.update(holdout_summary(values, held_out, summary, params))
     if labelled:
         keys = [key for key in summary["scores"] if "auroc" in summary["scores"][key]]
         guard_membership(summary, scored, keys, bootstrap=params.bootstrap, seed=params.seed)

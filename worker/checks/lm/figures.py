@@ -28,6 +28,9 @@ SCORE_COLORS = {
     "mink": "#059669",
     "minkpp": "#d97706",
     "ref": "#475569",
+    "recall": "#0891b2",
+    "con_recall": "#65a30d",
+    "dc_pdd": "#b91c1c",
 }
 # What each membership score's axis shows: every score is oriented higher = more member-like,
 # so the `loss` score is the log-likelihood, the negated loss, and is labelled as such.
@@ -38,6 +41,9 @@ SCORE_AXES = {
     "mink": "mean of the lowest-k% token log-probs, nats",
     "minkpp": "Min-K%++, standard units",
     "ref": "ll(target) − ll(reference), nats",
+    "recall": "ReCaLL: ll(x | non-member prefix) / ll(x)",
+    "con_recall": "Con-ReCall: (ll(x | P_non) − γ·ll(x | P_mem)) / ll(x)",
+    "dc_pdd": "DC-PDD: mean capped p·log(1/f) over first occurrences, nats",
 }
 COMPARE_DASH = ("solid", "dash")
 FPR_MARKS = (0.001, 0.01)

@@ -333,14 +333,60 @@ EXTRACTION = CheckKind(
 # ---- membership --------------------------------------------------------------------------
 
 
-SCORE_NAMES = ("loss", "zlib", "lowercase", "mink", "minkpp", "ref")
+SCORE_NAMES = (
+    "loss",
+    "zlib",
+    "lowercase",
+    "mink",
+    "minkpp",
+    "ref",
+    "recall",
+    "con_recall",
+    "dc_pdd",
+)
+# Scores that learn from held-out records (worker/checks/lm/holdout.py): prefixes, frequencies.
+HOLDOUT_SCORES = ("recall", "con_recall", "dc_pdd")
 
 
 class MembershipParams(CheckParams):
     scores: list[str] | None = Field(
         None,
         max_length=len(SCORE_NAMES),
-        description="Subset of loss, zlib, lowercase, mink, minkpp, ref; default: all that apply",
+        description="Subset of loss, zlib, lowercase, mink, minkpp, ref, recall, con_recall, "
+        "dc_pdd; default: all that apply (recall, con_recall and dc_pdd when the dataset has "
+        "enough labelled records to hold out their prefixes: `shots` members and non-members)",
+    )
+    # ---- held-out records (recall, con_recall, dc_pdd) ----
+    shots: int = Field(
+        3,
+        ge=1,
+        le=64,
+        description="Held-out texts per label joined into ReCaLL's non-member prefix and "
+        "Con-ReCall's member prefix (default 3, as the authors' few-shot setting)",
+    )
+    prefix_tokens: int = Field(
+        256,
+        ge=1,
+        le=MAX_WINDOW_TOKENS,
+        description="Token budget of each prefix: the shots' tokens are cut to it (default 256)",
+    )
+    holdout_share: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of each label's records held out (at least `shots`); DC-PDD's "
+        "token frequencies count every held-out record. Held-out records are scored by no "
+        "score, loss included, and named in the summary",
+    )
+    con_recall_gamma: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Con-ReCall's weight γ of the member-prefix likelihood: "
+        "(LL(x|P_nonmember) - γ·LL(x|P_member)) / LL(x); the authors sweep 0.1..1.0",
+    )
+    dc_pdd_cap: float = Field(
+        0.01, gt=0, le=100, description="DC-PDD's cap a on each token's score (authors: 0.01)"
     )
     k: list[float] = Field(
         default_factory=lambda: [0.2],
@@ -375,7 +421,14 @@ class MembershipParams(CheckParams):
 
     def wanted(self, has_reference: bool) -> set[str]:
         chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
+        if chosen & set(HOLDOUT_SCORES):
+            chosen.add("loss")  # its AUROC on the same scored records, for comparison
         return chosen if self.scores is not None or has_reference else chosen - {"ref"}
+
+    def prefix_scores(self) -> set[str]:
+        """The chosen scores that need held-out records."""
+        chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
+        return chosen & set(HOLDOUT_SCORES)
 
 
 def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:
@@ -384,11 +437,37 @@ def _validate_membership(params: MembershipParams, context: SubmitContext) -> No
     validate_corpus_audit(params.corpus_audit, context)
 
 
-def _fit_membership(_params: MembershipParams, context: FitContext) -> DataFit:
+def _fit_membership(params: MembershipParams, context: FitContext) -> DataFit:
     """Every membership verdict metric (AUC, TPR, dataset inference) sets members against
-    non-members."""
+    non-members; the held-out scores need `shots` of each label held out and one left."""
     needs = {metric: ("true", "false") for metric in context.metrics}
-    return DataFit(refusals=tuple(_label_refusals(context.profile, needs)))
+    refusals = _label_refusals(context.profile, needs)
+    warnings: list[str] = []
+    short = _holdout_shortfall(params, context.profile)
+    if short:
+        if params.scores is not None:
+            refusals.append(short)
+        else:
+            warnings.append(short.replace("leaves none", "would leave none") + " (not computed)")
+    return DataFit(tuple(refusals), tuple(warnings))
+
+
+def _holdout_shortfall(params: MembershipParams, profile: DatasetProfile) -> str | None:
+    """Why the held-out scores cannot run on these records, where a complete pass shows it."""
+    if not params.prefix_scores() or not profile.complete:
+        return None
+    from worker.checks.lm.holdout import holdout_size
+
+    for label, name in (("true", "members"), ("false", "non-members")):
+        held = holdout_size(profile.members[label], params.holdout_share, params.shots)
+        if profile.members[label] < held + 1:
+            return (
+                f"{sorted(params.prefix_scores())} hold out {held} labelled {name} (shots="
+                f"{params.shots}, holdout_share={params.holdout_share:g}) but the dataset has "
+                f"{profile.members[label]:,}: that leaves none to score; label more records, "
+                "lower shots, or drop these scores"
+            )
+    return None
 
 
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:
@@ -404,6 +483,9 @@ def _membership_columns(params: MembershipParams) -> list[TableColumn]:
             ("lowercase", "lowercase"),
             ("ref", "ref"),
             (f"minkpp_{k}", "minkpp"),
+            ("recall", "recall"),
+            ("con_recall", "con_recall"),
+            ("dc_pdd", "dc_pdd"),
         ]
         if name in chosen
     ]
@@ -422,7 +504,8 @@ def _rank_keys(params: MembershipParams) -> list[str]:
 MEMBERSHIP = CheckKind(
     name="membership",
     description="Membership inference scores (loss, zlib, lowercase, Min-K%, Min-K%++, "
-    "reference calibration) with ROC AUC and TPR at low FPR.",
+    "reference calibration, ReCaLL, Con-ReCall, DC-PDD) with ROC AUC and TPR at low FPR; "
+    "ReCaLL, Con-ReCall and DC-PDD learn from seeded held-out records, which no score scores.",
     params_model=MembershipParams,
     model_kinds=("causal_lm",),
     required_fields=("text",),
@@ -455,6 +538,37 @@ MEMBERSHIP = CheckKind(
             True,
             "nats",
             "ll_target - ll_reference (per token, or per byte when tokenizations differ).",
+        ),
+        Metric(
+            "recall",
+            True,
+            "ratio",
+            "ReCaLL: LL(x|P) / LL(x), P the held-out non-member prefix (`shots` texts within "
+            "`prefix_tokens`).",
+            "Xie et al. 2024",
+        ),
+        Metric(
+            "con_recall",
+            True,
+            "ratio",
+            "Con-ReCall: (LL(x|P_nonmember) - γ·LL(x|P_member)) / LL(x), prefixes from held-out "
+            "records.",
+            "Wang et al. 2024",
+        ),
+        Metric(
+            "dc_pdd",
+            True,
+            "nats",
+            "DC-PDD: mean over first token occurrences of min(p · log(1/f), a), f the held-out "
+            "records' Laplace-smoothed token frequencies.",
+            "Zhang et al. 2024",
+        ),
+        Metric(
+            "held_out",
+            None,
+            "role",
+            "The record was held out (`prefix`: a prefix shot; `frequency`: frequencies only) "
+            "and scored by no score.",
         ),
         CORPUS_COUNT_METRIC,
     ),

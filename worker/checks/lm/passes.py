@@ -237,6 +237,7 @@ KIND_WORK: dict[str, Lazy] = {
     "coverage": Lazy("worker.checks.lm.coverage:coverage_work"),
     "approximate": Lazy("worker.checks.lm.approximate_compute:generate_approximate"),
     "finetune": Lazy("worker.checks.lm.finetune_work:finetune_work"),
+    "membership": Lazy("worker.checks.lm.prefix_work:membership_work"),
 }
 
 

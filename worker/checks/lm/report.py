@@ -183,7 +183,37 @@ def _membership_section(summary: Mapping[str, Any]) -> Section:
     inference = dataset_inference_words(summary).strip()
     if inference:
         notes.append(inference)
+    notes.extend(holdout_notes(summary.get("holdout") or {}))
     return Section("membership", "Membership", charts("membership", named), notes, tables)
+
+
+def holdout_notes(holdout: Mapping[str, Any]) -> list[str]:
+    """Which records the held-out scores learnt from, and loss's AUROC on the records they share."""
+    if not holdout:
+        return []
+    scores = ", ".join(holdout.get("scores") or ())
+    if holdout.get("not_computed"):
+        return [f"{scores} were not computed: {holdout['not_computed']}."]
+    prefix, frequency = holdout.get("prefix") or {}, holdout.get("frequency_only") or {}
+
+    def named(group: Mapping[str, Any]) -> str:
+        ids = [*group.get("members", ()), *group.get("nonmembers", ())]
+        return ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+
+    words = (
+        f"{scores} learnt from {holdout.get('n_held_out', 0)} held-out records, scored by no "
+        f"score (loss included): prefix shots ({holdout.get('shots')} per label, within "
+        f"{holdout.get('prefix_tokens')} tokens) {named(prefix)}"
+    )
+    if frequency.get("members") or frequency.get("nonmembers"):
+        words += f"; token frequencies also from {named(frequency)}"
+    loss = holdout.get("loss_auroc_same_records") or {}
+    if loss.get("value") is not None:
+        words += (
+            f". Every AUROC is on the same {holdout.get('n_scored', 0):,} scored records; "
+            f"loss's is {interval_text(loss['value'], loss.get('ci95'))}"
+        )
+    return [words + "."]
 
 
 def _loss_section(summary: Mapping[str, Any]) -> Section:

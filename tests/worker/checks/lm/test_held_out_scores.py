@@ -1,0 +1,100 @@
+"""ReCaLL, Con-ReCall and DC-PDD in the membership check, on the canary model trained here:
+the held-out records are the same across batch sizes, scored by no score and named; the new
+scores' AUROCs are reported beside loss's on the same records (no threshold: a tiny LM has no
+in-context ability to speak of)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.check_kinds import FitContext
+from core.dataset_profile import DatasetProfile
+from tests.conftest import write_jsonl
+from worker.checks.lm.figures import roc_figure, score_distribution_figure
+from worker.checks.lm.holdout import HoldoutError, select_holdout
+from worker.checks.lm.kinds import MEMBERSHIP, MembershipParams
+from worker.checks.lm.report import holdout_notes
+from worker.local import audit_records, audit_texts, load_local
+
+NEW = ("recall", "con_recall", "dc_pdd")
+
+
+def test_new_scores_beside_loss_on_the_same_records(tiny_lm) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    checks = [{"kind": "membership", "params": {"bootstrap": 100, "holdout_share": 0.2}}]
+    result = audit_records(lm, tiny_lm.dataset_path, checks, batch_size=7)["membership"]
+    summary, samples = result["summary"], result["samples"]
+    held = [s for s in samples if s.get("held_out")]
+    # 24 per label, share 0.2 -> 5 of each held out, 3 of them the prefix shots.
+    assert len(held) == 10
+    holdout = summary["holdout"]
+    assert holdout["n_held_out"] == 10 and holdout["n_scored"] == 38
+    assert len(holdout["prefix"]["members"]) == 3 == len(holdout["prefix"]["nonmembers"])
+    assert len(holdout["frequency_only"]["members"]) == 2
+    named = {
+        i
+        for group in (holdout["prefix"], holdout["frequency_only"])
+        for ids in group.values()
+        for i in ids
+    }
+    assert named == {s["id"] for s in held}
+    for sample in held:  # scored by nothing, loss included
+        assert not set(sample) & {"loss", "zlib", *NEW}
+    scored = [s for s in samples if not s.get("held_out")]
+    for name in ("loss", *NEW):
+        assert all(isinstance(s[name], float) for s in scored), name
+        entry = summary["scores"][name]
+        assert entry["n_members"] + entry["n_nonmembers"] == 38
+        assert 0 <= entry["auroc"]["value"] <= 1 and "tpr_at_0.01_fpr" in entry
+    assert holdout["loss_auroc_same_records"] == summary["scores"]["loss"]["auroc"]
+    print("\ncanary GPT-2, 38 scored records:")
+    for name in ("loss", *NEW):
+        print(f"  {name:>10}: AUROC {summary['scores'][name]['auroc']['value']:.3f}")
+    # The report draws them beside the others and names the held-out records.
+    curves = {trace.name.split(" · ")[0] for trace in roc_figure(summary).data if trace.name}
+    assert {"loss", *NEW} <= curves
+    assert score_distribution_figure(summary, "dc_pdd") is not None
+    (note,) = holdout_notes(holdout)
+    assert all(i in note for i in holdout["prefix"]["members"]) and "same 38 scored" in note
+    # The same records are held out whatever the batching (each batch reads the whole file).
+    again = audit_records(lm, tiny_lm.dataset_path, checks, batch_size=48)["membership"]
+    assert again["summary"]["holdout"]["prefix"] == holdout["prefix"]
+    for a, b in zip(samples, again["samples"], strict=True):
+        assert a.get("held_out") == b.get("held_out")
+        if "recall" in a:
+            assert b["recall"] == pytest.approx(a["recall"], abs=1e-6)
+
+
+def test_too_few_labels_say_so(tiny_lm, tmp_path) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    rows = [json.loads(line) for line in tiny_lm.dataset_path.read_text().splitlines()]
+    few = write_jsonl(tmp_path / "few.jsonl", rows[:3] + rows[-6:])  # 3 members: none left
+    with pytest.raises(HoldoutError, match="3 labelled members"):
+        select_holdout(few, 0.0, 3, 0)
+    named = [{"kind": "membership", "params": {"bootstrap": 0, "scores": ["loss", "recall"]}}]
+    summary = audit_records(lm, few, named)["membership"]["summary"]
+    assert "not computed" in " ".join(summary["warnings"])
+    assert "leaves none to score" in summary["scores"]["recall"]["not_computed"]
+    assert summary["scores"]["loss"]["n_members"] == 3  # nothing held out
+    default = audit_records(lm, few, [{"kind": "membership", "params": {"bootstrap": 0}}])
+    summary = default["membership"]["summary"]
+    assert "leaves none" in summary["holdout"]["not_computed"]
+    assert not any("not computed" in w for w in summary["warnings"])
+    assert "recall" not in summary["scores"]
+    assert "were not computed" in holdout_notes(summary["holdout"])[0]
+    # A list of texts has no dataset file to hold records out of: said, not skipped silently.
+    texts = audit_texts(lm, rows[:4], named)["membership"]["summary"]
+    assert "no dataset file" in texts["scores"]["recall"]["not_computed"]
+
+
+def test_policy_fit_refuses_named_scores_it_cannot_hold_out() -> None:
+    profile = DatasetProfile(n_records=5, n_parsed=5, members={"true": 3, "false": 2, "absent": 0})
+    named = MEMBERSHIP.fit(MembershipParams(scores=["recall"]), FitContext(profile))
+    assert any("leaves none to score" in r for r in named.refusals)
+    default = MEMBERSHIP.fit(MembershipParams(), FitContext(profile))
+    assert not default.refusals and any("not computed" in w for w in default.warnings)
+    assert not MEMBERSHIP.fit(MembershipParams(scores=["loss"]), FitContext(profile)).warnings
+    enough = DatasetProfile(n_records=8, n_parsed=8, members={"true": 4, "false": 4, "absent": 0})
+    assert not MEMBERSHIP.fit(MembershipParams(scores=["recall"]), FitContext(enough)).refusals

@@ -1,0 +1,80 @@
+"""The records no score may learn from: seeded held-out shares of the members and of the
+non-members, chosen from the whole dataset file so every shard and worker picks the same ones.
+
+ReCaLL's and Con-ReCall's prefixes come from the first `shots` held-out records of each label
+(in the seeded order), DC-PDD's token frequencies from every held-out record. The held-out
+records are then left out of every score of the check, loss included, so every AUROC is read
+on the same scored records.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from core.inspection.datasets import iter_records
+from worker.checks.lm.labels import read_record
+
+
+class HoldoutError(ValueError):
+    """Too few labelled records to hold out the shots and still score some."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    members: tuple[str, ...]  # sample ids, seeded order: the first `shots` are the prefix
+    nonmembers: tuple[str, ...]
+    texts: dict[str, str]  # sample id -> text, for every held-out record
+    shots: int
+
+    def role(self, sample_id: str) -> str | None:
+        """ "prefix" (a prefix shot), "frequency" (frequencies only), or None (scored)."""
+        for ids in (self.members, self.nonmembers):
+            if sample_id in ids:
+                return "prefix" if ids.index(sample_id) < self.shots else "frequency"
+        return None
+
+    def prefix_texts(self, member: bool) -> list[str]:
+        ids = self.members if member else self.nonmembers
+        return [self.texts[i] for i in ids[: self.shots]]
+
+
+def holdout_size(n_labelled: int, share: float, shots: int) -> int:
+    """Records held out of one label: the shots, or the share when it asks for more."""
+    return max(shots, math.ceil(share * n_labelled))
+
+
+def select_holdout(path: Path, share: float, shots: int, seed: int) -> HeldOut:
+    """The held-out records of the dataset file at `path` (cached per file version)."""
+    stat = path.stat()
+    return _select(path, stat.st_mtime_ns, stat.st_size, share, shots, seed)
+
+
+@lru_cache(maxsize=8)
+def _select(path: Path, _mtime_ns: int, _size: int, share: float, shots: int, seed: int) -> HeldOut:
+    by_label: dict[bool, list[str]] = {True: [], False: []}
+    for record in iter_records(path):
+        _, member, _ = read_record(record)
+        if member is not None:
+            by_label[member].append(record.sample_id)
+    rng = np.random.default_rng(seed)
+    chosen: dict[bool, tuple[str, ...]] = {}
+    for label in (True, False):
+        ids = by_label[label]
+        size = holdout_size(len(ids), share, shots)
+        if len(ids) < size + 1:
+            name = "members" if label else "non-members"
+            raise HoldoutError(
+                f"{len(ids)} labelled {name}: holding out {size} (shots={shots}, "
+                f"holdout_share={share:g}) leaves none to score; label more records, lower "
+                "shots, or drop recall, con_recall and dc_pdd from scores"
+            )
+        order = rng.permutation(len(ids))[:size]
+        chosen[label] = tuple(ids[i] for i in order)
+    wanted = set(chosen[True]) | set(chosen[False])
+    texts = {r.sample_id: read_record(r)[0] for r in iter_records(path) if r.sample_id in wanted}
+    return HeldOut(chosen[True], chosen[False], texts, shots)
