@@ -56,7 +56,7 @@ def build_model(n_layer: int, n_embd: int, vocab: int) -> GPT2LMHeadModel:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="toy sizes")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     size = SIZES["smoke" if args.smoke else "gpt2"]
     model = build_model(size["n_layer"], size["n_embd"], size["vocab"])

@@ -13,6 +13,7 @@ token conditioned on all the text before it within the chunk, about one pass ove
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -24,10 +25,13 @@ from worker.engine.coverage import WindowSeries, fragile_rows, log10_pz_rows
 from worker.engine.head_stats import (
     HeadInput,
     empty_columns,
+    final_logits,
     fused_head,
     fused_head_usable,
+    margin_bounds,
     torch_head,
 )
+from worker.engine.sampling import scheme_logprobs
 from worker.engine.schemes import Scheme
 from worker.engine.scoring import VOCAB_BUDGET_BYTES
 
@@ -72,10 +76,11 @@ def window_rows(
     return min(rows, batch_size) if batch_size else rows
 
 
-@torch.inference_mode()
-def suffix_columns(setup: ScanSetup, input_ids: torch.Tensor, suffix: int) -> dict[str, np.ndarray]:
-    """Head statistics at the last `suffix` predictions of each row of (B, L) input ids, as
-    (B, suffix) arrays: every column of head_stats.empty_columns."""
+def _suffix_hidden(
+    setup: ScanSetup, input_ids: torch.Tensor, suffix: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The body's last hidden state at the predictions of each row's last `suffix` tokens, and
+    those tokens, flattened: (B * suffix, H) and (B * suffix,) on the head's device."""
     model = setup.model
     rows, width = input_ids.shape
     ids = input_ids.to(setup.device)
@@ -83,7 +88,64 @@ def suffix_columns(setup: ScanSetup, input_ids: torch.Tensor, suffix: int) -> di
     head_device = model.get_output_embeddings().weight.device
     # Position j predicts token j + 1: the suffix tokens L-m..L-1 from positions L-m-1..L-2.
     picked = hidden[:, width - suffix - 1 : width - 1].reshape(rows * suffix, -1).to(head_device)
-    targets = ids[:, width - suffix :].reshape(-1).to(head_device)
+    return picked, ids[:, width - suffix :].reshape(-1).to(head_device)
+
+
+@torch.inference_mode()
+def verdict_columns(
+    setup: ScanSetup, input_ids: torch.Tensor, suffix: int
+) -> dict[str, np.ndarray]:
+    """What a window's verdicts read, at its suffix only, as (B, suffix) arrays: arg-max match,
+    margin and its rounding bound, and each scheme's log p̃ (head_stats' detail columns, by the
+    same formulas). Only these: the shared pass's ranks, ties, top-k boundary margins and
+    full-softmax log-probs are not read here and would cost passes over the vocabulary."""
+    if setup.fused:  # the tiled kernel computes every column at once
+        return suffix_columns(setup, input_ids, suffix)
+    rows = input_ids.shape[0]
+    hidden, targets = _suffix_hidden(setup, input_ids, suffix)
+    found: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, targets.shape[0], setup.chunk):
+        stop = start + setup.chunk
+        for name, value in _verdict_rows(setup, hidden[start:stop], targets[start:stop]).items():
+            found.setdefault(name, []).append(value)
+    return {
+        name: torch.cat(parts).cpu().numpy().reshape(rows, suffix) for name, parts in found.items()
+    }
+
+
+def _verdict_rows(
+    setup: ScanSetup, hidden: torch.Tensor, targets: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    logits = final_logits(setup.model, hidden)  # (C, V) float32
+    target_logit = logits.gather(-1, targets[:, None]).squeeze(-1)
+    top2 = torch.topk(logits, 2, dim=-1)
+    first = top2.indices[:, 0] == targets
+    best_other = torch.where(first, top2.values[:, 1], top2.values[:, 0])
+    other_id = torch.where(first, top2.indices[:, 1], top2.indices[:, 0])
+    # torch.argmax picks the lowest id among tied maxima, as HF greedy decoding does.
+    match = logits.argmax(dim=-1) == targets
+    bounds = margin_bounds(
+        setup.model, hidden, target_logit, best_other, targets, other_id, setup.compute_dtype
+    )
+    found = {
+        "argmax_match": match,
+        "margins": (target_logit - best_other).double(),
+        "margin_bounds": bounds.double(),
+    }
+    for scheme in setup.schemes:
+        if scheme.greedy:
+            found[f"scheme:{scheme.name}"] = torch.where(match, 0.0, -math.inf).double()
+        else:
+            found[f"scheme:{scheme.name}"] = scheme_logprobs(logits, targets, scheme, bounds)[0]
+    return found
+
+
+@torch.inference_mode()
+def suffix_columns(setup: ScanSetup, input_ids: torch.Tensor, suffix: int) -> dict[str, np.ndarray]:
+    """Head statistics at the last `suffix` predictions of each row of (B, L) input ids, as
+    (B, suffix) arrays: every column of head_stats.empty_columns."""
+    model, rows = setup.model, input_ids.shape[0]
+    picked, targets = _suffix_hidden(setup, input_ids, suffix)
     n = rows * suffix
     head = HeadInput(
         picked,
@@ -137,7 +199,7 @@ def scan_windows(
     width = len(specials) + prefix + suffix
     rows = window_rows(setup, width, batch_size, max_batch_tokens)
     for chunk, input_ids in window_batches(ids, specials, offsets, prefix, suffix, rows):
-        columns = suffix_columns(setup, input_ids, suffix)
+        columns = verdict_columns(setup, input_ids, suffix)
         matches = columns["argmax_match"]
         near = np.abs(columns["margins"]) <= columns["margin_bounds"]
         series.add(

@@ -64,7 +64,7 @@ def coverage_strip_figure(summary: Mapping[str, Any]) -> go.Figure | None:
             orientation="h",
             hoverinfo="skip",
             showlegend=False,
-        )  # fmt: skip
+        )
     )
     words = "screened, then re-scored exactly" if summary.get("mode") == "screen" else "exact"
     layout(
@@ -116,10 +116,11 @@ def coverage_section(summary: Mapping[str, Any]) -> Section:
         )
     window = summary.get("window") or {}
     if window:
+        counts = f"{summary.get('n_windows', 0):,} windows over {summary.get('n_tokens', 0):,}"
         notes.append(
             f"Windows of {window.get('prefix_tokens')} + {window.get('suffix_tokens')} tokens "
-            f"every {window.get('stride')} tokens, each scored alone: {summary.get('n_windows', 0):,} "
-            f"windows over {summary.get('n_tokens', 0):,} tokens; a window covers its suffix."
+            f"every {window.get('stride')} tokens, each scored alone: {counts} tokens; a window "
+            "covers its suffix."
         )
     if summary.get("not_computed"):
         notes.append(f"{summary['not_computed']}.")
