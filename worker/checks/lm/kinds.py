@@ -333,14 +333,19 @@ EXTRACTION = CheckKind(
 # ---- membership --------------------------------------------------------------------------
 
 
-SCORE_NAMES = ("loss", "zlib", "lowercase", "mink", "minkpp", "ref")
+SCORE_NAMES = ("loss", "zlib", "lowercase", "mink", "minkpp", "ref", "pac", "neighbourhood")
+# Not in the default set: PAC multiplies the teacher-forced tokens by 1 + its augmentations, and
+# the neighbourhood attack needs a `neighbour_model` (naming one asks for it).
+OPT_IN_SCORES = ("pac", "neighbourhood")
 
 
 class MembershipParams(CheckParams):
     scores: list[str] | None = Field(
         None,
         max_length=len(SCORE_NAMES),
-        description="Subset of loss, zlib, lowercase, mink, minkpp, ref; default: all that apply",
+        description="Subset of loss, zlib, lowercase, mink, minkpp, ref, pac, neighbourhood; "
+        "default: all that apply except pac (opt-in: it costs 1 + pac_augmentations passes), "
+        "and neighbourhood only with a neighbour_model",
     )
     k: list[float] = Field(
         default_factory=lambda: [0.2],
@@ -357,6 +362,28 @@ class MembershipParams(CheckParams):
     )
     max_tokens: int | None = MAX_TOKENS_FIELD
     corpus_audit: str | None = CORPUS_AUDIT_FIELD
+    # ---- calibration attacks (pac, neighbourhood): defaults are the authors' -------------
+    pac_augmentations: int = Field(
+        5, ge=1, le=32, description="PAC: random-swap augmentations per record (Ye et al. 2024)"
+    )
+    pac_alpha: float = Field(
+        0.3, gt=0, le=1, description="PAC: fraction of a record's words swapped per augmentation"
+    )
+    pac_local: float = Field(
+        0.3, gt=0, le=1, description="PAC: fraction of lowest token log-probs (local region)"
+    )
+    pac_far: float = Field(
+        0.05, gt=0, le=1, description="PAC: fraction of highest token log-probs (far region)"
+    )
+    neighbour_model: str | None = Field(
+        None,
+        max_length=4096,
+        description="neighbourhood: a masked LM (BERT-style, safetensors) under the model "
+        "roots, as path:<directory>, whose word swaps make each record's neighbours",
+    )
+    neighbours: int = Field(
+        25, ge=1, le=100, description="neighbourhood: neighbours per record (Mattern et al. 2023)"
+    )
 
     @field_validator("scores")
     @classmethod
@@ -374,14 +401,34 @@ class MembershipParams(CheckParams):
         return values
 
     def wanted(self, has_reference: bool) -> set[str]:
-        chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
-        return chosen if self.scores is not None or has_reference else chosen - {"ref"}
+        if self.scores is not None:
+            return set(self.scores)
+        chosen = set(SCORE_NAMES) - set(OPT_IN_SCORES)
+        if self.neighbour_model is not None:
+            chosen.add("neighbourhood")
+        return chosen if has_reference else chosen - {"ref"}
 
 
 def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:
     if params.scores and "ref" in params.scores and not context.has_reference_model:
         raise ValueError("score 'ref' needs a reference_model")
+    validate_neighbour_model(params, context)
     validate_corpus_audit(params.corpus_audit, context)
+
+
+def validate_neighbour_model(params: MembershipParams, context: SubmitContext) -> None:
+    """The neighbourhood score needs a masked LM the team may read: refused at submit."""
+    if params.scores and "neighbourhood" in params.scores and params.neighbour_model is None:
+        raise ValueError("score 'neighbourhood' needs a neighbour_model (a masked LM)")
+    uri = params.neighbour_model
+    if uri is None:
+        return
+    if not uri.startswith("path:"):
+        raise ValueError("neighbour_model must be a path:<directory> under the model roots")
+    if context.resolve_model is not None:
+        kind = context.resolve_model(uri)
+        if kind not in (None, "masked_lm"):
+            raise ValueError(f"neighbour_model is a {kind} model; give a masked LM (*ForMaskedLM)")
 
 
 def _fit_membership(_params: MembershipParams, context: FitContext) -> DataFit:
@@ -394,7 +441,7 @@ def _fit_membership(_params: MembershipParams, context: FitContext) -> DataFit:
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:
     """The scores besides the rank score, in the registry's order, as many as fit."""
     k = f"{params.k[0]:g}"
-    chosen = set(params.scores) if params.scores is not None else set(SCORE_NAMES)
+    chosen = params.wanted(True)
     keys = [
         key
         for key, name in [
@@ -404,6 +451,8 @@ def _membership_columns(params: MembershipParams) -> list[TableColumn]:
             ("lowercase", "lowercase"),
             ("ref", "ref"),
             (f"minkpp_{k}", "minkpp"),
+            ("pac", "pac"),
+            ("neighbourhood", "neighbourhood"),
         ]
         if name in chosen
     ]
@@ -455,6 +504,21 @@ MEMBERSHIP = CheckKind(
             True,
             "nats",
             "ll_target - ll_reference (per token, or per byte when tokenizations differ).",
+        ),
+        Metric(
+            "pac",
+            True,
+            "nats",
+            "Polarised augment calibration: mean polarised distance of the record's random-swap "
+            "augmentations minus the record's own (the authors' PAC negated, as they rank it).",
+            "Ye et al., ACL 2024",
+        ),
+        Metric(
+            "neighbourhood",
+            True,
+            "nats/token",
+            "Mean loss of the record's masked-LM word-swap neighbours minus the record's loss.",
+            "Mattern et al., Findings of ACL 2023",
         ),
         CORPUS_COUNT_METRIC,
     ),

@@ -10,15 +10,16 @@ from __future__ import annotations
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, SubmitContext
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.recheck import computes_below_float32, float32_compute
-from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
+from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, PacPlan, merge_plans
 from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
+from worker.engine.attacks_pac import augmentations
 from worker.engine.batching import plan_batches
 from worker.engine.extraction import window_fragile, window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
@@ -91,6 +92,8 @@ def plan_record(
             record.windows.append(window)
     if plan.text:
         record.requests["text"] = ScoringRequest(full, truncated, text_positions, plan.moments)
+    if plan.pac is not None:
+        record.requests.update(pac_requests(text, plan.pac, target, max_tokens))
     if plan.lower:
         lower, lower_truncated = truncate(specials + target.encode(text.lower()), max_tokens)
         record.requests["lower"] = ScoringRequest(lower, lower_truncated)
@@ -101,6 +104,17 @@ def plan_record(
         record.reference = ScoringRequest(ref_ids, ref_truncated)
         record.same_ref_tokens = ref_ids == full
     return record
+
+
+def pac_requests(
+    text: str, pac: PacPlan, target: LoadedModel, max_tokens: int
+) -> dict[str, ScoringRequest]:
+    """PAC's augmentations of the record, each a teacher-forced sequence `pac:<i>`."""
+    found = {}
+    for i, augmented in enumerate(augmentations(text, pac.seed, pac.alpha, pac.n)):
+        ids, truncated = truncate(target.special_prefix + target.encode(augmented), max_tokens)
+        found[f"pac:{i}"] = ScoringRequest(ids, truncated)
+    return found
 
 
 def window_request(
@@ -226,12 +240,15 @@ class KindWork:
     max_tokens: int
     batch_size: int
     dataset: Path | None  # the whole dataset's file, for work that reads beyond the batch
+    access: Any = None  # the audit's grants (worker.access.Access), for a further model it names
 
 
 # Kind name -> "module:function" taking (KindWork, params) and returning one result per record,
 # found in each record's `LMSample.extras[kind]`. Kinds whose values come from the shared
 # passes alone are not listed.
-KIND_WORK: dict[str, Lazy] = {}
+KIND_WORK: dict[str, Lazy] = {
+    "membership": Lazy("worker.checks.lm.calibration_work:membership_work"),
+}
 
 
 def compute_batch(
@@ -244,6 +261,7 @@ def compute_batch(
     batch_size: int,
     links: dict[str, CorpusLink] | None = None,
     dataset: Path | None = None,
+    access: Any = None,
 ) -> tuple[list[list[dict]], int]:
     """Per check, the per-sample values of one batch of records; and the tokens scored.
     A check that names a corpus audit gets its records' corpus counts from that link."""
@@ -254,7 +272,7 @@ def compute_batch(
         lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s, target)
         for r, p, s in zip(batch, plans, passes, strict=True)
     ]
-    work = KindWork(batch, plans, target, reference, max_tokens, batch_size, dataset)
+    work = KindWork(batch, plans, target, reference, max_tokens, batch_size, dataset, access)
     for kind, params in checks:
         if kind.name in KIND_WORK:
             results = KIND_WORK[kind.name](work, params)
@@ -314,6 +332,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
             shard.batch_size,
             links,
             shard.dataset,
+            shard.access,
         )
 
     order = plan_batches([len(item.text) for item in texts], shard.batch_size)

@@ -52,6 +52,16 @@ class LMPlan:
     schemes: tuple[Scheme, ...] = ()
     extraction: Any = None  # ExtractionParams when windows are needed
     max_tokens: int | None = None
+    pac: PacPlan | None = None  # PAC's augmentations, scored as "pac:<i>"
+
+
+@dataclass(frozen=True)
+class PacPlan:
+    """PAC's random-swap augmentations of each record (worker/engine/attacks_pac.py)."""
+
+    n: int
+    alpha: float
+    seed: int
 
 
 def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
@@ -62,6 +72,7 @@ def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
             schemes.setdefault(scheme.name, scheme)
     limits = [plan.max_tokens for plan in plans if plan.max_tokens]
     extraction = [plan.extraction for plan in plans if plan.extraction is not None]
+    pac = [plan.pac for plan in plans if plan.pac is not None]
     return LMPlan(
         text=any(plan.text for plan in plans),
         moments=any(plan.moments for plan in plans),
@@ -70,4 +81,5 @@ def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
         schemes=tuple(schemes.values()),
         extraction=extraction[0] if extraction else None,
         max_tokens=min(limits) if limits else None,
+        pac=pac[0] if pac else None,
     )
