@@ -28,6 +28,8 @@ SCORE_COLORS = {
     "mink": "#059669",
     "minkpp": "#d97706",
     "ref": "#475569",
+    "pac": "#0891b2",
+    "neighbourhood": "#65a30d",
 }
 # What each membership score's axis shows: every score is oriented higher = more member-like,
 # so the `loss` score is the log-likelihood, the negated loss, and is labelled as such.
@@ -38,6 +40,8 @@ SCORE_AXES = {
     "mink": "mean of the lowest-k% token log-probs, nats",
     "minkpp": "Min-K%++, standard units",
     "ref": "ll(target) − ll(reference), nats",
+    "pac": "PD(augmented) − PD(text), nats (PAC negated)",
+    "neighbourhood": "mean neighbour loss − loss, nats/token",
 }
 COMPARE_DASH = ("solid", "dash")
 FPR_MARKS = (0.001, 0.01)
