@@ -35,7 +35,7 @@ PICKLE_SETTING = "MEMAUDIT_ALLOW_PICKLE_WEIGHTS"
 class ModelSpec:
     uri: str
     path: Path
-    kind: str  # causal_lm | classifier | encoder | diffusion | chat_endpoint
+    kind: str  # causal_lm | classifier | encoder | masked_lm | diffusion | chat_endpoint
     gguf_file: str | None = None  # a quantized checkpoint, dequantized on load
     pickled: bool = False  # weights in .bin/.pt files, read with torch.load(weights_only=True)
     tokenizer_path: Path | None = None  # when the tokenizer lives apart (MLflow's layout)
@@ -76,6 +76,8 @@ class ModelSpec:
 
 
 CLASSIFIER_SUFFIXES = ("ForSequenceClassification", "ForImageClassification")
+# A masked LM (BERT-style): the neighbourhood attack's word swaps, never an audited model.
+MASKED_LM_SUFFIXES = ("ForMaskedLM",)
 TORCHSCRIPT_KEY = "memaudit_torchscript"
 TORCHSCRIPT_FILE = "model.torchscript"
 TORCHSCRIPT_SETTING = "MEMAUDIT_ALLOW_TORCHSCRIPT"
@@ -87,6 +89,8 @@ def _model_kind(config: dict[str, Any]) -> str:
         return "causal_lm"
     if any(name.endswith(CLASSIFIER_SUFFIXES) for name in architectures):
         return "classifier"
+    if any(name.endswith(MASKED_LM_SUFFIXES) for name in architectures):
+        return "masked_lm"
     # A bare encoder (BertModel, RobertaModel, ...): hidden states only, for `diversity`.
     if architectures and all(name.endswith("Model") for name in architectures):
         return "encoder"

@@ -17,11 +17,13 @@ from worker.checks.lm.kinds import (
     MembershipParams,
     window_words,
 )
-from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample
+from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, PacPlan
 from worker.engine import extraction, loss
+from worker.engine.attacks_pac import pac_score
 from worker.engine.distributions import shared_histogram
 from worker.engine.extraction import document_values, suffix_detail, window_values
 from worker.engine.membership import membership_report, roc_curve, sample_scores
+from worker.engine.neighbourhood import neighbourhood_score
 
 
 def _with_labels(sample: LMSample, values: dict[str, Any]) -> dict[str, Any]:
@@ -183,6 +185,9 @@ def plan_membership(params: MembershipParams, context: SubmitContext) -> LMPlan:
         lower="lowercase" in wanted,
         reference="ref" in wanted,
         max_tokens=params.max_tokens,
+        pac=PacPlan(params.pac_augmentations, params.pac_alpha, params.seed)
+        if "pac" in wanted
+        else None,
     )
 
 
@@ -206,8 +211,27 @@ def compute_membership(
         )
         if not values.get("skipped"):
             values.update(held_out_scores(s.passes["text"], work, params))
+            values.update(_calibration_scores(s, params))
         rows.append(_with_labels(s, values))
     return rows
+
+
+def _calibration_scores(sample: LMSample, params: MembershipParams) -> dict[str, Any]:
+    """PAC from its augmentations' passes; the neighbourhood score from the neighbours' losses
+    the membership work found (calibration_work.py)."""
+    found: dict[str, Any] = {}
+    text = sample.passes["text"]
+    augmented = [sample.passes[k] for k in sample.passes if k.startswith("pac:")]
+    if augmented:
+        found["pac"] = pac_score(
+            text.logprobs, [a.logprobs for a in augmented], params.pac_local, params.pac_far
+        )
+    work = sample.extras.get("membership") or {}
+    if "neighbour_losses" in work:
+        record_loss = None if text.mean_logprob is None else -text.mean_logprob
+        found["neighbourhood"] = neighbourhood_score(record_loss, work["neighbour_losses"])
+        found["n_neighbours"] = len(work["neighbour_losses"])
+    return found
 
 
 def _score_keys(params: MembershipParams, values: Sequence[dict[str, Any]]) -> list[str]:
@@ -220,6 +244,8 @@ def _score_keys(params: MembershipParams, values: Sequence[dict[str, Any]]) -> l
         *[f"minkpp_{k:g}" for k in params.k],
         "ref",
         *HOLDOUT_SCORES,
+        "pac",
+        "neighbourhood",
     ]
     return [key for key in keys if key in present]
 

@@ -28,9 +28,11 @@ SCORE_COLORS = {
     "mink": "#059669",
     "minkpp": "#d97706",
     "ref": "#475569",
-    "recall": "#0891b2",
-    "con_recall": "#65a30d",
+    "recall": "#0e7490",
+    "con_recall": "#4d7c0f",
     "dc_pdd": "#b91c1c",
+    "pac": "#0891b2",
+    "neighbourhood": "#65a30d",
 }
 # What each membership score's axis shows: every score is oriented higher = more member-like,
 # so the `loss` score is the log-likelihood, the negated loss, and is labelled as such.
@@ -44,6 +46,8 @@ SCORE_AXES = {
     "recall": "ReCaLL: ll(x | non-member prefix) / ll(x)",
     "con_recall": "Con-ReCall: (ll(x | P_non) − γ·ll(x | P_mem)) / ll(x)",
     "dc_pdd": "DC-PDD: mean capped p·log(1/f) over first occurrences, nats",
+    "pac": "PD(augmented) − PD(text), nats (PAC negated)",
+    "neighbourhood": "mean neighbour loss − loss, nats/token",
 }
 COMPARE_DASH = ("solid", "dash")
 FPR_MARKS = (0.001, 0.01)

@@ -343,9 +343,14 @@ SCORE_NAMES = (
     "recall",
     "con_recall",
     "dc_pdd",
+    "pac",
+    "neighbourhood",
 )
 # Scores that learn from held-out records (worker/checks/lm/holdout.py): prefixes, frequencies.
 HOLDOUT_SCORES = ("recall", "con_recall", "dc_pdd")
+# Not in the default set: PAC multiplies the teacher-forced tokens by 1 + its augmentations, and
+# the neighbourhood attack needs a `neighbour_model` (naming one asks for it).
+OPT_IN_SCORES = ("pac", "neighbourhood")
 
 
 class MembershipParams(CheckParams):
@@ -353,8 +358,10 @@ class MembershipParams(CheckParams):
         None,
         max_length=len(SCORE_NAMES),
         description="Subset of loss, zlib, lowercase, mink, minkpp, ref, recall, con_recall, "
-        "dc_pdd; default: all that apply (recall, con_recall and dc_pdd when the dataset has "
-        "enough labelled records to hold out their prefixes: `shots` members and non-members)",
+        "dc_pdd, pac, neighbourhood; default: all that apply except pac (opt-in: it costs "
+        "1 + pac_augmentations passes) and neighbourhood (only with a neighbour_model); "
+        "recall, con_recall and dc_pdd when the dataset has enough labelled records to hold "
+        "out their prefixes: `shots` members and non-members",
     )
     # ---- held-out records (recall, con_recall, dc_pdd) ----
     shots: int = Field(
@@ -403,6 +410,28 @@ class MembershipParams(CheckParams):
     )
     max_tokens: int | None = MAX_TOKENS_FIELD
     corpus_audit: str | None = CORPUS_AUDIT_FIELD
+    # ---- calibration attacks (pac, neighbourhood): defaults are the authors' -------------
+    pac_augmentations: int = Field(
+        5, ge=1, le=32, description="PAC: random-swap augmentations per record (Ye et al. 2024)"
+    )
+    pac_alpha: float = Field(
+        0.3, gt=0, le=1, description="PAC: fraction of a record's words swapped per augmentation"
+    )
+    pac_local: float = Field(
+        0.3, gt=0, le=1, description="PAC: fraction of lowest token log-probs (local region)"
+    )
+    pac_far: float = Field(
+        0.05, gt=0, le=1, description="PAC: fraction of highest token log-probs (far region)"
+    )
+    neighbour_model: str | None = Field(
+        None,
+        max_length=4096,
+        description="neighbourhood: a masked LM (BERT-style, safetensors) under the model "
+        "roots, as path:<directory>, whose word swaps make each record's neighbours",
+    )
+    neighbours: int = Field(
+        25, ge=1, le=100, description="neighbourhood: neighbours per record (Mattern et al. 2023)"
+    )
 
     @field_validator("scores")
     @classmethod
@@ -420,10 +449,17 @@ class MembershipParams(CheckParams):
         return values
 
     def wanted(self, has_reference: bool) -> set[str]:
-        chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
+        if self.scores is not None:
+            chosen = set(self.scores)
+        else:
+            chosen = set(SCORE_NAMES) - set(OPT_IN_SCORES)
+            if self.neighbour_model is not None:
+                chosen.add("neighbourhood")
+            if not has_reference:
+                chosen.discard("ref")
         if chosen & set(HOLDOUT_SCORES):
             chosen.add("loss")  # its AUROC on the same scored records, for comparison
-        return chosen if self.scores is not None or has_reference else chosen - {"ref"}
+        return chosen
 
     def prefix_scores(self) -> set[str]:
         """The chosen scores that need held-out records."""
@@ -434,7 +470,23 @@ class MembershipParams(CheckParams):
 def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:
     if params.scores and "ref" in params.scores and not context.has_reference_model:
         raise ValueError("score 'ref' needs a reference_model")
+    validate_neighbour_model(params, context)
     validate_corpus_audit(params.corpus_audit, context)
+
+
+def validate_neighbour_model(params: MembershipParams, context: SubmitContext) -> None:
+    """The neighbourhood score needs a masked LM the team may read: refused at submit."""
+    if params.scores and "neighbourhood" in params.scores and params.neighbour_model is None:
+        raise ValueError("score 'neighbourhood' needs a neighbour_model (a masked LM)")
+    uri = params.neighbour_model
+    if uri is None:
+        return
+    if not uri.startswith("path:"):
+        raise ValueError("neighbour_model must be a path:<directory> under the model roots")
+    if context.resolve_model is not None:
+        kind = context.resolve_model(uri)
+        if kind not in (None, "masked_lm"):
+            raise ValueError(f"neighbour_model is a {kind} model; give a masked LM (*ForMaskedLM)")
 
 
 def _fit_membership(params: MembershipParams, context: FitContext) -> DataFit:
@@ -473,7 +525,7 @@ def _holdout_shortfall(params: MembershipParams, profile: DatasetProfile) -> str
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:
     """The scores besides the rank score, in the registry's order, as many as fit."""
     k = f"{params.k[0]:g}"
-    chosen = set(params.scores) if params.scores is not None else set(SCORE_NAMES)
+    chosen = params.wanted(True)
     keys = [
         key
         for key, name in [
@@ -486,6 +538,8 @@ def _membership_columns(params: MembershipParams) -> list[TableColumn]:
             ("recall", "recall"),
             ("con_recall", "con_recall"),
             ("dc_pdd", "dc_pdd"),
+            ("pac", "pac"),
+            ("neighbourhood", "neighbourhood"),
         ]
         if name in chosen
     ]
@@ -569,6 +623,21 @@ MEMBERSHIP = CheckKind(
             "role",
             "The record was held out (`prefix`: a prefix shot; `frequency`: frequencies only) "
             "and scored by no score.",
+        ),
+        Metric(
+            "pac",
+            True,
+            "nats",
+            "Polarised augment calibration: mean polarised distance of the record's random-swap "
+            "augmentations minus the record's own (the authors' PAC negated, as they rank it).",
+            "Ye et al., ACL 2024",
+        ),
+        Metric(
+            "neighbourhood",
+            True,
+            "nats/token",
+            "Mean loss of the record's masked-LM word-swap neighbours minus the record's loss.",
+            "Mattern et al., Findings of ACL 2023",
         ),
         CORPUS_COUNT_METRIC,
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,8 +19,9 @@ from core.inspection.adapters import ADAPTER_FORMAT
 from worker.access import PermanentError
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.recheck import computes_below_float32, float32_compute
-from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, merge_plans
+from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, PacPlan, merge_plans
 from worker.checks.shard_pass import ShardInput, ShardPass, loaded_info
+from worker.engine.attacks_pac import augmentations
 from worker.engine.batching import plan_batches
 from worker.engine.extraction import window_fragile, window_offsets
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
@@ -93,6 +94,8 @@ def plan_record(
             record.windows.append(window)
     if plan.text:
         record.requests["text"] = ScoringRequest(full, truncated, text_positions, plan.moments)
+    if plan.pac is not None:
+        record.requests.update(pac_requests(text, plan.pac, target, max_tokens))
     if plan.lower:
         lower, lower_truncated = truncate(specials + target.encode(text.lower()), max_tokens)
         record.requests["lower"] = ScoringRequest(lower, lower_truncated)
@@ -103,6 +106,17 @@ def plan_record(
         record.reference = ScoringRequest(ref_ids, ref_truncated)
         record.same_ref_tokens = ref_ids == full
     return record
+
+
+def pac_requests(
+    text: str, pac: PacPlan, target: LoadedModel, max_tokens: int
+) -> dict[str, ScoringRequest]:
+    """PAC's augmentations of the record, each a teacher-forced sequence `pac:<i>`."""
+    found = {}
+    for i, augmented in enumerate(augmentations(text, pac.seed, pac.alpha, pac.n)):
+        ids, truncated = truncate(target.special_prefix + target.encode(augmented), max_tokens)
+        found[f"pac:{i}"] = ScoringRequest(ids, truncated)
+    return found
 
 
 def window_request(
@@ -228,6 +242,7 @@ class KindWork:
     max_tokens: int
     batch_size: int
     dataset: Path | None  # the whole dataset's file, for work that reads beyond the batch
+    access: Any = None  # the audit's grants (worker.access.Access), for a further model it names
 
 
 # Kind name -> "module:function" taking (KindWork, params) and returning one result per record,
@@ -237,7 +252,7 @@ KIND_WORK: dict[str, Lazy] = {
     "coverage": Lazy("worker.checks.lm.coverage:coverage_work"),
     "approximate": Lazy("worker.checks.lm.approximate_compute:generate_approximate"),
     "finetune": Lazy("worker.checks.lm.finetune_work:finetune_work"),
-    "membership": Lazy("worker.checks.lm.prefix_work:membership_work"),
+    "membership": Lazy("worker.checks.lm.membership_work:membership_work"),
 }
 
 
@@ -251,6 +266,7 @@ def compute_batch(
     batch_size: int,
     links: dict[str, CorpusLink] | None = None,
     dataset: Path | None = None,
+    access: Any = None,
 ) -> tuple[list[list[dict]], int]:
     """Per check, the per-sample values of one batch of records; and the tokens scored.
     A check that names a corpus audit gets its records' corpus counts from that link."""
@@ -261,7 +277,7 @@ def compute_batch(
         lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s, target)
         for r, p, s in zip(batch, plans, passes, strict=True)
     ]
-    work = KindWork(batch, plans, target, reference, max_tokens, batch_size, dataset)
+    work = KindWork(batch, plans, target, reference, max_tokens, batch_size, dataset, access)
     for kind, params in checks:
         if kind.name in KIND_WORK:
             results = KIND_WORK[kind.name](work, params)
@@ -334,6 +350,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
             shard.batch_size,
             links,
             shard.dataset,
+            shard.access,
         )
 
     order = plan_batches([len(item.text) for item in texts], shard.batch_size)

@@ -55,6 +55,16 @@ class LMPlan:
     # Load the reference model for a kind's own work (KIND_WORK) without the shared
     # reference pass over every text (finetune: the base).
     load_reference: bool = False
+    pac: PacPlan | None = None  # PAC's augmentations, scored as "pac:<i>"
+
+
+@dataclass(frozen=True)
+class PacPlan:
+    """PAC's random-swap augmentations of each record (worker/engine/attacks_pac.py)."""
+
+    n: int
+    alpha: float
+    seed: int
 
 
 def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
@@ -65,6 +75,7 @@ def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
             schemes.setdefault(scheme.name, scheme)
     limits = [plan.max_tokens for plan in plans if plan.max_tokens]
     extraction = [plan.extraction for plan in plans if plan.extraction is not None]
+    pac = [plan.pac for plan in plans if plan.pac is not None]
     return LMPlan(
         text=any(plan.text for plan in plans),
         moments=any(plan.moments for plan in plans),
@@ -74,4 +85,5 @@ def merge_plans(plans: Sequence[LMPlan]) -> LMPlan:
         extraction=extraction[0] if extraction else None,
         max_tokens=min(limits) if limits else None,
         load_reference=any(plan.load_reference for plan in plans),
+        pac=pac[0] if pac else None,
     )

@@ -1,0 +1,19 @@
+"""The membership check's own model work over a batch: the held-out records' prefix passes
+(ReCaLL, Con-ReCall, DC-PDD: prefix_work.py) and the neighbours' losses (calibration_work.py),
+joined into one result per record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.checks.lm import calibration_work, prefix_work
+from worker.checks.lm.kinds import MembershipParams
+from worker.checks.lm.passes import KindWork
+
+
+def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
+    """Per record: what prefix_work found (its held-out role, or its prefix passes) and, when the
+    neighbourhood score is wanted, its neighbours' losses."""
+    prefixes = prefix_work.membership_work(work, params)
+    neighbours = calibration_work.membership_work(work, params)
+    return [{**found, **(extra or {})} for found, extra in zip(prefixes, neighbours, strict=True)]
