@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -226,6 +226,7 @@ class KindWork:
     max_tokens: int
     batch_size: int
     dataset: Path | None  # the whole dataset's file, for work that reads beyond the batch
+    access: Any = None  # worker.access.Access (or a local stand-in): files named in params
 
 
 # Kind name -> "module:function" taking (KindWork, params) and returning one result per record,
@@ -246,6 +247,7 @@ def compute_batch(
     batch_size: int,
     links: dict[str, CorpusLink] | None = None,
     dataset: Path | None = None,
+    access: Any = None,
 ) -> tuple[list[list[dict]], int]:
     """Per check, the per-sample values of one batch of records; and the tokens scored.
     A check that names a corpus audit gets its records' corpus counts from that link."""
@@ -256,7 +258,7 @@ def compute_batch(
         lm_sample(r.sample_id, r.text, r.member, r.duplicates, p, s, target)
         for r, p, s in zip(batch, plans, passes, strict=True)
     ]
-    work = KindWork(batch, plans, target, reference, max_tokens, batch_size, dataset)
+    work = KindWork(batch, plans, target, reference, max_tokens, batch_size, dataset, access)
     for kind, params in checks:
         if kind.name in KIND_WORK:
             results = KIND_WORK[kind.name](work, params)
@@ -316,6 +318,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
             shard.batch_size,
             links,
             shard.dataset,
+            shard.access,
         )
 
     order = plan_batches([len(item.text) for item in texts], shard.batch_size)
