@@ -61,6 +61,7 @@ def holdout_summary(
         "prefix_tokens": params.prefix_tokens,
         "holdout_share": params.holdout_share,
         "seed": params.seed,
+        "source": params.reference_corpus or "held-out records of the dataset",
     }
     if errors:
         entry["not_computed"] = errors[0]

@@ -30,9 +30,13 @@ class HeldOut:
     nonmembers: tuple[str, ...]
     texts: dict[str, str]  # sample id -> text, for every held-out record
     shots: int
+    # From a reference corpus the user gave: no record of the audited dataset is held out.
+    external: bool = False
 
     def role(self, sample_id: str) -> str | None:
-        """ "prefix" (a prefix shot), "frequency" (frequencies only), or None (scored)."""
+        """The record's use: `prefix` (a shot), `frequency` (frequencies only), None (scored)."""
+        if self.external:
+            return None
         for ids in (self.members, self.nonmembers):
             if sample_id in ids:
                 return "prefix" if ids.index(sample_id) < self.shots else "frequency"
@@ -78,3 +82,39 @@ def _select(path: Path, _mtime_ns: int, _size: int, share: float, shots: int, se
     wanted = set(chosen[True]) | set(chosen[False])
     texts = {r.sample_id: read_record(r)[0] for r in iter_records(path) if r.sample_id in wanted}
     return HeldOut(chosen[True], chosen[False], texts, shots)
+
+
+def select_reference(path: Path, shots: int, seed: int, members_needed: bool) -> HeldOut:
+    """Prefixes and frequencies from a reference corpus: its `member: true` records give the
+    member prefix (Con-ReCall), the others (false or unlabelled) the non-member prefix; every
+    record counts towards the frequencies (cached per file version)."""
+    stat = path.stat()
+    return _reference(path, stat.st_mtime_ns, stat.st_size, shots, seed, members_needed)
+
+
+@lru_cache(maxsize=4)
+def _reference(
+    path: Path, _mtime_ns: int, _size: int, shots: int, seed: int, members_needed: bool
+) -> HeldOut:
+    texts: dict[str, str] = {}
+    by_label: dict[bool, list[str]] = {True: [], False: []}
+    for record in iter_records(path):
+        text, member, _ = read_record(record)
+        key = f"{record.index}"  # the corpus's positions: its ids may repeat the dataset's
+        texts[key] = text
+        by_label[member is True].append(key)
+    needs = {False: "non-member (false or unlabelled)"}
+    if members_needed:
+        needs[True] = "`member: true`"
+    rng = np.random.default_rng(seed)
+    chosen: dict[bool, tuple[str, ...]] = {True: (), False: ()}
+    for label, words in needs.items():
+        ids = by_label[label]
+        if len(ids) < shots:
+            raise HoldoutError(
+                f"the reference corpus has {len(ids)} {words} records, fewer than shots={shots}: "
+                "add records to it, lower shots"
+                + (", or drop con_recall from scores" if label else "")
+            )
+        chosen[label] = tuple(ids[i] for i in rng.permutation(len(ids))[:shots])
+    return HeldOut(chosen[True], chosen[False], texts, shots, external=True)

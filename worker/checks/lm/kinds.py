@@ -385,6 +385,14 @@ class MembershipParams(CheckParams):
         "token frequencies count every held-out record. Held-out records are scored by no "
         "score, loss included, and named in the summary",
     )
+    reference_corpus: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="dataset:<id> or path:<file> with a `text` field: prefixes (its `member: "
+        "true` records for Con-ReCall's member prefix, the others for the non-member prefix) "
+        "and DC-PDD's frequencies (every record) come from it, and no audited record is held out",
+    )
     con_recall_gamma: float = Field(
         1.0,
         ge=0,
@@ -472,6 +480,13 @@ def _validate_membership(params: MembershipParams, context: SubmitContext) -> No
         raise ValueError("score 'ref' needs a reference_model")
     validate_neighbour_model(params, context)
     validate_corpus_audit(params.corpus_audit, context)
+    if params.reference_corpus is not None and context.resolve_dataset is not None:
+        corpus = context.resolve_dataset(params.reference_corpus)  # roots, the team's uploads
+        fields = getattr(corpus, "fields", None)
+        if fields is not None and "text" not in fields:
+            raise ValueError(
+                f"reference_corpus {params.reference_corpus} has no `text` field; it has {fields}"
+            )
 
 
 def validate_neighbour_model(params: MembershipParams, context: SubmitContext) -> None:
@@ -506,7 +521,7 @@ def _fit_membership(params: MembershipParams, context: FitContext) -> DataFit:
 
 def _holdout_shortfall(params: MembershipParams, profile: DatasetProfile) -> str | None:
     """Why the held-out scores cannot run on these records, where a complete pass shows it."""
-    if not params.prefix_scores() or not profile.complete:
+    if not params.prefix_scores() or not profile.complete or params.reference_corpus:
         return None
     from worker.checks.lm.holdout import holdout_size
 

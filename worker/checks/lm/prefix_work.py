@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.checks.lm.holdout import HeldOut, HoldoutError, select_holdout
+from worker.checks.lm.holdout import HeldOut, HoldoutError, select_holdout, select_reference
 from worker.checks.lm.kinds import MembershipParams
 from worker.checks.lm.passes import KindWork
 from worker.engine.prefix_attacks import smoothed_log_frequencies, token_counts
@@ -64,11 +64,15 @@ def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, 
     wanted = params.prefix_scores()
     if not wanted:
         return [{} for _ in work.records]
-    if work.dataset is None:
+    if params.reference_corpus is None and work.dataset is None:
         error = "no dataset file to hold records out of (a local audit of texts)"
         return [{"holdout_error": error} for _ in work.records]
     try:
-        held = select_holdout(work.dataset, params.holdout_share, params.shots, params.seed)
+        if params.reference_corpus is not None:
+            corpus = work.access.open_dataset(params.reference_corpus)
+            held = select_reference(corpus, params.shots, params.seed, "con_recall" in wanted)
+        else:
+            held = select_holdout(work.dataset, params.holdout_share, params.shots, params.seed)
     except HoldoutError as exc:
         return [{"holdout_error": str(exc)} for _ in work.records]
     results: list[dict[str, Any]] = [{} for _ in work.records]

@@ -194,6 +194,11 @@ def holdout_notes(holdout: Mapping[str, Any]) -> list[str]:
     scores = ", ".join(holdout.get("scores") or ())
     if holdout.get("not_computed"):
         return [f"{scores} were not computed: {holdout['not_computed']}."]
+    source = holdout.get("source") or ""
+    if source.startswith(("path:", "dataset:")):
+        return [
+            f"{scores} learnt from the reference corpus {source}; no audited record was held out."
+        ]
     prefix, frequency = holdout.get("prefix") or {}, holdout.get("frequency_only") or {}
 
     def named(group: Mapping[str, Any]) -> str:

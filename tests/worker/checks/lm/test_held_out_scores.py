@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from core.check_kinds import FitContext
+from core.check_kinds import FitContext, SubmitContext
 from core.dataset_profile import DatasetProfile
-from tests.conftest import write_jsonl
+from tests.conftest import filler_records, write_jsonl
 from worker.checks.lm.figures import roc_figure, score_distribution_figure
 from worker.checks.lm.holdout import HoldoutError, select_holdout
 from worker.checks.lm.kinds import MEMBERSHIP, MembershipParams
@@ -98,3 +98,38 @@ def test_policy_fit_refuses_named_scores_it_cannot_hold_out() -> None:
     assert not MEMBERSHIP.fit(MembershipParams(scores=["loss"]), FitContext(profile)).warnings
     enough = DatasetProfile(n_records=8, n_parsed=8, members={"true": 4, "false": 4, "absent": 0})
     assert not MEMBERSHIP.fit(MembershipParams(scores=["recall"]), FitContext(enough)).refusals
+
+
+def test_a_reference_corpus_holds_no_audited_record_out(tiny_lm, tmp_path) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    fresh = [{"text": r["text"]} for r in filler_records(5, seed=9)]  # unlabelled: non-members
+    corpus = write_jsonl(tmp_path / "reference.jsonl", fresh)
+    params = {"bootstrap": 0, "reference_corpus": f"path:{corpus}", "shots": 2}
+    named = [{"kind": "membership", "params": {**params, "scores": ["recall", "con_recall"]}}]
+    summary = audit_records(lm, tiny_lm.dataset_path, named)["membership"]["summary"]
+    assert (
+        "0 `member: true` records, fewer than shots=2"
+        in summary["scores"]["con_recall"]["not_computed"]
+    )
+    checks = [{"kind": "membership", "params": {**params, "scores": ["recall", "dc_pdd"]}}]
+    result = audit_records(lm, tiny_lm.dataset_path, checks)["membership"]
+    samples, holdout = result["samples"], result["summary"]["holdout"]
+    assert not any(s.get("held_out") for s in samples)
+    assert all(isinstance(s["recall"], float) and isinstance(s["dc_pdd"], float) for s in samples)
+    assert holdout["source"] == f"path:{corpus}" and holdout["n_scored"] == 48
+    assert result["summary"]["scores"]["recall"]["n_members"] == 24
+    assert "reference corpus" in holdout_notes(holdout)[0]
+
+
+def test_the_reference_corpus_is_checked_at_submit() -> None:
+    class Found:
+        fields = ["body"]
+
+    def refuse(uri: str) -> object:
+        raise ValueError(f"{uri} is outside the data roots")
+
+    params = MembershipParams(reference_corpus="path:/elsewhere/corpus.jsonl")
+    with pytest.raises(ValueError, match="outside the data roots"):
+        MEMBERSHIP.validate(params, SubmitContext(False, resolve_dataset=refuse))
+    with pytest.raises(ValueError, match="no `text` field"):
+        MEMBERSHIP.validate(params, SubmitContext(False, resolve_dataset=lambda _u: Found()))
