@@ -30,11 +30,14 @@ def row_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def _forward_names(model: Any) -> tuple[bool, str]:
-    """Whether the model's forward takes position ids, and what it calls its KV cache
-    (`cache` from transformers 5, `past_key_values` before)."""
+def _forward_names(model: Any) -> tuple[bool, str, dict[str, int]]:
+    """Whether the model's forward takes position ids, what it calls its KV cache (`cache` from
+    transformers 5, `past_key_values` before), and how to ask for the last position's logits
+    only (the prompt's other (B, W, V) logits would be memory spent for nothing)."""
     params = inspect.signature(model.forward).parameters
-    return "position_ids" in params, "cache" if "cache" in params else "past_key_values"
+    last_only = {name: 1 for name in ("logits_to_keep", "num_logits_to_keep") if name in params}
+    cache = "cache" if "cache" in params else "past_key_values"
+    return "position_ids" in params, cache, dict(list(last_only.items())[:1])
 
 
 def _next_tokens(
@@ -70,10 +73,10 @@ def _generate_chunk(
             generator = torch.Generator(device="cpu")
             generator.manual_seed(seed)
         generators.append(generator)
-    with_positions, cache_name = _forward_names(model)
+    with_positions, cache_name, last_only = _forward_names(model)
     positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)  # (B, W)
     extra = {"position_ids": positions} if with_positions else {}
-    out = model(input_ids=ids, attention_mask=mask, use_cache=True, **extra)
+    out = model(input_ids=ids, attention_mask=mask, use_cache=True, **extra, **last_only)
     produced: list[torch.Tensor] = []
     for step in range(new_tokens):
         token = _next_tokens(out.logits[:, -1, :], scheme, generators)  # (B,)
