@@ -75,7 +75,7 @@ def plan_finetune(params: FinetuneParams, _context: SubmitContext) -> LMPlan:
 def compute_finetune(samples: Sequence[LMSample], _params: FinetuneParams) -> list[dict[str, Any]]:
     rows = []
     for sample in samples:
-        values = dict(sample.extras["finetune"])
+        values = {"id": sample.sample_id, **sample.extras["finetune"]}
         if sample.member is not None:
             values["member"] = sample.member
         if sample.duplicates is not None:
