@@ -57,10 +57,9 @@ def test_unknown_check_kind(stack, body) -> None:
     body["checks"] = [{"kind": "telepathy", "params": {}}]
     error = _bad(stack, 422, "unknown_check_kind", headers=stack.headers, json=body)
     assert error["message"].endswith(
-        "available: approximate, capacity, cfg_basin, cfg_mitigation, contamination, diversity, "
-        "duplication, "
-        "extraction, kk_memorization, lid, loss, membership, near_duplicates, pii, proxies, "
-        "retention, unlearning, wilt"
+        "available: approximate, capacity, cfg_basin, cfg_mitigation, contamination, coverage, "
+        "diversity, duplication, extraction, finetune, kk_memorization, lid, loss, membership, "
+        "near_duplicates, pii, proxies, retention, unlearning, wilt"
     )
 
 
