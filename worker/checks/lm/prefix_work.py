@@ -62,8 +62,11 @@ def prefix_budget(target: LoadedModel, prefix_tokens: int) -> int:
     """The shots' tokens a prefix may hold: `prefix_tokens`, cut so the prefix (special tokens
     included) takes at most half the model's context and the text keeps the rest (the authors'
     process_prefix likewise drops shots until the prefix fits beside the text); 0 when the
-    context leaves no room for any."""
-    return max(0, min(prefix_tokens, target.max_tokens // 2 - len(target.special_prefix)))
+    context leaves no room for a shot and two text tokens."""
+    specials = len(target.special_prefix)
+    budget = max(0, min(prefix_tokens, target.max_tokens // 2 - specials))
+    # The text needs two tokens after the prefix: one read with a left context of its own.
+    return budget if target.max_tokens - specials - budget >= 2 else 0
 
 
 # (audit's grants, corpus uri, selection) -> (the grants, held so their id cannot be reused;

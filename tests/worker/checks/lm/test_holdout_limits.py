@@ -40,6 +40,24 @@ def test_the_prefix_is_cut_to_fit_the_model_context(tiny_lm, tmp_path) -> None:
     assert prefix_work.prefix_budget(lm, 16) == 16  # a budget within the context is kept
 
 
+def test_a_context_with_no_room_for_a_prefix_is_said(tiny_lm, tmp_path) -> None:
+    """A model of 2 positions: no prefix fits beside the text, so none runs past the context."""
+    from transformers import AutoTokenizer
+
+    from worker.demo import tiny_gpt2
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm.model_dir)
+    model, _ = tiny_gpt2(tokenizer, seed=0, n_positions=2)
+    model.save_pretrained(tmp_path / "short")
+    tokenizer.save_pretrained(tmp_path / "short")
+    lm = load_local(tmp_path / "short")
+    assert prefix_work.prefix_budget(lm, 256) == 0
+    checks = [{"kind": "membership", "params": {"scores": ["loss", "recall"], "bootstrap": 0}}]
+    summary = audit_records(lm, tiny_lm.dataset_path, checks)["membership"]["summary"]
+    assert "leaves no room for a prefix" in summary["scores"]["recall"]["not_computed"]
+    assert summary["scores"]["loss"]["n_members"] == tiny_lm.n_members  # nothing held out
+
+
 def test_repeated_ids_keep_members_out_of_the_nonmember_prefix(tiny_lm, tmp_path) -> None:
     """Members and non-members numbered 0, 1, ... each: held out by position, not by id."""
     lm = load_local(tiny_lm.model_dir)
@@ -98,16 +116,21 @@ def test_the_reference_corpus_is_read_once_per_shard(tiny_lm, tmp_path, monkeypa
     assert opened == [f"path:{corpus}"]
 
 
-def test_texts_hold_records_out_and_defaults_that_cannot_run_say_so_once(tiny_lm) -> None:
+def test_texts_hold_records_out_of_themselves(tiny_lm) -> None:
     lm = load_local(tiny_lm.model_dir)
-    rows = _rows(tiny_lm)
-    result = audit_texts(lm, rows, [{"kind": "membership", "params": {"bootstrap": 0}}])
+    result = audit_texts(lm, _rows(tiny_lm), [{"kind": "membership", "params": {"bootstrap": 0}}])
     summary = result["membership"]["summary"]
     assert summary["holdout"]["n_held_out"] == 6
     assert {"recall", "con_recall", "dc_pdd"} <= set(summary["scores"])
-    # Unlabelled texts: the default held-out scores cannot run; the summary says it once.
-    unlabelled = [{"id": r["id"], "text": r["text"]} for r in rows[:6]]
-    result = audit_texts(lm, unlabelled, [{"kind": "membership", "params": {"bootstrap": 0}}])
+
+
+def test_default_scores_that_cannot_run_say_so_once(tiny_lm, tmp_path) -> None:
+    """Unlabelled records: the default held-out scores cannot run; the summary says so, once."""
+    lm = load_local(tiny_lm.model_dir)
+    unlabelled = [{"id": r["id"], "text": r["text"]} for r in _rows(tiny_lm)[:6]]
+    path = write_jsonl(tmp_path / "unlabelled.jsonl", unlabelled)
+    result = audit_records(lm, path, [{"kind": "membership", "params": {"bootstrap": 0}}])
     membership = result["membership"]
     assert not any("holdout_error" in s for s in membership["samples"])
     assert "leaves none to score" in membership["summary"]["holdout"]["not_computed"]
+    assert not any("not computed" in w for w in membership["summary"]["warnings"])
