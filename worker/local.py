@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +154,26 @@ def audit_texts(
     the service checks a dataset's records: `member` true, false or absent, `duplicates` a
     count, an `id` of None standing for the record's position."""
     rows = [Record(i, i + 1, dict(r)) for i, r in enumerate(records)]
-    return audit_local(model, rows, checks, reference_model=reference_model, batch_size=batch_size)
+    checks = list(checks)
+    if not any(check.get("kind") == "membership" for check in checks):
+        return audit_local(
+            model, rows, checks, reference_model=reference_model, batch_size=batch_size
+        )
+    # The texts as the dataset file the held-out scores choose from (ReCaLL, Con-ReCall,
+    # DC-PDD read beyond each batch); the file's positions are the rows' indexes.
+    with tempfile.TemporaryDirectory(prefix="memaudit-texts-") as folder:
+        dataset = Path(folder) / "texts.jsonl"
+        with dataset.open("w", encoding="utf-8") as stream:
+            for row in rows:
+                stream.write(json.dumps(row.data, ensure_ascii=False, default=str) + "\n")
+        return audit_local(
+            model,
+            rows,
+            checks,
+            dataset=dataset,
+            reference_model=reference_model,
+            batch_size=batch_size,
+        )
 
 
 def audit_records(

@@ -197,8 +197,9 @@ def compute_membership(
     rows = []
     for s in samples:
         work = s.extras.get("membership") or {}
-        if "held_out" in work:  # scored by no score: its id says which record it was
-            rows.append(_with_labels(s, {"id": s.sample_id, "held_out": work["held_out"]}))
+        if "held_out" in work:  # scored by no score: its position and id say which record
+            row = {"id": s.sample_id, "held_out": work["held_out"], "index": work.get("index")}
+            rows.append(_with_labels(s, row))
             continue
         values = sample_scores(
             s.text,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from worker.checks.lm.holdout import holdout_shortfall
 from worker.checks.lm.kinds import MembershipParams
 from worker.engine.prefix_attacks import con_recall_score, dc_pdd_score, recall_score
 from worker.engine.token_stats import TokenStats
@@ -21,10 +22,12 @@ def held_out_scores(
     if not wanted:
         return {}
     if "holdout_error" in work:
-        return {"holdout_error": work["holdout_error"]}
+        # Said per record only where the user named the scores; the defaults' reason is said
+        # once, in the summary (holdout_summary).
+        return {"holdout_error": work["holdout_error"]} if params.scores is not None else {}
     if "n_conditioned" not in work:
         return {}
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"n_prefix_tokens": work["n_prefix_tokens"]}
     # LL(x) over the same text tokens the prefix passes read: those predicted with a left context.
     n_plain = work["specials"] + work["n_conditioned"] - 1
     ll = float(np.mean(text.logprobs[:n_plain])) if n_plain > 0 else None
@@ -55,6 +58,8 @@ def holdout_summary(
     if not wanted:
         return {}
     errors = sorted({v["holdout_error"] for v in values if v.get("holdout_error")})
+    if not errors and params.scores is None:
+        errors = _defaults_not_run(values, held_out, params)
     entry: dict[str, Any] = {
         "scores": sorted(wanted),
         "shots": params.shots,
@@ -72,7 +77,9 @@ def holdout_summary(
         return {"holdout": entry}
 
     def ids(role: str, member: bool) -> list[str]:
-        return sorted(v["id"] for v in held_out if v["held_out"] == role and v["member"] is member)
+        """Named by position and id: ids may repeat."""
+        chosen = [v for v in held_out if v["held_out"] == role and v["member"] is member]
+        return [_name(v) for v in sorted(chosen, key=lambda v: (v.get("index") or 0, v["id"]))]
 
     entry["prefix"] = {"members": ids("prefix", True), "nonmembers": ids("prefix", False)}
     entry["frequency_only"] = {
@@ -80,7 +87,37 @@ def holdout_summary(
         "nonmembers": ids("frequency", False),
     }
     entry["n_held_out"] = len(held_out)
+    used = [v["n_prefix_tokens"] for v in values if "n_prefix_tokens" in v]
+    # The shots' tokens the prefix held: prefix_tokens, or less where the context is short.
+    entry["prefix_tokens_used"] = max(used) if used else None
     entry["n_scored"] = sum(1 for v in values if not v.get("held_out") and not v.get("skipped"))
     loss = summary["scores"].get("loss", {})
     entry["loss_auroc_same_records"] = loss.get("auroc")
     return {"holdout": entry}
+
+
+def _name(value: dict[str, Any]) -> str:
+    index = value.get("index")
+    return value["id"] if index is None else f"{index}:{value['id']}"
+
+
+def _defaults_not_run(
+    values: Sequence[dict[str, Any]], held_out: Sequence[dict[str, Any]], params: MembershipParams
+) -> list[str]:
+    """Why the default held-out scores ran on no record (their records do not say it): the
+    labels' shortfall where that is why, else a general reason; none when they ran."""
+    if held_out or any(name in v for v in values for name in params.prefix_scores()):
+        return []
+    counts = {
+        label: sum(1 for v in values if v.get("member") is label and not v.get("skipped"))
+        for label in (True, False)
+    }
+    short = holdout_shortfall(counts, params.holdout_share, params.shots)
+    if short is not None:
+        return [short]
+    if not any(not v.get("skipped") for v in values):
+        return []
+    return [
+        "the held-out records could not be used (no dataset file or reference corpus, or a "
+        "model context too short for a prefix); name the scores to be told why"
+    ]

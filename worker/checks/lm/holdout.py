@@ -10,7 +10,7 @@ on the same scored records.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,20 +26,27 @@ class HoldoutError(ValueError):
 
 @dataclass(frozen=True)
 class HeldOut:
-    members: tuple[str, ...]  # sample ids, seeded order: the first `shots` are the prefix
+    # Records by their position in the file (str(index)): ids may repeat. Seeded order: the
+    # first `shots` of each label are the prefix.
+    members: tuple[str, ...]
     nonmembers: tuple[str, ...]
-    texts: dict[str, str]  # sample id -> text, for every held-out record
+    texts: dict[str, str]  # position -> text, for every held-out record
     shots: int
     # From a reference corpus the user gave: no record of the audited dataset is held out.
     external: bool = False
+    # DC-PDD's token frequencies, counted once per model (keyed by its content hash): held
+    # here, they can only ever come from this set's own texts.
+    frequencies: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
-    def role(self, sample_id: str) -> str | None:
-        """The record's use: `prefix` (a shot), `frequency` (frequencies only), None (scored)."""
-        if self.external:
+    def role(self, index: int | None) -> str | None:
+        """The record's use, by its position in the dataset file: `prefix` (a shot),
+        `frequency` (frequencies only), None (scored)."""
+        if self.external or index is None:
             return None
+        key = str(index)
         for ids in (self.members, self.nonmembers):
-            if sample_id in ids:
-                return "prefix" if ids.index(sample_id) < self.shots else "frequency"
+            if key in ids:
+                return "prefix" if ids.index(key) < self.shots else "frequency"
         return None
 
     def prefix_texts(self, member: bool) -> list[str]:
@@ -52,6 +59,20 @@ def holdout_size(n_labelled: int, share: float, shots: int) -> int:
     return max(shots, math.ceil(share * n_labelled))
 
 
+def holdout_shortfall(counts: dict[bool, int], share: float, shots: int) -> str | None:
+    """Why the labelled records cannot spare a held-out set, or None when they can."""
+    for label in (True, False):
+        size = holdout_size(counts[label], share, shots)
+        if counts[label] < size + 1:
+            name = "members" if label else "non-members"
+            return (
+                f"{counts[label]} labelled {name}: holding out {size} (shots={shots}, "
+                f"holdout_share={share:g}) leaves none to score; label more records, lower "
+                "shots, or drop recall, con_recall and dc_pdd from scores"
+            )
+    return None
+
+
 def select_holdout(path: Path, share: float, shots: int, seed: int) -> HeldOut:
     """The held-out records of the dataset file at `path` (cached per file version)."""
     stat = path.stat()
@@ -60,27 +81,23 @@ def select_holdout(path: Path, share: float, shots: int, seed: int) -> HeldOut:
 
 @lru_cache(maxsize=8)
 def _select(path: Path, _mtime_ns: int, _size: int, share: float, shots: int, seed: int) -> HeldOut:
+    # Keyed by position, as the records reach the pass (TextRecord.index): ids may repeat.
     by_label: dict[bool, list[str]] = {True: [], False: []}
     for record in iter_records(path):
         _, member, _ = read_record(record)
         if member is not None:
-            by_label[member].append(record.sample_id)
+            by_label[member].append(str(record.index))
+    short = holdout_shortfall({k: len(v) for k, v in by_label.items()}, share, shots)
+    if short is not None:
+        raise HoldoutError(short)
     rng = np.random.default_rng(seed)
     chosen: dict[bool, tuple[str, ...]] = {}
     for label in (True, False):
         ids = by_label[label]
-        size = holdout_size(len(ids), share, shots)
-        if len(ids) < size + 1:
-            name = "members" if label else "non-members"
-            raise HoldoutError(
-                f"{len(ids)} labelled {name}: holding out {size} (shots={shots}, "
-                f"holdout_share={share:g}) leaves none to score; label more records, lower "
-                "shots, or drop recall, con_recall and dc_pdd from scores"
-            )
-        order = rng.permutation(len(ids))[:size]
+        order = rng.permutation(len(ids))[: holdout_size(len(ids), share, shots)]
         chosen[label] = tuple(ids[i] for i in order)
     wanted = set(chosen[True]) | set(chosen[False])
-    texts = {r.sample_id: read_record(r)[0] for r in iter_records(path) if r.sample_id in wanted}
+    texts = {str(r.index): read_record(r)[0] for r in iter_records(path) if str(r.index) in wanted}
     return HeldOut(chosen[True], chosen[False], texts, shots)
 
 

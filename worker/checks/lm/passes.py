@@ -228,6 +228,7 @@ class TextRecord:
     text: str
     member: bool | None = None
     duplicates: int | None = None
+    index: int | None = None  # position in the dataset file (ids may repeat)
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ def open_pass(shard: ShardInput) -> ShardPass:
         if (plan.reference or plan.load_reference) and shard.reference_uri
         else None
     )
-    texts = [TextRecord(r.sample_id, *read_record(r)) for r in shard.records]
+    texts = [TextRecord(r.sample_id, *read_record(r), index=r.index) for r in shard.records]
     info = loaded_info(target)
     info["reference_model_sha256"] = reference.content_sha256 if reference else None
     links = corpus_links(shard)

@@ -41,16 +41,15 @@ def _encoded(target: LoadedModel, ids: list[int]) -> PrefixState:
     return _PREFIXES[key][1]
 
 
-_FREQUENCIES: dict[tuple, np.ndarray] = {}
-
-
 def _frequencies(target: LoadedModel, held: HeldOut) -> np.ndarray:
-    """Computed once per held-out set and model (select_holdout caches the set)."""
-    key = (held.members, held.nonmembers, id(target))
-    if key not in _FREQUENCIES:
-        _FREQUENCIES.clear()
-        _FREQUENCIES[key] = _count_frequencies(target, held)
-    return _FREQUENCIES[key]
+    """Counted once per held-out set and model: held on the set itself (select_holdout and
+    select_reference cache one per file version), keyed by the model's content hash, so two
+    corpora, or two models, never share counts."""
+    key = target.content_sha256
+    if key not in held.frequencies:
+        held.frequencies.clear()  # one model per shard: no more are held
+        held.frequencies[key] = _count_frequencies(target, held)
+    return held.frequencies[key]  # type: ignore[return-value]
 
 
 def _count_frequencies(target: LoadedModel, held: HeldOut) -> np.ndarray:
@@ -59,18 +58,52 @@ def _count_frequencies(target: LoadedModel, held: HeldOut) -> np.ndarray:
     return smoothed_log_frequencies(token_counts(ids, vocab))
 
 
+def prefix_budget(target: LoadedModel, prefix_tokens: int) -> int:
+    """The shots' tokens a prefix may hold: `prefix_tokens`, cut so the prefix (special tokens
+    included) takes at most half the model's context and the text keeps the rest (the authors'
+    process_prefix likewise drops shots until the prefix fits beside the text); 0 when the
+    context leaves no room for a shot and two text tokens."""
+    specials = len(target.special_prefix)
+    budget = max(0, min(prefix_tokens, target.max_tokens // 2 - specials))
+    # The text needs two tokens after the prefix: one read with a left context of its own.
+    return budget if target.max_tokens - specials - budget >= 2 else 0
+
+
+# (audit's grants, corpus uri, selection) -> (the grants, held so their id cannot be reused;
+# the reference corpus's held-out set): the corpus is opened and read once per shard.
+_REFERENCES: dict[tuple, tuple[object, HeldOut]] = {}
+
+
+def _reference(work: KindWork, params: MembershipParams, members_needed: bool) -> HeldOut:
+    key = (id(work.access), params.reference_corpus, params.shots, params.seed, members_needed)
+    if key not in _REFERENCES:
+        _REFERENCES.clear()  # one shard at a time: the last shard's grants are let go
+        corpus = work.access.open_dataset(params.reference_corpus)
+        held = select_reference(corpus, params.shots, params.seed, members_needed)
+        _REFERENCES[key] = (work.access, held)
+    return _REFERENCES[key][1]
+
+
 def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
-    """Per record: {"held_out": role}, or what its prefix scores need, or {"holdout_error"}."""
+    """Per record: {"held_out": role, "index"}, or what its prefix scores need, or
+    {"holdout_error"} (held_out_scores.py decides whether the record's values say it)."""
     wanted = params.prefix_scores()
     if not wanted:
         return [{} for _ in work.records]
+    target = work.target
+    budget = prefix_budget(target, params.prefix_tokens)
+    if budget < 1:
+        error = (
+            f"the model's context ({target.max_tokens} tokens) leaves no room for a prefix "
+            "beside the text"
+        )
+        return [{"holdout_error": error} for _ in work.records]
     if params.reference_corpus is None and work.dataset is None:
-        error = "no dataset file to hold records out of (a local audit of texts)"
+        error = "no dataset file to hold records out of"
         return [{"holdout_error": error} for _ in work.records]
     try:
         if params.reference_corpus is not None:
-            corpus = work.access.open_dataset(params.reference_corpus)
-            held = select_reference(corpus, params.shots, params.seed, "con_recall" in wanted)
+            held = _reference(work, params, "con_recall" in wanted)
         else:
             held = select_holdout(work.dataset, params.holdout_share, params.shots, params.seed)
     except HoldoutError as exc:
@@ -78,18 +111,17 @@ def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, 
     results: list[dict[str, Any]] = [{} for _ in work.records]
     scored: list[int] = []
     for i, record in enumerate(work.records):
-        role = held.role(record.sample_id)
+        role = held.role(record.index)
         if role is None:
             scored.append(i)
         else:
-            results[i] = {"held_out": role}
+            results[i] = {"held_out": role, "index": record.index}
     if not scored:
         return results
-    target = work.target
     specials = len(target.special_prefix)
-    prefixes = {"nonmember": prefix_ids(target, held.prefix_texts(False), params.prefix_tokens)}
+    prefixes = {"nonmember": prefix_ids(target, held.prefix_texts(False), budget)}
     if "con_recall" in wanted:
-        prefixes["member"] = prefix_ids(target, held.prefix_texts(True), params.prefix_tokens)
+        prefixes["member"] = prefix_ids(target, held.prefix_texts(True), budget)
     longest = max(len(p) for p in prefixes.values())
     texts = []
     for i in scored:
@@ -106,7 +138,11 @@ def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, 
     }
     log_frequencies = _frequencies(target, held) if "dc_pdd" in wanted else None
     for n, i in enumerate(scored):
-        found: dict[str, Any] = {"n_conditioned": len(texts[n]), "specials": specials}
+        found: dict[str, Any] = {
+            "n_conditioned": len(texts[n]),
+            "specials": specials,
+            "n_prefix_tokens": longest - specials,
+        }
         text_request = work.plans[i].requests.get("text")
         if text_request is not None:  # the tokens the text pass predicts, for DC-PDD
             found["predicted_ids"] = list(text_request.input_ids[1:])

@@ -39,7 +39,7 @@ def test_new_scores_beside_loss_on_the_same_records(tiny_lm) -> None:
         for ids in group.values()
         for i in ids
     }
-    assert named == {s["id"] for s in held}
+    assert named == {f"{s['index']}:{s['id']}" for s in held}  # position and id
     for sample in held:  # scored by nothing, loss included
         assert not set(sample) & {"loss", "zlib", *NEW}
     scored = [s for s in samples if not s.get("held_out")]
@@ -84,9 +84,9 @@ def test_too_few_labels_say_so(tiny_lm, tmp_path) -> None:
     assert not any("not computed" in w for w in summary["warnings"])
     assert "recall" not in summary["scores"]
     assert "were not computed" in holdout_notes(summary["holdout"])[0]
-    # A list of texts has no dataset file to hold records out of: said, not skipped silently.
+    # A list of texts holds records out of itself: too few labels are said, not skipped.
     texts = audit_texts(lm, rows[:4], named)["membership"]["summary"]
-    assert "no dataset file" in texts["scores"]["recall"]["not_computed"]
+    assert "leaves none to score" in texts["scores"]["recall"]["not_computed"]
 
 
 def test_policy_fit_refuses_named_scores_it_cannot_hold_out() -> None:

@@ -1,0 +1,136 @@
+"""The held-out scores (ReCaLL, Con-ReCall, DC-PDD) at their edges, on the canary model trained
+here (context 128 tokens): a prefix budget past the context, ids that repeat, two reference
+corpora in one process, a reference corpus over many batches, texts with no dataset file, and
+default scores that cannot run."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from tests.conftest import write_jsonl
+from worker.checks.lm import prefix_work
+from worker.checks.lm.holdout import select_holdout, select_reference
+from worker.demo import canary_text
+from worker.local import LocalAccess, audit_records, audit_texts, load_local
+
+
+def _rows(tiny_lm) -> list[dict]:
+    return [json.loads(line) for line in tiny_lm.dataset_path.read_text().splitlines()]
+
+
+def test_the_prefix_is_cut_to_fit_the_model_context(tiny_lm, tmp_path) -> None:
+    """Three shots of four canaries each pass the default 256-token budget and the model's
+    128 positions: the prefix is cut to half the context, the text keeps the rest."""
+    lm = load_local(tiny_lm.model_dir)
+    rng = random.Random(9)
+    long = [
+        {"id": f"r{i}", "text": " ".join(canary_text(rng) for _ in range(4)), "member": i % 2 == 0}
+        for i in range(16)
+    ]
+    path = write_jsonl(tmp_path / "long.jsonl", long)
+    checks = [{"kind": "membership", "params": {"bootstrap": 0}}]
+    result = audit_records(lm, path, checks)["membership"]
+    holdout = result["summary"]["holdout"]
+    assert "not_computed" not in holdout
+    used = holdout["prefix_tokens_used"]
+    assert 0 < used <= lm.max_tokens // 2 - len(lm.special_prefix) < holdout["prefix_tokens"]
+    scored = [s for s in result["samples"] if not s.get("held_out")]
+    assert all(isinstance(s["recall"], float) for s in scored)
+    assert prefix_work.prefix_budget(lm, 16) == 16  # a budget within the context is kept
+
+
+def test_a_context_with_no_room_for_a_prefix_is_said(tiny_lm, tmp_path) -> None:
+    """A model of 2 positions: no prefix fits beside the text, so none runs past the context."""
+    from transformers import AutoTokenizer
+
+    from worker.demo import tiny_gpt2
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm.model_dir)
+    model, _ = tiny_gpt2(tokenizer, seed=0, n_positions=2)
+    model.save_pretrained(tmp_path / "short")
+    tokenizer.save_pretrained(tmp_path / "short")
+    lm = load_local(tmp_path / "short")
+    assert prefix_work.prefix_budget(lm, 256) == 0
+    checks = [{"kind": "membership", "params": {"scores": ["loss", "recall"], "bootstrap": 0}}]
+    summary = audit_records(lm, tiny_lm.dataset_path, checks)["membership"]["summary"]
+    assert "leaves no room for a prefix" in summary["scores"]["recall"]["not_computed"]
+    assert summary["scores"]["loss"]["n_members"] == tiny_lm.n_members  # nothing held out
+
+
+def test_repeated_ids_keep_members_out_of_the_nonmember_prefix(tiny_lm, tmp_path) -> None:
+    """Members and non-members numbered 0, 1, ... each: held out by position, not by id."""
+    lm = load_local(tiny_lm.model_dir)
+    rows = _rows(tiny_lm)
+    members = [r for r in rows if r["member"]]
+    others = [r for r in rows if not r["member"]]
+    renumbered = [{**r, "id": str(i)} for i, r in enumerate(others)] + [
+        {**r, "id": str(i)} for i, r in enumerate(members)
+    ]
+    path = write_jsonl(tmp_path / "dup.jsonl", renumbered)
+    held = select_holdout(path, 0.0, 3, 0)
+    member_texts = {r["text"] for r in members}
+    assert not member_texts & set(held.prefix_texts(False))
+    assert set(held.prefix_texts(True)) <= member_texts
+    checks = [{"kind": "membership", "params": {"scores": ["loss", "recall"], "bootstrap": 0}}]
+    result = audit_records(lm, path, checks)["membership"]
+    holdout = result["summary"]["holdout"]
+    assert holdout["n_held_out"] == 6 and holdout["n_scored"] == len(rows) - 6
+    names = holdout["prefix"]["members"] + holdout["prefix"]["nonmembers"]
+    assert len(set(names)) == 6
+    for name in holdout["prefix"]["members"]:
+        index, sample_id = name.split(":")
+        assert renumbered[int(index)]["member"] and renumbered[int(index)]["id"] == sample_id
+
+
+def test_two_reference_corpora_never_share_frequencies(tiny_lm, tmp_path) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    a = write_jsonl(tmp_path / "a.jsonl", [{"text": f"alpha alpha alpha {i}"} for i in range(5)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"text": f"zulu quebec xray {i}"} for i in range(5)])
+    held_a, held_b = select_reference(a, 3, 0, False), select_reference(b, 3, 0, False)
+    assert (held_a.members, held_a.nonmembers) == (held_b.members, held_b.nonmembers)
+    from_a = prefix_work._frequencies(lm, held_a)
+    from_b = prefix_work._frequencies(lm, held_b)
+    assert not (from_a == from_b).all()
+    assert (from_b == prefix_work._count_frequencies(lm, held_b)).all()
+    assert prefix_work._frequencies(lm, held_a) is from_a  # counted once per set and model
+
+
+def test_the_reference_corpus_is_read_once_per_shard(tiny_lm, tmp_path, monkeypatch) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    corpus = write_jsonl(
+        tmp_path / "ref.jsonl", [{"text": canary_text(random.Random(i))} for i in range(6)]
+    )
+    opened: list[str] = []
+    real_open = LocalAccess.open_dataset
+
+    def counted(self, uri: str):  # type: ignore[no-untyped-def]
+        opened.append(uri)
+        return real_open(self, uri)
+
+    monkeypatch.setattr(LocalAccess, "open_dataset", counted)
+    params = {"bootstrap": 0, "reference_corpus": f"path:{corpus}", "scores": ["recall"]}
+    checks = [{"kind": "membership", "params": params}]
+    result = audit_records(lm, tiny_lm.dataset_path, checks, batch_size=8)["membership"]
+    assert all(isinstance(s["recall"], float) for s in result["samples"])  # six batches
+    assert opened == [f"path:{corpus}"]
+
+
+def test_texts_hold_records_out_of_themselves(tiny_lm) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    result = audit_texts(lm, _rows(tiny_lm), [{"kind": "membership", "params": {"bootstrap": 0}}])
+    summary = result["membership"]["summary"]
+    assert summary["holdout"]["n_held_out"] == 6
+    assert {"recall", "con_recall", "dc_pdd"} <= set(summary["scores"])
+
+
+def test_default_scores_that_cannot_run_say_so_once(tiny_lm, tmp_path) -> None:
+    """Unlabelled records: the default held-out scores cannot run; the summary says so, once."""
+    lm = load_local(tiny_lm.model_dir)
+    unlabelled = [{"id": r["id"], "text": r["text"]} for r in _rows(tiny_lm)[:6]]
+    path = write_jsonl(tmp_path / "unlabelled.jsonl", unlabelled)
+    result = audit_records(lm, path, [{"kind": "membership", "params": {"bootstrap": 0}}])
+    membership = result["membership"]
+    assert not any("holdout_error" in s for s in membership["samples"])
+    assert "leaves none to score" in membership["summary"]["holdout"]["not_computed"]
+    assert not any("not computed" in w for w in membership["summary"]["warnings"])
