@@ -295,13 +295,14 @@ def load_adapter_lm(spec: ModelSpec, base: LoadedModel) -> LoadedModel:
     )
 
 
-# One adapter on its base at a time, by the adapter's files and the base it sits on.
-_adapter_lms: dict[tuple[str, str, int], LoadedModel] = {}
+# One adapter on its base at a time, by the adapter's files and the base's content (not the
+# base object's id, which a later model may reuse).
+_adapter_lms: dict[tuple[str, str, str], LoadedModel] = {}
 
 
 def cached_adapter_lm(spec: ModelSpec, base: LoadedModel) -> LoadedModel:
     with opened(spec) as (local, pinned):
-        key = (str(spec.path), pinned.fingerprint(), id(base.model))
+        key = (str(spec.path), pinned.fingerprint(), base.content_sha256)
         if key not in _adapter_lms:
             _adapter_lms.clear()
             check_weight_files(pinned)

@@ -74,9 +74,9 @@ def test_one_pass_lora_equals_two_separate_passes(finetunes: FinetuneModels) -> 
     base = load_local(finetunes.base)
     adapted = cached_adapter_lm(local_spec(finetunes.adapter), base)
     rows = [base.special_prefix + base.encode(t) for t in finetunes.members + finetunes.nonmembers]
-    target, under_base = score_rows_paired(adapted.peft, rows, "cpu", 8, ADAPTER_NAME)
-    alone_target = score_rows(adapted.model, rows, "cpu", 8)
-    alone_base = score_rows(base.model, rows, "cpu", 8)
+    target, under_base = score_rows_paired(adapted.peft, rows, base.device, 8, ADAPTER_NAME)
+    alone_target = score_rows(adapted.model, rows, base.device, 8)
+    alone_base = score_rows(base.model, rows, base.device, 8)
     for one, two in [(target, alone_target), (under_base, alone_base)]:
         for a, b in zip(one, two, strict=True):
             np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
