@@ -3,17 +3,27 @@ audit names as its reference model, never on the one its config names."""
 
 from __future__ import annotations
 
+import os
+import re
+import struct
 from typing import Any
 
-from core.confinement import Pinned
+from core.confinement import PathRefused, Pinned
 from core.inspection.errors import ModelError
-from core.inspection.weight_files import PICKLED_SUFFIXES, read_json_file
+from core.inspection.weight_files import PICKLED_SUFFIXES, SAFETENSORS_MAX_HEADER, read_json_file
+from core.json_input import JsonRefused, loads
 
 ADAPTER_FORMAT = "peft_lora"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Variants peft's mixed-batch forward (target and base in one pass) does not serve.
 UNSUPPORTED_FLAGS = ("use_dora",)
+# The only tensors a LoRA adapter may carry: its low-rank factors (peft's saved names). Any other
+# name is loaded by peft into the base model's own weights (the cached reference model).
+LORA_KEY = re.compile(
+    r"^base_model\.model\..+\.(lora_A\.weight|lora_B\.weight|lora_B\.bias"
+    r"|lora_embedding_A|lora_embedding_B)$"
+)
 
 
 def is_adapter(names: list[str]) -> bool:
@@ -42,6 +52,7 @@ def inspect_adapter(rest: str, pinned: Pinned) -> dict[str, Any]:
         )
     if config.get("task_type") not in (None, "CAUSAL_LM"):
         raise ModelError(f"{rest} adapts a {config['task_type']} model, not a causal LM")
+    check_adapter_tensors(pinned, config, rest)
     flagged = [flag for flag in UNSUPPORTED_FLAGS if config.get(flag)]
     if flagged:
         raise ModelError(
@@ -49,3 +60,61 @@ def inspect_adapter(rest: str, pinned: Pinned) -> dict[str, Any]:
             "one batched pass, and are not audited"
         )
     return config
+
+
+def safetensors_names(descriptor: int) -> list[str]:
+    """The tensor names in a safetensors file's header, read without loading any tensor."""
+    size = os.fstat(descriptor).st_size
+    head = os.pread(descriptor, 8, 0)
+    if len(head) < 8:
+        raise ModelError(f"{ADAPTER_WEIGHTS} is too short for a safetensors header")
+    (length,) = struct.unpack("<Q", head)
+    if length > min(size - 8, SAFETENSORS_MAX_HEADER):
+        raise ModelError(f"{ADAPTER_WEIGHTS} has a header of {length} bytes; refused")
+    try:
+        header = loads(os.pread(descriptor, length, 8), max_depth=4)
+    except JsonRefused as exc:
+        raise ModelError(f"{ADAPTER_WEIGHTS} has no valid header: {exc.reason}") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{ADAPTER_WEIGHTS} has no valid header")
+    return [name for name in header if name != "__metadata__"]
+
+
+def foreign_tensors(names: list[str], config: dict[str, Any]) -> list[str]:
+    """Names that are neither LoRA factors nor a module the config declares in modules_to_save
+    (peft keeps such a module as its own copy, which is what the adapter's tensor fills)."""
+    declared = config.get("modules_to_save") or []
+    if isinstance(declared, str):
+        declared = [declared]
+    saved = [m for m in declared if isinstance(m, str) and m]
+    foreign = []
+    for name in names:
+        if LORA_KEY.match(name):
+            continue
+        module = "." + name.removeprefix("base_model.model.").rpartition(".")[0]
+        if name.startswith("base_model.model.") and any(module.endswith("." + m) for m in saved):
+            continue
+        foreign.append(name)
+    return foreign
+
+
+def check_adapter_tensors(pinned: Pinned, config: dict[str, Any], rest: str) -> None:
+    """Refuses an adapter file that carries any tensor but LoRA factors and declared
+    modules_to_save: peft would load it into the base model's weights."""
+    file = pinned.file(ADAPTER_WEIGHTS)
+    if file is None:
+        raise ModelError(f"no {ADAPTER_WEIGHTS} in {rest}")
+    try:
+        descriptor = file.reopen()
+    except PathRefused as exc:
+        raise ModelError(str(exc)) from None
+    try:
+        names = safetensors_names(descriptor)
+    finally:
+        os.close(descriptor)
+    foreign = foreign_tensors(names, config)
+    if foreign:
+        raise ModelError(
+            f"{rest}'s {ADAPTER_WEIGHTS} holds {len(foreign)} tensor(s) that are not LoRA "
+            f"weights (e.g. {foreign[0]!r}); refused: an adapter may change only its own layers"
+        )

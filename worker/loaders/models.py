@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from core.confinement import PathRefused, Pinned, pin_located
+from core.inspection.adapters import ADAPTER_CONFIG, check_adapter_tensors
 from core.inspection.errors import ModelError, first_line
 from core.inspection.models import ModelSpec, pickled_weight_files
-from core.inspection.weight_files import check_weight_files
+from core.inspection.weight_files import check_weight_files, read_json_file
 from worker.loaders.placement import Placement, choose_placement
 
 T = TypeVar("T")
@@ -226,10 +227,13 @@ def opened(spec: ModelSpec) -> Iterator[tuple[ModelSpec, Pinned]]:
 class ModelCache(Generic[T]):
     """Loaded models per worker process, least recently used dropped first. Each use walks the
     files again (a changed file, a new fingerprint, reloads); a load reads the pinned files,
-    checked against their headers first."""
+    checked against their headers first. `on_evict` hears of each model dropped, so what was
+    built on it (an adapter on its base) goes with it."""
 
-    def __init__(self, load: Callable[[ModelSpec], T], size: int) -> None:
-        self.load, self.size = load, size
+    def __init__(
+        self, load: Callable[[ModelSpec], T], size: int, on_evict: Callable[[T], None] | None = None
+    ) -> None:
+        self.load, self.size, self.on_evict = load, size, on_evict
         self.models: dict[tuple[str, str], T] = {}
 
     def get(self, spec: ModelSpec) -> T:
@@ -239,14 +243,26 @@ class ModelCache(Generic[T]):
                 self.models[key] = self.models.pop(key)  # most recently used goes last
                 return self.models[key]
             while len(self.models) >= self.size:
-                self.models.pop(next(iter(self.models)))
+                evicted = self.models.pop(next(iter(self.models)))
+                if self.on_evict is not None:
+                    self.on_evict(evicted)
             check_weight_files(pinned)
             self.models[key] = self.load(local)
             return self.models[key]
 
+    def discard(self, model: T) -> None:
+        """Drops a model that can no longer be trusted (its weights were written to)."""
+        for key, held in list(self.models.items()):
+            if held is model:
+                del self.models[key]
+                if self.on_evict is not None:
+                    self.on_evict(held)
+
 
 # A target and its reference model stay resident.
-_causal_lms = ModelCache(load_causal_lm, 2)
+_causal_lms: ModelCache[LoadedModel] = ModelCache(
+    load_causal_lm, 2, on_evict=lambda base: drop_adapters_on(base)
+)
 
 
 def cached_causal_lm(spec: ModelSpec) -> LoadedModel:
@@ -262,27 +278,39 @@ def load_adapter_lm(spec: ModelSpec, base: LoadedModel) -> LoadedModel:
     """A LoRA adapter on its base, unmerged, with the base's tokenizer.
 
     The adapter's layers go into a copy of the base's module tree that shares the base's weight
-    tensors (never copied, never changed), so the cached base, the audit's reference model,
-    stays what it was and the base is held in memory once."""
+    tensors (never copied), so the base is held in memory once. The cached base is the audit's
+    reference model and must stay what it was: the adapter file may hold LoRA factors only
+    (checked against its header), and every shared tensor's version counter, which any
+    in-place write bumps, is compared after the load."""
     import copy
 
     from peft import PeftModel
 
     if pickled_weight_files(spec.path):  # checked at resolve time; the files may have changed
         raise ModelError(f"{spec.path.name} holds pickled adapter weights; refused")
-    shared = {id(t): t for t in [*base.model.parameters(), *base.model.buffers()]}
+    config = spec.config or {}
+    _check_adapter_file(spec.path, config)
+    tensors = [*base.model.parameters(), *base.model.buffers()]
+    shared = {id(t): t for t in tensors}
+    versions = [t._version for t in tensors]
     shell = copy.deepcopy(base.model, shared)
     try:
         wrapper = PeftModel.from_pretrained(
             shell, str(spec.path), adapter_name=ADAPTER_NAME, is_trainable=False
         )
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        declared = (spec.config or {}).get("base_model_name_or_path")
+        declared = config.get("base_model_name_or_path")
         said = f" (the adapter names {declared!r} as its base)" if declared else ""
         raise ModelError(
             f"the adapter in {spec.path.name} does not fit the reference model "
             f"{base.spec.uri}{said}: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
+    if [t._version for t in tensors] != versions:
+        _causal_lms.discard(base)
+        raise ModelError(
+            f"loading the adapter in {spec.path.name} wrote into the reference model's weights; "
+            "refused (the reference model is reloaded for the next audit)"
+        )
     wrapper.eval()
     return LoadedModel(
         spec,
@@ -295,15 +323,47 @@ def load_adapter_lm(spec: ModelSpec, base: LoadedModel) -> LoadedModel:
     )
 
 
-# One adapter on its base at a time, by the adapter's files and the base it sits on.
-_adapter_lms: dict[tuple[str, str, int], LoadedModel] = {}
+def _check_adapter_file(path: Path, config: dict[str, Any]) -> None:
+    """The adapter file as peft will read it holds LoRA factors only (see inspect_adapter)."""
+    import os
+
+    from core.inspection.adapters import ADAPTER_WEIGHTS, foreign_tensors, safetensors_names
+
+    try:
+        descriptor = os.open(path / ADAPTER_WEIGHTS, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ModelError(f"{ADAPTER_WEIGHTS} cannot be read ({exc.strerror})") from None
+    try:
+        foreign = foreign_tensors(safetensors_names(descriptor), config)
+    finally:
+        os.close(descriptor)
+    if foreign:
+        raise ModelError(
+            f"the adapter in {path.name} holds tensors that are not LoRA weights "
+            f"(e.g. {foreign[0]!r}); refused"
+        )
+
+
+# One adapter on its base at a time, by the adapter's files and the base's content, device and
+# dtype; the base object itself is kept beside it, so a reloaded base gets a fresh adapter.
+_adapter_lms: dict[tuple[str, str, str, str, str], tuple[LoadedModel, LoadedModel]] = {}
+
+
+def drop_adapters_on(base: LoadedModel) -> None:
+    """An evicted base takes its adapter with it (the adapter holds the base's tensors)."""
+    for key, (on, _) in list(_adapter_lms.items()):
+        if on is base:
+            del _adapter_lms[key]
 
 
 def cached_adapter_lm(spec: ModelSpec, base: LoadedModel) -> LoadedModel:
     with opened(spec) as (local, pinned):
-        key = (str(spec.path), pinned.fingerprint(), id(base.model))
-        if key not in _adapter_lms:
+        key = (str(spec.path), pinned.fingerprint(), base.content_sha256, base.device, base.dtype)
+        held = _adapter_lms.get(key)
+        if held is None or held[0] is not base:
             _adapter_lms.clear()
             check_weight_files(pinned)
-            _adapter_lms[key] = load_adapter_lm(local, base)
-        return _adapter_lms[key]
+            config = read_json_file(pinned, ADAPTER_CONFIG)
+            check_adapter_tensors(pinned, config if isinstance(config, dict) else {}, spec.uri)
+            _adapter_lms[key] = (base, load_adapter_lm(local, base))
+        return _adapter_lms[key][1]

@@ -60,10 +60,14 @@ def compute_extraction(
     rows = []
     for sample in samples:
         if not sample.windows:
+            # plan_record plans no window for a text too short, or for a window longer than
+            # the model's context (which the text's length then tells apart).
+            short = sample.n_text_tokens < window_words(params)[1]
+            reason = "too_short" if short else "window_exceeds_context"
             rows.append(
                 _with_labels(
                     sample,
-                    {"skipped": True, "reason": "too_short", "n_text_tokens": sample.n_text_tokens},
+                    {"skipped": True, "reason": reason, "n_text_tokens": sample.n_text_tokens},
                 )
             )
             continue
@@ -117,20 +121,41 @@ def _too_short(values: Sequence[dict[str, Any]], params: ExtractionParams) -> di
     """What the records shorter than the windows in this model's tokens cost: `unfit` (the
     policy's warning) when any were skipped, `not_computed` (an `unknown` verdict's reason)
     when all were."""
-    skipped = [v for v in values if v.get("skipped")]
+    found = _too_long(values, params)
+    skipped = [v for v in values if v.get("skipped") and v.get("reason") == "too_short"]
     if not skipped:
-        return {}
+        return found
+    if found and all(v.get("skipped") for v in values):
+        found.setdefault("not_computed", "no record had a window to score")
     _, need = window_words(params)
     span = "offset+prefix+suffix" if params.offset else "prefix+suffix"
     longest = max(v.get("n_text_tokens", 0) for v in skipped)
     words = f"{len(skipped):,} of {len(values):,} records shorter than {span}"
     count = f"{need:,} tokens; the longest of them has {longest:,}"
-    found = {
-        "unfit": f"{words} in this model's tokens ({count}): they were skipped; lower "
+    unfit = (
+        f"{words} in this model's tokens ({count}): they were skipped; lower "
         f"{window_words(params)[0]}, or audit longer records"
-    }
+    )
+    found["unfit"] = f"{found['unfit']}; {unfit}" if "unfit" in found else unfit
     if len(skipped) == len(values):
         found["not_computed"] = f"{words} ({count})"
+    return found
+
+
+def _too_long(values: Sequence[dict[str, Any]], params: ExtractionParams) -> dict[str, Any]:
+    """Records skipped because prefix+suffix does not fit the model's context: counted, and
+    named in `unfit` (and `not_computed` when no record was scored)."""
+    skipped = [v for v in values if v.get("reason") == "window_exceeds_context"]
+    if not skipped:
+        return {}
+    span = params.prefix_tokens + params.suffix_tokens
+    words = (
+        f"{len(skipped):,} of {len(values):,} records skipped (window_exceeds_context): a "
+        f"window of prefix_tokens+suffix_tokens = {span:,} tokens exceeds the model's context"
+    )
+    found: dict[str, Any] = {"n_window_exceeds_context": len(skipped), "unfit": words}
+    if len(skipped) == len(values):
+        found["not_computed"] = words
     return found
 
 

@@ -146,7 +146,15 @@ def summarize_finetune(values: Sequence[dict[str, Any]], params: FinetuneParams)
         summary["scores"][key] = entry
     if not labelled:
         summary["warnings"].append("no member labels: Δℓ is ranked, no ROC is reported")
-    if not any(v.get("n_windows") for v in scored):
+    too_long = [v for v in values if v.get("window_skipped") == "window_exceeds_context"]
+    if too_long:
+        # Their Δℓ scores stand; only their windows were not extracted.
+        summary["n_window_exceeds_context"] = len(too_long)
+        summary["warnings"].append(
+            f"{len(too_long):,} of {len(values):,} records' windows were skipped "
+            "(window_exceeds_context): prefix_tokens+suffix_tokens exceeds the models' context"
+        )
+    elif not any(v.get("n_windows") for v in scored):
         summary["warnings"].append(
             "no record held offset+prefix_tokens+suffix_tokens tokens: nothing was extracted"
         )

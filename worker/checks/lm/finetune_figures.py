@@ -13,6 +13,7 @@ from worker.checks.report_kit import (
     CONTROL_MEMORISATION,
     GROUP_NAMES,
     Finding,
+    Headline,
     Section,
     Table,
     charts,
@@ -119,6 +120,48 @@ def finetune_section(summary: Mapping[str, Any]) -> Section:
     )
 
 
+def finetune_headlines(summary: Mapping[str, Any]) -> list[Headline]:
+    """The share of records extractable from the fine-tune but not its base (per group when
+    labelled), and the first Min-K% over Δℓ's membership AUROC when labelled."""
+    result = []
+    counts = summary.get("extraction") or {}
+    for group, suffix in (("all", ""), ("members", " · members")):
+        stats = counts.get(group) or {}
+        n = stats.get("n_windowed") or 0
+        if not n:
+            continue
+        result.append(
+            Headline(
+                f"finetune.{group}.target_not_base",
+                f"Extractable from the fine-tune, not its base{suffix}",
+                stats["target_not_base"] / n,
+                None,
+                True,
+                True,
+                f"{stats['target_not_base']:,} of {n:,} records",
+            )
+        )
+    scores = summary.get("scores") or {}
+    key = next((k for k in scores if k.startswith("mink_delta_")), None)
+    auroc = ((scores.get(key) or {}).get("auroc") or {}) if key else {}
+    if auroc.get("value") is not None:
+        ci = auroc.get("ci95")
+        entry = scores[key]
+        result.append(
+            Headline(
+                "finetune.mink_delta_auroc",
+                f"Min-{key.rsplit('_', 1)[1]} Δℓ membership AUROC",
+                auroc["value"],
+                (ci[0], ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else None,
+                False,
+                True,
+                f"{entry.get('n_members', 0):,} members / "
+                f"{entry.get('n_nonmembers', 0):,} non-members",
+            )
+        )
+    return result
+
+
 def finetune_finding(
     summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
 ) -> Finding:
@@ -126,10 +169,14 @@ def finetune_finding(
     counts = (summary.get("extraction") or {}).get("all") or {}
     n = counts.get("n_windowed") or 0
     if not n:
+        why = (
+            "prefix_tokens+suffix_tokens exceeds the models' context"
+            if summary.get("n_window_exceeds_context")
+            else "no record was long enough for a window, or none had a token to score"
+        )
         return Finding(
             "finetune",
-            "The fine-tune was not compared with its base: no record was long enough for a "
-            "window, or none had a token to score.",
+            f"The fine-tune's extraction was not compared with its base: {why}.",
             "unknown",
             CONTROL_MEMORISATION,
             "Lower prefix_tokens and suffix_tokens, or audit longer records.",

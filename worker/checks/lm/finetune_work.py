@@ -39,13 +39,15 @@ def same_tokens(target: LoadedModel, base: LoadedModel) -> None:
 
 
 def _rows(
-    text: str, target: LoadedModel, params: FinetuneParams, max_tokens: int
+    text: str, target: LoadedModel, params: FinetuneParams, max_tokens: int, context: int
 ) -> tuple[list[list[int]], list[int], bool]:
     """The text row, then one row per window; and the window offsets, and whether the text
-    was cut."""
+    was cut. No window when one does not fit the models' `context` (see `_record`)."""
     specials = target.special_prefix
     ids = target.encode(text)
     full, truncated = truncate(specials + ids, max_tokens)
+    if window_exceeds_context(target, params, context):
+        return [full], [], truncated
     offsets = window_offsets(
         len(ids),
         params.prefix_tokens,
@@ -59,6 +61,11 @@ def _rows(
     return rows, offsets, truncated
 
 
+def window_exceeds_context(target: LoadedModel, params: FinetuneParams, context: int) -> bool:
+    """A window row (specials, prefix, suffix) longer than the models' context cannot be run."""
+    return len(target.special_prefix) + params.prefix_tokens + params.suffix_tokens > context
+
+
 def finetune_work(work: KindWork, params: FinetuneParams) -> list[dict[str, Any]]:
     target, base = work.target, work.reference
     if target.peft is None and base is None:
@@ -66,7 +73,9 @@ def finetune_work(work: KindWork, params: FinetuneParams) -> list[dict[str, Any]
     if base is not None:
         same_tokens(target, base)
     max_tokens = min(work.max_tokens, base.max_tokens) if base is not None else work.max_tokens
-    per_record = [_rows(r.text, target, params, max_tokens) for r in work.records]
+    # Windows are rows of their own: they need the models' context, not the audit's max_tokens.
+    context = min(target.max_tokens, base.max_tokens) if base is not None else target.max_tokens
+    per_record = [_rows(r.text, target, params, max_tokens, context) for r in work.records]
     rows = [row for record_rows, _, _ in per_record for row in record_rows]
     if target.peft is not None:
         found, under_base = score_rows_paired(
@@ -83,6 +92,8 @@ def finetune_work(work: KindWork, params: FinetuneParams) -> list[dict[str, Any]
         n = len(record_rows)
         values = _record(found[at : at + n], under_base[at : at + n], offsets, target, params)
         values |= {"truncated": truncated, "pass": how}
+        if window_exceeds_context(target, params, context):
+            values["window_skipped"] = "window_exceeds_context"
         results.append(values)
         at += n
     return results

@@ -65,7 +65,11 @@ def plan_record(
             record.kept_text_ids = full[len(specials) :]
     text_positions: list[int] = []
     params = plan.extraction
-    if params is not None:
+    # A window longer than the model's context is never scored (its record is skipped as
+    # `window_exceeds_context` by compute_extraction), rather than crash the batch.
+    if params is not None and len(specials) + params.prefix_tokens + params.suffix_tokens <= (
+        target.max_tokens
+    ):
         span = params.prefix_tokens + params.suffix_tokens
         offsets = window_offsets(
             len(text_ids),

@@ -22,7 +22,11 @@ from worker.checks.lm.findings import (
     loss_finding,
     membership_finding,
 )
-from worker.checks.lm.finetune_figures import finetune_finding, finetune_section
+from worker.checks.lm.finetune_figures import (
+    finetune_finding,
+    finetune_headlines,
+    finetune_section,
+)
 from worker.checks.report_kit import (
     Headline,
     ReportPart,
@@ -368,6 +372,7 @@ REPORT = ReportPart(
         "loss": _loss,
         "coverage": coverage_headlines,
         "approximate": approximate_headlines,
+        "finetune": finetune_headlines,
     },
     findings={
         "extraction": extraction_finding,
@@ -382,6 +387,8 @@ REPORT = ReportPart(
         "membership.best_auroc": (0.4, 1.02),
         "membership.best_tpr_at_1pct_fpr": (0.0, 1.02),
         "loss.mean_sample_loss": None,
+        "finetune.all.target_not_base": (0.0, 1.02),
+        "finetune.mink_delta_auroc": (0.4, 1.02),
     },
     compare=_compare,
 )

@@ -74,9 +74,9 @@ def test_one_pass_lora_equals_two_separate_passes(finetunes: FinetuneModels) -> 
     base = load_local(finetunes.base)
     adapted = cached_adapter_lm(local_spec(finetunes.adapter), base)
     rows = [base.special_prefix + base.encode(t) for t in finetunes.members + finetunes.nonmembers]
-    target, under_base = score_rows_paired(adapted.peft, rows, "cpu", 8, ADAPTER_NAME)
-    alone_target = score_rows(adapted.model, rows, "cpu", 8)
-    alone_base = score_rows(base.model, rows, "cpu", 8)
+    target, under_base = score_rows_paired(adapted.peft, rows, base.device, 8, ADAPTER_NAME)
+    alone_target = score_rows(adapted.model, rows, base.device, 8)
+    alone_base = score_rows(base.model, rows, base.device, 8)
     for one, two in [(target, alone_target), (under_base, alone_base)]:
         for a, b in zip(one, two, strict=True):
             np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
@@ -128,3 +128,20 @@ def test_a_base_with_another_tokenizer_is_refused(
     # In a worker (a local audit has no submit step): refused before any pass.
     with pytest.raises(PermanentError, match="tokenizes differently"):
         _audit(finetunes.full, other, _records(finetunes)[:2])
+
+
+def test_every_lm_check_audits_an_adapter_target_with_the_adapter_on(
+    finetunes: FinetuneModels,
+) -> None:
+    records = _records(finetunes)
+    checks = [{"kind": "loss", "params": {}}, {"kind": "finetune", "params": PARAMS}]
+    found = audit_texts(finetunes.adapter, records, checks, reference_model=finetunes.base)
+    base = audit_texts(finetunes.base, records, [{"kind": "loss", "params": {}}])
+    adapter_loss = [s["loss"] for s in found["loss"]["samples"]]
+    base_loss = [s["loss"] for s in base["loss"]["samples"]]
+    # Members: the adapter learned them; and each loss is the negated mean target ℓ that the
+    # finetune pass found (both start at the first text token after BOS).
+    for i, sample in enumerate(found["finetune"]["samples"][: len(finetunes.members)]):
+        assert adapter_loss[i] < base_loss[i] - 1
+        gained = base_loss[i] - adapter_loss[i]
+        assert sample["mean_delta"] == pytest.approx(gained, abs=1e-4)
