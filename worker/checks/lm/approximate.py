@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, TableColumn
-from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams
+from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams, _fit_extraction
 from worker.checks.lm.labels import read_record
 from worker.engine.schemes import Scheme
 
@@ -150,5 +150,7 @@ APPROXIMATE = CheckKind(
     rank_score=_rank,
     rank_description="ROUGE-L of the closest generation across schemes (1: reproduced)",
     table_columns=lambda p: _columns(p),
+    # A record needs offset+prefix+suffix tokens for its window, as extraction's do.
+    fit=_fit_extraction,
     check_record=read_record,
 )

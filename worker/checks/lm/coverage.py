@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, SubmitContext, TableColumn
-from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams
+from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams, _fit_extraction
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.samples import LMPlan, LMSample
 from worker.engine.schemes import Scheme
@@ -146,6 +146,8 @@ COVERAGE = CheckKind(
     ),
     rank_description="share of the work extractable (largest across schemes)",
     table_columns=_columns,
+    # A record needs offset+prefix+suffix tokens for its first window, as extraction's do.
+    fit=_fit_extraction,
     check_record=read_record,
 )
 
