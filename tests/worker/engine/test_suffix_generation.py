@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from worker.engine.generation import left_padded
 from worker.engine.sampling import scheme_distribution, scheme_logprobs
 from worker.engine.schemes import Scheme
 from worker.engine.suffix_generation import generate_suffixes, row_seed
@@ -109,3 +110,9 @@ def test_sampled_scheme_needs_seeds(model: GPT2LMHeadModel) -> None:
     with pytest.raises(ValueError, match="greedy"):
         scheme_distribution(torch.zeros(1, 4), Scheme(0))
     assert math.isfinite(float(row_seed(0)))
+
+
+def test_left_padding_ends_every_row_where_generation_starts() -> None:
+    ids, mask = left_padded([[5, 6, 7], [8], [9, 10]], pad=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 9, 10]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
