@@ -160,3 +160,17 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float | None:
     if not truth.any():
         return None
     return float((np.asarray(found, dtype=bool) & truth).sum() / truth.sum())
+
+
+def bucket_size(n_windows: int, points: int) -> int:
+    """Windows per stored point so that at most `points` points hold `n_windows` (1: all)."""
+    return max(1, math.ceil(n_windows / points))
+
+
+def bucket_max(values: np.ndarray, size: int) -> np.ndarray:
+    """Each run of `size` consecutive windows' largest value (the last run may be shorter): a
+    downsampled series that still shows every peak, so no extractable window hides in it."""
+    values = np.asarray(values)
+    if size == 1 or not len(values):
+        return values
+    return np.maximum.reduceat(values, np.arange(0, len(values), size))

@@ -45,19 +45,60 @@ def rouge_l(generated: Sequence[int], truth: Sequence[int]) -> float:
 
 def longest_common_substring(generated: Sequence[int], truth: Sequence[int]) -> tuple[int, int]:
     """(length, start in `truth`) of the longest contiguous run both share; the first such run
-    in `truth` on ties. A row of the usual O(|g|·|s|) table at a time."""
+    in `truth` on ties. O(|g| + |s|): a suffix automaton of `truth` (Blumer et al. 1985), each
+    state knowing where its strings first end, read along `generated` (the textbook matching
+    walk, e.g. cp-algorithms' "suffix automaton"; no code carried over)."""
+    links, lengths, first_end, moves = _suffix_automaton(truth)
     best, best_end = 0, 0
-    previous = [0] * (len(truth) + 1)
+    state, run = 0, 0
     for token in generated:
-        current = [0] * (len(truth) + 1)
-        for j, other in enumerate(truth, start=1):
-            if token == other:
-                run = previous[j - 1] + 1
-                current[j] = run
-                if run > best or (run == best and j < best_end):
-                    best, best_end = run, j
-        previous = current
+        while state and token not in moves[state]:
+            state = links[state]
+            run = lengths[state]
+        if token in moves[state]:
+            state, run = moves[state][token], run + 1
+        else:
+            continue
+        # Every string of a state shares its end positions: the run's first end is the state's.
+        end = first_end[state] + 1
+        if run > best or (run == best and end < best_end):
+            best, best_end = run, end
     return best, best_end - best
+
+
+def _suffix_automaton(
+    text: Sequence[int],
+) -> tuple[list[int], list[int], list[int], list[dict[int, int]]]:
+    """Suffix links, longest lengths, first end positions and transitions of every state."""
+    links, lengths, first_end, moves = [-1], [0], [-1], [{}]
+    last = 0
+    for position, token in enumerate(text):
+        current = len(lengths)
+        links.append(0)
+        lengths.append(lengths[last] + 1)
+        first_end.append(position)
+        moves.append({})
+        state = last
+        while state != -1 and token not in moves[state]:
+            moves[state][token] = current
+            state = links[state]
+        if state != -1:
+            target = moves[state][token]
+            if lengths[state] + 1 == lengths[target]:
+                links[current] = target
+            else:
+                clone = len(lengths)
+                links.append(links[target])
+                lengths.append(lengths[state] + 1)
+                first_end.append(first_end[target])
+                moves.append(dict(moves[target]))
+                while state != -1 and moves[state].get(token) == target:
+                    moves[state][token] = clone
+                    state = links[state]
+                links[target] = links[current] = clone
+        last = current
+    links[0] = 0
+    return links, lengths, first_end, moves
 
 
 def edit_similarity(generated: Sequence[int], truth: Sequence[int]) -> float:

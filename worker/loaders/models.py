@@ -81,16 +81,21 @@ class LoadedModel:
         return self.decode(prefix_ids), self.token_pieces(suffix_ids)
 
     def token_pieces(self, ids: Sequence[int]) -> list[str]:
-        """The text each token adds, decoded cumulatively so multi-byte characters split
-        across tokens are shown once, whole, rather than as replacement characters."""
-        pieces, previous = [], ""
+        """The text each token adds, so multi-byte characters split across tokens are shown
+        once, whole, rather than as replacement characters. Each token is decoded after the
+        last complete piece before it (incremental detokenization as vLLM's
+        `detokenize_incrementally` does it, read from vllm-project/vllm), not with the whole
+        prefix: linear in len(ids), where cumulative decoding was quadratic."""
+        pieces: list[str] = []
+        context, start = 0, 0  # the last complete piece's first token; the pending tokens'
         for end in range(1, len(ids) + 1):
-            text = self.decode(ids[:end])
-            if text.endswith("\ufffd"):  # a character is still incomplete
-                pieces.append("")
+            before = self.decode(ids[context:start])
+            text = self.decode(ids[context:end])
+            if text.endswith("\ufffd") or len(text) <= len(before):
+                pieces.append("")  # a character is still incomplete, or nothing was added
                 continue
-            pieces.append(text[len(previous) :])
-            previous = text
+            pieces.append(text[len(before) :])
+            context, start = start, end
         return pieces
 
     @property

@@ -43,3 +43,18 @@ def test_good_params_are_accepted_with_their_defaults(stack, body) -> None:
         "lcs_substring_fraction": None,
     }
     assert params["samples"] == 8 and len(params["schemes"]) == 2
+
+
+def test_unbounded_generation_work_is_a_422_that_states_the_budget(stack, body) -> None:
+    """suffix_tokens x samples x schemes: 131,072 x 256 x 8 would be 268 million generated
+    tokens per record; refused with the budget, the product and what to lower."""
+    schemes = [{"top_k": k} for k in (1, 5, 10, 20, 40, 80, 160, 320)]
+    params = {"suffix_tokens": 131_072, "samples": 256, "schemes": schemes}
+    body["checks"] = [{"kind": "approximate", "params": params}]
+    error = _bad(stack, 422, "invalid_params", headers=stack.headers, json=body)
+    assert error["detail"][0]["loc"] == ["checks", 0, "params"]
+    message = error["detail"][0]["msg"]
+    assert "131,072 x 2,048 = 268,435,456" in message and "262,144" in message
+    body["checks"] = [{"kind": "approximate", "params": {"suffix_tokens": 131_072, "samples": 1}}]
+    response = stack.client.post("/v1/audits", headers=stack.headers, json=body)
+    assert response.status_code == 202, response.text  # greedy + one sample: 262,144

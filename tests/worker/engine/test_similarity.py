@@ -88,6 +88,46 @@ def test_lcs_edit_and_substring_equal_plain_dynamic_programmes() -> None:
         assert rouge_l(generated, truth) == pytest.approx(expected)
 
 
+def plain_substring_table(a: list[int], b: list[int]) -> tuple[int, int]:
+    """The O(|a|·|b|) table the automaton replaced: (length, first start in b on ties)."""
+    best, best_end = 0, 0
+    previous = [0] * (len(b) + 1)
+    for token in a:
+        current = [0] * (len(b) + 1)
+        for j, other in enumerate(b, start=1):
+            if token == other:
+                current[j] = previous[j - 1] + 1
+                if current[j] > best or (current[j] == best and j < best_end):
+                    best, best_end = current[j], j
+        previous = current
+    return best, best_end - best
+
+
+def test_substring_and_its_start_equal_the_plain_table_on_ties_too() -> None:
+    rng = random.Random(11)
+    pairs = random_pairs() + [
+        (
+            [rng.randrange(3) for _ in range(rng.randint(0, 40))],
+            [rng.randrange(3) for _ in range(rng.randint(0, 40))],
+        )
+        for _ in range(2000)
+    ]
+    for generated, truth in pairs:
+        assert longest_common_substring(generated, truth) == plain_substring_table(generated, truth)
+
+
+def test_substring_is_linear_not_a_table() -> None:
+    """Suffixes may be 131,072 tokens: a table takes |g|·|s| steps (here 4e7, about ten
+    seconds in Python), the automaton |g| + |s| (here about 0.03 s)."""
+    import time
+
+    truth = list(range(20_000))
+    generated = [*truth[:1000], -1, *truth[5_000:6_000]]
+    started = time.perf_counter()
+    assert longest_common_substring(generated, truth) == (1000, 0)
+    assert time.perf_counter() - started < 2
+
+
 def test_substring_start_points_at_the_run_in_the_truth() -> None:
     length, start = longest_common_substring([9, 4, 5, 6, 9], [1, 2, 4, 5, 6, 3])
     assert (length, start) == (3, 2)

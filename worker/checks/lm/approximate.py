@@ -8,10 +8,10 @@ Its computation is `approximate_compute.py`, run in a worker; this module import
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, TableColumn
-from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams
+from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams, _fit_extraction
 from worker.checks.lm.labels import read_record
 from worker.engine.schemes import Scheme
 
@@ -19,6 +19,14 @@ from worker.engine.schemes import Scheme
 # similarity take the same bar (a 50-token suffix with one token changed scores about 0.98 on
 # both, unrelated text near 0); the longest common substring is off by default (it measures one
 # run, not the whole suffix).
+
+
+# Generated tokens per record, suffix_tokens x generations over all schemes (one for greedy,
+# `samples` for each sampled scheme): each is generated and compared with the suffix (ROUGE-L
+# and edit distance cost |g|·|s|/64 bit-parallel steps), so the product is what one record
+# costs. 2**18 holds a full 131,072-token suffix greedy and sampled once, or the defaults 580
+# times over.
+MAX_GENERATED_TOKENS = 262_144
 
 
 def _unit_field(default: float | None, what: str) -> float | None:
@@ -72,6 +80,22 @@ class ApproximateParams(CheckParams):
         if not value.active():
             raise ValueError("at least one threshold must be set to say what counts as extracted")
         return value
+
+    @model_validator(mode="after")
+    def _bounded_work(self) -> ApproximateParams:
+        generations = self.generations()
+        if self.suffix_tokens * generations > MAX_GENERATED_TOKENS:
+            raise ValueError(
+                f"suffix_tokens x generations = {self.suffix_tokens:,} x {generations:,} = "
+                f"{self.suffix_tokens * generations:,} generated tokens per record, past the "
+                f"budget of {MAX_GENERATED_TOKENS:,} (generations: 1 per greedy scheme and "
+                "`samples` per sampled one): lower suffix_tokens, samples or the schemes"
+            )
+        return self
+
+    def generations(self) -> int:
+        """Generations per record over all schemes."""
+        return sum(1 if s.greedy else self.samples for s in self.scheme_list())
 
     def scheme_list(self) -> tuple[Scheme, ...]:
         unique: dict[str, Scheme] = {}
@@ -150,5 +174,7 @@ APPROXIMATE = CheckKind(
     rank_score=_rank,
     rank_description="ROUGE-L of the closest generation across schemes (1: reproduced)",
     table_columns=lambda p: _columns(p),
+    # A record needs offset+prefix+suffix tokens for its window, as extraction's do.
+    fit=_fit_extraction,
     check_record=read_record,
 )

@@ -21,8 +21,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, SubmitContext, TableColumn
-from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams
+from core.check_kinds import (
+    CheckKind,
+    CheckParams,
+    DataFit,
+    FitContext,
+    Lazy,
+    Metric,
+    SubmitContext,
+    TableColumn,
+)
+from core.dataset_profile import max_tokens
+from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams, _fit_extraction
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.samples import LMPlan, LMSample
 from worker.engine.schemes import Scheme
@@ -39,6 +49,13 @@ GREEDY_KEY = "greedy"
 MAX_STRIPS = 50  # documents whose coverage strip the summary keeps (largest share first)
 MAX_SPANS = 2000  # extractable spans kept per document and scheme for its strip
 SERIES_DIGITS = 6
+# A record's stored series, per scheme: a 1,000,000-token work at stride 1 would otherwise keep
+# a million values per scheme in one row (tens of MB of JSON).
+MAX_SERIES_POINTS = 4096
+# Token positions the scan may run through over a dataset (windows x (prefix + suffix)), at
+# one token per byte (the most a text can hold): past it a policy is refused, not left to a
+# worker for days. A 1,000,000-byte work at stride 1 with 50+50-token windows is 1e8.
+MAX_SCAN_TOKENS = 10_000_000_000
 
 
 class CoverageParams(CheckParams):
@@ -57,6 +74,14 @@ class CoverageParams(CheckParams):
         0.01, gt=0, le=1, description="A window is extractable when its p_z is at least this"
     )
     top_passages: int = Field(5, ge=0, le=100, description="Non-overlapping top windows kept")
+    series_points: int = Field(
+        MAX_SERIES_POINTS,
+        ge=2,
+        le=MAX_SERIES_POINTS,
+        description="Most points a record's stored series holds per scheme: past it, each point "
+        "is the largest log10 p_z of a run of consecutive windows (every window is still "
+        "scanned, and shares, runs, spans and top passages read them all)",
+    )
     mode: Literal["exact", "screen"] = Field(
         "exact",
         description="exact: every window scored alone; screen: one pass over long chunks, "
@@ -146,8 +171,37 @@ COVERAGE = CheckKind(
     ),
     rank_description="share of the work extractable (largest across schemes)",
     table_columns=_columns,
+    # Extraction's window fit, and a bound on the scan's work (`_fit_coverage`).
+    fit=lambda params, context: _fit_coverage(params, context),
     check_record=read_record,
 )
+
+
+def scan_tokens_bound(lengths: Sequence[int], params: CoverageParams) -> int:
+    """The token positions scanning texts of these byte lengths takes, at one token per byte."""
+    need = params.offset + params.prefix_tokens + params.suffix_tokens
+    width = params.prefix_tokens + params.suffix_tokens
+    return sum(
+        ((max_tokens(b) - need) // params.stride + 1) * width
+        for b in lengths
+        if max_tokens(b) >= need
+    )
+
+
+def _fit_coverage(params: CoverageParams, context: FitContext) -> DataFit:
+    """Extraction's window fit, and a bound on the scan's work over the records read."""
+    found = _fit_extraction(params, context)
+    work = scan_tokens_bound(context.profile.text.parsed, params)
+    if work <= MAX_SCAN_TOKENS:
+        return found
+    refusal = (
+        f"stride {params.stride:,} over windows of {params.prefix_tokens + params.suffix_tokens:,}"
+        f" tokens scans up to {work:,} token positions in this dataset's records (at one token "
+        f"per byte), past the {MAX_SCAN_TOKENS:,} a coverage check may take: raise the stride "
+        f"to at least {math.ceil(params.stride * work / MAX_SCAN_TOKENS):,}, shorten the "
+        "windows, or split the dataset"
+    )
+    return DataFit((*found.refusals, refusal), found.warnings)
 
 
 def plan_coverage(_params: CoverageParams, _context: SubmitContext) -> LMPlan:
@@ -325,22 +379,47 @@ def _record_values(
             }
             for offset, value in coverage.top_windows(offsets, log10, params.top_passages, n, m)
         ]
+    size = coverage.bucket_size(len(offsets), params.series_points)
     values["series"] = {
         "conditioning": EXACT,
-        "offsets": offsets.tolist(),
-        "log10_pz": {s.name: _rounded(series.log10_pz(s.name)) for s in params.scheme_list()},
-        "greedy": greedy.astype(int).tolist(),
+        "offsets": offsets[::size].tolist(),
+        "log10_pz": {
+            s.name: _rounded(coverage.bucket_max(series.log10_pz(s.name), size))
+            for s in params.scheme_list()
+        },
+        "greedy": coverage.bucket_max(greedy.astype(int), size).tolist(),
     }
+    if size > 1:
+        values["series"]["downsampled"] = _downsampled(len(offsets), size)
     screen = found.get("screen")
     if screen is not None:
+        every = coverage.bucket_size(len(screen["offsets"]), params.series_points)
         values["screen"] = {
             "conditioning": SCREENED,
-            "offsets": {"start": screen["offsets"].start, "stride": screen["offsets"].step},
-            "log10_pz": {name: _rounded(v) for name, v in screen["log10_pz"].items()},
+            "offsets": {
+                "start": screen["offsets"].start,
+                "stride": screen["offsets"].step * every,
+            },
+            "log10_pz": {
+                name: _rounded(coverage.bucket_max(v, every))
+                for name, v in screen["log10_pz"].items()
+            },
             "n_candidates": len(screen["candidates"]),
             "margin": params.screen_margin,
         }
+        if every > 1:
+            values["screen"]["downsampled"] = _downsampled(len(screen["offsets"]), every)
     return values
+
+
+def _downsampled(n_windows: int, size: int) -> dict[str, Any]:
+    """How a stored series was thinned, said beside it."""
+    return {
+        "n_windows": n_windows,
+        "windows_per_point": size,
+        "point": "the largest log10 p_z (greedy: any verdict) of the run of windows starting "
+        "at its offset; shares, runs, spans and top passages read every window",
+    }
 
 
 def _decode(sample: LMSample, ids: Sequence[int]) -> str:

@@ -4,13 +4,16 @@ summary in, figures and tables out."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
 
+from worker.checks.lm.findings import scheme_words
 from worker.checks.report_kit import (
+    CONTROL_MEMORISATION,
     MEMBER_COLOR,
+    Finding,
     Headline,
     Section,
     Table,
@@ -144,3 +147,63 @@ def coverage_headlines(summary: Mapping[str, Any]) -> list[Headline]:
             True,
         )
     ]
+
+
+# A work of which at least this share comes back at p_z >= threshold is a high risk: Cooper et
+# al. 2025 report books with a few percent extractable as memorized pieces worth a rights claim.
+HIGH_SHARE = 0.01
+
+
+def _top_passage(strips: Sequence[Mapping[str, Any]], lead: str) -> Mapping[str, Any] | None:
+    passages = [
+        {**p, "sample_id": strip.get("sample_id")}
+        for strip in strips
+        for p in (strip.get("top_passages") or {}).get(lead) or []
+    ]
+    return max(passages, key=lambda p: p["log10_pz"], default=None)
+
+
+def coverage_finding(
+    summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
+) -> Finding:
+    """How much of the works comes back, its longest run and likeliest passage, under the lead
+    scheme (the first sampled one, else greedy)."""
+    lead = summary.get("lead") or "greedy"
+    entry = (summary.get("by_scheme") or {}).get(lead) or {}
+    share, total = entry.get("share_of_all_tokens"), summary.get("n_tokens") or 0
+    n_docs = (summary.get("n_samples") or 0) - (summary.get("n_skipped") or 0)
+    if share is None or not total:
+        return Finding(
+            "coverage",
+            "Coverage could not be assessed: no document was long enough for one window of "
+            "prefix and suffix.",
+            "unknown",
+            CONTROL_MEMORISATION,
+            "Audit longer documents, or shorten prefix_tokens and suffix_tokens.",
+        )
+    threshold = summary.get("threshold")
+    run = entry.get("longest_run") or 0
+    text = (
+        f"{share:.2%} of the {total:,} tokens in {n_docs:,} document"
+        f"{'' if n_docs == 1 else 's'} can be extracted at p_z ≥ {threshold:g} under "
+        f"{scheme_words(lead)} ({entry.get('documents_with_extractable', 0):,} with any "
+        f"extractable passage); the longest extractable run is {run:,} tokens"
+    )
+    top = _top_passage(summary.get("strips") or [], lead)
+    if top is not None:
+        quoted = " ".join(str(top.get("text") or "").split())[:PASSAGE_CHARS]
+        where = f" in {top['sample_id']}" if top.get("sample_id") else ""
+        text += (
+            f"; the likeliest passage{where} at token {top['offset']:,} "
+            f"(log10 p_z {top['log10_pz']:.2f}) is \u201c{quoted}\u201d"
+        )
+    if summary.get("mode") == "screen":
+        text += " (screened: windows the screen missed are not counted)"
+    risk = "high" if share >= HIGH_SHARE else "medium" if share > 0 else "low"
+    next_step = (
+        "Open the strips and top passages below; remove or deduplicate the work in the "
+        "training data, or filter outputs that reproduce it, before release."
+        if share > 0
+        else "Re-run at a lower threshold or a smaller stride to rule out shorter passages."
+    )
+    return Finding("coverage", text + ".", risk, CONTROL_MEMORISATION, next_step)

@@ -22,7 +22,7 @@ from core.check_kinds import (
     SubmitContext,
     TableColumn,
 )
-from worker.checks.lm.kinds import MAX_TOKENS_FIELD, MAX_WINDOW_TOKENS
+from worker.checks.lm.kinds import MAX_TOKENS_FIELD, MAX_WINDOW_TOKENS, fit_windows_beside_scores
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.samples import LMPlan, LMSample
 
@@ -219,5 +219,6 @@ FINETUNE = CheckKind(
     rank_description="Min-K% over Δℓ at the first k",
     table_columns=lambda p: _columns(p),
     validate=_validate,
+    fit=fit_windows_beside_scores,
     check_record=read_record,
 )

@@ -270,6 +270,18 @@ def _fit_extraction(params: ExtractionParams, context: FitContext) -> DataFit:
     return DataFit(tuple(refusals), tuple(warnings))
 
 
+def fit_windows_beside_scores(params: Any, context: FitContext) -> DataFit:
+    """`_fit_extraction` for a kind whose windows are one part of what it reports (finetune:
+    its Δℓ scores read the whole text): a dataset too short for any window is warned of, since
+    that part would come back empty for every record, not refused."""
+    found = _fit_extraction(params, context)
+    names, _need = window_words(params)
+    window = [r for r in found.refusals if r.startswith(f"{names} = ")]
+    refusals = tuple(r for r in found.refusals if r not in window)
+    warnings = tuple(f"no window's extraction is computed: {r}" for r in window)
+    return DataFit(refusals, found.warnings + warnings)
+
+
 EXTRACTION = CheckKind(
     name="extraction",
     description="Greedy discoverable extraction and exact (n,p)-discoverable extraction under "

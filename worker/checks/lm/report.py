@@ -14,7 +14,11 @@ from worker.checks.lm.approximate_figures import (
     approximate_headlines,
     approximate_section,
 )
-from worker.checks.lm.coverage_figures import coverage_headlines, coverage_section
+from worker.checks.lm.coverage_figures import (
+    coverage_finding,
+    coverage_headlines,
+    coverage_section,
+)
 from worker.checks.lm.figures import headline_p, sampled_schemes
 from worker.checks.lm.findings import (
     dataset_inference_words,
@@ -380,6 +384,7 @@ REPORT = ReportPart(
         "loss": loss_finding,
         "approximate": approximate_finding,
         "finetune": finetune_finding,
+        "coverage": coverage_finding,
     },
     trend={
         "extraction.all.greedy_rate": (0.0, 1.02),

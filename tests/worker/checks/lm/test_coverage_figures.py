@@ -71,3 +71,17 @@ def test_no_document_no_strip() -> None:
     assert coverage_strip_figure(summary) is None
     assert summary["not_computed"] == "no record could be scanned: too_short"
     assert REPORT.sections["coverage"](summary).charts == []
+
+
+def test_the_report_finding_states_share_longest_run_and_top_passage() -> None:
+    summary = _summary()
+    finding = REPORT.findings["coverage"](summary, CoverageParams(), {})
+    # 150 of the 1,400 scanned tokens, in 2 documents; the longest run 100 tokens.
+    assert finding.kind == "coverage" and finding.risk == "high"
+    assert finding.text.startswith("10.71% of the 1,400 tokens in 2 documents")
+    assert "top-k 40" in finding.text and "longest extractable run is 100 tokens" in finding.text
+    assert "likeliest passage in book at token 50" in finding.text and "passage 100" in finding.text
+    none = summarize_coverage([_values("licence", 400, [])], CoverageParams())
+    quiet = REPORT.findings["coverage"](none, CoverageParams(), {})
+    assert quiet.risk == "low" and quiet.text.startswith("0.00% of the 400 tokens in 1 document ")
+    assert "likeliest passage" not in quiet.text

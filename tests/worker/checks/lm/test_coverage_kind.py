@@ -147,3 +147,51 @@ def test_a_bf16_model_rechecks_its_fragile_windows_in_float32(audited) -> None:
     assert values["n_windows_rechecked"] > 0
     assert full["n_windows_rechecked"] == 0  # a float32 model has nothing more precise to use
     assert values["series"]["greedy"] == full["series"]["greedy"]
+
+
+def test_a_long_series_is_downsampled_to_bucket_maxima_and_reductions_stay_exact(
+    audited,
+) -> None:
+    """The stored series holds at most `series_points` points per scheme, each the largest
+    log10 p_z of its run of windows; every window is still scanned and read by the shares."""
+    lm, text, found = audited
+    full = found["coverage"]["samples"][0]
+    params = {**WINDOW, "threshold": 0.5, "top_passages": 3, "series_points": 16}
+    (values,) = audit_texts(lm, [{"text": text}], [{"kind": "coverage", "params": params}])[
+        "coverage"
+    ]["samples"]
+    n = values["n_windows"]
+    size = -(-n // 16)
+    assert n > 16 and values["series"]["downsampled"]["windows_per_point"] == size
+    series = values["series"]
+    assert len(series["offsets"]) == len(series["greedy"]) <= 16
+    assert series["offsets"] == full["series"]["offsets"][::size]
+    for name, stored in series["log10_pz"].items():
+        every = full["series"]["log10_pz"][name]
+        for i, point in enumerate(stored):
+            run = [v for v in every[i * size : (i + 1) * size] if v is not None]
+            assert point == (max(run) if run else None)
+    for key in ("coverage_share", "longest_run", "spans", "top_passages", "n_windows_extractable"):
+        assert values[key] == full[key], key
+    assert "downsampled" not in full["series"]
+    screen = {**params, "mode": "screen", "screen_context": 64}
+    (thin,) = audit_texts(lm, [{"text": text}], [{"kind": "coverage", "params": screen}])[
+        "coverage"
+    ]["samples"]
+    assert len(thin["screen"]["log10_pz"]["topk40_T1"]) <= 16
+    assert thin["screen"]["downsampled"]["n_windows"] == n
+
+
+def test_a_scan_too_large_for_the_dataset_is_refused_at_fit(tmp_path) -> None:
+    from core.check_kinds import FitContext
+    from core.dataset_profile import profile_dataset
+    from tests.conftest import write_jsonl
+    from worker.checks.lm.coverage import COVERAGE, MAX_SCAN_TOKENS
+
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "x" * 1_000_000}])
+    context = FitContext(profile_dataset(path, 1, ["text"]))
+    wide = {"prefix_tokens": 10_000, "suffix_tokens": 10_000}
+    refused = COVERAGE.fit(CoverageParams(stride=1, **wide), context)
+    assert len(refused.refusals) == 1 and f"{MAX_SCAN_TOKENS:,}" in refused.refusals[0]
+    assert "raise the stride to at least 2" in refused.refusals[0]
+    assert not COVERAGE.fit(CoverageParams(stride=2, **wide), context).refusals
