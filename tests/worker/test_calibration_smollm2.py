@@ -7,7 +7,10 @@ plain re-implementation of its authors' definition, run here outside the service
 - neighbourhood: iamgroot42/mimir at commit 1b6fd649eeeecc887275a2336c7da808ee58757d
   (`mimir/attacks/neighborhood.py`: `_attack` is mean neighbour loss against the record's
   loss; `Model.get_ll` is the model's own `labels=` loss over one unbatched forward).
-  The neighbours come from a tiny BERT trained here (tests/worker/masked_lm.py).
+  The neighbours come from a tiny BERT trained here (tests/worker/masked_lm.py), generated
+  by the plain re-implementation of MIMIR's `generate_neighbors_` in
+  tests/worker/engine/test_calibration_attacks.py (`mimir_neighbours`), not by the engine's
+  `neighbours`: the engine's texts are compared to those first, then the score to theirs.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.worker.engine.test_calibration_attacks import authors_eda, authors_pd
+from tests.worker.engine.test_calibration_attacks import (
+    authors_eda,
+    authors_pd,
+    mimir_neighbours,
+)
 from tests.worker.masked_lm import build_masked_lm
 from worker.engine.neighbourhood import neighbours
 from worker.loaders.masked_lm import cached_masked_lm
@@ -65,7 +72,8 @@ def test_pac_and_neighbourhood_match_the_authors_definitions_on_smollm2(tmp_path
         calibrated = np.mean([authors_pd(_probs(lm, a)) for a in authors_eda(text, 2)])
         authors_pac = own - calibrated
         assert sample["pac"] == pytest.approx(-authors_pac, abs=1e-4)
-        swaps = neighbours(text, masked.model, masked.tokenizer, n=4, seed=2)
+        swaps = mimir_neighbours(text, masked.model, masked.tokenizer, 4, 2)
+        assert neighbours(text, masked.model, masked.tokenizer, n=4, seed=2) == swaps
         assert len(swaps) == 4 and sample["n_neighbours"] == 4
         expected = np.mean([_ll_loss(lm, s) for s in swaps]) - _ll_loss(lm, text)
         assert sample["neighbourhood"] == pytest.approx(expected, abs=1e-4)

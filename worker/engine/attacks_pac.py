@@ -16,6 +16,11 @@ The authors seed Python's `random` once (0) for the whole run; here each record'
 augmentations come from their own `random.Random(seed)`, so a record's score does not depend on
 which records came before it. The same generator calls in the same order are made, so a
 record's augmentations equal those of the authors' `eda` run right after `random.seed(seed)`.
+
+Like the authors, words are split on spaces only: a record without two of them (one word, or
+a script written without spaces) has no augmentation that differs from it, and is left
+unscored (`unscorable_reason`) rather than given the authors' silent PAC of 0.0. Splitting such
+scripts on the model's tokens instead would be a departure from the paper, not made here.
 """
 
 from __future__ import annotations
@@ -59,6 +64,18 @@ def augmentations(
         found.append(" ".join(swapped))
     rng.shuffle(found)  # the authors shuffle the list; kept so the generator stays in step
     return found
+
+
+def unscorable_reason(text: str, augmented: Sequence[str]) -> str | None:
+    """Why PAC cannot score this text, or None: with fewer than two space-separated words (a
+    one-word record, or a script written without spaces such as Chinese, Japanese or Thai) no
+    swap changes it, and when no augmentation differs from the text the calibration is PD(x)
+    minus itself, a 0.0 that would be ranked as if it were a score."""
+    if len([word for word in text.split(" ") if word]) < 2:
+        return "fewer than 2 space-separated words"
+    if all(other == text for other in augmented):
+        return "no augmentation differs from the text"
+    return None
 
 
 def polarised_distance(

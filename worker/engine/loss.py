@@ -20,8 +20,15 @@ def sample_loss(stats: TokenStats, n_bytes: int) -> dict[str, Any]:
         "mean_logprob": mean,
         "loss": None if mean is None else -mean,
         "truncated": stats.truncated,
-        "reason": None if mean is not None else "no_scored_tokens",
+        "reason": _unscored_reason(stats),
     }
+
+
+def _unscored_reason(stats: TokenStats) -> str | None:
+    """Why a record has no loss: an empty text, or one token with no left context."""
+    if stats.mean_logprob is not None:
+        return None
+    return "empty" if stats.n_tokens == 0 else "too_short"
 
 
 def _pooled(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -50,6 +57,11 @@ def _pooled(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def summarize_loss(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pooled NLL and perplexity, overall and for members and non-members when labelled."""
     summary = _pooled(values)
+    unscored = [v for v in values if v.get("loss") is None]
+    summary["n_skipped"] = len(unscored)
+    if unscored:
+        reasons = sorted({str(v.get("reason")) for v in unscored})
+        summary["skipped_reasons"] = reasons
     summary["mean_sample_loss_ci95"] = mean_interval(
         [v["loss"] for v in values if v.get("loss") is not None]
     )

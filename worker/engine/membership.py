@@ -234,8 +234,8 @@ def sample_scores(
 ) -> dict[str, Any]:
     """The wanted membership scores of one text, oriented higher = more likely a member."""
     ll = stats.mean_logprob
-    if ll is None:
-        return {"skipped": True, "reason": "no_scored_tokens"}
+    if ll is None:  # nothing to score: an empty text, or one token with no left context
+        return {"skipped": True, "reason": "empty" if stats.n_tokens == 0 else "too_short"}
     values: dict[str, Any] = {}
     flags: set[str] = set()
     if "loss" in wanted:

@@ -83,12 +83,19 @@ def score_sequences(
         vocab_budget_bytes = VOCAB_BUDGET_BYTES.get(torch.device(device).type, 256 * 1024**2)
     # Logits plus the float32 temporaries above come to about 3 x 4 bytes per vocabulary entry.
     chunk = max(1, vocab_budget_bytes // (12 * vocab))
-    lengths = [len(r.input_ids) for r in requests]
+    # An empty sequence (an empty text under a model without a BOS token) has no position to
+    # run: it gets empty statistics here, and the model never sees a zero-width batch.
+    for i, request in enumerate(requests):
+        if not request.input_ids:
+            results[i] = TokenStats(0, np.zeros(0, dtype=np.float64), request.truncated)
+    runnable = [i for i, request in enumerate(requests) if request.input_ids]
+    lengths = [len(requests[i].input_ids) for i in runnable]
     if max_batch_tokens is None:
         max_batch_tokens = token_budget(
             model, device, length=max(lengths, default=0), compute_dtype=compute_dtype
         )
-    for batch in plan_token_batches(lengths, max_batch_tokens, batch_size):
+    for planned in plan_token_batches(lengths, max_batch_tokens, batch_size):
+        batch = [runnable[j] for j in planned]
         for i, stats in zip(
             batch,
             _score_batch(

@@ -15,7 +15,12 @@ import torch
 
 from tests.worker.masked_lm import build_masked_lm
 from worker.demo import make_corpus
-from worker.engine.attacks_pac import augmentations, pac_score, polarised_distance
+from worker.engine.attacks_pac import (
+    augmentations,
+    pac_score,
+    polarised_distance,
+    unscorable_reason,
+)
 from worker.engine.neighbourhood import neighbourhood_score, neighbours
 from worker.loaders.masked_lm import cached_masked_lm
 from worker.local import local_spec
@@ -66,6 +71,20 @@ def test_augmentations_are_the_authors_random_swaps_from_a_seeded_generator() ->
     assert len(ours) == 5 and all(sorted(a.split(" ")) == sorted(TEXT.split(" ")) for a in ours)
     assert all(a != TEXT for a in ours)
     assert augmentations("word", 0, n=3) == ["word"] * 3  # nothing to swap with
+
+
+def test_pac_leaves_texts_no_swap_can_change_unscored() -> None:
+    """The authors split on spaces: a one-word record, or Japanese/Thai written without spaces,
+    has augmentations equal to itself, whose PAC would be a meaningless 0.0."""
+    for text in ("顧客の秘密の暗証番号は123456です。", "amber", "ข้อมูลลับของลูกค้า", "x=1;y=2"):
+        augmented = augmentations(text, seed=0)
+        assert all(a == text for a in augmented)
+        assert unscorable_reason(text, augmented) == "fewer than 2 space-separated words"
+    assert unscorable_reason("same same", augmentations("same same", 0)) == (
+        "no augmentation differs from the text"
+    )
+    text = "Customer amber has secret PIN 123456."
+    assert unscorable_reason(text, augmentations(text, seed=0)) is None
 
 
 def test_polarised_distance_is_far_mean_minus_local_mean() -> None:

@@ -107,7 +107,8 @@ def test_fact_3_batched_chunked_and_alone_agree(tiny_lm) -> None:
 def test_loss_values_and_summary() -> None:
     values = sample_loss(TokenStats(5, np.array([-0.1, -2.0, -0.5, -3.0])), n_bytes=12)
     assert values["n_scored"] == 4 and math.isclose(values["loss"], 1.4)
-    assert sample_loss(TokenStats(1, np.zeros(0)), 1)["reason"] == "no_scored_tokens"
+    assert sample_loss(TokenStats(1, np.zeros(0)), 1)["reason"] == "too_short"
+    assert sample_loss(TokenStats(0, np.zeros(0)), 0)["reason"] == "empty"
     summary = summarize_loss(
         [
             {**sample_loss(TokenStats(3, np.array([-1.0, -1.0])), 3), "member": True},
@@ -121,3 +122,16 @@ def test_loss_values_and_summary() -> None:
 def test_batches_group_similar_lengths() -> None:
     assert plan_batches([5, 100, 7, 98, 6], batch_size=2) == [[1, 3], [2, 4], [0]]
     assert truncate([1, 2, 3], 2) == ([1, 2], True)
+
+
+def test_an_empty_sequence_gets_empty_statistics_beside_others() -> None:
+    """An empty text under a model without a BOS token is an empty request: the model must not
+    see a zero-width batch ("cannot reshape tensor of 0 elements"), and the others still score."""
+    model = tiny_gpt2()
+    requests = [ScoringRequest([]), ScoringRequest([5, 6, 7]), ScoringRequest([], truncated=True)]
+    empty, scored, empty_again = score_sequences(model, requests, "cpu")
+    assert empty.n_tokens == 0 and empty.n_scored == 0 and empty.mean_logprob is None
+    assert empty_again.truncated
+    (alone,) = score_sequences(model, [requests[1]], "cpu")
+    np.testing.assert_allclose(scored.logprobs, alone.logprobs, atol=1e-5)
+    assert score_sequences(model, [ScoringRequest([])], "cpu")[0].n_scored == 0

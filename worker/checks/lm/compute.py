@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from worker.checks.lm.kinds import (
 )
 from worker.checks.lm.samples import ExtractionWindow, LMPlan, LMSample, PacPlan
 from worker.engine import extraction, loss
-from worker.engine.attacks_pac import pac_score
+from worker.engine.attacks_pac import augmentations, pac_score, unscorable_reason
 from worker.engine.distributions import shared_histogram
 from worker.engine.extraction import document_values, suffix_detail, window_values
 from worker.engine.membership import membership_report, roc_curve, sample_scores
@@ -249,15 +250,40 @@ def _calibration_scores(sample: LMSample, params: MembershipParams) -> dict[str,
     text = sample.passes["text"]
     augmented = [sample.passes[k] for k in sample.passes if k.startswith("pac:")]
     if augmented:
-        found["pac"] = pac_score(
-            text.logprobs, [a.logprobs for a in augmented], params.pac_local, params.pac_far
-        )
+        texts = augmentations(sample.text, params.seed, params.pac_alpha, len(augmented))
+        reason = unscorable_reason(sample.text, texts)
+        if reason is not None:
+            found["pac"] = None
+            found["pac_not_scored"] = reason
+        else:
+            found["pac"] = pac_score(
+                text.logprobs, [a.logprobs for a in augmented], params.pac_local, params.pac_far
+            )
     work = sample.extras.get("membership") or {}
     if "neighbour_losses" in work:
         record_loss = None if text.mean_logprob is None else -text.mean_logprob
         found["neighbourhood"] = neighbourhood_score(record_loss, work["neighbour_losses"])
         found["n_neighbours"] = len(work["neighbour_losses"])
+        if not work["neighbour_losses"]:
+            found["neighbourhood_not_scored"] = NO_NEIGHBOURS
     return found
+
+
+NO_NEIGHBOURS = "no neighbours (the masked LM found no token of the text it could replace)"
+
+
+def _not_scored(key: str, scored: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How many records a score left out and why (`<key>_not_scored`, e.g. PAC on a text without
+    two words), and, when that leaves a class empty, the score's `not_computed`: the true reason
+    its ROC is missing, in place of "ROC needs both members and non-members"."""
+    reasons = Counter(v[f"{key}_not_scored"] for v in scored if v.get(f"{key}_not_scored"))
+    if not reasons:
+        return {}
+    words = "; ".join(
+        f"{reason} for {count:,} of {len(scored):,} records"
+        for reason, count in sorted(reasons.items())
+    )
+    return {"n_not_scored": sum(reasons.values()), "not_scored": words}
 
 
 def _score_keys(params: MembershipParams, values: Sequence[dict[str, Any]]) -> list[str]:
@@ -301,10 +327,16 @@ def summarize_membership(
             entry["histogram"] = shared_histogram({"members": members, "nonmembers": others})
         else:
             entry["histogram"] = shared_histogram({"all": [v.get(key) for v in scored]})
+        entry.update(_not_scored(key, scored))
         if labelled:
             entry.update(
                 membership_report(members, others, bootstrap=params.bootstrap, seed=params.seed)
             )
+            if "not_scored" in entry and not (members and others):
+                entry["not_computed"] = entry["not_scored"]
+                entry["warnings"] = [w for w in entry["warnings"] if not w.startswith("ROC needs")]
+            elif "not_scored" in entry:
+                entry["warnings"].append(f"{key}: {entry['not_scored']}")
             summary["warnings"] = sorted(set(summary["warnings"]) | set(entry["warnings"]))
         summary["scores"][key] = entry
     summary.update(holdout_summary(values, held_out, summary, params))

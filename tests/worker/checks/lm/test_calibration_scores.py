@@ -104,3 +104,64 @@ def test_pac_is_opt_in_and_a_neighbour_model_asks_for_neighbourhood(tiny_lm, can
     assert "neighbourhood" not in MembershipParams().wanted(True)
     found = audit_texts(canary_lm, _records(tiny_lm)[:4], [{"kind": "membership"}])
     assert all("pac" not in v and "neighbourhood" not in v for v in found["membership"]["samples"])
+
+
+def test_an_empty_record_is_skipped_and_counted_not_a_crash(canary_lm) -> None:
+    """The demo's tokenizer adds no BOS token, so an empty text has no token at all."""
+    assert canary_lm.special_prefix == []
+    records = [
+        {"id": "e", "text": "", "member": True},
+        {"id": "w", "text": "Customer", "member": False},
+        {"id": "f", "text": "Customer amber has", "member": False},
+        {"id": "g", "text": "Customer basil has", "member": True},
+    ]
+    checks = [
+        {"kind": "loss", "params": {}},
+        {"kind": "membership", "params": {"scores": ["loss", "pac"], "bootstrap": 10}},
+    ]
+    result = audit_texts(canary_lm, records, checks)
+    loss, membership = result["loss"], result["membership"]
+    empty, one_token = membership["samples"][:2]
+    assert empty["skipped"] and empty["reason"] == "empty"
+    assert one_token["skipped"] and one_token["reason"] == "too_short"
+    assert membership["summary"]["n_skipped"] == 2
+    assert [row["reason"] for row in loss["samples"][:2]] == ["empty", "too_short"]
+    assert loss["summary"]["n_skipped"] == 2
+    assert loss["summary"]["skipped_reasons"] == ["empty", "too_short"]
+
+
+def test_unscorable_pac_and_neighbourhood_say_why_and_report_no_auroc(canary_lm, bert_dir) -> None:
+    """Japanese records have no spaces for PAC's swaps, and the canary BERT knows none of their
+    characters (all [UNK], special): neither score exists, and each says why instead of an
+    AUROC over 0.0s or "ROC needs both members and non-members" on a labelled dataset."""
+    japanese = [
+        {"text": f"顧客{i}の秘密の暗証番号は{i * 111111:06d}です。", "member": i % 2 == 0}
+        for i in range(6)
+    ]
+    english = [
+        {"text": "Customer amber has secret PIN 123456.", "member": True},
+        {"text": "Customer basil has secret PIN 654321.", "member": False},
+    ]
+    params = {
+        "scores": ["loss", "pac", "neighbourhood"],
+        "neighbour_model": f"path:{bert_dir}",
+        "neighbours": 3,
+        "bootstrap": 10,
+    }
+    checks = [{"kind": "membership", "params": params}]
+    result = audit_texts(canary_lm, japanese, checks)["membership"]
+    for row in result["samples"]:
+        assert row["pac"] is None and row["pac_not_scored"] == "fewer than 2 space-separated words"
+        assert row["neighbourhood"] is None and row["n_neighbours"] == 0
+    scores = result["summary"]["scores"]
+    assert scores["pac"]["auroc"] is None and scores["pac"]["n_not_scored"] == 6
+    assert scores["pac"]["not_computed"] == "fewer than 2 space-separated words for 6 of 6 records"
+    assert scores["neighbourhood"]["not_computed"].startswith("no neighbours (")
+    assert scores["neighbourhood"]["n_not_scored"] == 6
+    assert "ROC needs both members and non-members" not in result["summary"]["warnings"]
+    assert scores["loss"]["auroc"]["value"] is not None
+
+    mixed = audit_texts(canary_lm, japanese + english, checks)["membership"]["summary"]
+    assert mixed["scores"]["pac"]["auroc"]["value"] is not None  # the two English records
+    assert mixed["scores"]["pac"]["n_not_scored"] == 6
+    assert "pac: fewer than 2 space-separated words for 6 of 8 records" in mixed["warnings"]
