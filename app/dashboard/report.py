@@ -20,6 +20,7 @@ class Column:
     label: str
     format: str  # number | percent | bool | int
     description: str = ""
+    unsortable: bool = False  # shown, but past the indexed sort slots (records.js reads it)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ def _tables(audit: Audit) -> list[TableSpec]:
         columns += [
             Column(c.key, c.label, c.format, kind.metric_description(c.key))
             for c in kind.columns(params)
+        ]
+        # Columns past the sort slots (a membership check's later scores) are still shown.
+        sortable = len(columns) - 1
+        columns += [
+            Column(c.key, c.label, c.format, kind.metric_description(c.key), unsortable=True)
+            for c in kind.table_columns(params)[sortable:]
         ]
         tables.append(TableSpec(kind.name, kind.rank_description, columns))
     return tables

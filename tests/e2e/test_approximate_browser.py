@@ -50,6 +50,14 @@ def test_approximate_report_in_chromium(served: Served, approximate_audit: dict,
     ids = page.eval_on_selector_all(".chart", "els => els.map(e => e.id)")
     expected = {"approximate-rates", "approximate-hist-bleu", "approximate-hist-rouge_l"}
     assert expected <= set(ids), ids
+    # One histogram per metric, with one drawn series per scheme.
+    summary = approximate_audit["summary"]["approximate"]
+    schemes = summary["schemes"]
+    assert len(schemes) == 2
+    for metric in summary["histograms"]:
+        chart = f"#approximate-hist-{metric}"
+        assert page.eval_on_selector(chart, "e => e.data.map(t => t.name)") == schemes
+        assert page.locator(f"{chart} .bars").count() == len(schemes)
     assert "Approximate memorization" in page.inner_text("#section-approximate")
     page.wait_for_selector("tbody tr[data-sample]")
     page.locator("tbody tr[data-sample] button.expand").first.click()  # most memorized first
