@@ -49,9 +49,10 @@ GREEDY_KEY = "greedy"
 MAX_STRIPS = 50  # documents whose coverage strip the summary keeps (largest share first)
 MAX_SPANS = 2000  # extractable spans kept per document and scheme for its strip
 SERIES_DIGITS = 6
-# A record's stored series, per scheme: a 1,000,000-token work at stride 1 would otherwise keep
-# a million values per scheme in one row (tens of MB of JSON).
-MAX_SERIES_POINTS = 4096
+# A record's stored series, per scheme: every window up to this many (a 100,000-token work at
+# stride 1 keeps each window's value, a few MB of JSON), bucket maxima past it, since a
+# 10,000,000-token work at stride 1 would otherwise put ten million values in one row.
+MAX_SERIES_POINTS = 200_000
 # Token positions the scan may run through over a dataset (windows x (prefix + suffix)), at
 # one token per byte (the most a text can hold): past it a policy is refused, not left to a
 # worker for days. A 1,000,000-byte work at stride 1 with 50+50-token windows is 1e8.
