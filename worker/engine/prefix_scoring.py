@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worker.engine.batching import plan_token_batches, token_budget
 from worker.engine.head_stats import final_logits, logprob_and_moments
 
 # Positions per head chunk: (C, V) float32 logits stay within ~64 MiB at GPT-2's vocabulary.
@@ -54,17 +55,24 @@ def prefix_logprobs(
     device: str | torch.device,
     *,
     batch_size: int = 8,
+    max_batch_tokens: int | None = None,
 ) -> list[np.ndarray]:
     """Per text, log p(x_t | P, x_<t) for every token t of the text (float64, length len(x)).
 
     `prefix`: token ids, or a PrefixState from `encode_prefix` (reused across calls, so a
-    shard runs its prefix once). A text of no tokens gets an empty array."""
+    shard runs its prefix once). A text of no tokens gets an empty array. Every row of a batch
+    holds its own copy of the prefix's keys and attends over P + T positions, so batches are
+    cut by tokens, prefix included, within `max_batch_tokens` (the device's budget unless
+    given; batch_size caps the rows)."""
     if not isinstance(prefix, PrefixState):
         prefix = encode_prefix(model, prefix, device)
     results: list[np.ndarray] = [np.zeros(0)] * len(texts)
-    order = sorted((i for i in range(len(texts)) if texts[i]), key=lambda i: -len(texts[i]))
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    runnable = [i for i in range(len(texts)) if texts[i]]
+    lengths = [len(texts[i]) + prefix.length for i in runnable]
+    if max_batch_tokens is None:
+        max_batch_tokens = token_budget(model, device, length=max(lengths, default=0))
+    for planned in plan_token_batches(lengths, max_batch_tokens, batch_size):
+        batch = [runnable[j] for j in planned]
         for i, logprobs in zip(
             batch, _batch_logprobs(model, prefix, [texts[i] for i in batch]), strict=True
         ):

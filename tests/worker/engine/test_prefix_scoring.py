@@ -54,3 +54,28 @@ def test_the_prefix_changes_the_scores_and_empty_texts_pass() -> None:
     assert not np.allclose(found[0], alone[0])
     with pytest.raises(ValueError, match="at least one token"):
         prefix_logprobs(model, [], [[1]], "cpu")
+
+
+def test_a_small_token_budget_splits_batches_with_identical_values(monkeypatch) -> None:
+    import worker.engine.prefix_scoring as prefix_scoring
+
+    model = _gpt2()
+    rng = np.random.default_rng(5)
+    prefix = rng.integers(0, 97, 20).tolist()
+    texts = [rng.integers(0, 97, n).tolist() for n in (12, 11, 10, 12)]
+    batches: list[int] = []
+    real = prefix_scoring._batch_logprobs
+
+    def counted(model, state, batch):
+        batches.append(len(batch))
+        return real(model, state, batch)
+
+    monkeypatch.setattr(prefix_scoring, "_batch_logprobs", counted)
+    whole = prefix_logprobs(model, prefix, texts, "cpu", batch_size=8, max_batch_tokens=10_000)
+    assert batches == [4]
+    batches.clear()
+    # Each row costs its text plus the 20 prefix tokens: 64 tokens hold two rows, not four.
+    split = prefix_logprobs(model, prefix, texts, "cpu", batch_size=8, max_batch_tokens=64)
+    assert batches == [2, 2]
+    for got, expected in zip(split, whole, strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)

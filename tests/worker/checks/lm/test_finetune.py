@@ -87,6 +87,46 @@ def test_one_pass_lora_equals_two_separate_passes(finetunes: FinetuneModels) -> 
     assert not any("lora" in name for name, _ in base.model.named_modules())
 
 
+def test_small_token_budget_and_head_chunks_bound_the_logits(
+    finetunes: FinetuneModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No (rows, T, V) logits: a small token budget cuts the rows into several forwards and
+    the head runs over chunks of at most a few positions, with the values of one plain
+    forward's full logits."""
+    import torch
+
+    import worker.engine.head_stats as head_stats
+
+    base = load_local(finetunes.base)
+    adapted = cached_adapter_lm(local_spec(finetunes.adapter), base)
+    rows = [base.special_prefix + base.encode(t) for t in finetunes.members + finetunes.nonmembers]
+    widest: list[int] = []
+    real = head_stats.final_logits
+
+    def recorded(model, hidden):
+        logits = real(model, hidden)
+        widest.append(logits.shape[0])
+        return logits
+
+    monkeypatch.setattr(head_stats, "final_logits", recorded)
+    vocab = base.model.get_output_embeddings().weight.shape[0]
+    small = {"max_batch_tokens": 2 * max(len(r) for r in rows), "head_chunk_bytes": 4 * vocab * 5}
+    target, under_base = score_rows_paired(
+        adapted.peft, rows, base.device, 8, ADAPTER_NAME, **small
+    )
+    alone = score_rows(base.model, rows, base.device, 8, **small)
+    assert widest and max(widest) <= 5
+    calls = len(widest)
+    assert calls > 2 * sum(len(r) - 1 for r in rows) / 5 - 1  # many chunks, not one
+    for model, found in [(adapted.model, target), (base.model, under_base), (base.model, alone)]:
+        for row, scores in zip(rows, found, strict=True):
+            with torch.inference_mode():
+                logits = model(input_ids=torch.tensor([row])).logits[0, :-1].float()
+            expected = logits.log_softmax(-1)[torch.arange(len(row) - 1), row[1:]]
+            np.testing.assert_allclose(scores.logprobs, expected.numpy(), atol=1e-4)
+            assert (scores.top1 == (logits.argmax(-1) == torch.tensor(row[1:])).numpy()).all()
+
+
 def test_an_adapter_with_pickled_weights_is_refused(
     finetunes: FinetuneModels, tmp_path: Path
 ) -> None:
