@@ -219,9 +219,11 @@ def coverage_work(work: KindWork, params: CoverageParams) -> list[dict[str, Any]
 
     target = work.target
     setup = ScanSetup.of(target.model, target.device, params.scheme_list())
-    return [
+    found = [
         _scan_record(setup, target, record.text, params, work.batch_size) for record in work.records
     ]
+    work.count_tokens(sum(r.get("tokens_run", 0) for r in found))
+    return found
 
 
 def _scan_record(
@@ -258,8 +260,11 @@ def _scan_record(
         candidates = offsets.start + params.stride * np.flatnonzero(keep)
         found["screen"] = {"offsets": offsets, "log10_pz": screened, "candidates": candidates}
         offsets = candidates
+        found["tokens_run"] = len(ids)
     series = coverage_scan.scan_windows(setup, ids, specials, offsets, n, m, batch_size)
     found["series"] = _rechecked(series, setup, target, ids, specials, params, batch_size)
+    rechecked = found["series"].rechecked or 0
+    found["tokens_run"] = found.get("tokens_run", 0) + width * (len(offsets) + rechecked)
     return found
 
 
