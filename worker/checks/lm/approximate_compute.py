@@ -75,6 +75,8 @@ def generate_approximate(work: KindWork, params: ApproximateParams) -> list[dict
             batch_size=work.batch_size,
             device=target.device,
         )
+        work.count_tokens(sum(len(specials + results[i]["prefix_ids"]) for i, _ in rows))
+        work.count_tokens(len(rows) * params.suffix_tokens)
         for i in open_rows:
             results[i]["generated"][scheme.name] = []
         for (i, _), ids in zip(rows, generated, strict=True):

@@ -45,6 +45,7 @@ def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, 
         for text in texts
     ]
     stats = score_sequences(target.model, requests, target.device, batch_size=work.batch_size)
+    work.count_tokens(sum(len(r.input_ids) for r in requests))
     results: list[dict[str, Any] | None] = []
     start = 0
     for texts in found:

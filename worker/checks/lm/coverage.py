@@ -16,7 +16,8 @@ reductions load in the worker only.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
@@ -219,9 +220,11 @@ def coverage_work(work: KindWork, params: CoverageParams) -> list[dict[str, Any]
 
     target = work.target
     setup = ScanSetup.of(target.model, target.device, params.scheme_list())
-    return [
+    found = [
         _scan_record(setup, target, record.text, params, work.batch_size) for record in work.records
     ]
+    work.count_tokens(sum(r.get("tokens_run", 0) for r in found))
+    return found
 
 
 def _scan_record(
@@ -238,8 +241,9 @@ def _scan_record(
     if width > target.max_tokens:
         return {
             "skipped": True,
-            "reason": f"window of {width:,} tokens exceeds the model's context "
-            f"({target.max_tokens:,})",
+            "reason": "window_exceeds_context",
+            "window_tokens": width,
+            "context": target.max_tokens,
             "n_tokens": len(ids),
         }
     offsets = coverage.coverage_offsets(len(ids), n, m, params.stride, params.offset)
@@ -258,8 +262,11 @@ def _scan_record(
         candidates = offsets.start + params.stride * np.flatnonzero(keep)
         found["screen"] = {"offsets": offsets, "log10_pz": screened, "candidates": candidates}
         offsets = candidates
+        found["tokens_run"] = len(ids)
     series = coverage_scan.scan_windows(setup, ids, specials, offsets, n, m, batch_size)
     found["series"] = _rechecked(series, setup, target, ids, specials, params, batch_size)
+    rechecked = found["series"].rechecked or 0
+    found["tokens_run"] = found.get("tokens_run", 0) + width * (len(offsets) + rechecked)
     return found
 
 
@@ -475,9 +482,35 @@ def summarize_coverage(values: Sequence[dict[str, Any]], params: CoverageParams)
         }
         for v in ranked
     ]
-    skipped = [v for v in values if v.get("skipped")]
-    if skipped and len(skipped) == len(values):
-        summary["not_computed"] = f"no record could be scanned: {skipped[0].get('reason')}"
-    elif skipped:
-        summary["unfit"] = f"{len(skipped):,} of {len(values):,} records were skipped"
+    summary.update(_skipped(values))
     return summary
+
+
+# Why a record had no window, by reason code (the codes extraction and approximate use).
+SKIP_WORDS = {
+    "too_short": "shorter than one window of prefix and suffix",
+    "window_exceeds_context": "a window of prefix and suffix longer than the model's context",
+    "not_scanned": "not scanned",
+}
+
+
+def skip_words(reasons: Mapping[str, int]) -> str:
+    """The reasons records were skipped, in words with their counts."""
+    return "; ".join(
+        f"{count:,} {SKIP_WORDS.get(code, code)} ({code})"
+        for code, count in sorted(reasons.items())
+    )
+
+
+def _skipped(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The skipped records counted by reason code, named in `unfit` (and in `not_computed`
+    when no record was scanned)."""
+    reasons = Counter(str(v.get("reason") or "not_scanned") for v in values if v.get("skipped"))
+    if not reasons:
+        return {}
+    n = sum(reasons.values())
+    words = f"{n:,} of {len(values):,} records were skipped: {skip_words(reasons)}"
+    found: dict[str, Any] = {"skipped_reasons": dict(reasons), "unfit": words}
+    if n == len(values):
+        found["not_computed"] = f"no record could be scanned ({words})"
+    return found

@@ -9,6 +9,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from worker.checks.lm.coverage import skip_words
 from worker.checks.lm.findings import scheme_words
 from worker.checks.report_kit import (
     CONTROL_MEMORISATION,
@@ -128,7 +129,7 @@ def coverage_section(summary: Mapping[str, Any]) -> Section:
     if summary.get("not_computed"):
         notes.append(f"{summary['not_computed']}.")
     elif summary.get("unfit"):
-        notes.append(f"{summary['unfit']} (too short for one window).")
+        notes.append(f"{summary['unfit']}.")
     tables = [t for t in [_passages_table(summary)] if t is not None]
     named = [("strips", coverage_strip_figure(summary))]
     return Section("coverage", "Coverage of whole works", charts("coverage", named), notes, tables)
@@ -163,6 +164,31 @@ def _top_passage(strips: Sequence[Mapping[str, Any]], lead: str) -> Mapping[str,
     return max(passages, key=lambda p: p["log10_pz"], default=None)
 
 
+def _unassessed(reasons: Mapping[str, int]) -> Finding:
+    """Coverage with no window scanned, worded from why the records had none."""
+    counted = {code: n for code, n in reasons.items() if n}
+    why = f" ({skip_words(counted)})" if counted else ""
+    if set(reasons) == {"window_exceeds_context"}:
+        text = "no window of prefix and suffix fits the model's context"
+        advice = "Shorten prefix_tokens and suffix_tokens to fit the model's context."
+    elif "window_exceeds_context" in reasons:
+        text = "no record had a window that fits both the record and the model's context"
+        advice = (
+            "Audit longer documents, or shorten prefix_tokens and suffix_tokens to fit the "
+            "model's context."
+        )
+    else:
+        text = "no document was long enough for one window of prefix and suffix"
+        advice = "Audit longer documents, or shorten prefix_tokens and suffix_tokens."
+    return Finding(
+        "coverage",
+        f"Coverage could not be assessed: {text}{why}.",
+        "unknown",
+        CONTROL_MEMORISATION,
+        advice,
+    )
+
+
 def coverage_finding(
     summary: Mapping[str, Any], _params: Any, _counts: Mapping[str, int]
 ) -> Finding:
@@ -173,14 +199,7 @@ def coverage_finding(
     share, total = entry.get("share_of_all_tokens"), summary.get("n_tokens") or 0
     n_docs = (summary.get("n_samples") or 0) - (summary.get("n_skipped") or 0)
     if share is None or not total:
-        return Finding(
-            "coverage",
-            "Coverage could not be assessed: no document was long enough for one window of "
-            "prefix and suffix.",
-            "unknown",
-            CONTROL_MEMORISATION,
-            "Audit longer documents, or shorten prefix_tokens and suffix_tokens.",
-        )
+        return _unassessed(summary.get("skipped_reasons") or {"too_short": 0})
     threshold = summary.get("threshold")
     run = entry.get("longest_run") or 0
     text = (

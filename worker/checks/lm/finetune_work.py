@@ -77,6 +77,7 @@ def finetune_work(work: KindWork, params: FinetuneParams) -> list[dict[str, Any]
     context = min(target.max_tokens, base.max_tokens) if base is not None else target.max_tokens
     per_record = [_rows(r.text, target, params, max_tokens, context) for r in work.records]
     rows = [row for record_rows, _, _ in per_record for row in record_rows]
+    work.count_tokens(2 * sum(len(row) for row in rows))  # each row under the target and base
     if target.peft is not None:
         found, under_base = score_rows_paired(
             target.peft, rows, target.device, work.batch_size, ADAPTER_NAME

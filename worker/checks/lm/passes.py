@@ -248,6 +248,13 @@ class KindWork:
     batch_size: int
     dataset: Path | None  # the whole dataset's file, for work that reads beyond the batch
     access: Any = None  # the audit's grants (worker.access.Access), for a further model it names
+    # Tokens the kinds' own model work ran through a model, added by each work function; the
+    # batch's "tokens scored" counts them with the shared passes' (mutable inside a frozen work).
+    scored: list[int] = field(default_factory=lambda: [0])
+
+    def count_tokens(self, n: int) -> None:
+        """Adds `n` tokens run through a model by this kind's own work."""
+        self.scored[0] += int(n)
 
 
 # Kind name -> "module:function" taking (KindWork, params) and returning one result per record,
@@ -289,6 +296,7 @@ def compute_batch(
             for sample, result in zip(samples, results, strict=True):
                 sample.extras[kind.name] = result
     n_tokens = sum(len(r.input_ids) for p in plans for r in p.requests.values())
+    n_tokens += work.scored[0]
     found = [kind.compute(samples, params) for kind, params in checks]
     for (kind, params), rows in zip(checks, found, strict=True):
         link = (links or {}).get(getattr(params, "corpus_audit", None) or "")

@@ -136,6 +136,7 @@ def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, 
         )
         for name, ids in prefixes.items()
     }
+    work.count_tokens(sum(len(p) * len(texts) + sum(map(len, texts)) for p in prefixes.values()))
     log_frequencies = _frequencies(target, held) if "dc_pdd" in wanted else None
     for n, i in enumerate(scored):
         found: dict[str, Any] = {

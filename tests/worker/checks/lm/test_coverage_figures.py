@@ -4,8 +4,9 @@ lies in its work, every document given its row, the screen named as such."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
-from worker.checks.lm.coverage import CoverageParams, summarize_coverage
+from worker.checks.lm.coverage import CoverageParams, _scan_record, summarize_coverage
 from worker.checks.lm.coverage_figures import coverage_headlines, coverage_strip_figure
 from worker.checks.lm.report import REPORT
 from worker.checks.report_kit import figure_json
@@ -69,7 +70,10 @@ def test_the_section_lists_passages_and_names_the_screen() -> None:
 def test_no_document_no_strip() -> None:
     summary = summarize_coverage([{"skipped": True, "reason": "too_short"}], CoverageParams())
     assert coverage_strip_figure(summary) is None
-    assert summary["not_computed"] == "no record could be scanned: too_short"
+    assert summary["not_computed"] == (
+        "no record could be scanned (1 of 1 records were skipped: 1 shorter than one window of "
+        "prefix and suffix (too_short))"
+    )
     assert REPORT.sections["coverage"](summary).charts == []
 
 
@@ -85,3 +89,30 @@ def test_the_report_finding_states_share_longest_run_and_top_passage() -> None:
     quiet = REPORT.findings["coverage"](none, CoverageParams(), {})
     assert quiet.risk == "low" and quiet.text.startswith("0.00% of the 400 tokens in 1 document ")
     assert "likeliest passage" not in quiet.text
+
+
+def test_a_window_beyond_the_context_is_named_by_its_code_not_as_too_short() -> None:
+    """A window longer than the model's context is `window_exceeds_context` (the code extraction
+    and approximate use), counted apart from `too_short` in the summary, the note and finding."""
+    params = CoverageParams(prefix_tokens=32, suffix_tokens=32, stride=4)
+    model = SimpleNamespace(encode=lambda t: list(range(len(t))), special_prefix=[0], max_tokens=48)
+    found = _scan_record(None, model, "x" * 500, params, 4)
+    assert found["skipped"] and found["reason"] == "window_exceeds_context"
+    assert found["window_tokens"] == 65 and found["context"] == 48
+    values = [{**found, "sample_id": "book"}, {"skipped": True, "reason": "too_short"}]
+    summary = summarize_coverage(values, params)
+    assert summary["skipped_reasons"] == {"window_exceeds_context": 1, "too_short": 1}
+    assert "1 a window of prefix and suffix longer than the model's context" in summary["unfit"]
+    section = REPORT.sections["coverage"](summary)
+    assert not any("too short for one window" in note for note in section.notes)
+    assert any("(window_exceeds_context)" in note for note in section.notes)
+    finding = REPORT.findings["coverage"](summary, params, {})
+    assert finding.risk == "unknown" and "model's context" in finding.text
+    assert "long enough" not in finding.text
+    alone = summarize_coverage([values[0]], params)
+    assert alone["skipped_reasons"] == {"window_exceeds_context": 1}
+    only = REPORT.findings["coverage"](alone, params, {})
+    assert "no window of prefix and suffix fits the model's context" in only.text
+    assert only.next_step.startswith("Shorten prefix_tokens")
+    short = summarize_coverage([values[1]], params)
+    assert "no document was long enough" in REPORT.findings["coverage"](short, params, {}).text

@@ -76,7 +76,10 @@ def test_the_summary_keeps_a_strip_per_document(audited) -> None:
     (strip,) = summary["strips"]
     assert strip["sample_id"] == "work" and strip["spans"]["greedy"]
     assert summary["by_scheme"]["greedy"]["documents_with_extractable"] == 1
-    assert summary["unfit"] == "1 of 2 records were skipped"
+    assert summary["unfit"] == (
+        "1 of 2 records were skipped: 1 shorter than one window of prefix and suffix (too_short)"
+    )
+    assert summary["skipped_reasons"] == {"too_short": 1}
 
 
 def test_the_screen_is_labelled_and_rescores_its_candidates_exactly(audited, tiny_lm) -> None:

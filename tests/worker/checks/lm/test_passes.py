@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.check_kinds import SubmitContext
 from worker.local import audit_texts, load_local
 
 
@@ -87,3 +88,41 @@ def test_too_short_samples_are_skipped_with_a_reason(tiny_lm) -> None:
     (values,) = result["extraction"]["samples"]
     assert values["skipped"] and values["reason"] == "too_short"
     assert result["extraction"]["summary"]["n_skipped"] == 1
+
+
+def _batch_tokens(lm, texts: list[str], entry: dict, reference=None) -> tuple[int, int]:
+    """(tokens the batch reports scored, tokens of its shared passes alone) for one check."""
+    from worker.checks.lm.passes import TextRecord, compute_batch, plan_record
+    from worker.checks.registry import REGISTRY
+
+    checks = REGISTRY.parse_checks([entry])
+    kind, params = checks[0]
+    plan = kind.plan(params, SubmitContext(has_reference_model=reference is not None))
+    batch = [TextRecord(f"r{i}", t) for i, t in enumerate(texts)]
+    _, n_tokens = compute_batch(batch, checks, plan, lm, reference, 256, 8)
+    plans = [plan_record(t, plan, lm, reference, 256) for t in texts]
+    shared = sum(len(r.input_ids) for p in plans for r in p.requests.values())
+    return n_tokens, shared
+
+
+def test_a_coverage_only_batch_counts_its_scan(tiny_lm) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    text = " ".join(r["text"] for r in _records(tiny_lm)[:3])
+    params = {"prefix_tokens": 8, "suffix_tokens": 16, "stride": 3}
+    n_tokens, shared = _batch_tokens(lm, [text, "tiny"], {"kind": "coverage", "params": params})
+    n = len(lm.encode(text))
+    width = len(lm.special_prefix) + 24
+    assert n_tokens - shared == width * len(range(0, n - 24 + 1, 3)) > 0
+
+
+def test_a_finetune_only_batch_counts_both_models_passes(tiny_lm) -> None:
+    lm = load_local(tiny_lm.model_dir)
+    texts = [r["text"] for r in _records(tiny_lm)[:2]]
+    params = {"prefix_tokens": 6, "suffix_tokens": 6, "stride": 2, "bootstrap": 0}
+    n_tokens, shared = _batch_tokens(lm, texts, {"kind": "finetune", "params": params}, lm)
+    specials = len(lm.special_prefix)
+    rows = 0
+    for text in texts:
+        n = len(lm.encode(text))
+        rows += specials + n + (specials + 12) * len(range(0, n - 12 + 1, 2))
+    assert n_tokens - shared == 2 * rows > 0
