@@ -360,9 +360,11 @@ SCORE_NAMES = (
 )
 # Scores that learn from held-out records (worker/checks/lm/holdout.py): prefixes, frequencies.
 HOLDOUT_SCORES = ("recall", "con_recall", "dc_pdd")
-# Not in the default set: PAC multiplies the teacher-forced tokens by 1 + its augmentations, and
-# the neighbourhood attack needs a `neighbour_model` (naming one asks for it).
-OPT_IN_SCORES = ("pac", "neighbourhood")
+# Not in the default set: PAC multiplies the teacher-forced tokens by 1 + its augmentations, the
+# neighbourhood attack needs a `neighbour_model` (naming one asks for it), and the held-out
+# scores hold records out of every score and run passes of their own: a default audit scores
+# every record as audits before them did, so its AUROCs compare with theirs.
+OPT_IN_SCORES = ("pac", "neighbourhood", *HOLDOUT_SCORES)
 
 
 class MembershipParams(CheckParams):
@@ -370,10 +372,10 @@ class MembershipParams(CheckParams):
         None,
         max_length=len(SCORE_NAMES),
         description="Subset of loss, zlib, lowercase, mink, minkpp, ref, recall, con_recall, "
-        "dc_pdd, pac, neighbourhood; default: all that apply except pac (opt-in: it costs "
-        "1 + pac_augmentations passes) and neighbourhood (only with a neighbour_model); "
-        "recall, con_recall and dc_pdd when the dataset has enough labelled records to hold "
-        "out their prefixes: `shots` members and non-members",
+        "dc_pdd, pac, neighbourhood; default: all that apply except the opt-in pac (it costs "
+        "1 + pac_augmentations passes), neighbourhood (only with a neighbour_model), and "
+        "recall, con_recall and dc_pdd (they hold records out of every score, loss included: "
+        "`shots` members and non-members, or none with a reference_corpus)",
     )
     # ---- held-out records (recall, con_recall, dc_pdd) ----
     shots: int = Field(
@@ -483,8 +485,7 @@ class MembershipParams(CheckParams):
 
     def prefix_scores(self) -> set[str]:
         """The chosen scores that need held-out records."""
-        chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
-        return chosen & set(HOLDOUT_SCORES)
+        return set(self.scores or ()) & set(HOLDOUT_SCORES)
 
 
 def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:

@@ -29,7 +29,7 @@ def test_the_prefix_is_cut_to_fit_the_model_context(tiny_lm, tmp_path) -> None:
         for i in range(16)
     ]
     path = write_jsonl(tmp_path / "long.jsonl", long)
-    checks = [{"kind": "membership", "params": {"bootstrap": 0}}]
+    checks = [{"kind": "membership", "params": {"scores": ["loss", "recall"], "bootstrap": 0}}]
     result = audit_records(lm, path, checks)["membership"]
     holdout = result["summary"]["holdout"]
     assert "not_computed" not in holdout
@@ -118,19 +118,20 @@ def test_the_reference_corpus_is_read_once_per_shard(tiny_lm, tmp_path, monkeypa
 
 def test_texts_hold_records_out_of_themselves(tiny_lm) -> None:
     lm = load_local(tiny_lm.model_dir)
-    result = audit_texts(lm, _rows(tiny_lm), [{"kind": "membership", "params": {"bootstrap": 0}}])
+    params = {"scores": ["recall", "con_recall", "dc_pdd"], "bootstrap": 0}
+    result = audit_texts(lm, _rows(tiny_lm), [{"kind": "membership", "params": params}])
     summary = result["membership"]["summary"]
     assert summary["holdout"]["n_held_out"] == 6
     assert {"recall", "con_recall", "dc_pdd"} <= set(summary["scores"])
 
 
-def test_default_scores_that_cannot_run_say_so_once(tiny_lm, tmp_path) -> None:
-    """Unlabelled records: the default held-out scores cannot run; the summary says so, once."""
+def test_the_default_holds_no_record_out(tiny_lm) -> None:
+    """The held-out scores are opt-in: a default audit scores every record with every default
+    score, as audits before them did, so its AUROCs compare with theirs."""
     lm = load_local(tiny_lm.model_dir)
-    unlabelled = [{"id": r["id"], "text": r["text"]} for r in _rows(tiny_lm)[:6]]
-    path = write_jsonl(tmp_path / "unlabelled.jsonl", unlabelled)
-    result = audit_records(lm, path, [{"kind": "membership", "params": {"bootstrap": 0}}])
+    result = audit_records(lm, tiny_lm.dataset_path, [{"kind": "membership", "params": {}}])
     membership = result["membership"]
-    assert not any("holdout_error" in s for s in membership["samples"])
-    assert "leaves none to score" in membership["summary"]["holdout"]["not_computed"]
-    assert not any("not computed" in w for w in membership["summary"]["warnings"])
+    assert "holdout" not in membership["summary"]
+    assert not {"recall", "con_recall", "dc_pdd"} & set(membership["summary"]["scores"])
+    assert not any(s.get("held_out") or "holdout_error" in s for s in membership["samples"])
+    assert membership["summary"]["scores"]["loss"]["n_members"] == tiny_lm.n_members
