@@ -70,8 +70,9 @@ def prefix_budget(target: LoadedModel, prefix_tokens: int) -> int:
 
 
 # (audit's grants, corpus uri, selection) -> (the grants, held so their id cannot be reused;
-# the reference corpus's held-out set): the corpus is opened and read once per shard.
-_REFERENCES: dict[tuple, tuple[object, HeldOut]] = {}
+# the reference corpus's held-out set, or why it has none): the corpus is opened and read once
+# per shard, a failure included.
+_REFERENCES: dict[tuple, tuple[object, HeldOut | HoldoutError]] = {}
 
 
 def _reference(work: KindWork, params: MembershipParams, members_needed: bool) -> HeldOut:
@@ -79,9 +80,17 @@ def _reference(work: KindWork, params: MembershipParams, members_needed: bool) -
     if key not in _REFERENCES:
         _REFERENCES.clear()  # one shard at a time: the last shard's grants are let go
         corpus = work.access.open_dataset(params.reference_corpus)
-        held = select_reference(corpus, params.shots, params.seed, members_needed)
-        _REFERENCES[key] = (work.access, held)
-    return _REFERENCES[key][1]
+        try:
+            found: HeldOut | HoldoutError = select_reference(
+                corpus, params.shots, params.seed, members_needed
+            )
+        except HoldoutError as exc:
+            found = exc
+        _REFERENCES[key] = (work.access, found)
+    found = _REFERENCES[key][1]
+    if isinstance(found, HoldoutError):
+        raise HoldoutError(str(found))
+    return found
 
 
 def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:

@@ -1,16 +1,18 @@
 """The held-out scores (ReCaLL, Con-ReCall, DC-PDD) at their edges, on the canary model trained
 here (context 128 tokens): a prefix budget past the context, ids that repeat, two reference
 corpora in one process, a reference corpus over many batches, texts with no dataset file, and
-default scores that cannot run."""
+the default (which holds nothing out), failures cached like selections."""
 
 from __future__ import annotations
 
 import json
 import random
 
+import pytest
+
 from tests.conftest import write_jsonl
 from worker.checks.lm import prefix_work
-from worker.checks.lm.holdout import select_holdout, select_reference
+from worker.checks.lm.holdout import HeldOut, HoldoutError, select_holdout, select_reference
 from worker.demo import canary_text
 from worker.local import LocalAccess, audit_records, audit_texts, load_local
 
@@ -135,3 +137,35 @@ def test_the_default_holds_no_record_out(tiny_lm) -> None:
     assert not {"recall", "con_recall", "dc_pdd"} & set(membership["summary"]["scores"])
     assert not any(s.get("held_out") or "holdout_error" in s for s in membership["samples"])
     assert membership["summary"]["scores"]["loss"]["n_members"] == tiny_lm.n_members
+
+
+def test_a_failed_selection_reads_the_file_once(tiny_lm, tmp_path, monkeypatch) -> None:
+    """Too few labels: the failure is cached like a success, so later batches do not re-read
+    the whole dataset file (or reference corpus) to fail again."""
+    from worker.checks.lm import holdout
+
+    rows = _rows(tiny_lm)
+    few = write_jsonl(tmp_path / "few.jsonl", rows[:3] + rows[-6:])  # 3 members: none left
+    tiny = write_jsonl(tmp_path / "tiny_ref.jsonl", [{"text": "one record"}])
+    reads: list[object] = []
+    real = holdout.iter_records
+
+    def counted(path):  # type: ignore[no-untyped-def]
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(holdout, "iter_records", counted)
+    for _ in range(3):
+        with pytest.raises(HoldoutError, match="leaves none to score"):
+            select_holdout(few, 0.0, 3, 0)
+        with pytest.raises(HoldoutError, match="fewer than shots=3"):
+            select_reference(tiny, 3, 0, False)
+    assert reads == [few, tiny]
+
+
+def test_roles_by_position() -> None:
+    held = HeldOut(("4", "9", "2"), ("1", "7"), {}, shots=2)
+    roles = {i: held.role(i) for i in range(10)}
+    assert roles[4] == roles[9] == roles[1] == roles[7] == "prefix"
+    assert roles[2] == "frequency" and roles[0] is None and held.role(None) is None
+    assert HeldOut(("4",), ("1",), {}, shots=1, external=True).role(4) is None
