@@ -522,32 +522,21 @@ def _fit_membership(params: MembershipParams, context: FitContext) -> DataFit:
     non-members; the held-out scores need `shots` of each label held out and one left."""
     needs = {metric: ("true", "false") for metric in context.metrics}
     refusals = _label_refusals(context.profile, needs)
-    warnings: list[str] = []
     short = _holdout_shortfall(params, context.profile)
     if short:
-        if params.scores is not None:
-            refusals.append(short)
-        else:
-            warnings.append(short.replace("leaves none", "would leave none") + " (not computed)")
-    return DataFit(tuple(refusals), tuple(warnings))
+        refusals.append(short)  # the held-out scores run only when named: refused, not warned
+    return DataFit(tuple(refusals), ())
 
 
 def _holdout_shortfall(params: MembershipParams, profile: DatasetProfile) -> str | None:
-    """Why the held-out scores cannot run on these records, where a complete pass shows it."""
+    """Why the held-out scores cannot run on these records, where a complete pass shows it
+    (the one rule the audit applies too: holdout.holdout_shortfall)."""
     if not params.prefix_scores() or not profile.complete or params.reference_corpus:
         return None
-    from worker.checks.lm.holdout import holdout_size
+    from worker.checks.lm.holdout import holdout_shortfall
 
-    for label, name in (("true", "members"), ("false", "non-members")):
-        held = holdout_size(profile.members[label], params.holdout_share, params.shots)
-        if profile.members[label] < held + 1:
-            return (
-                f"{sorted(params.prefix_scores())} hold out {held} labelled {name} (shots="
-                f"{params.shots}, holdout_share={params.holdout_share:g}) but the dataset has "
-                f"{profile.members[label]:,}: that leaves none to score; label more records, "
-                "lower shots, or drop these scores"
-            )
-    return None
+    counts = {True: profile.members["true"], False: profile.members["false"]}
+    return holdout_shortfall(counts, params.holdout_share, params.shots)
 
 
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:
