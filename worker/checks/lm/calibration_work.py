@@ -17,7 +17,7 @@ from worker.engine.neighbourhood import neighbours
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
 
 
-def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any] | None]:
+def neighbour_losses(work: KindWork, params: MembershipParams) -> list[dict[str, Any] | None]:
     """Per record: its neighbours' losses under the target (None when not asked for)."""
     if params.neighbour_model is None or "neighbourhood" not in params.wanted(True):
         return [None] * len(work.records)

@@ -14,6 +14,6 @@ from worker.checks.lm.passes import KindWork
 def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
     """Per record: what prefix_work found (its held-out role, or its prefix passes) and, when the
     neighbourhood score is wanted, its neighbours' losses."""
-    prefixes = prefix_work.membership_work(work, params)
-    neighbours = calibration_work.membership_work(work, params)
+    prefixes = prefix_work.prefix_passes(work, params)
+    neighbours = calibration_work.neighbour_losses(work, params)
     return [{**found, **(extra or {})} for found, extra in zip(prefixes, neighbours, strict=True)]

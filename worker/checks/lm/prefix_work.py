@@ -5,6 +5,7 @@ with. The ratios themselves are formed in compute.py, beside the text pass's LL(
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,18 +28,22 @@ def prefix_ids(target: LoadedModel, texts: list[str], budget: int) -> list[int]:
     return list(target.special_prefix) + joined[:budget]
 
 
-# (model, prefix ids) -> the prefix run once; the model is held so its id cannot be reused.
-_PREFIXES: dict[tuple, tuple[object, PrefixState]] = {}
+# model -> (prefix ids -> the prefix run once): keyed weakly, so a prefix's KV cache goes with
+# its model instead of living as long as the process.
+_PREFIXES: weakref.WeakKeyDictionary[object, dict[tuple[int, ...], PrefixState]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _encoded(target: LoadedModel, ids: list[int]) -> PrefixState:
     """Each prefix runs once per model (per shard), not once per batch."""
-    key = (id(target.model), tuple(ids))
-    if key not in _PREFIXES:
-        if len(_PREFIXES) >= 2:  # ReCaLL's and Con-ReCall's: no more are held
-            _PREFIXES.clear()
-        _PREFIXES[key] = (target.model, encode_prefix(target.model, ids, target.device))
-    return _PREFIXES[key][1]
+    held = _PREFIXES.setdefault(target.model, {})
+    key = tuple(ids)
+    if key not in held:
+        if len(held) >= 2:  # ReCaLL's and Con-ReCall's: no more are held
+            held.clear()
+        held[key] = encode_prefix(target.model, ids, target.device)
+    return held[key]
 
 
 def _frequencies(target: LoadedModel, held: HeldOut) -> np.ndarray:
@@ -93,7 +98,7 @@ def _reference(work: KindWork, params: MembershipParams, members_needed: bool) -
     return found
 
 
-def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
+def prefix_passes(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
     """Per record: {"held_out": role, "index"}, or what its prefix scores need, or
     {"holdout_error"} (held_out_scores.py decides whether the record's values say it)."""
     wanted = params.prefix_scores()

@@ -169,3 +169,38 @@ def test_roles_by_position() -> None:
     assert roles[4] == roles[9] == roles[1] == roles[7] == "prefix"
     assert roles[2] == "frequency" and roles[0] is None and held.role(None) is None
     assert HeldOut(("4",), ("1",), {}, shots=1, external=True).role(4) is None
+
+
+def test_a_one_record_reference_corpus_is_the_reason_given(tiny_lm, tmp_path) -> None:
+    """The summary says the actual first error (the corpus is too small), not a label shortfall
+    of the audited dataset nor a vague fallback."""
+    lm = load_local(tiny_lm.model_dir)
+    corpus = write_jsonl(tmp_path / "one.jsonl", [{"text": "a single reference text"}])
+    params = {"bootstrap": 0, "reference_corpus": f"path:{corpus}", "scores": ["loss", "recall"]}
+    checks = [{"kind": "membership", "params": params}]
+    summary = audit_records(lm, tiny_lm.dataset_path, checks)["membership"]["summary"]
+    reason = summary["holdout"]["not_computed"]
+    assert reason.startswith("the reference corpus has 1 non-member")
+    assert "leaves none" not in reason
+    assert summary["scores"]["recall"] == {"not_computed": reason}
+    assert summary["scores"]["loss"]["n_members"] == tiny_lm.n_members
+
+
+def test_a_prefix_goes_with_its_model(tiny_lm) -> None:
+    """The prefix cache holds no model alive: once the model is dropped, so is its KV cache."""
+    import gc
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from worker.demo import tiny_gpt2
+
+    model, _ = tiny_gpt2(AutoTokenizer.from_pretrained(tiny_lm.model_dir), seed=0)
+    target = SimpleNamespace(model=model.eval(), device=torch.device("cpu"))
+    state = prefix_work._encoded(target, [1, 2, 3])
+    assert prefix_work._encoded(target, [1, 2, 3]) is state  # run once per model
+    assert model in prefix_work._PREFIXES
+    del model, target, state
+    gc.collect()
+    assert len(prefix_work._PREFIXES) == 0
