@@ -30,15 +30,7 @@ def test_smollm2_gguf_separates_licence_texts_from_fresh_text(tmp_path) -> None:
         lm,
         records,
         [
-            # The held-out scores have their own SmolLM2 cross-checks (test_attacks_recall.py);
-            # here the guard reads the scores that need no held-out records.
-            {
-                "kind": "membership",
-                "params": {
-                    "bootstrap": 200,
-                    "scores": ["loss", "zlib", "lowercase", "mink", "minkpp"],
-                },
-            },
+            {"kind": "membership", "params": {"bootstrap": 200}},
             {"kind": "extraction", "params": {"prefix_tokens": 32, "suffix_tokens": 32}},
         ],
         batch_size=8,

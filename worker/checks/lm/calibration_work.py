@@ -9,6 +9,7 @@ are requests of the shared pass (`pac:<i>`, passes.pac_requests).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from worker.checks.lm.kinds import MembershipParams
@@ -17,10 +18,20 @@ from worker.engine.neighbourhood import neighbours
 from worker.engine.scoring import ScoringRequest, score_sequences, truncate
 
 
-def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any] | None]:
-    """Per record: its neighbours' losses under the target (None when not asked for)."""
+def neighbour_losses(
+    work: KindWork, params: MembershipParams, held_out: frozenset[int] = frozenset()
+) -> list[dict[str, Any] | None]:
+    """Per record: its neighbours' losses under the target (None when not asked for, and for
+    the batch positions in `held_out`: records no score may score get no neighbours made)."""
     if params.neighbour_model is None or "neighbourhood" not in params.wanted(True):
         return [None] * len(work.records)
+    if held_out:
+        kept = [i for i in range(len(work.records)) if i not in held_out]
+        found = neighbour_losses(_only(work, kept), params) if kept else []
+        results: list[dict[str, Any] | None] = [None] * len(work.records)
+        for i, value in zip(kept, found, strict=True):
+            results[i] = value
+        return results
     from worker.loaders.masked_lm import cached_masked_lm
 
     if work.access is None:
@@ -55,3 +66,11 @@ def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, 
         start += len(texts)
         results.append({"neighbour_losses": losses})
     return results
+
+
+def _only(work: KindWork, positions: list[int]) -> KindWork:
+    return replace(
+        work,
+        records=[work.records[i] for i in positions],
+        plans=[work.plans[i] for i in positions],
+    )

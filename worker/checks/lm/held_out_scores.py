@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from worker.checks.lm.holdout import holdout_shortfall
 from worker.checks.lm.kinds import MembershipParams
 from worker.engine.prefix_attacks import con_recall_score, dc_pdd_score, recall_score
 from worker.engine.token_stats import TokenStats
@@ -22,9 +21,7 @@ def held_out_scores(
     if not wanted:
         return {}
     if "holdout_error" in work:
-        # Said per record only where the user named the scores; the defaults' reason is said
-        # once, in the summary (holdout_summary).
-        return {"holdout_error": work["holdout_error"]} if params.scores is not None else {}
+        return {"holdout_error": work["holdout_error"]}
     if "n_conditioned" not in work:
         return {}
     values: dict[str, Any] = {"n_prefix_tokens": work["n_prefix_tokens"]}
@@ -53,13 +50,13 @@ def holdout_summary(
     params: MembershipParams,
 ) -> dict[str, Any]:
     """Which records were held out and for what, and loss's AUROC on the scored records the
-    held-out scores share; a reason (a warning where the user named the scores) when none ran."""
+    held-out scores share; when none ran, the first error the work met (a reference corpus too
+    small, a context too short, too few labels), as a warning and in `not_computed`."""
     wanted = params.prefix_scores()
     if not wanted:
         return {}
-    errors = sorted({v["holdout_error"] for v in values if v.get("holdout_error")})
-    if not errors and params.scores is None:
-        errors = _defaults_not_run(values, held_out, params)
+    # Every record of a failed selection carries the same error: the first one met is it.
+    errors = [v["holdout_error"] for v in values if v.get("holdout_error")]
     entry: dict[str, Any] = {
         "scores": sorted(wanted),
         "shots": params.shots,
@@ -70,10 +67,9 @@ def holdout_summary(
     }
     if errors:
         entry["not_computed"] = errors[0]
-        if params.scores is not None:
-            summary["warnings"].append(f"{sorted(wanted)} not computed: {errors[0]}")
-            for name in wanted:
-                summary["scores"][name] = {"not_computed": errors[0]}
+        summary["warnings"].append(f"{sorted(wanted)} not computed: {errors[0]}")
+        for name in wanted:
+            summary["scores"][name] = {"not_computed": errors[0]}
         return {"holdout": entry}
 
     def ids(role: str, member: bool) -> list[str]:
@@ -99,25 +95,3 @@ def holdout_summary(
 def _name(value: dict[str, Any]) -> str:
     index = value.get("index")
     return value["id"] if index is None else f"{index}:{value['id']}"
-
-
-def _defaults_not_run(
-    values: Sequence[dict[str, Any]], held_out: Sequence[dict[str, Any]], params: MembershipParams
-) -> list[str]:
-    """Why the default held-out scores ran on no record (their records do not say it): the
-    labels' shortfall where that is why, else a general reason; none when they ran."""
-    if held_out or any(name in v for v in values for name in params.prefix_scores()):
-        return []
-    counts = {
-        label: sum(1 for v in values if v.get("member") is label and not v.get("skipped"))
-        for label in (True, False)
-    }
-    short = holdout_shortfall(counts, params.holdout_share, params.shots)
-    if short is not None:
-        return [short]
-    if not any(not v.get("skipped") for v in values):
-        return []
-    return [
-        "the held-out records could not be used (no dataset file or reference corpus, or a "
-        "model context too short for a prefix); name the scores to be told why"
-    ]

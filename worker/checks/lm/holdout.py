@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +43,16 @@ class HeldOut:
         `frequency` (frequencies only), None (scored)."""
         if self.external or index is None:
             return None
-        key = str(index)
-        for ids in (self.members, self.nonmembers):
-            if key in ids:
-                return "prefix" if ids.index(key) < self.shots else "frequency"
-        return None
+        return self._roles.get(str(index))
+
+    @cached_property
+    def _roles(self) -> dict[str, str]:
+        """Position -> role, built once: a lookup per record, not a scan of the held-out ids."""
+        return {
+            key: "prefix" if n < self.shots else "frequency"
+            for ids in (self.members, self.nonmembers)
+            for n, key in enumerate(ids)
+        }
 
     def prefix_texts(self, member: bool) -> list[str]:
         ids = self.members if member else self.nonmembers
@@ -76,11 +81,21 @@ def holdout_shortfall(counts: dict[bool, int], share: float, shots: int) -> str 
 def select_holdout(path: Path, share: float, shots: int, seed: int) -> HeldOut:
     """The held-out records of the dataset file at `path` (cached per file version)."""
     stat = path.stat()
-    return _select(path, stat.st_mtime_ns, stat.st_size, share, shots, seed)
+    return _raised(_select(path, stat.st_mtime_ns, stat.st_size, share, shots, seed))
+
+
+def _raised(found: HeldOut | HoldoutError) -> HeldOut:
+    """A cached failure is raised again: lru_cache keeps no exception, so a selection that
+    fails is returned, cached, and raised here, not recomputed (the file re-read) per batch."""
+    if isinstance(found, HoldoutError):
+        raise HoldoutError(str(found))
+    return found
 
 
 @lru_cache(maxsize=8)
-def _select(path: Path, _mtime_ns: int, _size: int, share: float, shots: int, seed: int) -> HeldOut:
+def _select(
+    path: Path, _mtime_ns: int, _size: int, share: float, shots: int, seed: int
+) -> HeldOut | HoldoutError:
     # Keyed by position, as the records reach the pass (TextRecord.index): ids may repeat.
     by_label: dict[bool, list[str]] = {True: [], False: []}
     for record in iter_records(path):
@@ -89,7 +104,7 @@ def _select(path: Path, _mtime_ns: int, _size: int, share: float, shots: int, se
             by_label[member].append(str(record.index))
     short = holdout_shortfall({k: len(v) for k, v in by_label.items()}, share, shots)
     if short is not None:
-        raise HoldoutError(short)
+        return HoldoutError(short)
     rng = np.random.default_rng(seed)
     chosen: dict[bool, tuple[str, ...]] = {}
     for label in (True, False):
@@ -106,13 +121,13 @@ def select_reference(path: Path, shots: int, seed: int, members_needed: bool) ->
     member prefix (Con-ReCall), the others (false or unlabelled) the non-member prefix; every
     record counts towards the frequencies (cached per file version)."""
     stat = path.stat()
-    return _reference(path, stat.st_mtime_ns, stat.st_size, shots, seed, members_needed)
+    return _raised(_reference(path, stat.st_mtime_ns, stat.st_size, shots, seed, members_needed))
 
 
 @lru_cache(maxsize=4)
 def _reference(
     path: Path, _mtime_ns: int, _size: int, shots: int, seed: int, members_needed: bool
-) -> HeldOut:
+) -> HeldOut | HoldoutError:
     texts: dict[str, str] = {}
     by_label: dict[bool, list[str]] = {True: [], False: []}
     for record in iter_records(path):
@@ -128,7 +143,7 @@ def _reference(
     for label, words in needs.items():
         ids = by_label[label]
         if len(ids) < shots:
-            raise HoldoutError(
+            return HoldoutError(
                 f"the reference corpus has {len(ids)} {words} records, fewer than shots={shots}: "
                 "add records to it, lower shots"
                 + (", or drop con_recall from scores" if label else "")

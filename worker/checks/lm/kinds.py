@@ -360,9 +360,11 @@ SCORE_NAMES = (
 )
 # Scores that learn from held-out records (worker/checks/lm/holdout.py): prefixes, frequencies.
 HOLDOUT_SCORES = ("recall", "con_recall", "dc_pdd")
-# Not in the default set: PAC multiplies the teacher-forced tokens by 1 + its augmentations, and
-# the neighbourhood attack needs a `neighbour_model` (naming one asks for it).
-OPT_IN_SCORES = ("pac", "neighbourhood")
+# Not in the default set: PAC multiplies the teacher-forced tokens by 1 + its augmentations, the
+# neighbourhood attack needs a `neighbour_model` (naming one asks for it), and the held-out
+# scores hold records out of every score and run passes of their own: a default audit scores
+# every record as audits before them did, so its AUROCs compare with theirs.
+OPT_IN_SCORES = ("pac", "neighbourhood", *HOLDOUT_SCORES)
 
 
 class MembershipParams(CheckParams):
@@ -370,10 +372,10 @@ class MembershipParams(CheckParams):
         None,
         max_length=len(SCORE_NAMES),
         description="Subset of loss, zlib, lowercase, mink, minkpp, ref, recall, con_recall, "
-        "dc_pdd, pac, neighbourhood; default: all that apply except pac (opt-in: it costs "
-        "1 + pac_augmentations passes) and neighbourhood (only with a neighbour_model); "
-        "recall, con_recall and dc_pdd when the dataset has enough labelled records to hold "
-        "out their prefixes: `shots` members and non-members",
+        "dc_pdd, pac, neighbourhood; default: all that apply except the opt-in pac (it costs "
+        "1 + pac_augmentations passes), neighbourhood (only with a neighbour_model), and "
+        "recall, con_recall and dc_pdd (they hold records out of every score, loss included: "
+        "`shots` members and non-members, or none with a reference_corpus)",
     )
     # ---- held-out records (recall, con_recall, dc_pdd) ----
     shots: int = Field(
@@ -483,8 +485,7 @@ class MembershipParams(CheckParams):
 
     def prefix_scores(self) -> set[str]:
         """The chosen scores that need held-out records."""
-        chosen = set(self.scores) if self.scores is not None else set(SCORE_NAMES)
-        return chosen & set(HOLDOUT_SCORES)
+        return set(self.scores or ()) & set(HOLDOUT_SCORES)
 
 
 def _validate_membership(params: MembershipParams, context: SubmitContext) -> None:
@@ -521,32 +522,21 @@ def _fit_membership(params: MembershipParams, context: FitContext) -> DataFit:
     non-members; the held-out scores need `shots` of each label held out and one left."""
     needs = {metric: ("true", "false") for metric in context.metrics}
     refusals = _label_refusals(context.profile, needs)
-    warnings: list[str] = []
     short = _holdout_shortfall(params, context.profile)
     if short:
-        if params.scores is not None:
-            refusals.append(short)
-        else:
-            warnings.append(short.replace("leaves none", "would leave none") + " (not computed)")
-    return DataFit(tuple(refusals), tuple(warnings))
+        refusals.append(short)  # the held-out scores run only when named: refused, not warned
+    return DataFit(tuple(refusals), ())
 
 
 def _holdout_shortfall(params: MembershipParams, profile: DatasetProfile) -> str | None:
-    """Why the held-out scores cannot run on these records, where a complete pass shows it."""
+    """Why the held-out scores cannot run on these records, where a complete pass shows it
+    (the one rule the audit applies too: holdout.holdout_shortfall)."""
     if not params.prefix_scores() or not profile.complete or params.reference_corpus:
         return None
-    from worker.checks.lm.holdout import holdout_size
+    from worker.checks.lm.holdout import holdout_shortfall
 
-    for label, name in (("true", "members"), ("false", "non-members")):
-        held = holdout_size(profile.members[label], params.holdout_share, params.shots)
-        if profile.members[label] < held + 1:
-            return (
-                f"{sorted(params.prefix_scores())} hold out {held} labelled {name} (shots="
-                f"{params.shots}, holdout_share={params.holdout_share:g}) but the dataset has "
-                f"{profile.members[label]:,}: that leaves none to score; label more records, "
-                "lower shots, or drop these scores"
-            )
-    return None
+    counts = {True: profile.members["true"], False: profile.members["false"]}
+    return holdout_shortfall(counts, params.holdout_share, params.shots)
 
 
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:

@@ -14,6 +14,7 @@ from worker.checks.lm.passes import KindWork
 def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
     """Per record: what prefix_work found (its held-out role, or its prefix passes) and, when the
     neighbourhood score is wanted, its neighbours' losses."""
-    prefixes = prefix_work.membership_work(work, params)
-    neighbours = calibration_work.membership_work(work, params)
+    prefixes = prefix_work.prefix_passes(work, params)
+    held_out = frozenset(i for i, found in enumerate(prefixes) if "held_out" in found)
+    neighbours = calibration_work.neighbour_losses(work, params, held_out)
     return [{**found, **(extra or {})} for found, extra in zip(prefixes, neighbours, strict=True)]

@@ -5,6 +5,7 @@ with. The ratios themselves are formed in compute.py, beside the text pass's LL(
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,18 +28,22 @@ def prefix_ids(target: LoadedModel, texts: list[str], budget: int) -> list[int]:
     return list(target.special_prefix) + joined[:budget]
 
 
-# (model, prefix ids) -> the prefix run once; the model is held so its id cannot be reused.
-_PREFIXES: dict[tuple, tuple[object, PrefixState]] = {}
+# model -> (prefix ids -> the prefix run once): keyed weakly, so a prefix's KV cache goes with
+# its model instead of living as long as the process.
+_PREFIXES: weakref.WeakKeyDictionary[object, dict[tuple[int, ...], PrefixState]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _encoded(target: LoadedModel, ids: list[int]) -> PrefixState:
     """Each prefix runs once per model (per shard), not once per batch."""
-    key = (id(target.model), tuple(ids))
-    if key not in _PREFIXES:
-        if len(_PREFIXES) >= 2:  # ReCaLL's and Con-ReCall's: no more are held
-            _PREFIXES.clear()
-        _PREFIXES[key] = (target.model, encode_prefix(target.model, ids, target.device))
-    return _PREFIXES[key][1]
+    held = _PREFIXES.setdefault(target.model, {})
+    key = tuple(ids)
+    if key not in held:
+        if len(held) >= 2:  # ReCaLL's and Con-ReCall's: no more are held
+            held.clear()
+        held[key] = encode_prefix(target.model, ids, target.device)
+    return held[key]
 
 
 def _frequencies(target: LoadedModel, held: HeldOut) -> np.ndarray:
@@ -70,8 +75,9 @@ def prefix_budget(target: LoadedModel, prefix_tokens: int) -> int:
 
 
 # (audit's grants, corpus uri, selection) -> (the grants, held so their id cannot be reused;
-# the reference corpus's held-out set): the corpus is opened and read once per shard.
-_REFERENCES: dict[tuple, tuple[object, HeldOut]] = {}
+# the reference corpus's held-out set, or why it has none): the corpus is opened and read once
+# per shard, a failure included.
+_REFERENCES: dict[tuple, tuple[object, HeldOut | HoldoutError]] = {}
 
 
 def _reference(work: KindWork, params: MembershipParams, members_needed: bool) -> HeldOut:
@@ -79,12 +85,20 @@ def _reference(work: KindWork, params: MembershipParams, members_needed: bool) -
     if key not in _REFERENCES:
         _REFERENCES.clear()  # one shard at a time: the last shard's grants are let go
         corpus = work.access.open_dataset(params.reference_corpus)
-        held = select_reference(corpus, params.shots, params.seed, members_needed)
-        _REFERENCES[key] = (work.access, held)
-    return _REFERENCES[key][1]
+        try:
+            found: HeldOut | HoldoutError = select_reference(
+                corpus, params.shots, params.seed, members_needed
+            )
+        except HoldoutError as exc:
+            found = exc
+        _REFERENCES[key] = (work.access, found)
+    found = _REFERENCES[key][1]
+    if isinstance(found, HoldoutError):
+        raise HoldoutError(str(found))
+    return found
 
 
-def membership_work(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
+def prefix_passes(work: KindWork, params: MembershipParams) -> list[dict[str, Any]]:
     """Per record: {"held_out": role, "index"}, or what its prefix scores need, or
     {"holdout_error"} (held_out_scores.py decides whether the record's values say it)."""
     wanted = params.prefix_scores()

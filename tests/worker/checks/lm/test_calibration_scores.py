@@ -165,3 +165,29 @@ def test_unscorable_pac_and_neighbourhood_say_why_and_report_no_auroc(canary_lm,
     assert mixed["scores"]["pac"]["auroc"]["value"] is not None  # the two English records
     assert mixed["scores"]["pac"]["n_not_scored"] == 6
     assert "pac: fewer than 2 space-separated words for 6 of 8 records" in mixed["warnings"]
+
+
+def test_held_out_records_get_no_neighbours(tiny_lm, canary_lm, bert_dir, monkeypatch) -> None:
+    """Records held out for ReCaLL are scored by no score: no neighbours are made for them."""
+    from worker.checks.lm import calibration_work
+
+    made: list[str] = []
+    real = calibration_work.neighbours
+
+    def counted(text, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(calibration_work, "neighbours", counted)
+    params = {
+        "scores": ["loss", "recall", "neighbourhood"],
+        "neighbour_model": f"path:{bert_dir}",
+        "neighbours": 2,
+        "bootstrap": 0,
+    }
+    records = _records(tiny_lm)
+    result = audit_texts(canary_lm, records, [{"kind": "membership", "params": params}])
+    samples = result["membership"]["samples"]
+    held = [r["text"] for r, s in zip(records, samples, strict=True) if s.get("held_out")]
+    assert len(held) == 6 and not set(held) & set(made)
+    assert len(made) == len(records) - 6

@@ -1,16 +1,18 @@
 """The held-out scores (ReCaLL, Con-ReCall, DC-PDD) at their edges, on the canary model trained
 here (context 128 tokens): a prefix budget past the context, ids that repeat, two reference
 corpora in one process, a reference corpus over many batches, texts with no dataset file, and
-default scores that cannot run."""
+the default (which holds nothing out), failures cached like selections."""
 
 from __future__ import annotations
 
 import json
 import random
 
+import pytest
+
 from tests.conftest import write_jsonl
 from worker.checks.lm import prefix_work
-from worker.checks.lm.holdout import select_holdout, select_reference
+from worker.checks.lm.holdout import HeldOut, HoldoutError, select_holdout, select_reference
 from worker.demo import canary_text
 from worker.local import LocalAccess, audit_records, audit_texts, load_local
 
@@ -29,7 +31,7 @@ def test_the_prefix_is_cut_to_fit_the_model_context(tiny_lm, tmp_path) -> None:
         for i in range(16)
     ]
     path = write_jsonl(tmp_path / "long.jsonl", long)
-    checks = [{"kind": "membership", "params": {"bootstrap": 0}}]
+    checks = [{"kind": "membership", "params": {"scores": ["loss", "recall"], "bootstrap": 0}}]
     result = audit_records(lm, path, checks)["membership"]
     holdout = result["summary"]["holdout"]
     assert "not_computed" not in holdout
@@ -118,19 +120,87 @@ def test_the_reference_corpus_is_read_once_per_shard(tiny_lm, tmp_path, monkeypa
 
 def test_texts_hold_records_out_of_themselves(tiny_lm) -> None:
     lm = load_local(tiny_lm.model_dir)
-    result = audit_texts(lm, _rows(tiny_lm), [{"kind": "membership", "params": {"bootstrap": 0}}])
+    params = {"scores": ["recall", "con_recall", "dc_pdd"], "bootstrap": 0}
+    result = audit_texts(lm, _rows(tiny_lm), [{"kind": "membership", "params": params}])
     summary = result["membership"]["summary"]
     assert summary["holdout"]["n_held_out"] == 6
     assert {"recall", "con_recall", "dc_pdd"} <= set(summary["scores"])
 
 
-def test_default_scores_that_cannot_run_say_so_once(tiny_lm, tmp_path) -> None:
-    """Unlabelled records: the default held-out scores cannot run; the summary says so, once."""
+def test_the_default_holds_no_record_out(tiny_lm) -> None:
+    """The held-out scores are opt-in: a default audit scores every record with every default
+    score, as audits before them did, so its AUROCs compare with theirs."""
     lm = load_local(tiny_lm.model_dir)
-    unlabelled = [{"id": r["id"], "text": r["text"]} for r in _rows(tiny_lm)[:6]]
-    path = write_jsonl(tmp_path / "unlabelled.jsonl", unlabelled)
-    result = audit_records(lm, path, [{"kind": "membership", "params": {"bootstrap": 0}}])
+    result = audit_records(lm, tiny_lm.dataset_path, [{"kind": "membership", "params": {}}])
     membership = result["membership"]
-    assert not any("holdout_error" in s for s in membership["samples"])
-    assert "leaves none to score" in membership["summary"]["holdout"]["not_computed"]
-    assert not any("not computed" in w for w in membership["summary"]["warnings"])
+    assert "holdout" not in membership["summary"]
+    assert not {"recall", "con_recall", "dc_pdd"} & set(membership["summary"]["scores"])
+    assert not any(s.get("held_out") or "holdout_error" in s for s in membership["samples"])
+    assert membership["summary"]["scores"]["loss"]["n_members"] == tiny_lm.n_members
+
+
+def test_a_failed_selection_reads_the_file_once(tiny_lm, tmp_path, monkeypatch) -> None:
+    """Too few labels: the failure is cached like a success, so later batches do not re-read
+    the whole dataset file (or reference corpus) to fail again."""
+    from worker.checks.lm import holdout
+
+    rows = _rows(tiny_lm)
+    few = write_jsonl(tmp_path / "few.jsonl", rows[:3] + rows[-6:])  # 3 members: none left
+    tiny = write_jsonl(tmp_path / "tiny_ref.jsonl", [{"text": "one record"}])
+    reads: list[object] = []
+    real = holdout.iter_records
+
+    def counted(path):  # type: ignore[no-untyped-def]
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(holdout, "iter_records", counted)
+    for _ in range(3):
+        with pytest.raises(HoldoutError, match="leaves none to score"):
+            select_holdout(few, 0.0, 3, 0)
+        with pytest.raises(HoldoutError, match="fewer than shots=3"):
+            select_reference(tiny, 3, 0, False)
+    assert reads == [few, tiny]
+
+
+def test_roles_by_position() -> None:
+    held = HeldOut(("4", "9", "2"), ("1", "7"), {}, shots=2)
+    roles = {i: held.role(i) for i in range(10)}
+    assert roles[4] == roles[9] == roles[1] == roles[7] == "prefix"
+    assert roles[2] == "frequency" and roles[0] is None and held.role(None) is None
+    assert HeldOut(("4",), ("1",), {}, shots=1, external=True).role(4) is None
+
+
+def test_a_one_record_reference_corpus_is_the_reason_given(tiny_lm, tmp_path) -> None:
+    """The summary says the actual first error (the corpus is too small), not a label shortfall
+    of the audited dataset nor a vague fallback."""
+    lm = load_local(tiny_lm.model_dir)
+    corpus = write_jsonl(tmp_path / "one.jsonl", [{"text": "a single reference text"}])
+    params = {"bootstrap": 0, "reference_corpus": f"path:{corpus}", "scores": ["loss", "recall"]}
+    checks = [{"kind": "membership", "params": params}]
+    summary = audit_records(lm, tiny_lm.dataset_path, checks)["membership"]["summary"]
+    reason = summary["holdout"]["not_computed"]
+    assert reason.startswith("the reference corpus has 1 non-member")
+    assert "leaves none" not in reason
+    assert summary["scores"]["recall"] == {"not_computed": reason}
+    assert summary["scores"]["loss"]["n_members"] == tiny_lm.n_members
+
+
+def test_a_prefix_goes_with_its_model(tiny_lm) -> None:
+    """The prefix cache holds no model alive: once the model is dropped, so is its KV cache."""
+    import gc
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from worker.demo import tiny_gpt2
+
+    model, _ = tiny_gpt2(AutoTokenizer.from_pretrained(tiny_lm.model_dir), seed=0)
+    target = SimpleNamespace(model=model.eval(), device=torch.device("cpu"))
+    state = prefix_work._encoded(target, [1, 2, 3])
+    assert prefix_work._encoded(target, [1, 2, 3]) is state  # run once per model
+    assert model in prefix_work._PREFIXES
+    del model, target, state
+    gc.collect()
+    assert len(prefix_work._PREFIXES) == 0
