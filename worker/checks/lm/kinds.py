@@ -540,9 +540,13 @@ def _holdout_shortfall(params: MembershipParams, profile: DatasetProfile) -> str
 
 
 def _membership_columns(params: MembershipParams) -> list[TableColumn]:
-    """The scores besides the rank score, in the registry's order, as many as fit."""
+    """The scores besides the rank score, in the registry's order. `ref` only when named: the
+    columns are fixed from the params alone, and a default check without a reference model
+    would otherwise show an always-empty column."""
     k = f"{params.k[0]:g}"
     chosen = params.wanted(True)
+    if params.scores is None:
+        chosen.discard("ref")
     keys = [
         key
         for key, name in [
