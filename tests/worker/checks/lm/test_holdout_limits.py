@@ -198,9 +198,11 @@ def test_a_prefix_goes_with_its_model(tiny_lm) -> None:
 
     model, _ = tiny_gpt2(AutoTokenizer.from_pretrained(tiny_lm.model_dir), seed=0)
     target = SimpleNamespace(model=model.eval(), device=torch.device("cpu"))
+    before = len(prefix_work._PREFIXES)  # earlier tests' models may still be alive
     state = prefix_work._encoded(target, [1, 2, 3])
     assert prefix_work._encoded(target, [1, 2, 3]) is state  # run once per model
     assert model in prefix_work._PREFIXES
+    assert len(prefix_work._PREFIXES) == before + 1
     del model, target, state
     gc.collect()
-    assert len(prefix_work._PREFIXES) == 0
+    assert len(prefix_work._PREFIXES) == before
