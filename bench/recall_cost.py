@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.random_gpt2 import random_gpt2
 from worker.engine.prefix_scoring import encode_prefix, prefix_logprobs
 from worker.engine.scoring import ScoringRequest, score_sequences
 
@@ -34,18 +34,6 @@ SHAPES = {
 }
 PREFIX_TOKENS = 256
 BATCH = 16
-
-
-def build_model(n_layer: int, n_embd: int, vocab: int) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=vocab,
-        n_positions=1024,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=max(1, n_embd // 64),
-    )
-    return GPT2LMHeadModel(config).eval()
 
 
 def best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -64,7 +52,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     shape = SHAPES["smoke" if args.smoke else "full"]
-    model = build_model(shape["n_layer"], shape["n_embd"], shape["vocab"])
+    model = random_gpt2(
+        shape["n_layer"], shape["n_embd"], shape["vocab"], max(1, shape["n_embd"] // 64)
+    )
     generator = torch.Generator().manual_seed(1)
     records = torch.randint(
         0, shape["vocab"], (shape["records"], shape["length"]), generator=generator

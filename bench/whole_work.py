@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.random_gpt2 import random_gpt2
 from worker.engine.coverage import coverage_offsets
 from worker.engine.coverage_scan import ScanSetup, scan_windows
 from worker.engine.schemes import GREEDY, Scheme
@@ -39,27 +39,20 @@ SCHEMES = (GREEDY, Scheme(top_k=40))
 TARGET = 1.1
 
 
-def build_model(n_layer: int, n_embd: int, vocab: int) -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=vocab,
-        n_positions=1024,
-        n_embd=n_embd,
-        n_layer=n_layer,
-        n_head=12,
-        bos_token_id=vocab - 1,
-        eos_token_id=vocab - 1,
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="toy sizes")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     size = SIZES["smoke" if args.smoke else "gpt2"]
-    model = build_model(size["n_layer"], size["n_embd"], size["vocab"])
+    model = random_gpt2(
+        size["n_layer"],
+        size["n_embd"],
+        size["vocab"],
+        12,
+        bos_token_id=size["vocab"] - 1,
+        eos_token_id=size["vocab"] - 1,
+    )
     generator = torch.Generator().manual_seed(1)
     text = torch.randint(0, size["vocab"], (size["tokens"],), generator=generator).tolist()
     specials = [size["vocab"] - 1]

@@ -196,8 +196,8 @@ def _leading(matches: np.ndarray) -> int:
 def document_verdict(windows: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """A record's windows read together: extractable from the target (base) if any window is;
     `target_not_base` if some window is extractable from the target and not from the base
-    (the fine-tune put it there). The reported window is the likeliest such one, else the one
-    whose suffix gained most."""
+    (the fine-tune put it there). The reported window is, of those (else of all), the one whose
+    suffix gained most Δℓ."""
     only = [(o, w) for o, w in windows if w["target_extracted"] and not w["base_extracted"]]
     best_offset, best = max(only or windows, key=lambda item: item[1]["delta"])
     return {
