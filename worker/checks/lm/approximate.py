@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from core.check_kinds import CheckKind, CheckParams, Lazy, Metric, TableColumn
-from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams, _fit_extraction
+from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, OFFSET_FIELD, SchemeParams, fit_windows
 from worker.checks.lm.labels import read_record
 from worker.engine.schemes import Scheme
 
@@ -52,7 +52,7 @@ class ApproximateParams(CheckParams):
     suffix_tokens: int = Field(
         50, ge=1, le=MAX_WINDOW_TOKENS, description="Suffix generated and compared"
     )
-    offset: int = Field(0, ge=0, le=10_000_000, description="First prefix token in the text")
+    offset: int = OFFSET_FIELD
     schemes: list[SchemeParams] = Field(
         default_factory=lambda: [SchemeParams(temperature=0), SchemeParams(top_k=40)],
         min_length=1,
@@ -175,6 +175,6 @@ APPROXIMATE = CheckKind(
     rank_description="ROUGE-L of the closest generation across schemes (1: reproduced)",
     table_columns=lambda p: _columns(p),
     # A record needs offset+prefix+suffix tokens for its window, as extraction's do.
-    fit=_fit_extraction,
+    fit=fit_windows,
     check_record=read_record,
 )

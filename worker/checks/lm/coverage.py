@@ -33,7 +33,7 @@ from core.check_kinds import (
     TableColumn,
 )
 from core.dataset_profile import max_tokens
-from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, SchemeParams, _fit_extraction
+from worker.checks.lm.kinds import MAX_WINDOW_TOKENS, OFFSET_FIELD, SchemeParams, fit_windows
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.samples import LMPlan, LMSample
 from worker.engine.schemes import Scheme
@@ -64,7 +64,7 @@ class CoverageParams(CheckParams):
     prefix_tokens: int = Field(50, ge=1, le=MAX_WINDOW_TOKENS, description="Prefix length n")
     suffix_tokens: int = Field(50, ge=1, le=MAX_WINDOW_TOKENS, description="Suffix length m")
     stride: int = Field(10, ge=1, le=MAX_WINDOW_TOKENS, description="Tokens between windows")
-    offset: int = Field(0, ge=0, le=10_000_000, description="First prefix token in the text")
+    offset: int = OFFSET_FIELD
     schemes: list[SchemeParams] = Field(
         default_factory=lambda: [SchemeParams(top_k=40)],
         min_length=1,
@@ -192,7 +192,7 @@ def scan_tokens_bound(lengths: Sequence[int], params: CoverageParams) -> int:
 
 def _fit_coverage(params: CoverageParams, context: FitContext) -> DataFit:
     """Extraction's window fit, and a bound on the scan's work over the records read."""
-    found = _fit_extraction(params, context)
+    found = fit_windows(params, context)
     work = scan_tokens_bound(context.profile.text.parsed, params)
     if work <= MAX_SCAN_TOKENS:
         return found

@@ -22,7 +22,14 @@ from core.check_kinds import (
     SubmitContext,
     TableColumn,
 )
-from worker.checks.lm.kinds import MAX_TOKENS_FIELD, MAX_WINDOW_TOKENS, fit_windows_beside_scores
+from worker.checks.lm.kinds import (
+    MAX_TOKENS_FIELD,
+    MAX_WINDOW_TOKENS,
+    MAX_WINDOWS_FIELD,
+    OFFSET_FIELD,
+    STRIDE_FIELD,
+    fit_windows_beside_scores,
+)
 from worker.checks.lm.labels import read_record
 from worker.checks.lm.samples import LMPlan, LMSample
 
@@ -38,14 +45,9 @@ class FinetuneParams(CheckParams):
     suffix_tokens: int = Field(
         32, ge=1, le=MAX_WINDOW_TOKENS, description="Suffix greedy decoding must reproduce"
     )
-    offset: int = Field(0, ge=0, le=10_000_000, description="First prefix token in the text")
-    stride: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_WINDOW_TOKENS,
-        description="Slide windows through long records by this many tokens",
-    )
-    max_windows: int = Field(64, ge=1, le=4096)
+    offset: int = OFFSET_FIELD
+    stride: int | None = STRIDE_FIELD
+    max_windows: int = MAX_WINDOWS_FIELD
     bootstrap: int = Field(1000, ge=0, le=20000, description="Bootstrap resamples for CIs")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     max_tokens: int | None = MAX_TOKENS_FIELD

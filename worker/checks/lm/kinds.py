@@ -33,6 +33,18 @@ MAX_TOKENS_FIELD = Field(
 )
 
 
+# The window fields every windowed LM kind shares (extraction, finetune, approximate, coverage).
+OFFSET_FIELD = Field(0, ge=0, le=10_000_000, description="First prefix token in the text")
+STRIDE_FIELD = Field(
+    None,
+    ge=1,
+    le=MAX_WINDOW_TOKENS,
+    description="Slide windows through long documents "
+    "by this many tokens; the document is the reporting unit",
+)
+MAX_WINDOWS_FIELD = Field(64, ge=1, le=4096)
+
+
 CORPUS_AUDIT_FIELD = Field(
     None,
     max_length=64,
@@ -175,15 +187,9 @@ class ExtractionParams(CheckParams):
     suffix_tokens: int = Field(
         50, ge=1, le=MAX_WINDOW_TOKENS, description="Suffix that must be reproduced"
     )
-    offset: int = Field(0, ge=0, le=10_000_000, description="First prefix token in the text")
-    stride: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_WINDOW_TOKENS,
-        description="Slide windows through long documents "
-        "by this many tokens; the document is the reporting unit",
-    )
-    max_windows: int = Field(64, ge=1, le=4096)
+    offset: int = OFFSET_FIELD
+    stride: int | None = STRIDE_FIELD
+    max_windows: int = MAX_WINDOWS_FIELD
     schemes: list[SchemeParams] = Field(
         default_factory=lambda: [SchemeParams(temperature=0), SchemeParams(top_k=40)],
         min_length=1,
@@ -242,7 +248,7 @@ def window_words(params: ExtractionParams) -> tuple[str, int]:
     return names, params.offset + params.prefix_tokens + params.suffix_tokens
 
 
-def _fit_extraction(params: ExtractionParams, context: FitContext) -> DataFit:
+def fit_windows(params: ExtractionParams, context: FitContext) -> DataFit:
     """A record needs offset+prefix+suffix tokens for its first window; at most one token per
     byte (`max_tokens`), a record too short in bytes is too short for any model."""
     profile = context.profile
@@ -271,10 +277,10 @@ def _fit_extraction(params: ExtractionParams, context: FitContext) -> DataFit:
 
 
 def fit_windows_beside_scores(params: Any, context: FitContext) -> DataFit:
-    """`_fit_extraction` for a kind whose windows are one part of what it reports (finetune:
+    """`fit_windows` for a kind whose windows are one part of what it reports (finetune:
     its Δℓ scores read the whole text): a dataset too short for any window is warned of, since
     that part would come back empty for every record, not refused."""
-    found = _fit_extraction(params, context)
+    found = fit_windows(params, context)
     names, _need = window_words(params)
     window = [r for r in found.refusals if r.startswith(f"{names} = ")]
     refusals = tuple(r for r in found.refusals if r not in window)
@@ -337,7 +343,7 @@ EXTRACTION = CheckKind(
     "(0: greedy decoding reproduces it)",
     table_columns=lambda p: _extraction_columns(p),
     validate=_validate_extraction,
-    fit=_fit_extraction,
+    fit=fit_windows,
     check_record=read_record,
 )
 
