@@ -12,6 +12,7 @@ from sqlalchemy import Row, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
 from app.findings import audit_findings
+from core.audit_log import record
 from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import ApiError
@@ -135,11 +136,13 @@ def cancel_audit(session: Session, audit: Audit) -> Audit:
     if audit.status not in AuditStatus.ACTIVE:
         raise ApiError(409, "not_cancellable", f"audit {audit.id} is already {audit.status}")
     now = utcnow()
-    session.execute(
+    cancelled = session.execute(
         update(Audit)
         .where(Audit.id == audit.id, Audit.status.in_(AuditStatus.ACTIVE))
         .values(cancel_requested=True, status=AuditStatus.CANCELLED, finished_at=now)
     )
+    if cancelled.rowcount:  # not when it ended in the meantime: nothing was cancelled
+        record(session, "audit.cancelled", "audit", audit.id, {"was": audit.status})
     session.execute(
         update(Shard)
         .where(Shard.audit_id == audit.id, Shard.status == ShardStatus.QUEUED)

@@ -54,11 +54,10 @@ def _redact(url: str) -> str:
 
 def ensure_admin_key(settings: Settings) -> str | None:
     """On first start, create an admin key, print it once and keep it in admin.key (0600)."""
+    from app.cli_admin import operator_session
     from app.keys import count_active_keys, create_key
-    from core.db import Database
 
-    db = Database(settings.database_url)
-    with db.session() as session:
+    with operator_session(settings) as session:
         if count_active_keys(session, "admin"):
             return None
         key = create_key(session, "admin", "admin")

@@ -5,20 +5,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from core.config import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+@contextmanager
+def operator_session(settings: Settings) -> Iterator[Session]:
+    """A session whose changes the audit log records as the operator's at this host (`cli`)."""
+    from core.audit_log import bind_actor, cli_actor
+    from core.db import Database
+
+    with Database(settings.database_url).session() as session:
+        bind_actor(session, cli_actor())
+        yield session
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     from app.keys import create_key
     from app.teams import named_team
-    from core.db import Database
     from core.errors import ApiError
     from core.models import DEFAULT_TEAM
 
-    db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with operator_session(settings) as session:
             team = named_team(session, args.team or DEFAULT_TEAM)
             key = create_key(session, args.name, args.scope, team.id)
     except ApiError as exc:
@@ -31,12 +46,10 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_keys_assign(settings: Settings, args: argparse.Namespace) -> int:
     from app.keys import find_key
     from app.teams import assign_key, named_team
-    from core.db import Database
     from core.errors import ApiError
 
-    db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with operator_session(settings) as session:
             key = assign_key(session, find_key(session, args.key), named_team(session, args.team))
             print(f"key {key.prefix} ({key.name}) now belongs to team {args.team}")
     except (ApiError, LookupError) as exc:
@@ -47,12 +60,10 @@ def cmd_keys_assign(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_teams_create(settings: Settings, args: argparse.Namespace) -> int:
     from app.teams import create_team
-    from core.db import Database
     from core.errors import ApiError
 
-    db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with operator_session(settings) as session:
             team = create_team(
                 session,
                 settings,
@@ -107,11 +118,9 @@ def cmd_keys_list(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from app.keys import revoke_key
-    from core.db import Database
 
-    db = Database(settings.database_url)
     try:
-        with db.session() as session:
+        with operator_session(settings) as session:
             key = revoke_key(session, args.key)
             print(f"revoked {key.id} ({key.name}, {key.scope})")
     except LookupError as exc:

@@ -21,6 +21,7 @@ from app.browser_sessions import (
 from app.keys import authenticate
 from app.security import scope_allows
 from app.throttle import client_address, record_failure, retry_after
+from core.audit_log import bind_actor, key_actor
 from core.config import Settings
 from core.errors import ApiError
 from core.models import ApiKey
@@ -95,7 +96,14 @@ def bearer_key(
 
 def authenticate_request(request: Request, session: Session, settings: Settings) -> ApiKey:
     """A Bearer key, or a browser session: for reads only, unless the request carries the
-    session's CSRF token from a page of the service's own origin."""
+    session's CSRF token from a page of the service's own origin. The key becomes the actor
+    the audit log records for every change this request's session makes."""
+    api_key = _authenticated_key(request, session, settings)
+    bind_actor(session, key_actor(api_key, request_client(request, settings)))
+    return api_key
+
+
+def _authenticated_key(request: Request, session: Session, settings: Settings) -> ApiKey:
     header = request.headers.get("authorization")
     if header is not None:
         api_key = bearer_key(request, session, settings, header)

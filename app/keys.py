@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.security import KEY_PREFIX_LEN, SCOPES, generate_key, key_matches
+from core.audit_log import record
 from core.db import utcnow
 from core.models import DEFAULT_TEAM, ApiKey
 
@@ -26,6 +27,7 @@ def create_key_row(
     row = ApiKey(name=name, prefix=prefix, key_hash=key_hash, scope=scope, team_id=team_id)
     session.add(row)
     session.flush()
+    record(session, "key.created", "key", row.id, {"name": name, "scope": scope, "team": team_id})
     return key, row
 
 
@@ -72,4 +74,5 @@ def revoke_key(session: Session, key_id_or_prefix: str) -> ApiKey:
     row = find_key(session, key_id_or_prefix)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        record(session, "key.revoked", "key", row.id, {"name": row.name, "scope": row.scope})
     return row

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 import core
 from app.api import (
+    audit_log,
     audits,
     checks,
     datasets,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks.router,
         datasets.router,
         audits.router,
+        audit_log.router,
         splits.router,
         evidence.router,
         policies.router,

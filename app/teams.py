@@ -7,10 +7,17 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from core.audit_log import changes, record
 from core.config import Settings
 from core.errors import ApiError
 from core.models import ApiKey, BrowserSession, Team
 from core.tenancy import check_folders, team_by_name
+
+GRANTS = ("model_folders", "data_folders", "mlflow_models", "hf_repos", "chat_endpoints")
+
+
+def _grants(team: Team) -> dict[str, list]:
+    return {name: list(getattr(team, name) or []) for name in GRANTS}
 
 
 def _folders(settings: Settings, models: Sequence[str], data: Sequence[str]) -> tuple[list, list]:
@@ -46,6 +53,8 @@ def create_team(
         chat_endpoints=list(chat_endpoints),
     )
     session.add(team)
+    session.flush()
+    record(session, "team.created", "team", team.id, {"name": name, **_grants(team)})
     session.commit()
     return team
 
@@ -62,6 +71,7 @@ def update_team(
     chat_endpoints: Sequence[str] | None = None,
 ) -> Team:
     """New grants hold at once: the next submit and the next shard a worker loads read them."""
+    before = _grants(team)
     models, data = _folders(
         settings,
         team.model_folders if model_folders is None else model_folders,
@@ -74,6 +84,9 @@ def update_team(
         team.hf_repos = list(hf_repos)
     if chat_endpoints is not None:
         team.chat_endpoints = list(chat_endpoints)
+    changed = changes(before, _grants(team))
+    if changed:
+        record(session, "team.updated", "team", team.id, {"name": team.name, "changed": changed})
     session.commit()
     return team
 
@@ -100,6 +113,9 @@ def list_teams(session: Session) -> list[Team]:
 def assign_key(session: Session, key: ApiKey, team: Team) -> ApiKey:
     """Move a key to another team: from now on it sees and acts on that team's objects. Its
     browser sessions end (they were signed in to the old team's view)."""
+    if key.team_id != team.id:
+        detail = {"name": key.name, "changed": {"team": {"from": key.team_id, "to": team.id}}}
+        record(session, "key.assigned", "key", key.id, detail)
     key.team_id = team.id
     session.execute(delete(BrowserSession).where(BrowserSession.key_id == key.id))
     session.commit()

@@ -291,6 +291,34 @@ class WebhookRefusal(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
+class AuditLogEntry(Base):
+    """Who changed what: one row per audit created or cancelled, policy, key or team changed.
+
+    Append-only: the migration puts a trigger on the table that refuses UPDATE and DELETE. No
+    foreign keys, so deleting what an entry names can never cascade into the log; the actor is
+    copied (id, name, kind, team) as it was when it acted."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_actor", "actor_id", "id"),
+        Index("ix_audit_log_action", "action", "id"),
+        Index("ix_audit_log_target", "target_type", "target_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(32))  # an ApiKey id; None: cli, system
+    actor_name: Mapped[str] = mapped_column(String(200))
+    actor_kind: Mapped[str] = mapped_column(String(32))  # key (or the ApiKey's kind), cli, ...
+    actor_team_id: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. policy.updated
+    target_type: Mapped[str] = mapped_column(String(32))  # audit | policy | key | team
+    target_id: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(32))
+    client: Mapped[str | None] = mapped_column(String(100))
+
+
 class WorkerHost(Base):
     """A host that has run a worker, and when it last claimed work: a SQLite database lives
     on one host's disk, so a worker on a second host is refused while the first is alive."""

@@ -15,6 +15,7 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.audit_log import acting_as, bound_actor, changes, policy_actor, record
 from core.check_kinds import Catalog
 from core.config import Settings
 from core.db import utcnow
@@ -42,6 +43,24 @@ from core.verdicts import UnknownMetric, check_metric_name
 
 def to_public(policy: AuditPolicy) -> PolicyPublic:
     return PolicyPublic.model_validate(policy, from_attributes=True)
+
+
+# What a person writes in a policy, as the audit log shows it (warnings are derived, not set).
+RECORDED_FIELDS = (
+    "name",
+    "team_id",
+    "source",
+    "model_pattern",
+    "dataset_uri",
+    "checks",
+    "thresholds",
+    "on_inconclusive",
+    "enabled",
+)
+
+
+def _recorded_fields(policy: AuditPolicy) -> dict[str, Any]:
+    return {name: getattr(policy, name) for name in RECORDED_FIELDS}
 
 
 def _thresholds(thresholds: list[Threshold]) -> list[dict]:
@@ -120,6 +139,8 @@ def create_policy(
         warnings=warnings,
     )
     session.add(policy)
+    session.flush()
+    record(session, "policy.created", "policy", policy.id, _recorded_fields(policy))
     session.commit()
     return policy
 
@@ -138,6 +159,7 @@ def update_policy(
     policy: AuditPolicy,
     body: PolicyUpdate,
 ) -> AuditPolicy:
+    before = _recorded_fields(policy)
     dataset_uri = body.dataset.uri if body.dataset else policy.dataset_uri
     thresholds = policy.thresholds
     if body.thresholds is not None:
@@ -161,6 +183,10 @@ def update_policy(
     if body.enabled is not None:
         policy.enabled = body.enabled
     policy.updated_at = utcnow()
+    changed = changes(before, _recorded_fields(policy))
+    if changed:
+        detail = {"name": policy.name, "changed": changed}
+        record(session, "policy.updated", "policy", policy.id, detail)
     session.commit()
     return policy
 
@@ -201,6 +227,7 @@ def list_policies(session: Session, limit: int, offset: int) -> tuple[list[Audit
 
 
 def delete_policy(session: Session, policy: AuditPolicy) -> None:
+    record(session, "policy.deleted", "policy", policy.id, _recorded_fields(policy))
     session.delete(policy)  # its audits stay; their policy_id becomes NULL
     session.commit()
 
@@ -258,7 +285,9 @@ def start_policy_audit(
     if existing is not None:
         return existing, False
     owner = team_owner(session, policy.team_id)
-    audit, created = submit_audit(session, settings, body, owner, catalog, policy_id=policy.id)
+    # A re-audit on demand is its admin's act; a registry event's audit is the policy's.
+    with acting_as(session, bound_actor(session) or policy_actor(policy)):
+        audit, created = submit_audit(session, settings, body, owner, catalog, policy_id=policy.id)
     if created:
         enqueue_audit(session, celery, settings, audit)
     return audit, created

@@ -474,6 +474,30 @@ class KeysPublic(BaseModel):
     count: int
 
 
+class AuditLogActor(BaseModel):
+    id: str | None = Field(description="the ApiKey's id; none for the CLI and the system")
+    name: str
+    kind: str = Field(description="`key` (or the ApiKey's own kind), `cli`, `policy`, `system`")
+    team_id: str | None
+
+
+class AuditLogEntryPublic(BaseModel):
+    id: int
+    created_at: UtcDatetime
+    actor: AuditLogActor
+    action: str = Field(examples=["policy.updated"])
+    target_type: str = Field(description="audit, policy, key or team")
+    target_id: str
+    detail: dict[str, Any] = Field(description="what changed; never a secret")
+    request_id: str | None = Field(description="the X-Request-ID of the request that acted")
+    client: str | None = Field(description="the address the request came from")
+
+
+class AuditLogPublic(BaseModel):
+    data: list[AuditLogEntryPublic]
+    count: int
+
+
 class EvidenceKeyPublic(BaseModel):
     """An evidence signing key's public half: what an auditor pins, by its fingerprint."""
 

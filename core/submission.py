@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.audit_log import record
 from core.check_kinds import NO_MODEL, Catalog, SubmitContext, UnknownCheck
 from core.config import Settings
 from core.confinement import PathRefused, pin
@@ -296,6 +297,17 @@ def _refuse_over_active_limit(session: Session, settings: Settings, key: ApiKey)
         )
 
 
+def _recorded_submission(audit: Audit) -> dict[str, Any]:
+    """What the audit log keeps of a submission: what is audited, on what, by which checks."""
+    return {
+        "model_uri": audit.model_uri,
+        "dataset_uri": audit.dataset_uri,
+        "checks": [entry["kind"] for entry in audit.checks],
+        "team": audit.team_id,
+        "policy_id": audit.policy_id,
+    }
+
+
 def submit_audit(
     session: Session,
     settings: Settings,
@@ -377,6 +389,7 @@ def submit_audit(
     )
     session.add(audit)
     session.flush()
+    record(session, "audit.created", "audit", audit.id, _recorded_submission(audit))
     now = utcnow()
     for index, start in enumerate(range(0, dataset.n_records, settings.shard_size)):
         stop = min(start + settings.shard_size, dataset.n_records)

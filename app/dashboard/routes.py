@@ -16,6 +16,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from app import audits
+from app.audit_log import LogFilters, list_entries
 from app.browser_sessions import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -291,3 +292,35 @@ def policies_page(request: Request, session: SessionDep) -> Response:
     if not viewer.key.is_admin:
         return _admins_only(request, viewer, "audit policies")
     return _page(request, "policies.html", viewer, registry_pages.policy_overview(session))
+
+
+@router.get("/admin/audit-log", response_class=HTMLResponse)
+def audit_log_page(
+    request: Request,
+    session: SessionDep,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    target: Annotated[str | None, Query(max_length=240)] = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> Response:
+    """Who changed what, newest first: admin only, like the API it mirrors."""
+    viewer = _viewer(request, session)
+    if viewer is None:
+        return _to_login(request)
+    if not viewer.key.is_admin:
+        return _admins_only(request, viewer, "audit log")
+    filters = {"actor": actor or "", "action": action or "", "target": target or ""}
+    listed = list_entries(
+        session,
+        LogFilters(actor=actor or None, action=action or None, target=target or None),
+        PAGE_SIZE,
+        (page_number - 1) * PAGE_SIZE,
+    )
+    context = {
+        "rows": listed.data,
+        "count": listed.count,
+        "page": page_number,
+        "pages": max(1, -(-listed.count // PAGE_SIZE)),
+        "filters": filters,
+    }
+    return _page(request, "audit_log.html", viewer, context)

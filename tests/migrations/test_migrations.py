@@ -10,6 +10,7 @@ from core.models import Base
 
 TABLES = {
     "api_keys",
+    "audit_log",
     "audits",
     "browser_sessions",
     "event_counts",
