@@ -24,7 +24,12 @@ class LogFilters:
 
 def _naive_utc(moment: datetime) -> datetime:
     """Entries are stored naive in UTC; a bound given with an offset is moved to UTC."""
-    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC time
+        raise ApiError(422, "invalid_filter", f"{moment.isoformat()} is out of range") from None
 
 
 def _conditions(filters: LogFilters) -> list:

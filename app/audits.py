@@ -135,14 +135,14 @@ def cancel_audit(session: Session, audit: Audit) -> Audit:
     """Record the cancellation; running workers see it between batches and stop."""
     if audit.status not in AuditStatus.ACTIVE:
         raise ApiError(409, "not_cancellable", f"audit {audit.id} is already {audit.status}")
-    now = utcnow()
+    was, now = audit.status, utcnow()  # the update below changes the loaded audit too
     cancelled = session.execute(
         update(Audit)
         .where(Audit.id == audit.id, Audit.status.in_(AuditStatus.ACTIVE))
         .values(cancel_requested=True, status=AuditStatus.CANCELLED, finished_at=now)
     )
     if cancelled.rowcount:  # not when it ended in the meantime: nothing was cancelled
-        record(session, "audit.cancelled", "audit", audit.id, {"was": audit.status})
+        record(session, "audit.cancelled", "audit", audit.id, {"was": was})
     session.execute(
         update(Shard)
         .where(Shard.audit_id == audit.id, Shard.status == ShardStatus.QUEUED)
