@@ -12,8 +12,11 @@ from sqlalchemy import func, select, text
 
 from app.cli_admin import cmd_keys_create
 from app.keys import create_key
-from core.models import ApiKey, AuditLogEntry, Team
+from core.models import ApiKey, AuditLogEntry, AuditPolicy, Team
+from core.policies import start_policy_audit
+from tests.core.inspection.test_huggingface import SHA, _cache_with
 from tests.flows import session_cookie
+from worker.checks.registry import REGISTRY
 
 
 @pytest.fixture
@@ -207,3 +210,40 @@ def test_the_cli_creating_a_key_is_recorded_as_the_operator(make_stack, capsys) 
     assert entry["detail"] == {"name": "deploy", "scope": "submit", "team": "default"}
     assert entry["request_id"] is None and entry["client"] is None
     assert secret not in json.dumps(entry)
+
+
+def test_a_policy_acts_for_a_registry_event_and_an_admin_for_a_reaudit(
+    make_stack, tiny_lm, tmp_path
+) -> None:
+    cache = tmp_path / "hub"
+    _cache_with(tiny_lm.model_dir, cache, "acme/support-lm")
+    stack = make_stack(hf_cache_dir=str(cache))
+    body = {
+        "name": "acme-hub",
+        "source": "huggingface",
+        "model_pattern": "acme/*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+    }
+    policy, _ = _call(stack, "POST", "/v1/policies", 201, json=body)
+    uri = f"hf:acme/support-lm@{SHA}"
+    reaudit, _ = _call(
+        stack, "POST", f"/v1/policies/{policy['id']}/reaudit", 201, json={"model_uri": uri}
+    )
+    # What the worker does for a registry delivery: no key, so the policy is the actor.
+    with stack.db.session() as session:
+        found = session.get(AuditPolicy, policy["id"])
+        app_state = stack.client.app.state
+        event, created = start_policy_audit(
+            session, stack.settings, app_state.celery, REGISTRY, found, uri, {}
+        )
+        assert created
+    by_audit = {e["target_id"]: e for e in _log(stack, action="audit.created")["data"]}
+    assert by_audit[reaudit["id"]]["actor"]["name"] == "test-admin"
+    assert by_audit[event.id]["actor"] == {
+        "id": policy["id"],
+        "name": "acme-hub",
+        "kind": "policy",
+        "team_id": "default",
+    }
+    assert by_audit[event.id]["detail"]["policy_id"] == policy["id"]
