@@ -13,11 +13,13 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 import werkzeug.serving
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from oidc_provider_mock import User
 from oidc_provider_mock import app as provider_app
 from sqlalchemy import create_engine, text
@@ -63,6 +65,7 @@ class Teams:
     audit_b: str
     key_b: str
     team_a: str
+    last_authorize: ClassVar[str] = ""  # the provider URL of the latest sign-in started
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,7 @@ def _to_provider(client: httpx.Client, sub: str) -> str:
     """Start a sign-in in `client` and pass the provider's page as `sub`: the callback URL."""
     started = client.get("/login/oidc", params={"next": "/audits"})
     assert started.status_code == 303, started.text
+    Teams.last_authorize = started.headers["location"]
     signed = httpx.post(started.headers["location"], data={"sub": sub})
     assert signed.status_code == 302, signed.text
     return signed.headers["location"]
@@ -181,7 +185,15 @@ def test_an_id_token_for_another_nonce_is_refused(teams: Teams) -> None:
     with _client(served) as client:
         callback = _to_provider(client, "alice")
         engine = create_engine(f"sqlite:///{database}")
-        with engine.begin() as connection:  # as if the code belonged to another sign-in
+        with engine.begin() as connection:
+            state, nonce, verifier = connection.execute(
+                text("SELECT state, nonce, code_verifier FROM oidc_sign_ins")
+            ).one()
+            # What went to the provider: this state and nonce, and the verifier's S256 hash.
+            sent = parse_qs(urlsplit(teams.last_authorize).query)
+            assert sent["state"] == [state] and sent["nonce"] == [nonce]
+            assert sent["code_challenge"] == [create_s256_code_challenge(verifier)]
+            # As if the code belonged to another sign-in:
             changed = connection.execute(text("UPDATE oidc_sign_ins SET nonce = 'another'"))
             assert changed.rowcount == 1
         engine.dispose()
@@ -254,3 +266,16 @@ def test_revoking_a_person_ends_their_sessions_and_sign_ins(teams: Teams) -> Non
         assert client.get("/v1/audits").status_code == 401
         refused = client.get(_to_provider(client, "alice"))
         assert refused.status_code == 403 and "revoked" in refused.text
+
+
+def test_refused_sign_ins_are_throttled_like_bad_keys(teams: Teams) -> None:
+    """Last in this module: it leaves this client throttled."""
+    served = teams.served
+    with _client(served) as client:
+        for _attempt in range(30):
+            refused = client.get("/login/oidc/callback", params={"code": "c", "state": "s"})
+            if refused.status_code == 429:
+                break
+            assert refused.status_code == 400
+        assert refused.status_code == 429 and "too many failed" in refused.text
+        assert int(refused.headers["retry-after"]) > 0

@@ -13,5 +13,5 @@ def test_a_private_issuer_needs_the_opt_in(tmp_path) -> None:
     settings = Settings(
         data_dir=tmp_path, oidc_issuer="http://127.0.0.1:9/idp", oidc_client_id="memaudit"
     )
-    with pytest.raises(ProviderError, match="non-public address 127.0.0.1"):
+    with pytest.raises(ProviderError, match=r"non-public address 127\.0\.0\.1"):
         discover(settings)
