@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.security import KEY_PREFIX_LEN, SCOPES, generate_key, key_matches
 from core.audit_log import record
 from core.db import utcnow
-from core.models import DEFAULT_TEAM, ApiKey
+from core.models import DEFAULT_TEAM, ApiKey, KeyKind
 
 
 def create_key(session: Session, name: str, scope: str, team_id: str = DEFAULT_TEAM) -> str:
@@ -37,7 +37,10 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def authenticate(session: Session, key: str) -> ApiKey | None:
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == key[:KEY_PREFIX_LEN]))
+    """The key's row; a person's principal (kind `user`) is never one, whatever is presented."""
+    row = session.scalar(
+        select(ApiKey).where(ApiKey.prefix == key[:KEY_PREFIX_LEN], ApiKey.kind == KeyKind.KEY)
+    )
     if row is None or row.revoked_at is not None or not key_matches(key, row.key_hash):
         return None
     now = utcnow()

@@ -25,6 +25,7 @@ from app.api import (
     teams,
 )
 from app.body_limits import BodyLimitMiddleware
+from app.dashboard import oidc_sign_in
 from app.dashboard import routes as dashboard
 from app.errors import install_error_handlers
 from app.openapi import documented_openapi
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deliveries.router,
         metrics.router,
         dashboard.router,
+        oidc_sign_in.router,
     ):
         application.include_router(router)
     application.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

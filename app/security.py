@@ -6,7 +6,9 @@ import hashlib
 import hmac
 import secrets
 
-SCOPES = ("read", "submit", "admin")
+from core.config import SCOPE_NAMES
+
+SCOPES = SCOPE_NAMES
 KEY_PREFIX_LEN = 12
 
 

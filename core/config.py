@@ -107,6 +107,23 @@ def gpu_ids(value: str) -> list[int]:
     return ids
 
 
+# The API scopes, in order (app.security.SCOPES): defined here, where roles are mapped on them.
+SCOPE_NAMES = ("read", "submit", "admin")
+
+
+def role_scopes(value: str) -> dict[str, str]:
+    """MEMAUDIT_OIDC_ROLE_SCOPES: `role=scope` pairs, e.g. auditor=submit,viewer=read."""
+    mapping: dict[str, str] = {}
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        role, sep, scope = (item.strip() for item in part.partition("="))
+        if not sep or not role or scope not in SCOPE_NAMES:
+            raise ValueError(f"{part!r}: write <role>=<{'|'.join(SCOPE_NAMES)}>")
+        if role in mapping:
+            raise ValueError(f"{part!r}: role {role!r} is mapped twice")
+        mapping[role] = scope
+    return mapping
+
+
 def _split_hosts(value: str) -> list[str]:
     return [host.strip() for host in value.split(",") if host.strip()]
 
@@ -213,6 +230,25 @@ class Settings(BaseSettings):
     chat_endpoint_hosts: str = Field("", description="host globs, comma-separated; empty: none")
     chat_endpoint_api_key: str = ""
     chat_endpoint_timeout_seconds: float = Field(120.0, gt=0)
+    # Dashboard sign-in through the organisation's identity provider (OpenID Connect, code flow
+    # with PKCE). Empty issuer: off, API keys only. The scopes and team a person gets come from
+    # the ID token's claims (docs/sign-in.md): a roles claim mapped role=scope, and a teams
+    # claim whose values (less oidc_team_prefix) name service teams.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = Field("", repr=False)
+    oidc_scopes: str = "openid email profile"
+    oidc_provider_name: str = ""  # the button's label; empty: the issuer's host
+    oidc_roles_claim: str = "roles"
+    oidc_role_scopes: str = Field("", description="role=scope pairs, comma-separated")
+    oidc_teams_claim: str = "groups"
+    oidc_team_prefix: str = ""  # e.g. memaudit-: the group memaudit-vision names team vision
+    # The issuer is operator configuration, yet its requests still go through the outbound
+    # rules: an identity provider on a private network must be allowed explicitly.
+    oidc_allow_private: bool = False
+    oidc_timeout_seconds: float = Field(10.0, gt=0)
+    oidc_sign_in_seconds: int = Field(600, ge=30)  # how long the IdP's page may take
+
     # Evidence packs: the signing keys' directory (empty: <data_dir>/evidence-keys; keep it
     # off the workers' volumes where they run apart), the headless browser that prints a pack
     # to PDF (empty: chromium found on PATH; "none": no PDF) and how long it may take.
@@ -239,9 +275,25 @@ class Settings(BaseSettings):
         self._check_devices()
         if self.environment not in ("development", "production"):
             raise ValueError("environment must be development or production")
+        self._check_oidc()
         if self.environment == "production":
             self._refuse_insecure_production()
         return self
+
+    def _check_oidc(self) -> None:
+        if not self.oidc_issuer:
+            return
+        parts = urlsplit(self.oidc_issuer)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("MEMAUDIT_OIDC_ISSUER must be an absolute http(s) URL")
+        if not self.oidc_client_id:
+            raise ValueError("MEMAUDIT_OIDC_ISSUER needs MEMAUDIT_OIDC_CLIENT_ID")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError("MEMAUDIT_OIDC_SCOPES must include openid")
+        try:
+            role_scopes(self.oidc_role_scopes)
+        except ValueError as exc:
+            raise ValueError(f"MEMAUDIT_OIDC_ROLE_SCOPES: {exc}") from None
 
     def _check_devices(self) -> None:
         checks = {
@@ -285,6 +337,9 @@ class Settings(BaseSettings):
             "the password in MEMAUDIT_DATABASE_URL": _url_password(self.database_url),
             "the password in MEMAUDIT_BROKER_URL": _url_password(self.broker_url),
         }
+        if self.oidc_issuer and not self.oidc_issuer.startswith("https://"):
+            raise ValueError("production needs an https MEMAUDIT_OIDC_ISSUER")
+        secrets_in_use["MEMAUDIT_OIDC_CLIENT_SECRET"] = self.oidc_client_secret
         for name, value in secrets_in_use.items():
             if value and value.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"{name} is a well-known default ({value!r}); set a real secret")
@@ -300,6 +355,14 @@ class Settings(BaseSettings):
         parts = urlsplit(self.mlflow_ui_url or self.mlflow_tracking_uri)
         netloc = parts.netloc.rpartition("@")[2]
         return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+
+    @property
+    def oidc_role_scope_map(self) -> dict[str, str]:
+        return role_scopes(self.oidc_role_scopes)
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
 
     @property
     def worker_gpu_ids(self) -> list[int]:

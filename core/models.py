@@ -75,7 +75,15 @@ class Team(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class KeyKind:
+    KEY = "key"  # a machine's API key: the secret is shown once, stored as a hash
+    USER = "user"  # a person signed in through the identity provider: no usable key at all
+
+
 class ApiKey(Base):
+    """Every authenticated caller: a machine's API key, or a person who signed in through the
+    identity provider (kind `user`), so ownership, confinement and "who" work alike for both."""
+
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -88,6 +96,11 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(16), default=KeyKind.KEY, server_default=KeyKind.KEY)
+    # A person's identity at the identity provider: `<issuer> <sub>` (a `sub` is unique only
+    # per issuer); None for machine keys.
+    subject: Mapped[str | None] = mapped_column(String(500), unique=True, index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
 
     @property
     def is_admin(self) -> bool:
@@ -221,6 +234,22 @@ class BrowserSession(Base):
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class OidcSignIn(Base):
+    """A sign-in through the identity provider, from the redirect until the browser comes back:
+    the browser's cookie holds a random id (stored here as its hash), and the row its PKCE
+    verifier, state and nonce. Taken once; short-lived."""
+
+    __tablename__ = "oidc_sign_ins"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(64))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    next_path: Mapped[str] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 

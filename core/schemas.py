@@ -458,6 +458,11 @@ class KeyPublic(BaseModel):
     id: str
     name: str
     prefix: str = Field(description="the key's first characters, shown to tell keys apart")
+    kind: str = Field(
+        description="key: a machine's API key; user: a person signed in through the identity "
+        "provider (no usable key; scope and team from the claims at each sign-in)"
+    )
+    email: str | None = None
     scope: str
     team_id: str
     created_at: UtcDatetime

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app import audits
 from app.audit_log import LogFilters, list_entries
@@ -32,6 +33,7 @@ from app.dashboard import pages, registry_pages
 from app.dashboard.rendering import PLOTLY_JS, page
 from app.deps import SessionDep, SettingsDep, bearer_key, refuse_failed_attempt
 from app.keys import authenticate
+from app.oidc.provider import provider_name
 from core.config import Settings
 from core.errors import ApiError
 from core.models import ApiKey
@@ -62,7 +64,7 @@ def _to_login(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
 
 
-def _secure(settings: Settings) -> bool:
+def secure_cookies(settings: Settings) -> bool:
     return settings.public_url.startswith("https://")
 
 
@@ -90,14 +92,20 @@ def _login_page(
 ) -> Response:
     """The sign-in form with a fresh CSRF nonce, also set as a cookie only this path reads."""
     nonce = secrets.token_urlsafe(24)
-    context = {"next": safe_next(next_path), "error": error, "signed_in": False, "nonce": nonce}
+    context = {
+        "next": safe_next(next_path),
+        "error": error,
+        "signed_in": False,
+        "nonce": nonce,
+        "oidc_provider": provider_name(settings) if settings.oidc_enabled else None,
+    }
     response = page(request, "login.html", context, status_code=status_code)
     response.set_cookie(
         LOGIN_COOKIE,
         nonce,
         httponly=True,
         samesite="strict",
-        secure=_secure(settings),
+        secure=secure_cookies(settings),
         max_age=LOGIN_NONCE_SECONDS,
         path="/login",
     )
@@ -148,18 +156,23 @@ def login(
                 headers=throttled.headers,
             )
         return _login_page(request, settings, next, "That key is not valid.", status_code=401)
-    token, _row = open_session(session, api_key, settings.session_hours)
     response = RedirectResponse(safe_next(next), status_code=303)
+    start_session(response, session, settings, api_key)
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+def start_session(response: Response, session: Session, settings: Settings, key: ApiKey) -> None:
+    """A new browser session for a key or person that just signed in, set as the cookie."""
+    token, _row = open_session(session, key, settings.session_hours)
     response.set_cookie(
         SESSION_COOKIE,
         token,
         httponly=True,
         samesite="strict",
-        secure=_secure(settings),
+        secure=secure_cookies(settings),
         max_age=int(settings.session_hours * 3600),
     )
-    response.delete_cookie(LOGIN_COOKIE, path="/login")
-    return response
 
 
 @router.post("/logout")

@@ -14,6 +14,7 @@ TABLES = {
     "audits",
     "browser_sessions",
     "event_counts",
+    "oidc_sign_ins",
     "teams",
     "throttle_windows",
     "audit_policies",

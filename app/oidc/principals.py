@@ -1,0 +1,62 @@
+"""A person who signed in through the identity provider, kept as an ApiKey of kind `user`:
+ownership, team confinement, scopes, sessions and revocation then work as for a key.
+
+The row has no usable key: its hash field holds no SHA-256 digest (so no presented key can
+match it) and authentication refuses the kind outright. Its scope and team are the claims'
+at each sign-in. Revoking it ends the person's sessions and refuses their later sign-ins,
+whatever the identity provider says: it is how an administrator locks a person out here.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.oidc.claims import Grant, SignInRefused
+from core.db import utcnow
+from core.models import ApiKey, KeyKind, Team
+
+NO_KEY_HASH = "none"  # never a hex SHA-256 digest: no key hashes to it
+USER_PREFIX = "oidc_"  # keys begin `ma_`: a person's visible prefix never looks like a key's
+
+
+def subject_of(issuer: str, sub: str) -> str:
+    """A person's identity: `sub` is unique only within its issuer."""
+    return f"{issuer.rstrip('/')} {sub}"
+
+
+def display_name(claims: dict) -> str:
+    for claim in ("email", "preferred_username", "name", "sub"):
+        value = claims.get(claim)
+        if isinstance(value, str) and value:
+            return value[:200]
+    return "unnamed"
+
+
+def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> ApiKey:
+    """The person's principal, created at the first sign-in and brought up to the claims'
+    scope and team at each one after."""
+    team = session.scalar(select(Team).where(Team.name == grant.team_name))
+    if team is None:  # deleted between the claims' check and now
+        raise SignInRefused(f"The team {grant.team_name!r} no longer exists.")
+    email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    row = session.scalar(select(ApiKey).where(ApiKey.subject == subject))
+    if row is None:
+        row = ApiKey(
+            kind=KeyKind.USER,
+            subject=subject,
+            prefix=USER_PREFIX + secrets.token_hex(5),
+            key_hash=NO_KEY_HASH,
+            name=display_name(claims),
+            scope=grant.scope,
+            team_id=team.id,
+        )
+        session.add(row)
+    elif row.revoked_at is not None:
+        raise SignInRefused("Your memaudit access was revoked. Ask an administrator to restore it.")
+    row.name, row.email = display_name(claims), email and email[:320]
+    row.scope, row.team_id, row.last_used_at = grant.scope, team.id, utcnow()
+    session.commit()
+    return row
