@@ -40,10 +40,8 @@ SYSTEM = Actor(kind="system", name="direct database session")
 
 
 def key_actor(key: ApiKey, client: str | None = None) -> Actor:
-    # `kind` tells a machine's key from a person signed in through the identity provider; a
-    # database without that column has API keys only.
-    kind = getattr(key, "kind", None) or "key"
-    return Actor(kind=kind, name=key.name, id=key.id, team_id=key.team_id, client=client)
+    # `kind` tells a machine's key from a person signed in through the identity provider.
+    return Actor(kind=key.kind, name=key.name, id=key.id, team_id=key.team_id, client=client)
 
 
 def cli_actor() -> Actor:

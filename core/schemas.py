@@ -482,7 +482,10 @@ class KeysPublic(BaseModel):
 class AuditLogActor(BaseModel):
     id: str | None = Field(description="the ApiKey's id; none for the CLI and the system")
     name: str
-    kind: str = Field(description="`key` (or the ApiKey's own kind), `cli`, `policy`, `system`")
+    kind: str = Field(
+        description="`key`, `user` (a person signed in through the identity provider), `cli`, "
+        "`policy`, `identity_provider` (its claims made or changed a person), `system`"
+    )
     team_id: str | None
 
 

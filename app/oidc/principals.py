@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.oidc.claims import Grant, SignInRefused
+from core.audit_log import Actor, acting_as, changes, record
 from core.db import utcnow
 from core.models import ApiKey, KeyKind, Team
 
@@ -43,7 +44,8 @@ def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> 
         raise SignInRefused(f"The team {grant.team_name!r} no longer exists.")
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
     row = session.scalar(select(ApiKey).where(ApiKey.subject == subject))
-    if row is None:
+    new = row is None
+    if new:
         row = ApiKey(
             kind=KeyKind.USER,
             subject=subject,
@@ -56,7 +58,16 @@ def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> 
         session.add(row)
     elif row.revoked_at is not None:
         raise SignInRefused("Your memaudit access was revoked. Ask an administrator to restore it.")
+    before = {"scope": row.scope, "team": row.team_id}
     row.name, row.email = display_name(claims), email and email[:320]
     row.scope, row.team_id, row.last_used_at = grant.scope, team.id, utcnow()
+    session.flush()
+    # The identity provider's claims made or changed this principal: the audit log says so.
+    with acting_as(session, Actor(kind="identity_provider", name=subject.split(" ")[0])):
+        if new:
+            detail = {"name": row.name, "kind": KeyKind.USER, "scope": row.scope, "team": team.id}
+            record(session, "key.created", "key", row.id, detail)
+        elif changed := changes(before, {"scope": row.scope, "team": row.team_id}):
+            record(session, "key.assigned", "key", row.id, changed)
     session.commit()
     return row

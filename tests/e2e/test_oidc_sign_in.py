@@ -155,6 +155,13 @@ def test_a_person_of_team_a_signs_in_and_sees_only_team_a(browser, teams: Teams)
     person = _principals(served)["alice@example.org"]
     assert (person["scope"], person["team_id"]) == ("submit", teams.team_a)
     assert person["prefix"].startswith("oidc_")
+    # The audit log names the identity provider as the one who made this principal.
+    log = served.client.get(
+        "/v1/audit-log", headers=served.headers, params={"target": f"key:{person['id']}"}
+    ).json()["data"]
+    created = [entry for entry in log if entry["action"] == "key.created"]
+    assert [entry["actor"]["kind"] for entry in created] == ["identity_provider"], log
+    assert created[0]["detail"]["kind"] == "user"
     watched.close()
 
 
