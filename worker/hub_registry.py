@@ -55,6 +55,7 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         if (
             audit is None
             or audit.status not in AuditStatus.FINAL
+            or audit.verdict_pending  # written once its baseline's audit has ended
             or audit.policy_id is None
             or audit.model_uri is None
             or not audit.model_uri.startswith(hf_models.PREFIX)
