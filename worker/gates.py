@@ -137,7 +137,7 @@ def _per_record_verdicts(
         sign = -1.0 if better_high else 1.0
         p_value = mcnemar_exact_p(worse, better)
         interval = paired_bootstrap(
-            lambda idx: sign * float(now[idx].mean() - before[idx].mean()),
+            lambda idx: sign * (now[idx].mean(axis=-1) - before[idx].mean(axis=-1)),
             len(now),
             level=level,
             n_resamples=BOOTSTRAP_RESAMPLES,
@@ -228,7 +228,7 @@ def _bootstrap(
         strata=strata,
     )
     everyone = np.arange(len(shared))
-    value, baseline_value = statistic(now, everyone), statistic(before, everyone)
+    value, baseline_value = float(statistic(now, everyone)), float(statistic(before, everyone))
     allowed = margin(rule, baseline_value)
     p_value = interval.p_above_zero  # how often a resample shows no worsening
     status = outcome(interval.estimate, interval.high, p_value, allowed, level)
@@ -261,13 +261,13 @@ def _bootstrap(
     )
 
 
-def _mean(values: np.ndarray, idx: np.ndarray) -> float:
-    return float(values[idx].mean())
+def _mean(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return values[idx].mean(axis=-1)
 
 
-def _auroc_with(labels: np.ndarray) -> Callable[[np.ndarray, np.ndarray], float]:
-    def statistic(values: np.ndarray, idx: np.ndarray) -> float:
-        return auroc(values[idx], labels[idx])
+def _auroc_with(labels: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def statistic(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(auroc(values[idx], labels[idx]))
 
     return statistic
 
