@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from markupsafe import escape
 
 from core.models import AuditPolicy
 
@@ -97,3 +98,41 @@ def test_removing_the_baseline_of_relative_conditions_is_refused(stack, body) ->
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "baseline_required"
+
+
+def test_the_dashboard_shows_each_comparison_and_the_policys_baseline(stack, body) -> None:
+    from bench.report_data import seed_audit
+    from core.models import Audit
+    from tests.flows import session_cookie
+
+    policy = stack.client.post("/v1/policies", headers=stack.headers, json=body).json()
+    audit_id = seed_audit(stack.db, 20)
+    sentence = (
+        "extraction rate 30.0% vs 10.0% on champion v7, 20 of 100 records newly extracted, "
+        "McNemar p < 0.001: worse beyond noise, fail"
+    )
+    baseline = {
+        "ref": "champion",
+        "model_uri": "mlflow:models:/support-bot/7",
+        "audit_id": "b" * 32,
+    }
+    with stack.db.session() as session:
+        audit = session.get(Audit, audit_id)
+        audit.policy_id, audit.baseline = policy["id"], baseline
+        audit.verdict = {
+            "status": "fail",
+            "promotion": "blocked",
+            "results": [],
+            "comparisons": [{"metric": RATE, "status": "fail", "explanation": sentence}],
+            "explanation": sentence,
+            "baseline": baseline,
+        }
+    session_cookie(stack.client, stack.headers["Authorization"].split()[1])
+    page = stack.client.get(f"/audits/{audit_id}").text
+    assert f'<li data-comparison="fail">{escape(sentence)}</li>' in page
+    assert "mlflow:models:/support-bot/7" in page and f"/audits/{'b' * 32}" in page
+    listed = stack.client.get("/policies").text
+    assert "not worse than the baseline (lower is better, margin 0.01" in listed
+    assert "<code>champion</code>" in listed
+    api = stack.client.get(f"/v1/audits/{audit_id}", headers=stack.headers).json()
+    assert api["baseline"] == baseline and api["verdict"]["explanation"] == sentence
