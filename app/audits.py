@@ -68,6 +68,7 @@ def to_public(session: Session, settings: Settings, audit: Audit) -> AuditPublic
         provenance=audit.provenance or {},
         policy_id=audit.policy_id,
         verdict=audit.verdict,
+        baseline=audit.baseline,
         findings=[FindingPublic(**found.to_json()) for found in audit_findings(audit)],
         created_by=audit.created_by,
         cancel_requested=audit.cancel_requested,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -146,6 +147,9 @@ class AuditPolicy(Base):
     # over the dataset when the policy is written (`source: dataset`), the token counts of
     # the latest audit of each matched model (`source: audit`). See core/policy_fit.py.
     warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # What relative conditions compare with (core/baselines.py): an MLflow alias or version, a
+    # Hub revision, or `audit:<id>`; resolved when each audit starts.
+    baseline: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -188,6 +192,14 @@ class Audit(Base):
         ForeignKey("audit_policies.id", ondelete="SET NULL"), index=True
     )
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The policy's baseline as resolved when this audit started ({ref, model_uri, version,
+    # audit_id} or {ref, error}), and the audit whose records its relative conditions compare
+    # with (this audit itself when it audits the baseline).
+    baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    baseline_audit_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # The verdict waits for the baseline's audit to end (`pending`); cleared by the one
+    # conditional UPDATE that reaches it, so it is reached and announced once.
+    verdict_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -15,6 +15,7 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import baselines
 from core.audit_log import acting_as, bound_actor, changes, policy_actor, record
 from core.check_kinds import Catalog
 from core.config import Settings
@@ -22,6 +23,7 @@ from core.db import utcnow
 from core.errors import ApiError
 from core.models import ApiKey, Audit, AuditPolicy
 from core.policy_fit import fit_warnings, read_profile
+from core.relative import RELATIVE_NAMES, is_relative, relative_metric
 from core.schemas import (
     AuditCreate,
     CheckRequest,
@@ -38,7 +40,7 @@ from core.submission import (
     validate_checks,
 )
 from core.tenancy import team_by_name, team_owner
-from core.verdicts import UnknownMetric, check_metric_name
+from core.verdicts import UnknownMetric, check_metric_name, has_relative
 
 
 def to_public(policy: AuditPolicy) -> PolicyPublic:
@@ -56,6 +58,7 @@ RECORDED_FIELDS = (
     "thresholds",
     "on_inconclusive",
     "enabled",
+    "baseline",
 )
 
 
@@ -63,18 +66,56 @@ def _recorded_fields(policy: AuditPolicy) -> dict[str, Any]:
     return {name: getattr(policy, name) for name in RECORDED_FIELDS}
 
 
-def _thresholds(thresholds: list[Threshold]) -> list[dict]:
+def _thresholds(thresholds: list[Threshold], baseline: str | None) -> list[dict]:
     for position, rule in enumerate(thresholds):
+        where = f"thresholds[{position}]"
         try:
             check_metric_name(rule.metric)
         except UnknownMetric:
             raise ApiError(
                 422,
                 "unknown_metric",
-                f"thresholds[{position}]: unknown metric {rule.metric!r}; see the verdict metric "
+                f"{where}: unknown metric {rule.metric!r}; see the verdict metric "
                 "names in the README (e.g. extraction.greedy_extraction_rate, membership.loss.auc)",
             ) from None
-    return [rule.model_dump() for rule in thresholds]
+        _check_condition(where, rule, baseline)
+    return [rule.model_dump(exclude_none=True) for rule in thresholds]
+
+
+def _check_condition(where: str, rule: Threshold, baseline: str | None) -> None:
+    """A 422 for a condition that asks nothing, half an absolute threshold, or a comparison
+    with a baseline the policy lacks or a metric that cannot be compared record by record."""
+    if (rule.op is None) != (rule.value is None):
+        raise ApiError(422, "invalid_condition", f"{where}: `op` and `value` go together")
+    relative = is_relative(rule.model_dump())
+    margins = (rule.min_absolute_change, rule.min_relative_change, rule.level)
+    if not relative and any(m is not None for m in margins):
+        raise ApiError(
+            422,
+            "invalid_condition",
+            f"{where}: min_absolute_change, min_relative_change and level compare with the "
+            "baseline: say which way is better with greater_is_better",
+        )
+    if not relative and rule.op is None:
+        raise ApiError(
+            422,
+            "invalid_condition",
+            f"{where}: give `op` and `value`, or greater_is_better to compare with the baseline",
+        )
+    if relative and relative_metric(rule.metric) is None:
+        raise ApiError(
+            422,
+            "not_comparable",
+            f"{where}: {rule.metric} cannot be compared with the baseline record by record; "
+            f"comparable: {', '.join(RELATIVE_NAMES)}",
+        )
+    if relative and not baseline:
+        raise ApiError(
+            422,
+            "baseline_required",
+            f"{where}: a comparison with the baseline needs the policy's `baseline` (an MLflow "
+            "alias such as champion, a Hub revision, or audit:<id>)",
+        )
 
 
 def _fitted_checks(
@@ -122,7 +163,9 @@ def create_policy(
     if session.scalar(select(AuditPolicy).where(AuditPolicy.name == body.name)) is not None:
         raise ApiError(409, "policy_exists", f"a policy named {body.name!r} exists")
     team_id = _team_id(session, body.team, key)
-    thresholds = _thresholds(body.thresholds)
+    if body.baseline is not None:
+        baselines.check_baseline(session, body.source, team_id, body.baseline)
+    thresholds = _thresholds(body.thresholds, body.baseline)
     checks, warnings = _fitted_checks(
         session, settings, catalog, team_id, body.dataset.uri, body.checks, thresholds
     )
@@ -137,6 +180,7 @@ def create_policy(
         on_inconclusive=body.on_inconclusive,
         enabled=body.enabled,
         warnings=warnings,
+        baseline=body.baseline,
     )
     session.add(policy)
     session.flush()
@@ -161,9 +205,22 @@ def update_policy(
 ) -> AuditPolicy:
     before = _recorded_fields(policy)
     dataset_uri = body.dataset.uri if body.dataset else policy.dataset_uri
+    baseline = policy.baseline
+    if body.baseline is not None:
+        baseline = body.baseline or None  # "" removes it
+        if baseline is not None:
+            baselines.check_baseline(session, policy.source, policy.team_id, baseline)
     thresholds = policy.thresholds
     if body.thresholds is not None:
-        thresholds = _thresholds(body.thresholds)
+        thresholds = _thresholds(body.thresholds, baseline)
+    elif baseline is None and has_relative(thresholds):
+        raise ApiError(
+            422,
+            "baseline_required",
+            "the policy's relative conditions compare with its baseline: keep it, or replace "
+            "the thresholds",
+        )
+    policy.baseline = baseline
     if body.checks is not None or body.dataset is not None or body.thresholds is not None:
         requested = body.checks
         if requested is None:  # the stored checks, validated again against the new data
@@ -286,11 +343,80 @@ def start_policy_audit(
         return existing, False
     owner = team_owner(session, policy.team_id)
     # A re-audit on demand is its admin's act; a registry event's audit is the policy's.
+    # The baseline's audit, when one is started for it, is the same actor's act.
     with acting_as(session, bound_actor(session) or policy_actor(policy)):
         audit, created = submit_audit(session, settings, body, owner, catalog, policy_id=policy.id)
-    if created:
-        enqueue_audit(session, celery, settings, audit)
+        if created:
+            if policy.baseline and has_relative(policy.thresholds):
+                _attach_baseline(session, settings, celery, catalog, policy, audit)
+            enqueue_audit(session, celery, settings, audit)
     return audit, created
+
+
+def _attach_baseline(
+    session: Session,
+    settings: Settings,
+    celery: Celery,
+    catalog: Catalog,
+    policy: AuditPolicy,
+    audit: Audit,
+) -> None:
+    """Resolve the policy's baseline for this new audit and name the audit its records are
+    compared with: an earlier comparable audit of the baseline version, or one started now.
+    The champion audited again compares with its earlier audit (or, the first time, itself)."""
+    found = baselines.resolve(settings, session, policy, audit.model_uri or "")
+    if "error" not in found and "audit_id" not in found:
+        uri = found["model_uri"]
+        earlier = baselines.reusable_audit(session, policy, uri, audit, besides=audit.id)
+        if earlier is not None:
+            found["audit_id"] = earlier.id
+        elif uri == audit.model_uri:
+            found["audit_id"] = audit.id
+        else:
+            try:
+                found["audit_id"] = _start_baseline(
+                    session, settings, celery, catalog, policy, uri, audit
+                ).id
+            except ApiError as exc:  # the team may not audit that version, say
+                session.rollback()
+                found["error"] = f"the baseline {uri} could not be audited: {exc.message}"
+    baselines.record(session, audit, found)
+
+
+def _start_baseline(
+    session: Session,
+    settings: Settings,
+    celery: Celery,
+    catalog: Catalog,
+    policy: AuditPolicy,
+    model_uri: str,
+    candidate: Audit,
+) -> Audit:
+    """The policy's audit of the baseline version, started once: under the version's own key
+    when the policy never audited it (so its announcement finds it), else under a key of what
+    makes it comparable. It compares with itself: a baseline has no baseline."""
+    key = policy_idempotency_key(policy, model_uri)
+    if find_idempotent(session, policy.team_id, key) is not None:
+        key = policy_idempotency_key(
+            policy, model_uri, f"baseline:{baselines.baseline_key(candidate)}"
+        )
+        existing = find_idempotent(session, policy.team_id, key)
+        if existing is not None:
+            return existing
+    body = AuditCreate(
+        model={"uri": model_uri},
+        dataset={"uri": policy.dataset_uri},
+        checks=policy.checks,
+        labels={"policy": policy.name, baselines.BASELINE_LABEL: policy.baseline or ""},
+        idempotency_key=key,
+    )
+    owner = team_owner(session, policy.team_id)
+    audit, created = submit_audit(session, settings, body, owner, catalog, policy_id=policy.id)
+    if created:
+        itself = {"ref": policy.baseline, "model_uri": model_uri, "audit_id": audit.id}
+        baselines.record(session, audit, {**itself, "version": audit.model_version})
+        enqueue_audit(session, celery, settings, audit)
+    return audit
 
 
 def registered_name(source: str, model_uri: str) -> str:

@@ -120,6 +120,9 @@ class AuditPublic(BaseModel):
     provenance: dict[str, Any]
     policy_id: str | None = None
     verdict: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = Field(
+        None, description="the policy's baseline as resolved when this audit started"
+    )
     findings: list[FindingPublic] = Field(
         default_factory=list, description="one sentence per finished check: the report's top"
     )
@@ -167,9 +170,24 @@ class SamplesPublic(BaseModel):
 
 
 class Threshold(StrictModel):
+    """A condition: an absolute threshold (`op`, `value`), a comparison with the policy's
+    baseline (`greater_is_better` and its margins, core/relative.py), or both."""
+
     metric: str = Field(..., max_length=200, examples=["extraction.greedy_extraction_rate"])
-    op: Literal["<=", "<", ">=", ">"]
-    value: float
+    op: Literal["<=", "<", ">=", ">"] | None = None
+    value: float | None = None
+    greater_is_better: bool | None = Field(
+        None, description="compare with the baseline: which way of the metric is better"
+    )
+    min_absolute_change: float | None = Field(
+        None, ge=0, description="the worsening tolerated, in the metric's units"
+    )
+    min_relative_change: float | None = Field(
+        None, ge=0, le=1, description="the worsening tolerated, as a share of the baseline's value"
+    )
+    level: float | None = Field(
+        None, gt=0, le=0.5, description="the paired test's significance level (default 0.05)"
+    )
 
 
 OnInconclusive = Literal["block", "allow"]
@@ -193,6 +211,13 @@ class PolicyCreate(StrictModel):
     team: str | None = Field(
         None, min_length=1, max_length=200, description="the owning team's name; default: yours"
     )
+    baseline: str | None = Field(
+        None,
+        min_length=1,
+        max_length=300,
+        description="what relative conditions compare with: an MLflow alias (`champion`) or "
+        "version number, a Hub revision, or `audit:<id>`",
+    )
 
 
 class PolicyUpdate(StrictModel):
@@ -202,6 +227,7 @@ class PolicyUpdate(StrictModel):
     thresholds: list[Threshold] | None = Field(None, max_length=MAX_CHECKS)
     on_inconclusive: OnInconclusive | None = None
     enabled: bool | None = None
+    baseline: str | None = Field(None, max_length=300, description='`""` removes it')
 
 
 class PolicyWarning(BaseModel):
@@ -228,6 +254,7 @@ class PolicyPublic(BaseModel):
     thresholds: list[dict[str, Any]]
     on_inconclusive: str
     enabled: bool
+    baseline: str | None = None
     warnings: list[PolicyWarning]
     created_at: UtcDatetime
     updated_at: UtcDatetime

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from core.relative import RelativeResult, is_relative
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -191,11 +193,24 @@ class ThresholdResult:
     reason: str | None = None  # why a metric was not computed
 
 
+# Worst first: the aggregate over a version's policies, and a verdict over its conditions,
+# take the first status any part has. `error` (an audit that failed before its summary) and
+# `none` rank with `unknown`.
+SEVERITY = {"fail": 0, "unknown": 1, "error": 1, "none": 1, "inconclusive": 2, "pass": 3}
+
+
+def worst(statuses: Sequence[str]) -> str:
+    """The worst of some verdict statuses; `pass` when there are none (nothing was asked)."""
+    return min(statuses, key=lambda status: SEVERITY.get(status, 1), default="pass")
+
+
 @dataclass(frozen=True)
 class Verdict:
     status: str  # pass | fail | inconclusive | unknown
     results: list[ThresholdResult]
     promotion: str  # allowed | blocked
+    comparisons: list[RelativeResult] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None  # the baseline as resolved when the audit started
 
     @property
     def reason(self) -> str | None:
@@ -204,30 +219,58 @@ class Verdict:
         if self.status != "unknown":
             return None
         reasons = dict.fromkeys(r.reason for r in self.results if r.reason)
+        reasons.update(
+            dict.fromkeys(c.explanation for c in self.comparisons if c.status == "unknown")
+        )
         return "unknown: " + "; ".join(reasons)
 
+    @property
+    def explanation(self) -> str | None:
+        """Each relative condition's sentence, in the policy's order."""
+        return " | ".join(c.explanation for c in self.comparisons) or None
+
     def to_json(self) -> dict[str, Any]:
-        found = {
+        found: dict[str, Any] = {
             "status": self.status,
             "results": [asdict(r) for r in self.results],
             "promotion": self.promotion,
         }
+        if self.comparisons:
+            found["comparisons"] = [c.to_json() for c in self.comparisons]
+            found["explanation"] = self.explanation
+        if self.baseline is not None:
+            found["baseline"] = self.baseline
         if self.reason:
             found["reason"] = self.reason
         return found
+
+
+def _threshold_status(result: ThresholdResult) -> str:
+    if result.passed is False:
+        return "fail"
+    if result.passed is None:
+        return "inconclusive" if result.reading in WITHHELD else "unknown"
+    return "pass"
 
 
 def evaluate(
     summary: Mapping[str, Any],
     thresholds: Sequence[Mapping[str, Any]],
     on_inconclusive: str = "block",
+    comparisons: Sequence[RelativeResult] = (),
+    baseline: dict[str, Any] | None = None,
 ) -> Verdict:
     """`fail` if a condition on a metric that stands fails; else `unknown` if one could not be
     read; else `inconclusive` if one rests on a withheld metric; else `pass`. Only `pass`
     allows a promotion, and `inconclusive` too where the policy says `on_inconclusive: allow`
-    (every other condition then passed: a metric not computed never slips through)."""
+    (every other condition then passed: a metric not computed never slips through).
+
+    A relative condition's comparison with the baseline (`comparisons`, worker/gates.py) counts
+    with the same order; its `op`/`value`, where given, is checked here like any threshold."""
     results = []
     for rule in thresholds:
+        if rule.get("op") is None:  # a relative condition alone: its comparison decides
+            continue
         value = metric_value(summary, rule["metric"])
         reading = metric_reading(summary, rule["metric"])
         passed = None
@@ -239,16 +282,26 @@ def evaluate(
                 rule["metric"], rule["op"], rule["value"], value, passed, reading, reason
             )
         )
-    if any(r.passed is False for r in results):
-        status = "fail"
-    elif any(r.passed is None and r.reading not in WITHHELD for r in results):
-        status = "unknown"
-    elif any(r.reading in WITHHELD for r in results):
-        status = "inconclusive"
-    else:
-        status = "pass"
+    status = worst([_threshold_status(r) for r in results] + [c.status for c in comparisons])
     allowed = status == "pass" or (status == "inconclusive" and on_inconclusive == "allow")
-    return Verdict(status, results, "allowed" if allowed else "blocked")
+    return Verdict(
+        status, results, "allowed" if allowed else "blocked", list(comparisons), baseline
+    )
+
+
+def has_relative(thresholds: Sequence[Mapping[str, Any]]) -> bool:
+    return any(is_relative(rule) for rule in thresholds)
+
+
+def pending_verdict(baseline: dict[str, Any]) -> dict[str, Any]:
+    """The verdict of an audit whose baseline's audit has not ended: nothing is promoted yet."""
+    return {
+        "status": "pending",
+        "results": [],
+        "promotion": "blocked",
+        "baseline": baseline,
+        "reason": f"waiting for the baseline's audit {baseline.get('audit_id')} to end",
+    }
 
 
 def failed_verdict(reason: str) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from core.config import Settings
 from core.db import Database, utcnow
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult, Shard, ShardStatus
 from core.policies import audit_warnings
-from core.verdicts import evaluate, failed_verdict
+from core.verdicts import evaluate, failed_verdict, has_relative
+from worker import gates
 from worker.audit_texts import AuditTexts
 from worker.checks.registry import REGISTRY
 
@@ -58,14 +59,21 @@ def _corpus_links(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _verdict(
-    policy: AuditPolicy | None, summary: dict[str, Any], error: str | None
-) -> dict[str, Any] | None:
-    """The policy's verdict on this summary; a failed summary cannot pass."""
+    session: Session,
+    audit: Audit,
+    policy: AuditPolicy | None,
+    summary: dict[str, Any],
+    error: str | None,
+) -> tuple[dict[str, Any] | None, bool]:
+    """(the policy's verdict on this summary, pending); a failed summary cannot pass, and a
+    comparison with a baseline whose audit still runs waits for it (worker/gates.py)."""
     if policy is None:
-        return None
+        return None, False
     if error:
-        return failed_verdict(error)
-    return evaluate(summary, policy.thresholds, policy.on_inconclusive).to_json()
+        return failed_verdict(error), False
+    if has_relative(policy.thresholds):
+        return gates.verdict_of(session, audit, policy, summary)
+    return evaluate(summary, policy.thresholds, policy.on_inconclusive).to_json(), False
 
 
 def _note_on_policy(
@@ -154,6 +162,7 @@ def _model_facts(shards: Sequence[Shard], check: str) -> dict[str, Any]:
 class Finalized:
     status: str
     ended_now: bool  # this call closed the audit: what follows (callbacks) happens once
+    verdict_pending: bool = False  # its verdict waits for its baseline's audit to end
 
 
 def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized:
@@ -203,6 +212,7 @@ def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized
             if audit.policy_id
             else None
         )
+        verdict, pending = _verdict(session, audit, policy, summary, error)
         closed = session.execute(
             update(Audit)
             .where(Audit.id == audit_id, Audit.status == AuditStatus.RUNNING)
@@ -212,7 +222,8 @@ def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized
                 error=error,
                 provenance=_provenance(audit, shards),
                 row_counts=counts,
-                verdict=_verdict(policy, summary, error),
+                verdict=verdict,
+                verdict_pending=pending,
                 finished_at=audit.finished_at or now,
             )
         ).rowcount
@@ -222,4 +233,4 @@ def finalize_audit(db: Database, settings: Settings, audit_id: str) -> Finalized
             return Finalized(current or "missing", False)
         if not error:
             _note_on_policy(session, policy, audit, summary)
-        return Finalized(final, True)
+        return Finalized(final, True, pending)

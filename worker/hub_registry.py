@@ -23,7 +23,7 @@ from core.config import Settings
 from core.db import Database
 from core.inspection import hf_models
 from core.models import Audit, AuditStatus
-from worker.model_registry import OWN_HUB_TAG_PREFIX, version_tags
+from worker.model_registry import MAX_TAG_VALUE, OWN_HUB_TAG_PREFIX, version_tags
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         if (
             audit is None
             or audit.status not in AuditStatus.FINAL
+            or audit.verdict_pending  # written once its baseline's audit has ended
             or audit.policy_id is None
             or audit.model_uri is None
             or not audit.model_uri.startswith(hf_models.PREFIX)
@@ -62,6 +63,10 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         ):
             return {}
         tags = version_tags(audit, settings)
+        # A gate against the baseline says why in one sentence per condition.
+        explanation = (audit.verdict or {}).get("explanation")
+        if explanation:
+            tags["memaudit.explanation"] = str(explanation)[:MAX_TAG_VALUE]
         repo, commit = hf_models.parse_uri(audit.model_uri)
         policy = (audit.labels or {}).get("policy", "")
     if hf_models.offline():

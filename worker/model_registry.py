@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +34,7 @@ from core.integrations import scrubbed
 from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
 from core.task_names import WRITE_BACK_TO_REGISTRY
-from core.verdicts import metric_value
+from core.verdicts import metric_value, worst
 from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
 
@@ -200,13 +201,81 @@ def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:
     return tags
 
 
+# What every policy's write-back on a version adds up to: the worst of their latest audits'
+# verdicts, written once all of them have ended (worst first: fail, unknown/error,
+# inconclusive, pass), and promotion allowed only where every policy allows it.
+AGGREGATE_TAGS = ("memaudit.verdict", "memaudit.promotion", "memaudit.verdict_reason")
+TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def policy_tag(policy: str, field: str) -> str:
+    """`memaudit.<policy>.<field>`: one policy's own tag, in MLflow's tag-key alphabet."""
+    return f"memaudit.{TAG_UNSAFE.sub('_', policy)}.{field}"
+
+
+def policy_tags(audit: Audit, policy: str, own: Mapping[str, str]) -> dict[str, str]:
+    """This policy's verdict on the version, beside the other policies' (never replacing them):
+    verdict, promotion, audit id, and why (an `unknown`'s reason, each relative condition's
+    sentence)."""
+    tags = {
+        policy_tag(policy, "verdict"): own["memaudit.verdict"],
+        policy_tag(policy, "promotion"): own["memaudit.promotion"],
+        policy_tag(policy, "audit_id"): audit.id,
+    }
+    if "memaudit.verdict_reason" in own:
+        tags[policy_tag(policy, "verdict_reason")] = own["memaudit.verdict_reason"]
+    explanation = (audit.verdict or {}).get("explanation")
+    if explanation:
+        tags[policy_tag(policy, "explanation")] = str(explanation)[:MAX_TAG_VALUE]
+    return tags
+
+
+def _status_of(audit: Audit) -> str:
+    verdict = audit.verdict or {}
+    return verdict.get("status") or ("error" if audit.status == AuditStatus.FAILED else "none")
+
+
+def aggregate_tags(session: Session, audit: Audit, source: str, name: str) -> dict[str, str]:
+    """The version's aggregate over the matching policies' latest audits of it; {} while one of
+    them has not ended (or its verdict still waits for its baseline)."""
+    policies = {p.id: p.name for p in matching_policies(session, source, name)}
+    if audit.policy_id and audit.policy_id not in policies:
+        own = session.get(AuditPolicy, audit.policy_id)
+        policies[audit.policy_id] = own.name if own else audit.policy_id
+    latest: dict[str, Audit] = {}
+    for found in session.scalars(
+        select(Audit)
+        .where(Audit.model_uri == audit.model_uri, Audit.policy_id.in_(list(policies)))
+        .order_by(Audit.created_at, Audit.id)
+    ):
+        latest[found.policy_id or ""] = found
+    if any(a.status not in AuditStatus.FINAL or a.verdict_pending for a in latest.values()):
+        return {}
+    statuses = [_status_of(a) for a in latest.values()]
+    status = worst(statuses)
+    allowed = all((a.verdict or {}).get("promotion") == "allowed" for a in latest.values())
+    tags = {"memaudit.verdict": status, "memaudit.promotion": "allowed" if allowed else "blocked"}
+    reasons = dict.fromkeys(
+        str((a.verdict or {}).get("reason") or (a.verdict or {}).get("explanation") or "")
+        for a in latest.values()
+        if _status_of(a) == status and status != "pass"
+    )
+    reasons.pop("", None)
+    if reasons:
+        tags["memaudit.verdict_reason"] = "; ".join(reasons)[:MAX_TAG_VALUE]
+    return tags
+
+
 def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
-    """Tag the MLflow model version this finished policy audit examined; {} for any other."""
+    """Tag the MLflow model version this finished policy audit examined; {} for any other.
+    Its policy's verdict goes to `memaudit.<policy>.*`; the aggregate `memaudit.verdict` and
+    `memaudit.promotion`, once every matching policy's audit of the version has ended."""
     with db.session() as session:
         audit = session.get(Audit, audit_id)
         if (
             audit is None
             or audit.status not in AuditStatus.FINAL
+            or audit.verdict_pending  # announced again once its baseline's audit has ended
             or audit.model_uri is None  # a dataset audit: no model version to tag
             or not audit.model_uri.startswith(mlflow_models.PREFIX)
             or not settings.mlflow_tracking_uri
@@ -215,17 +284,31 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
             or audit.policy_id is None
         ):
             return {}
-        tags = version_tags(audit, settings)
         name, version = mlflow_models.parse_uri(audit.model_uri)
+        own = version_tags(audit, settings)
+        policy = session.get(AuditPolicy, audit.policy_id)
+        policy_name = policy.name if policy else (audit.labels or {}).get("policy", audit.policy_id)
+        tags = {k: v for k, v in own.items() if k not in AGGREGATE_TAGS}
+        tags.update(policy_tags(audit, policy_name, own))
+        aggregate = aggregate_tags(session, audit, "mlflow", name)
+        tags.update(aggregate)
         client = mlflow_models.client(settings.mlflow_tracking_uri)
         registered = client.get_model_version(name, version)  # read once, for the run and tags
         try:
             tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS, registered)
         except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
             log.warning("could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc)))
-    clear_stale_tags(client, registered, tags)
-    # The verdict goes last: a gate that sees it can trust every other tag is there.
-    for key in sorted(tags, key=lambda key: key == "memaudit.verdict"):
+    optional = [
+        *HEADLINE_TAGS,
+        policy_tag(policy_name, "verdict_reason"),
+        policy_tag(policy_name, "explanation"),
+    ]
+    if aggregate:
+        optional.append("memaudit.verdict_reason")
+    clear_stale_tags(client, registered, tags, optional)
+    # The verdicts go last, the aggregate after the policy's own: a gate that sees one can
+    # trust every other tag is there.
+    for key in sorted(tags, key=lambda key: (key == "memaudit.verdict", key.endswith(".verdict"))):
         client.set_model_version_tag(name, version, key, tags[key])
     return tags
 
@@ -235,11 +318,13 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
 OPTIONAL_TAGS = ("memaudit.verdict_reason", *HEADLINE_TAGS)
 
 
-def clear_stale_tags(client: Any, registered: Any, tags: Mapping[str, str]) -> list[str]:
+def clear_stale_tags(
+    client: Any, registered: Any, tags: Mapping[str, str], optional: Sequence[str] = OPTIONAL_TAGS
+) -> list[str]:
     """Delete the optional tags an earlier audit left on the registered version (as
     `client.get_model_version` read it) that this audit does not write."""
     present = registered.tags or {}
-    stale = [key for key in OPTIONAL_TAGS if key in present and key not in tags]
+    stale = [key for key in optional if key in present and key not in tags]
     for key in stale:
         client.delete_model_version_tag(registered.name, str(registered.version), key)
     return stale

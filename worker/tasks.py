@@ -22,7 +22,7 @@ from core.task_names import (
     RUN_SHARD,
     WRITE_BACK_TO_REGISTRY,
 )
-from worker import hub_registry, shard_store
+from worker import gates, hub_registry, shard_store
 from worker.callbacks import backoff, deliver
 from worker.finalize import finalize_audit as finalize
 from worker.model_registry import (
@@ -106,6 +106,7 @@ def run_shard(shard_id: str) -> str:
         finalize_audit.delay(outcome.audit_id)
     elif outcome.status == "failed" and outcome.audit_id:
         _announce_end(outcome.audit_id)
+        _release_waiting(outcome.audit_id)
     log.info("shard %s: %s", shard_id, outcome.status)
     return outcome.status
 
@@ -115,8 +116,20 @@ def finalize_audit(audit_id: str) -> str:
     outcome = finalize(database(), get_settings(), audit_id)
     if outcome.ended_now:
         log.info("audit %s finalized: %s", audit_id, outcome.status)
-        _announce_end(audit_id)
+        # A verdict that waits for its baseline is announced by whoever reaches it: here, when
+        # the baseline ended meanwhile, else when it ends (_release_waiting).
+        if not outcome.verdict_pending or gates.reach_pending(database(), audit_id):
+            _announce_end(audit_id)
+        _release_waiting(audit_id)
     return outcome.status
+
+
+def _release_waiting(audit_id: str) -> None:
+    """An audit ended: the candidates that compared with it reach their verdicts, and each is
+    announced as its own audit's end."""
+    for waiting in gates.reach_waiting(database(), audit_id):
+        log.info("audit %s: verdict reached now that its baseline %s ended", waiting, audit_id)
+        _announce_end(waiting)
 
 
 def _announce_end(audit_id: str) -> None:
@@ -202,6 +215,8 @@ def _send_shards(shard_ids: list[str]) -> None:
 def reap_stale_shards() -> dict[str, int]:
     result = shard_store.reap(database(), get_settings().orphan_after_seconds)
     _send_shards(result.shards_to_enqueue)
+    for audit_id in gates.reach_stale(database()):  # a baseline cancelled through the API
+        _announce_end(audit_id)
     for audit_id in result.audits_to_finalize:
         finalize_audit.delay(audit_id)
     if result.shards_to_enqueue or result.audits_to_finalize:

@@ -1,0 +1,288 @@
+"""Comparisons with the baseline on stored rows, pending verdicts reached once, and the
+aggregate of a version's policies (worker/gates.py, worker/model_registry.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from app.migrate import upgrade
+from core.db import Database
+from core.models import Audit, AuditPolicy, AuditStatus, SampleResult
+from core.verdicts import pending_verdict
+from worker import gates
+from worker.model_registry import aggregate_tags
+
+SHA = "a" * 64
+URI = "mlflow:models:/support-bot/{}"
+RATE = {"metric": "extraction.greedy_extraction_rate", "greater_is_better": False}
+
+
+@pytest.fixture
+def db(tmp_path) -> Iterator[Database]:
+    url = f"sqlite:///{tmp_path / 'gates.db'}"
+    upgrade(url)
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+def _policy(
+    db: Database, name: str, thresholds: list[dict], baseline: str | None = "champion"
+) -> str:
+    with db.session() as session:
+        policy = AuditPolicy(
+            name=name,
+            source="mlflow",
+            model_pattern="support-*",
+            dataset_uri="dataset:x",
+            checks=[{"kind": "extraction", "params": {}}],
+            thresholds=thresholds,
+            baseline=baseline,
+        )
+        session.add(policy)
+        session.flush()
+        return policy.id
+
+
+def _audit(
+    db: Database,
+    extracted: Sequence[bool],
+    *,
+    version: int = 1,
+    policy_id: str | None = None,
+    sha: str = SHA,
+    status: str = AuditStatus.SUCCEEDED,
+    fragile: Sequence[int] = (),
+    verdict: dict | None = None,
+) -> str:
+    """An audit of `version` whose extraction rows say which records greedy decoding reproduced."""
+    rate = float(np.mean(extracted))
+    with db.session() as session:
+        audit = Audit(
+            status=status,
+            model_uri=URI.format(version),
+            model_version=str(version),
+            dataset_uri="dataset:x",
+            dataset_sha256=sha,
+            n_samples=len(extracted),
+            checks=[{"kind": "extraction", "params": {}}],
+            labels={},
+            summary={"extraction": {"all": {"greedy_rate": rate}}},
+            provenance={},
+            policy_id=policy_id,
+            verdict=verdict,
+        )
+        session.add(audit)
+        session.flush()
+        for i, value in enumerate(extracted):
+            row = {"greedy_extracted": bool(value), "fragile": i in fragile}
+            session.add(
+                SampleResult(
+                    audit_id=audit.id,
+                    check="extraction",
+                    sample_index=i,
+                    sample_id=f"r{i}",
+                    values=row,
+                )
+            )
+        return audit.id
+
+
+def _compare(
+    db: Database, candidate: str, baseline: str, rule: dict = RATE
+) -> gates.RelativeResult:
+    with db.session() as session:
+        now, base = session.get(Audit, candidate), session.get(Audit, baseline)
+        return gates.compare(
+            session, rule, (now, now.summary), (base, base.summary, base.status), "champion v7"
+        )
+
+
+def _flags(n: int, positive: range | Sequence[int]) -> list[bool]:
+    return [i in positive for i in range(n)]
+
+
+def test_more_records_extracted_fails_and_says_so(db) -> None:
+    champion = _audit(db, _flags(100, range(10)))
+    candidate = _audit(db, _flags(100, range(30)), version=2)
+    found = _compare(db, candidate, champion)
+    assert found.status == "fail"
+    assert (found.newly, found.no_longer, found.n_shared) == (20, 0, 100)
+    assert found.p_value == pytest.approx(2.0**-20)
+    assert found.explanation == (
+        "extraction rate 30.0% vs 10.0% on champion v7, 20 of 100 records newly extracted, "
+        "McNemar p < 0.001: worse beyond noise, fail"
+    )
+
+
+def test_fewer_or_the_same_passes_and_a_small_change_is_inconclusive(db) -> None:
+    champion = _audit(db, _flags(100, range(10)))
+    assert _compare(db, _audit(db, _flags(100, range(3))), champion).status == "pass"
+    same = _compare(db, _audit(db, _flags(100, range(10))), champion)
+    assert same.status == "pass" and (same.low, same.high) == (0.0, 0.0)
+    # Two more records extracted: p = 1/4, not beyond noise, but not shown harmless either.
+    slightly = _compare(db, _audit(db, _flags(100, range(12))), champion)
+    assert slightly.status == "inconclusive" and slightly.p_value == 0.25
+    # Within a tolerated worsening of 8 points, the same two records pass.
+    tolerant = {**RATE, "min_absolute_change": 0.08}
+    assert _compare(db, _audit(db, _flags(100, range(12))), champion, tolerant).status == "pass"
+
+
+def test_a_baseline_audited_on_other_records_is_inconclusive(db) -> None:
+    champion = _audit(db, _flags(100, range(10)), sha="b" * 64)
+    found = _compare(db, _audit(db, _flags(100, range(60))), champion)
+    assert found.status == "inconclusive" and "other records" in found.explanation
+
+
+def test_too_few_shared_records_are_inconclusive(db) -> None:
+    champion = _audit(db, _flags(12, range(1)))
+    found = _compare(db, _audit(db, _flags(12, range(12))), champion)
+    assert found.status == "inconclusive" and "only 12 shared records" in found.explanation
+
+
+def test_fragile_records_that_could_change_the_outcome_make_it_inconclusive(db) -> None:
+    champion = _audit(db, _flags(100, range(10)))
+    # 6 newly extracted: McNemar p = 1/64, a fail; unless 4 of them are fragile.
+    assert _compare(db, _audit(db, _flags(100, range(16))), champion).status == "fail"
+    fragile = _audit(db, _flags(100, range(16)), fragile=[12, 13, 14, 15])
+    found = _compare(db, fragile, champion)
+    assert found.status == "inconclusive"
+    assert found.explanation.endswith("(4 fragile records could change the outcome)")
+
+
+def test_a_withheld_membership_reading_is_inconclusive(db) -> None:
+    champion = _audit(db, _flags(100, range(10)))
+    candidate = _audit(db, _flags(100, range(10)))
+    membership = {
+        "scores": {"loss": {"auroc": {"value": 0.9}, "reading": {"reading": "underpowered"}}}
+    }
+    with db.session() as session:
+        for audit_id in (champion, candidate):
+            row = session.get(Audit, audit_id)
+            row.summary = {**row.summary, "membership": membership}
+    rule = {"metric": "membership.loss.auc", "greater_is_better": False}
+    found = _compare(db, candidate, champion, rule)
+    assert found.status == "inconclusive" and "underpowered" in found.explanation
+
+
+def test_membership_auroc_is_compared_by_a_paired_bootstrap(db) -> None:
+    rng = np.random.default_rng(0)
+    members = np.arange(200) % 2 == 0
+    noise = rng.normal(size=200)
+    ids = {}
+    for name, shift in (("champion", 0.2), ("candidate", 1.5)):
+        scores = noise + shift * members
+        auc = float(np.mean([s > t for s in scores[members] for t in scores[~members]]))
+        ids[name] = _audit(db, [False] * 200)
+        with db.session() as session:
+            row = session.get(Audit, ids[name])
+            reading = {"reading": "stands"}
+            row.summary = {
+                "membership": {"scores": {"loss": {"auroc": {"value": auc}, "reading": reading}}}
+            }
+            for i in range(200):
+                values = {"loss": float(scores[i]), "member": bool(members[i])}
+                session.add(
+                    SampleResult(
+                        audit_id=row.id,
+                        check="membership",
+                        sample_index=i,
+                        sample_id=f"r{i}",
+                        values=values,
+                    )
+                )
+    rule = {"metric": "membership.loss.auc", "greater_is_better": False}
+    worse = _compare(db, ids["candidate"], ids["champion"], rule)
+    assert worse.status == "fail" and worse.method == "bootstrap_auroc"
+    assert worse.low > 0 and worse.value > worse.baseline_value
+    assert "paired bootstrap p < 0.001: worse beyond noise, fail" in worse.explanation
+    assert _compare(db, ids["champion"], ids["candidate"], rule).status == "pass"
+
+
+def test_a_pending_verdict_is_reached_once_when_its_baseline_ends(db) -> None:
+    policy = _policy(db, "gate", [RATE])
+    champion = _audit(db, _flags(100, range(10)), policy_id=policy, status=AuditStatus.RUNNING)
+    candidate = _audit(db, _flags(100, range(40)), version=2, policy_id=policy)
+    found = {"ref": "champion", "model_uri": URI.format(1), "version": "1", "audit_id": champion}
+    with db.session() as session:
+        row = session.get(Audit, candidate)
+        row.baseline, row.baseline_audit_id = found, champion
+        verdict, pending = gates.verdict_of(
+            session, row, session.get(AuditPolicy, policy), row.summary
+        )
+        assert pending and verdict == pending_verdict(found)
+        row.verdict, row.verdict_pending = verdict, True
+    assert not gates.reach_pending(db, candidate)  # the champion's audit still runs
+    assert gates.reach_waiting(db, champion) == []
+    with db.session() as session:
+        session.get(Audit, champion).status = AuditStatus.SUCCEEDED
+    assert gates.reach_waiting(db, champion) == [candidate]
+    assert gates.reach_waiting(db, champion) == []  # reached, and announced, once
+    assert not gates.reach_pending(db, candidate)
+    with db.session() as session:
+        reached = session.get(Audit, candidate)
+        assert not reached.verdict_pending
+        assert reached.verdict["status"] == "fail" and reached.verdict["baseline"] == found
+        assert "30 of 100 records newly extracted" in reached.verdict["explanation"]
+
+
+def test_a_cancelled_baseline_leaves_the_candidate_inconclusive(db) -> None:
+    policy = _policy(db, "gate", [RATE])
+    champion = _audit(db, _flags(100, range(10)), policy_id=policy, status=AuditStatus.CANCELLED)
+    candidate = _audit(db, _flags(100, range(40)), version=2, policy_id=policy)
+    with db.session() as session:
+        row = session.get(Audit, candidate)
+        row.baseline = {"ref": "champion", "version": "1", "audit_id": champion}
+        row.baseline_audit_id, row.verdict_pending = champion, True
+    assert gates.reach_stale(db) == [candidate]
+    with db.session() as session:
+        verdict = session.get(Audit, candidate).verdict
+    assert verdict["status"] == "inconclusive" and verdict["promotion"] == "blocked"
+    assert f"its audit {champion} cancelled" in verdict["explanation"]
+
+
+def _verdict(status: str, promotion: str = "blocked", reason: str | None = None) -> dict:
+    found = {"status": status, "results": [], "promotion": promotion}
+    return {**found, "reason": reason} if reason else found
+
+
+def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) -> None:
+    gate, floor = _policy(db, "gate", [RATE]), _policy(db, "floor", [], baseline=None)
+    flags = _flags(50, range(5))
+    first = _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("pass", "allowed"))
+    running = _audit(db, flags, version=3, policy_id=floor, status=AuditStatus.RUNNING)
+    with db.session() as session:
+        assert aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot") == {}
+        row = session.get(Audit, running)
+        row.status, row.verdict = (
+            AuditStatus.SUCCEEDED,
+            _verdict("unknown", reason="unknown: no rows"),
+        )
+    with db.session() as session:
+        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+    assert tags == {
+        "memaudit.verdict": "unknown",
+        "memaudit.promotion": "blocked",
+        "memaudit.verdict_reason": "unknown: no rows",
+    }
+    # A re-audit under `floor` replaces its earlier audit; one still pending keeps it unwritten.
+    again = _audit(
+        db, flags, version=3, policy_id=floor, verdict=pending_verdict({"audit_id": first})
+    )
+    with db.session() as session:
+        session.get(Audit, again).verdict_pending = True
+    with db.session() as session:
+        assert aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot") == {}
+        row = session.get(Audit, again)
+        row.verdict, row.verdict_pending = _verdict("pass", "allowed"), False
+    with db.session() as session:
+        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+    assert tags == {"memaudit.verdict": "pass", "memaudit.promotion": "allowed"}
+    # An inconclusive one that allows promotion still ranks below pass.
+    _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("inconclusive", "allowed"))
+    with db.session() as session:
+        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+    assert tags == {"memaudit.verdict": "inconclusive", "memaudit.promotion": "allowed"}
