@@ -18,6 +18,8 @@ TABLES = {
     "audit_policies",
     "callback_deliveries",
     "datasets",
+    "notification_channels",
+    "notification_deliveries",
     "shards",
     "splits",
     "sample_results",
