@@ -19,6 +19,7 @@ from app.api import (
     health,
     hooks,
     metrics,
+    notifications,
     policies,
     splits,
     teams,
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         teams.router,
         hooks.router,
         deliveries.router,
+        notifications.router,
         metrics.router,
         dashboard.router,
     ):
