@@ -142,3 +142,17 @@ def list_deliveries(
         .offset(offset)
     ).all()
     return list(rows), int(count or 0)
+
+
+def audit_notifications(
+    session: Session, audit_id: str
+) -> list[tuple[NotificationDelivery, NotificationChannel]]:
+    """Every attempt to tell of one audit, oldest first, with its channel (the audit's team's,
+    so whoever sees the audit sees them): the report page's table."""
+    rows = session.execute(
+        select(NotificationDelivery, NotificationChannel)
+        .join(NotificationChannel, NotificationChannel.id == NotificationDelivery.channel_id)
+        .where(NotificationDelivery.audit_id == audit_id)
+        .order_by(NotificationDelivery.created_at, NotificationChannel.name)
+    ).all()
+    return [(delivery, channel) for delivery, channel in rows]

@@ -22,7 +22,7 @@ from core.task_names import NOTIFY_CHANNELS, SEND_NOTIFICATION
 from tests.conftest import wait_for
 from tests.core.inspection.test_huggingface import SHA, _cache_with
 from tests.e2e.conftest import free_port
-from tests.flows import submit, upload, wait_final
+from tests.flows import session_cookie, submit, upload, wait_final
 
 pytestmark = pytest.mark.slow
 REPO = "acme/support-lm"
@@ -231,3 +231,9 @@ def test_each_outcome_reaches_each_channel_once(make_stack, tiny_lm, tmp_path, s
         assert not [r for r in records if r in text]
     log = worker.log_path.read_text(errors="replace")
     assert not [s for s in secrets if s in log]
+
+    # The failed audit's report page lists its five attempts by channel name, never a URL.
+    session_cookie(stack.client, key)
+    page = stack.client.get(f"/audits/{failed['id']}").text
+    assert page.count("data-notification-attempt=") == 5  # room, mail, flaky three times
+    assert ">flaky <span" in page and not [s for s in secrets if s in page]
