@@ -50,7 +50,7 @@ def _check_target(body: ChannelCreate, settings: Settings) -> None:
     if body.kind == "webhook":
         try:
             check_url(body.url or "", settings.callback_hosts, settings.callback_allow_private)
-        except UrlNotAllowed as exc:
+        except (UrlNotAllowed, ValueError) as exc:  # ValueError: a name IDNA cannot encode
             raise ApiError(422, "webhook_url_not_allowed", str(exc)) from None
     elif not mail_configured(settings):
         raise ApiError(

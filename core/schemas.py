@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -506,6 +507,7 @@ NotificationEventName = Literal["policy.outcome", "audit.failed"]
 EMAIL_ADDRESS = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"  # noqa: E501
 EmailAddress = Annotated[str, Field(min_length=3, max_length=254, pattern=EMAIL_ADDRESS)]
 MAX_RECIPIENTS = 50
+_HTTP_URL = TypeAdapter(HttpUrl)
 
 
 class ChannelCreate(StrictModel):
@@ -532,6 +534,14 @@ class ChannelCreate(StrictModel):
     team: str | None = Field(
         None, min_length=1, max_length=200, description="admin keys: the team's name or id"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _an_http_url(cls, url: str | None) -> str | None:
+        """Checked as a URL, kept as given: a normalised copy might not be the hook's address."""
+        if url is not None:
+            _HTTP_URL.validate_python(url)
+        return url
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> ChannelCreate:

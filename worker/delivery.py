@@ -51,6 +51,8 @@ def post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> 
             answer = client.post(url, content=body, headers=headers)
     except UrlNotAllowed as exc:
         return Response(None, str(exc), retryable=False)
+    except (httpx.InvalidURL, ValueError) as exc:  # no later attempt makes the URL valid
+        return Response(None, f"{type(exc).__name__}: {exc}", retryable=False)
     except httpx.TooManyRedirects as exc:
         return Response(None, f"TooManyRedirects: {exc}", retryable=False)
     except httpx.HTTPError as exc:

@@ -89,7 +89,7 @@ def test_the_webhook_url_is_masked_in_every_answer(make_service) -> None:
         "http://127.0.0.1:9/hook/xyz",
         "http://169.254.169.254/latest/meta-data",
         "http://[::ffff:10.0.0.1]/hook",
-        "ftp://hooks.example.com/x",
+        f"http://{'a' * 100}.example/hook",  # a label IDNA cannot encode
     ],
 )
 def test_a_private_or_odd_webhook_address_is_refused_without_the_opt_in(
@@ -117,6 +117,9 @@ def test_a_private_or_odd_webhook_address_is_refused_without_the_opt_in(
         {"name": "m", "kind": "webhook", "url": HOOK, "recipients": ["ops@example.org"]},
         {"name": "m", "kind": "webhook", "url": HOOK, "events": ["audit.succeeded"]},
         {"name": "m", "kind": "webhook", "url": HOOK, "events": []},
+        {"name": "m", "kind": "webhook", "url": "http://127.0.0.1:99999/hook"},
+        {"name": "m", "kind": "webhook", "url": "http://[::1/hook"},
+        {"name": "m", "kind": "webhook", "url": "ftp://hooks.example.com/x"},
     ],
 )
 def test_channels_that_cannot_work_are_refused(make_service, body: dict) -> None:
