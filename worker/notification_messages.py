@@ -21,6 +21,7 @@ from core.notifications import Outcome
 
 MAX_ERROR_CHARS = 300
 MAX_SENTENCE_CHARS = 1000
+MAX_SUBJECT_CHARS = 250
 MASK = "***"
 # Credentials that have a shape: memaudit keys, Hugging Face tokens, bearer headers.
 TOKEN_SHAPES = re.compile(
@@ -114,6 +115,8 @@ def compose(
             + cleaned(sentence, secrets)[:MAX_SENTENCE_CHARS]
         )
     lines.append(f"Report: {report_url}")
+    # One line (an e-mail header refuses a line break, and a model path may hold one), bounded.
+    subject = " ".join(subject.split())[:MAX_SUBJECT_CHARS]
     return Message(subject, "\n".join([subject, *lines]), report_url)
 
 

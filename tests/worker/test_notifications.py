@@ -284,3 +284,15 @@ def test_a_policy_outcome_says_the_verdict_and_its_sentence(make_db) -> None:
 )
 def test_a_masked_url_keeps_the_host_and_no_secret(url: str, shown: str) -> None:
     assert masked_url(url) == shown
+
+
+def test_a_model_path_with_a_line_break_still_makes_one_subject_line(make_db) -> None:
+    settings, db = make_db(smtp_host="relay.example", smtp_from="memaudit@example.org")
+    audit_id = _failed_audit(db)
+    with db.session() as session:
+        audit = session.get(Audit, audit_id)
+        audit.model_uri = "path:/models/odd\r\nBcc: everyone@example.org"
+        message = compose(audit, audit_outcome(audit), None, settings, [])
+    letter = mail.envelope(settings, ["ops@example.org"], message.subject, message.text)
+    assert "\n" not in message.subject and letter["Bcc"] is None
+    assert letter["To"] == "ops@example.org"
