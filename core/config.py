@@ -205,6 +205,17 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(5, ge=1)
     callback_backoff_seconds: float = Field(5.0, gt=0)  # doubles after each failed attempt
     callback_timeout_seconds: float = Field(10.0, gt=0)
+    # Notification e-mail (a team's e-mail channels): the relay, how the connection is secured
+    # (`starttls` upgrades a plain connection, `ssl` is TLS from the first byte, `none` is plain
+    # text), its login and the sender. The host is held to the callback address rules
+    # (CALLBACK_ALLOW_PRIVATE) before each connection. Webhook channels follow those rules too,
+    # and every notification is retried like a callback (CALLBACK_MAX_ATTEMPTS, _BACKOFF_SECONDS).
+    smtp_host: str = ""
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: str = Field("starttls", pattern="^(starttls|ssl|none)$")
+    smtp_user: str = ""
+    smtp_password: str = Field("", repr=False)
+    smtp_from: str = ""
     # Model registries: MLflow (tracking server, webhook secret) and the Hugging Face Hub.
     mlflow_tracking_uri: str = ""
     mlflow_webhook_secret: str = ""
@@ -334,12 +345,18 @@ class Settings(BaseSettings):
             "MEMAUDIT_MLFLOW_WEBHOOK_SECRET": self.mlflow_webhook_secret,
             "MEMAUDIT_HF_WEBHOOK_SECRET": self.hf_webhook_secret,
             "MEMAUDIT_HF_TOKEN": self.hf_token,
+            "MEMAUDIT_SMTP_PASSWORD": self.smtp_password,
             "the password in MEMAUDIT_DATABASE_URL": _url_password(self.database_url),
             "the password in MEMAUDIT_BROKER_URL": _url_password(self.broker_url),
         }
         if self.oidc_issuer and not self.oidc_issuer.startswith("https://"):
             raise ValueError("production needs an https MEMAUDIT_OIDC_ISSUER")
         secrets_in_use["MEMAUDIT_OIDC_CLIENT_SECRET"] = self.oidc_client_secret
+        if self.smtp_password and self.smtp_security == "none":
+            raise ValueError(
+                "MEMAUDIT_SMTP_PASSWORD would cross the network in clear: set "
+                "MEMAUDIT_SMTP_SECURITY to starttls or ssl"
+            )
         for name, value in secrets_in_use.items():
             if value and value.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"{name} is a well-known default ({value!r}); set a real secret")

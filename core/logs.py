@@ -74,3 +74,6 @@ def configure_logging(log_format: str = "json", level: str | int = "INFO") -> No
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx logs every request's full URL at INFO; a notification webhook's URL is a secret
+    # (its path is the token) and a callback URL may carry one, so only its warnings pass.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

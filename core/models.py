@@ -443,3 +443,61 @@ class SampleResult(Base):
     sort_4: Mapped[float] = mapped_column(Float, server_default=text(str(NO_VALUE)))
     # The token-by-token view of a record, read only when one record is opened.
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class NotificationEvent:
+    """What a channel may be told: a policy audit's verdict, an audit that failed."""
+
+    POLICY_OUTCOME = "policy.outcome"
+    AUDIT_FAILED = "audit.failed"
+    ALL = (POLICY_OUTCOME, AUDIT_FAILED)
+
+
+class NotificationChannel(Base):
+    """Where a team is told of its audits' outcomes: a Slack-compatible incoming webhook or
+    e-mail recipients. The webhook URL is a secret (whoever holds it can post to the room):
+    stored to send, never returned in full, logged or put in a message."""
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (
+        UniqueConstraint("team_id", "name", name="uq_notification_channels_team_name"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | email
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    # Slack's `blocks` besides `text` (receivers that only read `text` ignore them).
+    slack_blocks: Mapped[bool] = mapped_column(Boolean, default=False)
+    recipients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    events: Mapped[list[Any]] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(32))  # the API key that made it
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NotificationDelivery(Base):
+    """One attempt to tell a channel of one audit outcome: the delivery log, and the guard that
+    sends each outcome to each channel once (a delivered row ends every later attempt)."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        Index("ix_notification_deliveries_channel_audit", "channel_id", "audit_id", "outcome"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    channel_id: Mapped[str] = mapped_column(
+        ForeignKey("notification_channels.id", ondelete="CASCADE")
+    )
+    audit_id: Mapped[str] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    # The outcome told: `failed`, or the policy verdict's status; a later different outcome of
+    # the same audit (a verdict reached after its baseline ended) is told again.
+    outcome: Mapped[str] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer)
+    # The receiver's answer: an HTTP status, or an SMTP reply code; None when none came.
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -558,3 +559,95 @@ class EvidenceSignature(BaseModel):
 class EvidencePack(BaseModel):
     payload: dict[str, Any]
     signature: EvidenceSignature
+
+
+NotificationEventName = Literal["policy.outcome", "audit.failed"]
+# An address as a relay takes it: no display name, no spaces or CR/LF (nothing to inject).
+EMAIL_ADDRESS = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"  # noqa: E501
+EmailAddress = Annotated[str, Field(min_length=3, max_length=254, pattern=EMAIL_ADDRESS)]
+MAX_RECIPIENTS = 50
+_HTTP_URL = TypeAdapter(HttpUrl)
+
+
+class ChannelCreate(StrictModel):
+    """A Slack-compatible incoming webhook (`url`) or e-mail recipients, and what to tell it."""
+
+    name: str = Field(..., min_length=1, max_length=200)
+    kind: Literal["webhook", "email"]
+    url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        description="webhook only: the incoming-webhook URL, a secret (never shown again in "
+        "full); held to the callback address rules",
+    )
+    recipients: list[EmailAddress] = Field(
+        default_factory=list, max_length=MAX_RECIPIENTS, description="email only"
+    )
+    events: list[NotificationEventName] = Field(
+        default_factory=lambda: ["policy.outcome", "audit.failed"], min_length=1, max_length=2
+    )
+    slack_blocks: bool = Field(
+        False, description="webhook only: Slack `blocks` besides `text` (Slack itself)"
+    )
+    team: str | None = Field(
+        None, min_length=1, max_length=200, description="admin keys: the team's name or id"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _an_http_url(cls, url: str | None) -> str | None:
+        """Checked as a URL, kept as given: a normalised copy might not be the hook's address."""
+        if url is not None:
+            _HTTP_URL.validate_python(url)
+        return url
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> ChannelCreate:
+        if self.kind == "webhook" and (self.url is None or self.recipients):
+            raise ValueError("a webhook channel takes a `url` and no `recipients`")
+        if self.kind == "email" and (self.url is not None or not self.recipients):
+            raise ValueError("an email channel takes `recipients` and no `url`")
+        if self.kind == "email" and self.slack_blocks:
+            raise ValueError("`slack_blocks` is for webhook channels")
+        self.events = list(dict.fromkeys(self.events))
+        return self
+
+
+class ChannelPublic(BaseModel):
+    id: str
+    team_id: str
+    name: str
+    kind: str
+    url: str | None = Field(None, description="masked: scheme, host and the last characters")
+    recipients: list[str]
+    events: list[str]
+    slack_blocks: bool
+    created_by: str | None = Field(None, description="id of the API key that made it")
+    created_at: UtcDatetime
+
+
+class ChannelsPublic(BaseModel):
+    data: list[ChannelPublic]
+    count: int
+
+
+class NotificationDeliveryPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    channel_id: str
+    audit_id: str
+    event: str
+    outcome: str = Field(..., description="`failed`, or the policy verdict told")
+    attempt: int
+    status_code: int | None = Field(None, description="the HTTP status or SMTP reply code")
+    error: str | None
+    duration_ms: int
+    delivered: bool
+    created_at: UtcDatetime
+
+
+class NotificationDeliveriesPublic(BaseModel):
+    data: list[NotificationDeliveryPublic]
+    count: int

@@ -1,36 +1,24 @@
 """Delivering an audit's result to its callback URL: signed, logged per attempt, retried.
 
-Plain Python over the database and HTTP; `worker/tasks.py` schedules the retries.
+Plain Python over the database; the POST and its retry rules are `worker/delivery.py`'s, and
+`worker/tasks.py` schedules the retries.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from core.config import Settings
 from core.db import Database
 from core.models import Audit, AuditStatus, CallbackDelivery
-from core.outbound import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    UrlNotAllowed,
-    checked_client,
-    signature,
-)
+from core.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from worker.delivery import Attempt, post
 
 DELIVERY_HEADER = "X-Memaudit-Delivery"
-
-
-@dataclass(frozen=True)
-class Attempt:
-    delivered: bool
-    retry: bool  # a later attempt may succeed (a 5xx, 429 or network error)
 
 
 def payload(audit: Audit, settings: Settings) -> dict[str, Any]:
@@ -47,42 +35,6 @@ def payload(audit: Audit, settings: Settings) -> dict[str, Any]:
         "report_url": f"{settings.public_url.rstrip('/')}/audits/{audit.id}",
         "finished_at": audit.finished_at.isoformat() + "Z" if audit.finished_at else None,
     }
-
-
-@dataclass(frozen=True)
-class Response:
-    status_code: int | None  # None: no HTTP answer
-    error: str | None
-    retryable: bool  # a network error, a 5xx or a 429 may pass; a refused URL or a 4xx not
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-def _post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> Response:
-    """The POST itself, each hop (redirects included) checked and sent to the address that
-    was checked; a refused URL or a network error is an answer too."""
-    client = checked_client(
-        settings.callback_hosts,
-        settings.callback_allow_private,
-        setting="MEMAUDIT_CALLBACK_ALLOWED_HOSTS",
-        timeout=settings.callback_timeout_seconds,
-        follow_redirects=True,
-    )
-    try:
-        with client:
-            answer = client.post(url, content=body, headers=headers)
-    except UrlNotAllowed as exc:
-        return Response(None, str(exc), retryable=False)
-    except httpx.TooManyRedirects as exc:
-        return Response(None, f"TooManyRedirects: {exc}", retryable=False)
-    except httpx.HTTPError as exc:
-        return Response(None, f"{type(exc).__name__}: {exc}", retryable=True)
-    code = answer.status_code
-    return Response(
-        code, None if 200 <= code < 300 else answer.text[:500], code >= 500 or code == 429
-    )
 
 
 def deliver(db: Database, settings: Settings, audit_id: str, attempt: int) -> Attempt:
@@ -109,7 +61,7 @@ def deliver(db: Database, settings: Settings, audit_id: str, attempt: int) -> At
         "User-Agent": "memaudit-callback",
     }
     started = time.perf_counter()
-    response = _post(url, body, headers, settings)
+    response = post(url, body, headers, settings)
     with db.session() as session:
         session.add(
             CallbackDelivery(
@@ -122,9 +74,4 @@ def deliver(db: Database, settings: Settings, audit_id: str, attempt: int) -> At
                 delivered=response.delivered,
             )
         )
-    return Attempt(response.delivered, not response.delivered and response.retryable)
-
-
-def backoff(settings: Settings, attempt: int) -> float:
-    """Seconds before attempt `attempt + 1`: the base, doubled after every failure."""
-    return settings.callback_backoff_seconds * 2 ** (attempt - 1)
+    return response.attempt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery.signals import beat_init, setup_logging, task_postrun, task_prerun, worker_process_init
 
@@ -17,13 +18,16 @@ from core.task_names import (
     DELIVER_CALLBACK,
     FINALIZE_AUDIT,
     HANDLE_REGISTRY_EVENT,
+    NOTIFY_CHANNELS,
     REAP_STALE_SHARDS,
     RECONCILE_REGISTRY,
     RUN_SHARD,
+    SEND_NOTIFICATION,
     WRITE_BACK_TO_REGISTRY,
 )
-from worker import gates, hub_registry, shard_store
-from worker.callbacks import backoff, deliver
+from worker import gates, hub_registry, notifications, shard_store
+from worker.callbacks import deliver
+from worker.delivery import Attempt, backoff
 from worker.finalize import finalize_audit as finalize
 from worker.model_registry import (
     WRITE_BACK_BACKOFF_SECONDS,
@@ -69,7 +73,7 @@ def _announce_schedule(**_kwargs: object) -> None:
 
 
 # Tasks whose first argument is an audit id; a shard task learns its audit on claiming.
-AUDIT_TASKS = {FINALIZE_AUDIT, DELIVER_CALLBACK, WRITE_BACK_TO_REGISTRY}
+AUDIT_TASKS = {FINALIZE_AUDIT, DELIVER_CALLBACK, WRITE_BACK_TO_REGISTRY, NOTIFY_CHANNELS}
 
 
 @task_prerun.connect
@@ -133,9 +137,11 @@ def _release_waiting(audit_id: str) -> None:
 
 
 def _announce_end(audit_id: str) -> None:
-    """An audit ended: its callback, and its registry tags when a registry model was audited."""
+    """An audit ended: its callback, its registry tags when a registry model was audited, and
+    its team's notification channels (a policy outcome, a failure)."""
     deliver_callback.delay(audit_id)
     write_back_to_registry.delay(audit_id)
+    notify_channels.delay(audit_id)
 
 
 class WriteBackFailed(RuntimeError):
@@ -182,15 +188,36 @@ def reconcile_registry() -> list[str]:
         return []
 
 
+def _next_attempt(task: Any, args: tuple[str, ...], attempt: int, outcome: Attempt) -> str:
+    """After a retryable failure, the same task again with backoff, up to the attempt limit."""
+    settings = get_settings()
+    if outcome.retry and attempt < settings.callback_max_attempts:
+        task.apply_async((*args, attempt + 1), countdown=backoff(settings, attempt))
+        return "retrying"
+    return "delivered" if outcome.delivered else "not delivered"
+
+
 @celery_app.task(name=DELIVER_CALLBACK)
 def deliver_callback(audit_id: str, attempt: int = 1) -> str:
     """POST the result; on a retryable failure, schedule the next attempt with backoff."""
-    settings = get_settings()
-    outcome = deliver(database(), settings, audit_id, attempt)
-    if outcome.retry and attempt < settings.callback_max_attempts:
-        deliver_callback.apply_async((audit_id, attempt + 1), countdown=backoff(settings, attempt))
-        return "retrying"
-    return "delivered" if outcome.delivered else "not delivered"
+    outcome = deliver(database(), get_settings(), audit_id, attempt)
+    return _next_attempt(deliver_callback, (audit_id,), attempt, outcome)
+
+
+@celery_app.task(name=NOTIFY_CHANNELS)
+def notify_channels(audit_id: str) -> list[str]:
+    """One message per channel of the audit's team that takes its outcome, each on its own
+    (a slow relay does not hold up a chat room)."""
+    channel_ids = notifications.channels_to_tell(database(), audit_id)
+    for channel_id in channel_ids:
+        send_notification.delay(channel_id, audit_id)
+    return channel_ids
+
+
+@celery_app.task(name=SEND_NOTIFICATION)
+def send_notification(channel_id: str, audit_id: str, attempt: int = 1) -> str:
+    outcome = notifications.deliver(database(), get_settings(), channel_id, audit_id, attempt)
+    return _next_attempt(send_notification, (channel_id, audit_id), attempt, outcome)
 
 
 @celery_app.task(name=BUILD_SPLIT)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import audits
+from app import audits, notifications
 from app.dashboard.headline import Headline, deltas, headlines
 from app.dashboard.report import build_report
 from app.dashboard.trend import TrendSeries, trend_figure
@@ -114,6 +114,7 @@ def audit_report(session: Session, settings: Settings, audit: Audit) -> dict[str
         "tables_json": safe_json([asdict(table) for table in report.tables]),
         "previous": previous.id if previous else None,
         "callbacks": audits.list_callbacks(session, audit) if audit.callback_url else [],
+        "notifications": notifications.audit_notifications(session, audit.id),
     }
 
 

@@ -54,6 +54,11 @@ def test_a_sound_production_configuration_starts(tmp_path) -> None:
         ({"broker_url": "redis://:password@redis:6379/0"}, "BROKER_URL is a well-known default"),
         ({"mlflow_webhook_secret": "secret"}, "MLFLOW_WEBHOOK_SECRET is a well-known default"),
         ({"hf_webhook_secret": "tiny"}, "16 characters or more"),
+        ({"smtp_password": "password"}, "SMTP_PASSWORD is a well-known default"),
+        (
+            {"smtp_password": "relay-9f2c1e7a4b", "smtp_security": "none"},
+            "SMTP_PASSWORD would cross the network in clear",
+        ),
         ({"environment": "prod"}, "development or production"),
     ],
 )

@@ -20,6 +20,8 @@ TABLES = {
     "audit_policies",
     "callback_deliveries",
     "datasets",
+    "notification_channels",
+    "notification_deliveries",
     "shards",
     "splits",
     "sample_results",
