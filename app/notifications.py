@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import teams
+from core.audit_log import record
 from core.config import Settings
 from core.errors import ApiError
 from core.models import ApiKey, NotificationChannel, NotificationDelivery
@@ -83,8 +84,21 @@ def create_channel(
         created_by=key.id,
     )
     session.add(channel)
+    session.flush()
+    # Where a team's outcomes go is team configuration: logged, without the webhook's URL.
+    record(session, "channel.created", "channel", channel.id, _recorded(channel))
     session.commit()
     return channel
+
+
+def _recorded(channel: NotificationChannel) -> dict:
+    return {
+        "name": channel.name,
+        "team": channel.team_id,
+        "kind": channel.kind,
+        "events": list(channel.events or []),
+        "recipients": len(channel.recipients or []),
+    }
 
 
 def list_channels(
@@ -110,6 +124,7 @@ def get_channel(session: Session, channel_id: str, key: ApiKey) -> NotificationC
 
 def delete_channel(session: Session, channel: NotificationChannel) -> None:
     """The channel and its delivery log; a retry already queued finds it gone and stops."""
+    record(session, "channel.deleted", "channel", channel.id, _recorded(channel))
     session.delete(channel)
     session.commit()
 

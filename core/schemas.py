@@ -522,7 +522,7 @@ class AuditLogEntryPublic(BaseModel):
     created_at: UtcDatetime
     actor: AuditLogActor
     action: str = Field(examples=["policy.updated"])
-    target_type: str = Field(description="audit, policy, key or team")
+    target_type: str = Field(description="audit, policy, key, team or channel")
     target_id: str
     detail: dict[str, Any] = Field(description="what changed; never a secret")
     request_id: str | None = Field(description="the X-Request-ID of the request that acted")

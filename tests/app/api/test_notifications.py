@@ -81,6 +81,19 @@ def test_the_webhook_url_is_masked_in_every_answer(make_service) -> None:
         assert "SECRET" not in answer.text and "Zq8uYv3mXk2L" not in answer.text
     with service.db.session() as session:  # kept in full, to send
         assert session.get(NotificationChannel, channel["id"]).webhook_url == HOOK
+    deleted = service.client.delete(
+        f"/v1/notifications/channels/{channel['id']}", headers=service.admin
+    )
+    assert deleted.status_code == 204, deleted.text
+    # The audit log has the channel's making and deleting, and never its URL.
+    log = service.client.get(
+        "/v1/audit-log", headers=service.admin, params={"target": f"channel:{channel['id']}"}
+    )
+    assert [entry["action"] for entry in log.json()["data"]] == [
+        "channel.deleted",
+        "channel.created",
+    ]
+    assert "SECRET" not in log.text and "p9Wd" not in log.text
 
 
 @pytest.mark.parametrize(
