@@ -33,6 +33,7 @@ def create_team(
     mlflow_models: Sequence[str] = (),
     hf_repos: Sequence[str] = (),
     chat_endpoints: Sequence[str] = (),
+    wandb_artifacts: Sequence[str] = (),
 ) -> Team:
     if team_by_name(session, name) is not None:
         raise ApiError(409, "team_exists", f"a team named {name!r} exists")
@@ -44,6 +45,7 @@ def create_team(
         mlflow_models=list(mlflow_models),
         hf_repos=list(hf_repos),
         chat_endpoints=list(chat_endpoints),
+        wandb_artifacts=list(wandb_artifacts),
     )
     session.add(team)
     session.commit()
@@ -60,6 +62,7 @@ def update_team(
     mlflow_models: Sequence[str] | None = None,
     hf_repos: Sequence[str] | None = None,
     chat_endpoints: Sequence[str] | None = None,
+    wandb_artifacts: Sequence[str] | None = None,
 ) -> Team:
     """New grants hold at once: the next submit and the next shard a worker loads read them."""
     models, data = _folders(
@@ -74,6 +77,8 @@ def update_team(
         team.hf_repos = list(hf_repos)
     if chat_endpoints is not None:
         team.chat_endpoints = list(chat_endpoints)
+    if wandb_artifacts is not None:
+        team.wandb_artifacts = list(wandb_artifacts)
     session.commit()
     return team
 

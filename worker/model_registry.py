@@ -1,9 +1,10 @@
 """Model registries: turning their events into policy audits, and audits into registry tags.
 
 - `handle_delivery`: a recorded webhook (MLflow `model_version.created`, a Hub `repo.content`
-  update) starts the audit of every matching policy; events about our own `memaudit.*` tags
-  are ignored, so the write-back cannot loop, but for `memaudit.reaudit`, which a person sets
-  to audit a version again (once per new value).
+  update, a W&B automation: worker/wandb_events.py) starts the audit of every matching
+  policy; events about our own `memaudit.*` tags are ignored, so the write-back cannot loop,
+  but for `memaudit.reaudit`, which a person sets to audit a version again (once per new
+  value).
 - `write_back`: a finished policy audit's verdict and headline numbers become tags on the MLflow
   model version, where a promotion gate reads them, and metrics on a run linked to it
   (`mlflow_results`).
@@ -34,6 +35,7 @@ from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
 from core.task_names import WRITE_BACK_TO_REGISTRY
 from core.verdicts import metric_value
+from worker import wandb_events
 from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
 
@@ -144,6 +146,15 @@ def _still_auditing(session: Session, policies: Sequence[AuditPolicy], uri: str)
     return [p.name for p in policies if p.id in ids]
 
 
+def _decide(
+    source: str, payload: Mapping[str, Any], settings: Settings
+) -> tuple[str, str, str, dict[str, str]] | tuple[str, str]:
+    """What a delivery of this source asks for: start audits of a model version, or nothing."""
+    if source == "wandb":
+        return wandb_events.action(payload, settings)
+    return (_mlflow_action if source == "mlflow" else _huggingface_action)(payload)
+
+
 def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) -> dict[str, Any]:
     """Act on one recorded delivery, once; the outcome is stored on the delivery row."""
     with db.session() as session:
@@ -151,8 +162,7 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
         if delivery is None or delivery.status != "received":
             return {"status": "skipped"}
         source, payload = delivery.source, dict(delivery.payload)
-    decide = _mlflow_action if source == "mlflow" else _huggingface_action
-    action = decide(payload)
+    action = _decide(source, payload, settings)
     if action[0] == "ignore":
         outcome: dict[str, Any] = {"status": "ignored", "reason": action[1]}
     else:

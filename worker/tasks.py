@@ -22,7 +22,7 @@ from core.task_names import (
     RUN_SHARD,
     WRITE_BACK_TO_REGISTRY,
 )
-from worker import hub_registry, shard_store
+from worker import hub_registry, shard_store, wandb_registry
 from worker.callbacks import backoff, deliver
 from worker.finalize import finalize_audit as finalize
 from worker.model_registry import (
@@ -142,6 +142,7 @@ def write_back_to_registry(audit_id: str) -> dict[str, str]:
         return {
             **write_back(db, settings, audit_id),
             **hub_registry.write_back(db, settings, audit_id),
+            **wandb_registry.write_back(db, settings, audit_id),
         }
     except Exception as exc:  # the registry is down or refused: try again later
         # MLflow's errors name the URL they called: its credentials stay out of every log.
