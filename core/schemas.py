@@ -259,7 +259,7 @@ class ReauditRequest(StrictModel):
     )
 
 
-DeliverySource = Literal["mlflow", "huggingface"]
+DeliverySource = Literal["mlflow", "huggingface", "wandb"]
 DeliveryOutcome = Literal["received", "processed", "ignored", "reconciled", "refused"]
 
 
