@@ -54,6 +54,9 @@ def test_a_sound_production_configuration_starts(tmp_path) -> None:
         ({"broker_url": "redis://:password@redis:6379/0"}, "BROKER_URL is a well-known default"),
         ({"mlflow_webhook_secret": "secret"}, "MLFLOW_WEBHOOK_SECRET is a well-known default"),
         ({"hf_webhook_secret": "tiny"}, "16 characters or more"),
+        ({"wandb_webhook_token": "short-token"}, "WANDB_WEBHOOK_TOKEN must be 16"),
+        ({"wandb_webhook_secret": "short-secret"}, "WANDB_WEBHOOK_SECRET must be 16"),
+        ({"wandb_api_key": "changeme"}, "WANDB_API_KEY is a well-known default"),
         ({"environment": "prod"}, "development or production"),
     ],
 )
