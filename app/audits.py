@@ -16,7 +16,7 @@ from core.audit_log import record
 from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import ApiError
-from core.inspection import mlflow_models
+from core.inspection import mlflow_models, wandb_models
 from core.models import (
     ApiKey,
     Audit,
@@ -119,11 +119,15 @@ def list_callbacks(session: Session, audit: Audit) -> list[CallbackDelivery]:
     )
 
 
+# Registries whose versions carry a verdict back: a cancelled policy audit's too.
+REGISTRY_PREFIXES = (mlflow_models.PREFIX, wandb_models.PREFIX)
+
+
 def announce_end(celery: Celery, settings: Settings, audit: Audit) -> None:
     """What the worker does when an audit ends, for one that ended in the API (a
     cancellation): its callback, and its registry tags."""
     tasks = [DELIVER_CALLBACK] if audit.callback_url else []
-    if audit.model_uri and audit.model_uri.startswith(mlflow_models.PREFIX):
+    if audit.model_uri and audit.model_uri.startswith(REGISTRY_PREFIXES):
         tasks.append(WRITE_BACK_TO_REGISTRY)
     for task in tasks:
         try:

@@ -378,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mlflow": "a glob over MLflow registered model names, repeatable",
         "--hf": "a glob over Hugging Face repository ids, repeatable",
         "--chat": "a glob over chat endpoint models, <model>@<base URL>, repeatable",
+        "--wandb": "a glob over W&B artifact collections, <entity>/<project>/<collection>, "
+        "repeatable",
     }
     for flag, help_text in grants.items():
         team_create.add_argument(flag, action="append", default=[], help=help_text)

@@ -73,6 +73,7 @@ def cmd_teams_create(settings: Settings, args: argparse.Namespace) -> int:
                 mlflow_models=args.mlflow,
                 hf_repos=args.hf,
                 chat_endpoints=args.chat,
+                wandb_artifacts=args.wandb,
             )
             print(f"team {team.name} ({team.id})")
     except ApiError as exc:
@@ -90,7 +91,8 @@ def cmd_teams_list(settings: Settings, _args: argparse.Namespace) -> int:
         for team in list_teams(session):
             print(
                 f"{team.name}: models {team.model_folders}, data {team.data_folders}, "
-                f"mlflow {team.mlflow_models}, hf {team.hf_repos}, chat {team.chat_endpoints}"
+                f"mlflow {team.mlflow_models}, hf {team.hf_repos}, chat {team.chat_endpoints}, "
+                f"wandb {team.wandb_artifacts}"
             )
     return 0
 

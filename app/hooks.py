@@ -3,7 +3,9 @@
 MLflow (>= 3.3) signs `"{delivery_id}.{timestamp}.{raw body}"` with HMAC-SHA256 and sends
 `v1,<base64>` in X-MLflow-Signature. A delivery is accepted only with a valid signature, a
 timestamp within the tolerance, and a delivery id never seen before (the row is the replay
-guard). The Hugging Face Hub sends its shared secret in X-Webhook-Secret.
+guard). The Hugging Face Hub sends its shared secret in X-Webhook-Secret. A Weights & Biases
+automation sends its webhook's access token as `Authorization: Bearer` and, when the webhook
+has a secret, `X-Wandb-Signature` (`wandb_hooks.py`).
 
 A refused delivery is kept as a `WebhookRefusal` (the latest few per source, never its body),
 so a webhook set up with the wrong secret shows on the deliveries page with its reason.
@@ -93,7 +95,7 @@ def verify_huggingface(headers: Mapping[str, str], secret: str) -> None:
         )
 
 
-def _json(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = loads(body)
     except JsonRefused as exc:
@@ -114,6 +116,15 @@ def huggingface_event(payload: Mapping[str, Any]) -> str:
     return f"{event.get('scope', '?')}.{event.get('action', '?')}"
 
 
+def wandb_event(payload: Mapping[str, Any]) -> str:
+    """`LINK_ARTIFACT`, or `ADD_ARTIFACT_ALIAS(<alias>)`: the alias tells deliveries apart."""
+    event, alias = str(payload.get("event_type", "?")), payload.get("alias")
+    return (f"{event}({alias})" if alias and isinstance(alias, str) else event)[:100]
+
+
+EVENT_NAMES = {"mlflow": mlflow_event, "huggingface": huggingface_event, "wandb": wandb_event}
+
+
 def record(db: Database, source: str, delivery_id: str, payload: dict[str, Any], event: str) -> str:
     """Store the delivery; a delivery id seen before is a replay and is refused."""
     key = f"{source}:{delivery_id}"
@@ -131,7 +142,7 @@ def accept_mlflow(db: Database, settings: Settings, headers: Mapping[str, str], 
     delivery_id = verify_mlflow(
         headers, body, settings.mlflow_webhook_secret, settings.webhook_tolerance_seconds
     )
-    payload = _json(body)
+    payload = json_object(body)
     return record(db, "mlflow", delivery_id, payload, mlflow_event(payload))
 
 
@@ -139,7 +150,7 @@ def accept_huggingface(
     db: Database, settings: Settings, headers: Mapping[str, str], body: bytes
 ) -> str:
     verify_huggingface(headers, settings.hf_webhook_secret)
-    payload = _json(body)
+    payload = json_object(body)
     # The Hub sends no delivery id; each accepted delivery gets one, and audits stay
     # idempotent per (policy, repo revision).
     return record(db, "huggingface", uuid.uuid4().hex, payload, huggingface_event(payload))
@@ -153,8 +164,7 @@ def _unverified_event(source: str, body: bytes) -> str | None:
         return None
     if not isinstance(payload, dict):
         return None
-    event = (mlflow_event if source == "mlflow" else huggingface_event)(payload)
-    return _storable(event, 100)
+    return _storable(EVENT_NAMES[source](payload), 100)
 
 
 def _storable(text: str, limit: int) -> str:

@@ -13,7 +13,14 @@ from core.errors import ApiError
 from core.models import ApiKey, BrowserSession, Team
 from core.tenancy import check_folders, team_by_name
 
-GRANTS = ("model_folders", "data_folders", "mlflow_models", "hf_repos", "chat_endpoints")
+GRANTS = (
+    "model_folders",
+    "data_folders",
+    "mlflow_models",
+    "hf_repos",
+    "chat_endpoints",
+    "wandb_artifacts",
+)
 
 
 def _grants(team: Team) -> dict[str, list]:
@@ -40,6 +47,7 @@ def create_team(
     mlflow_models: Sequence[str] = (),
     hf_repos: Sequence[str] = (),
     chat_endpoints: Sequence[str] = (),
+    wandb_artifacts: Sequence[str] = (),
 ) -> Team:
     if team_by_name(session, name) is not None:
         raise ApiError(409, "team_exists", f"a team named {name!r} exists")
@@ -51,6 +59,7 @@ def create_team(
         mlflow_models=list(mlflow_models),
         hf_repos=list(hf_repos),
         chat_endpoints=list(chat_endpoints),
+        wandb_artifacts=list(wandb_artifacts),
     )
     session.add(team)
     session.flush()
@@ -69,6 +78,7 @@ def update_team(
     mlflow_models: Sequence[str] | None = None,
     hf_repos: Sequence[str] | None = None,
     chat_endpoints: Sequence[str] | None = None,
+    wandb_artifacts: Sequence[str] | None = None,
 ) -> Team:
     """New grants hold at once: the next submit and the next shard a worker loads read them."""
     before = _grants(team)
@@ -84,6 +94,8 @@ def update_team(
         team.hf_repos = list(hf_repos)
     if chat_endpoints is not None:
         team.chat_endpoints = list(chat_endpoints)
+    if wandb_artifacts is not None:
+        team.wandb_artifacts = list(wandb_artifacts)
     changed = changes(before, _grants(team))
     if changed:
         record(session, "team.updated", "team", team.id, {"name": team.name, "changed": changed})

@@ -39,6 +39,15 @@ def check_baseline(session: Session, source: str, team_id: str, baseline: str) -
                 422, "unknown_baseline", f"baseline: no audit of a model {baseline!r} in the team"
             )
         return
+    if source == "wandb":
+        if not MLFLOW_REF.match(baseline):
+            raise ApiError(
+                422,
+                "invalid_baseline",
+                f"baseline {baseline!r}: name a W&B alias (letters, digits, - and _), a version "
+                "(v<N>), or audit:<id>",
+            )
+        return
     if source == "mlflow":
         if not MLFLOW_REF.match(baseline):
             raise ApiError(
@@ -74,6 +83,8 @@ def resolve(settings: Settings, session: Session, policy: AuditPolicy, model_uri
     try:
         if policy.source == "mlflow":
             return {"ref": ref, **_mlflow_version(settings, model_uri, ref)}
+        if policy.source == "wandb":
+            return {"ref": ref, **_wandb_version(settings, model_uri, ref)}
         return {"ref": ref, **_hub_commit(settings, model_uri, ref)}
     except Exception as exc:  # MlflowException, a connection error, a revision not found
         from core.integrations import scrubbed
@@ -90,6 +101,18 @@ def _mlflow_version(settings: Settings, model_uri: str, ref: str) -> dict[str, s
         registry = mlflow_models.client(settings.mlflow_tracking_uri)
         version = str(registry.get_model_version_by_alias(name, ref).version)
     return {"model_uri": f"{mlflow_models.PREFIX}{name}/{version}", "version": version}
+
+
+def _wandb_version(settings: Settings, model_uri: str, ref: str) -> dict[str, str]:
+    from core.inspection import wandb_models
+    from core.wandb_client import wandb_client
+
+    candidate = wandb_models.parse_uri(model_uri)
+    number = wandb_client(settings).resolve(candidate.path, ref)  # `v<N>` for an alias
+    found = wandb_models.ArtifactVersion(
+        candidate.entity, candidate.project, candidate.collection, number
+    )
+    return {"model_uri": found.uri, "version": number}
 
 
 def _hub_commit(settings: Settings, model_uri: str, ref: str) -> dict[str, str]:

@@ -233,6 +233,21 @@ class Settings(BaseSettings):
     # A Hub write token: verdicts become a discussion and a tag on the audited repository.
     # Empty: no write-back. A secret: kept out of the settings' repr, never logged or returned.
     hf_token: str = Field("", repr=False)
+    # Weights & Biases registry automations (POST /v1/hooks/wandb): the webhook's access token,
+    # which W&B sends as `Authorization: Bearer`, and, when the webhook has a secret, the secret
+    # it signs each payload with (X-Wandb-Signature). Both secrets: never logged or returned.
+    wandb_webhook_token: str = Field("", repr=False)
+    wandb_webhook_secret: str = Field("", repr=False)
+    # Alias events start audits only for these aliases (comma-separated); a new version linked
+    # to a collection always does.
+    wandb_aliases: str = "production"
+    # Where workers read versions and write verdicts back: W&B's API key and host (empty: the
+    # `wandb` package's own, WANDB_API_KEY / api.wandb.ai).
+    wandb_api_key: str = Field("", repr=False)
+    wandb_base_url: str = ""
+    # The client class as `module:callable` taking the Settings (empty: the `wandb` package,
+    # core/wandb_client.py); the tests name a local fake here.
+    wandb_client: str = ""
     webhook_tolerance_seconds: int = Field(300, ge=1)  # older signed timestamps are stale
     registry_poll_seconds: float = Field(300.0, gt=0)  # reconciliation of dropped deliveries
     registry_lookback_days: float = Field(7.0, gt=0)
@@ -346,6 +361,9 @@ class Settings(BaseSettings):
             "MEMAUDIT_HF_WEBHOOK_SECRET": self.hf_webhook_secret,
             "MEMAUDIT_HF_TOKEN": self.hf_token,
             "MEMAUDIT_SMTP_PASSWORD": self.smtp_password,
+            "MEMAUDIT_WANDB_WEBHOOK_TOKEN": self.wandb_webhook_token,
+            "MEMAUDIT_WANDB_WEBHOOK_SECRET": self.wandb_webhook_secret,
+            "MEMAUDIT_WANDB_API_KEY": self.wandb_api_key,
             "the password in MEMAUDIT_DATABASE_URL": _url_password(self.database_url),
             "the password in MEMAUDIT_BROKER_URL": _url_password(self.broker_url),
         }
@@ -360,7 +378,13 @@ class Settings(BaseSettings):
         for name, value in secrets_in_use.items():
             if value and value.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(f"{name} is a well-known default ({value!r}); set a real secret")
-        for name in ("MEMAUDIT_MLFLOW_WEBHOOK_SECRET", "MEMAUDIT_HF_WEBHOOK_SECRET"):
+        webhook_secrets = (
+            "MEMAUDIT_MLFLOW_WEBHOOK_SECRET",
+            "MEMAUDIT_HF_WEBHOOK_SECRET",
+            "MEMAUDIT_WANDB_WEBHOOK_TOKEN",
+            "MEMAUDIT_WANDB_WEBHOOK_SECRET",
+        )
+        for name in webhook_secrets:
             value = secrets_in_use[name]
             if value and len(value) < MIN_WEBHOOK_SECRET_CHARS:
                 raise ValueError(f"{name} must be {MIN_WEBHOOK_SECRET_CHARS} characters or more")
@@ -432,6 +456,10 @@ class Settings(BaseSettings):
             return Path(self.evidence_trust_file).expanduser()
         config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
         return Path(config) / "memaudit" / "trusted-evidence-keys.json"
+
+    @property
+    def wandb_audit_aliases(self) -> list[str]:
+        return [alias.strip() for alias in self.wandb_aliases.split(",") if alias.strip()]
 
     @property
     def callback_hosts(self) -> list[str]:

@@ -67,6 +67,20 @@ def huggingface_line(settings: Settings) -> str:
     return f"integration huggingface: {webhook}"
 
 
+def wandb_line(settings: Settings) -> str:
+    if not settings.wandb_webhook_token:
+        return (
+            "integration wandb: webhook off (set MEMAUDIT_WANDB_WEBHOOK_TOKEN to receive "
+            "deliveries)"
+        )
+    signed = "signature required" if settings.wandb_webhook_secret else "no signing secret"
+    aliases = ", ".join(settings.wandb_audit_aliases) or "none"
+    return (
+        f"integration wandb: webhook on (POST /v1/hooks/wandb, {signed}); "
+        f"audited aliases: {aliases}"
+    )
+
+
 def log_integrations(settings: Settings) -> None:
-    for line in (mlflow_line(settings), huggingface_line(settings)):
+    for line in (mlflow_line(settings), huggingface_line(settings), wandb_line(settings)):
         log.info(line)

@@ -73,6 +73,8 @@ class Team(Base):
     mlflow_models: Mapped[list[Any]] = mapped_column(JSON, default=list)
     hf_repos: Mapped[list[Any]] = mapped_column(JSON, default=list)
     chat_endpoints: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Globs over Weights & Biases artifact collections, `<entity>/<project>/<collection>`.
+    wandb_artifacts: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -135,8 +137,9 @@ class AuditPolicy(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     # The team its audits belong to; its models must lie within that team's grants.
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), default=DEFAULT_TEAM)
-    source: Mapped[str] = mapped_column(String(32))  # mlflow | huggingface
-    model_pattern: Mapped[str] = mapped_column(String(500))  # a glob over model names
+    source: Mapped[str] = mapped_column(String(32))  # mlflow | huggingface | wandb
+    # A glob over model names (W&B: `<entity>/<project>/<collection>`)
+    model_pattern: Mapped[str] = mapped_column(String(500))
     dataset_uri: Mapped[str] = mapped_column(Text)
     checks: Mapped[list[Any]] = mapped_column(JSON)
     thresholds: Mapped[list[Any]] = mapped_column(JSON)

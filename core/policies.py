@@ -422,12 +422,16 @@ def _start_baseline(
 def registered_name(source: str, model_uri: str) -> str:
     """The registry's name of the model a policy URI names; ApiError when the URI is not one of
     this source's versions."""
-    from core.inspection import hf_models, mlflow_models
+    from core.inspection import hf_models, mlflow_models, wandb_models
     from core.inspection.errors import ModelError
 
-    parse = mlflow_models.parse_uri if source == "mlflow" else hf_models.parse_uri
+    parsers = {
+        "mlflow": lambda uri: mlflow_models.parse_uri(uri)[0],
+        "huggingface": lambda uri: hf_models.parse_uri(uri)[0],
+        "wandb": lambda uri: wandb_models.parse_uri(uri).path,
+    }
     try:
-        return parse(model_uri)[0]
+        return parsers[source](model_uri)
     except ModelError as exc:
         raise ApiError(422, "invalid_model", f"model_uri: {exc}") from None
 

@@ -196,9 +196,13 @@ OnInconclusive = Literal["block", "allow"]
 
 class PolicyCreate(StrictModel):
     name: str = Field(..., min_length=1, max_length=200)
-    source: Literal["mlflow", "huggingface"]
+    source: Literal["mlflow", "huggingface", "wandb"]
     model_pattern: str = Field(
-        ..., min_length=1, max_length=500, description="glob over registered model names"
+        ...,
+        min_length=1,
+        max_length=500,
+        description="glob over registered model names (MLflow), repository ids (huggingface), "
+        "or artifact collections as <entity>/<project>/<collection> (wandb)",
     )
     dataset: DatasetRef
     checks: list[CheckRequest] = Field(..., min_length=1, max_length=MAX_CHECKS)
@@ -283,7 +287,7 @@ class ReauditRequest(StrictModel):
     )
 
 
-DeliverySource = Literal["mlflow", "huggingface"]
+DeliverySource = Literal["mlflow", "huggingface", "wandb"]
 DeliveryOutcome = Literal["received", "processed", "ignored", "reconciled", "refused"]
 
 
@@ -442,6 +446,10 @@ class TeamCreate(StrictModel):
     chat_endpoints: GrantList = Field(
         default_factory=list, description="globs over chat endpoint models, <model>@<base URL>"
     )
+    wandb_artifacts: GrantList = Field(
+        default_factory=list,
+        description="globs over W&B artifact collections, <entity>/<project>/<collection>",
+    )
 
 
 class TeamUpdate(StrictModel):
@@ -450,6 +458,7 @@ class TeamUpdate(StrictModel):
     mlflow_models: GrantList | None = None
     hf_repos: GrantList | None = None
     chat_endpoints: GrantList | None = None
+    wandb_artifacts: GrantList | None = None
 
 
 class TeamPublic(BaseModel):
@@ -462,6 +471,7 @@ class TeamPublic(BaseModel):
     mlflow_models: list[str]
     hf_repos: list[str]
     chat_endpoints: list[str]
+    wandb_artifacts: list[str]
     created_at: UtcDatetime
 
 

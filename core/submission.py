@@ -22,7 +22,7 @@ from core.config import Settings
 from core.confinement import PathRefused, pin
 from core.db import utcnow
 from core.errors import ApiError
-from core.inspection import chat_endpoints, hf_models, mlflow_models
+from core.inspection import chat_endpoints, hf_models, mlflow_models, wandb_models
 from core.inspection.datasets import DatasetError, DatasetLimitExceeded, inspect_dataset_file
 from core.inspection.errors import ModelError
 from core.inspection.models import resolve_model
@@ -144,6 +144,9 @@ def _model_kind(settings: Settings, grants: Grants, uri: str, field: str = "mode
         if uri.startswith(mlflow_models.PREFIX):
             mlflow_models.check_version(uri, settings.mlflow_tracking_uri)
             return None
+        if uri.startswith(wandb_models.PREFIX):
+            wandb_models.parse_uri(uri)  # a version number, never an alias or a path
+            return None  # the worker downloads it through the W&B client
         if chat_endpoints.is_endpoint(uri):
             chat_endpoints.parse_uri(uri, settings.chat_hosts)
             return "chat_endpoint"

@@ -1,7 +1,8 @@
 """Teams: who owns what, and which models and data a team's keys may audit.
 
 A key reads and acts on its own team's audits, datasets and policies; an admin key on every
-team's. Model folders, data folders, MLflow model names and Hugging Face repositories are
+team's. Model folders, data folders, MLflow model names, Hugging Face repositories and W&B
+artifact collections are
 granted per team, since auditing another team's private fine-tune is exactly the extraction
 this service measures. Every check here happens at submit and again in the worker at load.
 """
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.confinement import Root
-from core.inspection import chat_endpoints, hf_models, mlflow_models
+from core.inspection import chat_endpoints, hf_models, mlflow_models, wandb_models
 from core.models import EVERYTHING, ApiKey, Team
 
 
@@ -38,6 +39,7 @@ class Grants:
     mlflow_models: tuple[str, ...]
     hf_repos: tuple[str, ...]
     chat_endpoints: tuple[str, ...] = ()
+    wandb_artifacts: tuple[str, ...] = ()  # globs over `<entity>/<project>/<collection>`
 
     @classmethod
     def of(cls, team: Team) -> Grants:
@@ -48,11 +50,12 @@ class Grants:
             tuple(team.mlflow_models or ()),
             tuple(team.hf_repos or ()),
             tuple(team.chat_endpoints or ()),
+            tuple(team.wandb_artifacts or ()),
         )
 
     @classmethod
     def everything(cls, team_id: str) -> Grants:
-        return cls(team_id, *[(EVERYTHING,)] * 5)
+        return cls(team_id, *[(EVERYTHING,)] * 6)
 
     def model_roots(self, settings: Settings) -> list[Root]:
         return _folders(self.model_folders, settings.model_root_paths)
@@ -67,6 +70,10 @@ class Grants:
     def check_hf(self, repo: str) -> None:
         if not _matches(repo, self.hf_repos):
             raise NotGranted(f"Hugging Face repository {repo!r} is not granted to this team")
+
+    def check_wandb(self, path: str) -> None:
+        if not _matches(path, self.wandb_artifacts):
+            raise NotGranted(f"W&B artifact collection {path!r} is not granted to this team")
 
     def check_endpoint(self, model_at_url: str) -> None:
         if not _matches(model_at_url, self.chat_endpoints):
@@ -119,6 +126,8 @@ def check_model_grant(grants: Grants, uri: str) -> None:
         grants.check_hf(hf_models.parse_uri(uri)[0])
     elif uri.startswith(mlflow_models.PREFIX):
         grants.check_mlflow(mlflow_models.parse_uri(uri)[0])
+    elif uri.startswith(wandb_models.PREFIX):
+        grants.check_wandb(wandb_models.parse_uri(uri).path)
     elif chat_endpoints.is_endpoint(uri):
         grants.check_endpoint(uri[len(chat_endpoints.PREFIX) :])
 

@@ -19,6 +19,7 @@ from core.inspection import chat_endpoints
 from core.inspection.datasets import open_dataset, uploaded_dataset_path
 from core.inspection.models import ModelSpec
 from core.tenancy import Grants, NotGranted, check_model_grant
+from core.wandb_client import wandb_client
 from worker import shard_store
 from worker.loaders.classifiers import LoadedClassifier, as_classifier, cached_classifier
 from worker.loaders.diffusion_models import LoadedDiffusion, cached_pipeline
@@ -61,6 +62,7 @@ class Access:
             allow_pickle=settings.allow_pickle_weights,
             allow_torchscript=settings.allow_torchscript,
             rules=settings.file_rules,
+            wandb_client=lambda: wandb_client(settings),
         )
 
     def open_dataset(self, uri: str) -> Path:

@@ -1,9 +1,10 @@
 """Model registries: turning their events into policy audits, and audits into registry tags.
 
 - `handle_delivery`: a recorded webhook (MLflow `model_version.created`, a Hub `repo.content`
-  update) starts the audit of every matching policy; events about our own `memaudit.*` tags
-  are ignored, so the write-back cannot loop, but for `memaudit.reaudit`, which a person sets
-  to audit a version again (once per new value).
+  update, a W&B automation: worker/wandb_events.py) starts the audit of every matching
+  policy; events about our own `memaudit.*` tags are ignored, so the write-back cannot loop,
+  but for `memaudit.reaudit`, which a person sets to audit a version again (once per new
+  value).
 - `write_back`: a finished policy audit's verdict and headline numbers become tags on the MLflow
   model version, where a promotion gate reads them, and metrics on a run linked to it
   (`mlflow_results`).
@@ -35,6 +36,7 @@ from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
 from core.task_names import WRITE_BACK_TO_REGISTRY
 from core.verdicts import metric_value, worst
+from worker import wandb_events
 from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
 
@@ -145,6 +147,15 @@ def _still_auditing(session: Session, policies: Sequence[AuditPolicy], uri: str)
     return [p.name for p in policies if p.id in ids]
 
 
+def _decide(
+    source: str, payload: Mapping[str, Any], settings: Settings
+) -> tuple[str, str, str, dict[str, str]] | tuple[str, str]:
+    """What a delivery of this source asks for: start audits of a model version, or nothing."""
+    if source == "wandb":
+        return wandb_events.action(payload, settings)
+    return (_mlflow_action if source == "mlflow" else _huggingface_action)(payload)
+
+
 def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) -> dict[str, Any]:
     """Act on one recorded delivery, once; the outcome is stored on the delivery row."""
     with db.session() as session:
@@ -152,8 +163,7 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
         if delivery is None or delivery.status != "received":
             return {"status": "skipped"}
         source, payload = delivery.source, dict(delivery.payload)
-    decide = _mlflow_action if source == "mlflow" else _huggingface_action
-    action = decide(payload)
+    action = _decide(source, payload, settings)
     if action[0] == "ignore":
         outcome: dict[str, Any] = {"status": "ignored", "reason": action[1]}
     else:
@@ -266,6 +276,30 @@ def aggregate_tags(session: Session, audit: Audit, source: str, name: str) -> di
     return tags
 
 
+def verdict_tags(
+    session: Session, settings: Settings, audit: Audit, source: str, name: str
+) -> tuple[dict[str, str], list[str]]:
+    """What a registry's version gets from this finished policy audit, whichever registry it is:
+    (tags, the optional ones to remove where an earlier audit left them). Its policy's verdict
+    goes to `memaudit.<policy>.*`; the aggregate `memaudit.verdict` and `memaudit.promotion`,
+    once every matching policy's audit of the version has ended."""
+    own = version_tags(audit, settings)
+    policy = session.get(AuditPolicy, audit.policy_id) if audit.policy_id else None
+    policy_name = policy.name if policy else (audit.labels or {}).get("policy", audit.policy_id)
+    tags = {k: v for k, v in own.items() if k not in AGGREGATE_TAGS}
+    tags.update(policy_tags(audit, policy_name, own))
+    aggregate = aggregate_tags(session, audit, source, name)
+    tags.update(aggregate)
+    optional = [
+        *HEADLINE_TAGS,
+        policy_tag(policy_name, "verdict_reason"),
+        policy_tag(policy_name, "explanation"),
+    ]
+    if aggregate:
+        optional.append("memaudit.verdict_reason")
+    return tags, optional
+
+
 def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
     """Tag the MLflow model version this finished policy audit examined; {} for any other.
     Its policy's verdict goes to `memaudit.<policy>.*`; the aggregate `memaudit.verdict` and
@@ -285,26 +319,13 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         ):
             return {}
         name, version = mlflow_models.parse_uri(audit.model_uri)
-        own = version_tags(audit, settings)
-        policy = session.get(AuditPolicy, audit.policy_id)
-        policy_name = policy.name if policy else (audit.labels or {}).get("policy", audit.policy_id)
-        tags = {k: v for k, v in own.items() if k not in AGGREGATE_TAGS}
-        tags.update(policy_tags(audit, policy_name, own))
-        aggregate = aggregate_tags(session, audit, "mlflow", name)
-        tags.update(aggregate)
+        tags, optional = verdict_tags(session, settings, audit, "mlflow", name)
         client = mlflow_models.client(settings.mlflow_tracking_uri)
         registered = client.get_model_version(name, version)  # read once, for the run and tags
         try:
             tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS, registered)
         except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
             log.warning("could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc)))
-    optional = [
-        *HEADLINE_TAGS,
-        policy_tag(policy_name, "verdict_reason"),
-        policy_tag(policy_name, "explanation"),
-    ]
-    if aggregate:
-        optional.append("memaudit.verdict_reason")
     clear_stale_tags(client, registered, tags, optional)
     # The verdicts go last, the aggregate after the policy's own: a gate that sees one can
     # trust every other tag is there.

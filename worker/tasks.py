@@ -25,7 +25,7 @@ from core.task_names import (
     SEND_NOTIFICATION,
     WRITE_BACK_TO_REGISTRY,
 )
-from worker import gates, hub_registry, notifications, shard_store
+from worker import gates, hub_registry, notifications, shard_store, wandb_registry
 from worker.callbacks import deliver
 from worker.delivery import Attempt, backoff
 from worker.finalize import finalize_audit as finalize
@@ -161,6 +161,7 @@ def write_back_to_registry(audit_id: str) -> dict[str, str]:
         return {
             **write_back(db, settings, audit_id),
             **hub_registry.write_back(db, settings, audit_id),
+            **wandb_registry.write_back(db, settings, audit_id),
         }
     except Exception as exc:  # the registry is down or refused: try again later
         # MLflow's errors name the URL they called: its credentials stay out of every log.

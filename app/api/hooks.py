@@ -1,4 +1,5 @@
-"""Registry webhooks: authenticated by their signatures (MLflow) or shared secret (the Hub)."""
+"""Registry webhooks: authenticated by their signatures (MLflow), shared secret (the Hub), or
+access token and signature (W&B)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from collections.abc import Callable
 from celery import Celery
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
-from app import hooks
+from app import hooks, wandb_hooks
 from app.deps import CeleryDep, SettingsDep
 from app.throttle import count_event
 from core.config import Settings
@@ -52,3 +54,23 @@ async def mlflow(request: Request, settings: SettingsDep, celery: CeleryDep) -> 
 @router.post("/huggingface", status_code=202)
 async def huggingface(request: Request, settings: SettingsDep, celery: CeleryDep) -> dict[str, str]:
     return await _accept(request, settings, celery, hooks.accept_huggingface, "huggingface")
+
+
+@router.post("/wandb", status_code=202, response_model=None)
+async def wandb(
+    request: Request, settings: SettingsDep, celery: CeleryDep
+) -> dict[str, str] | JSONResponse:
+    """W&B registry automations (a version linked, an alias added), answered 202 once recorded;
+    the same event again is answered 200 with the first one's state, and starts nothing."""
+    body = await request.body()
+    try:
+        key, earlier = await run_in_threadpool(
+            wandb_hooks.accept_wandb, request.app.state.db, settings, request.headers, body
+        )
+    except ApiError as refused:
+        await run_in_threadpool(_refused, request, "wandb", refused, body)
+        raise
+    if earlier is not None:
+        return JSONResponse({"delivery": key, "status": "duplicate", "earlier": earlier})
+    await run_in_threadpool(hooks.dispatch, celery, settings, key)
+    return {"delivery": key, "status": "accepted"}

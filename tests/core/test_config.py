@@ -59,6 +59,9 @@ def test_a_sound_production_configuration_starts(tmp_path) -> None:
             {"smtp_password": "relay-9f2c1e7a4b", "smtp_security": "none"},
             "SMTP_PASSWORD would cross the network in clear",
         ),
+        ({"wandb_webhook_token": "short-token"}, "WANDB_WEBHOOK_TOKEN must be 16"),
+        ({"wandb_webhook_secret": "short-secret"}, "WANDB_WEBHOOK_SECRET must be 16"),
+        ({"wandb_api_key": "changeme"}, "WANDB_API_KEY is a well-known default"),
         ({"environment": "prod"}, "development or production"),
     ],
 )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 
 from core.config import Settings
-from core.integrations import huggingface_line, mlflow_line, reconciliation_line, redacted
+from core.integrations import (
+    huggingface_line,
+    mlflow_line,
+    reconciliation_line,
+    redacted,
+    wandb_line,
+)
 
 
 def test_each_integration_says_whether_it_is_on(tmp_path) -> None:
@@ -44,9 +50,23 @@ def test_the_api_logs_its_integrations_once_at_start(make_stack, caplog) -> None
     with caplog.at_level(logging.INFO, logger="core.integrations"):
         make_stack(mlflow_webhook_secret="x" * 32)
     lines = [r.getMessage() for r in caplog.records if r.name == "core.integrations"]
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].startswith("integration mlflow: webhook on")
     assert lines[1].startswith("integration huggingface: webhook off")
+    assert lines[2].startswith("integration wandb: webhook off")
+
+
+def test_the_wandb_line_names_its_signature_and_aliases_never_its_secrets(tmp_path) -> None:
+    token, secret = "t" * 32, "s" * 32
+    assert wandb_line(Settings(data_dir=tmp_path)).startswith("integration wandb: webhook off")
+    on = Settings(data_dir=tmp_path, wandb_webhook_token=token, wandb_webhook_secret=secret)
+    assert wandb_line(on) == (
+        "integration wandb: webhook on (POST /v1/hooks/wandb, signature required); "
+        "audited aliases: production"
+    )
+    unsigned = Settings(data_dir=tmp_path, wandb_webhook_token=token, wandb_aliases="prod,qa")
+    assert "no signing secret" in wandb_line(unsigned) and "prod, qa" in wandb_line(unsigned)
+    assert token not in repr(on) and secret not in repr(on)
 
 
 def test_redaction_hides_a_token_given_as_the_user_alone() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
@@ -214,3 +216,40 @@ def test_policy_warnings_on_sqlite(tmp_path) -> None:
 @pytest.mark.postgres
 def test_policy_warnings_on_postgres(postgres_url) -> None:
     _policy_warnings(postgres_url)
+
+
+def _wandb_grants(url: str) -> None:
+    """0015 grants W&B artifacts to the default team (it holds every registry) and to no team
+    an admin made; going back to 0014 drops the column and keeps the teams."""
+    upgrade(url, "0014")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO teams (id, name, model_folders, data_folders, mlflow_models, "
+                "hf_repos, chat_endpoints, created_at) VALUES ('t2', 'other', '[]', '[]', "
+                "'[]', '[]', '[]', '2026-01-01')"
+            )
+        )
+    upgrade(url)
+    with engine.begin() as connection:
+        rows = connection.execute(text("SELECT id, wandb_artifacts FROM teams ORDER BY id"))
+        grants = {team: json.loads(value) if isinstance(value, str) else value
+                  for team, value in rows}  # fmt: skip
+    assert grants == {"default": ["*"], "t2": []}
+    downgrade(url, "0014")
+    engine.dispose()
+    engine = create_engine(url)
+    assert "wandb_artifacts" not in {c["name"] for c in inspect(engine).get_columns("teams")}
+    with engine.begin() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM teams")) == 2
+    engine.dispose()
+
+
+def test_wandb_grants_on_sqlite(tmp_path) -> None:
+    _wandb_grants(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+@pytest.mark.postgres
+def test_wandb_grants_on_postgres(postgres_url) -> None:
+    _wandb_grants(postgres_url)

@@ -1,0 +1,193 @@
+"""The W&B integration against a LOCAL FAKE of W&B (tests/wandb_fake.py, memaudit's WandbClient
+over a folder; W&B's servers cannot be reached here): a version is fetched with its safe files
+only and loads through the usual local-model path, an automation event becomes the version
+to audit, and a finished policy audit's verdict becomes the version's metadata."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.migrate import upgrade
+from core.config import Settings
+from core.db import Database
+from core.inspection import wandb_models
+from core.inspection.errors import ModelError
+from core.models import Audit, AuditPolicy
+from tests.conftest import make_settings
+from tests.wandb_fake import FakeWandb
+from worker import wandb_events, wandb_registry
+from worker.demo import DemoArtifacts
+from worker.loaders.materialize import materialize
+
+PATH = "acme/wandb-registry-model/support-lm"
+REFUSED = {
+    "pytorch_model.bin": b"\x80\x04pickled",  # a pickle: runs code when loaded
+    "modeling_custom.py": b"import os\nos.system('id')\n",  # custom code: never trusted
+    ".hidden/config.json": b"{}",
+}
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeWandb:
+    return FakeWandb(tmp_path / "wandb")
+
+
+def _settings(tmp_path: Path, fake: FakeWandb, **overrides: object) -> Settings:
+    values = {
+        "wandb_client": "tests.wandb_fake:client",
+        "wandb_base_url": str(fake.root),
+        "public_url": "https://audit.example",
+        **overrides,
+    }
+    return make_settings(tmp_path / "state", tmp_path / "models", tmp_path / "data", **values)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "wandb:acme/proj/lm",  # no version
+        "wandb:acme/proj/lm:production",  # an alias moves
+        "wandb:acme/proj/lm:v1/../../x",
+        "wandb:acme/../lm:v1",
+        "wandb:acme/proj:v1",
+        "wandb:/etc/passwd:v1",
+    ],
+)
+def test_a_uri_names_one_version_by_number(uri: str) -> None:
+    with pytest.raises(ModelError):
+        wandb_models.parse_uri(uri)
+
+
+def test_a_version_is_fetched_with_its_safe_files_only_and_loads_locally(
+    tmp_path, fake: FakeWandb, tiny_lm: DemoArtifacts
+) -> None:
+    fake.link(PATH, tiny_lm.model_dir)  # v0
+    version = fake.link(PATH, tiny_lm.model_dir, REFUSED)  # v1
+    settings = _settings(tmp_path, fake)
+    spec = materialize(
+        version.uri,
+        [],
+        mlflow_tracking_uri="",
+        cache_root=settings.model_cache_dir,
+        wandb_client=lambda: FakeWandb(fake.root),
+    )
+    assert spec.uri == version.uri and spec.kind == "causal_lm"
+    assert spec.path.is_relative_to(settings.model_cache_dir / "wandb")
+    assert spec.path.name == "v1" and (spec.path / "model.safetensors").is_file()
+    fetched = {name.rsplit("/", 1)[1] for name in fake.fetched()}
+    assert {"config.json", "model.safetensors"} <= fetched
+    assert not fetched & {"pytorch_model.bin", "modeling_custom.py"}
+    assert not any(name.endswith(".hidden/config.json") for name in fake.fetched())
+    assert not (spec.path / "pytorch_model.bin").exists()
+    # A version's files never change: the second fetch reads the cache.
+    count = len(fake.fetched())
+    materialize(
+        version.uri,
+        [],
+        mlflow_tracking_uri="",
+        cache_root=settings.model_cache_dir,
+        wandb_client=lambda: FakeWandb(fake.root),
+    )
+    assert len(fake.fetched()) == count
+
+
+def test_a_missing_version_is_a_clear_model_error(tmp_path, fake: FakeWandb) -> None:
+    with pytest.raises(ModelError, match="could not download wandb:acme/p/lm:v9 from W&B"):
+        wandb_models.fetch("wandb:acme/p/lm:v9", fake, tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_an_event_names_the_version_to_audit(tmp_path, fake, tiny_lm) -> None:
+    v0 = fake.link(PATH, tiny_lm.model_dir)
+    v1 = fake.link(PATH, tiny_lm.model_dir)
+    fake.add_alias(v0, "production")
+    settings = _settings(tmp_path, fake, wandb_aliases="production, staging")
+    link = wandb_events.action(fake.payload("LINK_ARTIFACT", v1), settings)
+    assert link == ("start", PATH, v1.uri, {"wandb.event": "LINK_ARTIFACT", "wandb.author": "ada"})
+    # An alias rendered in place of the number is resolved through the client.
+    by_alias = fake.payload(
+        "ADD_ARTIFACT_ALIAS", v0, "production", version_string=f"{PATH}:production"
+    )
+    started = wandb_events.action(by_alias, settings)
+    assert started[:3] == ("start", PATH, v0.uri) and started[3]["wandb.alias"] == "production"
+    ignored = wandb_events.action(fake.payload("ADD_ARTIFACT_ALIAS", v1, "latest"), settings)
+    assert ignored[0] == "ignore" and "production, staging" in ignored[1]
+    unknown = fake.payload("ADD_ARTIFACT_ALIAS", v1, "staging", version_string=f"{PATH}:staging")
+    assert wandb_events.action(unknown, settings)[0] == "ignore"  # no such alias in W&B
+    other = wandb_events.action({"event_type": "RUN_METRIC"}, settings)
+    assert other == ("ignore", "event RUN_METRIC starts nothing")
+
+
+@pytest.fixture
+def db(tmp_path: Path, fake: FakeWandb):
+    settings = _settings(tmp_path, fake)
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+def _audit(db: Database, uri: str, *, policy: bool = True, verdict: dict | None = None) -> str:
+    with db.session() as session:
+        policy_row = AuditPolicy(
+            name=f"wandb-{uuid.uuid4().hex[:8]}",
+            source="wandb",
+            model_pattern="acme/*",
+            dataset_uri="dataset:unused",
+            checks=[],
+            thresholds=[],
+        )
+        session.add(policy_row)
+        session.flush()
+        audit = Audit(
+            status="succeeded",
+            model_uri=uri,
+            dataset_uri="dataset:unused",
+            dataset_sha256="0" * 64,
+            n_samples=1,
+            checks=[],
+            labels={"policy": policy_row.name},
+            summary={"extraction": {"greedy_extraction_rate": 0.75}},
+            verdict=verdict or {"status": "fail", "results": [], "promotion": "blocked"},
+            policy_id=policy_row.id if policy else None,
+        )
+        session.add(audit)
+        session.commit()
+        return audit.id
+
+
+def test_the_verdict_is_written_back_as_the_versions_metadata(
+    tmp_path, fake: FakeWandb, db: Database, tiny_lm: DemoArtifacts
+) -> None:
+    version = fake.link(PATH, tiny_lm.model_dir)
+    fake.update_metadata(version, {"owner": "ml-team"}, [])
+    settings = _settings(tmp_path, fake)
+    earlier = _audit(
+        db,
+        version.uri,
+        verdict={"status": "unknown", "promotion": "blocked", "reason": "too short"},
+    )
+    wandb_registry.write_back(db, settings, earlier)
+    assert fake.metadata(version)["memaudit.verdict_reason"] == "too short"
+
+    audit_id = _audit(db, version.uri)
+    written = wandb_registry.write_back(db, settings, audit_id)
+    again = wandb_registry.write_back(db, settings, audit_id)  # a retried task
+    assert written == again and written["wandb.version"] == version.name
+    metadata = fake.metadata(version)
+    assert metadata["owner"] == "ml-team"  # what others wrote stays
+    assert metadata["memaudit.verdict"] == "fail"
+    assert metadata["memaudit.promotion"] == "blocked"
+    assert metadata["memaudit.audit_id"] == audit_id
+    assert metadata["memaudit.report_url"] == f"https://audit.example/audits/{audit_id}"
+    assert "memaudit.verdict_reason" not in metadata  # the earlier audit's reason is gone
+
+    by_hand = _audit(db, version.uri, policy=False)
+    assert wandb_registry.write_back(db, settings, by_hand) == {}
+    assert fake.metadata(version)["memaudit.audit_id"] == audit_id
+    elsewhere = _audit(db, f"path:{tiny_lm.model_dir}")
+    assert wandb_registry.write_back(db, settings, elsewhere) == {}

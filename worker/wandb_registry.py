@@ -1,0 +1,47 @@
+"""Weights & Biases: a finished policy audit's verdict becomes metadata on the audited artifact
+version. (Which events start audits: worker/wandb_events.py.)
+
+The same names MLflow's version tags get (`memaudit.<policy>.verdict` per policy, the aggregate
+`memaudit.verdict` and `memaudit.promotion` once every matching policy's audit of the version has
+ended, ..., from `model_registry.verdict_tags`) are set as
+top-level metadata keys of the version in one save; optional ones an earlier audit left and
+this one does not write are removed. Editing metadata is no automation event, so the write-back
+cannot loop. The task retries it (worker/tasks.py) like the other registries' write-backs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.config import Settings
+from core.db import Database
+from core.inspection import wandb_models
+from core.models import Audit, AuditStatus
+from core.wandb_client import wandb_client
+from worker.model_registry import verdict_tags
+
+log = logging.getLogger(__name__)
+
+
+def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
+    """Set this finished W&B policy audit's verdict as metadata on its artifact version; {} for
+    any other audit (a hand-submitted one must not replace a policy's verdict)."""
+    with db.session() as session:
+        audit = session.get(Audit, audit_id)
+        if (
+            audit is None
+            or audit.status not in AuditStatus.FINAL
+            or audit.policy_id is None
+            or audit.model_uri is None
+            or not audit.model_uri.startswith(wandb_models.PREFIX)
+            or audit.verdict_pending  # announced again once its baseline's audit has ended
+        ):
+            return {}
+        version = wandb_models.parse_uri(audit.model_uri)
+        tags, optional = verdict_tags(session, settings, audit, "wandb", version.path)
+    client = wandb_client(settings)
+    present = client.metadata(version)
+    stale = [key for key in optional if key in present and key not in tags]
+    client.update_metadata(version, tags, stale)
+    log.info("audit %s: verdict written to %s's metadata", audit_id, version.name)
+    return {**tags, "wandb.version": version.name}
