@@ -12,6 +12,7 @@ import core
 from app.api import (
     audits,
     checks,
+    compare,
     datasets,
     deliveries,
     docs,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checks.router,
         datasets.router,
         audits.router,
+        compare.router,
         splits.router,
         evidence.router,
         policies.router,
