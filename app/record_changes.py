@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
+from app.audits import get_audit
 from core.db import Database
 from core.errors import ApiError
-from core.models import NO_VALUE, Audit, AuditStatus, SampleResult
+from core.models import NO_VALUE, ApiKey, Audit, AuditStatus, SampleResult
 from worker.checks.registry import REGISTRY
 
 EXTRACTION = "extraction"
@@ -376,3 +377,22 @@ def iter_pages(
                 break
             yield rows
             after = rows[-1].sample_index
+
+
+def open_comparison(
+    session: Session, key: ApiKey, candidate_id: str, baseline_id: str
+) -> Comparison:
+    """Both audits as the key may see them (another team's is a plain 404), comparable, with
+    every change kind planned and counted."""
+    candidate = get_audit(session, candidate_id, key)
+    baseline = get_audit(session, baseline_id, key)
+    require_comparable(candidate, baseline)
+    return count(session, plan(session, candidate, baseline))
+
+
+def totals(comparison: Comparison) -> dict[str, int]:
+    """Changed records per kind, over every computed metric (0 where none is computed)."""
+    found = dict.fromkeys(CHANGE_KINDS, 0)
+    for group in comparison.groups:
+        found[group.kind] += group.count or 0
+    return found

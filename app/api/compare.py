@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from app import audits, record_changes
+from app import record_changes
 from app.deps import ReadKey, SessionDep
 from app.record_changes import Comparison, Group
 from app.record_changes_export import PARQUET_MEDIA_TYPE, csv_chunks, parquet_chunks
@@ -37,15 +37,6 @@ MetricFilter = Annotated[
 ]
 
 
-def comparison_of(session: Session, key: ApiKey, audit_id: str, other_id: str) -> Comparison:
-    """Both audits as the key may see them (another team's is a plain 404), comparable, with
-    every change kind planned and counted."""
-    candidate = audits.get_audit(session, audit_id, key)
-    baseline = audits.get_audit(session, other_id, key)
-    record_changes.require_comparable(candidate, baseline)
-    return record_changes.count(session, record_changes.plan(session, candidate, baseline))
-
-
 def _threshold(found: record_changes.Threshold | None) -> ThresholdPublic | None:
     return None if found is None else ThresholdPublic(**vars(found))
 
@@ -63,13 +54,6 @@ def _group(group: Group) -> ChangeGroupPublic:
     )
 
 
-def totals(comparison: Comparison) -> dict[str, int]:
-    found = dict.fromkeys(record_changes.CHANGE_KINDS, 0)
-    for group in comparison.groups:
-        found[group.kind] += group.count or 0
-    return found
-
-
 @router.get("/{audit_id}/compare/{other_id}", response_model=ChangesPublic)
 def compare(
     audit_id: str,
@@ -84,7 +68,7 @@ def compare(
 ) -> ChangesPublic:
     """Records whose verdict changed from the baseline (`other_id`) to the candidate
     (`audit_id`): greedy extraction, and each audit's own membership threshold at 1% FPR."""
-    comparison = comparison_of(session, key, audit_id, other_id)
+    comparison = record_changes.open_comparison(session, key, audit_id, other_id)
     groups = record_changes.select_groups(comparison, kind=kind, check=check, metric=metric)
     rows = record_changes.page(session, comparison, groups, limit, offset)
     return ChangesPublic(
@@ -92,7 +76,7 @@ def compare(
         baseline_id=comparison.baseline.id,
         data=[ChangePublic.model_validate(row) for row in rows],
         count=sum(group.count or 0 for group in groups),
-        totals=totals(comparison),
+        totals=record_changes.totals(comparison),
         groups=[_group(group) for group in comparison.groups],
     )
 
@@ -104,7 +88,7 @@ def _export(
     filters: dict[str, str | None],
     suffix: str,
 ) -> tuple[Comparison, list[Group], dict[str, str]]:
-    comparison = comparison_of(session, key, *ids)
+    comparison = record_changes.open_comparison(session, key, *ids)
     groups = record_changes.select_groups(comparison, **filters)
     name = f"changes-{comparison.candidate.id}-vs-{comparison.baseline.id}.{suffix}"
     return comparison, groups, {"Content-Disposition": f'attachment; filename="{name}"'}
