@@ -13,8 +13,10 @@ from worker.shard_store import result_row
 
 CHECKS = [
     {"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}},
-    {"kind": "membership", "params": {"scores": ["loss", "zlib"]}},
+    # Five scores: minkpp_0.2 is no records-table column (four are), so it is read from JSON.
+    {"kind": "membership", "params": {"scores": ["loss", "zlib", "mink", "lowercase", "minkpp"]}},
 ]
+SCORES = ("loss", "zlib", "minkpp_0.2")  # the scores the summaries name, so the ones compared
 SHA = "a" * 64
 N_NONMEMBERS = 200  # ⌊200/100⌋ = 2 non-members may lie above a 1% FPR threshold
 
@@ -29,7 +31,7 @@ def write_audit(
     team_id: str = DEFAULT_TEAM,
 ) -> str:
     """One audit of records 0..n-1: `extracted` per record (None: skipped), `scores` the loss
-    score and member label per record (zlib = loss / 10)."""
+    score and member label per record (zlib = loss / 10, the others = loss)."""
     parsed = REGISTRY.parse_checks(CHECKS)
     audit = Audit(
         team_id=team_id,
@@ -40,7 +42,7 @@ def write_audit(
         dataset_sha256=sha,
         n_samples=len(scores),
         checks=[{"kind": k.name, "params": p.model_dump(mode="json")} for k, p in parsed],
-        summary={"membership": {"scores": {"loss": {}, "zlib": {}}}, "extraction": {}},
+        summary={"membership": {"scores": {key: {} for key in SCORES}}, "extraction": {}},
     )
     with db.session() as session:
         session.add(audit)
@@ -53,6 +55,7 @@ def write_audit(
         extraction = {"member": member} if flag is None else {"greedy_extracted": flag}
         membership: dict[str, Any] = {"member": member, "loss": loss}
         membership["zlib"] = None if loss is None else loss / 10
+        membership |= {"mink_0.2": loss, "lowercase": loss, "minkpp_0.2": loss}
         for (kind, params), values in zip(parsed, (extraction, membership), strict=True):
             rows.append(result_row(audit_id, kind, params, index, sample_id, values))
     with db.session() as session:
@@ -86,6 +89,8 @@ EXPECTED = [
     ("no_longer_extractable", "greedy_extracted", 7),
     ("newly_above_threshold", "loss", 201),
     ("newly_above_threshold", "zlib", 201),
+    ("newly_above_threshold", "minkpp_0.2", 201),
     ("no_longer_above_threshold", "loss", 200),
     ("no_longer_above_threshold", "zlib", 200),
+    ("no_longer_above_threshold", "minkpp_0.2", 200),
 ]

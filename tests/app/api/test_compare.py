@@ -39,12 +39,12 @@ def test_changes_follow_each_audits_own_threshold_at_one_percent_fpr(stack, pair
     body = response.json()
     assert (body["candidate_id"], body["baseline_id"]) == (candidate, baseline)
     assert sorted(_changes(body)) == sorted(EXPECTED)
-    assert body["count"] == 6
+    assert body["count"] == 8
     assert body["totals"] == {
         "newly_extractable": 1,
         "no_longer_extractable": 1,
-        "newly_above_threshold": 2,
-        "no_longer_above_threshold": 2,
+        "newly_above_threshold": 3,
+        "no_longer_above_threshold": 3,
     }
     loss = next(g for g in body["groups"] if g["metric"] == "loss")
     # 200 non-members: at most 2 strictly above, so t is the 3rd largest non-member score.
@@ -80,8 +80,8 @@ def test_filters_and_pages(stack, pair) -> None:
     whole = _changes(_get(stack, path).json())
     assert whole == EXPECTED  # kind, then metric, then sample_index
     pages = [_get(stack, path, limit=4, offset=offset).json() for offset in (0, 4, 8)]
-    assert [len(p["data"]) for p in pages] == [4, 2, 0]
-    assert all(p["count"] == 6 for p in pages)
+    assert [len(p["data"]) for p in pages] == [4, 4, 0]
+    assert all(p["count"] == 8 for p in pages)
     assert [change for p in pages for change in _changes(p)] == whole
     only = _get(stack, path, kind="newly_above_threshold", metric="zlib").json()
     assert (_changes(only), only["count"]) == ([("newly_above_threshold", "zlib", 201)], 1)
@@ -178,3 +178,16 @@ def test_csv_and_parquet_hold_the_pages_rows(stack, pair) -> None:
     assert [r["sample_index"] for r in pq.read_table(io.BytesIO(filtered.content)).to_pylist()] == [
         7
     ]
+
+
+@pytest.mark.postgres
+def test_the_same_changes_on_postgres(make_stack, postgres_url) -> None:
+    """PostgreSQL reads the JSON fallback (minkpp_0.2) and booleans its own way."""
+    stack = make_stack(database_url=postgres_url)
+    candidate, baseline = seed_pair(stack.db)
+    path = f"/v1/audits/{candidate}/compare/{baseline}"
+    assert _changes(_get(stack, path).json()) == EXPECTED
+    pages = [_get(stack, path, limit=3, offset=offset).json() for offset in (0, 3, 6)]
+    assert [change for p in pages for change in _changes(p)] == EXPECTED
+    table = pq.read_table(io.BytesIO(_get(stack, f"{path}/changes.parquet").content))
+    assert [(r["kind"], r["metric"], r["sample_index"]) for r in table.to_pylist()] == EXPECTED
