@@ -13,10 +13,16 @@ from worker.shard_store import result_row
 
 CHECKS = [
     {"kind": "extraction", "params": {"prefix_tokens": 10, "suffix_tokens": 16}},
-    # Five scores: minkpp_0.2 is no records-table column (four are), so it is read from JSON.
+    # Five scores: minkpp_0.2 is no records-table column (four are) and mink_0.2 has a dot in
+    # its key, so both are read from the JSON; loss and zlib from their sort columns.
     {"kind": "membership", "params": {"scores": ["loss", "zlib", "mink", "lowercase", "minkpp"]}},
 ]
-SCORES = ("loss", "zlib", "minkpp_0.2")  # the scores the summaries name, so the ones compared
+SCORES = (
+    "loss",
+    "zlib",
+    "mink_0.2",
+    "minkpp_0.2",
+)  # the scores the summaries name, so the ones compared
 SHA = "a" * 64
 N_NONMEMBERS = 200  # ⌊200/100⌋ = 2 non-members may lie above a 1% FPR threshold
 
@@ -89,8 +95,10 @@ EXPECTED = [
     ("no_longer_extractable", "greedy_extracted", 7),
     ("newly_above_threshold", "loss", 201),
     ("newly_above_threshold", "zlib", 201),
+    ("newly_above_threshold", "mink_0.2", 201),
     ("newly_above_threshold", "minkpp_0.2", 201),
     ("no_longer_above_threshold", "loss", 200),
     ("no_longer_above_threshold", "zlib", 200),
+    ("no_longer_above_threshold", "mink_0.2", 200),
     ("no_longer_above_threshold", "minkpp_0.2", 200),
 ]

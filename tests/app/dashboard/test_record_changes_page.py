@@ -38,8 +38,8 @@ def test_the_page_lists_changes_with_totals_and_exports(stack, pair) -> None:
     assert rows == [
         ("newly_extractable", "5"),
         ("no_longer_extractable", "7"),
-        *[("newly_above_threshold", "201")] * 3,
-        *[("no_longer_above_threshold", "200")] * 3,
+        *[("newly_above_threshold", "201")] * 4,
+        *[("no_longer_above_threshold", "200")] * 4,
     ]
     totals = re.findall(
         r'data-total="([a-z_]+)">\s*<div class="metric-label">[^<]*</div>\s*'
@@ -49,14 +49,14 @@ def test_the_page_lists_changes_with_totals_and_exports(stack, pair) -> None:
     assert dict(totals) == {
         "newly_extractable": "1",
         "no_longer_extractable": "1",
-        "newly_above_threshold": "3",
-        "no_longer_above_threshold": "3",
+        "newly_above_threshold": "4",
+        "no_longer_above_threshold": "4",
     }
     assert f"/v1/audits/{candidate}/compare/{baseline}/changes.csv" in page.text
     assert f"/v1/audits/{candidate}/compare/{baseline}/changes.parquet" in page.text
     # The exports the page links work with the browser's session alone.
     export = stack.client.get(f"/v1/audits/{candidate}/compare/{baseline}/changes.csv")
-    assert export.status_code == 200 and export.text.count("\n") == 9
+    assert export.status_code == 200 and export.text.count("\n") == 11
     filtered = stack.client.get(
         f"/audits/{candidate}/compare/{baseline}", params={"kind": "no_longer_extractable"}
     )
