@@ -13,11 +13,12 @@ value for it (a record one audit skipped or held out changes nothing).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.audits import get_audit
@@ -149,8 +150,30 @@ def _finite(value: Any) -> ColumnElement[bool]:
     return and_(value > NO_VALUE, value < -NO_VALUE)
 
 
+# A succeeded audit's rows never change, so neither do its thresholds nor a pair's counts:
+# each process keeps the latest ones, and paging through a comparison scans the rows once.
+_REMEMBERED: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+REMEMBERED_MAX = 4096
+
+
+def _remembered(key: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    if key in _REMEMBERED:
+        _REMEMBERED.move_to_end(key)
+        return _REMEMBERED[key]
+    value = _REMEMBERED[key] = compute()
+    while len(_REMEMBERED) > REMEMBERED_MAX:
+        _REMEMBERED.popitem(last=False)
+    return value
+
+
 def membership_threshold(session: Session, audit: Audit, metric: str) -> Threshold:
     """The audit's threshold for `metric` at 1% FPR, from its own labelled non-members."""
+    if audit.status != AuditStatus.SUCCEEDED:  # rows may still come
+        return _threshold(session, audit, metric)
+    return _remembered(("threshold", audit.id, metric), lambda: _threshold(session, audit, metric))
+
+
+def _threshold(session: Session, audit: Audit, metric: str) -> Threshold:
     value = value_of(SampleResult, audit, MEMBERSHIP, metric)
     nonmembers = (
         SampleResult.audit_id == audit.id,
@@ -226,20 +249,14 @@ def plan(session: Session, candidate: Audit, baseline: Audit) -> Comparison:
 # ---- the joined rows -----------------------------------------------------------------------
 
 
-def _joined(
-    comparison: Comparison, group: Group, columns: Callable[[Any], list[Any]]
-) -> tuple[Any, Any]:
-    """SELECT columns(candidate row) FROM the candidate's rows JOIN the baseline's WHERE the
-    group's change, with `cv` and `bv` (each side's value) last; and the candidate's alias."""
-    ours, theirs = aliased(SampleResult, name="ours"), aliased(SampleResult, name="theirs")
-    assert group.metric is not None
-    # `+ 0.0` keeps the planner off the sort indexes here: a range on both sides' sort column
-    # made SQLite walk one index inside the other (quadratic); the join goes by primary key.
-    cv = value_of(ours, comparison.candidate, group.check, group.metric) + 0.0
-    bv = value_of(theirs, comparison.baseline, group.check, group.metric) + 0.0
+def _aliases() -> tuple[Any, Any]:
+    return aliased(SampleResult, name="ours"), aliased(SampleResult, name="theirs")
+
+
+def _join(comparison: Comparison, check: str, query: Any, ours: Any, theirs: Any) -> Any:
+    """`query` over the candidate's rows of one check joined to the baseline's by primary key."""
     return (
-        select(*columns(ours), cv.label("cv"), bv.label("bv"))
-        .select_from(ours)
+        query.select_from(ours)
         .join(
             theirs,
             and_(
@@ -248,12 +265,18 @@ def _joined(
                 theirs.sample_index == ours.sample_index,
             ),
         )
-        .where(
-            ours.audit_id == comparison.candidate.id,
-            ours.check == group.check,
-            _change(group, cv, bv),
-        )
-    ), ours
+        .where(ours.audit_id == comparison.candidate.id, ours.check == check)
+    )
+
+
+def _values(comparison: Comparison, group: Group, ours: Any, theirs: Any) -> tuple[Any, Any]:
+    """The group's metric on each side: the candidate's cv and the baseline's bv."""
+    assert group.metric is not None
+    # `+ 0.0` keeps the planner off the sort indexes here: a range on both sides' sort column
+    # made SQLite walk one index inside the other (quadratic); the join goes by primary key.
+    cv = value_of(ours, comparison.candidate, group.check, group.metric) + 0.0
+    bv = value_of(theirs, comparison.baseline, group.check, group.metric) + 0.0
+    return cv, bv
 
 
 def _change(group: Group, cv: Any, bv: Any) -> ColumnElement[bool]:
@@ -272,15 +295,35 @@ def _change(group: Group, cv: Any, bv: Any) -> ColumnElement[bool]:
 
 
 def count(session: Session, comparison: Comparison) -> Comparison:
-    """Each computed group's number of changed records: one join scan per group."""
-    counted = []
-    for group in comparison.groups:
-        if group.computed:
-            query, _ours = _joined(comparison, group, lambda row: [row.sample_index])
-            n = session.scalar(select(func.count()).select_from(query.subquery()))
-            group = replace(group, count=int(n or 0))
-        counted.append(group)
-    return replace(comparison, groups=counted)
+    """Each computed group's number of changed records: one join scan per check, every
+    group of that check summed in the same pass."""
+    key = ("counts", comparison.candidate.id, comparison.baseline.id)
+    final = {comparison.candidate.status, comparison.baseline.status} == {AuditStatus.SUCCEEDED}
+    counts = (
+        _remembered(key, lambda: _counts(session, comparison))
+        if final
+        else _counts(session, comparison)
+    )
+    return replace(
+        comparison,
+        groups=[replace(g, count=counts.get((g.kind, g.metric))) for g in comparison.groups],
+    )
+
+
+def _counts(session: Session, comparison: Comparison) -> dict[tuple[str, str | None], int]:
+    counts: dict[tuple[str, str | None], int] = {}
+    for check in (EXTRACTION, MEMBERSHIP):
+        groups = [g for g in comparison.groups if g.computed and g.check == check]
+        if not groups:
+            continue
+        ours, theirs = _aliases()
+        sums = [
+            func.coalesce(func.sum(case((_change(g, *_values(comparison, g, ours, theirs)), 1))), 0)
+            for g in groups
+        ]
+        found = session.execute(_join(comparison, check, select(*sums), ours, theirs)).one()
+        counts |= {(g.kind, g.metric): int(n) for g, n in zip(groups, found, strict=True)}
+    return counts
 
 
 def _changes(group: Group, rows: list[Any]) -> list[Change]:
@@ -304,10 +347,6 @@ def _changes(group: Group, rows: list[Any]) -> list[Change]:
     ]
 
 
-def _columns(row: Any) -> list[Any]:
-    return [row.sample_index, row.sample_id, row.member]
-
-
 def _rows(
     session: Session,
     comparison: Comparison,
@@ -316,7 +355,10 @@ def _rows(
     offset: int = 0,
     after: int | None = None,
 ) -> list[Change]:
-    query, ours = _joined(comparison, group, _columns)
+    ours, theirs = _aliases()
+    cv, bv = _values(comparison, group, ours, theirs)
+    query = select(ours.sample_index, ours.sample_id, ours.member, cv.label("cv"), bv.label("bv"))
+    query = _join(comparison, group.check, query, ours, theirs).where(_change(group, cv, bv))
     if after is not None:
         query = query.where(ours.sample_index > after)
     query = query.order_by(ours.sample_index).limit(limit).offset(offset)
