@@ -661,3 +661,52 @@ class NotificationDeliveryPublic(BaseModel):
 class NotificationDeliveriesPublic(BaseModel):
     data: list[NotificationDeliveryPublic]
     count: int
+
+
+class ThresholdPublic(BaseModel):
+    """One audit's membership threshold at 1% FPR: the smallest t with at most ⌊n/100⌋ of
+    its n non-members scoring above t (a record is above when its score > t)."""
+
+    value: float | None
+    n_nonmembers: int
+    reason: str | None = None
+
+
+class ChangeGroupPublic(BaseModel):
+    kind: str = Field(
+        description="newly_extractable, no_longer_extractable, "
+        "newly_above_threshold or no_longer_above_threshold"
+    )
+    check: str
+    metric: str | None = Field(description="greedy_extracted, or the membership score")
+    computed: bool
+    reason: str | None = Field(None, description="why this change is not computed")
+    count: int | None = None
+    candidate_threshold: ThresholdPublic | None = None
+    baseline_threshold: ThresholdPublic | None = None
+
+
+class ChangePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str
+    check: str
+    metric: str
+    sample_index: int
+    sample_id: str
+    member: bool | None
+    candidate_value: float = Field(description="extraction: 1 = greedily extracted")
+    baseline_value: float
+    candidate_threshold: float | None
+    baseline_threshold: float | None
+
+
+class ChangesPublic(BaseModel):
+    """Per-record changes of the candidate audit against the baseline (the second id)."""
+
+    candidate_id: str
+    baseline_id: str
+    data: list[ChangePublic]
+    count: int = Field(description="changes matching the filters, across pages")
+    totals: dict[str, int] = Field(description="changes per kind, over every computed metric")
+    groups: list[ChangeGroupPublic]

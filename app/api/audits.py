@@ -151,7 +151,7 @@ def sample(
     )
 
 
-def _csv_cell(value: object) -> object:
+def csv_cell(value: object) -> object:
     """Spreadsheets run cells that start with = + - @ as formulas; text never may."""
     if isinstance(value, dict | list):
         value = json.dumps(value)
@@ -178,7 +178,7 @@ def _csv_lines(pages: Iterator[list]) -> Iterator[str]:
                 *[row.values.get(name) for name in columns],
                 other or None,
             ]
-            writer.writerow([_csv_cell(cell) for cell in cells])
+            writer.writerow([csv_cell(cell) for cell in cells])
         yield buffer.getvalue()
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from app import audits
+from app import audits, record_changes
 from app.audit_log import LogFilters, list_entries
 from app.browser_sessions import (
     LOGIN_COOKIE,
@@ -29,7 +29,7 @@ from app.browser_sessions import (
     same_origin,
     tokens_match,
 )
-from app.dashboard import pages, registry_pages
+from app.dashboard import pages, record_changes_page, registry_pages
 from app.dashboard.rendering import PLOTLY_JS, page
 from app.deps import SessionDep, SettingsDep, bearer_key, refuse_failed_attempt
 from app.keys import authenticate
@@ -244,7 +244,48 @@ def audit_page(
         audit = audits.get_audit(session, audit_id, viewer.key)
     except ApiError:
         return _missing(request, viewer, f"audit {audit_id}")
-    return _page(request, "audit.html", viewer, pages.audit_report(session, settings, audit))
+    context = pages.audit_report(session, settings, audit)
+    context["baselines"] = record_changes_page.comparable_audits(session, viewer.key, audit)
+    return _page(request, "audit.html", viewer, context)
+
+
+@router.get("/audits/{audit_id}/compare", response_class=HTMLResponse)
+def choose_baseline(audit_id: str, request: Request, other: str = "") -> Response:
+    """The report's "compare records with…" form names the baseline in its query."""
+    if not other:
+        return RedirectResponse(f"/audits/{quote(audit_id, safe='')}", status_code=303)
+    target = f"/audits/{quote(audit_id, safe='')}/compare/{quote(other, safe='')}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/audits/{audit_id}/compare/{other_id}", response_class=HTMLResponse)
+def record_changes_route(
+    audit_id: str,
+    other_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    kind: str | None = None,
+    check: str | None = None,
+    metric: str | None = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> Response:
+    """Records that changed from the baseline (other_id) to the candidate (audit_id)."""
+    viewer = _viewer(request, session)
+    if viewer is None:
+        return _to_login(request)
+    filters = {"kind": kind or None, "check": check or None, "metric": metric or None}
+    try:
+        comparison = record_changes.open_comparison(session, viewer.key, audit_id, other_id)
+        context = record_changes_page.record_changes_context(
+            session, settings, comparison, filters, page_number, PAGE_SIZE
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            return _missing(request, viewer, exc.message)
+        context = {"error": exc.message, "candidate_id": audit_id, "baseline_id": other_id}
+        return _page(request, "record_changes.html", viewer, context, status_code=exc.status)
+    return _page(request, "record_changes.html", viewer, context)
 
 
 @router.get("/models", response_class=HTMLResponse)
