@@ -88,11 +88,18 @@ def metric_family(key: str) -> str:
 
 
 def value_at(values: Mapping[str, Any], key: str) -> Any:
-    """The value at a dotted path, or None where the path does not exist."""
-    value: Any = values
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
+    """The value at a dotted path, or None where the path does not exist. Names hold dots of
+    their own (`minkpp_0.2`, a scheme `t0.8`): a whole name is tried before it is split."""
+    if not isinstance(values, Mapping):
+        return None
+    if key in values:
+        return values[key]
+    for at, char in enumerate(key):
+        if char == "." and isinstance(values.get(key[:at]), Mapping):
+            found = value_at(values[key[:at]], key[at + 1 :])
+            if found is not None:
+                return found
+    return None
 
 
 def known_names(values: Sequence[str], available: Sequence[str], what: str) -> list[str]:
