@@ -13,7 +13,10 @@ test for per-record verdicts, a paired bootstrap for AUROC and means. The outcom
 - `fail`: the candidate is worse by more than the margin and the test rejects at `level`;
 - `pass`: the (1 - level) interval of the worsening lies wholly at or below the margin;
 - `inconclusive`: neither, or the comparison cannot be trusted (other records, too few shared
-  records, a withheld membership reading, fragile extractions that could change the outcome).
+  records, a withheld membership reading, fragile extractions that could change the outcome);
+- `unknown`: no comparison could be made at all (the baseline not resolved, its audit failed,
+  cancelled or deleted). Unlike `inconclusive`, which a policy may let through
+  (`on_inconclusive: allow`), it always blocks: nothing was compared.
 """
 
 from __future__ import annotations
@@ -185,9 +188,11 @@ def explain(
 
 
 def withheld(
-    metric_name: str, baseline_name: str, reason: str, status: str = "inconclusive"
+    metric_name: str, baseline_name: str, reason: str, status: str = "unknown"
 ) -> RelativeResult:
-    """A comparison that cannot be made: it says why, and never passes."""
+    """A comparison that was not made: it says why, and never passes. `unknown` (always blocks)
+    unless the caller names it `inconclusive`: compared data that cannot be trusted, which a
+    policy may choose to let through."""
     return RelativeResult(
         metric=metric_name,
         status=status,

@@ -36,6 +36,9 @@ from worker.engine.paired import PairedInterval, auroc, mcnemar_exact_p, paired_
 
 BOOTSTRAP_SEED = 0  # recorded in each comparison, so a verdict can be recomputed exactly
 BOOTSTRAP_RESAMPLES = 2000
+# Compared, but on data that cannot be trusted; a comparison never made is `unknown` instead
+# (withheld's default), which no policy lets through.
+INCONCLUSIVE = "inconclusive"
 
 
 def baseline_name(found: Mapping[str, Any], itself: bool = False) -> str:
@@ -82,17 +85,21 @@ def compare(
     metric = relative_metric(metric_name)
     (audit, summary), (base, base_summary, base_status) = candidate, baseline
     if metric is None:
-        return withheld(metric_name, name, "not comparable record by record", "unknown")
+        return withheld(metric_name, name, "not comparable record by record")
     if base_status != AuditStatus.SUCCEEDED:
         return withheld(metric_name, name, f"its audit {base.id} {base_status}")
     if audit.dataset_sha256 != base.dataset_sha256:
-        return withheld(metric_name, name, "it was audited on other records (dataset differs)")
+        return withheld(
+            metric_name, name, "it was audited on other records (dataset differs)", INCONCLUSIVE
+        )
     for which, found in (("this version", summary), ("the baseline", base_summary)):
         reading = metric_reading(found, metric_name)
         if reading in WITHHELD:
-            return withheld(metric_name, name, f"the membership guard reads {which} {reading}")
+            return withheld(
+                metric_name, name, f"the membership guard reads {which} {reading}", INCONCLUSIVE
+            )
         if metric_value(found, metric_name) is None:
-            return withheld(metric_name, name, f"{which} has no {metric_name}", "unknown")
+            return withheld(metric_name, name, f"{which} has no {metric_name}")
     ours, theirs = _rows(session, audit.id, metric.check), _rows(session, base.id, metric.check)
     shared = sorted(
         i
@@ -101,7 +108,10 @@ def compare(
     )
     if len(shared) < MIN_SHARED_RECORDS:
         return withheld(
-            metric_name, name, f"only {len(shared)} shared records (at least {MIN_SHARED_RECORDS})"
+            metric_name,
+            name,
+            f"only {len(shared)} shared records (at least {MIN_SHARED_RECORDS})",
+            INCONCLUSIVE,
         )
     if metric.method == "mcnemar":
         return _per_record_verdicts(rule, metric, ours, theirs, shared, name)
@@ -215,6 +225,7 @@ def _bootstrap(
                 name,
                 f"{members} members and {len(strata) - members} non-members shared "
                 f"(at least {MIN_CLASS_RECORDS} each)",
+                INCONCLUSIVE,
             )
         statistic = _auroc_with(strata)
     level, better_high = _level(rule), bool(rule["greater_is_better"])

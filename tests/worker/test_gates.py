@@ -30,7 +30,11 @@ def db(tmp_path) -> Iterator[Database]:
 
 
 def _policy(
-    db: Database, name: str, thresholds: list[dict], baseline: str | None = "champion"
+    db: Database,
+    name: str,
+    thresholds: list[dict],
+    baseline: str | None = "champion",
+    on_inconclusive: str = "block",
 ) -> str:
     with db.session() as session:
         policy = AuditPolicy(
@@ -41,6 +45,7 @@ def _policy(
             checks=[{"kind": "extraction", "params": {}}],
             thresholds=thresholds,
             baseline=baseline,
+            on_inconclusive=on_inconclusive,
         )
         session.add(policy)
         session.flush()
@@ -229,8 +234,9 @@ def test_a_pending_verdict_is_reached_once_when_its_baseline_ends(db) -> None:
         assert "30 of 100 records newly extracted" in reached.verdict["explanation"]
 
 
-def test_a_cancelled_baseline_leaves_the_candidate_inconclusive(db) -> None:
-    policy = _policy(db, "gate", [RATE])
+def test_a_cancelled_baseline_leaves_the_candidate_unknown_and_blocked(db) -> None:
+    # Nothing was compared: even a policy that lets `inconclusive` through must block.
+    policy = _policy(db, "gate", [RATE], on_inconclusive="allow")
     champion = _audit(db, _flags(100, range(10)), policy_id=policy, status=AuditStatus.CANCELLED)
     candidate = _audit(db, _flags(100, range(40)), version=2, policy_id=policy)
     with db.session() as session:
@@ -240,8 +246,42 @@ def test_a_cancelled_baseline_leaves_the_candidate_inconclusive(db) -> None:
     assert gates.reach_stale(db) == [candidate]
     with db.session() as session:
         verdict = session.get(Audit, candidate).verdict
-    assert verdict["status"] == "inconclusive" and verdict["promotion"] == "blocked"
+    assert verdict["status"] == "unknown" and verdict["promotion"] == "blocked"
     assert f"its audit {champion} cancelled" in verdict["explanation"]
+    assert f"its audit {champion} cancelled" in verdict["reason"]
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        {"ref": "champion", "error": "baseline 'champion' not resolved: alias not set"},
+        {"ref": "champion", "version": "1", "audit_id": "gone"},  # its audit deleted
+    ],
+)
+def test_a_baseline_never_compared_is_unknown_even_where_inconclusive_is_allowed(db, found) -> None:
+    policy = _policy(db, "gate", [RATE], on_inconclusive="allow")
+    candidate = _audit(db, _flags(100, range(10)), version=2, policy_id=policy)
+    with db.session() as session:
+        row = session.get(Audit, candidate)
+        row.baseline, row.baseline_audit_id = found, found.get("audit_id")
+        verdict, pending = gates.verdict_of(
+            session, row, session.get(AuditPolicy, policy), row.summary
+        )
+    assert not pending
+    assert verdict["status"] == "unknown" and verdict["promotion"] == "blocked"
+    assert "not compared with champion" in verdict["reason"]
+
+
+def test_compared_but_untrusted_stays_inconclusive_which_a_policy_may_allow(db) -> None:
+    policy = _policy(db, "gate", [RATE], on_inconclusive="allow")
+    champion = _audit(db, _flags(100, range(10)), sha="b" * 64, policy_id=policy)
+    candidate = _audit(db, _flags(100, range(10)), version=2, policy_id=policy)
+    with db.session() as session:
+        row = session.get(Audit, candidate)
+        row.baseline = {"ref": "champion", "version": "1", "audit_id": champion}
+        row.baseline_audit_id = champion
+        verdict, _ = gates.verdict_of(session, row, session.get(AuditPolicy, policy), row.summary)
+    assert verdict["status"] == "inconclusive" and verdict["promotion"] == "allowed"
 
 
 def _verdict(status: str, promotion: str = "blocked", reason: str | None = None) -> dict:
