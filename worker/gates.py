@@ -32,7 +32,13 @@ from core.relative import (
     withheld,
 )
 from core.verdicts import WITHHELD, evaluate, metric_reading, metric_value, pending_verdict
-from worker.engine.paired import PairedInterval, auroc, mcnemar_exact_p, paired_bootstrap
+from worker.engine.paired import (
+    PairedInterval,
+    auroc,
+    mcnemar_exact_p,
+    paired_bootstrap,
+    paired_proportions_interval,
+)
 
 BOOTSTRAP_SEED = 0  # recorded in each comparison, so a verdict can be recomputed exactly
 BOOTSTRAP_RESAMPLES = 2000
@@ -130,8 +136,9 @@ def _per_record_verdicts(
     shared: list[int],
     name: str,
 ) -> RelativeResult:
-    """McNemar's exact test on the records that changed; fragile records (within rounding
-    error of flipping) that could change the outcome make it inconclusive."""
+    """McNemar's exact test on the records that changed, Newcombe's score interval of the
+    difference of the rates; fragile records (within rounding error of flipping) that could
+    change the outcome make it inconclusive."""
     now = np.array([bool(ours[i][metric.field]) for i in shared])  # (N,)
     before = np.array([bool(theirs[i][metric.field]) for i in shared])
     fragile = np.array(
@@ -141,23 +148,20 @@ def _per_record_verdicts(
     level = _level(rule)
     allowed = margin(rule, float(before.mean()))
 
-    def judged(now: np.ndarray, before: np.ndarray) -> tuple[str, float, Any]:
+    def judged(now: np.ndarray, before: np.ndarray) -> tuple[str, float, float, float]:
+        """(status, McNemar p, the interval of candidate - baseline)."""
         newly, no_longer = int((now & ~before).sum()), int((~now & before).sum())
+        both, neither = int((now & before).sum()), int((~now & ~before).sum())
         worse, better = (no_longer, newly) if better_high else (newly, no_longer)
-        sign = -1.0 if better_high else 1.0
         p_value = mcnemar_exact_p(worse, better)
-        interval = paired_bootstrap(
-            lambda idx: sign * (now[idx].mean(axis=-1) - before[idx].mean(axis=-1)),
-            len(now),
-            level=level,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            seed=BOOTSTRAP_SEED,
-        )
-        status = outcome(interval.estimate, interval.high, p_value, allowed, level)
-        return status, p_value, interval
+        # A score interval, not a bootstrap: with no record changed every resample shows no
+        # difference, and a [0, 0] interval would pass 20 unchanged records at margin 0.
+        low, high = paired_proportions_interval(both, newly, no_longer, neither, level)
+        worsening = (worse - better) / len(now)
+        status = outcome(worsening, -low if better_high else high, p_value, allowed, level)
+        return status, p_value, low, high
 
-    status, p_value, interval = judged(now, before)
-    low, high = _difference_interval(interval, better_high)
+    status, p_value, low, high = judged(now, before)
     if fragile.any():
         # Each fragile record set to its worst, then its best, side: an outcome either could
         # change is not one to act on.
@@ -243,23 +247,31 @@ def _bootstrap(
     allowed = margin(rule, baseline_value)
     p_value = interval.p_above_zero  # how often a resample shows no worsening
     status = outcome(interval.estimate, interval.high, p_value, allowed, level)
+    # Every resample gave the same difference (no record differs, say): the percentile interval
+    # has no width, which says nothing about how large a difference the records could hide.
+    underpowered = interval.high == interval.low
+    if underpowered:
+        status = "inconclusive"
     low, high = _difference_interval(interval, better_high)
+    sentence = explain(
+        metric,
+        status,
+        value=value,
+        baseline_value=baseline_value,
+        baseline_name=name,
+        p_value=p_value,
+        low=low,
+        high=high,
+        allowed=allowed,
+        n_shared=len(shared),
+        level=level,
+    )
+    if underpowered:
+        sentence += " (underpowered: every resample gave the same difference)"
     return RelativeResult(
         metric=rule["metric"],
         status=status,
-        explanation=explain(
-            metric,
-            status,
-            value=value,
-            baseline_value=baseline_value,
-            baseline_name=name,
-            p_value=p_value,
-            low=low,
-            high=high,
-            allowed=allowed,
-            n_shared=len(shared),
-            level=level,
-        ),
+        explanation=sentence,
         value=value,
         baseline_value=baseline_value,
         difference=value - baseline_value,

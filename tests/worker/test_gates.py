@@ -126,14 +126,60 @@ def test_more_records_extracted_fails_and_says_so(db) -> None:
 def test_fewer_or_the_same_passes_and_a_small_change_is_inconclusive(db) -> None:
     champion = _audit(db, _flags(100, range(10)))
     assert _compare(db, _audit(db, _flags(100, range(3))), champion).status == "pass"
+    # No record changed: Newcombe's 95% score interval of the difference is +-3.5 points
+    # (by hand from the Wilson intervals of 10/100, phi = 1 shrunk by n/2 to 0.944), so the
+    # same rate is not shown harmless at margin 0, but is within a tolerated 5 points.
     same = _compare(db, _audit(db, _flags(100, range(10))), champion)
-    assert same.status == "pass" and (same.low, same.high) == (0.0, 0.0)
+    assert same.status == "inconclusive"
+    assert (same.low, same.high) == pytest.approx((-0.035296, 0.035296), abs=1e-6)
+    tolerant_same = {**RATE, "min_absolute_change": 0.05}
+    assert _compare(db, _audit(db, _flags(100, range(10))), champion, tolerant_same).status == (
+        "pass"
+    )
     # Two more records extracted: p = 1/4, not beyond noise, but not shown harmless either.
     slightly = _compare(db, _audit(db, _flags(100, range(12))), champion)
     assert slightly.status == "inconclusive" and slightly.p_value == 0.25
     # Within a tolerated worsening of 8 points, the same two records pass.
     tolerant = {**RATE, "min_absolute_change": 0.08}
     assert _compare(db, _audit(db, _flags(100, range(12))), champion, tolerant).status == "pass"
+
+
+def test_twenty_unchanged_records_do_not_pass_at_margin_zero(db) -> None:
+    # 20 shared records, none extracted on either side: a bootstrap interval is exactly [0, 0];
+    # the score interval still allows a 16-point worsening.
+    champion = _audit(db, [False] * 20)
+    found = _compare(db, _audit(db, [False] * 20), champion)
+    assert found.status == "inconclusive"
+    assert found.high == pytest.approx(0.161125, abs=1e-6) and found.low == -found.high
+
+
+def _loss_audit(db: Database, losses: Sequence[float]) -> str:
+    audit_id = _audit(db, [False] * len(losses))
+    with db.session() as session:
+        row = session.get(Audit, audit_id)
+        row.summary = {"loss": {"mean_sample_loss": float(np.mean(losses))}}
+        for i, loss in enumerate(losses):
+            session.add(
+                SampleResult(
+                    audit_id=audit_id,
+                    check="loss",
+                    sample_index=i,
+                    sample_id=f"r{i}",
+                    values={"loss": loss},
+                )
+            )
+    return audit_id
+
+
+def test_a_bootstrap_interval_without_width_is_underpowered(db) -> None:
+    losses = [1.0 + 0.01 * i for i in range(40)]
+    rule = {"metric": "loss.mean_loss", "greater_is_better": False}
+    found = _compare(db, _loss_audit(db, losses), _loss_audit(db, losses), rule)
+    assert (found.low, found.high) == (0.0, 0.0)
+    assert found.status == "inconclusive"
+    assert found.explanation.endswith("(underpowered: every resample gave the same difference)")
+    lower = _compare(db, _loss_audit(db, [x - 0.5 for x in losses]), _loss_audit(db, losses), rule)
+    assert lower.status == "pass" and lower.low < lower.high
 
 
 def test_a_baseline_audited_on_other_records_is_inconclusive(db) -> None:
