@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.baselines import code_version
 from core.db import Database
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult
 from core.relative import (
@@ -98,6 +99,9 @@ def compare(
         return withheld(
             metric_name, name, "it was audited on other records (dataset differs)", INCONCLUSIVE
         )
+    confounded = _confounded(audit, base)
+    if confounded:
+        return withheld(metric_name, name, f"confounded: {confounded}", INCONCLUSIVE)
     for which, found in (("this version", summary), ("the baseline", base_summary)):
         reading = metric_reading(found, metric_name)
         if reading in WITHHELD:
@@ -122,6 +126,18 @@ def compare(
     if metric.method == "mcnemar":
         return _per_record_verdicts(rule, metric, ours, theirs, shared, name)
     return _bootstrap(rule, metric, ours, theirs, shared, name)
+
+
+def _confounded(audit: Audit, base: Audit) -> str | None:
+    """Why the baseline's records cannot be set beside the candidate's, or None: a difference
+    in what ran (other checks or params, another code version) would be read as the model's.
+    A fixed `audit:<id>` baseline is never re-run, so it is checked here, not only on reuse."""
+    if base.checks != audit.checks:
+        return "the baseline ran other checks"
+    theirs, ours = code_version(base), code_version(audit)
+    if theirs != ours:
+        return f"the baseline ran code version {theirs} (this audit {ours})"
+    return None
 
 
 def _level(rule: Mapping[str, Any]) -> float:

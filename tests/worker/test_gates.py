@@ -188,6 +188,31 @@ def test_a_baseline_audited_on_other_records_is_inconclusive(db) -> None:
     assert found.status == "inconclusive" and "other records" in found.explanation
 
 
+@pytest.mark.parametrize(
+    ("changed", "says"),
+    [
+        (
+            {"checks": [{"kind": "extraction", "params": {"prefix_tokens": 32}}]},
+            "confounded: the baseline ran other checks",
+        ),
+        (
+            {"provenance": {"code_version": "0.0.1"}},
+            "confounded: the baseline ran code version 0.0.1",
+        ),
+    ],
+)
+def test_a_baseline_that_ran_other_checks_or_code_is_confounded(db, changed, says) -> None:
+    # A fixed `audit:<id>` baseline is whatever that audit ran: 30 newly extracted records
+    # would fail against a comparable one, but not against one that measured something else.
+    champion = _audit(db, _flags(100, range(10)))
+    with db.session() as session:
+        row = session.get(Audit, champion)
+        for field, value in changed.items():
+            setattr(row, field, value)
+    found = _compare(db, _audit(db, _flags(100, range(40)), version=2), champion)
+    assert found.status == "inconclusive" and says in found.explanation
+
+
 def test_too_few_shared_records_are_inconclusive(db) -> None:
     champion = _audit(db, _flags(12, range(1)))
     found = _compare(db, _audit(db, _flags(12, range(12))), champion)
