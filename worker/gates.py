@@ -157,9 +157,11 @@ def _per_record_verdicts(
     change the outcome make it inconclusive."""
     now = np.array([bool(ours[i][metric.field]) for i in shared])  # (N,)
     before = np.array([bool(theirs[i][metric.field]) for i in shared])
-    fragile = np.array(
-        [bool(ours[i].get("fragile")) or bool(theirs[i].get("fragile")) for i in shared]
-    )
+    # Each side's own fragile records: a record near flipping in one audit says nothing about
+    # the other audit's reading of it.
+    fragile_now = np.array([bool(ours[i].get("fragile")) for i in shared])
+    fragile_before = np.array([bool(theirs[i].get("fragile")) for i in shared])
+    fragile = fragile_now | fragile_before
     better_high = bool(rule["greater_is_better"])
     level = _level(rule)
     allowed = margin(rule, float(before.mean()))
@@ -179,13 +181,19 @@ def _per_record_verdicts(
 
     status, p_value, low, high = judged(now, before)
     if fragile.any():
-        # Each fragile record set to its worst, then its best, side: an outcome either could
-        # change is not one to act on.
-        bad_now = now | fragile if not better_high else now & ~fragile
-        bad_before = before & ~fragile if not better_high else before | fragile
-        good_now = now & ~fragile if not better_high else now | fragile
-        good_before = before | fragile if not better_high else before & ~fragile
-        if {judged(bad_now, bad_before)[0], judged(good_now, good_before)[0]} != {status}:
+        # The worst case for the candidate: its fragile records flipped to the bad side, the
+        # baseline's to the good side, each in its own column; then the best case. An outcome
+        # either could change is not one to act on.
+        positive_is_bad = not better_high
+        worst = judged(
+            _flipped(now, fragile_now, positive_is_bad),
+            _flipped(before, fragile_before, not positive_is_bad),
+        )[0]
+        best = judged(
+            _flipped(now, fragile_now, not positive_is_bad),
+            _flipped(before, fragile_before, positive_is_bad),
+        )[0]
+        if {worst, best} != {status}:
             status = "inconclusive"
     newly, no_longer = int((now & ~before).sum()), int((~now & before).sum())
     sentence = explain(
@@ -220,6 +228,11 @@ def _per_record_verdicts(
         newly=newly,
         no_longer=no_longer,
     )
+
+
+def _flipped(verdicts: np.ndarray, fragile: np.ndarray, positive: bool) -> np.ndarray:
+    """`verdicts` with the `fragile` records set positive (or negative)."""
+    return verdicts | fragile if positive else verdicts & ~fragile
 
 
 def _bootstrap(

@@ -229,6 +229,21 @@ def test_fragile_records_that_could_change_the_outcome_make_it_inconclusive(db) 
     assert found.explanation.endswith("(4 fragile records could change the outcome)")
 
 
+def test_each_sides_fragile_records_flip_only_in_its_own_column(db) -> None:
+    # 7 records no longer extracted, none newly: a pass. The baseline's fragile records 50-59
+    # were not extracted by either; flipping them in the candidate's column (as if the
+    # candidate's readings were fragile too) would invent 10 newly extracted records.
+    champion = _audit(db, _flags(100, range(10)), fragile=range(50, 60))
+    found = _compare(db, _audit(db, _flags(100, range(3)), version=2), champion)
+    assert found.status == "pass", found.explanation
+    # The baseline's own fragile records do count in its column: 6 newly extracted (a fail)
+    # are records 10-15, fragile in the baseline; read as extracted there, none is new.
+    champion = _audit(db, _flags(100, range(10)), fragile=range(10, 16))
+    found = _compare(db, _audit(db, _flags(100, range(16)), version=2), champion)
+    assert found.status == "inconclusive"
+    assert found.explanation.endswith("(6 fragile records could change the outcome)")
+
+
 def test_a_withheld_membership_reading_is_inconclusive(db) -> None:
     champion = _audit(db, _flags(100, range(10)))
     candidate = _audit(db, _flags(100, range(10)))
