@@ -139,6 +139,12 @@ def baseline_key(audit: Audit) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 
+def code_version(audit: Audit) -> str:
+    """The code version an audit ran: its provenance's, or this code's for one not finalized
+    yet (a candidate's verdict is reached while this process finalizes it)."""
+    return str((audit.provenance or {}).get("code_version") or core.__version__)
+
+
 def reusable_audit(
     session: Session, policy: AuditPolicy, model_uri: str, like: Audit, besides: str = ""
 ) -> Audit | None:
@@ -155,8 +161,11 @@ def reusable_audit(
         .order_by(Audit.created_at.desc())
     )
     for audit in found:
-        code = (audit.provenance or {}).get("code_version", core.__version__)
-        if audit.id != besides and audit.checks == like.checks and code == core.__version__:
+        if (
+            audit.id != besides
+            and audit.checks == like.checks
+            and code_version(audit) == core.__version__
+        ):
             return audit
     return None
 

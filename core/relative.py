@@ -4,16 +4,20 @@ A condition is relative when it says which way is better (`greater_is_better`, a
 `MetricThreshold`). Its margin is the worsening a release may carry: `min_absolute_change` in
 the metric's units and/or `min_relative_change` as a share of the baseline's value (both given:
 the smaller, so both hold). Unlike MLflow, which demands an improvement of that size, a gate
-here asks "is this version worse than the approved one beyond noise?", so a version equal to
-its baseline passes.
+here asks "is this version worse than the approved one beyond noise?", so a version no worse
+than its baseline passes once the records show it within the margin.
 
 The statistics are paired, on the records both audits share (worker/gates.py): McNemar's exact
-test for per-record verdicts, a paired bootstrap for AUROC and means. The outcome:
+test and Newcombe's score interval for per-record verdicts, a paired bootstrap for AUROC and
+means (an interval without width is underpowered: `inconclusive`). The outcome:
 
 - `fail`: the candidate is worse by more than the margin and the test rejects at `level`;
 - `pass`: the (1 - level) interval of the worsening lies wholly at or below the margin;
 - `inconclusive`: neither, or the comparison cannot be trusted (other records, too few shared
-  records, a withheld membership reading, fragile extractions that could change the outcome).
+  records, a withheld membership reading, fragile extractions that could change the outcome);
+- `unknown`: no comparison could be made at all (the baseline not resolved, its audit failed,
+  cancelled or deleted). Unlike `inconclusive`, which a policy may let through
+  (`on_inconclusive: allow`), it always blocks: nothing was compared.
 """
 
 from __future__ import annotations
@@ -185,9 +189,11 @@ def explain(
 
 
 def withheld(
-    metric_name: str, baseline_name: str, reason: str, status: str = "inconclusive"
+    metric_name: str, baseline_name: str, reason: str, status: str = "unknown"
 ) -> RelativeResult:
-    """A comparison that cannot be made: it says why, and never passes."""
+    """A comparison that was not made: it says why, and never passes. `unknown` (always blocks)
+    unless the caller names it `inconclusive`: compared data that cannot be trusted, which a
+    policy may choose to let through."""
     return RelativeResult(
         metric=metric_name,
         status=status,

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.baselines import code_version
 from core.db import Database
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult
 from core.relative import (
@@ -32,10 +33,19 @@ from core.relative import (
     withheld,
 )
 from core.verdicts import WITHHELD, evaluate, metric_reading, metric_value, pending_verdict
-from worker.engine.paired import PairedInterval, auroc, mcnemar_exact_p, paired_bootstrap
+from worker.engine.paired import (
+    PairedInterval,
+    auroc,
+    mcnemar_exact_p,
+    paired_bootstrap,
+    paired_proportions_interval,
+)
 
 BOOTSTRAP_SEED = 0  # recorded in each comparison, so a verdict can be recomputed exactly
 BOOTSTRAP_RESAMPLES = 2000
+# Compared, but on data that cannot be trusted; a comparison never made is `unknown` instead
+# (withheld's default), which no policy lets through.
+INCONCLUSIVE = "inconclusive"
 
 
 def baseline_name(found: Mapping[str, Any], itself: bool = False) -> str:
@@ -82,17 +92,24 @@ def compare(
     metric = relative_metric(metric_name)
     (audit, summary), (base, base_summary, base_status) = candidate, baseline
     if metric is None:
-        return withheld(metric_name, name, "not comparable record by record", "unknown")
+        return withheld(metric_name, name, "not comparable record by record")
     if base_status != AuditStatus.SUCCEEDED:
         return withheld(metric_name, name, f"its audit {base.id} {base_status}")
     if audit.dataset_sha256 != base.dataset_sha256:
-        return withheld(metric_name, name, "it was audited on other records (dataset differs)")
+        return withheld(
+            metric_name, name, "it was audited on other records (dataset differs)", INCONCLUSIVE
+        )
+    confounded = _confounded(audit, base)
+    if confounded:
+        return withheld(metric_name, name, f"confounded: {confounded}", INCONCLUSIVE)
     for which, found in (("this version", summary), ("the baseline", base_summary)):
         reading = metric_reading(found, metric_name)
         if reading in WITHHELD:
-            return withheld(metric_name, name, f"the membership guard reads {which} {reading}")
+            return withheld(
+                metric_name, name, f"the membership guard reads {which} {reading}", INCONCLUSIVE
+            )
         if metric_value(found, metric_name) is None:
-            return withheld(metric_name, name, f"{which} has no {metric_name}", "unknown")
+            return withheld(metric_name, name, f"{which} has no {metric_name}")
     ours, theirs = _rows(session, audit.id, metric.check), _rows(session, base.id, metric.check)
     shared = sorted(
         i
@@ -101,11 +118,26 @@ def compare(
     )
     if len(shared) < MIN_SHARED_RECORDS:
         return withheld(
-            metric_name, name, f"only {len(shared)} shared records (at least {MIN_SHARED_RECORDS})"
+            metric_name,
+            name,
+            f"only {len(shared)} shared records (at least {MIN_SHARED_RECORDS})",
+            INCONCLUSIVE,
         )
     if metric.method == "mcnemar":
         return _per_record_verdicts(rule, metric, ours, theirs, shared, name)
     return _bootstrap(rule, metric, ours, theirs, shared, name)
+
+
+def _confounded(audit: Audit, base: Audit) -> str | None:
+    """Why the baseline's records cannot be set beside the candidate's, or None: a difference
+    in what ran (other checks or params, another code version) would be read as the model's.
+    A fixed `audit:<id>` baseline is never re-run, so it is checked here, not only on reuse."""
+    if base.checks != audit.checks:
+        return "the baseline ran other checks"
+    theirs, ours = code_version(base), code_version(audit)
+    if theirs != ours:
+        return f"the baseline ran code version {theirs} (this audit {ours})"
+    return None
 
 
 def _level(rule: Mapping[str, Any]) -> float:
@@ -120,42 +152,48 @@ def _per_record_verdicts(
     shared: list[int],
     name: str,
 ) -> RelativeResult:
-    """McNemar's exact test on the records that changed; fragile records (within rounding
-    error of flipping) that could change the outcome make it inconclusive."""
+    """McNemar's exact test on the records that changed, Newcombe's score interval of the
+    difference of the rates; fragile records (within rounding error of flipping) that could
+    change the outcome make it inconclusive."""
     now = np.array([bool(ours[i][metric.field]) for i in shared])  # (N,)
     before = np.array([bool(theirs[i][metric.field]) for i in shared])
-    fragile = np.array(
-        [bool(ours[i].get("fragile")) or bool(theirs[i].get("fragile")) for i in shared]
-    )
+    # Each side's own fragile records: a record near flipping in one audit says nothing about
+    # the other audit's reading of it.
+    fragile_now = np.array([bool(ours[i].get("fragile")) for i in shared])
+    fragile_before = np.array([bool(theirs[i].get("fragile")) for i in shared])
+    fragile = fragile_now | fragile_before
     better_high = bool(rule["greater_is_better"])
     level = _level(rule)
     allowed = margin(rule, float(before.mean()))
 
-    def judged(now: np.ndarray, before: np.ndarray) -> tuple[str, float, Any]:
+    def judged(now: np.ndarray, before: np.ndarray) -> tuple[str, float, float, float]:
+        """(status, McNemar p, the interval of candidate - baseline)."""
         newly, no_longer = int((now & ~before).sum()), int((~now & before).sum())
+        both, neither = int((now & before).sum()), int((~now & ~before).sum())
         worse, better = (no_longer, newly) if better_high else (newly, no_longer)
-        sign = -1.0 if better_high else 1.0
         p_value = mcnemar_exact_p(worse, better)
-        interval = paired_bootstrap(
-            lambda idx: sign * (now[idx].mean(axis=-1) - before[idx].mean(axis=-1)),
-            len(now),
-            level=level,
-            n_resamples=BOOTSTRAP_RESAMPLES,
-            seed=BOOTSTRAP_SEED,
-        )
-        status = outcome(interval.estimate, interval.high, p_value, allowed, level)
-        return status, p_value, interval
+        # A score interval, not a bootstrap: with no record changed every resample shows no
+        # difference, and a [0, 0] interval would pass 20 unchanged records at margin 0.
+        low, high = paired_proportions_interval(both, newly, no_longer, neither, level)
+        worsening = (worse - better) / len(now)
+        status = outcome(worsening, -low if better_high else high, p_value, allowed, level)
+        return status, p_value, low, high
 
-    status, p_value, interval = judged(now, before)
-    low, high = _difference_interval(interval, better_high)
+    status, p_value, low, high = judged(now, before)
     if fragile.any():
-        # Each fragile record set to its worst, then its best, side: an outcome either could
-        # change is not one to act on.
-        bad_now = now | fragile if not better_high else now & ~fragile
-        bad_before = before & ~fragile if not better_high else before | fragile
-        good_now = now & ~fragile if not better_high else now | fragile
-        good_before = before | fragile if not better_high else before & ~fragile
-        if {judged(bad_now, bad_before)[0], judged(good_now, good_before)[0]} != {status}:
+        # The worst case for the candidate: its fragile records flipped to the bad side, the
+        # baseline's to the good side, each in its own column; then the best case. An outcome
+        # either could change is not one to act on.
+        positive_is_bad = not better_high
+        worst = judged(
+            _flipped(now, fragile_now, positive_is_bad),
+            _flipped(before, fragile_before, not positive_is_bad),
+        )[0]
+        best = judged(
+            _flipped(now, fragile_now, not positive_is_bad),
+            _flipped(before, fragile_before, positive_is_bad),
+        )[0]
+        if {worst, best} != {status}:
             status = "inconclusive"
     newly, no_longer = int((now & ~before).sum()), int((~now & before).sum())
     sentence = explain(
@@ -192,6 +230,11 @@ def _per_record_verdicts(
     )
 
 
+def _flipped(verdicts: np.ndarray, fragile: np.ndarray, positive: bool) -> np.ndarray:
+    """`verdicts` with the `fragile` records set positive (or negative)."""
+    return verdicts | fragile if positive else verdicts & ~fragile
+
+
 def _bootstrap(
     rule: Mapping[str, Any],
     metric: RelativeMetric,
@@ -215,6 +258,7 @@ def _bootstrap(
                 name,
                 f"{members} members and {len(strata) - members} non-members shared "
                 f"(at least {MIN_CLASS_RECORDS} each)",
+                INCONCLUSIVE,
             )
         statistic = _auroc_with(strata)
     level, better_high = _level(rule), bool(rule["greater_is_better"])
@@ -232,23 +276,31 @@ def _bootstrap(
     allowed = margin(rule, baseline_value)
     p_value = interval.p_above_zero  # how often a resample shows no worsening
     status = outcome(interval.estimate, interval.high, p_value, allowed, level)
+    # Every resample gave the same difference (no record differs, say): the percentile interval
+    # has no width, which says nothing about how large a difference the records could hide.
+    underpowered = interval.high == interval.low
+    if underpowered:
+        status = "inconclusive"
     low, high = _difference_interval(interval, better_high)
+    sentence = explain(
+        metric,
+        status,
+        value=value,
+        baseline_value=baseline_value,
+        baseline_name=name,
+        p_value=p_value,
+        low=low,
+        high=high,
+        allowed=allowed,
+        n_shared=len(shared),
+        level=level,
+    )
+    if underpowered:
+        sentence += " (underpowered: every resample gave the same difference)"
     return RelativeResult(
         metric=rule["metric"],
         status=status,
-        explanation=explain(
-            metric,
-            status,
-            value=value,
-            baseline_value=baseline_value,
-            baseline_name=name,
-            p_value=p_value,
-            low=low,
-            high=high,
-            allowed=allowed,
-            n_shared=len(shared),
-            level=level,
-        ),
+        explanation=sentence,
         value=value,
         baseline_value=baseline_value,
         difference=value - baseline_value,

@@ -179,6 +179,8 @@ def test_the_gate_fails_more_memorization_passes_less_and_keeps_each_policys_ver
     assert tags["memaudit.promotion"] == "allowed"
 
     # The champion audited again compares with its earlier audit: the same records, no change.
+    # It does not fail; nor does it pass at a 2-point margin: with no record changed among 48,
+    # the score interval of the difference is still about +-6 points.
     again = memaudit.client.post(
         f"/v1/policies/{relative['id']}/reaudit",
         headers=memaudit.headers,
@@ -188,5 +190,6 @@ def test_the_gate_fails_more_memorization_passes_less_and_keeps_each_policys_ver
     reaudited = _verdict_of(memaudit, uri[v1], relative["id"])
     assert reaudited["id"] == again.json()["id"]
     assert reaudited["baseline"]["audit_id"] == champion["id"]
-    assert reaudited["verdict"]["status"] == "pass", reaudited["verdict"]
+    assert reaudited["verdict"]["status"] == "inconclusive", reaudited["verdict"]
     assert reaudited["verdict"]["comparisons"][0]["newly"] == 0
+    assert reaudited["verdict"]["comparisons"][0]["no_longer"] == 0

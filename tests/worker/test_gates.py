@@ -30,7 +30,11 @@ def db(tmp_path) -> Iterator[Database]:
 
 
 def _policy(
-    db: Database, name: str, thresholds: list[dict], baseline: str | None = "champion"
+    db: Database,
+    name: str,
+    thresholds: list[dict],
+    baseline: str | None = "champion",
+    on_inconclusive: str = "block",
 ) -> str:
     with db.session() as session:
         policy = AuditPolicy(
@@ -41,6 +45,7 @@ def _policy(
             checks=[{"kind": "extraction", "params": {}}],
             thresholds=thresholds,
             baseline=baseline,
+            on_inconclusive=on_inconclusive,
         )
         session.add(policy)
         session.flush()
@@ -121,8 +126,16 @@ def test_more_records_extracted_fails_and_says_so(db) -> None:
 def test_fewer_or_the_same_passes_and_a_small_change_is_inconclusive(db) -> None:
     champion = _audit(db, _flags(100, range(10)))
     assert _compare(db, _audit(db, _flags(100, range(3))), champion).status == "pass"
+    # No record changed: Newcombe's 95% score interval of the difference is +-3.5 points
+    # (by hand from the Wilson intervals of 10/100, phi = 1 shrunk by n/2 to 0.944), so the
+    # same rate is not shown harmless at margin 0, but is within a tolerated 5 points.
     same = _compare(db, _audit(db, _flags(100, range(10))), champion)
-    assert same.status == "pass" and (same.low, same.high) == (0.0, 0.0)
+    assert same.status == "inconclusive"
+    assert (same.low, same.high) == pytest.approx((-0.035296, 0.035296), abs=1e-6)
+    tolerant_same = {**RATE, "min_absolute_change": 0.05}
+    assert _compare(db, _audit(db, _flags(100, range(10))), champion, tolerant_same).status == (
+        "pass"
+    )
     # Two more records extracted: p = 1/4, not beyond noise, but not shown harmless either.
     slightly = _compare(db, _audit(db, _flags(100, range(12))), champion)
     assert slightly.status == "inconclusive" and slightly.p_value == 0.25
@@ -131,10 +144,73 @@ def test_fewer_or_the_same_passes_and_a_small_change_is_inconclusive(db) -> None
     assert _compare(db, _audit(db, _flags(100, range(12))), champion, tolerant).status == "pass"
 
 
+def test_twenty_unchanged_records_do_not_pass_at_margin_zero(db) -> None:
+    # 20 shared records, none extracted on either side: a bootstrap interval is exactly [0, 0];
+    # the score interval still allows a 16-point worsening.
+    champion = _audit(db, [False] * 20)
+    found = _compare(db, _audit(db, [False] * 20), champion)
+    assert found.status == "inconclusive"
+    assert found.high == pytest.approx(0.161125, abs=1e-6) and found.low == -found.high
+
+
+def _loss_audit(db: Database, losses: Sequence[float]) -> str:
+    audit_id = _audit(db, [False] * len(losses))
+    with db.session() as session:
+        row = session.get(Audit, audit_id)
+        row.summary = {"loss": {"mean_sample_loss": float(np.mean(losses))}}
+        for i, loss in enumerate(losses):
+            session.add(
+                SampleResult(
+                    audit_id=audit_id,
+                    check="loss",
+                    sample_index=i,
+                    sample_id=f"r{i}",
+                    values={"loss": loss},
+                )
+            )
+    return audit_id
+
+
+def test_a_bootstrap_interval_without_width_is_underpowered(db) -> None:
+    losses = [1.0 + 0.01 * i for i in range(40)]
+    rule = {"metric": "loss.mean_loss", "greater_is_better": False}
+    found = _compare(db, _loss_audit(db, losses), _loss_audit(db, losses), rule)
+    assert (found.low, found.high) == (0.0, 0.0)
+    assert found.status == "inconclusive"
+    assert found.explanation.endswith("(underpowered: every resample gave the same difference)")
+    lower = _compare(db, _loss_audit(db, [x - 0.5 for x in losses]), _loss_audit(db, losses), rule)
+    assert lower.status == "pass" and lower.low < lower.high
+
+
 def test_a_baseline_audited_on_other_records_is_inconclusive(db) -> None:
     champion = _audit(db, _flags(100, range(10)), sha="b" * 64)
     found = _compare(db, _audit(db, _flags(100, range(60))), champion)
     assert found.status == "inconclusive" and "other records" in found.explanation
+
+
+@pytest.mark.parametrize(
+    ("changed", "says"),
+    [
+        (
+            {"checks": [{"kind": "extraction", "params": {"prefix_tokens": 32}}]},
+            "confounded: the baseline ran other checks",
+        ),
+        (
+            {"provenance": {"code_version": "0.0.1"}},
+            "confounded: the baseline ran code version 0.0.1",
+        ),
+    ],
+)
+def test_a_baseline_that_ran_other_checks_or_code_is_confounded(db, changed, says) -> None:
+    # A fixed `audit:<id>` baseline is whatever that audit ran: 30 newly extracted records
+    # would fail against a comparable one, but not against one that measured something else.
+    champion = _audit(db, _flags(100, range(10)))
+    with db.session() as session:
+        row = session.get(Audit, champion)
+        for field, value in changed.items():
+            setattr(row, field, value)
+    found = _compare(db, _audit(db, _flags(100, range(40)), version=2), champion)
+    assert found.status == "inconclusive" and says in found.explanation
 
 
 def test_too_few_shared_records_are_inconclusive(db) -> None:
@@ -151,6 +227,21 @@ def test_fragile_records_that_could_change_the_outcome_make_it_inconclusive(db) 
     found = _compare(db, fragile, champion)
     assert found.status == "inconclusive"
     assert found.explanation.endswith("(4 fragile records could change the outcome)")
+
+
+def test_each_sides_fragile_records_flip_only_in_its_own_column(db) -> None:
+    # 7 records no longer extracted, none newly: a pass. The baseline's fragile records 50-59
+    # were not extracted by either; flipping them in the candidate's column (as if the
+    # candidate's readings were fragile too) would invent 10 newly extracted records.
+    champion = _audit(db, _flags(100, range(10)), fragile=range(50, 60))
+    found = _compare(db, _audit(db, _flags(100, range(3)), version=2), champion)
+    assert found.status == "pass", found.explanation
+    # The baseline's own fragile records do count in its column: 6 newly extracted (a fail)
+    # are records 10-15, fragile in the baseline; read as extracted there, none is new.
+    champion = _audit(db, _flags(100, range(10)), fragile=range(10, 16))
+    found = _compare(db, _audit(db, _flags(100, range(16)), version=2), champion)
+    assert found.status == "inconclusive"
+    assert found.explanation.endswith("(6 fragile records could change the outcome)")
 
 
 def test_a_withheld_membership_reading_is_inconclusive(db) -> None:
@@ -229,8 +320,9 @@ def test_a_pending_verdict_is_reached_once_when_its_baseline_ends(db) -> None:
         assert "30 of 100 records newly extracted" in reached.verdict["explanation"]
 
 
-def test_a_cancelled_baseline_leaves_the_candidate_inconclusive(db) -> None:
-    policy = _policy(db, "gate", [RATE])
+def test_a_cancelled_baseline_leaves_the_candidate_unknown_and_blocked(db) -> None:
+    # Nothing was compared: even a policy that lets `inconclusive` through must block.
+    policy = _policy(db, "gate", [RATE], on_inconclusive="allow")
     champion = _audit(db, _flags(100, range(10)), policy_id=policy, status=AuditStatus.CANCELLED)
     candidate = _audit(db, _flags(100, range(40)), version=2, policy_id=policy)
     with db.session() as session:
@@ -240,8 +332,42 @@ def test_a_cancelled_baseline_leaves_the_candidate_inconclusive(db) -> None:
     assert gates.reach_stale(db) == [candidate]
     with db.session() as session:
         verdict = session.get(Audit, candidate).verdict
-    assert verdict["status"] == "inconclusive" and verdict["promotion"] == "blocked"
+    assert verdict["status"] == "unknown" and verdict["promotion"] == "blocked"
     assert f"its audit {champion} cancelled" in verdict["explanation"]
+    assert f"its audit {champion} cancelled" in verdict["reason"]
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        {"ref": "champion", "error": "baseline 'champion' not resolved: alias not set"},
+        {"ref": "champion", "version": "1", "audit_id": "gone"},  # its audit deleted
+    ],
+)
+def test_a_baseline_never_compared_is_unknown_even_where_inconclusive_is_allowed(db, found) -> None:
+    policy = _policy(db, "gate", [RATE], on_inconclusive="allow")
+    candidate = _audit(db, _flags(100, range(10)), version=2, policy_id=policy)
+    with db.session() as session:
+        row = session.get(Audit, candidate)
+        row.baseline, row.baseline_audit_id = found, found.get("audit_id")
+        verdict, pending = gates.verdict_of(
+            session, row, session.get(AuditPolicy, policy), row.summary
+        )
+    assert not pending
+    assert verdict["status"] == "unknown" and verdict["promotion"] == "blocked"
+    assert "not compared with champion" in verdict["reason"]
+
+
+def test_compared_but_untrusted_stays_inconclusive_which_a_policy_may_allow(db) -> None:
+    policy = _policy(db, "gate", [RATE], on_inconclusive="allow")
+    champion = _audit(db, _flags(100, range(10)), sha="b" * 64, policy_id=policy)
+    candidate = _audit(db, _flags(100, range(10)), version=2, policy_id=policy)
+    with db.session() as session:
+        row = session.get(Audit, candidate)
+        row.baseline = {"ref": "champion", "version": "1", "audit_id": champion}
+        row.baseline_audit_id = champion
+        verdict, _ = gates.verdict_of(session, row, session.get(AuditPolicy, policy), row.summary)
+    assert verdict["status"] == "inconclusive" and verdict["promotion"] == "allowed"
 
 
 def _verdict(status: str, promotion: str = "blocked", reason: str | None = None) -> dict:

@@ -2,17 +2,19 @@
 
 Two versions of a model audited on the same records differ record by record, so their
 difference is measured on pairs: McNemar's exact test for per-record verdicts (extracted or
-not: only the records that changed carry information), and a seeded paired bootstrap (the same
-records resampled for both) for AUROC and means.
+not: only the records that changed carry information) with Newcombe's score interval for the
+difference of the two rates, and a seeded paired bootstrap (the same records resampled for both)
+for AUROC and means.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom, rankdata
+from scipy.stats import binom, norm, rankdata
 
 
 def mcnemar_exact_p(newly: int, no_longer: int) -> float:
@@ -27,6 +29,49 @@ def mcnemar_exact_p(newly: int, no_longer: int) -> float:
     if discordant == 0:
         return 1.0
     return float(binom.sf(newly - 1, discordant, 0.5))
+
+
+def wilson_interval(positives: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval of the proportion positives / n: never zero-width, never
+    outside [0, 1], even at 0 or n positives (where a Wald interval collapses)."""
+    centre = (positives + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(positives * (n - positives) / n + z * z / 4) / (n + z * z)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_proportions_interval(
+    both: int, first_only: int, second_only: int, neither: int, level: float = 0.05
+) -> tuple[float, float]:
+    """The (1 - level) interval of p1 - p2, the difference of two rates read on the same
+    records (p1 = (both + first_only) / n, p2 = (both + second_only) / n): Newcombe's hybrid
+    score interval for paired data (method 10 of Newcombe 1998, Statistics in Medicine 17,
+    2635-2650). It combines the two rates' Wilson intervals through the correlation phi of the
+    pairs, so unlike a percentile bootstrap it keeps a width when no record changed: 50 of 50
+    records alike still leave a difference of a few points possible.
+
+    >>> [round(x, 4) for x in paired_proportions_interval(36, 12, 2, 0)]
+    [0.0569, 0.3404]
+    """
+    n = both + first_only + second_only + neither
+    z = float(norm.ppf(1 - level / 2))
+    first, second = (both + first_only) / n, (both + second_only) / n
+    low1, high1 = wilson_interval(both + first_only, n, z)
+    low2, high2 = wilson_interval(both + second_only, n, z)
+    margins = (both + first_only) * (second_only + neither) * (both + second_only)
+    margins *= first_only + neither
+    phi = 0.0
+    if margins:
+        # Newcombe's corrected phi: a positive association shrunk by n/2 (never below 0).
+        concordance = both * neither - first_only * second_only
+        if concordance > 0:
+            concordance = max(concordance - n / 2, 0.0)
+        phi = concordance / math.sqrt(margins)
+    below = (first - low1) ** 2 - 2 * phi * (first - low1) * (high2 - second)
+    below += (high2 - second) ** 2
+    above = (high1 - first) ** 2 - 2 * phi * (high1 - first) * (second - low2)
+    above += (second - low2) ** 2
+    difference = first - second
+    return max(-1.0, difference - math.sqrt(below)), min(1.0, difference + math.sqrt(above))
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray | float:

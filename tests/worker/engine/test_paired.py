@@ -9,7 +9,12 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from worker.engine.paired import auroc, mcnemar_exact_p, paired_bootstrap
+from worker.engine.paired import (
+    auroc,
+    mcnemar_exact_p,
+    paired_bootstrap,
+    paired_proportions_interval,
+)
 
 
 def test_mcnemar_counts_only_the_records_that_changed() -> None:
@@ -30,6 +35,30 @@ def test_mcnemar_agrees_with_scipy_on_large_counts() -> None:
     for newly, lost in ((120, 80), (500, 480), (31, 9)):
         expected = binomtest(newly, newly + lost, 0.5, "greater").pvalue
         assert mcnemar_exact_p(newly, lost) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        # Newcombe (1998), Statistics in Medicine 17:2635, Table II, method 10 (95%): pairs
+        # (both, first only, second only, neither).
+        ((36, 12, 2, 0), (0.0569, 0.3404)),
+        ((18, 12, 2, 18), (0.0562, 0.3290)),
+        ((53, 0, 0, 1), (-0.0729, 0.0729)),
+        ((0, 30, 0, 0), (0.8395, 1.0)),
+    ],
+)
+def test_the_paired_score_interval_matches_newcombes_published_values(table, expected) -> None:
+    assert paired_proportions_interval(*table) == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_paired_score_interval_keeps_a_width_when_nothing_changed() -> None:
+    # 20 records alike, none positive: Wilson's interval of 0/20 is [0, z^2 / (20 + z^2)] and
+    # phi is 0 (a margin is empty), so p1 - p2 ranges +- that upper limit (0.1611).
+    z = 1.959963984540054
+    by_hand = z**2 / (20 + z**2)
+    assert paired_proportions_interval(0, 0, 0, 20) == pytest.approx((-by_hand, by_hand))
+    assert paired_proportions_interval(0, 0, 0, 20, level=0.01)[1] > by_hand  # stricter, wider
 
 
 def test_auroc_is_mann_whitney_with_ties_counted_half() -> None:
