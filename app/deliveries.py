@@ -19,6 +19,9 @@ COUNTED_PREFIX = "webhook."
 
 def _reason(status: str, detail: dict[str, Any]) -> str | None:
     """One sentence on what became of an accepted delivery."""
+    if status == "received" and detail.get("retries"):
+        earlier = (detail.get("retried") or {}).get("status")
+        return f"queued again for a worker (retry {detail['retries']}; the earlier was {earlier})"
     if status == "received":
         return "queued for a worker"
     if detail.get("reason"):

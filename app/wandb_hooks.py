@@ -19,7 +19,10 @@ What W&B sends, from its documentation (docs.wandb.ai, "Create a webhook automat
 W&B sends no delivery id and no timestamp, so a delivery's id is its event: one per (artifact
 version, event, alias). The same event delivered again (a retry, a replay) is answered 200
 with the first delivery's state and starts nothing; another alias on the same version, or the
-version's link event, is an event of its own.
+version's link event, is an event of its own. Unless the first delivery was never handled: its
+handling failed, or it is still `received` after RETRY_STALE_AFTER (its task was lost). Then the
+delivery is recorded as a retry and queued again, so a version is never left unaudited; a
+replay of it stays harmless, audits being idempotent per policy and version.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ import hmac
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from app.hooks import json_object, wandb_event
 from core.config import Settings
-from core.db import Database
+from core.db import Database, utcnow
 from core.errors import ApiError
 from core.inspection import wandb_models
 from core.inspection.errors import ModelError
@@ -57,6 +63,10 @@ FIELDS = (
     "event_author",
 )
 MAX_FIELD_CHARS = 500
+# A delivery still `received` this long after it was queued was lost (a worker died holding it,
+# the broker dropped it): the same event delivered again is queued again. Handling one takes
+# seconds; a queue behind long audits may hold it longer, and a second task is harmless.
+RETRY_STALE_AFTER = timedelta(minutes=5)
 
 
 def wandb_signature(secret: str, body: bytes) -> str:
@@ -131,11 +141,21 @@ def event_key(fields: Mapping[str, str]) -> str | None:
     return hashlib.sha256(identity.encode()).hexdigest()[:40]
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A delivery let in: queued (`earlier` None; `retry` > 0 when it redelivers an event
+    whose first delivery was never handled), or a duplicate of `earlier`, queued not again."""
+
+    key: str
+    earlier: dict[str, Any] | None = None
+    retry: int = 0
+
+
 def accept_wandb(
     db: Database, settings: Settings, headers: Mapping[str, str], body: bytes
-) -> tuple[str, dict[str, Any] | None]:
-    """(delivery key, None) for a new event, recorded; (key, the earlier delivery's state)
-    for an event received before, which is not queued again."""
+) -> Accepted:
+    """Record a new event; an event received before is a duplicate, unless its first delivery
+    failed or was lost, when this one is recorded as a retry to queue again."""
     verify_wandb(headers, body, settings.wandb_webhook_token, settings.wandb_webhook_secret)
     fields = known_fields(json_object(body))
     key = f"{SOURCE}:{event_key(fields) or uuid.uuid4().hex}"
@@ -149,5 +169,33 @@ def accept_wandb(
             earlier = session.get(WebhookDelivery, key)
             if earlier is None:  # not the replay guard that refused it: a real failure
                 raise
-            return key, {"status": earlier.status, "detail": earlier.detail or {}}
-    return key, None
+            state = {"status": earlier.status, "detail": earlier.detail or {}}
+            if not _unhandled(earlier):
+                return Accepted(key, earlier=state)
+            retry = int((earlier.detail or {}).get("retries") or 0) + 1
+            # What became of the earlier try, flat: retries never nest their histories.
+            retried = {"status": earlier.status, "reason": (earlier.detail or {}).get("reason")}
+            # Only the delivery that moves the row on queues it: of two at once, one retries.
+            claimed = session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == key,
+                    WebhookDelivery.status == earlier.status,
+                    WebhookDelivery.received_at == earlier.received_at,
+                )
+                .values(
+                    status="received",
+                    received_at=utcnow(),
+                    detail={"retries": retry, "retried": retried},
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        return Accepted(key, retry=retry) if claimed else Accepted(key, earlier=state)
+    return Accepted(key)
+
+
+def _unhandled(delivery: WebhookDelivery) -> bool:
+    """Its handling failed, or it has waited so long for a worker that its task was lost."""
+    return delivery.status == "failed" or (
+        delivery.status == "received" and delivery.received_at < utcnow() - RETRY_STALE_AFTER
+    )

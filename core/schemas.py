@@ -288,7 +288,7 @@ class ReauditRequest(StrictModel):
 
 
 DeliverySource = Literal["mlflow", "huggingface", "wandb"]
-DeliveryOutcome = Literal["received", "processed", "ignored", "reconciled", "refused"]
+DeliveryOutcome = Literal["received", "processed", "ignored", "failed", "reconciled", "refused"]
 
 
 class DeliveryAudit(BaseModel):

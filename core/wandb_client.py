@@ -4,10 +4,10 @@
 that a test implements it over a folder (tests/wandb_fake.py). `PackageClient` wraps the
 `wandb` package (the optional extra `memaudit[wandb]`, imported only when a W&B model is
 audited); it is written against the package's public API (`wandb.Api().artifact`, an
-artifact's `version`, `get_entry(name).download(root)`, `manifest.entries`, `metadata` and
-`save()`) and has NOT been run against W&B's servers from this repository's tests. The package
-makes its own HTTP requests to MEMAUDIT_WANDB_BASE_URL, as the MLflow and Hub clients do, with
-MEMAUDIT_WANDB_API_KEY, which is never logged.
+artifact's `version`, `get_entry(name).download(root)`, `manifest.entries` and each entry's
+`ref`, `metadata` and `save()`) and has NOT been run against W&B's servers from this
+repository's tests. The package makes its own HTTP requests to MEMAUDIT_WANDB_BASE_URL, as the
+MLflow and Hub clients do, with MEMAUDIT_WANDB_API_KEY, which is never logged.
 """
 
 from __future__ import annotations
@@ -41,13 +41,19 @@ class PackageClient:
     def resolve(self, path: str, ref: str) -> str:
         return str(self._artifact(f"{path}:{ref}").version)
 
-    def files(self, version: ArtifactVersion) -> list[str]:
-        return list(self._artifact(version.name).manifest.entries)
+    def files(self, version: ArtifactVersion) -> dict[str, str | None]:
+        # `ref` is set on an entry made by `add_reference`: the SDK downloads it through its
+        # storage handlers (a local path, S3, GCS, any URL), not from W&B.
+        entries = self._artifact(version.name).manifest.entries
+        return {str(name): entry.ref for name, entry in entries.items()}
 
     def download(self, version: ArtifactVersion, names: Sequence[str], target: Path) -> None:
         artifact = self._artifact(version.name)
         for name in names:  # one entry at a time: only the files asked for are fetched
-            artifact.get_entry(name).download(root=str(target))
+            entry = artifact.get_entry(name)
+            if entry.ref is not None:  # never read a reference, whoever asks
+                raise ModelError(f"{version.name}: {name} is a reference, not stored in W&B")
+            entry.download(root=str(target))
 
     def metadata(self, version: ArtifactVersion) -> dict[str, Any]:
         return dict(self._artifact(version.name).metadata or {})

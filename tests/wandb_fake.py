@@ -5,6 +5,7 @@ a folder, so a worker process and the test read and write the same registry:
 
     <root>/<entity>/<project>/<collection>/v<N>/files/...   a version's files
     <root>/<entity>/<project>/<collection>/v<N>/metadata.json
+    <root>/<entity>/<project>/<collection>/v<N>/references.json  {"name": "file:///..."}
     <root>/<entity>/<project>/<collection>/aliases.json     {"alias": "v<N>"}
     <root>/fetched.log                                       every file a client downloaded
 
@@ -14,8 +15,10 @@ W&B renders it (`${event_type}` is LINK_ARTIFACT or ADD_ARTIFACT_ALIAS); `delive
 the way W&B's documentation says a webhook is called: the access token as
 `Authorization: Bearer`, and X-Wandb-Signature computed by W&B's own troubleshooting recipe
 (`openssl dgst -sha256 -hmac "$SECRET" -binary | base64`), run through openssl here so the
-service's signature code is checked against an independent one. Nothing here is W&B's
-behaviour beyond these shapes.
+service's signature code is checked against an independent one. A reference entry (the SDK's
+`add_reference`, an entry whose `ref` is set) is downloaded as the SDK would a `file://` one:
+copied from that path, so a test sees what a client that fetched it would leak. Nothing here is
+W&B's behaviour beyond these shapes.
 """
 
 from __future__ import annotations
@@ -48,9 +51,14 @@ class FakeWandb:
         return json.loads(file.read_text()) if file.exists() else {}
 
     def link(
-        self, path: str, folder: Path, extra: Mapping[str, bytes] | None = None
+        self,
+        path: str,
+        folder: Path,
+        extra: Mapping[str, bytes] | None = None,
+        references: Mapping[str, str] | None = None,
     ) -> ArtifactVersion:
-        """A new version of the collection holding `folder`'s files (and `extra`), `latest`."""
+        """A new version of the collection holding `folder`'s files (and `extra`), and entries
+        referencing `references`' URIs (`add_reference`), `latest`."""
         collection = self._collection(path)
         collection.mkdir(parents=True, exist_ok=True)
         number = sum(1 for d in collection.iterdir() if d.is_dir() and d.name.startswith("v"))
@@ -62,6 +70,7 @@ class FakeWandb:
             (files / name).parent.mkdir(parents=True, exist_ok=True)
             (files / name).write_bytes(content)
         (self._version_dir(version) / "metadata.json").write_text("{}")
+        (self._version_dir(version) / "references.json").write_text(json.dumps(references or {}))
         self.add_alias(version, "latest")
         return version
 
@@ -82,17 +91,23 @@ class FakeWandb:
         except KeyError:
             raise LookupError(f"artifact {path}:{ref} not found") from None
 
-    def files(self, version: ArtifactVersion) -> list[str]:
+    def _references(self, version: ArtifactVersion) -> dict[str, str]:
+        file = self._version_dir(version) / "references.json"
+        return json.loads(file.read_text()) if file.exists() else {}
+
+    def files(self, version: ArtifactVersion) -> dict[str, str | None]:
         files = self._version_dir(version) / "files"
         if not files.is_dir():
             raise LookupError(f"artifact {version.name} not found")
-        return sorted(p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file())
+        stored = {p.relative_to(files).as_posix(): None for p in files.rglob("*") if p.is_file()}
+        return {**stored, **self._references(version)}
 
     def download(self, version: ArtifactVersion, names: Sequence[str], target: Path) -> None:
-        files = self._version_dir(version) / "files"
+        files, references = self._version_dir(version) / "files", self._references(version)
         for name in names:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(files / name, target / name)
+            source = Path(references[name].removeprefix("file://")) if name in references else None
+            shutil.copyfile(source or files / name, target / name)
             with (self.root / "fetched.log").open("a") as log:
                 log.write(f"{version.name}/{name}\n")
 

@@ -182,8 +182,21 @@ def handle_delivery(db: Database, settings: Settings, celery: Celery, key: str) 
             outcome["refused"] = refused
     with db.session() as session:
         delivery = session.get(WebhookDelivery, key)
-        delivery.status, delivery.detail = outcome["status"], outcome
+        # A redelivery's count (app/wandb_hooks.py) stays shown beside the outcome.
+        retries = {k: v for k, v in (delivery.detail or {}).items() if k == "retries"}
+        delivery.status, delivery.detail = outcome["status"], {**outcome, **retries}
     return outcome
+
+
+def mark_failed(db: Database, key: str, reason: str) -> None:
+    """A delivery whose handling raised ends `failed` rather than `received` for ever: the
+    deliveries page says why, and the same W&B event delivered again is queued again
+    (app/wandb_hooks.py)."""
+    with db.session() as session:
+        delivery = session.get(WebhookDelivery, key)
+        if delivery is not None and delivery.status == "received":
+            delivery.status = "failed"
+            delivery.detail = {**(delivery.detail or {}), "status": "failed", "reason": reason}
 
 
 def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:

@@ -33,6 +33,7 @@ from worker.model_registry import (
     WRITE_BACK_BACKOFF_SECONDS,
     WRITE_BACK_RETRIES,
     handle_delivery,
+    mark_failed,
     reconcile,
     write_back,
 )
@@ -170,9 +171,24 @@ def write_back_to_registry(audit_id: str) -> dict[str, str]:
         raise failure from None
 
 
+class DeliveryFailed(RuntimeError):
+    """Handling a registry delivery raised; the message is scrubbed of credentials."""
+
+
 @celery_app.task(name=HANDLE_REGISTRY_EVENT)
 def handle_registry_event(key: str) -> dict:
-    outcome = handle_delivery(database(), get_settings(), celery_app, key)
+    db = database()
+    try:
+        outcome = handle_delivery(db, get_settings(), celery_app, key)
+    except Exception as exc:
+        # Not log.exception: a registry client's errors may name the URL it called.
+        reason = f"{type(exc).__name__}: {scrubbed(str(exc))[:300]}"
+        log.warning("registry delivery %s failed: %s", key, reason)
+        try:
+            mark_failed(db, key, reason)
+        except Exception:  # the database is down too: the delivery stays `received`
+            log.warning("could not mark registry delivery %s failed", key)
+        raise DeliveryFailed(reason) from None
     log.info("registry delivery %s: %s", key, outcome)
     return outcome
 

@@ -61,16 +61,20 @@ async def wandb(
     request: Request, settings: SettingsDep, celery: CeleryDep
 ) -> dict[str, str] | JSONResponse:
     """W&B registry automations (a version linked, an alias added), answered 202 once recorded;
-    the same event again is answered 200 with the first one's state, and starts nothing."""
+    the same event again is answered 200 with the first one's state, and starts nothing, unless
+    the first was never handled (failed, or lost): then it is queued again as a retry."""
     body = await request.body()
     try:
-        key, earlier = await run_in_threadpool(
+        accepted = await run_in_threadpool(
             wandb_hooks.accept_wandb, request.app.state.db, settings, request.headers, body
         )
     except ApiError as refused:
         await run_in_threadpool(_refused, request, "wandb", refused, body)
         raise
-    if earlier is not None:
-        return JSONResponse({"delivery": key, "status": "duplicate", "earlier": earlier})
+    key = accepted.key
+    if accepted.earlier is not None:
+        return JSONResponse({"delivery": key, "status": "duplicate", "earlier": accepted.earlier})
     await run_in_threadpool(hooks.dispatch, celery, settings, key)
+    if accepted.retry:
+        return {"delivery": key, "status": "accepted", "retry": str(accepted.retry)}
     return {"delivery": key, "status": "accepted"}

@@ -8,7 +8,10 @@ audit must name what it audited. A registry's collections live in the project
 The version's files are brought through a `WandbClient` (below; core/wandb_client.py) into a cache
 keyed by path and version (a version's files never change), only the safe ones (configs,
 tokenizers, safetensors; never pickles or code), then loaded like any `save_pretrained`
-directory with the same refusals.
+directory with the same refusals. Only files stored in W&B itself are fetched: a reference
+entry (`add_reference`: a `file://`, `s3://`, `gs://` or `http(s)://` URI) would be read by the
+client from wherever it points, the worker's own disk or any host, so a version whose safe
+files include one is refused, naming them.
 """
 
 from __future__ import annotations
@@ -70,8 +73,9 @@ class WandbClient(Protocol):
     def resolve(self, path: str, ref: str) -> str:
         """The version number (`v<N>`) that a version or alias of the collection names now."""
 
-    def files(self, version: ArtifactVersion) -> list[str]:
-        """The names of the version's files, relative to its root."""
+    def files(self, version: ArtifactVersion) -> dict[str, str | None]:
+        """The version's files, relative to its root, each with the URI it references
+        (`add_reference`), or None for a file stored in W&B itself."""
 
     def download(self, version: ArtifactVersion, names: Sequence[str], target: Path) -> None:
         """Write these files of the version beneath `target`, at their relative names."""
@@ -148,7 +152,7 @@ def fetch(uri: str, client: WandbClient, cache_root: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        names = safe_names(client.files(version))
+        names = stored_safe_names(version, client.files(version))
         if not names:
             raise ModelError(f"{version.name} holds no config, tokenizer or safetensors files")
         client.download(version, names, staging)
@@ -172,3 +176,18 @@ def fetch(uri: str, client: WandbClient, cache_root: Path) -> Path:
 def safe_names(names: Sequence[str]) -> list[str]:
     """The files of a version an audit may fetch; pickles, code and odd paths are left."""
     return sorted(name for name in names if is_safe(name))
+
+
+def stored_safe_names(version: ArtifactVersion, files: Mapping[str, str | None]) -> list[str]:
+    """The safe files to fetch, all stored in W&B; ModelError naming the safe files that are
+    references, which the client would fetch from wherever they point (a path on the worker,
+    any host). Unsafe references are left like any unsafe file."""
+    names = safe_names(list(files))
+    referenced = [name for name in names if files[name] is not None]
+    if referenced:
+        shown = ", ".join(referenced[:10]) + (", ..." if len(referenced) > 10 else "")
+        raise ModelError(
+            f"{version.name} holds files that are references to storage outside W&B ({shown}); "
+            "memaudit fetches only files stored in W&B: log them with add_file or add_dir"
+        )
+    return names

@@ -5,15 +5,27 @@ Revises: 0013
 
 Who created or cancelled audits and who changed policies, keys or teams. The database itself
 refuses to change or remove an entry: a trigger aborts every UPDATE and DELETE (and, on
-PostgreSQL, TRUNCATE), whoever connects. No foreign keys: nothing deleted elsewhere can cascade
-into the log.
+PostgreSQL, TRUNCATE). No foreign keys: nothing deleted elsewhere can cascade into the log.
+
+The triggers bind every role, the table's owner too; but the owner can disable or drop them
+(ALTER TABLE ... DISABLE TRIGGER, DROP TRIGGER, DROP TABLE), as can anyone who may write the
+SQLite file. The owner is whoever ran this migration: where that is the service's own role, the
+log is append-only against mistakes, not against that role. README's "Audit log" section says
+how to make it tamper-proof on PostgreSQL (a separate owner role; UPDATE, DELETE and TRUNCATE
+revoked from the service's).
+
+The downgrade drops the table: it is refused while the log holds entries, unless
+MEMAUDIT_MIGRATE_DROP_AUDIT_LOG=1 says they were exported and may go.
 
 A later migration that rebuilds this table on SQLite (a batch operation copies the table and
 drops the old one) must create the triggers again.
 """
 
+import os
+
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 
 revision = "0014"
 down_revision = "0013"
@@ -22,6 +34,7 @@ depends_on = None
 
 TABLE = "audit_log"
 REFUSAL = "audit_log is append-only"
+ALLOW_DROP = "MEMAUDIT_MIGRATE_DROP_AUDIT_LOG"
 
 POSTGRES_UP = [
     f"""
@@ -80,6 +93,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    entries = op.get_bind().scalar(sa.text(f"SELECT count(*) FROM {TABLE}"))
+    if entries and os.environ.get(ALLOW_DROP) != "1":
+        raise CommandError(
+            f"{TABLE} holds {entries} entries, which a downgrade below 0014 would drop with the "
+            f"table: export them first (GET /v1/audit-log, or the table itself), then run the "
+            f"downgrade again with {ALLOW_DROP}=1"
+        )
     # Dropping the table drops its triggers (DROP runs no row trigger on either database).
     op.drop_table(TABLE)
     if op.get_bind().dialect.name == "postgresql":

@@ -46,3 +46,39 @@ def test_a_failing_write_back_retries_with_jittered_doubling_waits(
     bounds = [WRITE_BACK_BACKOFF_SECONDS * 2**n for n in range(len(countdowns))]
     assert all(0 <= wait <= bound for wait, bound in zip(countdowns, bounds, strict=True))
     assert countdowns != bounds  # jittered, not the bare doubling
+
+
+def test_a_delivery_whose_handling_raises_ends_failed(monkeypatch, tmp_path) -> None:
+    """Not `received` for ever: a W&B redelivery of the event is then queued again."""
+    from app.migrate import upgrade
+    from core.db import Database
+    from core.models import WebhookDelivery
+    from worker import tasks
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("MEMAUDIT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MEMAUDIT_DATABASE_URL", url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(tasks, "_db", None)
+    upgrade(url)
+    db = Database(url)
+    with db.session() as session:
+        session.add(
+            WebhookDelivery(id="wandb:k", source="wandb", event="LINK_ARTIFACT", payload={})
+        )
+
+    def broken(*_: object) -> dict:
+        raise RuntimeError("failed calling https://user:hunter2@wandb.example/graphql")
+
+    monkeypatch.setattr(tasks, "handle_delivery", broken)
+    try:
+        result = tasks.handle_registry_event.apply(args=["wandb:k"])
+        assert result.state == "FAILURE" and isinstance(result.result, tasks.DeliveryFailed)
+        with db.session() as session:
+            delivery = session.get(WebhookDelivery, "wandb:k")
+            assert delivery.status == "failed"
+            assert delivery.detail["reason"].startswith("RuntimeError: failed calling")
+            assert "hunter2" not in delivery.detail["reason"]
+    finally:
+        db.dispose()
+        get_settings.cache_clear()

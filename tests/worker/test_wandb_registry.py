@@ -121,6 +121,35 @@ def test_an_event_names_the_version_to_audit(tmp_path, fake, tiny_lm) -> None:
     assert other == ("ignore", "event RUN_METRIC starts nothing")
 
 
+def test_a_version_whose_safe_files_are_references_is_refused(tmp_path, fake: FakeWandb) -> None:
+    """A reference entry (`add_reference`) would be read from wherever it points, here a file
+    on the worker: the version is refused, naming it, and nothing is fetched."""
+    folder, secret = tmp_path / "model", tmp_path / "worker-secret.json"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    secret.write_text('{"password": "hunter2"}')
+    version = fake.link(PATH, folder, references={"tokenizer.json": f"file://{secret}"})
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelError, match=r"references to storage outside W&B \(tokenizer.json\)"):
+        wandb_models.fetch(version.uri, fake, cache)
+    assert fake.fetched() == []
+    assert not any("hunter2" in p.read_text() for p in cache.rglob("*.json"))
+
+
+def test_a_reference_the_audit_would_not_read_is_passed_over(tmp_path, fake: FakeWandb) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    version = fake.link(PATH, folder, references={"train.bin": "s3://bucket/train.bin"})
+    target = wandb_models.fetch(version.uri, fake, tmp_path / "cache")
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    assert all(not name.endswith("train.bin") for name in fake.fetched())
+
+
 @pytest.fixture
 def db(tmp_path: Path, fake: FakeWandb):
     settings = _settings(tmp_path, fake)

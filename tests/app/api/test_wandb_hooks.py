@@ -8,17 +8,21 @@ with openssl, W&B's own recipe); W&B itself cannot be reached here.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.keys import create_key
 from app.teams import create_team
-from app.wandb_hooks import verify_wandb, wandb_signature
+from app.wandb_hooks import RETRY_STALE_AFTER, verify_wandb, wandb_signature
+from core.db import utcnow
 from core.errors import ApiError
 from core.inspection.wandb_models import ArtifactVersion
 from core.models import WebhookDelivery, WebhookRefusal
 from tests.app.api.test_audits import queued_messages
 from tests.wandb_fake import deliver, openssl_signature
+from worker.model_registry import mark_failed
 
 TOKEN = "wandb-webhook-access-token-0123456789"
 SECRET = "wandb-webhook-signing-secret-0123456789"
@@ -159,6 +163,52 @@ def test_a_replayed_delivery_starts_nothing_but_another_event_of_the_version_doe
         "ADD_ARTIFACT_ALIAS(staging)",
         "ADD_ARTIFACT_ALIAS(candidate)",
     }
+
+
+def _set(stack, key: str, **values: object) -> None:
+    with stack.db.session() as session:
+        session.execute(update(WebhookDelivery).where(WebhookDelivery.id == key).values(**values))
+
+
+def test_an_event_whose_first_delivery_was_never_handled_is_queued_again(stack) -> None:
+    """A failed or lost first delivery must not turn the redelivery into a dropped duplicate:
+    the version would never be audited."""
+    key = deliver(stack.client, URL, _payload(), token=TOKEN, secret=SECRET).json()["delivery"]
+    mark_failed(stack.db, key, "OperationalError: the database went away")  # as the task does
+    [failed] = _deliveries(stack)
+    assert failed.status == "failed" and "went away" in failed.detail["reason"]
+
+    retried = deliver(stack.client, URL, _payload(), token=TOKEN, secret=SECRET)
+    assert retried.status_code == 202, retried.text
+    assert retried.json() == {"delivery": key, "status": "accepted", "retry": "1"}
+    [row] = _deliveries(stack)
+    assert row.status == "received" and row.detail["retries"] == 1
+    assert row.detail["retried"] == {
+        "status": "failed",
+        "reason": "OperationalError: the database went away",
+    }
+    assert queued_messages(stack) == 2
+    listed = stack.client.get("/v1/deliveries", headers=stack.headers, params={"source": "wandb"})
+    assert "retry 1; the earlier was failed" in listed.json()["data"][0]["reason"]
+
+    # Queued moments ago: a redelivery now is a duplicate, and queues nothing.
+    again = deliver(stack.client, URL, _payload(), token=TOKEN, secret=SECRET)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert queued_messages(stack) == 2
+
+    # Still `received` past RETRY_STALE_AFTER: its task was lost, so it is queued again.
+    _set(stack, key, received_at=utcnow() - RETRY_STALE_AFTER - timedelta(seconds=1))
+    lost = deliver(stack.client, URL, _payload(), token=TOKEN, secret=SECRET)
+    assert lost.status_code == 202 and lost.json()["retry"] == "2"
+    [row] = _deliveries(stack)
+    assert row.detail == {"retries": 2, "retried": {"status": "received", "reason": None}}
+    assert queued_messages(stack) == 3
+
+    # Handled, however long ago: a duplicate.
+    _set(stack, key, status="processed", received_at=utcnow() - timedelta(days=1))
+    handled = deliver(stack.client, URL, _payload(), token=TOKEN, secret=SECRET)
+    assert handled.status_code == 200 and handled.json()["status"] == "duplicate"
+    assert len(_deliveries(stack)) == 1 and queued_messages(stack) == 3
 
 
 def test_an_unconfigured_hook_is_not_found(make_stack) -> None:
