@@ -207,15 +207,17 @@ class Settings(BaseSettings):
     callback_timeout_seconds: float = Field(10.0, gt=0)
     # Notification e-mail (a team's e-mail channels): the relay, how the connection is secured
     # (`starttls` upgrades a plain connection, `ssl` is TLS from the first byte, `none` is plain
-    # text), its login and the sender. The host is held to the callback address rules
-    # (CALLBACK_ALLOW_PRIVATE) before each connection. Webhook channels follow those rules too,
-    # and every notification is retried like a callback (CALLBACK_MAX_ATTEMPTS, _BACKOFF_SECONDS).
+    # text), its login and the sender. The host is resolved and judged before each connection;
+    # a relay on a private network (the usual case) needs SMTP_ALLOW_PRIVATE, which opens only
+    # the relay, never a team's webhook (those follow the callback rules). Every
+    # notification is retried like a callback (CALLBACK_MAX_ATTEMPTS, _BACKOFF_SECONDS).
     smtp_host: str = ""
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_security: str = Field("starttls", pattern="^(starttls|ssl|none)$")
     smtp_user: str = ""
     smtp_password: str = Field("", repr=False)
     smtp_from: str = ""
+    smtp_allow_private: bool = False
     # Model registries: MLflow (tracking server, webhook secret) and the Hugging Face Hub.
     mlflow_tracking_uri: str = ""
     mlflow_webhook_secret: str = ""
