@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from core.config import Settings
-from core.notifications import mail_configured
+from core.notifications import mail_configured, recipients_outside
 from core.outbound import UrlNotAllowed, checked_addresses
 from worker.delivery import MAX_ERROR_CHARS, Response
 
@@ -81,6 +81,13 @@ def send(settings: Settings, message: EmailMessage, recipients: Sequence[str]) -
     """One delivery attempt to the relay; never raises."""
     if not mail_configured(settings):
         return Response(None, "e-mail is not set up (MEMAUDIT_SMTP_HOST, _FROM)", False)
+    outside = recipients_outside(list(recipients), settings.smtp_domains)
+    if outside:  # the domains may have narrowed since the channel was made: nothing is sent
+        return Response(
+            None,
+            f"{len(outside)} recipient(s) not in MEMAUDIT_SMTP_ALLOWED_DOMAINS; nothing sent",
+            retryable=False,
+        )
     try:
         address = checked_addresses(
             settings.smtp_host,

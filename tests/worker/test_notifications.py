@@ -191,6 +191,28 @@ def test_a_private_smtp_relay_is_refused_before_connecting(make_db) -> None:
     assert "ConnectionRefusedError" in response.error
 
 
+def test_recipients_outside_the_allowed_domains_are_refused_at_send(make_db) -> None:
+    """The domains may narrow after a channel was made: each send checks again, sends nothing
+    (not even to the recipients still inside) and is not retried."""
+    settings, db = make_db(
+        smtp_host="127.0.0.1",
+        smtp_port=1,  # nothing listens: a connection attempt would be a retryable error
+        smtp_from="memaudit@example.org",
+        smtp_security="none",
+        smtp_allow_private=True,
+        smtp_allowed_domains="example.org",
+    )
+    audit_id = _failed_audit(db)
+    channel_id = _channel(db, kind="email", recipients=["ops@example.org", "someone@elsewhere.net"])
+    attempt = deliver(db, settings, channel_id, audit_id, 1)
+    assert (attempt.delivered, attempt.retry) == (False, False)
+    ((_, code, _, error),) = _log(db, channel_id)
+    assert code is None and "not in MEMAUDIT_SMTP_ALLOWED_DOMAINS" in error
+    inside = mail.send(settings, mail.envelope(settings, ["ops@example.org"], "s", "t"),
+                       ["ops@example.org"])  # fmt: skip
+    assert inside.retryable and "ConnectionRefusedError" in inside.error
+
+
 def test_no_secret_reaches_a_message(make_db) -> None:
     settings, db = make_db(
         smtp_user="relay-user-42",
