@@ -112,17 +112,10 @@ def _port(parts: Any) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def check_url(
-    url: str,
-    allowed_hosts: Sequence[str],
-    allow_private: bool,
-    *,
-    setting: str = CALLBACK_HOSTS_SETTING,
-    private_setting: str = CALLBACK_PRIVATE_SETTING,
-) -> None:
+def check_url(url: str, allowed_hosts: Sequence[str], allow_private: bool) -> None:
     """Raise UrlNotAllowed unless the service may POST to this URL (checked at submit; each
-    request is checked again as it is sent). A user's URL (a callback, a webhook channel)
-    is held to the callback rules unless the caller names others."""
+    request is checked again as it is sent). A user's URL (a callback, a webhook channel):
+    the callback rules, and a refusal names their settings."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UrlNotAllowed("callback URLs must be absolute http or https URLs")
@@ -131,8 +124,8 @@ def check_url(
         _port(parts),
         allowed_hosts,
         allow_private,
-        setting,
-        private_setting=private_setting,
+        CALLBACK_HOSTS_SETTING,
+        private_setting=CALLBACK_PRIVATE_SETTING,
     )
 
 
