@@ -3,7 +3,8 @@
 A key manages its own team's channels with submit scope (as it may point an audit's callback
 anywhere the callback rules allow) and reads them with read scope; an admin key manages every
 team's. The webhook URL is checked against the callback address rules when the channel is
-made (and again on every send), and never leaves the service again in full.
+made (and again on every send), and never leaves the service again in full; an e-mail
+channel's recipients must be in MEMAUDIT_SMTP_ALLOWED_DOMAINS (when set), also on every send.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from core.audit_log import record
 from core.config import Settings
 from core.errors import ApiError
 from core.models import ApiKey, NotificationChannel, NotificationDelivery
-from core.notifications import mail_configured, masked_url
+from core.notifications import mail_configured, masked_url, recipients_outside
 from core.outbound import UrlNotAllowed, check_url
 from core.schemas import ChannelCreate, ChannelPublic
 from core.tenancy import can_see, visible
@@ -58,6 +59,13 @@ def _check_target(body: ChannelCreate, settings: Settings) -> None:
             422,
             "email_not_configured",
             "e-mail channels need the service's relay: MEMAUDIT_SMTP_HOST and MEMAUDIT_SMTP_FROM",
+        )
+    elif outside := recipients_outside(body.recipients, settings.smtp_domains):
+        raise ApiError(
+            422,
+            "recipient_not_allowed",
+            f"{', '.join(outside)}: not in a domain this service mails "
+            "(MEMAUDIT_SMTP_ALLOWED_DOMAINS)",
         )
 
 

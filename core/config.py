@@ -207,15 +207,20 @@ class Settings(BaseSettings):
     callback_timeout_seconds: float = Field(10.0, gt=0)
     # Notification e-mail (a team's e-mail channels): the relay, how the connection is secured
     # (`starttls` upgrades a plain connection, `ssl` is TLS from the first byte, `none` is plain
-    # text), its login and the sender. The host is held to the callback address rules
-    # (CALLBACK_ALLOW_PRIVATE) before each connection. Webhook channels follow those rules too,
-    # and every notification is retried like a callback (CALLBACK_MAX_ATTEMPTS, _BACKOFF_SECONDS).
+    # text), its login and the sender. The host is resolved and judged before each connection;
+    # a relay on a private network (the usual case) needs SMTP_ALLOW_PRIVATE, which opens only
+    # the relay, never a team's webhook (those follow the callback rules). Recipients must be
+    # in SMTP_ALLOWED_DOMAINS (or a subdomain); empty: any, refused in production, since any
+    # submit key could otherwise send mail through the operator's relay to anyone. Every
+    # notification is retried like a callback (CALLBACK_MAX_ATTEMPTS, _BACKOFF_SECONDS).
     smtp_host: str = ""
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_security: str = Field("starttls", pattern="^(starttls|ssl|none)$")
     smtp_user: str = ""
     smtp_password: str = Field("", repr=False)
     smtp_from: str = ""
+    smtp_allow_private: bool = False
+    smtp_allowed_domains: str = Field("", description="domains, comma-separated; empty: any")
     # Model registries: MLflow (tracking server, webhook secret) and the Hugging Face Hub.
     mlflow_tracking_uri: str = ""
     mlflow_webhook_secret: str = ""
@@ -370,6 +375,11 @@ class Settings(BaseSettings):
         if self.oidc_issuer and not self.oidc_issuer.startswith("https://"):
             raise ValueError("production needs an https MEMAUDIT_OIDC_ISSUER")
         secrets_in_use["MEMAUDIT_OIDC_CLIENT_SECRET"] = self.oidc_client_secret
+        if self.smtp_host and not self.smtp_domains:
+            raise ValueError(
+                "production needs MEMAUDIT_SMTP_ALLOWED_DOMAINS with MEMAUDIT_SMTP_HOST: "
+                "otherwise any submit key sends mail through the relay to any address"
+            )
         if self.smtp_password and self.smtp_security == "none":
             raise ValueError(
                 "MEMAUDIT_SMTP_PASSWORD would cross the network in clear: set "
@@ -464,6 +474,11 @@ class Settings(BaseSettings):
     @property
     def callback_hosts(self) -> list[str]:
         return _split_hosts(self.callback_allowed_hosts)
+
+    @property
+    def smtp_domains(self) -> list[str]:
+        """The allowed recipient domains, lower case, without a leading `@` or dot."""
+        return [d.lower().lstrip("@.").rstrip(".") for d in _split_hosts(self.smtp_allowed_domains)]
 
     @property
     def chat_hosts(self) -> list[str]:

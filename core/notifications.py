@@ -60,3 +60,17 @@ def masked_url(url: str) -> str:
 def mail_configured(settings: Settings) -> bool:
     """E-mail channels need the operator's relay and a sender."""
     return bool(settings.smtp_host and settings.smtp_from)
+
+
+def recipients_outside(recipients: list[str], domains: list[str]) -> list[str]:
+    """The recipients whose domain is none of `domains` nor a subdomain of one (none when no
+    domain is set): the operator's relay mails only where the operator allows, not wherever a
+    submit key names."""
+    if not domains:
+        return []
+    outside = []
+    for recipient in recipients:
+        domain = recipient.rsplit("@", 1)[-1].lower().rstrip(".")
+        if not any(domain == allowed or domain.endswith("." + allowed) for allowed in domains):
+            outside.append(recipient)
+    return outside

@@ -73,10 +73,23 @@ def _parse(raw: str) -> Address:
     return ipaddress.ip_address(raw.split("%")[0])
 
 
+CALLBACK_HOSTS_SETTING = "MEMAUDIT_CALLBACK_ALLOWED_HOSTS"
+CALLBACK_PRIVATE_SETTING = "MEMAUDIT_CALLBACK_ALLOW_PRIVATE"
+
+
 def checked_addresses(
-    host: str, port: int, allowed_hosts: Sequence[str], allow_private: bool, setting: str
+    host: str,
+    port: int,
+    allowed_hosts: Sequence[str],
+    allow_private: bool,
+    setting: str,
+    *,
+    private_setting: str,
 ) -> list[Address]:
-    """The host's addresses, each judged; UrlNotAllowed if the host or any address is refused."""
+    """The host's addresses, each judged; UrlNotAllowed if the host or any address is refused.
+    `setting` and `private_setting` name the host list and the private-address opt-in that
+    govern this request (callbacks, the SMTP relay and the identity provider each have their
+    own), so a refusal tells the operator which one to change."""
     host = host.lower().strip("[]")
     if allowed_hosts and not any(fnmatchcase(host, pattern.lower()) for pattern in allowed_hosts):
         raise UrlNotAllowed(f"host {host!r} is not in {setting}")
@@ -90,8 +103,7 @@ def checked_addresses(
             reason = refusal(address)
             if reason:
                 raise UrlNotAllowed(
-                    f"host {host!r} resolves to {reason}; set "
-                    "MEMAUDIT_CALLBACK_ALLOW_PRIVATE=true to allow it"
+                    f"host {host!r} resolves to {reason}; set {private_setting}=true to allow it"
                 )
     return addresses
 
@@ -102,7 +114,8 @@ def _port(parts: Any) -> int:
 
 def check_url(url: str, allowed_hosts: Sequence[str], allow_private: bool) -> None:
     """Raise UrlNotAllowed unless the service may POST to this URL (checked at submit; each
-    request is checked again as it is sent)."""
+    request is checked again as it is sent). A user's URL (a callback, a webhook channel):
+    the callback rules, and a refusal names their settings."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UrlNotAllowed("callback URLs must be absolute http or https URLs")
@@ -111,7 +124,8 @@ def check_url(url: str, allowed_hosts: Sequence[str], allow_private: bool) -> No
         _port(parts),
         allowed_hosts,
         allow_private,
-        "MEMAUDIT_CALLBACK_ALLOWED_HOSTS",
+        CALLBACK_HOSTS_SETTING,
+        private_setting=CALLBACK_PRIVATE_SETTING,
     )
 
 
@@ -120,10 +134,16 @@ class CheckedTransport(httpx.HTTPTransport):
     one judged, keeping the name for the Host header and TLS (SNI and the certificate)."""
 
     def __init__(
-        self, allowed_hosts: Sequence[str], allow_private: bool, setting: str, **options: Any
+        self,
+        allowed_hosts: Sequence[str],
+        allow_private: bool,
+        setting: str,
+        private_setting: str,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
-        self.allowed_hosts, self.allow_private, self.setting = allowed_hosts, allow_private, setting
+        self.allowed_hosts, self.allow_private = allowed_hosts, allow_private
+        self.setting, self.private_setting = setting, private_setting
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -131,7 +151,12 @@ class CheckedTransport(httpx.HTTPTransport):
             raise UrlNotAllowed(f"{url} is not an absolute http or https URL")
         port = url.port or (443 if url.scheme == "https" else 80)
         address = checked_addresses(
-            url.host, port, self.allowed_hosts, self.allow_private, self.setting
+            url.host,
+            port,
+            self.allowed_hosts,
+            self.allow_private,
+            self.setting,
+            private_setting=self.private_setting,
         )[0]
         if url.scheme == "https":
             request.extensions = {**request.extensions, "sni_hostname": url.host}
@@ -150,6 +175,7 @@ def checked_client(
     allow_private: bool,
     *,
     setting: str,
+    private_setting: str,
     timeout: float,
     follow_redirects: bool = False,
     headers: dict[str, str] | None = None,
@@ -157,7 +183,7 @@ def checked_client(
     """An HTTP client whose every request (redirects included) goes through the checks;
     proxies from the environment are ignored (a proxy would resolve the name again)."""
     return httpx.Client(
-        transport=CheckedTransport(allowed_hosts, allow_private, setting),
+        transport=CheckedTransport(allowed_hosts, allow_private, setting, private_setting),
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=MAX_REDIRECTS,

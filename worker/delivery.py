@@ -5,11 +5,17 @@ next attempt. Plain Python over HTTP; `worker/tasks.py` schedules the retries.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from http import HTTPStatus
 
 import httpx
 
 from core.config import Settings
-from core.outbound import UrlNotAllowed, checked_client
+from core.outbound import (
+    CALLBACK_HOSTS_SETTING,
+    CALLBACK_PRIVATE_SETTING,
+    UrlNotAllowed,
+    checked_client,
+)
 
 MAX_ERROR_CHARS = 500
 
@@ -38,11 +44,14 @@ class Response:
 
 def post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> Response:
     """The POST itself, each hop (redirects included) held to the callback address rules and
-    sent to the address that was checked; a refused URL or a network error is an answer too."""
+    sent to the address that was checked; a refused URL or a network error is an answer too.
+    What the receiver said is kept as its status only: the attempt log is shown to whoever
+    chose the URL."""
     client = checked_client(
         settings.callback_hosts,
         settings.callback_allow_private,
-        setting="MEMAUDIT_CALLBACK_ALLOWED_HOSTS",
+        setting=CALLBACK_HOSTS_SETTING,
+        private_setting=CALLBACK_PRIVATE_SETTING,
         timeout=settings.callback_timeout_seconds,
         follow_redirects=True,
     )
@@ -55,14 +64,24 @@ def post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> 
         return Response(None, f"{type(exc).__name__}: {exc}", retryable=False)
     except httpx.TooManyRedirects as exc:
         return Response(None, f"TooManyRedirects: {exc}", retryable=False)
-    except httpx.HTTPError as exc:
+    except (httpx.TimeoutException, httpx.ConnectError) as exc:
         return Response(None, f"{type(exc).__name__}: {exc}", retryable=True)
+    except httpx.HTTPError as exc:  # a protocol error may quote what the peer sent: never kept
+        return Response(None, f"{type(exc).__name__}: no valid HTTP answer", retryable=True)
     code = answer.status_code
     return Response(
-        code,
-        None if 200 <= code < 300 else answer.text[:MAX_ERROR_CHARS],
-        code >= 500 or code == 429,
+        code, None if 200 <= code < 300 else refused_by(code), code >= 500 or code == 429
     )
+
+
+def refused_by(code: int) -> str:
+    """A fixed description of a status: never the receiver's body or reason phrase, which the
+    attempt log would hand back to whoever chose the URL (a read-back of an internal service)."""
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = "an unknown status"
+    return f"the receiver answered {code} ({phrase})"
 
 
 def backoff(settings: Settings, attempt: int) -> float:

@@ -1,7 +1,8 @@
 """Notification e-mail through the operator's SMTP relay (MEMAUDIT_SMTP_*).
 
-The relay's host is held to the callback address rules before every connection (resolved once,
-each address judged, private ones refused unless CALLBACK_ALLOW_PRIVATE), and the connection
+The relay's host is held to the outbound address rules before every connection (resolved once,
+each address judged, private ones refused unless SMTP_ALLOW_PRIVATE, the relay's own opt-in: an
+internal relay must not open every team's webhooks to private addresses), and the connection
 goes to the very address that was checked, with the name kept for TLS. The answer is classified
 like an HTTP one: SMTP's 4xx replies and network errors are worth another attempt, 5xx replies
 (a refused recipient, a refused login) and a refused host are not.
@@ -17,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from core.config import Settings
-from core.notifications import mail_configured
+from core.notifications import mail_configured, recipients_outside
 from core.outbound import UrlNotAllowed, checked_addresses
 from worker.delivery import MAX_ERROR_CHARS, Response
 
@@ -80,13 +81,21 @@ def send(settings: Settings, message: EmailMessage, recipients: Sequence[str]) -
     """One delivery attempt to the relay; never raises."""
     if not mail_configured(settings):
         return Response(None, "e-mail is not set up (MEMAUDIT_SMTP_HOST, _FROM)", False)
+    outside = recipients_outside(list(recipients), settings.smtp_domains)
+    if outside:  # the domains may have narrowed since the channel was made: nothing is sent
+        return Response(
+            None,
+            f"{len(outside)} recipient(s) not in MEMAUDIT_SMTP_ALLOWED_DOMAINS; nothing sent",
+            retryable=False,
+        )
     try:
         address = checked_addresses(
             settings.smtp_host,
             settings.smtp_port,
             [],  # the relay is the operator's own setting: no host allow-list applies
-            settings.callback_allow_private,
+            settings.smtp_allow_private,
             "MEMAUDIT_SMTP_HOST",
+            private_setting="MEMAUDIT_SMTP_ALLOW_PRIVATE",
         )[0]
     except UrlNotAllowed as exc:
         return Response(None, f"SMTP relay refused: {exc}", retryable=False)

@@ -74,7 +74,11 @@ def provider_name(settings: Settings) -> str:
 
 def _client(settings: Settings) -> httpx.Client:
     return checked_client(
-        [], settings.oidc_allow_private, setting=SETTING, timeout=settings.oidc_timeout_seconds
+        [],
+        settings.oidc_allow_private,
+        setting=SETTING,
+        private_setting="MEMAUDIT_OIDC_ALLOW_PRIVATE",
+        timeout=settings.oidc_timeout_seconds,
     )
 
 

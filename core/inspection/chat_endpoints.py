@@ -138,7 +138,12 @@ class EndpointChat:
         # still goes to the address it checked (no redirects: the key stays with this host).
         host = (urlsplit(endpoint.base_url).hostname or "").lower()
         self._client = checked_client(
-            [host], True, setting=HOSTS_SETTING, timeout=timeout, headers=headers
+            [host],
+            True,
+            setting=HOSTS_SETTING,
+            private_setting=HOSTS_SETTING,  # a listed host may be private: never refused as such
+            timeout=timeout,
+            headers=headers,
         )
 
     def reply(self, messages: Sequence[dict[str, str]], max_new_tokens: int) -> str:

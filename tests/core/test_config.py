@@ -59,6 +59,8 @@ def test_a_sound_production_configuration_starts(tmp_path) -> None:
             {"smtp_password": "relay-9f2c1e7a4b", "smtp_security": "none"},
             "SMTP_PASSWORD would cross the network in clear",
         ),
+        ({"smtp_host": "relay.internal"}, "needs MEMAUDIT_SMTP_ALLOWED_DOMAINS"),
+        ({"smtp_host": "relay.internal", "smtp_allowed_domains": " , "}, "ALLOWED_DOMAINS"),
         ({"wandb_webhook_token": "short-token"}, "WANDB_WEBHOOK_TOKEN must be 16"),
         ({"wandb_webhook_secret": "short-secret"}, "WANDB_WEBHOOK_SECRET must be 16"),
         ({"wandb_api_key": "changeme"}, "WANDB_API_KEY is a well-known default"),
@@ -68,6 +70,13 @@ def test_a_sound_production_configuration_starts(tmp_path) -> None:
 def test_production_refuses_insecure_settings(tmp_path, change, message) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(data_dir=tmp_path, **{**PRODUCTION, **change})
+
+
+def test_a_production_relay_mails_only_the_allowed_domains(tmp_path) -> None:
+    """Without the list any submit key could mail anyone through the operator's relay."""
+    relay = {"smtp_host": "relay.internal", "smtp_allowed_domains": "Example.org, @corp.example."}
+    settings = Settings(data_dir=tmp_path, **{**PRODUCTION, **relay})
+    assert settings.smtp_domains == ["example.org", "corp.example"]
 
 
 def test_device_settings_parse_and_refuse_what_is_not_a_device(tmp_path) -> None:

@@ -10,7 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core.outbound import UrlNotAllowed, check_url, checked_client, signature, verify
+from core.outbound import (
+    UrlNotAllowed,
+    check_url,
+    checked_addresses,
+    checked_client,
+    signature,
+    verify,
+)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +35,19 @@ def test_private_addresses_are_refused_unless_allowed(url: str) -> None:
     with pytest.raises(UrlNotAllowed, match="non-public address"):
         check_url(url, [], allow_private=False)
     check_url(url, [], allow_private=True)
+
+
+def test_a_refusal_names_the_opt_in_that_governs_the_request() -> None:
+    """Callbacks, the SMTP relay and the identity provider each have their own opt-in; the
+    refusal must send the operator to the right one (the provider's: tests/app/oidc)."""
+    with pytest.raises(UrlNotAllowed, match="set MEMAUDIT_CALLBACK_ALLOW_PRIVATE=true"):
+        check_url("http://127.0.0.1/hook", [], allow_private=False)
+    with pytest.raises(UrlNotAllowed, match="set MEMAUDIT_SMTP_ALLOW_PRIVATE=true") as refused:
+        checked_addresses(
+            "127.0.0.1", 25, [], False, "MEMAUDIT_SMTP_HOST",
+            private_setting="MEMAUDIT_SMTP_ALLOW_PRIVATE",
+        )  # fmt: skip
+    assert "CALLBACK" not in str(refused.value)
 
 
 def test_public_addresses_pass_and_the_allow_list_is_enforced() -> None:
@@ -123,15 +143,17 @@ def test_every_redirect_hop_is_judged() -> None:
         routes["/hop"] = (307, {"location": f"http://127.0.0.1:{port}/ok"})
         routes["/out"] = (307, {"location": f"http://localhost:{port}/ok"})
         allowed = checked_client(
-            ["127.0.0.1"], True, setting="MEMAUDIT_CALLBACK_ALLOWED_HOSTS", timeout=5,
-            follow_redirects=True,
+            ["127.0.0.1"], True, setting="MEMAUDIT_CALLBACK_ALLOWED_HOSTS", private_setting="x",
+            timeout=5, follow_redirects=True,
         )  # fmt: skip
         with allowed:
             assert allowed.post(f"http://{origin}/hop", content=b"{}").status_code == 204
             with pytest.raises(UrlNotAllowed, match="'localhost' is not in"):
                 allowed.post(f"http://{origin}/out", content=b"{}")
         assert [path for path, _ in hits] == ["/hop", "/ok", "/out"]
-        public_only = checked_client([], False, setting="x", timeout=5, follow_redirects=True)
+        public_only = checked_client(
+            [], False, setting="x", private_setting="x", timeout=5, follow_redirects=True
+        )
         with public_only, pytest.raises(UrlNotAllowed, match="non-public"):
             public_only.post(f"http://{origin}/hop", content=b"{}")
 
@@ -152,7 +174,7 @@ def test_the_connection_goes_to_the_address_that_was_checked(monkeypatch) -> Non
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     with _http_server({"/ok": (204, {})}) as (origin, hits):
         port = origin.split(":")[1]
-        client = checked_client(["rebind.test"], True, setting="x", timeout=5)
+        client = checked_client(["rebind.test"], True, setting="x", private_setting="x", timeout=5)
         with client:
             assert client.post(f"http://rebind.test:{port}/ok", content=b"{}").status_code == 204
     assert lookups == ["rebind.test"]

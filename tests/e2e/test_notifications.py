@@ -1,7 +1,8 @@
 """Notifications through a real worker: a policy outcome and a failed audit each reach a
 Slack-style receiver and an SMTP sink on loopback exactly once (the tests allow private
-addresses through CALLBACK_ALLOW_PRIVATE), a flaky receiver gets its message after retries,
-a receiver that answers 4xx is tried once, and no message carries a secret."""
+addresses through CALLBACK_ALLOW_PRIVATE and SMTP_ALLOW_PRIVATE), a flaky receiver gets its
+message after retries, a receiver that answers 4xx is tried once, and no message carries a
+secret."""
 
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ def test_each_outcome_reaches_each_channel_once(make_stack, tiny_lm, tmp_path, s
         hf_cache_dir=str(cache),
         callback_allow_private=True,
         callback_backoff_seconds=0.3,
+        smtp_allow_private=True,
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
         smtp_security="none",

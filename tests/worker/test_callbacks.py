@@ -9,9 +9,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from app.migrate import upgrade
+from core.db import Database
+from core.models import Audit, CallbackDelivery
 from core.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from tests.conftest import wait_for
+from tests.conftest import make_settings, wait_for
 from tests.flows import session_cookie, upload, wait_final
+from worker import callbacks
 
 
 class FlakyReceiver:
@@ -87,7 +91,8 @@ def test_a_failing_receiver_gets_the_result_once_after_three_attempts(
         (2, 500, False),
         (3, 200, True),
     ]
-    assert logged[0]["error"] == "try again"
+    # The status only, never the receiver's body: the log is shown to whoever chose the URL.
+    assert logged[0]["error"] == "the receiver answered 500 (Internal Server Error)"
     assert len(receiver.requests) == 3
     headers, body = receiver.requests[-1]
     assert verify("k" * 32, int(headers[TIMESTAMP_HEADER]), body, headers[SIGNATURE_HEADER])
@@ -98,6 +103,40 @@ def test_a_failing_receiver_gets_the_result_once_after_three_attempts(
     session_cookie(stack.client, stack.headers["Authorization"].split()[1])
     page = stack.client.get(f"/audits/{audit['id']}").text
     assert page.count("data-callback-attempt=") == 3
+
+
+def test_a_failed_attempt_keeps_the_status_not_the_receivers_body(tmp_path, receiver) -> None:
+    """A callback URL pointed at an internal service must not read its answer back through
+    GET /v1/audits/{id}/callbacks: the attempt keeps a fixed description of the status."""
+    settings = make_settings(
+        tmp_path / "d", tmp_path / "m", tmp_path / "ds", callback_allow_private=True
+    )
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            audit = Audit(
+                status="succeeded",
+                model_uri="path:/models/lm",
+                dataset_uri="dataset:ds_x",
+                dataset_sha256="0" * 64,
+                n_samples=1,
+                checks=[],
+                callback_url=receiver.url,
+            )
+            session.add(audit)
+            session.flush()
+            audit_id = audit.id
+        attempt = callbacks.deliver(db, settings, audit_id, 1)
+        assert (attempt.delivered, attempt.retry) == (False, True)
+        with db.session() as session:
+            (logged,) = session.query(CallbackDelivery).filter_by(audit_id=audit_id).all()
+            assert logged.status_code == 500
+            assert logged.error == "the receiver answered 500 (Internal Server Error)"
+    finally:
+        db.dispose()
+    assert len(receiver.requests) == 1
 
 
 def test_private_callback_urls_are_refused_at_submit(make_stack, tiny_lm) -> None:

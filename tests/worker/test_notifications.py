@@ -37,7 +37,7 @@ class Receiver:
                 status = statuses[min(len(receiver.bodies), len(statuses)) - 1]
                 self.send_response(status)
                 self.end_headers()
-                self.wfile.write(b"answer")
+                self.wfile.write(b"internal answer: db_password=hunter2")
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -145,13 +145,15 @@ def test_a_4xx_is_final(make_db, receivers) -> None:
     channel_id = _channel(db, kind="webhook", webhook_url=receiver.url)
     attempt = deliver(db, settings, channel_id, audit_id, 1)
     assert (attempt.delivered, attempt.retry) == (False, False)
-    assert _log(db, channel_id) == [(1, 404, False, "answer")]
+    # The status, described by the service: the receiver's body would be read back through
+    # GET /v1/notifications/deliveries by whoever chose the URL.
+    assert _log(db, channel_id) == [(1, 404, False, "the receiver answered 404 (Not Found)")]
 
 
 def test_a_private_address_is_refused_without_the_opt_in_and_not_retried(
     make_db, receivers
 ) -> None:
-    settings, db = make_db()  # no CALLBACK_ALLOW_PRIVATE
+    settings, db = make_db(smtp_allow_private=True)  # the relay's opt-in opens no webhook
     receiver = receivers(200)
     audit_id = _failed_audit(db)
     channel_id = _channel(db, kind="webhook", webhook_url=receiver.url)
@@ -159,13 +161,18 @@ def test_a_private_address_is_refused_without_the_opt_in_and_not_retried(
     assert (attempt.delivered, attempt.retry) == (False, False)
     ((_, code, delivered, error),) = _log(db, channel_id)
     assert code is None and not delivered and "non-public address 127.0.0.1" in error
+    assert "MEMAUDIT_CALLBACK_ALLOW_PRIVATE=true" in error
     assert "Secr3tT0ken" not in error
     assert receiver.bodies == []
 
 
 def test_a_private_smtp_relay_is_refused_before_connecting(make_db) -> None:
     settings, db = make_db(
-        smtp_host="127.0.0.1", smtp_port=1, smtp_from="memaudit@example.org", smtp_security="none"
+        smtp_host="127.0.0.1",
+        smtp_port=1,
+        smtp_from="memaudit@example.org",
+        smtp_security="none",
+        callback_allow_private=True,  # the callbacks' opt-in does not open the relay
     )
     audit_id = _failed_audit(db)
     channel_id = _channel(db, kind="email", recipients=["ops@example.org"])
@@ -173,12 +180,37 @@ def test_a_private_smtp_relay_is_refused_before_connecting(make_db) -> None:
     assert (attempt.delivered, attempt.retry) == (False, False)
     ((_, code, _, error),) = _log(db, channel_id)
     assert code is None and error.startswith("SMTP relay refused: host '127.0.0.1' resolves to")
-    # With the opt-in the same relay is tried, and a closed port is worth another attempt.
-    allowed = settings.model_copy(update={"callback_allow_private": True})
+    assert error.endswith("set MEMAUDIT_SMTP_ALLOW_PRIVATE=true to allow it")
+    # With the relay's own opt-in it is tried, and a closed port is worth another attempt.
+    allowed = settings.model_copy(
+        update={"smtp_allow_private": True, "callback_allow_private": False}
+    )
     message = mail.envelope(allowed, ["ops@example.org"], "s", "t")
     response = mail.send(allowed, message, ["ops@example.org"])
     assert response.status_code is None and response.retryable
     assert "ConnectionRefusedError" in response.error
+
+
+def test_recipients_outside_the_allowed_domains_are_refused_at_send(make_db) -> None:
+    """The domains may narrow after a channel was made: each send checks again, sends nothing
+    (not even to the recipients still inside) and is not retried."""
+    settings, db = make_db(
+        smtp_host="127.0.0.1",
+        smtp_port=1,  # nothing listens: a connection attempt would be a retryable error
+        smtp_from="memaudit@example.org",
+        smtp_security="none",
+        smtp_allow_private=True,
+        smtp_allowed_domains="example.org",
+    )
+    audit_id = _failed_audit(db)
+    channel_id = _channel(db, kind="email", recipients=["ops@example.org", "someone@elsewhere.net"])
+    attempt = deliver(db, settings, channel_id, audit_id, 1)
+    assert (attempt.delivered, attempt.retry) == (False, False)
+    ((_, code, _, error),) = _log(db, channel_id)
+    assert code is None and "not in MEMAUDIT_SMTP_ALLOWED_DOMAINS" in error
+    inside = mail.send(settings, mail.envelope(settings, ["ops@example.org"], "s", "t"),
+                       ["ops@example.org"])  # fmt: skip
+    assert inside.retryable and "ConnectionRefusedError" in inside.error
 
 
 def test_no_secret_reaches_a_message(make_db) -> None:

@@ -157,6 +157,28 @@ def test_email_channels_need_the_relay_and_then_work(make_service) -> None:
     assert again.status_code == 409
 
 
+def test_email_recipients_must_be_in_the_allowed_domains(make_service) -> None:
+    """Any submit key may make a channel: the operator's relay mails only the operator's
+    domains (and their subdomains), never an address a key picks."""
+    service = make_service(
+        smtp_host="127.0.0.1",
+        smtp_from="memaudit@example.org",
+        smtp_allowed_domains="example.org,corp.example",
+    )
+    submit = service.key("submit")
+    for outside in ["victim@elsewhere.net", "a@example.org.evil.net", "b@notexample.org"]:
+        body = {"name": "x", "kind": "email", "recipients": ["ops@example.org", outside]}
+        refused = service.client.post("/v1/notifications/channels", headers=submit, json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "recipient_not_allowed"
+        assert outside in refused.json()["error"]["message"]
+        assert "ops@example.org" not in refused.json()["error"]["message"]
+    inside = ["ops@example.org", "rel@EU.Corp.Example", "x@mail.example.org"]
+    body = {"name": "ok", "kind": "email", "recipients": inside}
+    made = service.client.post("/v1/notifications/channels", headers=submit, json=body)
+    assert made.status_code == 201, made.text
+
+
 def _audit(session, team_id: str) -> str:
     audit = Audit(
         team_id=team_id,
