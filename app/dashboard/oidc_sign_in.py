@@ -11,7 +11,6 @@ import logging
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.browser_sessions import safe_next
@@ -19,7 +18,7 @@ from app.dashboard.rendering import page
 from app.dashboard.routes import secure_cookies, start_session
 from app.deps import SessionDep, SettingsDep, refuse_failed_attempt
 from app.oidc.claims import ClaimRules, SignInRefused, grant_from_claims
-from app.oidc.principals import sign_in_user, subject_of
+from app.oidc.principals import grantable_team_names, sign_in_user, subject_of
 from app.oidc.provider import (
     CALLBACK_PATH,
     ProviderError,
@@ -30,7 +29,7 @@ from app.oidc.provider import (
 from app.oidc.sign_ins import SIGN_IN_COOKIE, begin_sign_in, take_sign_in
 from core.config import Settings
 from core.errors import ApiError
-from core.models import ApiKey, OidcSignIn, Team
+from core.models import ApiKey, OidcSignIn
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -105,8 +104,7 @@ def _principal(session: Session, settings: Settings, flow: OidcSignIn, code: str
     except ProviderError as exc:
         log.warning("oidc sign-in not verified: %s", exc)
         raise SignInRefused(UNVERIFIED, 401) from None
-    team_names = session.scalars(select(Team.name)).all()
-    grant = grant_from_claims(claims, claim_rules(settings), team_names)
+    grant = grant_from_claims(claims, claim_rules(settings), grantable_team_names(session))
     return sign_in_user(session, subject_of(metadata.issuer, str(claims["sub"])), claims, grant)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.oidc.claims import Grant, SignInRefused
 from core.audit_log import Actor, acting_as, changes, record
 from core.db import utcnow
-from core.models import ApiKey, KeyKind, Team
+from core.models import DEFAULT_TEAM, ApiKey, KeyKind, Team
 
 NO_KEY_HASH = "none"  # never a hex SHA-256 digest: no key hashes to it
 USER_PREFIX = "oidc_"  # keys begin `ma_`: a person's visible prefix never looks like a key's
@@ -36,12 +36,20 @@ def display_name(claims: dict) -> str:
     return "unnamed"
 
 
+def grantable_team_names(session: Session) -> list[str]:
+    """The teams a group may grant: every team but the default one, whose grants are `*`
+    (everything of 0.1 lives there); a person joins it only by an administrator's hand."""
+    return list(session.scalars(select(Team.name).where(Team.id != DEFAULT_TEAM)))
+
+
 def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> ApiKey:
     """The person's principal, created at the first sign-in and brought up to the claims'
     scope and team at each one after."""
     team = session.scalar(select(Team).where(Team.name == grant.team_name))
     if team is None:  # deleted between the claims' check and now
         raise SignInRefused(f"The team {grant.team_name!r} no longer exists.")
+    if team.id == DEFAULT_TEAM:  # grantable_team_names leaves it out; never by a claim
+        raise SignInRefused("The default team is not granted through the identity provider.")
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
     row = session.scalar(select(ApiKey).where(ApiKey.subject == subject))
     new = row is None

@@ -1,0 +1,23 @@
+"""A person's principal: made at the first sign-in, brought up to the claims at each one after;
+the default team is never granted by a claim."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app.oidc.claims import Grant, SignInRefused
+from app.oidc.principals import grantable_team_names, sign_in_user, subject_of
+from core.db import Database
+from core.models import DEFAULT_TEAM, ApiKey
+from tests.app.oidc.conftest import ISSUER
+
+SUBJECT = subject_of(ISSUER, "alice")
+
+
+def test_the_default_team_is_never_granted_by_a_group(db: Database) -> None:
+    with db.session() as session:
+        assert sorted(grantable_team_names(session)) == ["speech", "vision"]
+        with pytest.raises(SignInRefused, match="default team"):
+            sign_in_user(session, SUBJECT, {"sub": "alice"}, Grant("read", DEFAULT_TEAM))
+        assert session.scalar(select(ApiKey).where(ApiKey.subject == SUBJECT)) is None
