@@ -28,12 +28,28 @@ def subject_of(issuer: str, sub: str) -> str:
     return f"{issuer.rstrip('/')} {sub}"
 
 
+def verified_email(claims: dict) -> str | None:
+    """The `email` claim only when the provider vouches for it (`email_verified`): many let a
+    person type any address, and an unverified one must not pass for someone else's."""
+    email, verified = claims.get("email"), claims.get("email_verified")
+    # Some providers (Cognito) send the flag as the string "true".
+    if isinstance(email, str) and email and verified in (True, "true"):
+        return email[:320]
+    return None
+
+
 def display_name(claims: dict) -> str:
-    for claim in ("email", "preferred_username", "name", "sub"):
+    """The name listings and the audit log show: a verified e-mail address, or else the
+    person's own name with the provider's subject beside it (a name is self-chosen: the
+    subject says who it really is)."""
+    if email := verified_email(claims):
+        return email[:200]
+    sub = str(claims.get("sub", ""))
+    for claim in ("name", "preferred_username"):
         value = claims.get(claim)
-        if isinstance(value, str) and value:
-            return value[:200]
-    return "unnamed"
+        if isinstance(value, str) and value.strip():
+            return f"{value.strip()[:80]} (sub {sub})"[:200]
+    return f"sub {sub}"[:200]
 
 
 def grantable_team_names(session: Session) -> list[str]:
@@ -50,7 +66,6 @@ def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> 
         raise SignInRefused(f"The team {grant.team_name!r} no longer exists.")
     if team.id == DEFAULT_TEAM:  # grantable_team_names leaves it out; never by a claim
         raise SignInRefused("The default team is not granted through the identity provider.")
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
     row = session.scalar(select(ApiKey).where(ApiKey.subject == subject))
     new = row is None
     if new:
@@ -67,7 +82,7 @@ def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> 
     elif row.revoked_at is not None:
         raise SignInRefused("Your memaudit access was revoked. Ask an administrator to restore it.")
     before = {"scope": row.scope, "team": row.team_id}
-    row.name, row.email = display_name(claims), email and email[:320]
+    row.name, row.email = display_name(claims), verified_email(claims)
     row.scope, row.team_id, row.last_used_at = grant.scope, team.id, utcnow()
     session.flush()
     # The identity provider's claims made or changed this principal: the audit log says so.

@@ -21,3 +21,26 @@ def test_the_default_team_is_never_granted_by_a_group(db: Database) -> None:
         with pytest.raises(SignInRefused, match="default team"):
             sign_in_user(session, SUBJECT, {"sub": "alice"}, Grant("read", DEFAULT_TEAM))
         assert session.scalar(select(ApiKey).where(ApiKey.subject == SUBJECT)) is None
+
+
+@pytest.mark.parametrize(
+    ("claims", "name", "email"),
+    [
+        ({"email": "alice@example.org", "email_verified": True}, "alice@example.org", True),
+        ({"email": "alice@example.org", "email_verified": "true"}, "alice@example.org", True),
+        ({"email": "ceo@example.org"}, "sub alice", False),
+        (
+            {"email": "ceo@example.org", "email_verified": False, "name": "Al"},
+            "Al (sub alice)",
+            False,
+        ),
+        ({"email": "ceo@example.org", "preferred_username": "ceo"}, "ceo (sub alice)", False),
+    ],
+)
+def test_an_unverified_email_is_neither_the_name_nor_stored(
+    db: Database, claims: dict, name: str, email: bool
+) -> None:
+    with db.session() as session:
+        row = sign_in_user(session, SUBJECT, {"sub": "alice", **claims}, Grant("read", "vision"))
+        assert row.name == name
+        assert row.email == (claims["email"] if email else None)
