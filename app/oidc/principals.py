@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.oidc.claims import Grant, SignInRefused
 from core.audit_log import Actor, acting_as, changes, record
+from core.config import SCOPE_NAMES
 from core.db import utcnow
-from core.models import DEFAULT_TEAM, ApiKey, KeyKind, Team
+from core.models import DEFAULT_TEAM, ApiKey, BrowserSession, KeyKind, Team
 
 NO_KEY_HASH = "none"  # never a hex SHA-256 digest: no key hashes to it
 USER_PREFIX = "oidc_"  # keys begin `ma_`: a person's visible prefix never looks like a key's
@@ -82,9 +83,16 @@ def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> 
     elif row.revoked_at is not None:
         raise SignInRefused("Your memaudit access was revoked. Ask an administrator to restore it.")
     before = {"scope": row.scope, "team": row.team_id}
+    # Moved to another team, or given less: the sessions opened with the old grant end (as an
+    # admin's move does, app/teams.py); this sign-in's own session opens after.
+    narrowed = not new and (
+        row.team_id != team.id or SCOPE_NAMES.index(grant.scope) < SCOPE_NAMES.index(row.scope)
+    )
     row.name, row.email = display_name(claims), verified_email(claims)
     row.scope, row.team_id, row.last_used_at = grant.scope, team.id, utcnow()
     session.flush()
+    if narrowed:
+        session.execute(delete(BrowserSession).where(BrowserSession.key_id == row.id))
     # The identity provider's claims made or changed this principal: the audit log says so.
     with acting_as(session, Actor(kind="identity_provider", name=subject.split(" ")[0])):
         if new:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from app.browser_sessions import open_session
 from app.oidc.claims import Grant, SignInRefused
 from app.oidc.principals import grantable_team_names, sign_in_user, subject_of
 from core.db import Database
-from core.models import DEFAULT_TEAM, ApiKey
+from core.models import DEFAULT_TEAM, ApiKey, BrowserSession
 from tests.app.oidc.conftest import ISSUER
 
 SUBJECT = subject_of(ISSUER, "alice")
@@ -44,3 +45,27 @@ def test_an_unverified_email_is_neither_the_name_nor_stored(
         row = sign_in_user(session, SUBJECT, {"sub": "alice", **claims}, Grant("read", "vision"))
         assert row.name == name
         assert row.email == (claims["email"] if email else None)
+
+
+def _sessions(db: Database, key_id: str) -> int:
+    with db.session() as session:
+        rows = session.scalars(select(BrowserSession).where(BrowserSession.key_id == key_id))
+        return len(rows.all())
+
+
+def test_a_sign_in_that_moves_or_narrows_a_person_ends_their_other_sessions(
+    db: Database,
+) -> None:
+    claims = {"sub": "alice"}
+    with db.session() as session:
+        key = sign_in_user(session, SUBJECT, claims, Grant("submit", "vision"))
+        open_session(session, key, 1)
+        sign_in_user(session, SUBJECT, claims, Grant("submit", "vision"))  # nothing changed
+        assert _sessions(db, key.id) == 1
+        sign_in_user(session, SUBJECT, claims, Grant("read", "vision"))  # less: ends them
+        assert _sessions(db, key.id) == 0
+        open_session(session, key, 1)
+        sign_in_user(session, SUBJECT, claims, Grant("submit", "vision"))  # more: kept
+        assert _sessions(db, key.id) == 1
+        sign_in_user(session, SUBJECT, claims, Grant("submit", "speech"))  # moved: ends them
+        assert _sessions(db, key.id) == 0
