@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.oidc.claims import Grant, SignInRefused
@@ -21,6 +22,7 @@ from core.db import utcnow
 from core.models import DEFAULT_TEAM, ApiKey, BrowserSession, KeyKind, Team
 
 NO_KEY_HASH = "none"  # never a hex SHA-256 digest: no key hashes to it
+SUBJECT_CHARS = 500  # api_keys.subject's length
 USER_PREFIX = "oidc_"  # keys begin `ma_`: a person's visible prefix never looks like a key's
 
 
@@ -59,28 +61,48 @@ def grantable_team_names(session: Session) -> list[str]:
     return list(session.scalars(select(Team.name).where(Team.id != DEFAULT_TEAM)))
 
 
+def _person_row(
+    session: Session, subject: str, claims: dict, grant: Grant, team: Team
+) -> tuple[ApiKey, bool]:
+    """(the person's row, whether this sign-in made it). Two first sign-ins at once both find
+    none: the second insert breaks the unique subject, and reads the first's row instead."""
+    found = select(ApiKey).where(ApiKey.subject == subject)
+    row = session.scalar(found)
+    if row is not None:
+        return row, False
+    row = ApiKey(
+        kind=KeyKind.USER,
+        subject=subject,
+        prefix=USER_PREFIX + secrets.token_hex(5),
+        key_hash=NO_KEY_HASH,
+        name=display_name(claims),
+        scope=grant.scope,
+        team_id=team.id,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:  # the concurrent sign-in's row won; nothing else was pending
+        session.rollback()
+        return session.scalars(found).one(), False
+    return row, True
+
+
 def sign_in_user(session: Session, subject: str, claims: dict, grant: Grant) -> ApiKey:
     """The person's principal, created at the first sign-in and brought up to the claims'
     scope and team at each one after."""
+    if len(subject) > SUBJECT_CHARS:  # the column's length; PostgreSQL would refuse it
+        raise SignInRefused(
+            f"Your identity provider's subject is longer than memaudit keeps ({SUBJECT_CHARS} "
+            "characters with the issuer); ask your administrator."
+        )
     team = session.scalar(select(Team).where(Team.name == grant.team_name))
     if team is None:  # deleted between the claims' check and now
         raise SignInRefused(f"The team {grant.team_name!r} no longer exists.")
     if team.id == DEFAULT_TEAM:  # grantable_team_names leaves it out; never by a claim
         raise SignInRefused("The default team is not granted through the identity provider.")
-    row = session.scalar(select(ApiKey).where(ApiKey.subject == subject))
-    new = row is None
-    if new:
-        row = ApiKey(
-            kind=KeyKind.USER,
-            subject=subject,
-            prefix=USER_PREFIX + secrets.token_hex(5),
-            key_hash=NO_KEY_HASH,
-            name=display_name(claims),
-            scope=grant.scope,
-            team_id=team.id,
-        )
-        session.add(row)
-    elif row.revoked_at is not None:
+    row, new = _person_row(session, subject, claims, grant, team)
+    if not new and row.revoked_at is not None:
         raise SignInRefused("Your memaudit access was revoked. Ask an administrator to restore it.")
     before = {"scope": row.scope, "team": row.team_id}
     # Moved to another team, or given less: the sessions opened with the old grant end (as an

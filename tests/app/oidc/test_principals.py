@@ -4,7 +4,8 @@ the default team is never granted by a claim."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from app.browser_sessions import open_session
 from app.oidc.claims import Grant, SignInRefused
@@ -69,3 +70,25 @@ def test_a_sign_in_that_moves_or_narrows_a_person_ends_their_other_sessions(
         assert _sessions(db, key.id) == 1
         sign_in_user(session, SUBJECT, claims, Grant("submit", "speech"))  # moved: ends them
         assert _sessions(db, key.id) == 0
+
+
+def test_two_first_sign_ins_at_once_make_one_principal(db: Database) -> None:
+    """The second insert breaks the unique subject: it reads the first's row, no error."""
+    claims, grant = {"sub": "alice"}, Grant("read", "vision")
+
+    def the_other_sign_in_wins(_flushing: Session, _context: object, _instances: object) -> None:
+        with db.session() as other:
+            sign_in_user(other, SUBJECT, claims, grant)
+
+    with db.session() as session:
+        event.listen(session, "before_flush", the_other_sign_in_wins, once=True)
+        row = sign_in_user(session, SUBJECT, claims, grant)
+        rows = session.scalars(select(ApiKey).where(ApiKey.subject == SUBJECT)).all()
+        assert [r.id for r in rows] == [row.id]
+        assert (row.scope, row.team_id) == ("read", "vision")
+
+
+def test_a_subject_longer_than_the_column_is_refused(db: Database) -> None:
+    subject = subject_of(ISSUER, "x" * 500)
+    with db.session() as session, pytest.raises(SignInRefused, match="longer than memaudit"):
+        sign_in_user(session, subject, {"sub": "x" * 500}, Grant("read", "vision"))
