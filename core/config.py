@@ -277,6 +277,9 @@ class Settings(BaseSettings):
     oidc_allow_private: bool = False
     oidc_timeout_seconds: float = Field(10.0, gt=0)
     oidc_sign_in_seconds: int = Field(600, ge=30)  # how long the IdP's page may take
+    # Sign-ins started and not yet back (`GET /login/oidc` needs no key and stores a row each):
+    # past this many, new ones wait (503). Far above any real crowd; it bounds the table.
+    oidc_max_sign_ins_in_progress: int = Field(10000, ge=1)
 
     # Evidence packs: the signing keys' directory (empty: <data_dir>/evidence-keys; keep it
     # off the workers' volumes where they run apart), the headless browser that prints a pack
