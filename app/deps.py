@@ -81,6 +81,15 @@ def refuse_failed_attempt(request: Request, session: Session, settings: Settings
         raise _throttled(wait)
 
 
+def refuse_throttled_client(request: Request, session: Session, settings: Settings) -> None:
+    """429 for a client already past the failure limit, before its request costs anything (a
+    sign-in's call out to the identity provider, a row); counts nothing itself."""
+    client = request_client(request, settings)
+    limit, window = settings.auth_failure_limit, settings.auth_failure_window_seconds
+    if (wait := retry_after(session, client, limit, window)) is not None:
+        raise _throttled(wait)
+
+
 def bearer_key(
     request: Request, session: Session, settings: Settings, header: str
 ) -> ApiKey | None:

@@ -273,12 +273,18 @@ class Settings(BaseSettings):
     oidc_roles_claim: str = "roles"
     oidc_role_scopes: str = Field("", description="role=scope pairs, comma-separated")
     oidc_teams_claim: str = "groups"
-    oidc_team_prefix: str = ""  # e.g. memaudit-: the group memaudit-vision names team vision
+    # Required with an issuer: without one, any IdP group that happens to share a team's name
+    # (all, in a shared directory) would grant that team. e.g. memaudit-: the group
+    # memaudit-vision names team vision. The default team is never granted by a group.
+    oidc_team_prefix: str = ""
     # The issuer is operator configuration, yet its requests still go through the outbound
     # rules: an identity provider on a private network must be allowed explicitly.
     oidc_allow_private: bool = False
     oidc_timeout_seconds: float = Field(10.0, gt=0)
     oidc_sign_in_seconds: int = Field(600, ge=30)  # how long the IdP's page may take
+    # Sign-ins started and not yet back (`GET /login/oidc` needs no key and stores a row each):
+    # past this many, new ones wait (503). Far above any real crowd; it bounds the table.
+    oidc_max_sign_ins_in_progress: int = Field(10000, ge=1)
 
     # Evidence packs: the signing keys' directory (empty: <data_dir>/evidence-keys; keep it
     # off the workers' volumes where they run apart), the headless browser that prints a pack
@@ -321,6 +327,11 @@ class Settings(BaseSettings):
             raise ValueError("MEMAUDIT_OIDC_ISSUER needs MEMAUDIT_OIDC_CLIENT_ID")
         if "openid" not in self.oidc_scopes.split():
             raise ValueError("MEMAUDIT_OIDC_SCOPES must include openid")
+        if not self.oidc_team_prefix.strip():
+            raise ValueError(
+                "MEMAUDIT_OIDC_ISSUER needs MEMAUDIT_OIDC_TEAM_PREFIX (e.g. memaudit-): without "
+                "a prefix any identity provider group named like a team would grant it"
+            )
         try:
             role_scopes(self.oidc_role_scopes)
         except ValueError as exc:

@@ -11,15 +11,14 @@ import logging
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.browser_sessions import safe_next
 from app.dashboard.rendering import page
 from app.dashboard.routes import secure_cookies, start_session
-from app.deps import SessionDep, SettingsDep, refuse_failed_attempt
+from app.deps import SessionDep, SettingsDep, refuse_failed_attempt, refuse_throttled_client
 from app.oidc.claims import ClaimRules, SignInRefused, grant_from_claims
-from app.oidc.principals import sign_in_user, subject_of
+from app.oidc.principals import grantable_team_names, sign_in_user, subject_of
 from app.oidc.provider import (
     CALLBACK_PATH,
     ProviderError,
@@ -30,7 +29,7 @@ from app.oidc.provider import (
 from app.oidc.sign_ins import SIGN_IN_COOKIE, begin_sign_in, take_sign_in
 from core.config import Settings
 from core.errors import ApiError
-from core.models import ApiKey, OidcSignIn, Team
+from core.models import ApiKey, OidcSignIn
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -47,21 +46,36 @@ def claim_rules(settings: Settings) -> ClaimRules:
     )
 
 
+def _refusal_page(
+    request: Request, reason: str, status_code: int, headers: dict[str, str] | None = None
+) -> Response:
+    response = page(
+        request, "sign_in_refused.html", {"reason": reason, "signed_in": False}, status_code
+    )
+    response.headers.update(headers or {})
+    response.delete_cookie(SIGN_IN_COOKIE, path=CALLBACK_PATH)
+    return response
+
+
 def _refused(
     request: Request, session: Session, settings: Settings, refusal: SignInRefused
 ) -> Response:
     """The refusal page, counted against the client (429 once past the limit)."""
-    reason, status_code, headers = refusal.message, refusal.status_code, {}
     try:
         refuse_failed_attempt(request, session, settings)
     except ApiError as throttled:
-        reason, status_code, headers = throttled.message, 429, throttled.headers or {}
-    response = page(
-        request, "sign_in_refused.html", {"reason": reason, "signed_in": False}, status_code
-    )
-    response.headers.update(headers)
-    response.delete_cookie(SIGN_IN_COOKIE, path=CALLBACK_PATH)
-    return response
+        return _refusal_page(request, throttled.message, 429, throttled.headers)
+    return _refusal_page(request, refusal.message, refusal.status_code)
+
+
+def _throttled(request: Request, session: Session, settings: Settings) -> Response | None:
+    """The 429 page for a client past the failure limit, before it starts a sign-in or makes
+    the service call the provider; None for any other client."""
+    try:
+        refuse_throttled_client(request, session, settings)
+    except ApiError as throttled:
+        return _refusal_page(request, throttled.message, 429, throttled.headers)
+    return None
 
 
 @router.get("/login/oidc")
@@ -75,14 +89,22 @@ def start(
     the rest stay on the server, behind a cookie that names this sign-in."""
     if not settings.oidc_enabled:
         return RedirectResponse("/login", status_code=303)
+    if throttled := _throttled(request, session, settings):
+        return throttled
     try:
         metadata = discover(settings)
+        token, flow = begin_sign_in(
+            session,
+            safe_next(next),
+            settings.oidc_sign_in_seconds,
+            settings.oidc_max_sign_ins_in_progress,
+        )
     except ProviderError as exc:
         log.warning("oidc discovery failed: %s", exc)
-        return page(
-            request, "sign_in_refused.html", {"reason": UNREACHABLE, "signed_in": False}, 502
-        )
-    token, flow = begin_sign_in(session, safe_next(next), settings.oidc_sign_in_seconds)
+        return _refusal_page(request, UNREACHABLE, 502)
+    except SignInRefused as refusal:
+        log.warning("oidc sign-in not started: %s", refusal.message)
+        return _refusal_page(request, refusal.message, refusal.status_code, {"Retry-After": "60"})
     url = authorization_url(settings, metadata, flow.state, flow.nonce, flow.code_verifier)
     response = RedirectResponse(url, status_code=303)
     response.set_cookie(
@@ -105,8 +127,7 @@ def _principal(session: Session, settings: Settings, flow: OidcSignIn, code: str
     except ProviderError as exc:
         log.warning("oidc sign-in not verified: %s", exc)
         raise SignInRefused(UNVERIFIED, 401) from None
-    team_names = session.scalars(select(Team.name)).all()
-    grant = grant_from_claims(claims, claim_rules(settings), team_names)
+    grant = grant_from_claims(claims, claim_rules(settings), grantable_team_names(session))
     return sign_in_user(session, subject_of(metadata.issuer, str(claims["sub"])), claims, grant)
 
 
@@ -119,6 +140,10 @@ def callback(
     state: str | None = Query(None, max_length=200),
     error: str | None = Query(None, max_length=200),
 ) -> Response:
+    # A client past the failure limit is answered before anything else: its code is never
+    # taken to the provider's token endpoint (no request out on its behalf).
+    if throttled := _throttled(request, session, settings):
+        return throttled
     flow = take_sign_in(session, request.cookies.get(SIGN_IN_COOKIE), state)
     try:
         if not settings.oidc_enabled or flow is None:

@@ -27,7 +27,7 @@ from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from joserfc.jws import JWSRegistry
+from joserfc.jws import JWSRegistry, extract_compact
 
 from core.config import Settings
 from core.outbound import UrlNotAllowed, checked_client
@@ -61,6 +61,9 @@ class ProviderMetadata:
 
 
 _cache: dict[str, tuple[float, ProviderMetadata]] = {}
+# The provider's signing keys, by JWKS URL, kept as long as the discovery document: a sign-in
+# costs one request out (the token endpoint), not two.
+_jwks_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -180,14 +183,47 @@ def redeem_code(
     id_token = token.get("id_token")
     if not isinstance(id_token, str):
         raise ProviderError("the token response has no id_token")
-    return verified_claims(
-        id_token,
-        _get_json(settings, metadata.jwks_uri),
-        metadata,
-        settings.oidc_client_id,
-        nonce,
-        token.get("access_token"),
-    )
+    jwks, fetched = provider_keys(settings, metadata)
+    check = (metadata, settings.oidc_client_id, nonce, token.get("access_token"))
+    try:
+        return verified_claims(id_token, jwks, *check)
+    except ProviderError:
+        kid = _key_id(id_token)
+        if fetched or (kid is not None and kid in _key_ids(jwks)):
+            raise  # not a key the cached set lacks: the token itself is wrong
+    # Signed by a key the cached set lacks (or names none): the provider may have rotated
+    # its keys since, so they are fetched once more.
+    return verified_claims(id_token, provider_keys(settings, metadata, True)[0], *check)
+
+
+def provider_keys(
+    settings: Settings, metadata: ProviderMetadata, refresh: bool = False
+) -> tuple[dict[str, Any], bool]:
+    """(the provider's JWKS, whether it was fetched now): cached like the discovery document,
+    fetched again when `refresh` (a token signed by a key the cached set lacks)."""
+    with _cache_lock:
+        cached = _jwks_cache.get(metadata.jwks_uri)
+    if not refresh and cached and time.monotonic() - cached[0] < METADATA_TTL_SECONDS:
+        return cached[1], False
+    jwks = _get_json(settings, metadata.jwks_uri)
+    with _cache_lock:
+        _jwks_cache[metadata.jwks_uri] = (time.monotonic(), jwks)
+    return jwks, True
+
+
+def _key_ids(jwks: dict[str, Any]) -> set[str]:
+    keys = jwks.get("keys") if isinstance(jwks.get("keys"), list) else []
+    return {str(key["kid"]) for key in keys if isinstance(key, dict) and "kid" in key}
+
+
+def _key_id(id_token: str) -> str | None:
+    """The `kid` the token's header names (unverified: it only picks whether to refetch)."""
+    try:
+        header = extract_compact(id_token.encode()).headers()
+    except (JoseError, ValueError):
+        return None
+    kid = header.get("kid")
+    return str(kid) if kid is not None else None
 
 
 def verified_claims(

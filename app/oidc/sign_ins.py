@@ -16,19 +16,29 @@ import secrets
 from datetime import timedelta
 
 from authlib.common.security import generate_token
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.oidc.claims import SignInRefused
 from app.security import hash_key
 from core.db import utcnow
 from core.models import OidcSignIn
 
 SIGN_IN_COOKIE = "memaudit_oidc"
+TOO_MANY = "Too many sign-ins are under way right now; try again in a few minutes."
 VERIFIER_CHARS = 64  # RFC 7636: 43 to 128 characters of [A-Za-z0-9-._~]
 
 
-def begin_sign_in(session: Session, next_path: str, seconds: int) -> tuple[str, OidcSignIn]:
-    """A new sign-in: (cookie value, row with fresh state, nonce and PKCE verifier)."""
+def begin_sign_in(
+    session: Session, next_path: str, seconds: int, most_in_progress: int
+) -> tuple[str, OidcSignIn]:
+    """A new sign-in: (cookie value, row with fresh state, nonce and PKCE verifier); refused
+    (503) while `most_in_progress` live ones wait, since anyone may start one."""
+    # Abandoned sign-ins go when new ones come: the table holds live ones only.
+    session.execute(delete(OidcSignIn).where(OidcSignIn.expires_at < utcnow()))
+    session.commit()
+    if session.scalar(select(func.count()).select_from(OidcSignIn)) >= most_in_progress:
+        raise SignInRefused(TOO_MANY, 503)
     token = secrets.token_urlsafe(32)
     row = OidcSignIn(
         id_hash=hash_key(token),
@@ -39,8 +49,6 @@ def begin_sign_in(session: Session, next_path: str, seconds: int) -> tuple[str, 
         expires_at=utcnow() + timedelta(seconds=seconds),
     )
     session.add(row)
-    # Abandoned sign-ins go when new ones come: the table holds live ones only.
-    session.execute(delete(OidcSignIn).where(OidcSignIn.expires_at < utcnow()))
     session.commit()
     return token, row
 

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 def _person(sub: str, email: str, roles: list[str], groups: list[str]) -> User:
-    return User(sub=sub, claims={"email": email, "roles": roles, "groups": groups})
+    claims = {"email": email, "email_verified": True, "roles": roles, "groups": groups}
+    return User(sub=sub, claims=claims)
 
 
 PEOPLE = [

@@ -57,7 +57,12 @@ def test_claim_values_read_lists_and_strings_only() -> None:
 
 
 def test_settings_refuse_a_role_map_that_names_no_scope(tmp_path) -> None:
-    base = {"data_dir": tmp_path, "oidc_issuer": "https://id.example.org", "oidc_client_id": "c"}
+    base = {
+        "data_dir": tmp_path,
+        "oidc_issuer": "https://id.example.org",
+        "oidc_client_id": "c",
+        "oidc_team_prefix": "memaudit-",
+    }
     assert Settings(**base, oidc_role_scopes="a=read, b=admin").oidc_role_scope_map == {
         "a": "read",
         "b": "admin",
@@ -66,6 +71,15 @@ def test_settings_refuse_a_role_map_that_names_no_scope(tmp_path) -> None:
         with pytest.raises(ValueError, match="MEMAUDIT_OIDC_ROLE_SCOPES"):
             Settings(**base, oidc_role_scopes=bad)
     with pytest.raises(ValueError, match="CLIENT_ID"):
-        Settings(data_dir=tmp_path, oidc_issuer="https://id.example.org")
+        Settings(data_dir=tmp_path, oidc_issuer="https://id.example.org", oidc_team_prefix="m-")
     with pytest.raises(ValueError, match="openid"):
         Settings(**base, oidc_scopes="email")
+
+
+@pytest.mark.parametrize("prefix", ["", "  "])
+def test_settings_refuse_an_issuer_without_a_team_prefix(tmp_path, prefix: str) -> None:
+    """Without a prefix any group named like a team would grant it, in every environment."""
+    base = {"data_dir": tmp_path, "oidc_issuer": "https://id.example.org", "oidc_client_id": "c"}
+    with pytest.raises(ValueError, match="MEMAUDIT_OIDC_TEAM_PREFIX"):
+        Settings(**base, oidc_team_prefix=prefix)
+    assert Settings(**base, oidc_team_prefix="memaudit-").oidc_team_prefix == "memaudit-"

@@ -11,7 +11,10 @@ from core.config import Settings
 
 def test_a_private_issuer_needs_the_opt_in(tmp_path) -> None:
     settings = Settings(
-        data_dir=tmp_path, oidc_issuer="http://127.0.0.1:9/idp", oidc_client_id="memaudit"
+        data_dir=tmp_path,
+        oidc_issuer="http://127.0.0.1:9/idp",
+        oidc_client_id="memaudit",
+        oidc_team_prefix="memaudit-",
     )
     with pytest.raises(ProviderError, match=r"non-public address 127\.0\.0\.1") as refused:
         discover(settings)
