@@ -4,11 +4,13 @@ aggregate of a version's policies (worker/gates.py, worker/model_registry.py).""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
 from app.migrate import upgrade
+from core.baselines import reusable_audit
 from core.db import Database
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult
 from core.verdicts import pending_verdict
@@ -286,3 +288,19 @@ def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) ->
     with db.session() as session:
         tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
     assert tags == {"memaudit.verdict": "inconclusive", "memaudit.promotion": "allowed"}
+
+
+def test_a_finished_comparable_audit_is_preferred_to_a_newer_one_still_running(db) -> None:
+    gate = _policy(db, "gate", [RATE])
+    flags = _flags(50, range(5))
+    done = _audit(db, flags, policy_id=gate)
+    running = _audit(db, flags, policy_id=gate, status=AuditStatus.RUNNING)
+    with db.session() as session:
+        policy = session.get(AuditPolicy, gate)
+        like = session.get(Audit, running)
+        session.get(Audit, running).created_at = session.get(Audit, done).created_at + timedelta(1)
+        session.flush()
+        assert reusable_audit(session, policy, URI.format(1), like, besides="x").id == done
+        session.get(Audit, done).status = AuditStatus.FAILED
+        session.flush()  # none succeeded: the running one is waited for
+        assert reusable_audit(session, policy, URI.format(1), like, besides="x").id == running
