@@ -21,7 +21,7 @@ from core.check_kinds import Catalog
 from core.config import Settings
 from core.db import utcnow
 from core.errors import ApiError
-from core.models import ApiKey, Audit, AuditPolicy
+from core.models import ApiKey, Audit, AuditPolicy, AuditStatus
 from core.policy_fit import fit_warnings, read_profile
 from core.relative import RELATIVE_NAMES, is_relative, relative_metric
 from core.schemas import (
@@ -394,15 +394,21 @@ def _start_baseline(
 ) -> Audit:
     """The policy's audit of the baseline version, started once: under the version's own key
     when the policy never audited it (so its announcement finds it), else under a key of what
-    makes it comparable. It compares with itself: a baseline has no baseline."""
+    makes it comparable. It compares with itself: a baseline has no baseline. One under that
+    key that failed or was cancelled is never reused: the next attempt gets a key of its own."""
     key = policy_idempotency_key(policy, model_uri)
     if find_idempotent(session, policy.team_id, key) is not None:
-        key = policy_idempotency_key(
-            policy, model_uri, f"baseline:{baselines.baseline_key(candidate)}"
-        )
-        existing = find_idempotent(session, policy.team_id, key)
-        if existing is not None:
-            return existing
+        comparable = f"baseline:{baselines.baseline_key(candidate)}"
+        attempt = 1
+        while True:
+            suffix = comparable if attempt == 1 else f"{comparable}:attempt-{attempt}"
+            key = policy_idempotency_key(policy, model_uri, suffix)
+            existing = find_idempotent(session, policy.team_id, key)
+            if existing is None:
+                break
+            if existing.status in (*AuditStatus.ACTIVE, AuditStatus.SUCCEEDED):
+                return existing
+            attempt += 1
     body = AuditCreate(
         model={"uri": model_uri},
         dataset={"uri": policy.dataset_uri},

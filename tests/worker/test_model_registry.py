@@ -390,3 +390,55 @@ def _registry_and_stack(make_stack, tmp_path, tiny_lm, names=("fraud-lm",), patt
     }
     assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
     return registry, stack
+
+
+def test_a_failed_baseline_audit_is_not_reused_a_fresh_one_starts(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """The champion's own audit failed; the baseline audit started for v2 under a key of its
+    own failed too: v3's comparison starts a fresh baseline audit instead of waiting on it."""
+    from core.models import AuditStatus
+    from core.policies import start_policy_audit
+    from worker.checks.registry import REGISTRY
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    for _ in range(2):
+        registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    registry.set_registered_model_alias("fraud-lm", "champion", "1")
+    body = {
+        "name": "gate",
+        "source": "mlflow",
+        "model_pattern": "fraud-*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+        "baseline": "champion",
+        "thresholds": [{"metric": "loss.mean_loss", "greater_is_better": False}],
+    }
+    created = stack.client.post("/v1/policies", headers=stack.headers, json=body)
+    assert created.status_code == 201, created.text
+    celery = _RecordingCelery()
+
+    def start(version: int) -> Audit:
+        with stack.db.session() as session:
+            policy = session.get(AuditPolicy, created.json()["id"])
+            uri = f"mlflow:models:/fraud-lm/{version}"
+            audit = start_policy_audit(session, stack.settings, celery, REGISTRY, policy, uri, {})
+            return audit[0]
+
+    def fail(audit_id: str) -> None:
+        with stack.db.session() as session:
+            session.get(Audit, audit_id).status = AuditStatus.FAILED
+
+    champion = start(1)
+    assert champion.baseline_audit_id == champion.id
+    fail(champion.id)
+    first_try = start(2).baseline_audit_id
+    assert first_try not in (None, champion.id)
+    fail(first_try)
+    second_try = start(3).baseline_audit_id
+    assert second_try not in (None, champion.id, first_try)
+    with stack.db.session() as session:
+        fresh, failed = session.get(Audit, second_try), session.get(Audit, first_try)
+        assert fresh.status == AuditStatus.QUEUED
+        assert fresh.model_uri == "mlflow:models:/fraud-lm/1"
+        assert fresh.idempotency_key != failed.idempotency_key
