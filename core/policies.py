@@ -8,6 +8,7 @@ verdict on them, where the registry write-back and the dashboard read it.
 from __future__ import annotations
 
 import hashlib
+import logging
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -39,8 +40,11 @@ from core.submission import (
     submit_audit,
     validate_checks,
 )
+from core.task_names import WRITE_BACK_TO_REGISTRY
 from core.tenancy import team_by_name, team_owner
 from core.verdicts import UnknownMetric, check_metric_name, has_relative
+
+log = logging.getLogger(__name__)
 
 
 def to_public(policy: AuditPolicy) -> PolicyPublic:
@@ -311,7 +315,12 @@ def matching_policies(session: Session, source: str, model_name: str) -> list[Au
 def policy_idempotency_key(policy: AuditPolicy, model_uri: str, reaudit: str | None = None) -> str:
     """One audit per policy and model version, however often the version is announced; a
     re-audit is one more per value of its key, however often that value is delivered."""
-    identity = f"{policy.id}|{model_uri}" + (f"|reaudit:{reaudit}" if reaudit is not None else "")
+    return idempotency_key(policy.id, model_uri, reaudit)
+
+
+def idempotency_key(policy_id: str, model_uri: str, reaudit: str | None = None) -> str:
+    """`policy_idempotency_key` from the policy's id alone (an audit knows only that)."""
+    identity = f"{policy_id}|{model_uri}" + (f"|reaudit:{reaudit}" if reaudit is not None else "")
     digest = hashlib.sha256(identity.encode()).hexdigest()[:40]
     return f"policy:{digest}"
 
@@ -349,8 +358,19 @@ def start_policy_audit(
         if created:
             if policy.baseline and has_relative(policy.thresholds):
                 _attach_baseline(session, settings, celery, catalog, policy, audit)
+            _announce_start(celery, settings, audit)
             enqueue_audit(session, celery, settings, audit)
     return audit, created
+
+
+def _announce_start(celery: Celery, settings: Settings, audit: Audit) -> None:
+    """Queue the registry write-back now, before the audit runs: the version's verdict tags
+    read `pending` (promotion `blocked`) until it ends, so a gate never promotes on the verdict
+    of an earlier audit that this re-audit is about to replace."""
+    try:
+        celery.send_task(WRITE_BACK_TO_REGISTRY, args=[audit.id], queue=settings.queue)
+    except Exception:  # broker down: the audit still runs; its end writes the verdict
+        log.exception("could not queue the pending write-back of audit %s", audit.id)
 
 
 def _attach_baseline(

@@ -392,6 +392,54 @@ def _registry_and_stack(make_stack, tmp_path, tiny_lm, names=("fraud-lm",), patt
     return registry, stack
 
 
+def test_a_reaudit_makes_the_versions_verdict_pending_from_its_start(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """A real MLflow registry (local SQLite store): the version passed; a re-audit queues its
+    write-back as it starts, which turns the aggregate and the policy's verdict to `pending`
+    (promotion `blocked`) until the re-audit's own verdict is written."""
+    from core.db import utcnow
+    from core.models import AuditStatus
+    from core.policies import start_policy_audit
+    from core.task_names import WRITE_BACK_TO_REGISTRY
+    from worker.checks.registry import REGISTRY
+    from worker.model_registry import write_back
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    (first,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    passed = {"status": "pass", "results": [], "promotion": "allowed"}
+    with stack.db.session() as session:
+        audit = session.get(Audit, first)
+        audit.status, audit.finished_at, audit.verdict = AuditStatus.SUCCEEDED, utcnow(), passed
+    write_back(stack.db, stack.settings, first)
+    assert registry.get_model_version("fraud-lm", "1").tags["memaudit.promotion"] == "allowed"
+
+    celery = _RecordingCelery()
+    with stack.db.session() as session:
+        policy = session.scalar(select(AuditPolicy).where(AuditPolicy.name == "policy"))
+        again, created = start_policy_audit(
+            session, stack.settings, celery, REGISTRY, policy, "mlflow:models:/fraud-lm/1", {}, "2"
+        )
+        again_id = again.id
+    assert created and (WRITE_BACK_TO_REGISTRY, [again_id]) in celery.sent
+    write_back(stack.db, stack.settings, again_id)
+    tags = registry.get_model_version("fraud-lm", "1").tags
+    assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pending", "blocked")
+    assert (tags["memaudit.policy.verdict"], tags["memaudit.policy.promotion"]) == (
+        "pending",
+        "blocked",
+    )
+    assert tags["memaudit.verdict_reason"] == f"waiting for policy's audit {again_id}"
+    assert tags["memaudit.audit_id"] == first  # the last reached verdict's audit, still
+    with stack.db.session() as session:
+        audit = session.get(Audit, again_id)
+        audit.status, audit.finished_at, audit.verdict = AuditStatus.SUCCEEDED, utcnow(), passed
+    write_back(stack.db, stack.settings, again_id)
+    tags = registry.get_model_version("fraud-lm", "1").tags
+    assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pass", "allowed")
+    assert tags["memaudit.audit_id"] == again_id and "memaudit.verdict_reason" not in tags
+
+
 def test_a_failed_baseline_audit_is_not_reused_a_fresh_one_starts(
     make_stack, tmp_path, tiny_lm
 ) -> None:
