@@ -87,9 +87,12 @@ def _verdict_of(memaudit: Served, uri: str, policy_id: str, after: str = "") -> 
 
 
 def _tags_when(registry, version: str, keys: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The version's tags once each of `keys` holds a reached verdict (a policy audit writes
+    `pending` as it starts)."""
+
     def present() -> dict[str, str] | None:
         tags = version_tags_of(registry, MODEL, version)
-        return tags if all(k in tags for k in keys) else None
+        return tags if all(tags.get(k, "pending") != "pending" for k in keys) else None
 
     return wait_for(present, 90, f"tags {keys} on {MODEL}/{version}")
 
