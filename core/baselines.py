@@ -148,8 +148,10 @@ def code_version(audit: Audit) -> str:
 def reusable_audit(
     session: Session, policy: AuditPolicy, model_uri: str, like: Audit, besides: str = ""
 ) -> Audit | None:
-    """The policy's latest audit of the baseline version (other than `besides`) that ran, or
-    runs, what `like` runs: the same checks on the same dataset bytes, by this code version."""
+    """The policy's audit of the baseline version (other than `besides`) that ran, or runs,
+    what `like` runs: the same checks on the same dataset bytes, by this code version. The
+    newest that succeeded, else the newest still running: a verdict need not wait for a
+    re-audit when a finished comparable audit exists."""
     found = session.scalars(
         select(Audit)
         .where(
@@ -160,14 +162,15 @@ def reusable_audit(
         )
         .order_by(Audit.created_at.desc())
     )
-    for audit in found:
-        if (
-            audit.id != besides
-            and audit.checks == like.checks
-            and code_version(audit) == core.__version__
-        ):
-            return audit
-    return None
+    comparable = [
+        audit
+        for audit in found
+        if audit.id != besides
+        and audit.checks == like.checks
+        and code_version(audit) == core.__version__
+    ]
+    succeeded = [audit for audit in comparable if audit.status == AuditStatus.SUCCEEDED]
+    return next(iter(succeeded or comparable), None)
 
 
 def record(session: Session, audit: Audit, found: dict[str, Any]) -> None:

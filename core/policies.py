@@ -8,6 +8,7 @@ verdict on them, where the registry write-back and the dashboard read it.
 from __future__ import annotations
 
 import hashlib
+import logging
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -21,7 +22,7 @@ from core.check_kinds import Catalog
 from core.config import Settings
 from core.db import utcnow
 from core.errors import ApiError
-from core.models import ApiKey, Audit, AuditPolicy
+from core.models import ApiKey, Audit, AuditPolicy, AuditStatus
 from core.policy_fit import fit_warnings, read_profile
 from core.relative import RELATIVE_NAMES, is_relative, relative_metric
 from core.schemas import (
@@ -39,8 +40,11 @@ from core.submission import (
     submit_audit,
     validate_checks,
 )
+from core.task_names import WRITE_BACK_TO_REGISTRY
 from core.tenancy import team_by_name, team_owner
 from core.verdicts import UnknownMetric, check_metric_name, has_relative
+
+log = logging.getLogger(__name__)
 
 
 def to_public(policy: AuditPolicy) -> PolicyPublic:
@@ -311,7 +315,12 @@ def matching_policies(session: Session, source: str, model_name: str) -> list[Au
 def policy_idempotency_key(policy: AuditPolicy, model_uri: str, reaudit: str | None = None) -> str:
     """One audit per policy and model version, however often the version is announced; a
     re-audit is one more per value of its key, however often that value is delivered."""
-    identity = f"{policy.id}|{model_uri}" + (f"|reaudit:{reaudit}" if reaudit is not None else "")
+    return idempotency_key(policy.id, model_uri, reaudit)
+
+
+def idempotency_key(policy_id: str, model_uri: str, reaudit: str | None = None) -> str:
+    """`policy_idempotency_key` from the policy's id alone (an audit knows only that)."""
+    identity = f"{policy_id}|{model_uri}" + (f"|reaudit:{reaudit}" if reaudit is not None else "")
     digest = hashlib.sha256(identity.encode()).hexdigest()[:40]
     return f"policy:{digest}"
 
@@ -349,8 +358,19 @@ def start_policy_audit(
         if created:
             if policy.baseline and has_relative(policy.thresholds):
                 _attach_baseline(session, settings, celery, catalog, policy, audit)
+            _announce_start(celery, settings, audit)
             enqueue_audit(session, celery, settings, audit)
     return audit, created
+
+
+def _announce_start(celery: Celery, settings: Settings, audit: Audit) -> None:
+    """Queue the registry write-back now, before the audit runs: the version's verdict tags
+    read `pending` (promotion `blocked`) until it ends, so a gate never promotes on the verdict
+    of an earlier audit that this re-audit is about to replace."""
+    try:
+        celery.send_task(WRITE_BACK_TO_REGISTRY, args=[audit.id], queue=settings.queue)
+    except Exception:  # broker down: the audit still runs; its end writes the verdict
+        log.exception("could not queue the pending write-back of audit %s", audit.id)
 
 
 def _attach_baseline(
@@ -394,15 +414,21 @@ def _start_baseline(
 ) -> Audit:
     """The policy's audit of the baseline version, started once: under the version's own key
     when the policy never audited it (so its announcement finds it), else under a key of what
-    makes it comparable. It compares with itself: a baseline has no baseline."""
+    makes it comparable. It compares with itself: a baseline has no baseline. One under that
+    key that failed or was cancelled is never reused: the next attempt gets a key of its own."""
     key = policy_idempotency_key(policy, model_uri)
     if find_idempotent(session, policy.team_id, key) is not None:
-        key = policy_idempotency_key(
-            policy, model_uri, f"baseline:{baselines.baseline_key(candidate)}"
-        )
-        existing = find_idempotent(session, policy.team_id, key)
-        if existing is not None:
-            return existing
+        comparable = f"baseline:{baselines.baseline_key(candidate)}"
+        attempt = 1
+        while True:
+            suffix = comparable if attempt == 1 else f"{comparable}:attempt-{attempt}"
+            key = policy_idempotency_key(policy, model_uri, suffix)
+            existing = find_idempotent(session, policy.team_id, key)
+            if existing is None:
+                break
+            if existing.status in (*AuditStatus.ACTIVE, AuditStatus.SUCCEEDED):
+                return existing
+            attempt += 1
     body = AuditCreate(
         model={"uri": model_uri},
         dataset={"uri": policy.dataset_uri},

@@ -106,7 +106,7 @@ class RelativeResult:
     """One relative condition's comparison, kept in the verdict JSON."""
 
     metric: str
-    status: str  # pass | fail | inconclusive | unknown
+    status: str  # pass | fail | inconclusive | unknown | not_compared
     explanation: str  # one sentence
     value: float | None = None  # the candidate's
     baseline_value: float | None = None
@@ -186,6 +186,21 @@ def explain(
         )
     tolerance = f", margin {format_difference(allowed, metric.unit)}" if allowed else ""
     return f"{head}, {evidence}{tolerance}: {CONCLUSIONS[status]}"
+
+
+NOT_COMPARED = "not_compared"  # the audit is its own baseline: nothing to compare with
+ITSELF = "this audit is the baseline"
+
+
+def not_compared(metric_name: str) -> RelativeResult:
+    """A condition of an audit that is its own baseline (the champion's first audit, or one
+    started to serve as a baseline): comparing it with itself would prove nothing, so it is not
+    evaluated and never counts towards the verdict."""
+    return RelativeResult(
+        metric=metric_name,
+        status=NOT_COMPARED,
+        explanation=f"{metric_name} not compared: {ITSELF}",
+    )
 
 
 def withheld(

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.relative import RelativeResult, is_relative
+from core.relative import NOT_COMPARED, RelativeResult, is_relative
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -204,9 +204,15 @@ def worst(statuses: Sequence[str]) -> str:
     return min(statuses, key=lambda status: SEVERITY.get(status, 1), default="pass")
 
 
+# The verdict of an audit that is its own baseline and whose conditions all compare with the
+# baseline: nothing was judged. It is recorded on the audit, never written to the registry over
+# the version's verdict, never notified (core/notifications.py), and never promotes.
+BASELINE = "baseline"
+
+
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # pass | fail | inconclusive | unknown
+    status: str  # pass | fail | inconclusive | unknown | baseline
     results: list[ThresholdResult]
     promotion: str  # allowed | blocked
     comparisons: list[RelativeResult] = field(default_factory=list)
@@ -266,7 +272,9 @@ def evaluate(
     (every other condition then passed: a metric not computed never slips through).
 
     A relative condition's comparison with the baseline (`comparisons`, worker/gates.py) counts
-    with the same order; its `op`/`value`, where given, is checked here like any threshold."""
+    with the same order; its `op`/`value`, where given, is checked here like any threshold. One
+    `not_compared` (the audit is its own baseline) does not count: the absolute conditions
+    decide, and with none the status is `baseline` (nothing judged, nothing promoted)."""
     results = []
     for rule in thresholds:
         if rule.get("op") is None:  # a relative condition alone: its comparison decides
@@ -282,7 +290,11 @@ def evaluate(
                 rule["metric"], rule["op"], rule["value"], value, passed, reading, reason
             )
         )
-    status = worst([_threshold_status(r) for r in results] + [c.status for c in comparisons])
+    judged = [c.status for c in comparisons if c.status != NOT_COMPARED]
+    if not results and not judged and comparisons:
+        status = BASELINE  # only relative conditions, and this audit is the baseline
+    else:
+        status = worst([_threshold_status(r) for r in results] + judged)
     allowed = status == "pass" or (status == "inconclusive" and on_inconclusive == "allow")
     return Verdict(
         status, results, "allowed" if allowed else "blocked", list(comparisons), baseline

@@ -28,6 +28,7 @@ from core.relative import (
     explain,
     is_relative,
     margin,
+    not_compared,
     outcome,
     relative_metric,
     withheld,
@@ -48,7 +49,7 @@ BOOTSTRAP_RESAMPLES = 2000
 INCONCLUSIVE = "inconclusive"
 
 
-def baseline_name(found: Mapping[str, Any], itself: bool = False) -> str:
+def baseline_name(found: Mapping[str, Any]) -> str:
     """How a sentence names the baseline: `champion v7`, `main (3f2a9c01d2e4)`, `audit 1a2b3c`."""
     ref, version = str(found.get("ref") or ""), str(found.get("version") or "")
     if ref.startswith("audit:"):
@@ -59,7 +60,7 @@ def baseline_name(found: Mapping[str, Any], itself: bool = False) -> str:
         name = f"{ref} ({version[:12]})" if ref != version else version[:12]
     else:
         name = ref or "the baseline"
-    return f"{name} (itself)" if itself else name
+    return name
 
 
 def _rows(session: Session, audit_id: str, check: str) -> dict[int, dict[str, Any]]:
@@ -338,24 +339,20 @@ def verdict_of(
     pending while the baseline's audit has not ended."""
     found = dict(audit.baseline or {"ref": policy.baseline, "error": "no baseline resolved"})
     relative = [rule for rule in policy.thresholds if is_relative(rule)]
-    itself = audit.baseline_audit_id == audit.id
-    name = baseline_name(found, itself)
-    if "error" in found or audit.baseline_audit_id is None:
+    name = baseline_name(found)
+    if audit.baseline_audit_id == audit.id:  # compared with itself it could only pass
+        comparisons = [not_compared(rule["metric"]) for rule in relative]
+    elif "error" in found or audit.baseline_audit_id is None:
         reason = found.get("error") or "no baseline resolved"
         comparisons = [withheld(rule["metric"], name, reason) for rule in relative]
     else:
-        if itself:
-            base, base_summary, base_status = audit, summary, AuditStatus.SUCCEEDED
-        else:
-            base = session.get(Audit, audit.baseline_audit_id)
-            if base is None:
-                comparisons = [
-                    withheld(r["metric"], name, "its audit was deleted") for r in relative
-                ]
-                return _evaluated(summary, policy, comparisons, found), False
-            if base.status not in AuditStatus.FINAL:
-                return pending_verdict(found), True
-            base_summary, base_status = base.summary or {}, base.status
+        base = session.get(Audit, audit.baseline_audit_id)
+        if base is None:
+            comparisons = [withheld(r["metric"], name, "its audit was deleted") for r in relative]
+            return _evaluated(summary, policy, comparisons, found), False
+        if base.status not in AuditStatus.FINAL:
+            return pending_verdict(found), True
+        base_summary, base_status = base.summary or {}, base.status
         comparisons = [
             compare(session, rule, (audit, summary), (base, base_summary, base_status), name)
             for rule in relative

@@ -3,10 +3,11 @@
 Two marks that a gate reading the Hub can act on, each written once per audit (a retried
 write-back finds them and adds nothing):
 
-- a discussion on the repository, titled with the verdict and the audit id, whose body holds
-  the promotion, the headline numbers and the report's link (the same values MLflow gets as
-  version tags);
-- a tag on the audited commit, `memaudit-<promotion>-<audit id>`, its message the verdict:
+- a discussion on the repository, titled with the policy's verdict and the audit id, whose body
+  holds the promotion, the headline numbers, every policy's verdict on the commit and the
+  aggregate, and the report's link (the same keys MLflow gets as version tags);
+- a tag on the audited commit, `memaudit-<promotion>-<audit id>` (the policy's promotion), its
+  message the policy's verdict:
   `HfApi().list_repo_refs(repo).tags` filtered on the commit is all a gate needs.
 
 The tag goes last: a gate that sees it can trust the discussion is there. Only audits started by
@@ -22,8 +23,8 @@ import logging
 from core.config import Settings
 from core.db import Database
 from core.inspection import hf_models
-from core.models import Audit, AuditStatus
-from worker.model_registry import MAX_TAG_VALUE, OWN_HUB_TAG_PREFIX, version_tags
+from core.models import Audit, AuditPolicy, AuditStatus
+from worker.model_registry import OWN_HUB_TAG_PREFIX, judges_version, policy_tag, verdict_tags
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,12 @@ def discussion_title(audit_id: str, verdict: str, commit: str) -> str:
 
 
 def discussion_body(tags: dict[str, str], commit: str, policy: str) -> str:
-    """Markdown a reader of the repository's Community tab can act on."""
+    """Markdown a reader of the repository's Community tab can act on: the policy's own
+    verdict first, then every tag (the other policies' verdicts, the aggregate)."""
     rows = "\n".join(f"| `{key}` | {value} |" for key, value in tags.items())
     return (
-        f"**memaudit verdict: {tags['memaudit.verdict']}** "
-        f"(promotion: **{tags['memaudit.promotion']}**) for commit `{commit}`, "
+        f"**memaudit verdict: {tags[policy_tag(policy, 'verdict')]}** "
+        f"(promotion: **{tags[policy_tag(policy, 'promotion')]}**) for commit `{commit}`, "
         f"policy `{policy}`.\n\n| | |\n|---|---|\n{rows}\n\n"
         f"Report: {tags['memaudit.report_url']}\n"
     )
@@ -60,15 +62,16 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
             or audit.model_uri is None
             or not audit.model_uri.startswith(hf_models.PREFIX)
             or not settings.hf_token
+            or not judges_version(audit)  # it judged nothing: the earlier marks stand
         ):
             return {}
-        tags = version_tags(audit, settings)
-        # A gate against the baseline says why in one sentence per condition.
-        explanation = (audit.verdict or {}).get("explanation")
-        if explanation:
-            tags["memaudit.explanation"] = str(explanation)[:MAX_TAG_VALUE]
         repo, commit = hf_models.parse_uri(audit.model_uri)
-        policy = (audit.labels or {}).get("policy", "")
+        # The same keys MLflow gets: this policy's `memaudit.<policy>.*` (its sentences too),
+        # and the aggregate over every policy's audit of the commit (`pending` until all end).
+        tags, _ = verdict_tags(session, settings, audit, "huggingface", repo)
+        policy_row = session.get(AuditPolicy, audit.policy_id)
+        policy = policy_row.name if policy_row else (audit.labels or {}).get("policy", "")
+    verdict, promotion = tags[policy_tag(policy, "verdict")], tags[policy_tag(policy, "promotion")]
     if hf_models.offline():
         log.warning(
             "audit %s: not written back to the Hub, HF_HUB_OFFLINE is set for this worker", audit_id
@@ -77,7 +80,7 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=settings.hf_endpoint or None, token=settings.hf_token)
-    title = discussion_title(audit_id, tags["memaudit.verdict"], commit)
+    title = discussion_title(audit_id, verdict, commit)
     posted = next(
         (
             found
@@ -90,8 +93,8 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         posted = api.create_discussion(
             repo, title, description=discussion_body(tags, commit, policy)
         )
-    tag = tag_name(audit_id, tags["memaudit.promotion"])
-    message = f"memaudit verdict {tags['memaudit.verdict']}: {tags['memaudit.report_url']}"
+    tag = tag_name(audit_id, promotion)
+    message = f"memaudit verdict {verdict}: {tags['memaudit.report_url']}"
     api.create_tag(repo, tag=tag, tag_message=message, revision=commit, exist_ok=True)
     log.info("audit %s: verdict written back to %s (tag %s)", audit_id, repo, tag)
     return {**tags, "hub.discussion": posted.url, "hub.tag": tag}

@@ -27,15 +27,22 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.baselines import BASELINE_LABEL
 from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import ApiError
 from core.inspection import mlflow_models
 from core.integrations import scrubbed
 from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
-from core.policies import enabled_policies, matches, matching_policies, start_policy_audit
+from core.policies import (
+    enabled_policies,
+    idempotency_key,
+    matches,
+    matching_policies,
+    start_policy_audit,
+)
 from core.task_names import WRITE_BACK_TO_REGISTRY
-from core.verdicts import metric_value, worst
+from core.verdicts import BASELINE, metric_value, worst
 from worker import wandb_events
 from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
@@ -253,14 +260,62 @@ def policy_tags(audit: Audit, policy: str, own: Mapping[str, str]) -> dict[str, 
     return tags
 
 
+def only_baseline(audit: Audit) -> bool:
+    """Started only to serve as another version's baseline, under a key of its own (the
+    version's own key was taken by an earlier audit of the policy): its verdict is not the
+    version's and never replaces the one that audit left."""
+    return (
+        BASELINE_LABEL in (audit.labels or {})
+        and audit.policy_id is not None
+        and audit.model_uri is not None
+        and audit.idempotency_key != idempotency_key(audit.policy_id, audit.model_uri)
+    )
+
+
+def judges_version(audit: Audit) -> bool:
+    """Whether this audit's verdict is its version's under its policy: not when it judged
+    nothing (`baseline`: its conditions all compare with the baseline, which it is itself),
+    nor when it only served as a baseline."""
+    return (audit.verdict or {}).get("status") != BASELINE and not only_baseline(audit)
+
+
+def _counts(audit: Audit) -> bool:
+    """Whether the aggregate waits for, or reads, this audit: one still running counts (its
+    verdict is not known yet), unless it only serves as a baseline."""
+    if audit.status not in AuditStatus.FINAL:
+        return not only_baseline(audit)
+    return judges_version(audit)
+
+
+def latest_judged(session: Session, audit: Audit) -> Audit | None:
+    """The policy's latest ended audit of this version, other than `audit`, whose verdict is
+    the version's: what an audit that judged nothing leaves standing."""
+    for found in session.scalars(
+        select(Audit)
+        .where(
+            Audit.model_uri == audit.model_uri,
+            Audit.policy_id == audit.policy_id,
+            Audit.status.in_(AuditStatus.FINAL),
+            Audit.id != audit.id,
+        )
+        .order_by(Audit.created_at.desc(), Audit.id.desc())
+    ):
+        if judges_version(found):
+            return found
+    return None
+
+
 def _status_of(audit: Audit) -> str:
     verdict = audit.verdict or {}
     return verdict.get("status") or ("error" if audit.status == AuditStatus.FAILED else "none")
 
 
 def aggregate_tags(session: Session, audit: Audit, source: str, name: str) -> dict[str, str]:
-    """The version's aggregate over the matching policies' latest audits of it; {} while one of
-    them has not ended (or its verdict still waits for its baseline)."""
+    """The version's aggregate over the matching policies' latest audits of it that judge it;
+    `pending` (promotion `blocked`) while one of them has not ended or its verdict still waits
+    for its baseline, so an earlier aggregate never stands for a re-audit still under way. An
+    audit that judged nothing (`baseline`) or only served as a baseline leaves the policy's
+    earlier audit standing; `baseline` when no audit of the version judged it."""
     policies = {p.id: p.name for p in matching_policies(session, source, name)}
     if audit.policy_id and audit.policy_id not in policies:
         own = session.get(AuditPolicy, audit.policy_id)
@@ -271,9 +326,25 @@ def aggregate_tags(session: Session, audit: Audit, source: str, name: str) -> di
         .where(Audit.model_uri == audit.model_uri, Audit.policy_id.in_(list(policies)))
         .order_by(Audit.created_at, Audit.id)
     ):
-        latest[found.policy_id or ""] = found
-    if any(a.status not in AuditStatus.FINAL or a.verdict_pending for a in latest.values()):
-        return {}
+        if _counts(found):
+            latest[found.policy_id or ""] = found
+    waiting = [
+        f"{policies[a.policy_id or '']}'s audit {a.id}"
+        for a in latest.values()
+        if a.status not in AuditStatus.FINAL or a.verdict_pending
+    ]
+    if waiting:
+        return {
+            "memaudit.verdict": "pending",
+            "memaudit.promotion": "blocked",
+            "memaudit.verdict_reason": f"waiting for {', '.join(waiting)}"[:MAX_TAG_VALUE],
+        }
+    if not latest:
+        return {
+            "memaudit.verdict": BASELINE,
+            "memaudit.promotion": "blocked",
+            "memaudit.verdict_reason": "no policy judged this version: it is its own baseline",
+        }
     statuses = [_status_of(a) for a in latest.values()]
     status = worst(statuses)
     allowed = all((a.verdict or {}).get("promotion") == "allowed" for a in latest.values())
@@ -292,37 +363,45 @@ def aggregate_tags(session: Session, audit: Audit, source: str, name: str) -> di
 def verdict_tags(
     session: Session, settings: Settings, audit: Audit, source: str, name: str
 ) -> tuple[dict[str, str], list[str]]:
-    """What a registry's version gets from this finished policy audit, whichever registry it is:
+    """What a registry's version gets from this policy audit, whichever registry it is:
     (tags, the optional ones to remove where an earlier audit left them). Its policy's verdict
-    goes to `memaudit.<policy>.*`; the aggregate `memaudit.verdict` and `memaudit.promotion`,
-    once every matching policy's audit of the version has ended."""
-    own = version_tags(audit, settings)
+    goes to `memaudit.<policy>.*` (`pending` while it runs); the aggregate `memaudit.verdict`
+    and `memaudit.promotion` hold the worst once every matching policy's audit of the version
+    has ended, `pending` until then."""
     policy = session.get(AuditPolicy, audit.policy_id) if audit.policy_id else None
     policy_name = policy.name if policy else (audit.labels or {}).get("policy", audit.policy_id)
-    tags = {k: v for k, v in own.items() if k not in AGGREGATE_TAGS}
-    tags.update(policy_tags(audit, policy_name, own))
     aggregate = aggregate_tags(session, audit, source, name)
+    explained = [policy_tag(policy_name, "verdict_reason"), policy_tag(policy_name, "explanation")]
+    if audit.status not in AuditStatus.FINAL:
+        # Just started: the policy's verdict on the version is pending until it ends.
+        pending = {
+            policy_tag(policy_name, "verdict"): "pending",
+            policy_tag(policy_name, "promotion"): "blocked",
+        }
+        return {**pending, **aggregate}, explained
+    # An audit that judged nothing leaves the policy's earlier verdict on the version standing.
+    shown = audit if judges_version(audit) else (latest_judged(session, audit) or audit)
+    if only_baseline(shown):  # the version's own audit has no verdict yet: it writes its own
+        return aggregate, []
+    own = version_tags(shown, settings)
+    tags = {k: v for k, v in own.items() if k not in AGGREGATE_TAGS}
+    tags.update(policy_tags(shown, policy_name, own))
     tags.update(aggregate)
-    optional = [
-        *HEADLINE_TAGS,
-        policy_tag(policy_name, "verdict_reason"),
-        policy_tag(policy_name, "explanation"),
-    ]
+    optional = [*HEADLINE_TAGS, *explained]
     if aggregate:
         optional.append("memaudit.verdict_reason")
     return tags, optional
 
 
 def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
-    """Tag the MLflow model version this finished policy audit examined; {} for any other.
-    Its policy's verdict goes to `memaudit.<policy>.*`; the aggregate `memaudit.verdict` and
-    `memaudit.promotion`, once every matching policy's audit of the version has ended."""
+    """Tag the MLflow model version this policy audit examines; {} for any other audit. Its
+    policy's verdict goes to `memaudit.<policy>.*`; the aggregate `memaudit.verdict` and
+    `memaudit.promotion` (`verdict_tags`). Called when the audit starts (both read `pending`),
+    when it ends, and when a verdict that waited for its baseline is reached."""
     with db.session() as session:
         audit = session.get(Audit, audit_id)
         if (
             audit is None
-            or audit.status not in AuditStatus.FINAL
-            or audit.verdict_pending  # announced again once its baseline's audit has ended
             or audit.model_uri is None  # a dataset audit: no model version to tag
             or not audit.model_uri.startswith(mlflow_models.PREFIX)
             or not settings.mlflow_tracking_uri
@@ -335,10 +414,15 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         tags, optional = verdict_tags(session, settings, audit, "mlflow", name)
         client = mlflow_models.client(settings.mlflow_tracking_uri)
         registered = client.get_model_version(name, version)  # read once, for the run and tags
-        try:
-            tags[RUN_TAG] = log_results(client, settings, audit, tags, HEADLINE_TAGS, registered)
-        except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
-            log.warning("could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc)))
+        reached = audit.status in AuditStatus.FINAL and not audit.verdict_pending
+        if reached and judges_version(audit):  # its results, once, when its verdict is known
+            try:
+                logged = log_results(client, settings, audit, tags, HEADLINE_TAGS, registered)
+                tags[RUN_TAG] = logged
+            except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
+                log.warning(
+                    "could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc))
+                )
     clear_stale_tags(client, registered, tags, optional)
     # The verdicts go last, the aggregate after the policy's own: a gate that sees one can
     # trust every other tag is there.
@@ -425,22 +509,24 @@ def _repeat_lost_write_back(
     wait for a verdict for ever. An audit whose own write-back may still be retrying is left to
     it (a second one would log its metrics twice)."""
     with db.session() as session:
-        latest = session.execute(
-            select(Audit.id, Audit.finished_at)
+        ended = session.scalars(
+            select(Audit)
             .where(
                 Audit.model_uri == uri,
                 Audit.policy_id.in_([p.id for p in policies]),
                 Audit.status.in_(AuditStatus.FINAL),
             )
             .order_by(Audit.finished_at.desc().nulls_last(), Audit.created_at.desc())
-            .limit(1)
-        ).first()
-    if latest is None or tags.get("memaudit.audit_id") == latest.id:
-        return
-    if latest.finished_at and latest.finished_at > utcnow() - WRITE_BACK_RETRY_SPAN:
-        return
-    log.info("reconciliation: %s lacks audit %s's tags; writing them back again", uri, latest.id)
-    celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest.id], queue=settings.queue)
+        )
+        # One that judged nothing writes its policy's earlier verdict, not its own audit id.
+        latest = next((audit for audit in ended if judges_version(audit)), None)
+        if latest is None or tags.get("memaudit.audit_id") == latest.id:
+            return
+        if latest.finished_at and latest.finished_at > utcnow() - WRITE_BACK_RETRY_SPAN:
+            return
+        latest_id = latest.id
+    log.info("reconciliation: %s lacks audit %s's tags; writing them back again", uri, latest_id)
+    celery.send_task(WRITE_BACK_TO_REGISTRY, args=[latest_id], queue=settings.queue)
 
 
 def reconcile(db: Database, settings: Settings, celery: Celery) -> list[str]:

@@ -70,10 +70,10 @@ def _number(value: Any) -> str:
 
 
 def verdict_sentence(verdict: Mapping[str, Any]) -> str:
-    """The verdict explained: its own sentence (a gate writes one), else why it is unknown,
-    else each condition with its value."""
-    if verdict.get("sentence"):
-        return str(verdict["sentence"])
+    """The verdict explained: its own sentence (a gate's `explanation`, one per relative
+    condition), else why it is unknown, else each condition with its value."""
+    if verdict.get("explanation"):
+        return str(verdict["explanation"])
     if verdict.get("reason"):
         return str(verdict["reason"])
     said = {True: "met", False: "not met", None: "not judged"}

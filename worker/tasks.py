@@ -125,6 +125,8 @@ def finalize_audit(audit_id: str) -> str:
         # the baseline ended meanwhile, else when it ends (_release_waiting).
         if not outcome.verdict_pending or gates.reach_pending(database(), audit_id):
             _announce_end(audit_id)
+        else:  # the registry shows the policy's verdict pending, never an earlier one
+            write_back_to_registry.delay(audit_id)
         _release_waiting(audit_id)
     return outcome.status
 

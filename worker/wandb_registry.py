@@ -2,8 +2,8 @@
 version. (Which events start audits: worker/wandb_events.py.)
 
 The same names MLflow's version tags get (`memaudit.<policy>.verdict` per policy, the aggregate
-`memaudit.verdict` and `memaudit.promotion` once every matching policy's audit of the version has
-ended, ..., from `model_registry.verdict_tags`) are set as
+`memaudit.verdict` and `memaudit.promotion`, `pending` until every matching policy's audit of the
+version has ended, ..., from `model_registry.verdict_tags`) are set as
 top-level metadata keys of the version in one save; optional ones an earlier audit left and
 this one does not write are removed. Editing metadata is no automation event, so the write-back
 cannot loop. The task retries it (worker/tasks.py) like the other registries' write-backs.
@@ -16,7 +16,7 @@ import logging
 from core.config import Settings
 from core.db import Database
 from core.inspection import wandb_models
-from core.models import Audit, AuditStatus
+from core.models import Audit
 from core.wandb_client import wandb_client
 from worker.model_registry import verdict_tags
 
@@ -24,17 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
-    """Set this finished W&B policy audit's verdict as metadata on its artifact version; {} for
-    any other audit (a hand-submitted one must not replace a policy's verdict)."""
+    """Set this W&B policy audit's verdict as metadata on its artifact version (`pending` from
+    its start until its verdict is reached); {} for any other audit (a hand-submitted one must
+    not replace a policy's verdict)."""
     with db.session() as session:
         audit = session.get(Audit, audit_id)
         if (
             audit is None
-            or audit.status not in AuditStatus.FINAL
             or audit.policy_id is None
             or audit.model_uri is None
             or not audit.model_uri.startswith(wandb_models.PREFIX)
-            or audit.verdict_pending  # announced again once its baseline's audit has ended
         ):
             return {}
         version = wandb_models.parse_uri(audit.model_uri)

@@ -227,9 +227,14 @@ def version_tags_of(registry, name: str, version: str) -> dict[str, str]:  # typ
 
 
 def written_back(registry, name: str, version: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The version's tags once the verdict (written last) is among them."""
+    """The version's tags once a reached verdict (written last) is among them: a policy audit
+    writes `pending` as it starts."""
     return wait_for(
-        lambda: (t := version_tags_of(registry, name, version)).get("memaudit.verdict") and t,
+        lambda: (
+            (t := version_tags_of(registry, name, version)).get("memaudit.verdict", "pending")
+            != "pending"
+            and t
+        ),
         60,
         f"the memaudit.* tags on {name}/{version}",
     )

@@ -87,9 +87,12 @@ def _verdict_of(memaudit: Served, uri: str, policy_id: str, after: str = "") -> 
 
 
 def _tags_when(registry, version: str, keys: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The version's tags once each of `keys` holds a reached verdict (a policy audit writes
+    `pending` as it starts)."""
+
     def present() -> dict[str, str] | None:
         tags = version_tags_of(registry, MODEL, version)
-        return tags if all(k in tags for k in keys) else None
+        return tags if all(tags.get(k, "pending") != "pending" for k in keys) else None
 
     return wait_for(present, 90, f"tags {keys} on {MODEL}/{version}")
 
@@ -149,8 +152,10 @@ def test_the_gate_fails_more_memorization_passes_less_and_keeps_each_policys_ver
     assert better["verdict"]["comparisons"][0]["high"] < 0  # fewer records extracted, surely
     assert better["verdict"]["promotion"] == "allowed"
 
+    # The champion's first audit is its own baseline: compared with nothing, it judges nothing.
     champion = _verdict_of(memaudit, uri[v1], relative["id"])
-    assert champion["verdict"]["status"] != "fail", champion["verdict"]
+    assert champion["verdict"]["status"] == "baseline", champion["verdict"]
+    assert champion["verdict"]["comparisons"][0]["status"] == "not_compared"
 
     # Each policy keeps its own tag; the aggregate holds the worst, once both have ended.
     for version in (v2, v3):
@@ -193,3 +198,12 @@ def test_the_gate_fails_more_memorization_passes_less_and_keeps_each_policys_ver
     assert reaudited["verdict"]["status"] == "inconclusive", reaudited["verdict"]
     assert reaudited["verdict"]["comparisons"][0]["newly"] == 0
     assert reaudited["verdict"]["comparisons"][0]["no_longer"] == 0
+    # The version's tag for that policy is now this re-audit's: never `fail`.
+    wait_for(
+        lambda: (
+            version_tags_of(registry, MODEL, v1).get(f"memaudit.{RELATIVE}.verdict")
+            == "inconclusive"
+        ),
+        90,
+        "the champion's re-audit verdict",
+    )

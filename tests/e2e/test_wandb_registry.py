@@ -96,7 +96,7 @@ def test_a_linked_version_is_audited_once_and_its_verdict_written_back(
     assert not fetched & set(REFUSED)
 
     metadata = wait_for(
-        lambda: (m := fake.metadata(version)).get("memaudit.verdict") and m,
+        lambda: (m := fake.metadata(version)).get("memaudit.verdict", "pending") != "pending" and m,
         60,
         "the verdict in the version's metadata",
     )

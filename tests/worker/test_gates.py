@@ -4,20 +4,26 @@ aggregate of a version's policies (worker/gates.py, worker/model_registry.py).""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
 from app.migrate import upgrade
+from core.baselines import BASELINE_LABEL, reusable_audit
+from core.config import Settings
 from core.db import Database
 from core.models import Audit, AuditPolicy, AuditStatus, SampleResult
+from core.notifications import audit_outcome
+from core.policies import idempotency_key
 from core.verdicts import pending_verdict
 from worker import gates
-from worker.model_registry import aggregate_tags
+from worker.model_registry import aggregate_tags, verdict_tags
 
 SHA = "a" * 64
 URI = "mlflow:models:/support-bot/{}"
 RATE = {"metric": "extraction.greedy_extraction_rate", "greater_is_better": False}
+SETTINGS = Settings(public_url="https://memaudit.example")
 
 
 @pytest.fixture
@@ -381,7 +387,12 @@ def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) ->
     first = _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("pass", "allowed"))
     running = _audit(db, flags, version=3, policy_id=floor, status=AuditStatus.RUNNING)
     with db.session() as session:
-        assert aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot") == {}
+        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        assert tags == {
+            "memaudit.verdict": "pending",
+            "memaudit.promotion": "blocked",
+            "memaudit.verdict_reason": f"waiting for floor's audit {running}",
+        }
         row = session.get(Audit, running)
         row.status, row.verdict = (
             AuditStatus.SUCCEEDED,
@@ -394,14 +405,16 @@ def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) ->
         "memaudit.promotion": "blocked",
         "memaudit.verdict_reason": "unknown: no rows",
     }
-    # A re-audit under `floor` replaces its earlier audit; one still pending keeps it unwritten.
+    # A re-audit under `floor` replaces its earlier audit; while its verdict is pending so is
+    # the aggregate: the earlier one must not stand for it.
     again = _audit(
         db, flags, version=3, policy_id=floor, verdict=pending_verdict({"audit_id": first})
     )
     with db.session() as session:
         session.get(Audit, again).verdict_pending = True
     with db.session() as session:
-        assert aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot") == {}
+        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pending", "blocked")
         row = session.get(Audit, again)
         row.verdict, row.verdict_pending = _verdict("pass", "allowed"), False
     with db.session() as session:
@@ -412,3 +425,147 @@ def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) ->
     with db.session() as session:
         tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
     assert tags == {"memaudit.verdict": "inconclusive", "memaudit.promotion": "allowed"}
+
+
+def test_a_reaudit_still_running_makes_an_allowed_aggregate_pending(db) -> None:
+    gate = _policy(db, "gate", [RATE])
+    flags = _flags(50, range(5))
+    first = _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("pass", "allowed"))
+    with db.session() as session:
+        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+    assert tags == {"memaudit.verdict": "pass", "memaudit.promotion": "allowed"}
+    again = _audit(db, flags, version=3, policy_id=gate, status=AuditStatus.QUEUED)
+    with db.session() as session:
+        tags, _ = verdict_tags(
+            session, SETTINGS, session.get(Audit, again), "mlflow", "support-bot"
+        )
+    assert tags == {
+        "memaudit.gate.verdict": "pending",
+        "memaudit.gate.promotion": "blocked",
+        "memaudit.verdict": "pending",
+        "memaudit.promotion": "blocked",
+        "memaudit.verdict_reason": f"waiting for gate's audit {again}",
+    }
+
+
+def _own_baseline(
+    db: Database, name: str, thresholds: list[dict], extracted: Sequence[bool]
+) -> str:
+    """A policy audit of version 1 that is its own baseline (the champion's first audit), its
+    verdict as finalize reaches it."""
+    policy_id = _policy(db, name, thresholds)
+    audit_id = _audit(db, extracted, policy_id=policy_id)
+    with db.session() as session:
+        row = session.get(Audit, audit_id)
+        row.baseline = {"ref": "champion", "model_uri": URI.format(1), "version": "1"}
+        row.baseline["audit_id"] = row.baseline_audit_id = audit_id
+        verdict, pending = gates.verdict_of(
+            session, row, session.get(AuditPolicy, policy_id), row.summary
+        )
+        assert not pending
+        row.verdict = verdict
+    return audit_id
+
+
+def test_an_audit_that_is_its_own_baseline_judges_only_its_absolute_conditions(db) -> None:
+    flags = _flags(100, range(40))
+    alone = _own_baseline(db, "alone", [RATE], flags)
+    with db.session() as session:
+        verdict = session.get(Audit, alone).verdict
+        assert audit_outcome(session.get(Audit, alone)) is None  # nothing judged, nothing told
+    assert (verdict["status"], verdict["promotion"]) == ("baseline", "blocked")
+    assert verdict["comparisons"] == [
+        {
+            "metric": RATE["metric"],
+            "status": "not_compared",
+            "explanation": f"{RATE['metric']} not compared: this audit is the baseline",
+            "relative": True,
+        }
+    ]
+    # An absolute condition beside it decides: 40% extracted is over the 10% allowed.
+    ceiling = {**RATE, "op": "<=", "value": 0.1}
+    both = _own_baseline(db, "both", [ceiling], flags)
+    with db.session() as session:
+        verdict = session.get(Audit, both).verdict
+    assert (verdict["status"], verdict["promotion"]) == ("fail", "blocked")
+
+
+def test_an_audit_that_judged_nothing_leaves_the_earlier_verdict_on_the_version(db) -> None:
+    """After a code-version change the champion is audited again as its own baseline: the
+    verdict its earlier audit reached stays its policy's and the aggregate's."""
+    flags = _flags(100, range(5))
+    again = _own_baseline(db, "gate", [RATE], flags)
+    with db.session() as session:
+        row = session.get(Audit, again)
+        policy_id = row.policy_id
+        earlier = Audit(
+            status=AuditStatus.SUCCEEDED,
+            model_uri=row.model_uri,
+            dataset_uri="dataset:x",
+            dataset_sha256=SHA,
+            n_samples=100,
+            checks=row.checks,
+            labels={},
+            summary=row.summary,
+            policy_id=policy_id,
+            verdict=_verdict("pass", "allowed"),
+            created_at=row.created_at - timedelta(days=1),
+        )
+        session.add(earlier)
+        session.flush()
+        earlier_id = earlier.id
+    with db.session() as session:
+        tags, _ = verdict_tags(
+            session, SETTINGS, session.get(Audit, again), "mlflow", "support-bot"
+        )
+    assert tags["memaudit.gate.verdict"] == "pass"
+    assert tags["memaudit.gate.audit_id"] == tags["memaudit.audit_id"] == earlier_id
+    assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pass", "allowed")
+    with db.session() as session:  # with no earlier verdict, the version says it was not judged
+        session.delete(session.get(Audit, earlier_id))
+    with db.session() as session:
+        tags, _ = verdict_tags(
+            session, SETTINGS, session.get(Audit, again), "mlflow", "support-bot"
+        )
+    assert tags["memaudit.gate.verdict"] == tags["memaudit.verdict"] == "baseline"
+    assert tags["memaudit.promotion"] == "blocked"
+
+
+def test_an_audit_started_only_as_a_baseline_never_replaces_the_versions_verdict(db) -> None:
+    gate = _policy(db, "gate", [{**RATE, "op": "<=", "value": 0.5}])
+    flags = _flags(100, range(5))
+    first = _audit(db, flags, policy_id=gate, verdict=_verdict("pass", "allowed"))
+    extra = _audit(db, _flags(100, range(90)), policy_id=gate, status=AuditStatus.RUNNING)
+    with db.session() as session:
+        session.get(Audit, first).idempotency_key = idempotency_key(gate, URI.format(1))
+        row = session.get(Audit, extra)
+        row.labels = {"policy": "gate", BASELINE_LABEL: "champion"}
+        row.idempotency_key = idempotency_key(gate, URI.format(1), "baseline:abc")
+    with db.session() as session:  # running, it keeps nothing waiting
+        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+    assert tags == {"memaudit.verdict": "pass", "memaudit.promotion": "allowed"}
+    with db.session() as session:
+        row = session.get(Audit, extra)
+        row.status, row.verdict = AuditStatus.SUCCEEDED, _verdict("fail")
+    with db.session() as session:
+        tags, _ = verdict_tags(
+            session, SETTINGS, session.get(Audit, extra), "mlflow", "support-bot"
+        )
+    assert tags["memaudit.gate.verdict"] == tags["memaudit.verdict"] == "pass"
+    assert tags["memaudit.audit_id"] == first
+
+
+def test_a_finished_comparable_audit_is_preferred_to_a_newer_one_still_running(db) -> None:
+    gate = _policy(db, "gate", [RATE])
+    flags = _flags(50, range(5))
+    done = _audit(db, flags, policy_id=gate)
+    running = _audit(db, flags, policy_id=gate, status=AuditStatus.RUNNING)
+    with db.session() as session:
+        policy = session.get(AuditPolicy, gate)
+        like = session.get(Audit, running)
+        session.get(Audit, running).created_at = session.get(Audit, done).created_at + timedelta(1)
+        session.flush()
+        assert reusable_audit(session, policy, URI.format(1), like, besides="x").id == done
+        session.get(Audit, done).status = AuditStatus.FAILED
+        session.flush()  # none succeeded: the running one is waited for
+        assert reusable_audit(session, policy, URI.format(1), like, besides="x").id == running

@@ -217,3 +217,34 @@ def test_a_placeholder_hub_token_is_refused_in_production(tmp_path) -> None:
         Settings(data_dir=tmp_path, **PRODUCTION, hf_token="huggingface")
     # Unset, huggingface_hub's own endpoint (its HF_ENDPOINT, a mirror a site may already use).
     assert Settings(data_dir=tmp_path).hf_endpoint == ""
+
+
+def test_each_policy_keeps_its_own_verdict_and_the_aggregate_waits_for_all(
+    tmp_path, hub: FakeHub, db: Database, online, tiny_lm: DemoArtifacts
+) -> None:
+    """Two policies audit one commit: each discussion and tag carry the policy's own verdict
+    (`memaudit.<policy>.verdict`); the aggregate is `pending` until both have ended, then the
+    worst of the two."""
+    commit = hub.push("acme/support-lm", tiny_lm.model_dir)
+    uri = f"hf:acme/support-lm@{commit}"
+    failing, passing = _audit(db, uri, status="running"), _audit(db, uri)
+    with db.session() as session:
+        audit = session.get(Audit, passing)
+        audit.verdict = {"status": "pass", "results": [], "promotion": "allowed"}
+        name = audit.labels["policy"]
+    settings = _settings(tmp_path, hub)
+    early = hub_registry.write_back(db, settings, passing)
+    assert (early[f"memaudit.{name}.verdict"], early[f"memaudit.{name}.promotion"]) == (
+        "pass",
+        "allowed",
+    )
+    assert (early["memaudit.verdict"], early["memaudit.promotion"]) == ("pending", "blocked")
+    assert early["hub.tag"] == f"memaudit-allowed-{passing}"
+    repo = hub.repos["acme/support-lm"]
+    assert repo.discussions[0]["title"] == f"memaudit: pass for {commit[:12]} (audit {passing})"
+    assert "| `memaudit.verdict` | pending |" in repo.discussions[0]["description"]
+    with db.session() as session:
+        session.get(Audit, failing).status = "succeeded"
+    late = hub_registry.write_back(db, settings, failing)
+    assert (late["memaudit.verdict"], late["memaudit.promotion"]) == ("fail", "blocked")
+    assert late["hub.tag"] == f"memaudit-blocked-{failing}"

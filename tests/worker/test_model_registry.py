@@ -390,3 +390,103 @@ def _registry_and_stack(make_stack, tmp_path, tiny_lm, names=("fraud-lm",), patt
     }
     assert stack.client.post("/v1/policies", headers=stack.headers, json=body).status_code == 201
     return registry, stack
+
+
+def test_a_reaudit_makes_the_versions_verdict_pending_from_its_start(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """A real MLflow registry (local SQLite store): the version passed; a re-audit queues its
+    write-back as it starts, which turns the aggregate and the policy's verdict to `pending`
+    (promotion `blocked`) until the re-audit's own verdict is written."""
+    from core.db import utcnow
+    from core.models import AuditStatus
+    from core.policies import start_policy_audit
+    from core.task_names import WRITE_BACK_TO_REGISTRY
+    from worker.checks.registry import REGISTRY
+    from worker.model_registry import write_back
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    (first,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    passed = {"status": "pass", "results": [], "promotion": "allowed"}
+    with stack.db.session() as session:
+        audit = session.get(Audit, first)
+        audit.status, audit.finished_at, audit.verdict = AuditStatus.SUCCEEDED, utcnow(), passed
+    write_back(stack.db, stack.settings, first)
+    assert registry.get_model_version("fraud-lm", "1").tags["memaudit.promotion"] == "allowed"
+
+    celery = _RecordingCelery()
+    with stack.db.session() as session:
+        policy = session.scalar(select(AuditPolicy).where(AuditPolicy.name == "policy"))
+        again, created = start_policy_audit(
+            session, stack.settings, celery, REGISTRY, policy, "mlflow:models:/fraud-lm/1", {}, "2"
+        )
+        again_id = again.id
+    assert created and (WRITE_BACK_TO_REGISTRY, [again_id]) in celery.sent
+    write_back(stack.db, stack.settings, again_id)
+    tags = registry.get_model_version("fraud-lm", "1").tags
+    assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pending", "blocked")
+    assert (tags["memaudit.policy.verdict"], tags["memaudit.policy.promotion"]) == (
+        "pending",
+        "blocked",
+    )
+    assert tags["memaudit.verdict_reason"] == f"waiting for policy's audit {again_id}"
+    assert tags["memaudit.audit_id"] == first  # the last reached verdict's audit, still
+    with stack.db.session() as session:
+        audit = session.get(Audit, again_id)
+        audit.status, audit.finished_at, audit.verdict = AuditStatus.SUCCEEDED, utcnow(), passed
+    write_back(stack.db, stack.settings, again_id)
+    tags = registry.get_model_version("fraud-lm", "1").tags
+    assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pass", "allowed")
+    assert tags["memaudit.audit_id"] == again_id and "memaudit.verdict_reason" not in tags
+
+
+def test_a_failed_baseline_audit_is_not_reused_a_fresh_one_starts(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """The champion's own audit failed; the baseline audit started for v2 under a key of its
+    own failed too: v3's comparison starts a fresh baseline audit instead of waiting on it."""
+    from core.models import AuditStatus
+    from core.policies import start_policy_audit
+    from worker.checks.registry import REGISTRY
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    for _ in range(2):
+        registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
+    registry.set_registered_model_alias("fraud-lm", "champion", "1")
+    body = {
+        "name": "gate",
+        "source": "mlflow",
+        "model_pattern": "fraud-*",
+        "dataset": {"uri": f"path:{tiny_lm.dataset_path}"},
+        "checks": [{"kind": "loss", "params": {}}],
+        "baseline": "champion",
+        "thresholds": [{"metric": "loss.mean_loss", "greater_is_better": False}],
+    }
+    created = stack.client.post("/v1/policies", headers=stack.headers, json=body)
+    assert created.status_code == 201, created.text
+    celery = _RecordingCelery()
+
+    def start(version: int) -> Audit:
+        with stack.db.session() as session:
+            policy = session.get(AuditPolicy, created.json()["id"])
+            uri = f"mlflow:models:/fraud-lm/{version}"
+            audit = start_policy_audit(session, stack.settings, celery, REGISTRY, policy, uri, {})
+            return audit[0]
+
+    def fail(audit_id: str) -> None:
+        with stack.db.session() as session:
+            session.get(Audit, audit_id).status = AuditStatus.FAILED
+
+    champion = start(1)
+    assert champion.baseline_audit_id == champion.id
+    fail(champion.id)
+    first_try = start(2).baseline_audit_id
+    assert first_try not in (None, champion.id)
+    fail(first_try)
+    second_try = start(3).baseline_audit_id
+    assert second_try not in (None, champion.id, first_try)
+    with stack.db.session() as session:
+        fresh, failed = session.get(Audit, second_try), session.get(Audit, first_try)
+        assert fresh.status == AuditStatus.QUEUED
+        assert fresh.model_uri == "mlflow:models:/fraud-lm/1"
+        assert fresh.idempotency_key != failed.idempotency_key

@@ -3,6 +3,7 @@ refused before anything is sent, and what a message may never say."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,8 +12,15 @@ import pytest
 
 from app.migrate import upgrade
 from core.db import Database
-from core.models import Audit, AuditPolicy, NotificationChannel, NotificationDelivery
+from core.models import (
+    Audit,
+    AuditPolicy,
+    NotificationChannel,
+    NotificationDelivery,
+    SampleResult,
+)
 from core.notifications import audit_outcome, masked_url
+from core.verdicts import pending_verdict
 from tests.conftest import make_settings
 from worker import mail
 from worker.notification_messages import chat_payload, compose
@@ -285,7 +293,7 @@ def test_a_policy_outcome_says_the_verdict_and_its_sentence(make_db) -> None:
         outcome = audit_outcome(audit)
         assert (outcome.event, outcome.outcome) == ("policy.outcome", "fail")
         message = compose(audit, outcome, policy.name, settings, [])
-        audit.verdict = {**audit.verdict, "sentence": "extraction rate 3.1% vs 1.2% on champion"}
+        audit.verdict = {**audit.verdict, "explanation": "extraction rate 3.1% vs 1.2% on champion"}
         gated = compose(audit, outcome, policy.name, settings, [])
         audit.verdict = {"status": "pending"}  # a gate still waiting on its baseline
         assert audit_outcome(audit) is None
@@ -328,3 +336,107 @@ def test_a_model_path_with_a_line_break_still_makes_one_subject_line(make_db) ->
     letter = mail.envelope(settings, ["ops@example.org"], message.subject, message.text)
     assert "\n" not in message.subject and letter["Bcc"] is None
     assert letter["To"] == "ops@example.org"
+
+
+@pytest.fixture
+def eager_tasks(monkeypatch) -> Iterator:  # type: ignore[no-untyped-def]
+    """worker/tasks.py run in this process (Celery eager) against a given database."""
+    from worker import tasks
+
+    def bind(settings, db):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+        monkeypatch.setattr(tasks, "database", lambda: db)
+        return tasks
+
+    tasks.celery_app.conf.task_always_eager = True
+    yield bind
+    tasks.celery_app.conf.task_always_eager = False
+
+
+def _waiting_candidate(db: Database, baseline_status: str) -> tuple[str, str]:
+    """(candidate, baseline): a candidate whose verdict waits for its baseline's audit, which
+    has this status; 40% of records extracted by the candidate, 10% by the baseline."""
+    with db.session() as session:
+        policy = AuditPolicy(
+            name="release-gate",
+            source="mlflow",
+            model_pattern="*",
+            dataset_uri="dataset:ds_x",
+            checks=[{"kind": "extraction", "params": {}}],
+            thresholds=[
+                {"metric": "extraction.greedy_extraction_rate", "greater_is_better": False}
+            ],
+            baseline="champion",
+        )
+        session.add(policy)
+        session.flush()
+        made = []
+        for version, status, extracted in ((1, baseline_status, 10), (2, "succeeded", 40)):
+            audit = Audit(
+                status=status,
+                model_uri=f"mlflow:models:/support-lm/{version}",
+                dataset_uri="dataset:ds_x",
+                dataset_sha256="0" * 64,
+                n_samples=100,
+                checks=[{"kind": "extraction", "params": {}}],
+                policy_id=policy.id,
+                summary={"extraction": {"all": {"greedy_rate": extracted / 100}}},
+            )
+            session.add(audit)
+            session.flush()
+            for i in range(100):
+                values = {"greedy_extracted": i < extracted}
+                session.add(
+                    SampleResult(
+                        audit_id=audit.id,
+                        check="extraction",
+                        sample_index=i,
+                        sample_id=f"r{i}",
+                        values=values,
+                    )
+                )
+            made.append(audit)
+        base, candidate = made
+        found = {"ref": "champion", "version": "1", "audit_id": base.id}
+        candidate.baseline, candidate.baseline_audit_id = found, base.id
+        candidate.verdict, candidate.verdict_pending = pending_verdict(found), True
+        return candidate.id, base.id
+
+
+def test_a_pending_verdict_is_told_once_when_its_baseline_ends(
+    make_db, receivers, eager_tasks
+) -> None:
+    settings, db = make_db(callback_allow_private=True)
+    receiver = receivers(200)
+    _channel(db, kind="webhook", webhook_url=receiver.url, events=["policy.outcome"])
+    candidate, baseline = _waiting_candidate(db, "running")
+    tasks = eager_tasks(settings, db)
+    assert channels_to_tell(db, candidate) == []  # pending: nothing to tell yet
+    with db.session() as session:
+        session.get(Audit, baseline).status = "succeeded"
+    tasks._release_waiting(baseline)  # the baseline's audit ended
+    tasks._release_waiting(baseline)  # announced twice (a retried finalize)
+    tasks.reap_stale_shards()  # and the reaper's round comes by
+    assert len(receiver.bodies) == 1
+    text = json.loads(receiver.bodies[0])["text"]
+    assert "Policy release-gate: FAIL (promotion blocked)" in text
+    assert "30 of 100 records newly extracted" in text
+
+
+def test_the_reaper_tells_a_verdict_whose_baseline_was_cancelled_once(
+    make_db, receivers, eager_tasks
+) -> None:
+    settings, db = make_db(callback_allow_private=True)
+    receiver = receivers(200)
+    _channel(db, kind="webhook", webhook_url=receiver.url, events=["policy.outcome"])
+    candidate, _ = _waiting_candidate(db, "cancelled")  # through the API: no worker announced it
+    tasks = eager_tasks(settings, db)
+    tasks.reap_stale_shards()
+    tasks.reap_stale_shards()
+    assert len(receiver.bodies) == 1
+    # No comparison could be made: `unknown`, which blocks whatever the policy allows.
+    assert (
+        "Policy release-gate: UNKNOWN (promotion blocked)" in json.loads(receiver.bodies[0])["text"]
+    )
+    with db.session() as session:
+        assert session.get(Audit, candidate).verdict["status"] == "unknown"
