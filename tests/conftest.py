@@ -231,3 +231,44 @@ def make_stack(tmp_path: Path, tiny_lm: DemoArtifacts) -> Iterator[Callable[...,
     for client in clients:
         client.app.state.db.dispose()
         client.close()
+
+
+def stored_policy_audit(
+    db: Database,
+    uri: str,
+    source: str,
+    *,
+    policy: bool = True,
+    status: str = "succeeded",
+    verdict: dict | None = None,
+) -> str:
+    """A finished audit of `uri` stored as a registry write-back reads it: under a policy of
+    `source` (or by hand), a greedy extraction rate of 0.75 and a `fail` verdict unless given."""
+    from core.models import Audit, AuditPolicy
+
+    with db.session() as session:
+        policy_row = AuditPolicy(
+            name=f"{source}-{uuid.uuid4().hex[:8]}",
+            source=source,
+            model_pattern="acme/*",
+            dataset_uri="dataset:unused",
+            checks=[],
+            thresholds=[],
+        )
+        session.add(policy_row)
+        session.flush()
+        audit = Audit(
+            status=status,
+            model_uri=uri,
+            dataset_uri="dataset:unused",
+            dataset_sha256="0" * 64,
+            n_samples=1,
+            checks=[],
+            labels={"policy": policy_row.name},
+            summary={"extraction": {"all": {"greedy_rate": 0.75}}},
+            verdict=verdict or {"status": "fail", "results": [], "promotion": "blocked"},
+            policy_id=policy_row.id if policy else None,
+        )
+        session.add(audit)
+        session.commit()
+        return audit.id

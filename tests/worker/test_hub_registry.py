@@ -6,7 +6,6 @@ the write-back runs."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import pytest
 from app.migrate import upgrade
 from core.config import Settings
 from core.db import Database
-from core.models import Audit, AuditPolicy
-from tests.conftest import make_settings
+from core.models import Audit
+from tests.conftest import make_settings, stored_policy_audit
 from tests.hub_fake import FakeHub
 from worker import hub_registry
 from worker.demo import DemoArtifacts
@@ -57,32 +56,7 @@ def _settings(tmp_path: Path, hub: FakeHub, **overrides: object) -> Settings:
 
 
 def _audit(db: Database, uri: str, *, policy: bool = True, status: str = "succeeded") -> str:
-    with db.session() as session:
-        policy_row = AuditPolicy(
-            name=f"hub-{uuid.uuid4().hex[:8]}",
-            source="huggingface",
-            model_pattern="acme/*",
-            dataset_uri="dataset:unused",
-            checks=[],
-            thresholds=[],
-        )
-        session.add(policy_row)
-        session.flush()
-        audit = Audit(
-            status=status,
-            model_uri=uri,
-            dataset_uri="dataset:unused",
-            dataset_sha256="0" * 64,
-            n_samples=1,
-            checks=[],
-            labels={"policy": policy_row.name},
-            summary={"extraction": {"all": {"greedy_rate": 0.75}}},
-            verdict={"status": "fail", "results": [], "promotion": "blocked"},
-            policy_id=policy_row.id if policy else None,
-        )
-        session.add(audit)
-        session.commit()
-        return audit.id
+    return stored_policy_audit(db, uri, "huggingface", policy=policy, status=status)
 
 
 @pytest.fixture

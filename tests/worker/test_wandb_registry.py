@@ -5,7 +5,6 @@ to audit, and a finished policy audit's verdict becomes the version's metadata."
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,7 @@ from core.config import Settings
 from core.db import Database
 from core.inspection import wandb_models
 from core.inspection.errors import ModelError
-from core.models import Audit, AuditPolicy
-from tests.conftest import make_settings
+from tests.conftest import make_settings, stored_policy_audit
 from tests.wandb_fake import FakeWandb
 from worker import wandb_events, wandb_registry
 from worker.demo import DemoArtifacts
@@ -161,32 +159,7 @@ def db(tmp_path: Path, fake: FakeWandb):
 
 
 def _audit(db: Database, uri: str, *, policy: bool = True, verdict: dict | None = None) -> str:
-    with db.session() as session:
-        policy_row = AuditPolicy(
-            name=f"wandb-{uuid.uuid4().hex[:8]}",
-            source="wandb",
-            model_pattern="acme/*",
-            dataset_uri="dataset:unused",
-            checks=[],
-            thresholds=[],
-        )
-        session.add(policy_row)
-        session.flush()
-        audit = Audit(
-            status="succeeded",
-            model_uri=uri,
-            dataset_uri="dataset:unused",
-            dataset_sha256="0" * 64,
-            n_samples=1,
-            checks=[],
-            labels={"policy": policy_row.name},
-            summary={"extraction": {"greedy_extraction_rate": 0.75}},
-            verdict=verdict or {"status": "fail", "results": [], "promotion": "blocked"},
-            policy_id=policy_row.id if policy else None,
-        )
-        session.add(audit)
-        session.commit()
-        return audit.id
+    return stored_policy_audit(db, uri, "wandb", policy=policy, verdict=verdict)
 
 
 def test_the_verdict_is_written_back_as_the_versions_metadata(
@@ -213,6 +186,7 @@ def test_the_verdict_is_written_back_as_the_versions_metadata(
     assert metadata["memaudit.promotion"] == "blocked"
     assert metadata["memaudit.audit_id"] == audit_id
     assert metadata["memaudit.report_url"] == f"https://audit.example/audits/{audit_id}"
+    assert metadata["memaudit.greedy_extraction_rate"] == "0.75"
     assert "memaudit.verdict_reason" not in metadata  # the earlier audit's reason is gone
 
     by_hand = _audit(db, version.uri, policy=False)
