@@ -3,17 +3,15 @@ baseline (second id), paged, and exported as CSV or Parquet."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
 
 from app import record_changes
 from app.deps import ReadKey, SessionDep
-from app.record_changes import Comparison, Group
+from app.record_changes import Group
 from app.record_changes_export import PARQUET_MEDIA_TYPE, csv_chunks, parquet_chunks
-from core.models import ApiKey
 from core.schemas import (
     MAX_DB_INT,
     ChangeGroupPublic,
@@ -81,27 +79,27 @@ def compare(
     )
 
 
-def _export(
-    session: Session,
-    key: ApiKey,
-    ids: tuple[str, str],
-    filters: dict[str, str | None],
-    suffix: str,
-) -> tuple[Comparison, list[Group], dict[str, str]]:
-    comparison = record_changes.open_comparison(session, key, *ids)
-    groups = record_changes.select_groups(comparison, **filters)
-    name = f"changes-{comparison.candidate.id}-vs-{comparison.baseline.id}.{suffix}"
-    return comparison, groups, {"Content-Disposition": f'attachment; filename="{name}"'}
+# Each export format: how pages of rows become bytes, and what they are.
+EXPORTS = {
+    "csv": (csv_chunks, "text/csv"),
+    "parquet": (parquet_chunks, PARQUET_MEDIA_TYPE),
+}
 
 
 @router.get(
-    "/{audit_id}/compare/{other_id}/changes.csv",
+    "/{audit_id}/compare/{other_id}/changes.{export_format}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "every matching change"}},
+    responses={
+        200: {
+            "content": {media_type: {} for _, media_type in EXPORTS.values()},
+            "description": "every matching change",
+        }
+    },
 )
-def compare_csv(
+def compare_export(
     audit_id: str,
     other_id: str,
+    export_format: Literal["csv", "parquet"],
     request: Request,
     session: SessionDep,
     key: ReadKey,
@@ -109,30 +107,12 @@ def compare_csv(
     check: CheckFilter = None,
     metric: MetricFilter = None,
 ) -> StreamingResponse:
-    """The same rows as the paged API, every page, streamed."""
-    filters = {"kind": kind, "check": check, "metric": metric}
-    comparison, groups, headers = _export(session, key, (audit_id, other_id), filters, "csv")
+    """The same rows as the paged API, every page, streamed: CSV, or Parquet with one row group
+    per page of 2,000."""
+    comparison = record_changes.open_comparison(session, key, audit_id, other_id)
+    groups = record_changes.select_groups(comparison, kind=kind, check=check, metric=metric)
+    name = f"changes-{comparison.candidate.id}-vs-{comparison.baseline.id}.{export_format}"
+    chunks, media_type = EXPORTS[export_format]
     pages = record_changes.iter_pages(request.app.state.db, comparison, groups)
-    return StreamingResponse(csv_chunks(pages), media_type="text/csv", headers=headers)
-
-
-@router.get(
-    "/{audit_id}/compare/{other_id}/changes.parquet",
-    response_class=StreamingResponse,
-    responses={200: {"content": {PARQUET_MEDIA_TYPE: {}}, "description": "every change"}},
-)
-def compare_parquet(
-    audit_id: str,
-    other_id: str,
-    request: Request,
-    session: SessionDep,
-    key: ReadKey,
-    kind: KindFilter = None,
-    check: CheckFilter = None,
-    metric: MetricFilter = None,
-) -> StreamingResponse:
-    """The same rows as the CSV, one Parquet row group per page of 2,000."""
-    filters = {"kind": kind, "check": check, "metric": metric}
-    comparison, groups, headers = _export(session, key, (audit_id, other_id), filters, "parquet")
-    pages = record_changes.iter_pages(request.app.state.db, comparison, groups)
-    return StreamingResponse(parquet_chunks(pages), media_type=PARQUET_MEDIA_TYPE, headers=headers)
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(chunks(pages), media_type=media_type, headers=headers)
