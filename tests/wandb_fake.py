@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,15 @@ class FakeWandb:
     ) -> None:
         metadata = {k: v for k, v in self.metadata(version).items() if k not in remove}
         metadata.update(values)
-        (self._version_dir(version) / "metadata.json").write_text(json.dumps(metadata))
+        self._save_metadata(version, metadata)
+
+    def _save_metadata(self, version: ArtifactVersion, metadata: Mapping[str, Any]) -> None:
+        """Whole, as W&B saves it: a reader (a test polling, another worker) sees the old
+        metadata or the new, never a file half written."""
+        path = self._version_dir(version) / "metadata.json"
+        staged = path.with_name(f".metadata.{os.getpid()}.{threading.get_ident()}.json")
+        staged.write_text(json.dumps(metadata))
+        os.replace(staged, path)
 
     # -- the automation's webhook --------------------------------------------------------------
     def payload(

@@ -24,7 +24,8 @@ from core.config import Settings
 from core.db import Database
 from core.inspection import hf_models
 from core.models import Audit, AuditPolicy, AuditStatus
-from worker.model_registry import OWN_HUB_TAG_PREFIX, judges_version, policy_tag, verdict_tags
+from worker.model_registry import OWN_HUB_TAG_PREFIX
+from worker.registry_verdicts import judges_version, verdict_tags, version_tags
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,15 @@ def discussion_title(audit_id: str, verdict: str, commit: str) -> str:
     return f"memaudit: {verdict} for {commit[:12]} (audit {audit_id})"
 
 
-def discussion_body(tags: dict[str, str], commit: str, policy: str) -> str:
-    """Markdown a reader of the repository's Community tab can act on: the policy's own
-    verdict first, then every tag (the other policies' verdicts, the aggregate)."""
+def discussion_body(own: dict[str, str], tags: dict[str, str], commit: str, policy: str) -> str:
+    """Markdown a reader of the repository's Community tab can act on: this audit's verdict
+    first, then every tag the commit has now (each policy's verdict, the aggregate)."""
     rows = "\n".join(f"| `{key}` | {value} |" for key, value in tags.items())
     return (
-        f"**memaudit verdict: {tags[policy_tag(policy, 'verdict')]}** "
-        f"(promotion: **{tags[policy_tag(policy, 'promotion')]}**) for commit `{commit}`, "
+        f"**memaudit verdict: {own['memaudit.verdict']}** "
+        f"(promotion: **{own['memaudit.promotion']}**) for commit `{commit}`, "
         f"policy `{policy}`.\n\n| | |\n|---|---|\n{rows}\n\n"
-        f"Report: {tags['memaudit.report_url']}\n"
+        f"Report: {own['memaudit.report_url']}\n"
     )
 
 
@@ -66,12 +67,13 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         ):
             return {}
         repo, commit = hf_models.parse_uri(audit.model_uri)
-        # The same keys MLflow gets: this policy's `memaudit.<policy>.*` (its sentences too),
-        # and the aggregate over every policy's audit of the commit (`pending` until all end).
+        # The marks are this audit's; the body also lists the keys MLflow gets for the commit
+        # (each policy's `memaudit.<policy>.*`, the aggregate, `pending` until all end).
+        own = version_tags(audit, settings)
         tags, _ = verdict_tags(session, settings, audit, "huggingface", repo)
         policy_row = session.get(AuditPolicy, audit.policy_id)
         policy = policy_row.name if policy_row else (audit.labels or {}).get("policy", "")
-    verdict, promotion = tags[policy_tag(policy, "verdict")], tags[policy_tag(policy, "promotion")]
+    verdict, promotion = own["memaudit.verdict"], own["memaudit.promotion"]
     if hf_models.offline():
         log.warning(
             "audit %s: not written back to the Hub, HF_HUB_OFFLINE is set for this worker", audit_id
@@ -91,10 +93,10 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
     )
     if posted is None:
         posted = api.create_discussion(
-            repo, title, description=discussion_body(tags, commit, policy)
+            repo, title, description=discussion_body(own, tags, commit, policy)
         )
     tag = tag_name(audit_id, promotion)
-    message = f"memaudit verdict {verdict}: {tags['memaudit.report_url']}"
+    message = f"memaudit verdict {verdict}: {own['memaudit.report_url']}"
     api.create_tag(repo, tag=tag, tag_message=message, revision=commit, exist_ok=True)
     log.info("audit %s: verdict written back to %s (tag %s)", audit_id, repo, tag)
     return {**tags, "hub.discussion": posted.url, "hub.tag": tag}

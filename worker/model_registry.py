@@ -5,9 +5,9 @@
   policy; events about our own `memaudit.*` tags are ignored, so the write-back cannot loop,
   but for `memaudit.reaudit`, which a person sets to audit a version again (once per new
   value).
-- `write_back`: a finished policy audit's verdict and headline numbers become tags on the MLflow
-  model version, where a promotion gate reads them, and metrics on a run linked to it
-  (`mlflow_results`).
+- `write_back`: the MLflow model version's tags become what the database says of it
+  (`registry_verdicts`: each policy's verdict, the aggregate a promotion gate reads, the headline
+  numbers), and a finished audit's metrics go to a run linked to it (`mlflow_results`).
 - `reconcile`: MLflow keeps no outbox, so versions registered while deliveries were lost are
   found by listing recent versions of every policy-matched model (page by page, however many
   are registered); each version it audits is listed with the deliveries as reconciliation's.
@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +26,6 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.baselines import BASELINE_LABEL
 from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import ApiError
@@ -36,30 +34,29 @@ from core.integrations import scrubbed
 from core.models import Audit, AuditPolicy, AuditStatus, WebhookDelivery
 from core.policies import (
     enabled_policies,
-    idempotency_key,
     matches,
     matching_policies,
     start_policy_audit,
 )
 from core.task_names import WRITE_BACK_TO_REGISTRY
-from core.verdicts import BASELINE, metric_value, worst
 from worker import wandb_events
 from worker.checks.registry import REGISTRY
 from worker.mlflow_results import RUN_TAG, log_results
+from worker.registry_verdicts import (
+    HEADLINE_TAGS,
+    judges_version,
+    reached_audit,
+    version_tags,
+    write_settled,
+)
 
 log = logging.getLogger(__name__)
-MAX_TAG_VALUE = 5000  # a reason is a line or two; MLflow accepts up to 100,000 characters
 OWN_TAG_PREFIX = "memaudit."
 OWN_HUB_TAG_PREFIX = "memaudit-"  # git tags the Hub write-back leaves on audited commits
 # Set by a person (or a pipeline) to audit a version again: each new value starts one re-audit.
 REAUDIT_TAG = "memaudit.reaudit"
 REAUDIT_LABEL = "reaudit"
 MAX_REAUDIT_VALUE = 200
-HEADLINE_TAGS = {
-    "memaudit.greedy_extraction_rate": "extraction.greedy_extraction_rate",
-    "memaudit.best_membership_auc": "membership.best.auc",
-    "memaudit.mean_loss": "loss.mean_loss",
-}
 
 
 def _start(
@@ -206,198 +203,12 @@ def mark_failed(db: Database, key: str, reason: str) -> None:
             delivery.detail = {**(delivery.detail or {}), "status": "failed", "reason": reason}
 
 
-def version_tags(audit: Audit, settings: Settings) -> dict[str, str]:
-    """The tags a finished policy audit leaves on its model version."""
-    verdict = (audit.verdict or {}).get("status") or (
-        "error" if audit.status == AuditStatus.FAILED else "none"
-    )
-    tags = {
-        "memaudit.verdict": verdict,
-        # What a promotion gate acts on: only `allowed` lets a version through.
-        "memaudit.promotion": (audit.verdict or {}).get("promotion") or "blocked",
-        "memaudit.status": audit.status,
-        "memaudit.audit_id": audit.id,
-        "memaudit.report_url": f"{settings.public_url.rstrip('/')}/audits/{audit.id}",
-    }
-    # Why a verdict is `unknown` (`unknown: 48 of 48 records shorter than prefix+suffix ...`),
-    # cut to a bounded length.
-    reason = (audit.verdict or {}).get("reason")
-    if reason:
-        tags["memaudit.verdict_reason"] = str(reason)[:MAX_TAG_VALUE]
-    for tag, metric in HEADLINE_TAGS.items():
-        value = metric_value(audit.summary or {}, metric)
-        if value is not None:
-            tags[tag] = f"{value:.6g}"
-    return tags
-
-
-# What every policy's write-back on a version adds up to: the worst of their latest audits'
-# verdicts, written once all of them have ended (worst first: fail, unknown/error,
-# inconclusive, pass), and promotion allowed only where every policy allows it.
-AGGREGATE_TAGS = ("memaudit.verdict", "memaudit.promotion", "memaudit.verdict_reason")
-TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
-
-
-def policy_tag(policy: str, field: str) -> str:
-    """`memaudit.<policy>.<field>`: one policy's own tag, in MLflow's tag-key alphabet."""
-    return f"memaudit.{TAG_UNSAFE.sub('_', policy)}.{field}"
-
-
-def policy_tags(audit: Audit, policy: str, own: Mapping[str, str]) -> dict[str, str]:
-    """This policy's verdict on the version, beside the other policies' (never replacing them):
-    verdict, promotion, audit id, and why (an `unknown`'s reason, each relative condition's
-    sentence)."""
-    tags = {
-        policy_tag(policy, "verdict"): own["memaudit.verdict"],
-        policy_tag(policy, "promotion"): own["memaudit.promotion"],
-        policy_tag(policy, "audit_id"): audit.id,
-    }
-    if "memaudit.verdict_reason" in own:
-        tags[policy_tag(policy, "verdict_reason")] = own["memaudit.verdict_reason"]
-    explanation = (audit.verdict or {}).get("explanation")
-    if explanation:
-        tags[policy_tag(policy, "explanation")] = str(explanation)[:MAX_TAG_VALUE]
-    return tags
-
-
-def only_baseline(audit: Audit) -> bool:
-    """Started only to serve as another version's baseline, under a key of its own (the
-    version's own key was taken by an earlier audit of the policy): its verdict is not the
-    version's and never replaces the one that audit left."""
-    return (
-        BASELINE_LABEL in (audit.labels or {})
-        and audit.policy_id is not None
-        and audit.model_uri is not None
-        and audit.idempotency_key != idempotency_key(audit.policy_id, audit.model_uri)
-    )
-
-
-def judges_version(audit: Audit) -> bool:
-    """Whether this audit's verdict is its version's under its policy: not when it judged
-    nothing (`baseline`: its conditions all compare with the baseline, which it is itself),
-    nor when it only served as a baseline."""
-    return (audit.verdict or {}).get("status") != BASELINE and not only_baseline(audit)
-
-
-def _counts(audit: Audit) -> bool:
-    """Whether the aggregate waits for, or reads, this audit: one still running counts (its
-    verdict is not known yet), unless it only serves as a baseline."""
-    if audit.status not in AuditStatus.FINAL:
-        return not only_baseline(audit)
-    return judges_version(audit)
-
-
-def latest_judged(session: Session, audit: Audit) -> Audit | None:
-    """The policy's latest ended audit of this version, other than `audit`, whose verdict is
-    the version's: what an audit that judged nothing leaves standing."""
-    for found in session.scalars(
-        select(Audit)
-        .where(
-            Audit.model_uri == audit.model_uri,
-            Audit.policy_id == audit.policy_id,
-            Audit.status.in_(AuditStatus.FINAL),
-            Audit.id != audit.id,
-        )
-        .order_by(Audit.created_at.desc(), Audit.id.desc())
-    ):
-        if judges_version(found):
-            return found
-    return None
-
-
-def _status_of(audit: Audit) -> str:
-    verdict = audit.verdict or {}
-    return verdict.get("status") or ("error" if audit.status == AuditStatus.FAILED else "none")
-
-
-def aggregate_tags(session: Session, audit: Audit, source: str, name: str) -> dict[str, str]:
-    """The version's aggregate over the matching policies' latest audits of it that judge it;
-    `pending` (promotion `blocked`) while one of them has not ended or its verdict still waits
-    for its baseline, so an earlier aggregate never stands for a re-audit still under way. An
-    audit that judged nothing (`baseline`) or only served as a baseline leaves the policy's
-    earlier audit standing; `baseline` when no audit of the version judged it."""
-    policies = {p.id: p.name for p in matching_policies(session, source, name)}
-    if audit.policy_id and audit.policy_id not in policies:
-        own = session.get(AuditPolicy, audit.policy_id)
-        policies[audit.policy_id] = own.name if own else audit.policy_id
-    latest: dict[str, Audit] = {}
-    for found in session.scalars(
-        select(Audit)
-        .where(Audit.model_uri == audit.model_uri, Audit.policy_id.in_(list(policies)))
-        .order_by(Audit.created_at, Audit.id)
-    ):
-        if _counts(found):
-            latest[found.policy_id or ""] = found
-    waiting = [
-        f"{policies[a.policy_id or '']}'s audit {a.id}"
-        for a in latest.values()
-        if a.status not in AuditStatus.FINAL or a.verdict_pending
-    ]
-    if waiting:
-        return {
-            "memaudit.verdict": "pending",
-            "memaudit.promotion": "blocked",
-            "memaudit.verdict_reason": f"waiting for {', '.join(waiting)}"[:MAX_TAG_VALUE],
-        }
-    if not latest:
-        return {
-            "memaudit.verdict": BASELINE,
-            "memaudit.promotion": "blocked",
-            "memaudit.verdict_reason": "no policy judged this version: it is its own baseline",
-        }
-    statuses = [_status_of(a) for a in latest.values()]
-    status = worst(statuses)
-    allowed = all((a.verdict or {}).get("promotion") == "allowed" for a in latest.values())
-    tags = {"memaudit.verdict": status, "memaudit.promotion": "allowed" if allowed else "blocked"}
-    reasons = dict.fromkeys(
-        str((a.verdict or {}).get("reason") or (a.verdict or {}).get("explanation") or "")
-        for a in latest.values()
-        if _status_of(a) == status and status != "pass"
-    )
-    reasons.pop("", None)
-    if reasons:
-        tags["memaudit.verdict_reason"] = "; ".join(reasons)[:MAX_TAG_VALUE]
-    return tags
-
-
-def verdict_tags(
-    session: Session, settings: Settings, audit: Audit, source: str, name: str
-) -> tuple[dict[str, str], list[str]]:
-    """What a registry's version gets from this policy audit, whichever registry it is:
-    (tags, the optional ones to remove where an earlier audit left them). Its policy's verdict
-    goes to `memaudit.<policy>.*` (`pending` while it runs); the aggregate `memaudit.verdict`
-    and `memaudit.promotion` hold the worst once every matching policy's audit of the version
-    has ended, `pending` until then."""
-    policy = session.get(AuditPolicy, audit.policy_id) if audit.policy_id else None
-    policy_name = policy.name if policy else (audit.labels or {}).get("policy", audit.policy_id)
-    aggregate = aggregate_tags(session, audit, source, name)
-    explained = [policy_tag(policy_name, "verdict_reason"), policy_tag(policy_name, "explanation")]
-    if audit.status not in AuditStatus.FINAL:
-        # Just started: the policy's verdict on the version is pending until it ends.
-        pending = {
-            policy_tag(policy_name, "verdict"): "pending",
-            policy_tag(policy_name, "promotion"): "blocked",
-        }
-        return {**pending, **aggregate}, explained
-    # An audit that judged nothing leaves the policy's earlier verdict on the version standing.
-    shown = audit if judges_version(audit) else (latest_judged(session, audit) or audit)
-    if only_baseline(shown):  # the version's own audit has no verdict yet: it writes its own
-        return aggregate, []
-    own = version_tags(shown, settings)
-    tags = {k: v for k, v in own.items() if k not in AGGREGATE_TAGS}
-    tags.update(policy_tags(shown, policy_name, own))
-    tags.update(aggregate)
-    optional = [*HEADLINE_TAGS, *explained]
-    if aggregate:
-        optional.append("memaudit.verdict_reason")
-    return tags, optional
-
-
 def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str]:
-    """Tag the MLflow model version this policy audit examines; {} for any other audit. Its
-    policy's verdict goes to `memaudit.<policy>.*`; the aggregate `memaudit.verdict` and
-    `memaudit.promotion` (`verdict_tags`). Called when the audit starts (both read `pending`),
-    when it ends, and when a verdict that waited for its baseline is reached."""
+    """Make the MLflow model version this policy audit examines hold what the database says of
+    it (`registry_verdicts.verdict_tags`: every policy's verdict, the aggregate); {} for any
+    other audit. Queued when the audit starts (its policy's verdict reads `pending`), when it
+    ends, and when a verdict that waited for its baseline is reached; the audit's own results go
+    to the version's run once its verdict is known."""
     with db.session() as session:
         audit = session.get(Audit, audit_id)
         if (
@@ -411,41 +222,33 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         ):
             return {}
         name, version = mlflow_models.parse_uri(audit.model_uri)
-        tags, optional = verdict_tags(session, settings, audit, "mlflow", name)
-        client = mlflow_models.client(settings.mlflow_tracking_uri)
-        registered = client.get_model_version(name, version)  # read once, for the run and tags
         reached = audit.status in AuditStatus.FINAL and not audit.verdict_pending
-        if reached and judges_version(audit):  # its results, once, when its verdict is known
-            try:
-                logged = log_results(client, settings, audit, tags, HEADLINE_TAGS, registered)
-                tags[RUN_TAG] = logged
-            except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
-                log.warning(
-                    "could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc))
-                )
-    clear_stale_tags(client, registered, tags, optional)
-    # The verdicts go last, the aggregate after the policy's own: a gate that sees one can
-    # trust every other tag is there.
-    for key in sorted(tags, key=lambda key: (key == "memaudit.verdict", key.endswith(".verdict"))):
-        client.set_model_version_tag(name, version, key, tags[key])
-    return tags
+        own = version_tags(audit, settings) if reached and judges_version(audit) else None
+    client = mlflow_models.client(settings.mlflow_tracking_uri)
+    logged = {}
+    if own is not None:  # its results, once its verdict is known
+        registered = client.get_model_version(name, version)
+        try:
+            run_id = log_results(client, settings, audit, own, HEADLINE_TAGS, registered)
+            client.set_model_version_tag(name, version, RUN_TAG, run_id)
+            logged[RUN_TAG] = run_id
+        except Exception as exc:  # the tags a gate reads must not wait on the run's metrics
+            log.warning("could not log audit %s to an MLflow run: %s", audit_id, scrubbed(str(exc)))
 
+    def write(tags: dict[str, str], stale: list[str]) -> None:
+        for key in stale:
+            client.delete_model_version_tag(name, version, key)
+        # The verdicts go last, the aggregate after the policies' own: a gate that sees one can
+        # trust every other tag is there.
+        for key in sorted(
+            tags, key=lambda key: (key == "memaudit.verdict", key.endswith(".verdict"))
+        ):
+            client.set_model_version_tag(name, version, key, tags[key])
 
-# Tags an audit writes only when it has the value: a re-audit without it must remove the old one,
-# or a version that now passes would still show the reason of its earlier `unknown`.
-OPTIONAL_TAGS = ("memaudit.verdict_reason", *HEADLINE_TAGS)
+    def read() -> dict[str, str]:
+        return dict(client.get_model_version(name, version).tags or {})
 
-
-def clear_stale_tags(
-    client: Any, registered: Any, tags: Mapping[str, str], optional: Sequence[str] = OPTIONAL_TAGS
-) -> list[str]:
-    """Delete the optional tags an earlier audit left on the registered version (as
-    `client.get_model_version` read it) that this audit does not write."""
-    present = registered.tags or {}
-    stale = [key for key in optional if key in present and key not in tags]
-    for key in stale:
-        client.delete_model_version_tag(registered.name, str(registered.version), key)
-    return stale
+    return {**write_settled(db, settings, audit_id, "mlflow", name, read, write), **logged}
 
 
 REGISTRY_PAGE_SIZE = 100  # MLflow's default page of registered models
@@ -509,17 +312,13 @@ def _repeat_lost_write_back(
     wait for a verdict for ever. An audit whose own write-back may still be retrying is left to
     it (a second one would log its metrics twice)."""
     with db.session() as session:
-        ended = session.scalars(
-            select(Audit)
-            .where(
-                Audit.model_uri == uri,
-                Audit.policy_id.in_([p.id for p in policies]),
-                Audit.status.in_(AuditStatus.FINAL),
+        latest = reached_audit(
+            session.scalars(
+                select(Audit).where(
+                    Audit.model_uri == uri, Audit.policy_id.in_([p.id for p in policies])
+                )
             )
-            .order_by(Audit.finished_at.desc().nulls_last(), Audit.created_at.desc())
         )
-        # One that judged nothing writes its policy's earlier verdict, not its own audit id.
-        latest = next((audit for audit in ended if judges_version(audit)), None)
         if latest is None or tags.get("memaudit.audit_id") == latest.id:
             return
         if latest.finished_at and latest.finished_at > utcnow() - WRITE_BACK_RETRY_SPAN:

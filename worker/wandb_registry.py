@@ -3,10 +3,13 @@ version. (Which events start audits: worker/wandb_events.py.)
 
 The same names MLflow's version tags get (`memaudit.<policy>.verdict` per policy, the aggregate
 `memaudit.verdict` and `memaudit.promotion`, `pending` until every matching policy's audit of the
-version has ended, ..., from `model_registry.verdict_tags`) are set as
+version has ended, ..., from `registry_verdicts.verdict_tags`) are set as
 top-level metadata keys of the version in one save; optional ones an earlier audit left and
-this one does not write are removed. Editing metadata is no automation event, so the write-back
-cannot loop. The task retries it (worker/tasks.py) like the other registries' write-backs.
+this one does not write are removed. The save replaces the whole metadata, so a concurrent
+write-back's save can put back what ours replaced: `write_settled` reads it back and saves
+again until the version holds what the database says. Editing metadata is no automation
+event, so the write-back cannot loop. The task retries it (worker/tasks.py) like the other
+registries' write-backs.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from core.db import Database
 from core.inspection import wandb_models
 from core.models import Audit
 from core.wandb_client import wandb_client
-from worker.model_registry import verdict_tags
+from worker.registry_verdicts import write_settled
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,15 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
         ):
             return {}
         version = wandb_models.parse_uri(audit.model_uri)
-        tags, optional = verdict_tags(session, settings, audit, "wandb", version.path)
     client = wandb_client(settings)
-    present = client.metadata(version)
-    stale = [key for key in optional if key in present and key not in tags]
-    client.update_metadata(version, tags, stale)
+    tags = write_settled(
+        db,
+        settings,
+        audit_id,
+        "wandb",
+        version.path,
+        lambda: client.metadata(version),
+        lambda values, stale: client.update_metadata(version, values, stale),
+    )
     log.info("audit %s: verdict written to %s's metadata", audit_id, version.name)
     return {**tags, "wandb.version": version.name}

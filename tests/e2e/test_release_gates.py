@@ -86,15 +86,15 @@ def _verdict_of(memaudit: Served, uri: str, policy_id: str, after: str = "") -> 
     return wait_for(reached, 240, f"the verdict of {uri}")
 
 
-def _tags_when(registry, version: str, keys: list[str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The version's tags once each of `keys` holds a reached verdict (a policy audit writes
-    `pending` as it starts)."""
+def _tags_when(registry, version: str, expected: dict[str, str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The version's tags once they hold `expected`: a policy audit writes `pending` as it
+    starts, and a write-back racing another settles within moments (registry_verdicts)."""
 
     def present() -> dict[str, str] | None:
         tags = version_tags_of(registry, MODEL, version)
-        return tags if all(tags.get(k, "pending") != "pending" for k in keys) else None
+        return tags if all(tags.get(k) == v for k, v in expected.items()) else None
 
-    return wait_for(present, 90, f"tags {keys} on {MODEL}/{version}")
+    return wait_for(present, 90, f"tags {expected} on {MODEL}/{version}")
 
 
 def test_the_gate_fails_more_memorization_passes_less_and_keeps_each_policys_verdict(
@@ -160,28 +160,27 @@ def test_the_gate_fails_more_memorization_passes_less_and_keeps_each_policys_ver
     # Each policy keeps its own tag; the aggregate holds the worst, once both have ended.
     for version in (v2, v3):
         _verdict_of(memaudit, uri[version], absolute["id"])
-    keys = [f"memaudit.{RELATIVE}.verdict", f"memaudit.{ABSOLUTE}.verdict", "memaudit.verdict"]
-    tags = _tags_when(registry, v2, keys)
-    assert tags[f"memaudit.{RELATIVE}.verdict"] == "fail"
-    assert tags[f"memaudit.{ABSOLUTE}.verdict"] == "pass"
+    tags = _tags_when(
+        registry,
+        v2,
+        {
+            f"memaudit.{RELATIVE}.verdict": "fail",
+            f"memaudit.{ABSOLUTE}.verdict": "pass",
+            "memaudit.verdict": "fail",
+            "memaudit.promotion": "blocked",
+        },
+    )
     assert "McNemar" in tags[f"memaudit.{RELATIVE}.explanation"]
-    wait_for(
-        lambda: version_tags_of(registry, MODEL, v2).get("memaudit.verdict") == "fail",
-        60,
-        "the aggregate of v2",
+    _tags_when(
+        registry,
+        v3,
+        {
+            f"memaudit.{RELATIVE}.verdict": "pass",
+            f"memaudit.{ABSOLUTE}.verdict": "pass",
+            "memaudit.verdict": "pass",
+            "memaudit.promotion": "allowed",
+        },
     )
-    assert version_tags_of(registry, MODEL, v2)["memaudit.promotion"] == "blocked"
-    wait_for(
-        lambda: (
-            version_tags_of(registry, MODEL, v3).get("memaudit.verdict") == "pass"
-            and version_tags_of(registry, MODEL, v3).get(f"memaudit.{ABSOLUTE}.verdict") == "pass"
-        ),
-        90,
-        "the aggregate of v3",
-    )
-    tags = version_tags_of(registry, MODEL, v3)
-    assert tags[f"memaudit.{RELATIVE}.verdict"] == "pass"
-    assert tags["memaudit.promotion"] == "allowed"
 
     # The champion audited again compares with its earlier audit: the same records, no change.
     # It does not fail; nor does it pass at a 2-point margin: with no record changed among 48,
@@ -199,11 +198,4 @@ def test_the_gate_fails_more_memorization_passes_less_and_keeps_each_policys_ver
     assert reaudited["verdict"]["comparisons"][0]["newly"] == 0
     assert reaudited["verdict"]["comparisons"][0]["no_longer"] == 0
     # The version's tag for that policy is now this re-audit's: never `fail`.
-    wait_for(
-        lambda: (
-            version_tags_of(registry, MODEL, v1).get(f"memaudit.{RELATIVE}.verdict")
-            == "inconclusive"
-        ),
-        90,
-        "the champion's re-audit verdict",
-    )
+    _tags_when(registry, v1, {f"memaudit.{RELATIVE}.verdict": "inconclusive"})

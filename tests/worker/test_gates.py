@@ -1,5 +1,5 @@
 """Comparisons with the baseline on stored rows, pending verdicts reached once, and the
-aggregate of a version's policies (worker/gates.py, worker/model_registry.py)."""
+aggregate of a version's policies (worker/gates.py, worker/registry_verdicts.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from core.notifications import audit_outcome
 from core.policies import idempotency_key
 from core.verdicts import pending_verdict
 from worker import gates
-from worker.model_registry import aggregate_tags, verdict_tags
+from worker.registry_verdicts import AGGREGATE_TAGS, verdict_tags
 
 SHA = "a" * 64
 URI = "mlflow:models:/support-bot/{}"
@@ -381,13 +381,19 @@ def _verdict(status: str, promotion: str = "blocked", reason: str | None = None)
     return {**found, "reason": reason} if reason else found
 
 
+def _aggregate(session, audit_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The aggregate tags among those the version of `audit_id` must hold."""
+    tags, _ = verdict_tags(session, SETTINGS, session.get(Audit, audit_id), "mlflow", "support-bot")
+    return {key: value for key, value in tags.items() if key in AGGREGATE_TAGS}
+
+
 def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) -> None:
     gate, floor = _policy(db, "gate", [RATE]), _policy(db, "floor", [], baseline=None)
     flags = _flags(50, range(5))
     first = _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("pass", "allowed"))
     running = _audit(db, flags, version=3, policy_id=floor, status=AuditStatus.RUNNING)
     with db.session() as session:
-        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        tags = _aggregate(session, first)
         assert tags == {
             "memaudit.verdict": "pending",
             "memaudit.promotion": "blocked",
@@ -399,7 +405,7 @@ def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) ->
             _verdict("unknown", reason="unknown: no rows"),
         )
     with db.session() as session:
-        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        tags = _aggregate(session, first)
     assert tags == {
         "memaudit.verdict": "unknown",
         "memaudit.promotion": "blocked",
@@ -413,17 +419,17 @@ def test_the_aggregate_holds_the_worst_once_every_policys_audit_has_ended(db) ->
     with db.session() as session:
         session.get(Audit, again).verdict_pending = True
     with db.session() as session:
-        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        tags = _aggregate(session, first)
         assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pending", "blocked")
         row = session.get(Audit, again)
         row.verdict, row.verdict_pending = _verdict("pass", "allowed"), False
     with db.session() as session:
-        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        tags = _aggregate(session, first)
     assert tags == {"memaudit.verdict": "pass", "memaudit.promotion": "allowed"}
     # An inconclusive one that allows promotion still ranks below pass.
     _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("inconclusive", "allowed"))
     with db.session() as session:
-        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        tags = _aggregate(session, first)
     assert tags == {"memaudit.verdict": "inconclusive", "memaudit.promotion": "allowed"}
 
 
@@ -432,20 +438,22 @@ def test_a_reaudit_still_running_makes_an_allowed_aggregate_pending(db) -> None:
     flags = _flags(50, range(5))
     first = _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("pass", "allowed"))
     with db.session() as session:
-        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        tags = _aggregate(session, first)
     assert tags == {"memaudit.verdict": "pass", "memaudit.promotion": "allowed"}
     again = _audit(db, flags, version=3, policy_id=gate, status=AuditStatus.QUEUED)
     with db.session() as session:
         tags, _ = verdict_tags(
             session, SETTINGS, session.get(Audit, again), "mlflow", "support-bot"
         )
-    assert tags == {
+    assert {key: tags[key] for key in tags if key.endswith(("verdict", "promotion", "reason"))} == {
         "memaudit.gate.verdict": "pending",
         "memaudit.gate.promotion": "blocked",
         "memaudit.verdict": "pending",
         "memaudit.promotion": "blocked",
         "memaudit.verdict_reason": f"waiting for gate's audit {again}",
     }
+    # The numbers and report shown stay the last reached verdict's.
+    assert tags["memaudit.audit_id"] == first
 
 
 def _own_baseline(
@@ -542,7 +550,7 @@ def test_an_audit_started_only_as_a_baseline_never_replaces_the_versions_verdict
         row.labels = {"policy": "gate", BASELINE_LABEL: "champion"}
         row.idempotency_key = idempotency_key(gate, URI.format(1), "baseline:abc")
     with db.session() as session:  # running, it keeps nothing waiting
-        tags = aggregate_tags(session, session.get(Audit, first), "mlflow", "support-bot")
+        tags = _aggregate(session, first)
     assert tags == {"memaudit.verdict": "pass", "memaudit.promotion": "allowed"}
     with db.session() as session:
         row = session.get(Audit, extra)

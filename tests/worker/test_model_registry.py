@@ -12,14 +12,13 @@ from core.models import Audit, AuditPolicy, WebhookDelivery
 from core.policies import policy_idempotency_key
 from worker.mlflow_results import masked_report, result_metrics
 from worker.model_registry import (
-    HEADLINE_TAGS,
     RECONCILED_REASON,
     REGISTRY_PAGE_SIZE,
     _huggingface_action,
     _mlflow_action,
     reconcile,
-    version_tags,
 )
+from worker.registry_verdicts import HEADLINE_TAGS, version_tags
 
 
 def test_mlflow_version_created_starts_and_our_own_tags_are_ignored() -> None:
@@ -214,35 +213,6 @@ def test_reconciliation_pages_past_the_first_hundred_models_and_lists_its_catche
     # A second round finds the version audited: nothing new started, nothing new listed.
     assert reconcile(stack.db, stack.settings, celery) == []
     assert stack.client.get("/v1/deliveries", headers=stack.headers).json()["count"] == 1
-
-
-def test_a_reaudit_removes_the_optional_tags_the_earlier_audit_left(tmp_path, tiny_lm) -> None:
-    """A real MLflow registry (local SQLite store): an earlier `unknown` left its reason and a
-    headline number; the re-audit that passes without them must not leave them behind."""
-    from mlflow import MlflowClient
-
-    from worker.model_registry import clear_stale_tags
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    registry.create_registered_model("fraud-lm")
-    registry.create_model_version("fraud-lm", source=str(tiny_lm.model_dir))
-    for key, value in {
-        "memaudit.verdict": "unknown",
-        "memaudit.verdict_reason": "unknown: 48 of 48 records shorter than prefix+suffix",
-        "memaudit.best_membership_auc": "0.9",
-        "memaudit.reaudit": "2026-12-05",  # a person's tag: never ours to remove
-        "stage": "candidate",
-    }.items():
-        registry.set_model_version_tag("fraud-lm", "1", key, value)
-    new = {"memaudit.verdict": "pass", "memaudit.greedy_extraction_rate": "0"}
-    registered = registry.get_model_version("fraud-lm", "1")
-    assert clear_stale_tags(registry, registered, new) == [
-        "memaudit.verdict_reason",
-        "memaudit.best_membership_auc",
-    ]
-    left = registry.get_model_version("fraud-lm", "1").tags
-    assert set(left) == {"memaudit.verdict", "memaudit.reaudit", "stage"}
 
 
 def test_a_reaudit_tag_starts_nothing_while_that_version_is_still_being_audited(
@@ -490,3 +460,124 @@ def test_a_failed_baseline_audit_is_not_reused_a_fresh_one_starts(
         assert fresh.status == AuditStatus.QUEUED
         assert fresh.model_uri == "mlflow:models:/fraud-lm/1"
         assert fresh.idempotency_key != failed.idempotency_key
+
+
+def _passed(stack, audit_id: str) -> None:  # type: ignore[no-untyped-def]
+    from core.db import utcnow
+    from core.models import AuditStatus
+
+    with stack.db.session() as session:
+        audit = session.get(Audit, audit_id)
+        audit.status, audit.finished_at = AuditStatus.SUCCEEDED, utcnow()
+        audit.verdict = {"status": "pass", "results": [], "promotion": "allowed"}
+
+
+def test_a_reaudit_removes_the_optional_tags_the_earlier_audit_left(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """A real MLflow registry (local SQLite store): an earlier `unknown` left its reason and a
+    headline number; the re-audit that passes without them must not leave them behind, and
+    a person's tags stay."""
+    from worker.model_registry import write_back
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    for key, value in {
+        "memaudit.verdict": "unknown",
+        "memaudit.verdict_reason": "unknown: 48 of 48 records shorter than prefix+suffix",
+        "memaudit.best_membership_auc": "0.9",
+        "memaudit.policy.explanation": "an earlier sentence",
+        "memaudit.reaudit": "2026-12-05",  # a person's tag: never ours to remove
+        "stage": "candidate",
+    }.items():
+        registry.set_model_version_tag("fraud-lm", "1", key, value)
+    (audit_id,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    _passed(stack, audit_id)
+    write_back(stack.db, stack.settings, audit_id)
+    left = registry.get_model_version("fraud-lm", "1").tags
+    assert left["memaudit.verdict"] == "pass" and left["memaudit.audit_id"] == audit_id
+    assert left["memaudit.reaudit"] == "2026-12-05" and left["stage"] == "candidate"
+    for stale in (
+        "memaudit.verdict_reason",
+        "memaudit.best_membership_auc",
+        "memaudit.policy.explanation",
+    ):
+        assert stale not in left
+
+
+class _ClientRacedOnce:
+    """The real MLflow client; just before the first tag it sets, `race` runs: another worker's
+    whole write-back of the same version, landing between this one's read and its writes."""
+
+    def __init__(self, client, race) -> None:  # type: ignore[no-untyped-def]
+        self._client, self._race = client, race
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._client, name)
+
+    def set_model_version_tag(self, *args: str) -> None:
+        race, self._race = self._race, None
+        if race is not None:
+            race()
+        self._client.set_model_version_tag(*args)
+
+
+def test_a_write_back_that_read_before_the_verdict_and_wrote_after_leaves_the_verdict(
+    make_stack, tmp_path, tiny_lm, monkeypatch
+) -> None:
+    """The race CI caught: a policy audit's write-back read the database while its verdict was
+    pending; before it wrote, the verdict was reached and that write-back wrote `pass`; the
+    first then wrote its `pending` over it. The version must end as the database says."""
+    from core.inspection import mlflow_models
+    from worker.model_registry import write_back
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    (audit_id,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    real = mlflow_models.client
+    raced: list[dict[str, str]] = []
+
+    def reached_meanwhile() -> None:
+        _passed(stack, audit_id)
+        raced.append(write_back(stack.db, stack.settings, audit_id))
+
+    clients = iter([lambda uri: _ClientRacedOnce(real(uri), reached_meanwhile)])
+    monkeypatch.setattr(mlflow_models, "client", lambda uri: next(clients, real)(uri))
+    write_back(stack.db, stack.settings, audit_id)
+    assert raced and raced[0]["memaudit.policy.verdict"] == "pass"  # the race did happen
+    tags = registry.get_model_version("fraud-lm", "1").tags
+    assert (tags["memaudit.policy.verdict"], tags["memaudit.verdict"]) == ("pass", "pass")
+    assert tags["memaudit.promotion"] == "allowed" and "memaudit.verdict_reason" not in tags
+
+
+def test_a_retried_write_back_of_an_older_audit_leaves_the_newer_verdict(
+    make_stack, tmp_path, tiny_lm
+) -> None:
+    """MLflow was down when the first audit ended; its write-back, retried after a re-audit
+    wrote its own verdict, must not put the older one back."""
+    from core.policies import start_policy_audit
+    from worker.checks.registry import REGISTRY
+    from worker.model_registry import write_back
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    (first,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    with stack.db.session() as session:
+        audit = session.get(Audit, first)
+        audit.verdict = {"status": "fail", "results": [], "promotion": "blocked"}
+        audit.status = "succeeded"
+        policy = session.scalar(select(AuditPolicy).where(AuditPolicy.name == "policy"))
+        again, _ = start_policy_audit(
+            session,
+            stack.settings,
+            _RecordingCelery(),
+            REGISTRY,
+            policy,
+            "mlflow:models:/fraud-lm/1",
+            {},
+            "2",
+        )
+        again_id = again.id
+    _passed(stack, again_id)
+    write_back(stack.db, stack.settings, again_id)
+    write_back(stack.db, stack.settings, first)  # the retry, late
+    tags = registry.get_model_version("fraud-lm", "1").tags
+    assert tags["memaudit.policy.audit_id"] == tags["memaudit.audit_id"] == again_id
+    assert (tags["memaudit.policy.verdict"], tags["memaudit.verdict"]) == ("pass", "pass")

@@ -194,3 +194,55 @@ def test_the_verdict_is_written_back_as_the_versions_metadata(
     assert fake.metadata(version)["memaudit.audit_id"] == audit_id
     elsewhere = _audit(db, f"path:{tiny_lm.model_dir}")
     assert wandb_registry.write_back(db, settings, elsewhere) == {}
+
+
+class _SavedOverOnce(FakeWandb):
+    """The fake whose first save reads the metadata, lets `race` (another worker's write-back)
+    run, then saves what it read with its values: W&B's save replaces the metadata whole."""
+
+    def __init__(self, root: Path, race) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(root)
+        self._race = race
+
+    def update_metadata(self, version, values, remove) -> None:  # type: ignore[no-untyped-def]
+        metadata = {k: v for k, v in self.metadata(version).items() if k not in remove}
+        race, self._race = self._race, None
+        if race is not None:
+            race()
+        metadata.update(values)
+        self._save_metadata(version, metadata)
+
+
+def test_a_save_racing_another_policys_verdict_ends_with_both(
+    tmp_path, fake: FakeWandb, db: Database, tiny_lm: DemoArtifacts, monkeypatch
+) -> None:
+    """One policy's write-back read the metadata while another policy's audit still ran; that
+    audit ended and its write-back saved `pass`; the first then saved its whole metadata, with
+    `pending`, over it. The version must end with both verdicts as the database has them."""
+    from core.models import Audit, AuditStatus
+    from worker.registry_verdicts import policy_tag
+
+    version = fake.link(PATH, tiny_lm.model_dir)
+    settings = _settings(tmp_path, fake)
+    first = _audit(db, version.uri)
+    second = stored_policy_audit(db, version.uri, "wandb", status=AuditStatus.RUNNING)
+    with db.session() as session:
+        names = [session.get(Audit, a).labels["policy"] for a in (first, second)]
+
+    def other_worker() -> None:
+        with db.session() as session:
+            audit = session.get(Audit, second)
+            audit.status = AuditStatus.SUCCEEDED
+            audit.verdict = {"status": "pass", "results": [], "promotion": "allowed"}
+        wandb_registry.write_back(db, settings, second)
+        assert fake.metadata(version)[policy_tag(names[1], "verdict")] == "pass"
+
+    clients = iter([_SavedOverOnce(fake.root, other_worker)])
+    monkeypatch.setattr(
+        wandb_registry, "wandb_client", lambda _settings: next(clients, FakeWandb(fake.root))
+    )
+    wandb_registry.write_back(db, settings, first)
+    metadata = fake.metadata(version)
+    assert metadata[policy_tag(names[0], "verdict")] == "fail"
+    assert metadata[policy_tag(names[1], "verdict")] == "pass"
+    assert (metadata["memaudit.verdict"], metadata["memaudit.promotion"]) == ("fail", "blocked")

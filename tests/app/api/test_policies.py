@@ -16,7 +16,7 @@ from tests.app.api.test_evidence import run_audit
 from tests.conftest import write_jsonl
 from tests.flows import session_cookie
 from worker.finalize import finalize_audit
-from worker.model_registry import version_tags
+from worker.registry_verdicts import version_tags
 
 
 @pytest.fixture
