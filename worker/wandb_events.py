@@ -29,7 +29,8 @@ MAX_LABEL_CHARS = 200
 def action(
     payload: Mapping[str, Any], settings: Settings
 ) -> tuple[str, str, str, dict[str, str]] | tuple[str, str]:
-    """("start", collection path, model URI, labels) or ("ignore", reason)."""
+    """("start", collection path, model URI, labels) or ("ignore", reason); raises ModelError
+    when W&B cannot resolve the alias the event names."""
     event, alias = str(payload.get("event_type", "")), str(payload.get("alias") or "")
     if event == ADD_ALIAS and alias not in settings.wandb_audit_aliases:
         allowed = ", ".join(settings.wandb_audit_aliases) or "none"
@@ -42,8 +43,11 @@ def action(
         )
     except ModelError as exc:
         return "ignore", f"artifact_version_string: {exc}"
+    # An alias W&B could not resolve (down, or not yet showing it) raises: the delivery ends
+    # `failed`, not `ignored`, so W&B's redelivery of the event is handled again
+    # (app/wandb_hooks.py) rather than answered as a duplicate.
+    number = ref if wandb_models.VERSION_NUMBER.match(ref) else _resolve(settings, path, ref)
     try:
-        number = ref if wandb_models.VERSION_NUMBER.match(ref) else _resolve(settings, path, ref)
         version = wandb_models.version_of(path, number)
     except ModelError as exc:
         return "ignore", str(exc)

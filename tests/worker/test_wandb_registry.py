@@ -114,7 +114,12 @@ def test_an_event_names_the_version_to_audit(tmp_path, fake, tiny_lm) -> None:
     ignored = wandb_events.action(fake.payload("ADD_ARTIFACT_ALIAS", v1, "latest"), settings)
     assert ignored[0] == "ignore" and "production, staging" in ignored[1]
     unknown = fake.payload("ADD_ARTIFACT_ALIAS", v1, "staging", version_string=f"{PATH}:staging")
-    assert wandb_events.action(unknown, settings)[0] == "ignore"  # no such alias in W&B
+    # W&B cannot resolve it (down, or not showing the alias yet): the delivery must fail, so
+    # that W&B's redelivery is handled again, not be ignored for good.
+    with pytest.raises(ModelError, match=f"could not resolve {PATH}:staging"):
+        wandb_events.action(unknown, settings)
+    fake.add_alias(v1, "staging")
+    assert wandb_events.action(unknown, settings)[:3] == ("start", PATH, v1.uri)
     other = wandb_events.action({"event_type": "RUN_METRIC"}, settings)
     assert other == ("ignore", "event RUN_METRIC starts nothing")
 
