@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -14,6 +17,27 @@ from sqlalchemy.orm import Session, sessionmaker
 def utcnow() -> datetime:
     """Naive UTC: stored the same way on SQLite and PostgreSQL, so comparisons agree."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _finite_only(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_only(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_only(item) for item in value]
+    return value
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text as both databases read it. Python writes NaN and infinities as bare
+    `NaN` and `Infinity`, which PostgreSQL refuses (the whole write fails) and SQLite's JSON
+    functions cannot parse (sorting or comparing by that field fails): each is stored as null,
+    what a number that is not there reads as everywhere else."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # rare: a score undefined for some record
+        return json.dumps(_finite_only(value), allow_nan=False)
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -48,11 +72,14 @@ def upsert_insert(dialect: str):  # type: ignore[no-untyped-def]
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **POOL
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=json_text,
+            **POOL,
         )
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **POOL)
+    return create_engine(url, pool_pre_ping=True, json_serializer=json_text, **POOL)
 
 
 class Database:
