@@ -25,11 +25,24 @@ from core.config import Settings
 from core.models import Audit
 from core.verdicts import metric_value
 from worker.checks.dataset.display import Display, pii_key
+from worker.registry_verdicts import TAG_UNSAFE
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "memaudit"
 RUN_TAG = "memaudit.run_id"
 THRESHOLD_PREFIX = "memaudit.verdict."  # + the verdict metric's name: its measured value
+COMPARISON_PREFIX = "memaudit.comparison."  # + the metric's name and one of COMPARISON_FIELDS
+COMPARISON_FIELDS = (
+    "value",
+    "baseline_value",
+    "difference",
+    "low",
+    "high",
+    "p_value",
+    "n_shared",
+    "newly",
+    "no_longer",
+)
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,24 @@ def result_metrics(audit: Audit, headline_tags: Mapping[str, str]) -> dict[str, 
         for tag, metric in headline_tags.items()
         if (value := metric_value(summary, metric)) is not None
     }
-    for result in (audit.verdict or {}).get("results") or []:
+    verdict = audit.verdict or {}
+    for result in verdict.get("results") or []:
         if isinstance(result.get("value"), int | float):
-            metrics[f"{THRESHOLD_PREFIX}{result['metric']}"] = float(result["value"])
+            metrics[f"{THRESHOLD_PREFIX}{_key(result['metric'])}"] = float(result["value"])
+    # A relative condition's comparison with the baseline: charted beside the training metrics,
+    # a version's p-value and interval read in MLflow's compare view without opening the report.
+    for comparison in verdict.get("comparisons") or []:
+        for field in COMPARISON_FIELDS:
+            value = comparison.get(field)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                key = f"{COMPARISON_PREFIX}{_key(comparison['metric'])}.{field}"
+                metrics[key] = float(value)
     return metrics
+
+
+def _key(metric: str) -> str:
+    """A metric's name in MLflow's key alphabet (`membership.min_k++.auc` has a `+`)."""
+    return TAG_UNSAFE.sub("_", metric)
 
 
 def _live(client: Any, run_id: str | None) -> bool:
@@ -90,6 +117,18 @@ def _logged_model_id(client: Any, registered: Any) -> str | None:
     except Exception:  # an older server, or a name that only looked like an id
         return None
     return found if logged.source_run_id == registered.run_id else None
+
+
+def logged_run(client: Any, registered: Any, audit_id: str) -> str | None:
+    """The run that already holds this audit's results, if any: a retried write-back must not
+    log them twice (or, the version having no run of its own, make a second run)."""
+    for run_id in (registered.run_id, (registered.tags or {}).get(RUN_TAG)):
+        if (
+            _live(client, run_id)
+            and client.get_run(run_id).data.tags.get("memaudit.audit_id") == audit_id
+        ):
+            return run_id
+    return None
 
 
 def results_run(client: Any, registered: Any) -> ResultsRun:

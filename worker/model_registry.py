@@ -41,7 +41,7 @@ from core.policies import (
 from core.task_names import WRITE_BACK_TO_REGISTRY
 from worker import wandb_events
 from worker.checks.registry import REGISTRY
-from worker.mlflow_results import RUN_TAG, log_results
+from worker.mlflow_results import RUN_TAG, log_results, logged_run
 from worker.registry_verdicts import (
     HEADLINE_TAGS,
     judges_version,
@@ -229,7 +229,9 @@ def write_back(db: Database, settings: Settings, audit_id: str) -> dict[str, str
     if own is not None:  # its results, once its verdict is known
         registered = client.get_model_version(name, version)
         try:
-            run_id = log_results(client, settings, audit, own, HEADLINE_TAGS, registered)
+            run_id = logged_run(client, registered, audit.id) or log_results(
+                client, settings, audit, own, HEADLINE_TAGS, registered
+            )
             client.set_model_version_tag(name, version, RUN_TAG, run_id)
             logged[RUN_TAG] = run_id
         except Exception as exc:  # the tags a gate reads must not wait on the run's metrics

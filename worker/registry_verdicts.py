@@ -42,6 +42,7 @@ HEADLINE_TAGS = {
 # and promotion allowed only where every policy allows it.
 AGGREGATE_TAGS = ("memaudit.verdict", "memaudit.promotion", "memaudit.verdict_reason")
 TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+POLICY_FIELDS = ("verdict", "promotion", "audit_id", "verdict_reason", "explanation")
 # Rounds of write, read back, compare: two suffice unless the database keeps changing under the
 # write-back, which then fails and is retried by its task.
 SETTLE_ROUNDS = 4
@@ -124,10 +125,14 @@ def _counts(audit: Audit) -> bool:
 
 def reached_audit(audits: Iterable[Audit]) -> Audit | None:
     """The audit whose numbers and report the version shows: the newest ended one whose verdict
-    is the version's; failing that, the newest ended one that judged nothing (a champion's first
-    audit, its own baseline)."""
+    is the version's and reached (not waiting for its baseline); failing that, the newest ended
+    one that judged nothing (a champion's first audit, its own baseline)."""
     ended = sorted(
-        (a for a in audits if a.status in AuditStatus.FINAL and not only_baseline(a)),
+        (
+            a
+            for a in audits
+            if a.status in AuditStatus.FINAL and not a.verdict_pending and not only_baseline(a)
+        ),
         key=lambda a: (a.finished_at or a.created_at, a.created_at, a.id),
         reverse=True,
     )
@@ -139,16 +144,9 @@ def _status_of(audit: Audit) -> str:
     return verdict.get("status") or ("error" if audit.status == AuditStatus.FAILED else "none")
 
 
-def _policies(session: Session, audit: Audit, source: str, name: str) -> dict[str, str]:
-    """The policies whose verdicts the version carries, by id: those matching it now, and the
-    asking audit's own (even if since disabled or changed to match no longer)."""
-    policies = {p.id: p.name for p in matching_policies(session, source, name)}
-    if audit.policy_id and audit.policy_id not in policies:
-        own = session.get(AuditPolicy, audit.policy_id)
-        policies[audit.policy_id] = (
-            own.name if own else (audit.labels or {}).get("policy", audit.policy_id)
-        )
-    return policies
+def _policy_name(session: Session, audit: Audit) -> str:
+    policy = session.get(AuditPolicy, audit.policy_id) if audit.policy_id else None
+    return policy.name if policy else (audit.labels or {}).get("policy", audit.policy_id or "")
 
 
 def _aggregate(current: Mapping[str, Audit], policies: Mapping[str, str]) -> dict[str, str]:
@@ -190,22 +188,27 @@ def verdict_tags(
     session: Session, settings: Settings, audit: Audit, source: str, name: str
 ) -> tuple[dict[str, str], list[str]]:
     """The tags the registry's version of `audit` must hold now, and the optional ones to remove
-    where an earlier state left them. The same answer for every audit of the version."""
-    policies = _policies(session, audit, source, name)
-    audits = [
-        a
-        for a in session.scalars(
-            select(Audit)
-            .where(Audit.model_uri == audit.model_uri, Audit.policy_id.in_(list(policies)))
-            .order_by(Audit.created_at.desc(), Audit.id.desc())
-        )
-        if not only_baseline(a)
-    ]
+    where an earlier state left them: the same answer for every audit of the version. The
+    policies are those matching the version now; one that audited it and no longer matches
+    (disabled, its pattern changed) no longer gates it, and its tags are removed."""
+    policies = {p.id: p.name for p in matching_policies(session, source, name)}
+    by_policy: dict[str, list[Audit]] = {}
+    for found in session.scalars(
+        select(Audit)
+        .where(Audit.model_uri == audit.model_uri, Audit.policy_id.is_not(None))
+        .order_by(Audit.created_at.desc(), Audit.id.desc())
+    ):
+        if not only_baseline(found):
+            by_policy.setdefault(found.policy_id or "", []).append(found)
     tags: dict[str, str] = {}
     optional = ["memaudit.verdict_reason"]
+    for policy_id, audits in by_policy.items():
+        if policy_id not in policies:
+            dropped = _policy_name(session, audits[0])
+            optional += [policy_tag(dropped, field) for field in POLICY_FIELDS]
     current: dict[str, Audit] = {}
     for policy_id, policy in policies.items():
-        own = [a for a in audits if a.policy_id == policy_id]
+        own = by_policy.get(policy_id, [])
         optional += [policy_tag(policy, "verdict_reason"), policy_tag(policy, "explanation")]
         counting = next((a for a in own if _counts(a)), None)
         if counting is not None:
@@ -220,13 +223,13 @@ def verdict_tags(
             tags[policy_tag(policy, "promotion")] = "blocked"
         else:
             tags.update(policy_tags(shown, policy, version_tags(shown, settings)))
-    reached = reached_audit(audits)
+    reached = reached_audit(a for policy_id in policies for a in by_policy.get(policy_id, []))
     if reached is not None:
-        own = version_tags(reached, settings)
-        tags.update({k: v for k, v in own.items() if k not in AGGREGATE_TAGS})
+        shown_numbers = version_tags(reached, settings)
+        tags.update({k: v for k, v in shown_numbers.items() if k not in AGGREGATE_TAGS})
         optional += HEADLINE_TAGS
     tags.update(_aggregate(current, policies))
-    return tags, optional
+    return tags, [key for key in optional if key not in tags]
 
 
 def write_settled(
@@ -241,7 +244,7 @@ def write_settled(
     """Make the registry's version (`read` gives its tags, `write` sets some and removes
     others) hold `verdict_tags` as the database has them now: read back after each write, and
     write what differs again. {} when the audit is gone."""
-    for _ in range(SETTLE_ROUNDS):
+    for round_ in range(SETTLE_ROUNDS + 1):
         with db.session() as session:
             audit = session.get(Audit, audit_id)
             if audit is None:
@@ -249,9 +252,11 @@ def write_settled(
             tags, optional = verdict_tags(session, settings, audit, source, name)
         present = read()
         changed = {key: value for key, value in tags.items() if present.get(key) != value}
-        stale = [key for key in optional if key in present and key not in tags]
+        stale = [key for key in optional if key in present]
         if not changed and not stale:
             return tags
+        if round_ == SETTLE_ROUNDS:
+            break
         write(changed, stale)
     raise RuntimeError(
         f"the memaudit tags of {name} kept changing under the write-back of audit {audit_id}"

@@ -381,9 +381,14 @@ def _verdict(status: str, promotion: str = "blocked", reason: str | None = None)
     return {**found, "reason": reason} if reason else found
 
 
+def _tags(session, audit_id: str) -> tuple[dict[str, str], list[str]]:  # type: ignore[no-untyped-def]
+    """The tags the version of `audit_id` must hold, and those to remove."""
+    return verdict_tags(session, SETTINGS, session.get(Audit, audit_id), "mlflow", "support-bot")
+
+
 def _aggregate(session, audit_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """The aggregate tags among those the version of `audit_id` must hold."""
-    tags, _ = verdict_tags(session, SETTINGS, session.get(Audit, audit_id), "mlflow", "support-bot")
+    tags, _ = _tags(session, audit_id)
     return {key: value for key, value in tags.items() if key in AGGREGATE_TAGS}
 
 
@@ -577,3 +582,48 @@ def test_a_finished_comparable_audit_is_preferred_to_a_newer_one_still_running(d
         session.get(Audit, done).status = AuditStatus.FAILED
         session.flush()  # none succeeded: the running one is waited for
         assert reusable_audit(session, policy, URI.format(1), like, besides="x").id == running
+
+
+def test_a_policy_that_no_longer_matches_stops_gating_and_its_tags_go(db) -> None:
+    """Whichever audit of the version asks, the answer is the same: a policy disabled while its
+    audit ran neither counts in the aggregate nor keeps its tags, even when that audit asks."""
+    gate, floor = _policy(db, "gate", []), _policy(db, "floor", [], baseline=None)
+    flags = _flags(50, range(5))
+    passed = _audit(db, flags, policy_id=gate, verdict=_verdict("pass", "allowed"))
+    failed = _audit(db, flags, policy_id=floor, verdict=_verdict("fail"))
+    with db.session() as session:
+        session.get(AuditPolicy, floor).enabled = False
+    answers = []
+    for asking in (passed, failed):
+        with db.session() as session:
+            answers.append(_tags(session, asking))
+    assert answers[0] == answers[1]
+    tags, optional = answers[0]
+    assert (tags["memaudit.verdict"], tags["memaudit.promotion"]) == ("pass", "allowed")
+    assert tags["memaudit.audit_id"] == passed
+    assert not [key for key in tags if key.startswith("memaudit.floor.")]
+    assert {"memaudit.floor.verdict", "memaudit.floor.promotion"} <= set(optional)
+
+
+def test_a_verdict_waiting_for_its_baseline_does_not_stand_for_the_versions_numbers(db) -> None:
+    """The reached verdict's audit stays the one the version names (reconciliation repairs a
+    lost write-back of the verdict by that id) until the waiting one reaches its own."""
+    gate = _policy(db, "gate", [RATE])
+    flags = _flags(50, range(5))
+    first = _audit(db, flags, version=3, policy_id=gate, verdict=_verdict("pass", "allowed"))
+    again = _audit(
+        db, flags, version=3, policy_id=gate, verdict=pending_verdict({"audit_id": first})
+    )
+    with db.session() as session:
+        session.get(Audit, again).verdict_pending = True
+    with db.session() as session:
+        tags, _ = _tags(session, again)
+    assert tags["memaudit.audit_id"] == first
+    assert (tags["memaudit.gate.verdict"], tags["memaudit.verdict"]) == ("pending", "pending")
+    with db.session() as session:
+        row = session.get(Audit, again)
+        row.verdict, row.verdict_pending = _verdict("fail"), False
+    with db.session() as session:
+        tags, _ = _tags(session, first)
+    assert tags["memaudit.audit_id"] == tags["memaudit.gate.audit_id"] == again
+    assert (tags["memaudit.gate.verdict"], tags["memaudit.verdict"]) == ("fail", "fail")

@@ -152,13 +152,43 @@ def test_results_metrics_are_the_headlines_and_each_thresholds_value(tmp_path) -
             "results": [
                 {"metric": "extraction.greedy_extraction_rate", "op": "<=", "value": 0.25},
                 {"metric": "membership.best.auc", "op": "<=", "value": None},
+                {"metric": "membership.min_k++.auc", "op": "<=", "value": 0.5},
+            ],
+            "comparisons": [
+                {
+                    "metric": "extraction.greedy_extraction_rate",
+                    "status": "fail",
+                    "value": 0.25,
+                    "baseline_value": 0.1,
+                    "difference": 0.15,
+                    "low": 0.08,
+                    "high": 0.22,
+                    "p_value": 0.0004,
+                    "method": "mcnemar",
+                    "n_shared": 48,
+                    "newly": 8,
+                    "no_longer": 1,
+                    "relative": True,
+                },
+                {"metric": "loss.mean_loss", "status": "not_compared", "explanation": "..."},
             ],
         },
     )
+    comparison = "memaudit.comparison.extraction.greedy_extraction_rate"
     assert result_metrics(audit, HEADLINE_TAGS) == {
         "memaudit.greedy_extraction_rate": 0.25,
         "memaudit.mean_loss": 2.5,
         "memaudit.verdict.extraction.greedy_extraction_rate": 0.25,
+        "memaudit.verdict.membership.min_k__.auc": 0.5,  # MLflow's key alphabet
+        f"{comparison}.value": 0.25,
+        f"{comparison}.baseline_value": 0.1,
+        f"{comparison}.difference": 0.15,
+        f"{comparison}.low": 0.08,
+        f"{comparison}.high": 0.22,
+        f"{comparison}.p_value": 0.0004,
+        f"{comparison}.n_shared": 48.0,
+        f"{comparison}.newly": 8.0,
+        f"{comparison}.no_longer": 1.0,
     }
     settings = Settings(data_dir=tmp_path, callback_secret="s" * 32)
     report = masked_report(audit, settings, "https://audit.example/audits/a1")
@@ -581,3 +611,33 @@ def test_a_retried_write_back_of_an_older_audit_leaves_the_newer_verdict(
     tags = registry.get_model_version("fraud-lm", "1").tags
     assert tags["memaudit.policy.audit_id"] == tags["memaudit.audit_id"] == again_id
     assert (tags["memaudit.policy.verdict"], tags["memaudit.verdict"]) == ("pass", "pass")
+
+
+def test_a_retried_write_back_logs_the_audits_results_once(
+    make_stack, tmp_path, tiny_lm, monkeypatch
+) -> None:
+    """The task retries a write-back whose tags kept changing, or whose registry call failed
+    after the run was logged: the run gets the audit's numbers and report once (a file store
+    would chart each repeated point), and no second run is made."""
+    from core.inspection import mlflow_models
+    from worker.mlflow_results import EXPERIMENT, RUN_TAG
+    from worker.model_registry import write_back
+
+    registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
+    (audit_id,) = reconcile(stack.db, stack.settings, stack.client.app.state.celery)
+    _passed(stack, audit_id)
+    batches: list[str] = []
+    real = mlflow_models.client
+
+    def counting(uri: str):  # type: ignore[no-untyped-def]
+        client = real(uri)
+        log_batch = client.log_batch
+        client.log_batch = lambda run_id, **kw: (batches.append(run_id), log_batch(run_id, **kw))
+        return client
+
+    monkeypatch.setattr(mlflow_models, "client", counting)
+    first = write_back(stack.db, stack.settings, audit_id)
+    again = write_back(stack.db, stack.settings, audit_id)
+    assert first[RUN_TAG] == again[RUN_TAG] and batches == [first[RUN_TAG]]
+    experiment = registry.get_experiment_by_name(EXPERIMENT).experiment_id
+    assert len(registry.search_runs([experiment])) == 1
