@@ -1,6 +1,7 @@
 """The identity provider's side of a sign-in: discovery, the authorization URL (code flow,
 PKCE S256, state and nonce), the code's redemption and the ID token's validation (signature
-against the provider's JWKS, issuer, audience, expiry, nonce, at_hash). authlib builds the
+against the provider's JWKS, issuer, audience, expiry, nonce, at_hash), and the roles and teams
+claims from the userinfo endpoint when the ID token lacks them. authlib builds the
 requests and checks the ID token's claims (joserfc, its JOSE library, the signature); the
 requests themselves go out through the service's own checked client, since authlib's HTTP
 client is built on httpx2, whose transports the checked one is not.
@@ -58,6 +59,7 @@ class ProviderMetadata:
     token_endpoint: str
     jwks_uri: str
     algorithms: tuple[str, ...]
+    userinfo_endpoint: str = ""
 
 
 _cache: dict[str, tuple[float, ProviderMetadata]] = {}
@@ -124,6 +126,7 @@ def discover(settings: Settings) -> ProviderMetadata:
         str(document["token_endpoint"]),
         str(document["jwks_uri"]),
         algorithms,
+        str(document.get("userinfo_endpoint") or ""),
     )
     with _cache_lock:
         _cache[issuer] = (time.monotonic(), metadata)
@@ -178,22 +181,53 @@ def _token_response(
 def redeem_code(
     settings: Settings, metadata: ProviderMetadata, code: str, code_verifier: str, nonce: str
 ) -> dict[str, Any]:
-    """The verified claims of the ID token the code is exchanged for."""
+    """The verified claims of the ID token the code is exchanged for, with the roles and
+    teams claims from the userinfo endpoint where the ID token lacks them."""
     token = _token_response(settings, metadata, code, code_verifier)
     id_token = token.get("id_token")
     if not isinstance(id_token, str):
         raise ProviderError("the token response has no id_token")
     jwks, fetched = provider_keys(settings, metadata)
-    check = (metadata, settings.oidc_client_id, nonce, token.get("access_token"))
+    access_token = token.get("access_token")
+    check = (metadata, settings.oidc_client_id, nonce, access_token)
     try:
-        return verified_claims(id_token, jwks, *check)
+        claims = verified_claims(id_token, jwks, *check)
     except ProviderError:
         kid = _key_id(id_token)
         if fetched or (kid is not None and kid in _key_ids(jwks)):
             raise  # not a key the cached set lacks: the token itself is wrong
-    # Signed by a key the cached set lacks (or names none): the provider may have rotated
-    # its keys since, so they are fetched once more.
-    return verified_claims(id_token, provider_keys(settings, metadata, True)[0], *check)
+        # Signed by a key the cached set lacks (or names none): the provider may have rotated
+        # its keys since, so they are fetched once more.
+        claims = verified_claims(id_token, provider_keys(settings, metadata, True)[0], *check)
+    return with_userinfo(settings, metadata, claims, access_token)
+
+
+def with_userinfo(
+    settings: Settings, metadata: ProviderMetadata, claims: dict[str, Any], access_token: Any
+) -> dict[str, Any]:
+    """The ID token's claims, with the roles and teams claims read from the userinfo endpoint
+    when the token lacks them: many providers keep groups out of ID tokens (their size, or by
+    configuration). Only those two claims are taken from it, never one the token has, and only
+    from an answer about the token's own subject (OpenID Connect Core 5.3.2)."""
+    wanted = [
+        name
+        for name in (settings.oidc_roles_claim, settings.oidc_teams_claim)
+        if name not in claims
+    ]
+    if not wanted or not metadata.userinfo_endpoint or not isinstance(access_token, str):
+        return claims
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    try:
+        with _client(settings) as client:
+            response = client.get(metadata.userinfo_endpoint, headers=headers)
+        info = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, UrlNotAllowed, ValueError) as exc:
+        raise ProviderError(f"userinfo endpoint: {type(exc).__name__}: {exc}") from None
+    if not isinstance(info, dict):  # an error, or a signed (JWT) answer this client never asks for
+        raise ProviderError(f"userinfo endpoint answered {response.status_code}, not claims")
+    if str(info.get("sub")) != str(claims["sub"]):
+        raise ProviderError("the userinfo endpoint answered for another subject")
+    return {**{name: info[name] for name in wanted if name in info}, **claims}
 
 
 def provider_keys(
