@@ -103,12 +103,14 @@ def send(settings: Settings, message: EmailMessage, recipients: Sequence[str]) -
         with _session(settings, str(address)) as client:
             refused = client.send_message(message, to_addrs=list(recipients))
     except smtplib.SMTPResponseException as exc:
-        text = (
-            exc.smtp_error.decode(errors="replace")
-            if isinstance(exc.smtp_error, bytes)
-            else str(exc.smtp_error)
+        # The relay's own words are not kept, as a webhook receiver's body is not: a reply may
+        # echo what it was sent (addresses, the login). Its code says what a reader needs.
+        temporary = 400 <= exc.smtp_code < 500
+        what = "the login" if isinstance(exc, smtplib.SMTPAuthenticationError) else "the message"
+        kind = "a temporary refusal, tried again" if temporary else "a permanent refusal"
+        return Response(
+            exc.smtp_code, f"the relay refused {what}: SMTP {exc.smtp_code} ({kind})", temporary
         )
-        return Response(exc.smtp_code, text[:MAX_ERROR_CHARS], 400 <= exc.smtp_code < 500)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = sorted({code for code, _ in exc.recipients.values()})
         return Response(

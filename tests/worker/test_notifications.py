@@ -440,3 +440,48 @@ def test_the_reaper_tells_a_verdict_whose_baseline_was_cancelled_once(
     )
     with db.session() as session:
         assert session.get(Audit, candidate).verdict["status"] == "unknown"
+
+
+class _RefusingRelay:
+    """aiosmtpd's handler: every message refused with `reply`, which echoes what it was sent."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+        return self.reply
+
+
+@pytest.mark.parametrize(
+    ("reply", "retry"),
+    [
+        ("554 5.7.1 rejected: <ops@example.org> said Secr3tT0ken", False),
+        ("451 4.3.0 try later, <ops@example.org> said Secr3tT0ken", True),
+    ],
+)
+def test_a_relays_refusal_is_kept_as_its_code_never_its_words(
+    make_db, reply: str, retry: bool
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    from tests.e2e.conftest import free_port
+
+    port = free_port()
+    controller = Controller(_RefusingRelay(reply), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        settings, _ = make_db(
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_from="memaudit@example.org",
+            smtp_security="none",
+            smtp_allow_private=True,
+        )
+        letter = mail.envelope(settings, ["ops@example.org"], "s", "t")
+        response = mail.send(settings, letter, ["ops@example.org"])
+    finally:
+        controller.stop()
+    code = int(reply[:3])
+    assert (response.status_code, response.retryable) == (code, retry)
+    assert response.error.startswith(f"the relay refused the message: SMTP {code} (")
+    assert "Secr3tT0ken" not in response.error and "ops@example.org" not in response.error
