@@ -3,6 +3,7 @@ their Δ curves and transition points, and each one's nearest training image."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +49,25 @@ def compute_basin(
     return rows
 
 
-def mean_or_none(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
+def as_float(value: float | None) -> float:
+    """A stored per-record number as the float it was: JSON columns keep NaN and infinities as
+    null (core/db.py), so None reads as NaN, which numpy carries through a mean as before."""
+    return math.nan if value is None else float(value)
+
+
+def mean_or_none(values: Sequence[float | None]) -> float | None:
+    return float(np.mean([as_float(v) for v in values])) if len(values) else None
+
+
+def rounded(values: Sequence[float | None], digits: int) -> list[float | None]:
+    """Each number rounded for a summary's list; one stored as null stays None."""
+    return [None if v is None else round(v, digits) for v in values]
+
+
+def _most_similar_first(value: dict[str, Any]) -> tuple[bool, float]:
+    """Sort key: the highest similarity first, one that was not finite (None) last."""
+    similarity = value["similarity_max"]
+    return similarity is None, -(similarity or 0.0)
 
 
 def group_of(value: dict[str, Any]) -> str:
@@ -66,7 +84,7 @@ def _median_transitions(values: Sequence[dict[str, Any]]) -> dict[str, float]:
 def _group_curves(values: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     groups: dict[str, list[list[float]]] = {}
     for v in values:
-        groups.setdefault(group_of(v), []).append(v["delta_curve"])
+        groups.setdefault(group_of(v), []).append([as_float(d) for d in v["delta_curve"]])
     return {k: per_step_mean(c) for k, c in groups.items()}
 
 
@@ -78,16 +96,14 @@ def summarize_basin(values: Sequence[dict[str, Any]], params: BasinParams) -> di
         "embedding": params.embedding,
         "threshold": params.threshold(),
         "copy_rate": float(np.mean([v["copies"] for v in values])) if values else None,
-        "mean_similarity": float(np.mean([v["similarity_max"] for v in values]))
-        if values
-        else None,
-        "mean_detection_score": float(np.mean(scores)) if scores else None,
+        "mean_similarity": mean_or_none([v["similarity_max"] for v in values]),
+        "mean_detection_score": mean_or_none(scores),
         "delta_curves": _group_curves(values),
         "median_transition": _median_transitions(values),
         "by_flag": {},
         "most_similar": [
             {"id": v["id"], "similarity": v["similarity_max"]}
-            for v in sorted(values, key=lambda v: -v["similarity_max"])[:EXEMPLARS]
+            for v in sorted(values, key=_most_similar_first)[:EXEMPLARS]
         ],
     }
     for flag, name in ((True, "memorized"), (False, "not_memorized")):
@@ -95,8 +111,8 @@ def summarize_basin(values: Sequence[dict[str, Any]], params: BasinParams) -> di
         if group:
             summary["by_flag"][name] = {
                 "n": len(group),
-                "detection_score": float(np.mean([v["detection_score"] for v in group])),
-                "similarity": float(np.mean([v["similarity_max"] for v in group])),
+                "detection_score": mean_or_none([v["detection_score"] for v in group]),
+                "similarity": mean_or_none([v["similarity_max"] for v in group]),
                 "copy_rate": float(np.mean([v["copies"] for v in group])),
             }
     return summary
@@ -151,9 +167,9 @@ def summarize_mitigation(
         sims = [v["similarity"][method] for v in values]
         aligned = [v["aligned"][method] for v in values if v["aligned"][method] is not None]
         methods[method] = {
-            "mean_similarity": float(np.mean(sims)) if sims else None,
+            "mean_similarity": mean_or_none(sims),
             "copy_rate": float(np.mean([v["copies"][method] for v in values])) if values else None,
-            "similarities": [round(s, 4) for s in sims][:2000],
+            "similarities": rounded(sims, 4)[:2000],
             "alignment": float(np.mean(aligned)) if aligned else None,
         }
     plain = methods.get("cfg", {}).get("alignment")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from core.inspection.datasets import DatasetError, Record
-from worker.checks.diffusion.basin import group_of, mean_or_none
+from worker.checks.diffusion.basin import group_of, mean_or_none, rounded
 from worker.checks.diffusion.kinds import LidParams
 from worker.checks.diffusion.passes import DiffusionContext, conditions_of, eps_pair, initial_noise
 from worker.engine.diffusion.flipd import flipd_from_eps
@@ -121,7 +121,7 @@ def summarize(values: Sequence[dict[str, Any]], params: LidParams) -> dict[str, 
             name: {
                 "n": len(group),
                 "mean_flipd": mean_or_none([v["flipd"] for v in group]),
-                "flipd": [round(v["flipd"], 4) for v in group][:5000],
+                "flipd": rounded([v["flipd"] for v in group], 4)[:5000],
                 "curve": {t: mean_or_none([v["flipd_curve"][t] for v in group]) for t in grid},
             }
             for name, group in groups.items()

@@ -94,6 +94,13 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
+def _largest_gain_first(value: dict[str, Any]) -> tuple[bool, float]:
+    """Sort key: the window that gained most first; a gain stored as null (core/db.py keeps
+    NaN and infinities so) last, where -NaN's unordered key left it before."""
+    gain = value["best_window"]["mean_delta"]
+    return not _finite(gain), -gain if _finite(gain) else 0.0
+
+
 def _tally(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     windowed = [v for v in rows if v.get("n_windows")]
     return {
@@ -127,7 +134,7 @@ def summarize_finetune(values: Sequence[dict[str, Any]], params: FinetuneParams)
     # The records the fine-tune made extractable, likeliest first: the headline's evidence.
     found = sorted(
         (v for v in scored if v.get("target_not_base")),
-        key=lambda v: -v["best_window"]["mean_delta"],
+        key=_largest_gain_first,
     )
     summary["target_not_base"] = [
         {"id": v.get("id"), "offset": v["best_window_offset"], **v["best_window"]}

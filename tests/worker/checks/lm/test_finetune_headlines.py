@@ -53,3 +53,26 @@ def test_headlines_without_labels_or_windows() -> None:
     assert found["finetune.all.target_not_base"].value == pytest.approx(0.25)
     unwindowed = [{**_record(0, None, only=False), "n_windows": 0}]
     assert _headlines(unwindowed) == {}
+
+
+def test_a_gain_stored_as_null_summarizes_as_nan() -> None:
+    """A Δℓ that was not finite is stored as null (core/db.py): the record it belongs to is
+    ranked and left out as the NaN was, not a TypeError that fails finalize."""
+    import json
+    import math
+
+    from core.db import json_text
+
+    def undefined(value: float | None) -> dict:
+        record = _record(7, True, only=True)
+        record["best_window"] = {**record["best_window"], "mean_delta": value}
+        return {**record, "mink_delta_0.2": value}
+
+    values = [_record(i, True, only=i < 6) for i in range(6)]
+    values += [_record(8 + i, False, only=False) for i in range(8)]
+    params = FinetuneParams(bootstrap=50)
+    summary = summarize_finetune([*values, undefined(None)], params)
+    with_nan = summarize_finetune([*values, undefined(math.nan)], params)
+    assert json.loads(json_text(summary)) == json.loads(json_text(with_nan))
+    assert [r["id"] for r in summary["target_not_base"]][-1] == "r7"
+    assert summary["scores"]["mink_delta_0.2"]["n_members"] == 6
