@@ -3,6 +3,7 @@ alignment by mitigation, FLIPD histograms and curves. Pure: summary in, Figure o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,10 @@ def delta_curves_figure(basin: Mapping[str, Any]) -> go.Figure | None:
     )
 
 
+def _similarity_rank(similarity: float | None) -> float:
+    return -math.inf if similarity is None else similarity
+
+
 def exemplar_pairs_figure(basin: Mapping[str, Any], columns: int = 3) -> go.Figure | None:
     """The generations closest to training data, each beside its nearest training image."""
     details = basin.get("exemplars") or {}
@@ -60,8 +65,11 @@ def exemplar_pairs_figure(basin: Mapping[str, Any], columns: int = 3) -> go.Figu
         return None
     titles, images = [], []
     for entry in shown:
-        run = max(details[entry["id"]]["runs"], key=lambda r: r["similarity"])
-        titles += [f"{entry['id']} ({entry['similarity']:.3f})", "nearest"]
+        # A similarity that was not finite is stored as null (core/db.py): it ranks last.
+        run = max(details[entry["id"]]["runs"], key=lambda r: _similarity_rank(r["similarity"]))
+        similarity = entry["similarity"]
+        shown_as = "—" if similarity is None else f"{similarity:.3f}"
+        titles += [f"{entry['id']} ({shown_as})", "nearest"]
         images += [run["image"][0], run["nearest_image"][0]]  # the first channel
     return image_grid_figure(
         images, titles, 2 * columns, "Generations next to their nearest training image", 140
