@@ -54,13 +54,17 @@ def _pooled(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+NOT_FINITE = "not_finite"
+
+
 def summarize_loss(values: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pooled NLL and perplexity, overall and for members and non-members when labelled."""
     summary = _pooled(values)
     unscored = [v for v in values if v.get("loss") is None]
     summary["n_skipped"] = len(unscored)
     if unscored:
-        reasons = sorted({str(v.get("reason")) for v in unscored})
+        # A row with no reason held a loss that was not a finite number: stored, it reads null.
+        reasons = sorted({str(v.get("reason") or NOT_FINITE) for v in unscored})
         summary["skipped_reasons"] = reasons
     summary["mean_sample_loss_ci95"] = mean_interval(
         [v["loss"] for v in values if v.get("loss") is not None]

@@ -117,6 +117,11 @@ def test_loss_values_and_summary() -> None:
     )
     assert math.isclose(summary["mean_nll"], 3.0) and summary["n_truncated"] == 1
     assert summary["by_member"]["nonmembers"]["mean_nll"] == 4.0
+    # A loss that was not finite is stored as null (core/db.py): skipped, and said why.
+    undefined = {**sample_loss(TokenStats(3, np.array([-1.0, -1.0])), 3), "loss": None}
+    with_undefined = summarize_loss([undefined, sample_loss(TokenStats(0, np.zeros(0)), 0)])
+    assert with_undefined["n_skipped"] == 2
+    assert with_undefined["skipped_reasons"] == ["empty", "not_finite"]
 
 
 def test_batches_group_similar_lengths() -> None:
