@@ -22,6 +22,7 @@ Names are stable and documented so a registry gate can be written against them:
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -134,12 +135,16 @@ def check_metric_name(name: str) -> None:
 
 
 def metric_value(summary: Mapping[str, Any], name: str) -> float | None:
-    """The named metric of an audit summary; None when the audit did not compute it."""
+    """The named metric of an audit summary; None when the audit did not compute it, or
+    computed no number (NaN, an infinity): stored, such a value reads null (core/db.py), so a
+    verdict reached from the summary in memory and one read back agree."""
     kind, _, rest = name.partition(".")
     if kind not in READERS or not rest:
         raise UnknownMetric(name)
     value = READERS[kind](summary.get(kind) or {}, rest.split("."))
-    return float(value) if isinstance(value, int | float) else None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 # Readings under which a membership metric says nothing either way (README, "Reading a

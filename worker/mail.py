@@ -107,7 +107,7 @@ def send(settings: Settings, message: EmailMessage, recipients: Sequence[str]) -
         # echo what it was sent (addresses, the login). Its code says what a reader needs.
         temporary = 400 <= exc.smtp_code < 500
         what = "the login" if isinstance(exc, smtplib.SMTPAuthenticationError) else "the message"
-        kind = "a temporary refusal, tried again" if temporary else "a permanent refusal"
+        kind = "a temporary refusal" if temporary else "a permanent refusal"
         return Response(
             exc.smtp_code, f"the relay refused {what}: SMTP {exc.smtp_code} ({kind})", temporary
         )

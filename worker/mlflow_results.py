@@ -30,6 +30,7 @@ from worker.registry_verdicts import TAG_UNSAFE
 log = logging.getLogger(__name__)
 EXPERIMENT = "memaudit"
 RUN_TAG = "memaudit.run_id"
+LOGGED_PREFIX = "memaudit.logged."  # + an audit id: a run tag once its results are all logged
 THRESHOLD_PREFIX = "memaudit.verdict."  # + the verdict metric's name: its measured value
 COMPARISON_PREFIX = "memaudit.comparison."  # + the metric's name and one of COMPARISON_FIELDS
 COMPARISON_FIELDS = (
@@ -121,14 +122,16 @@ def _logged_model_id(client: Any, registered: Any) -> str | None:
 
 def logged_run(client: Any, registered: Any, audit_id: str) -> str | None:
     """The run that already holds this audit's results, if any: a retried write-back must not
-    log them twice (or, the version having no run of its own, make a second run)."""
+    log them twice (or, the version having no run of its own, make a second run). Every
+    policy's audit logs to the version's one run, so each marks itself done, last."""
     for run_id in (registered.run_id, (registered.tags or {}).get(RUN_TAG)):
-        if (
-            _live(client, run_id)
-            and client.get_run(run_id).data.tags.get("memaudit.audit_id") == audit_id
-        ):
+        if _live(client, run_id) and logged_tag(audit_id) in client.get_run(run_id).data.tags:
             return run_id
     return None
+
+
+def logged_tag(audit_id: str) -> str:
+    return f"{LOGGED_PREFIX}{audit_id}"
 
 
 def results_run(client: Any, registered: Any) -> ResultsRun:
@@ -213,4 +216,5 @@ def log_results(
             masked_report(audit, settings, tags["memaudit.report_url"]),
             f"memaudit/{audit.id}/report.json",
         )
+    client.set_tag(run.run_id, logged_tag(audit.id), "true")  # last: all of it is there
     return run.run_id

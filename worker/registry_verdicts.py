@@ -43,6 +43,7 @@ HEADLINE_TAGS = {
 AGGREGATE_TAGS = ("memaudit.verdict", "memaudit.promotion", "memaudit.verdict_reason")
 TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 POLICY_FIELDS = ("verdict", "promotion", "audit_id", "verdict_reason", "explanation")
+REACHED_TAGS = ("memaudit.status", "memaudit.audit_id", "memaudit.report_url")
 # Rounds of write, read back, compare: two suffice unless the database keeps changing under the
 # write-back, which then fails and is retried by its task.
 SETTLE_ROUNDS = 4
@@ -223,11 +224,13 @@ def verdict_tags(
             tags[policy_tag(policy, "promotion")] = "blocked"
         else:
             tags.update(policy_tags(shown, policy, version_tags(shown, settings)))
+    # With no reached verdict among the matching policies (the only one was a policy's that no
+    # longer matches), the version names no audit's numbers or report.
+    optional += [*REACHED_TAGS, *HEADLINE_TAGS]
     reached = reached_audit(a for policy_id in policies for a in by_policy.get(policy_id, []))
     if reached is not None:
         shown_numbers = version_tags(reached, settings)
         tags.update({k: v for k, v in shown_numbers.items() if k not in AGGREGATE_TAGS})
-        optional += HEADLINE_TAGS
     tags.update(_aggregate(current, policies))
     return tags, [key for key in optional if key not in tags]
 

@@ -222,10 +222,16 @@ def with_userinfo(
             response = client.get(metadata.userinfo_endpoint, headers=headers)
         info = response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, UrlNotAllowed, ValueError) as exc:
-        raise ProviderError(f"userinfo endpoint: {type(exc).__name__}: {exc}") from None
+        info, failure = None, f"{type(exc).__name__}: {exc}"
+    else:
+        failure = f"answered {response.status_code}, not claims"
     if not isinstance(info, dict):  # an error, or a signed (JWT) answer this client never asks for
-        raise ProviderError(f"userinfo endpoint answered {response.status_code}, not claims")
-    if str(info.get("sub")) != str(claims["sub"]):
+        # These claims can only grant: without them the person is judged on the token alone
+        # (and refused, if it names no role or team), never let in on less.
+        log.warning("oidc userinfo endpoint %s: %s", metadata.userinfo_endpoint, failure)
+        return claims
+    subject = info.get("sub")
+    if not isinstance(subject, str) or subject != claims["sub"]:
         raise ProviderError("the userinfo endpoint answered for another subject")
     return {**{name: info[name] for name in wanted if name in info}, **claims}
 

@@ -61,6 +61,19 @@ def test_metric_values(name: str, value: float | None) -> None:
     check_metric_name(name)
 
 
+@pytest.mark.parametrize("undefined", [float("nan"), float("inf")])
+def test_a_metric_that_is_no_number_reads_as_not_computed(undefined: float) -> None:
+    """The summary in memory may hold a NaN the stored summary reads as null (core/db.py):
+    both must give the same verdict, `unknown`, never a `fail` (NaN <= x is False) at finalize
+    and an `unknown` when a pending verdict is reached from the stored summary."""
+    summary = {"loss": {"mean_sample_loss": undefined}}
+    assert metric_value(summary, "loss.mean_loss") is None
+    rule = [{"metric": "loss.mean_loss", "op": "<=", "value": 3.0}]
+    in_memory = evaluate(summary, rule)
+    stored = evaluate({"loss": {"mean_sample_loss": None}}, rule)
+    assert in_memory.status == stored.status == "unknown"
+
+
 def test_a_first_version_has_no_previous_to_compare() -> None:
     assert metric_value(FIRST_VERSION, "retention.accuracy") == 1.0
     assert metric_value(FIRST_VERSION, "retention.previous.forgetting_pp") is None

@@ -603,6 +603,13 @@ def test_a_policy_that_no_longer_matches_stops_gating_and_its_tags_go(db) -> Non
     assert tags["memaudit.audit_id"] == passed
     assert not [key for key in tags if key.startswith("memaudit.floor.")]
     assert {"memaudit.floor.verdict", "memaudit.floor.promotion"} <= set(optional)
+    # No policy gates it any more: the version names no audit's numbers or report either.
+    with db.session() as session:
+        session.get(AuditPolicy, gate).enabled = False
+    with db.session() as session:
+        tags, optional = _tags(session, passed)
+    assert tags["memaudit.verdict"] == "baseline" and "memaudit.audit_id" not in tags
+    assert {"memaudit.audit_id", "memaudit.report_url", "memaudit.gate.verdict"} <= set(optional)
 
 
 def test_a_verdict_waiting_for_its_baseline_does_not_stand_for_the_versions_numbers(db) -> None:

@@ -620,6 +620,8 @@ def test_a_retried_write_back_logs_the_audits_results_once(
     after the run was logged: the run gets the audit's numbers and report once (a file store
     would chart each repeated point), and no second run is made."""
     from core.inspection import mlflow_models
+    from core.policies import start_policy_audit
+    from worker.checks.registry import REGISTRY
     from worker.mlflow_results import EXPERIMENT, RUN_TAG
     from worker.model_registry import write_back
 
@@ -641,3 +643,22 @@ def test_a_retried_write_back_logs_the_audits_results_once(
     assert first[RUN_TAG] == again[RUN_TAG] and batches == [first[RUN_TAG]]
     experiment = registry.get_experiment_by_name(EXPERIMENT).experiment_id
     assert len(registry.search_runs([experiment])) == 1
+    # Another audit of the version logs to the same run; the first one's retry still finds
+    # its own results there.
+    with stack.db.session() as session:
+        policy = session.scalar(select(AuditPolicy).where(AuditPolicy.name == "policy"))
+        other, _ = start_policy_audit(
+            session,
+            stack.settings,
+            _RecordingCelery(),
+            REGISTRY,
+            policy,
+            "mlflow:models:/fraud-lm/1",
+            {},
+            "2",
+        )
+        other_id = other.id
+    _passed(stack, other_id)
+    write_back(stack.db, stack.settings, other_id)
+    write_back(stack.db, stack.settings, audit_id)
+    assert batches == [first[RUN_TAG], first[RUN_TAG]]

@@ -70,3 +70,22 @@ def test_a_userinfo_answer_about_another_subject_is_refused(
     refused = made.client.get(start_sign_in(made.client))
     assert refused.status_code == 401
     assert "/userinfo" in provider.requests and _people(made) == []
+
+
+def test_a_failing_userinfo_endpoint_leaves_the_token_alone_to_judge(
+    dashboard: Callable[..., Dashboard],
+    provider: Provider,
+    lean_id_tokens: Callable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The two claims can only grant: when the endpoint fails, the person is judged on the ID
+    token (here refused, for naming no role), not turned away as unverified."""
+
+    def broken(user: object, scope: str) -> dict:
+        raise RuntimeError("the directory is down")
+
+    monkeypatch.setattr(provider_internals, "_user_claims_for_scope", broken)
+    made = dashboard()
+    refused = made.client.get(start_sign_in(made.client))
+    assert refused.status_code == 403 and "no role that grants access" in refused.text
+    assert "/userinfo" in provider.requests and _people(made) == []
