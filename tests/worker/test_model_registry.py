@@ -502,6 +502,22 @@ def _passed(stack, audit_id: str) -> None:  # type: ignore[no-untyped-def]
         audit.verdict = {"status": "pass", "results": [], "promotion": "allowed"}
 
 
+def _passed_reaudit(stack) -> str:  # type: ignore[no-untyped-def]
+    """A re-audit of fraud-lm v1 under the stack's policy, started and passed."""
+    from core.policies import start_policy_audit
+    from worker.checks.registry import REGISTRY
+
+    with stack.db.session() as session:
+        policy = session.scalar(select(AuditPolicy).where(AuditPolicy.name == "policy"))
+        uri = "mlflow:models:/fraud-lm/1"
+        again, _ = start_policy_audit(
+            session, stack.settings, _RecordingCelery(), REGISTRY, policy, uri, {}, "2"
+        )
+        again_id = again.id
+    _passed(stack, again_id)
+    return again_id
+
+
 def test_a_reaudit_removes_the_optional_tags_the_earlier_audit_left(
     make_stack, tmp_path, tiny_lm
 ) -> None:
@@ -583,8 +599,6 @@ def test_a_retried_write_back_of_an_older_audit_leaves_the_newer_verdict(
 ) -> None:
     """MLflow was down when the first audit ended; its write-back, retried after a re-audit
     wrote its own verdict, must not put the older one back."""
-    from core.policies import start_policy_audit
-    from worker.checks.registry import REGISTRY
     from worker.model_registry import write_back
 
     registry, stack = _registry_and_stack(make_stack, tmp_path, tiny_lm)
@@ -593,19 +607,7 @@ def test_a_retried_write_back_of_an_older_audit_leaves_the_newer_verdict(
         audit = session.get(Audit, first)
         audit.verdict = {"status": "fail", "results": [], "promotion": "blocked"}
         audit.status = "succeeded"
-        policy = session.scalar(select(AuditPolicy).where(AuditPolicy.name == "policy"))
-        again, _ = start_policy_audit(
-            session,
-            stack.settings,
-            _RecordingCelery(),
-            REGISTRY,
-            policy,
-            "mlflow:models:/fraud-lm/1",
-            {},
-            "2",
-        )
-        again_id = again.id
-    _passed(stack, again_id)
+    again_id = _passed_reaudit(stack)
     write_back(stack.db, stack.settings, again_id)
     write_back(stack.db, stack.settings, first)  # the retry, late
     tags = registry.get_model_version("fraud-lm", "1").tags
@@ -620,8 +622,6 @@ def test_a_retried_write_back_logs_the_audits_results_once(
     after the run was logged: the run gets the audit's numbers and report once (a file store
     would chart each repeated point), and no second run is made."""
     from core.inspection import mlflow_models
-    from core.policies import start_policy_audit
-    from worker.checks.registry import REGISTRY
     from worker.mlflow_results import EXPERIMENT, RUN_TAG
     from worker.model_registry import write_back
 
@@ -645,20 +645,7 @@ def test_a_retried_write_back_logs_the_audits_results_once(
     assert len(registry.search_runs([experiment])) == 1
     # Another audit of the version logs to the same run; the first one's retry still finds
     # its own results there.
-    with stack.db.session() as session:
-        policy = session.scalar(select(AuditPolicy).where(AuditPolicy.name == "policy"))
-        other, _ = start_policy_audit(
-            session,
-            stack.settings,
-            _RecordingCelery(),
-            REGISTRY,
-            policy,
-            "mlflow:models:/fraud-lm/1",
-            {},
-            "2",
-        )
-        other_id = other.id
-    _passed(stack, other_id)
+    other_id = _passed_reaudit(stack)
     write_back(stack.db, stack.settings, other_id)
     write_back(stack.db, stack.settings, audit_id)
     assert batches == [first[RUN_TAG], first[RUN_TAG]]
