@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +19,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _finite_only(value: Any) -> Any:
+def finite_only(value: Any) -> Any:
+    """Plain JSON: a non-finite number becomes null, what a missing number is everywhere."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite_only(item) for key, item in value.items()}
+    if isinstance(value, Mapping):
+        return {str(key): finite_only(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_only(item) for item in value]
+        return [finite_only(item) for item in value]
     return value
 
 
@@ -37,7 +38,7 @@ def json_text(value: Any) -> str:
     try:
         return json.dumps(value, allow_nan=False)
     except ValueError:  # rare: a score undefined for some record
-        return json.dumps(_finite_only(value), allow_nan=False)
+        return json.dumps(finite_only(value), allow_nan=False)
 
 
 def _tune_sqlite(engine: Engine) -> None:

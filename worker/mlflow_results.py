@@ -82,13 +82,19 @@ def _key(metric: str) -> str:
     return TAG_UNSAFE.sub("_", metric)
 
 
-def _live(client: Any, run_id: str | None) -> bool:
+def _live_run(client: Any, run_id: str | None) -> Any | None:
+    """The run, when it exists and is not deleted."""
     if not run_id:
-        return False
+        return None
     try:
-        return client.get_run(run_id).info.lifecycle_stage == "active"
+        run = client.get_run(run_id)
     except Exception:  # MlflowException: the run was deleted, or never existed here
-        return False
+        return None
+    return run if run.info.lifecycle_stage == "active" else None
+
+
+def _live(client: Any, run_id: str | None) -> bool:
+    return _live_run(client, run_id) is not None
 
 
 def _experiment_id(client: Any) -> str:
@@ -125,7 +131,8 @@ def logged_run(client: Any, registered: Any, audit_id: str) -> str | None:
     log them twice (or, the version having no run of its own, make a second run). Every
     policy's audit logs to the version's one run, so each marks itself done, last."""
     for run_id in (registered.run_id, (registered.tags or {}).get(RUN_TAG)):
-        if _live(client, run_id) and logged_tag(audit_id) in client.get_run(run_id).data.tags:
+        run = _live_run(client, run_id)
+        if run is not None and logged_tag(audit_id) in run.data.tags:
             return run_id
     return None
 

@@ -8,7 +8,6 @@ exemplars) stays behind the API and is bound to the pack by its RFC 8785 sha256.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from app.dashboard.headline import headlines
 from app.evidence.controls import control_map, role_of
 from app.findings import audit_findings
 from core.config import Settings
+from core.db import finite_only
 from core.errors import ApiError
 from core.evidence_keys import KeyStore, KeyStoreError
 from core.models import Audit, AuditPolicy, AuditStatus, Team
@@ -47,17 +47,6 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON: a non-finite number (possible in an embedded SQLite summary) becomes null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _pick(entry: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -214,7 +203,8 @@ def build_payload(
         "verdict": verdict,
         "controls": control_map(methods, results["readings"], verdict is not None),
     }
-    return _json_safe(payload)
+    # Plain JSON: a non-finite number (rows an older SQLite store kept) becomes null.
+    return finite_only(payload)
 
 
 def active_key(store: KeyStore) -> Ed25519PrivateKey:
